@@ -1,0 +1,266 @@
+//! Policies: which system calls an instance may not make.
+//!
+//! A policy file is TOML:
+//!
+//! ```toml
+//! # Start from the built-in FaaS profile ("default") or from nothing ("none").
+//! base = "default"
+//!
+//! [syscalls]
+//! ptrace  = "deny"          # refuse with EPERM
+//! mkdirat = "deny:EACCES"   # refuse with a chosen errno (name or number)
+//! unshare = "kill"          # end the instance
+//! mount   = "allow"         # lift a rule of the base profile
+//! ```
+//!
+//! The built-in profile comes from the `default` column of `syscalls.tbl`.
+//! A denied call returns `-errno` to the program, is counted as `denied` and is
+//! logged once per number; a kill rule logs the call and ends the instance.
+//!
+//! `shunt run` compiles the file (reporting every mistake with the file name)
+//! and hands the runtime the compiled form ([`Compiled::to_text`]), which the
+//! runtime reads without a TOML parser.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Deserialize;
+
+use crate::syscalls::{self, DefaultRule, Route, NAMES, TABLE_LEN};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rule {
+    Allow,
+    Deny(u16),
+    Kill,
+}
+
+/// A policy resolved to one rule per number.
+#[derive(Clone)]
+pub struct Compiled {
+    pub rules: [Rule; TABLE_LEN],
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("{file}: not valid policy TOML: {message}")]
+    Toml { file: String, message: String },
+    #[error("{file}: base must be \"default\" or \"none\", not {value:?}")]
+    Base { file: String, value: String },
+    #[error("{file}: unknown system call {name:?}{hint}")]
+    UnknownSyscall { file: String, name: String, hint: String },
+    #[error("{file}: {name}: unknown rule {value:?} (use \"allow\", \"deny\", \"deny:<ERRNO>\" or \"kill\")")]
+    UnknownRule { file: String, name: String, value: String },
+    #[error("{file}: {name}: unknown errno {value:?} (use a name such as EPERM or a number from 1 to 4095)")]
+    UnknownErrno { file: String, name: String, value: String },
+    #[error("{file}: {name} cannot be restricted: the runtime itself needs it to run the program")]
+    Protected { file: String, name: String },
+    #[error("compiled policy line {line}: {why}")]
+    Compiled { line: usize, why: String },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyFile {
+    #[serde(default = "default_base")]
+    base: String,
+    #[serde(default)]
+    syscalls: BTreeMap<String, String>,
+}
+
+fn default_base() -> String {
+    "default".into()
+}
+
+/// Calls no policy may restrict: the gate handles them itself, or the instance
+/// cannot end without them.
+fn protected(nr: usize) -> bool {
+    syscalls::ROUTE[nr] == Route::Gate || nr == syscalls::nr::EXIT_GROUP
+}
+
+impl Compiled {
+    /// No restrictions.
+    pub fn allow_all() -> Self {
+        Compiled { rules: [Rule::Allow; TABLE_LEN] }
+    }
+
+    /// The built-in FaaS profile.
+    pub fn builtin() -> Self {
+        let mut c = Self::allow_all();
+        for nr in 0..TABLE_LEN {
+            c.rules[nr] = match syscalls::DEFAULT_POLICY[nr] {
+                DefaultRule::Allow => Rule::Allow,
+                DefaultRule::Kill => Rule::Kill,
+                DefaultRule::Deny(name) => {
+                    Rule::Deny(errno_by_name(name).expect("syscalls.tbl names a known errno"))
+                }
+            };
+        }
+        c
+    }
+
+    /// Parses a policy file's text; `file` names it in errors.
+    pub fn from_toml(file: &str, text: &str) -> Result<Self, PolicyError> {
+        let parsed: PolicyFile = toml::from_str(text).map_err(|e| PolicyError::Toml {
+            file: file.into(),
+            message: e.message().to_string(),
+        })?;
+        let mut c = match parsed.base.as_str() {
+            "default" => Self::builtin(),
+            "none" => Self::allow_all(),
+            other => return Err(PolicyError::Base { file: file.into(), value: other.into() }),
+        };
+        for (name, value) in &parsed.syscalls {
+            let nr = syscalls::number_of(name).ok_or_else(|| PolicyError::UnknownSyscall {
+                file: file.into(),
+                name: name.clone(),
+                hint: suggest(name).map(|s| format!(" (did you mean {s:?}?)")).unwrap_or_default(),
+            })?;
+            let rule = parse_rule(value).map_err(|bad_errno| match bad_errno {
+                Some(e) => PolicyError::UnknownErrno { file: file.into(), name: name.clone(), value: e },
+                None => PolicyError::UnknownRule { file: file.into(), name: name.clone(), value: value.clone() },
+            })?;
+            if rule != Rule::Allow && protected(nr) {
+                return Err(PolicyError::Protected { file: file.into(), name: name.clone() });
+            }
+            c.rules[nr] = rule;
+        }
+        Ok(c)
+    }
+
+    /// The compiled form the runtime reads: one line per restricted number,
+    /// `<nr> deny <errno>` or `<nr> kill`.
+    pub fn to_text(&self) -> String {
+        let mut s = String::from("# shunt compiled policy v1\n");
+        for (nr, rule) in self.rules.iter().enumerate() {
+            match rule {
+                Rule::Allow => {}
+                Rule::Deny(e) => s.push_str(&format!("{nr} deny {e}\n")),
+                Rule::Kill => s.push_str(&format!("{nr} kill\n")),
+            }
+        }
+        s
+    }
+
+    /// Reads [`Compiled::to_text`] output.
+    pub fn from_text(text: &str) -> Result<Self, PolicyError> {
+        let mut c = Self::allow_all();
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let bad = |why: &str| PolicyError::Compiled { line: i + 1, why: why.into() };
+            let mut it = line.split_whitespace();
+            let nr: usize = it
+                .next()
+                .and_then(|n| n.parse().ok())
+                .filter(|&n| n < TABLE_LEN)
+                .ok_or_else(|| bad("bad number"))?;
+            c.rules[nr] = match (it.next(), it.next()) {
+                (Some("kill"), None) => Rule::Kill,
+                (Some("deny"), Some(e)) => {
+                    Rule::Deny(e.parse().ok().filter(|&e| (1..4096).contains(&e)).ok_or_else(|| bad("bad errno"))?)
+                }
+                _ => return Err(bad("expected `<nr> deny <errno>` or `<nr> kill`")),
+            };
+        }
+        Ok(c)
+    }
+
+    /// Human-readable list of the restrictions (for `shunt policy show`).
+    pub fn describe(&self) -> String {
+        let mut s = String::new();
+        for (nr, rule) in self.rules.iter().enumerate() {
+            match rule {
+                Rule::Allow => {}
+                Rule::Deny(e) => s.push_str(&format!("{:<20} deny:{}\n", NAMES[nr], errno_name(*e))),
+                Rule::Kill => s.push_str(&format!("{:<20} kill\n", NAMES[nr])),
+            }
+        }
+        s
+    }
+}
+
+impl fmt::Debug for Compiled {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
+/// `Err(None)`: not a rule; `Err(Some(e))`: a deny rule with a bad errno.
+fn parse_rule(value: &str) -> Result<Rule, Option<String>> {
+    match value {
+        "allow" => Ok(Rule::Allow),
+        "deny" => Ok(Rule::Deny(libc::EPERM as u16)),
+        "kill" => Ok(Rule::Kill),
+        v => match v.strip_prefix("deny:") {
+            Some(e) => errno_by_name(e)
+                .or_else(|| e.parse::<u16>().ok().filter(|n| (1..4096).contains(n)))
+                .map(Rule::Deny)
+                .ok_or_else(|| Some(e.to_string())),
+            None => Err(None),
+        },
+    }
+}
+
+/// The closest known syscall name, if one is close enough to be a typo.
+fn suggest(name: &str) -> Option<&'static str> {
+    fn distance(a: &str, b: &str) -> usize {
+        let b: Vec<char> = b.chars().collect();
+        let mut prev: Vec<usize> = (0..=b.len()).collect();
+        for (i, ca) in a.chars().enumerate() {
+            let mut cur = vec![i + 1];
+            for (j, cb) in b.iter().enumerate() {
+                cur.push((prev[j] + (ca != *cb) as usize).min(prev[j + 1] + 1).min(cur[j] + 1));
+            }
+            prev = cur;
+        }
+        prev[b.len()]
+    }
+    NAMES
+        .iter()
+        .enumerate()
+        .filter(|(nr, _)| syscalls::KNOWN[*nr])
+        .map(|(_, n)| (distance(name, n), *n))
+        .filter(|(d, _)| *d <= 2)
+        .min()
+        .map(|(_, n)| n)
+}
+
+/// Linux errno names (x86-64 values).
+pub const ERRNOS: &[(&str, i32)] = &[
+    ("EPERM", libc::EPERM), ("ENOENT", libc::ENOENT), ("ESRCH", libc::ESRCH), ("EINTR", libc::EINTR),
+    ("EIO", libc::EIO), ("ENXIO", libc::ENXIO), ("E2BIG", libc::E2BIG), ("ENOEXEC", libc::ENOEXEC),
+    ("EBADF", libc::EBADF), ("ECHILD", libc::ECHILD), ("EAGAIN", libc::EAGAIN), ("ENOMEM", libc::ENOMEM),
+    ("EACCES", libc::EACCES), ("EFAULT", libc::EFAULT), ("EBUSY", libc::EBUSY), ("EEXIST", libc::EEXIST),
+    ("EXDEV", libc::EXDEV), ("ENODEV", libc::ENODEV), ("ENOTDIR", libc::ENOTDIR), ("EISDIR", libc::EISDIR),
+    ("EINVAL", libc::EINVAL), ("ENFILE", libc::ENFILE), ("EMFILE", libc::EMFILE), ("ENOTTY", libc::ENOTTY),
+    ("EFBIG", libc::EFBIG), ("ENOSPC", libc::ENOSPC), ("ESPIPE", libc::ESPIPE), ("EROFS", libc::EROFS),
+    ("EMLINK", libc::EMLINK), ("EPIPE", libc::EPIPE), ("ERANGE", libc::ERANGE), ("EDEADLK", libc::EDEADLK),
+    ("ENAMETOOLONG", libc::ENAMETOOLONG), ("ENOLCK", libc::ENOLCK), ("ENOSYS", libc::ENOSYS),
+    ("ENOTEMPTY", libc::ENOTEMPTY), ("ELOOP", libc::ELOOP), ("ENOMSG", libc::ENOMSG),
+    ("ENODATA", libc::ENODATA), ("ETIME", libc::ETIME), ("EPROTO", libc::EPROTO),
+    ("EOVERFLOW", libc::EOVERFLOW), ("EILSEQ", libc::EILSEQ), ("ENOTSOCK", libc::ENOTSOCK),
+    ("EDESTADDRREQ", libc::EDESTADDRREQ), ("EMSGSIZE", libc::EMSGSIZE), ("EPROTOTYPE", libc::EPROTOTYPE),
+    ("ENOPROTOOPT", libc::ENOPROTOOPT), ("EPROTONOSUPPORT", libc::EPROTONOSUPPORT),
+    ("EOPNOTSUPP", libc::EOPNOTSUPP), ("EAFNOSUPPORT", libc::EAFNOSUPPORT), ("EADDRINUSE", libc::EADDRINUSE),
+    ("EADDRNOTAVAIL", libc::EADDRNOTAVAIL), ("ENETDOWN", libc::ENETDOWN), ("ENETUNREACH", libc::ENETUNREACH),
+    ("ECONNABORTED", libc::ECONNABORTED), ("ECONNRESET", libc::ECONNRESET), ("ENOBUFS", libc::ENOBUFS),
+    ("EISCONN", libc::EISCONN), ("ENOTCONN", libc::ENOTCONN), ("ETIMEDOUT", libc::ETIMEDOUT),
+    ("ECONNREFUSED", libc::ECONNREFUSED), ("EHOSTUNREACH", libc::EHOSTUNREACH), ("EALREADY", libc::EALREADY),
+    ("EINPROGRESS", libc::EINPROGRESS), ("ECANCELED", libc::ECANCELED), ("EOWNERDEAD", libc::EOWNERDEAD),
+    ("ENOTSUP", libc::ENOTSUP), ("EDQUOT", libc::EDQUOT),
+];
+
+pub fn errno_by_name(name: &str) -> Option<u16> {
+    ERRNOS.iter().find(|(n, _)| *n == name).map(|(_, v)| *v as u16)
+}
+
+pub fn errno_name(e: u16) -> String {
+    ERRNOS
+        .iter()
+        .find(|(_, v)| *v == e as i32)
+        .map(|(n, _)| n.to_string())
+        .unwrap_or_else(|| e.to_string())
+}

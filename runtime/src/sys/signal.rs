@@ -1,0 +1,170 @@
+//! Signal dispositions.
+//!
+//! `rt_sigaction` is forwarded with one change: a handler's restorer (glibc's
+//! `__restore_rt`, Go's `sigreturn__sigaction`) is replaced by the runtime's
+//! own, whose `rt_sigreturn` lies in the exempt text and so never traps. The
+//! program still reads back its own restorer. While the trap fallback is on,
+//! the real SIGSYS disposition belongs to the runtime; the program's is kept
+//! aside, reported back, and receives every SIGSYS that is not a trap.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use crate::dispatch::Ret;
+use crate::gate::shunt_restorer;
+use crate::layout::{GateFrame, TBF_APP_BLOCKS_SIGSYS};
+use crate::mem::plausible_user_ptr;
+use crate::raw;
+use crate::trap::{self, KernelSigaction, SA_RESTORER};
+
+use super::forward;
+
+const NSIG: usize = 65;
+static APP_RESTORER: [AtomicU64; NSIG] = [const { AtomicU64::new(0) }; NSIG];
+const SIGACTION_SIZE: u64 = core::mem::size_of::<KernelSigaction>() as u64;
+
+pub fn sys_rt_sigaction(f: &mut GateFrame) -> Ret {
+    let (sig, act, old, setsize) = (f.args[0] as i64, f.args[1], f.args[2], f.args[3]);
+    let ok = |p: u64| p == 0 || plausible_user_ptr(p, SIGACTION_SIZE);
+    if setsize != 8 || !(1..NSIG as i64).contains(&sig) || !ok(act) || !ok(old) {
+        return forward(f); // the kernel gives the exact error
+    }
+    let ours = shunt_restorer as *const () as usize as u64;
+    unsafe {
+        if sig == libc::SIGSYS as i64 && trap::enabled() {
+            let prev = trap::app_sigsys();
+            if act != 0 {
+                trap::set_app_sigsys(&core::ptr::read_unaligned(act as *const KernelSigaction));
+            }
+            if old != 0 {
+                core::ptr::write_unaligned(old as *mut KernelSigaction, prev);
+            }
+            return Ret::emulated(0);
+        }
+        let mut new;
+        let mut newp = 0u64;
+        if act != 0 {
+            new = core::ptr::read_unaligned(act as *const KernelSigaction);
+            if trap::enabled() {
+                new.mask &= !SIGSYS_BIT;
+            }
+            if new.flags & SA_RESTORER != 0 && new.restorer != ours {
+                APP_RESTORER[sig as usize].store(new.restorer, Ordering::Relaxed);
+                new.restorer = ours;
+            }
+            newp = &new as *const KernelSigaction as u64;
+        }
+        let r = raw::syscall4(libc::SYS_rt_sigaction as usize, sig as u64, newp, old, 8);
+        if r == 0 && old != 0 {
+            let o = old as *mut KernelSigaction;
+            if (*o).restorer == ours {
+                (*o).restorer = APP_RESTORER[sig as usize].load(Ordering::Relaxed);
+            }
+        }
+        Ret::kernel(r)
+    }
+}
+
+// ---------------------------------------------------------------- masks
+//
+// A trap while SIGSYS is blocked is fatal: the kernel resets the handler to
+// SIG_DFL and kills the process. So while the trap fallback is on, SIGSYS is
+// taken out of every mask a program installs (rt_sigprocmask, handler masks,
+// and the temporary masks of sigsuspend, ppoll, pselect6 and epoll_pwait[2]).
+// The program still reads SIGSYS back as blocked if it asked for that.
+
+const SIGSYS_BIT: u64 = 1 << (libc::SIGSYS - 1);
+
+
+/// Copies the mask at `p` without SIGSYS into `local`; returns the pointer to
+/// pass instead, or `None` if `p` cannot be read (the kernel then reports it).
+fn strip_mask(p: u64, local: &mut u64) -> Option<u64> {
+    if p == 0 {
+        return Some(0);
+    }
+    if !plausible_user_ptr(p, 8) {
+        return None;
+    }
+    *local = unsafe { core::ptr::read_unaligned(p as *const u64) } & !SIGSYS_BIT;
+    Some(local as *mut u64 as u64)
+}
+
+pub fn sys_rt_sigprocmask(f: &mut GateFrame) -> Ret {
+    let (how, set, old, size) = (f.args[0] as i32, f.args[1], f.args[2], f.args[3]);
+    if !trap::enabled() || size != 8 || (old != 0 && !plausible_user_ptr(old, 8)) {
+        return forward(f);
+    }
+    let tb = crate::thread::current();
+    let mut local = 0u64;
+    let Some(setp) = strip_mask(set, &mut local) else { return forward(f) };
+    unsafe {
+        let wanted_before = (*tb).flags & TBF_APP_BLOCKS_SIGSYS != 0;
+        let r = raw::syscall4(libc::SYS_rt_sigprocmask as usize, how as u64, setp, old, 8);
+        if r != 0 {
+            return Ret::kernel(r);
+        }
+        if old != 0 && wanted_before {
+            *(old as *mut u64) |= SIGSYS_BIT;
+        }
+        if set != 0 {
+            let asks = core::ptr::read_unaligned(set as *const u64) & SIGSYS_BIT != 0;
+            let wanted = match how {
+                libc::SIG_BLOCK => wanted_before || asks,
+                libc::SIG_UNBLOCK => wanted_before && !asks,
+                _ => asks,
+            };
+            if wanted {
+                (*tb).flags |= TBF_APP_BLOCKS_SIGSYS;
+            } else {
+                (*tb).flags &= !TBF_APP_BLOCKS_SIGSYS;
+            }
+        }
+        Ret::kernel(r)
+    }
+}
+
+/// Forwards `f` with the mask pointer in argument `i` replaced by a copy
+/// without SIGSYS.
+fn with_stripped_mask(f: &GateFrame, i: usize) -> Ret {
+    if !trap::enabled() {
+        return forward(f);
+    }
+    let mut local = 0u64;
+    let Some(p) = strip_mask(f.args[i], &mut local) else { return forward(f) };
+    let mut args = f.args;
+    args[i] = p;
+    Ret::kernel(unsafe { raw::syscall6(f.nr as usize, args) })
+}
+
+pub fn sys_rt_sigsuspend(f: &mut GateFrame) -> Ret {
+    with_stripped_mask(f, 0)
+}
+
+pub fn sys_ppoll(f: &mut GateFrame) -> Ret {
+    with_stripped_mask(f, 3)
+}
+
+pub fn sys_epoll_pwait(f: &mut GateFrame) -> Ret {
+    with_stripped_mask(f, 4)
+}
+
+pub fn sys_epoll_pwait2(f: &mut GateFrame) -> Ret {
+    with_stripped_mask(f, 4)
+}
+
+/// pselect6 passes `{const sigset_t *ss; size_t ss_len}` as its last argument.
+pub fn sys_pselect6(f: &mut GateFrame) -> Ret {
+    let data = f.args[5];
+    if !trap::enabled() || data == 0 || !plausible_user_ptr(data, 16) {
+        return forward(f);
+    }
+    let (ss, len) = unsafe {
+        let p = data as *const u64;
+        (p.read_unaligned(), p.add(1).read_unaligned())
+    };
+    let mut local = 0u64;
+    let Some(ssp) = strip_mask(ss, &mut local) else { return forward(f) };
+    let pair = [ssp, len];
+    let mut args = f.args;
+    args[5] = pair.as_ptr() as u64;
+    Ret::kernel(unsafe { raw::syscall6(f.nr as usize, args) })
+}

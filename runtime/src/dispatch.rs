@@ -6,7 +6,7 @@
 //! After installation the table is read-only, so reading it needs no
 //! synchronisation.
 
-use crate::gate::{ACT_EXIT, ACT_KERNEL, ACT_RUST, ACT_SIGRETURN, ACT_VFORK, VFORK_STYLE};
+use crate::gate::{ACT_EXIT, ACT_GETPID, ACT_GETTID, ACT_KERNEL, ACT_RUST, ACT_SIGRETURN, ACT_VFORK, VFORK_STYLE};
 use crate::layout::{Counter, GateFrame};
 use crate::policy::{Compiled, Rule};
 use crate::raw;
@@ -74,7 +74,11 @@ pub(crate) unsafe fn configure(policy: Option<&Compiled>) {
     for nr in 0..TABLE_LEN {
         actions[nr] = match ROUTE[nr] {
             Route::Kernel => ACT_KERNEL,
-            Route::Handler => ACT_RUST,
+            Route::Handler => match nr {
+                crate::syscalls::nr::GETPID => ACT_GETPID,
+                crate::syscalls::nr::GETTID => ACT_GETTID,
+                _ => ACT_RUST,
+            },
             Route::Gate => match nr {
                 crate::syscalls::nr::VFORK => ACT_VFORK,
                 crate::syscalls::nr::EXIT => ACT_EXIT,
@@ -119,8 +123,8 @@ pub(crate) extern "C" fn shunt_dispatch(f: &mut GateFrame) -> i64 {
     let nr = nr as usize;
     unsafe {
         match (*core::ptr::addr_of!(ACTIONS))[nr] {
-            ACT_RUST => {
-                // The route table guarantees a handler for ACT_RUST numbers.
+            ACT_RUST | ACT_GETPID | ACT_GETTID => {
+                // The route table guarantees a handler for these numbers.
                 let handler = HANDLERS.get_unchecked(nr).unwrap_unchecked();
                 let r = handler(f);
                 match r.how {

@@ -27,6 +27,9 @@
 //! 4. `exit`: register-only (the thread's stack may already be freed); frees
 //!    the slot with one `lock btr` and exits.
 //! 5. `rt_sigreturn`: a real `rt_sigreturn` at the caller's frame.
+//! 6. `getpid`/`gettid`: the cached id, read and returned in a few
+//!    instructions (the most frequent emulated calls; no vector register or
+//!    stack is touched, so nothing needs saving).
 //!
 //! # Choosing the runtime stack of a nested entry
 //!
@@ -64,7 +67,11 @@ pub const ACT_KERNEL: u8 = 0;
 pub const ACT_VFORK: u8 = 1;
 pub const ACT_EXIT: u8 = 2;
 pub const ACT_SIGRETURN: u8 = 3;
-pub const ACT_RUST: u8 = 4;
+/// `getpid`/`gettid` answered in the gate itself, without a stack switch,
+/// when the cached value may be used (else they take the full path).
+pub const ACT_GETPID: u8 = 4;
+pub const ACT_GETTID: u8 = 5;
+pub const ACT_RUST: u8 = 6;
 
 extern "C" {
     /// The call gate. Not callable from Rust: it takes the SYSCALL convention.
@@ -268,6 +275,7 @@ global_asm!(
     "    cmp ${act_rust}, %ecx",
     "    jb 42f",
     // Full path.
+    "24:",
     "    mov %rsp, %r11",
     "    SHUNT_ENTER_FRAME",
     "    mov (%r11), %rcx",
@@ -293,6 +301,24 @@ global_asm!(
     "    decq %gs:{tb_depth}",
     "    jmp 44f",
     "42:",
+    "    cmp ${act_getpid}, %ecx",
+    "    jne 46f",
+    "    testb ${f_shared_ids}, %gs:{tb_flags}",
+    "    jnz 24b",
+    "    incq %gs:{cnt_emu}(,%rax,8)",
+    "    movslq {pid}(%rip), %rax",
+    "    ret",
+    "46:",
+    "    cmp ${act_gettid}, %ecx",
+    "    jne 48f",
+    "    testb ${f_vfork_child}, %gs:{tb_flags}",
+    "    jnz 24b",
+    "    cmpq $0, %gs:{tb_tid}",
+    "    je 24b",
+    "    incq %gs:{cnt_emu}(,%rax,8)",
+    "    mov %gs:{tb_tid}, %rax",
+    "    ret",
+    "48:",
     "    cmp ${act_vfork}, %ecx",
     "    jne 52f",
     "44:",
@@ -454,6 +480,12 @@ global_asm!(
     cnt_red_invalid = const layout::counter_offset(Counter::Redirected) + INVALID_SLOT * 8,
     cnt_pass_invalid = const layout::counter_offset(Counter::Passthrough) + INVALID_SLOT * 8,
     act_rust = const ACT_RUST,
+    act_getpid = const ACT_GETPID,
+    act_gettid = const ACT_GETTID,
+    cnt_emu = const layout::counter_offset(Counter::Emulated),
+    f_shared_ids = const layout::TBF_VFORK_CHILD | layout::TBF_NO_ID_CACHE,
+    tb_tid = const off::TB_TID,
+    pid = sym crate::sys::ids::PID,
     act_vfork = const ACT_VFORK,
     act_exit = const ACT_EXIT,
     vfork_style = const VFORK_STYLE,

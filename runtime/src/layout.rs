@@ -90,6 +90,9 @@ pub const TBF_SUD_ARMED: u8 = 8;
 /// The program believes this thread blocks SIGSYS (the runtime never lets it:
 /// a trap while SIGSYS is blocked kills the process).
 pub const TBF_APP_BLOCKS_SIGSYS: u8 = 0x10;
+/// The program itself asked for SS_AUTODISARM on its alternate stack (the
+/// runtime adds it to every alternate stack; see `sys/signal.rs`).
+pub const TBF_APP_AUTODISARM: u8 = 0x20;
 
 /// SUD selector values (linux/prctl.h).
 pub const SELECTOR_ALLOW: u8 = 0;
@@ -170,7 +173,9 @@ pub struct RngState {
     /// Unused keystream; bytes before `pos` have been handed out and zeroed.
     pub buf: [u8; 256],
     pub pos: u32,
-    pub _pad: u32,
+    /// Non-zero while a `fill` of this thread is using the state: a signal
+    /// handler's nested `getrandom` must not touch it (see `rng.rs`).
+    pub busy: u32,
 }
 
 /// Per-thread state kept out of the shared segment.
@@ -240,6 +245,7 @@ pub mod off {
     pub const TB_VFORK_DEPTH: usize = offset_of!(ThreadBlock, vfork_depth);
     pub const TB_VFORK_SAVE: usize = offset_of!(ThreadBlock, vfork_save);
     pub const TB_CLONE_FRAME: usize = offset_of!(ThreadBlock, clone_frame);
+    pub const TB_TID: usize = offset_of!(ThreadBlock, tid);
 
     pub const F_NR: usize = offset_of!(GateFrame, nr);
     pub const F_ARGS: usize = offset_of!(GateFrame, args);

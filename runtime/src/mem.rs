@@ -44,3 +44,79 @@ pub unsafe fn copy_value<T>(dst: *mut T, src: *const T) {
 pub fn plausible_user_ptr(p: u64, len: u64) -> bool {
     p >= 4096 && p.checked_add(len).is_some_and(|end| end <= 0x0000_7fff_ffff_f000)
 }
+
+// The compiler emits calls of memcpy, memmove, memset, memcmp and bcmp for
+// copies, moves, fills and comparisons it does not inline — in debug builds
+// almost everywhere. In a program, those calls resolve to glibc, whose
+// AVX2/AVX-512 variants change ymm/zmm registers and mask registers that the
+// gate promises to keep. Defining them here, hidden, binds every such call in
+// the object the runtime is linked into (libshunt.so, or the shunt binary) to
+// these string-instruction versions, and exports nothing: the program's own
+// calls still reach glibc. `tests/gate_contract.rs` checks the result.
+core::arch::global_asm!(
+    ".pushsection .text.shunt_mem,\"ax\",@progbits",
+    ".globl memcpy", ".hidden memcpy", ".type memcpy,@function",
+    ".p2align 4",
+    "memcpy:",
+    "    mov %rdi, %rax",
+    "    mov %rdx, %rcx",
+    "    rep movsb",
+    "    ret",
+    ".size memcpy, .-memcpy",
+    //
+    ".globl memmove", ".hidden memmove", ".type memmove,@function",
+    ".p2align 4",
+    "memmove:",
+    "    mov %rdi, %rax",
+    "    mov %rdx, %rcx",
+    "    cmp %rsi, %rdi",
+    "    jbe 2f",
+    "    lea (%rsi,%rdx), %r8",
+    "    cmp %r8, %rdi",
+    "    jae 2f",
+    // Overlapping with dst above src: copy backwards.
+    "    lea -1(%rsi,%rdx), %rsi",
+    "    lea -1(%rdi,%rdx), %rdi",
+    "    std",
+    "    rep movsb",
+    "    cld",
+    "    ret",
+    "2:",
+    "    rep movsb",
+    "    ret",
+    ".size memmove, .-memmove",
+    //
+    ".globl memset", ".hidden memset", ".type memset,@function",
+    ".p2align 4",
+    "memset:",
+    "    mov %rdi, %r9",
+    "    mov %esi, %eax",
+    "    mov %rdx, %rcx",
+    "    rep stosb",
+    "    mov %r9, %rax",
+    "    ret",
+    ".size memset, .-memset",
+    //
+    ".globl memcmp", ".hidden memcmp", ".type memcmp,@function",
+    ".globl bcmp", ".hidden bcmp", ".type bcmp,@function",
+    ".p2align 4",
+    "memcmp:",
+    "bcmp:",
+    "    xor %eax, %eax",
+    "    test %rdx, %rdx",
+    "    jz 4f",
+    "3:",
+    "    movzbl (%rdi), %eax",
+    "    movzbl (%rsi), %ecx",
+    "    sub %ecx, %eax",
+    "    jnz 4f",
+    "    inc %rdi",
+    "    inc %rsi",
+    "    dec %rdx",
+    "    jnz 3b",
+    "4:",
+    "    ret",
+    ".size memcmp, .-memcmp",
+    ".popsection",
+    options(att_syntax)
+);

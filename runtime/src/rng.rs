@@ -104,8 +104,43 @@ fn refill(st: &mut RngState) {
 }
 
 /// Fills `len` bytes at `dst` (user memory) for the calling thread.
-pub unsafe fn fill(tb: *mut ThreadBlock, mut dst: *mut u8, mut len: usize) {
+///
+/// Re-entrant: a signal handler may call `getrandom` while its thread is in
+/// the middle of this function. The nested call sees `busy` and draws from a
+/// one-shot key of its own instead of the thread's buffer. (`busy` is set
+/// with a single store; a handler that runs before it completes entirely
+/// before this call goes on.)
+pub unsafe fn fill(tb: *mut ThreadBlock, dst: *mut u8, len: usize) {
     let st = &mut (*((*tb).private as *mut ThreadPrivate)).rng;
+    if core::ptr::read_volatile(&st.busy) != 0 {
+        return fill_oneshot(dst, len);
+    }
+    core::ptr::write_volatile(&mut st.busy, 1);
+    core::sync::atomic::compiler_fence(Ordering::SeqCst);
+    fill_buffered(st, dst, len);
+    core::sync::atomic::compiler_fence(Ordering::SeqCst);
+    core::ptr::write_volatile(&mut st.busy, 0);
+}
+
+/// A key used for one request only, derived like a thread key.
+unsafe fn fill_oneshot(mut dst: *mut u8, mut len: usize) {
+    let mut st = RngState { epoch: 0, key: [0; 8], buf: [0; 256], pos: 0, busy: 1 };
+    derive(&mut st);
+    let mut out = [0u32; 16];
+    let mut counter = 1u32;
+    while len > 0 {
+        block(&st.key, [counter, 0, 0, 0], &mut out);
+        counter += 1;
+        let n = len.min(64);
+        mem::copy(dst, out.as_ptr() as *const u8, n);
+        dst = dst.add(n);
+        len -= n;
+    }
+    mem::zero(&mut out);
+    mem::zero(&mut st.key);
+}
+
+unsafe fn fill_buffered(st: &mut RngState, mut dst: *mut u8, mut len: usize) {
     if st.epoch != EPOCH.load(Ordering::Acquire) {
         derive(st);
     }

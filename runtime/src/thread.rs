@@ -173,9 +173,18 @@ pub fn detach_current() {
     }
 }
 
-/// Adds one to a counter of the calling thread.
+/// Adds one to a counter of the calling thread. One `inc` instruction: a
+/// signal handler's nested count cannot be lost between a load and a store.
 #[inline(always)]
 pub unsafe fn count(tb: *mut ThreadBlock, nr: usize, class: Counter) {
     let p = (tb as *mut u8).add(counter_offset(class) + nr * 8) as *mut u64;
-    *p += 1;
+    asm!("inc qword ptr [{}]", in(reg) p, options(nostack));
+}
+
+/// Number of slots currently claimed (diagnostics and tests).
+pub fn slots_in_use() -> u32 {
+    if SEGMENT_BASE.load(Ordering::Relaxed) == 0 {
+        return 0;
+    }
+    header().slot_bitmap.iter().map(|w| w.load(Ordering::Relaxed).count_ones()).sum()
 }

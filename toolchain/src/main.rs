@@ -1,1 +1,100 @@
-fn main() {}
+//! `shunt`: the command-line tool that drives the shunt toolchain.
+//!
+//! - `shunt run`: run a program with the shunt runtime loaded into it.
+//! - `shunt bench`: measure the runtime's paths against native Linux.
+//! - `shunt policy`: show or check a policy.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+mod bench;
+mod locate;
+mod program;
+mod run;
+
+#[derive(Parser)]
+#[command(name = "shunt", version, about = "Kernel-bypass toolchain kit for FaaS functions",
+          long_about = "shunt builds and runs functions whose system calls go, by a plain function \
+                        call, into a user-space libOS (the shunt runtime) instead of trapping into \
+                        the Linux kernel.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a program with the shunt runtime loaded into it.
+    ///
+    /// Every system call of the program is seen by the runtime: calls from
+    /// code built with shunt enter the gate directly; all others are caught by
+    /// the trap fallback and counted as `trapped`.
+    Run(RunArgs),
+    /// Measure the runtime against native Linux (ratios from one run).
+    #[command(subcommand)]
+    Bench(BenchCommand),
+    /// Show the policy a run would apply, or check a policy file.
+    Policy(PolicyArgs),
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Write the syscall statistics (JSON) here when the program exits
+    /// [default: $SHUNT_STATS].
+    #[arg(long, value_name = "FILE")]
+    stats: Option<PathBuf>,
+    /// Policy file (TOML) [default: the built-in FaaS profile; see `shunt policy`].
+    #[arg(long, value_name = "FILE")]
+    policy: Option<PathBuf>,
+    /// Do not arm the trap fallback: syscalls that do not enter the gate go to
+    /// the kernel unseen (and the instance pays no SUD tax on them).
+    #[arg(long)]
+    no_trap: bool,
+    /// The program and its arguments.
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "PROG [ARGS]...")]
+    command: Vec<OsString>,
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Kernel syscall vs gate (emulated, passthrough) vs trap fallback.
+    Syscall(bench::SyscallArgs),
+}
+
+#[derive(Args)]
+struct PolicyArgs {
+    /// Policy file to check and show [default: the built-in profile].
+    file: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(a) => run::run(run::Request {
+            stats: a.stats.or_else(|| std::env::var_os("SHUNT_STATS").filter(|v| !v.is_empty()).map(PathBuf::from)),
+            policy: a.policy,
+            trap: !a.no_trap,
+            command: a.command,
+        }),
+        Command::Bench(BenchCommand::Syscall(a)) => bench::syscall(a).map(|()| ExitCode::SUCCESS),
+        Command::Policy(a) => policy(a).map(|()| ExitCode::SUCCESS),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("shunt: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn policy(a: PolicyArgs) -> anyhow::Result<()> {
+    let compiled = run::load_policy(a.file.as_deref())?;
+    let what = a.file.as_ref().map(|f| f.display().to_string()).unwrap_or_else(|| "built-in profile".into());
+    println!("# {what}: calls a run refuses (everything else is allowed)");
+    print!("{}", compiled.describe());
+    Ok(())
+}

@@ -10,7 +10,7 @@
 //! - `getppid` is deliberately not emulated: reparenting changes it without
 //!   any call of ours.
 
-use core::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use core::sync::atomic::{compiler_fence, AtomicI32, AtomicU64, Ordering};
 
 use crate::dispatch::{How, Ret};
 use crate::layout::*;
@@ -61,8 +61,13 @@ fn creds() -> (CredCache, How) {
     let tb = current();
     unsafe {
         let gen = CRED_GEN.load(Ordering::Acquire);
-        if (*tb).creds.gen == gen && !shares_parent_memory(tb) {
-            return ((*tb).creds, How::Emulated);
+        if core::ptr::read_volatile(core::ptr::addr_of!((*tb).creds.gen)) == gen && !shares_parent_memory(tb) {
+            let c = (*tb).creds;
+            compiler_fence(Ordering::SeqCst);
+            // Still valid after the copy: no handler rewrote it meanwhile.
+            if core::ptr::read_volatile(core::ptr::addr_of!((*tb).creds.gen)) == gen {
+                return (c, How::Emulated);
+            }
         }
         let mut c = CredCache { gen, uid: [0; 3], gid: [0; 3] };
         let u = c.uid.as_mut_ptr();
@@ -70,7 +75,15 @@ fn creds() -> (CredCache, How) {
         let r1 = raw::syscall3(libc::SYS_getresuid as usize, u as u64, u.add(1) as u64, u.add(2) as u64);
         let r2 = raw::syscall3(libc::SYS_getresgid as usize, g as u64, g.add(1) as u64, g.add(2) as u64);
         if r1 == 0 && r2 == 0 && !shares_parent_memory(tb) {
-            (*tb).creds = c;
+            // A signal handler on this thread may read the cache while this
+            // write is under way: invalidate, write the ids, then validate.
+            let cache = core::ptr::addr_of_mut!((*tb).creds);
+            core::ptr::write_volatile(core::ptr::addr_of_mut!((*cache).gen), 0);
+            compiler_fence(Ordering::SeqCst);
+            (*cache).uid = c.uid;
+            (*cache).gid = c.gid;
+            compiler_fence(Ordering::SeqCst);
+            core::ptr::write_volatile(core::ptr::addr_of_mut!((*cache).gen), gen);
         }
         (c, How::Kernel)
     }

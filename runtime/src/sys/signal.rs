@@ -11,7 +11,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::dispatch::Ret;
 use crate::gate::shunt_restorer;
-use crate::layout::{GateFrame, TBF_APP_BLOCKS_SIGSYS};
+use crate::layout::{GateFrame, TBF_APP_AUTODISARM, TBF_APP_BLOCKS_SIGSYS};
 use crate::mem::plausible_user_ptr;
 use crate::raw;
 use crate::trap::{self, KernelSigaction, SA_RESTORER};
@@ -58,6 +58,57 @@ pub fn sys_rt_sigaction(f: &mut GateFrame) -> Ret {
             let o = old as *mut KernelSigaction;
             if (*o).restorer == ours {
                 (*o).restorer = APP_RESTORER[sig as usize].load(Ordering::Relaxed);
+            }
+        }
+        Ret::kernel(r)
+    }
+}
+
+// ------------------------------------------------------ alternate stacks
+//
+// A handler running on the alternate stack that enters the gate moves to the
+// runtime stack. A signal arriving then finds the thread "not on its
+// alternate stack", and the kernel would start the new frame at the top of
+// the alternate stack — on top of the interrupted handler. With
+// SS_AUTODISARM the kernel disarms the alternate stack while a handler runs
+// on it, so nested signals go on the current stack (where the gate's nesting
+// rules apply) and the stack is re-armed by rt_sigreturn. The runtime adds
+// the flag to every alternate stack and hides it from the program.
+
+const SS_AUTODISARM: i32 = 1 << 31;
+
+pub fn sys_sigaltstack(f: &mut GateFrame) -> Ret {
+    let (ss, old) = (f.args[0], f.args[1]);
+    let size = core::mem::size_of::<libc::stack_t>() as u64;
+    if (ss != 0 && !plausible_user_ptr(ss, size)) || (old != 0 && !plausible_user_ptr(old, size)) {
+        return forward(f);
+    }
+    let tb = crate::thread::current();
+    unsafe {
+        let app_asked_before = (*tb).flags & TBF_APP_AUTODISARM != 0;
+        let mut local: libc::stack_t = core::mem::zeroed();
+        let mut ssp = 0u64;
+        let mut app_asks = app_asked_before;
+        if ss != 0 {
+            local = core::ptr::read_unaligned(ss as *const libc::stack_t);
+            app_asks = local.ss_flags & SS_AUTODISARM != 0;
+            if local.ss_flags & libc::SS_DISABLE == 0 {
+                local.ss_flags |= SS_AUTODISARM;
+            }
+            ssp = &local as *const libc::stack_t as u64;
+        }
+        let r = raw::syscall2(libc::SYS_sigaltstack as usize, ssp, old);
+        if r == 0 {
+            if old != 0 && !app_asked_before {
+                let o = old as *mut libc::stack_t;
+                (*o).ss_flags &= !SS_AUTODISARM;
+            }
+            if ss != 0 {
+                if app_asks {
+                    (*tb).flags |= TBF_APP_AUTODISARM;
+                } else {
+                    (*tb).flags &= !TBF_APP_AUTODISARM;
+                }
             }
         }
         Ret::kernel(r)

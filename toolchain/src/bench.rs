@@ -1,0 +1,185 @@
+//! `shunt bench syscall`: the cost of each way a system call can go, measured
+//! in one process, interleaved, reported as medians and as ratios to a plain
+//! kernel syscall measured in the same run.
+//!
+//! The runtime is installed in this process. The measuring thread attaches to
+//! it; the trapping calls execute a `syscall` instruction placed in a page
+//! outside the runtime's text, so the trap fallback catches them.
+
+use std::arch::asm;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use shunt_runtime::{gate, thread, trap};
+
+#[derive(Args)]
+pub struct SyscallArgs {
+    /// Calls per measurement (per path and round).
+    #[arg(long, default_value_t = 100_000)]
+    calls: u32,
+    /// Rounds; each round measures every path once, in turn.
+    #[arg(long, default_value_t = 15)]
+    rounds: u32,
+    /// Also write the results as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    json: Option<std::path::PathBuf>,
+}
+
+/// One call through the gate, as a patched `syscall` site makes it. The
+/// red zone is skipped first: `call` pushes below rsp.
+#[inline(always)]
+unsafe fn via_gate(gate: usize, nr: usize) -> i64 {
+    let r: i64;
+    asm!("sub rsp, 128", "call {g}", "add rsp, 128",
+         g = in(reg) gate, inlateout("rax") nr as i64 => r,
+         lateout("rcx") _, lateout("r11") _);
+    r
+}
+
+/// One `syscall` instruction at `site` (a `syscall; ret` stub).
+#[inline(always)]
+unsafe fn via_site(site: usize, nr: usize) -> i64 {
+    let r: i64;
+    asm!("sub rsp, 128", "call {s}", "add rsp, 128",
+         s = in(reg) site, inlateout("rax") nr as i64 => r,
+         lateout("rcx") _, lateout("r11") _);
+    r
+}
+
+/// A `syscall; ret` stub in its own executable page, outside the runtime's
+/// (exempt) text: calls made through it are trapped when SUD is armed.
+fn foreign_syscall_site() -> Result<usize> {
+    unsafe {
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        );
+        if p == libc::MAP_FAILED {
+            bail!("cannot map a code page: {}", std::io::Error::last_os_error());
+        }
+        std::ptr::copy_nonoverlapping([0x0f, 0x05, 0xc3].as_ptr(), p as *mut u8, 3);
+        if libc::mprotect(p, 4096, libc::PROT_READ | libc::PROT_EXEC) != 0 {
+            bail!("cannot make the code page executable: {}", std::io::Error::last_os_error());
+        }
+        Ok(p as usize)
+    }
+}
+
+struct Path {
+    name: &'static str,
+    /// Needs this thread's trap fallback armed.
+    armed: bool,
+    run: Box<dyn Fn(u32)>,
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+pub fn syscall(args: SyscallArgs) -> Result<()> {
+    if args.calls == 0 || args.rounds == 0 {
+        bail!("--calls and --rounds must be at least 1");
+    }
+    shunt_runtime::install(shunt_runtime::Options { trap: true, ..Default::default() })
+        .context("cannot install the runtime in the benchmark process")?;
+    // install() attached and armed the main thread, which goes on printing
+    // through glibc: detach it (a thread std creates would otherwise inherit
+    // its GS) and measure on a thread of our own.
+    thread::detach_current();
+    let calls = args.calls;
+    let rounds = args.rounds;
+    let results = std::thread::spawn(move || measure(calls, rounds))
+        .join()
+        .map_err(|_| anyhow::anyhow!("the benchmark thread failed"))??;
+
+    let base = results[0].1;
+    println!("shunt bench syscall: {calls} calls x {rounds} rounds, interleaved; median ns per call");
+    println!("{:<44} {:>9} {:>12}", "path", "ns/call", "vs kernel");
+    for (name, ns) in &results {
+        let ratio = ns / base;
+        let note = if ratio < 1.0 { format!("{:.1}x faster", 1.0 / ratio) } else { format!("{ratio:.2}x") };
+        println!("{name:<44} {ns:>9.1} {note:>12}");
+    }
+    let get = |n: &str| results.iter().find(|(k, _)| *k == n).map(|(_, v)| *v).unwrap_or(f64::NAN);
+    let emu = base / get(EMULATED);
+    let pass = get(PASSTHROUGH) / base - 1.0;
+    println!();
+    println!("gate -> emulated is {emu:.1}x faster than the kernel syscall (target >= 10x): {}",
+             if emu >= 10.0 { "met" } else { "missed" });
+    println!("gate -> passthrough costs {:+.1}% over the kernel syscall (target within 10%): {}",
+             pass * 100.0, if pass <= 0.10 { "met" } else { "missed" });
+    if let Some(path) = args.json {
+        let obj: serde_json::Map<String, serde_json::Value> = results
+            .iter()
+            .map(|(k, v)| (k.to_string(), serde_json::json!({"ns_per_call": v, "vs_kernel": v / base})))
+            .collect();
+        let doc = serde_json::json!({"calls": calls, "rounds": rounds, "paths": obj});
+        std::fs::write(&path, serde_json::to_string_pretty(&doc)? + "\n")
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+const KERNEL: &str = "kernel syscall getppid (no trap fallback)";
+const EMULATED: &str = "gate -> emulated (getpid)";
+const PASSTHROUGH: &str = "gate -> passthrough (getppid)";
+
+fn measure(calls: u32, rounds: u32) -> Result<Vec<(&'static str, f64)>> {
+    let tb = thread::attach_current(false).context("cannot attach the benchmark thread")?;
+    let gate = gate::gate_address();
+    let site = foreign_syscall_site()?;
+    let getpid = libc::SYS_getpid as usize;
+    let getppid = libc::SYS_getppid as usize;
+    let getuid = libc::SYS_getuid as usize;
+    let paths: Vec<Path> = vec![
+        Path { name: KERNEL, armed: false, run: Box::new(move |n| for _ in 0..n { unsafe { via_site(site, getppid); } }) },
+        Path { name: EMULATED, armed: false, run: Box::new(move |n| for _ in 0..n { unsafe { via_gate(gate, getpid); } }) },
+        Path { name: "gate -> emulated, dispatcher path (getuid)", armed: false,
+               run: Box::new(move |n| for _ in 0..n { unsafe { via_gate(gate, getuid); } }) },
+        Path { name: PASSTHROUGH, armed: false, run: Box::new(move |n| for _ in 0..n { unsafe { via_gate(gate, getppid); } }) },
+        Path { name: "kernel syscall getppid, trap fallback armed", armed: true,
+               run: Box::new(move |n| for _ in 0..n { unsafe { via_gate_raw(getppid); } }) },
+        Path { name: "gate -> passthrough, trap fallback armed", armed: true,
+               run: Box::new(move |n| for _ in 0..n { unsafe { via_gate(gate, getppid); } }) },
+        Path { name: "trap -> emulated (getpid)", armed: true, run: Box::new(move |n| for _ in 0..n { unsafe { via_site(site, getpid); } }) },
+        Path { name: "trap -> passthrough (getppid)", armed: true, run: Box::new(move |n| for _ in 0..n { unsafe { via_site(site, getppid); } }) },
+    ];
+    let mut samples = vec![Vec::new(); paths.len()];
+    // Traps are ~15x slower: give them fewer calls so rounds stay comparable.
+    for round in 0..=rounds {
+        for (i, p) in paths.iter().enumerate() {
+            let n = if p.name.starts_with("trap") { (calls / 16).max(1) } else { calls };
+            unsafe {
+                if p.armed {
+                    trap::arm_thread(tb).map_err(|e| anyhow::anyhow!("cannot arm the trap fallback (errno {})", -e))?;
+                }
+                let t = Instant::now();
+                (p.run)(n);
+                let ns = t.elapsed().as_nanos() as f64 / n as f64;
+                if p.armed {
+                    trap::disarm_thread(tb);
+                }
+                if round > 0 {
+                    samples[i].push(ns); // round 0 warms up
+                }
+            }
+        }
+    }
+    thread::detach_current();
+    Ok(paths.iter().zip(samples.iter_mut()).map(|(p, s)| (p.name, median(s))).collect())
+}
+
+/// A raw `syscall` inside this binary's text (exempt from the trap fallback):
+/// what the gate's passthrough itself pays while SUD is armed.
+#[inline(always)]
+unsafe fn via_gate_raw(nr: usize) -> i64 {
+    let r: i64;
+    asm!("syscall", inlateout("rax") nr as i64 => r, lateout("rcx") _, lateout("r11") _, options(nostack));
+    r
+}

@@ -1,1 +1,185 @@
-//! Helpers for the end-to-end tests.
+//! Helpers for the end-to-end tests: run a program natively and under
+//! `shunt run`, compare what they did, and read the instance's stats.
+//!
+//! The tests use the `shunt` binary and `libshunt.so` of the same cargo
+//! profile (`target/<profile>/`); the README's test command builds the whole
+//! workspace before testing. A missing artefact fails the test with the
+//! command that builds it.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// `target/<profile>` of this test binary.
+pub fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test>-<hash>
+    exe.parent().and_then(Path::parent).expect("target/<profile>").to_path_buf()
+}
+
+/// The `shunt` binary under test.
+pub fn shunt() -> PathBuf {
+    let p = target_dir().join("shunt");
+    let lib = target_dir().join("libshunt.so");
+    assert!(
+        p.is_file() && lib.is_file(),
+        "{} or {} is missing: build the workspace first (`cargo build --workspace` with the same profile)",
+        p.display(),
+        lib.display()
+    );
+    p
+}
+
+/// What a run did.
+#[derive(Debug)]
+pub struct Outcome {
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub status: ExitStatus,
+}
+
+impl Outcome {
+    pub fn stdout_str(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+    pub fn stderr_str(&self) -> String {
+        String::from_utf8_lossy(&self.stderr).into_owned()
+    }
+}
+
+/// Runs `cmd` with optional stdin, killing it after `limit`.
+pub fn run(mut cmd: Command, stdin: Option<&[u8]>, limit: Duration) -> Outcome {
+    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+    if let Some(input) = stdin {
+        let mut pipe = child.stdin.take().unwrap();
+        let input = input.to_vec();
+        std::thread::spawn(move || {
+            let _ = pipe.write_all(&input);
+        });
+    }
+    let pid = child.id();
+    let start = Instant::now();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let done2 = done.clone();
+    let watchdog = std::thread::spawn(move || {
+        while start.elapsed() < limit {
+            if done2.load(std::sync::atomic::Ordering::Relaxed) {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        true
+    });
+    let out = child.wait_with_output().expect("wait for the program");
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let timed_out = watchdog.join().unwrap_or(false);
+    assert!(!timed_out, "{cmd:?} did not finish within {limit:?}");
+    Outcome { stdout: out.stdout, stderr: out.stderr, status: out.status }
+}
+
+const LIMIT: Duration = Duration::from_secs(300);
+
+/// Runs `argv` natively.
+pub fn native(argv: &[&str], stdin: Option<&[u8]>) -> Outcome {
+    let mut cmd = Command::new(argv[0]);
+    cmd.args(&argv[1..]);
+    run(cmd, stdin, LIMIT)
+}
+
+/// Runs `argv` under `shunt run` with `shunt_args` (before `--`) and returns
+/// the outcome and the stats report.
+pub fn under_shunt(argv: &[&str], stdin: Option<&[u8]>, shunt_args: &[&str]) -> (Outcome, Stats) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stats = dir.path().join("stats.json");
+    let mut cmd = Command::new(shunt());
+    cmd.arg("run").arg("--stats").arg(&stats).args(shunt_args).arg("--").args(argv);
+    let out = run(cmd, stdin, LIMIT);
+    let text = std::fs::read_to_string(&stats)
+        .unwrap_or_else(|e| panic!("no stats report from {argv:?} ({e}); stderr:\n{}", out.stderr_str()));
+    let json: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("stats are not JSON ({e}): {text}"));
+    (out, Stats(json))
+}
+
+/// Asserts two runs did the same thing.
+pub fn assert_same(what: &str, native: &Outcome, shunt: &Outcome) {
+    assert_eq!(
+        native.status.code(),
+        shunt.status.code(),
+        "{what}: exit status differs (native {:?}, shunt {:?}); shunt stderr:\n{}",
+        native.status,
+        shunt.status,
+        shunt.stderr_str()
+    );
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&native.status),
+        std::os::unix::process::ExitStatusExt::signal(&shunt.status),
+        "{what}: terminating signal differs"
+    );
+    if native.stdout != shunt.stdout {
+        panic!(
+            "{what}: stdout differs\n--- native ({} bytes)\n{}\n--- shunt ({} bytes)\n{}\n--- shunt stderr\n{}",
+            native.stdout.len(),
+            head(&native.stdout),
+            shunt.stdout.len(),
+            head(&shunt.stdout),
+            shunt.stderr_str()
+        );
+    }
+    assert_eq!(native.stderr_str(), shunt.stderr_str(), "{what}: stderr differs");
+}
+
+fn head(b: &[u8]) -> String {
+    String::from_utf8_lossy(&b[..b.len().min(3000)]).into_owned()
+}
+
+/// The JSON stats report of an instance.
+#[derive(Debug)]
+pub struct Stats(pub Value);
+
+pub const CLASSES: [&str; 5] = ["redirected", "trapped", "emulated", "passthrough", "denied"];
+
+impl Stats {
+    pub fn total(&self, class: &str) -> u64 {
+        self.0[class].as_u64().unwrap_or_else(|| panic!("stats have no total {class:?}: {}", self.0))
+    }
+    pub fn get(&self, name: &str, class: &str) -> u64 {
+        self.0["by_syscall"][name][class].as_u64().unwrap_or(0)
+    }
+    pub fn processes(&self) -> u64 {
+        self.0["processes"].as_u64().unwrap_or(0)
+    }
+    /// Every entry, by the gate or a trap, was answered exactly once: for the
+    /// totals and for every syscall, redirected + trapped = emulated +
+    /// passthrough + denied.
+    pub fn assert_accounted(&self) {
+        let sum = |o: &Value, cs: &[&str]| cs.iter().map(|c| o[*c].as_u64().unwrap_or(0)).sum::<u64>();
+        let entries = sum(&self.0, &["redirected", "trapped"]);
+        let answered = sum(&self.0, &["emulated", "passthrough", "denied"]);
+        assert_eq!(entries, answered, "totals do not add up: {}", self.0);
+        let by = self.0["by_syscall"].as_object().expect("by_syscall");
+        for (name, o) in by {
+            assert_eq!(
+                sum(o, &["redirected", "trapped"]),
+                sum(o, &["emulated", "passthrough", "denied"]),
+                "{name}: entries and answers do not add up: {o}"
+            );
+        }
+        for c in CLASSES {
+            let per: u64 = by.values().map(|o| o[c].as_u64().unwrap_or(0)).sum();
+            assert_eq!(per, self.total(c), "total {c} is not the sum of the per-syscall counts");
+        }
+    }
+}
+
+/// A path for a C test program built by build.rs.
+pub fn program(path: &str) -> String {
+    assert!(Path::new(path).is_file(), "test program {path} missing");
+    path.to_string()
+}

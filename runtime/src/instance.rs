@@ -204,28 +204,37 @@ pub fn installed() -> bool {
     INSTALLED.load(Ordering::Relaxed)
 }
 
-/// Reinitialises process state in a fork child, on the child's only thread
-/// (`tb`): ids, RNG, a stats segment of its own, the slot bitmap, and its
-/// trap fallback (the kernel does not inherit it).
-pub(crate) unsafe fn after_fork_in_child(tb: *mut ThreadBlock) {
-    sys::ids::refresh_pid();
-    (*tb).tid = raw::gettid() as i64;
-    (*tb).flags &= !(TBF_VFORK_CHILD | TBF_NO_ID_CACHE | TBF_PARENT_FREES | TBF_SUD_ARMED);
-    if rng::reseed().is_err() {
-        events::fatal(b"could not reseed the random number generator after fork");
+/// A copy of a thread block taken before `fork`, on the private runtime
+/// stack: after `fork`, the child's view of the (shared) segment is the
+/// parent's live memory, which the parent goes on changing.
+pub(crate) struct BlockSnapshot(core::mem::MaybeUninit<[u8; COUNTERS_OFFSET]>);
+
+impl BlockSnapshot {
+    #[inline(always)]
+    pub(crate) fn take(tb: *const ThreadBlock) -> Self {
+        let mut s = BlockSnapshot(core::mem::MaybeUninit::uninit());
+        unsafe { crate::mem::copy(s.0.as_mut_ptr() as *mut u8, tb as *const u8, COUNTERS_OFFSET) };
+        s
     }
+}
+
+/// Reinitialises process state in a fork child, on the child's only thread
+/// (`tb`, whose state before the fork is `snap`): first a stats segment of
+/// its own (nothing of the shared one may be written before that), then
+/// ids, RNG, the slot bitmap, and its trap fallback (the kernel does not
+/// inherit SUD).
+pub(crate) unsafe fn after_fork_in_child(tb: *mut ThreadBlock, snap: &BlockSnapshot) {
     let seg = thread::SEGMENT_BASE.load(Ordering::Relaxed);
-    let slot = (*tb).slot;
+    let slot = (*(snap.0.as_ptr() as *const ThreadBlock)).slot;
     if SEGMENT_IS_FILE.load(Ordering::Relaxed) {
-        // Our mapping is the parent's file: map a new one elsewhere, carry the
-        // block over, then put it where the old one was (GS keeps pointing
-        // at the same address).
+        // Map a new segment elsewhere, put the snapshot in it, then move it
+        // where the old one was (GS keeps pointing at the same address).
         let fresh = match map_segment(0) {
             Ok(a) => a,
             Err(_) => events::fatal(b"could not create a stats segment after fork"),
         };
         let block_off = tb as usize - seg;
-        crate::mem::copy((fresh + block_off) as *mut u8, tb as *const u8, COUNTERS_OFFSET);
+        crate::mem::copy((fresh + block_off) as *mut u8, snap.0.as_ptr() as *const u8, COUNTERS_OFFSET);
         let r = raw::syscall6(
             libc::SYS_mremap as usize,
             [fresh as u64, SEGMENT_SIZE as u64, SEGMENT_SIZE as u64,
@@ -243,6 +252,13 @@ pub(crate) unsafe fn after_fork_in_child(tb: *mut ThreadBlock) {
     let hdr = &*(seg as *const SegmentHeader);
     hdr.slot_bitmap[slot as usize / 64].fetch_or(1 << (slot % 64), Ordering::Relaxed);
     hdr.slots_high.fetch_max(slot + 1, Ordering::Relaxed);
+
+    sys::ids::refresh_pid();
+    (*tb).tid = raw::gettid() as i64;
+    (*tb).flags &= !(TBF_VFORK_CHILD | TBF_NO_ID_CACHE | TBF_PARENT_FREES | TBF_SUD_ARMED);
+    if rng::reseed().is_err() {
+        events::fatal(b"could not reseed the random number generator after fork");
+    }
     if trap::enabled() && trap::arm_thread(tb).is_err() {
         events::fatal(b"could not arm the trap fallback after fork");
     }

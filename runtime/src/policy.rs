@@ -43,8 +43,8 @@ pub struct Compiled {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
-    #[error("{file}: not valid policy TOML: {message}")]
-    Toml { file: String, message: String },
+    #[error("{file}:{line}: not valid policy TOML: {message}")]
+    Toml { file: String, line: usize, message: String },
     #[error("{file}: base must be \"default\" or \"none\", not {value:?}")]
     Base { file: String, value: String },
     #[error("{file}: unknown system call {name:?}{hint}")]
@@ -103,7 +103,8 @@ impl Compiled {
     pub fn from_toml(file: &str, text: &str) -> Result<Self, PolicyError> {
         let parsed: PolicyFile = toml::from_str(text).map_err(|e| PolicyError::Toml {
             file: file.into(),
-            message: e.message().to_string(),
+            line: e.span().map(|s| text[..s.start.min(text.len())].lines().count().max(1)).unwrap_or(1),
+            message: e.message().split_whitespace().collect::<Vec<_>>().join(" "),
         })?;
         let mut c = match parsed.base.as_str() {
             "default" => Self::builtin(),

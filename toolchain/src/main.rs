@@ -3,6 +3,7 @@
 //! - `shunt run`: run a program with the shunt runtime loaded into it.
 //! - `shunt bench`: measure the runtime's paths against native Linux.
 //! - `shunt policy`: show or check a policy.
+//! - `shunt stats`: show a stats report.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -14,6 +15,7 @@ mod bench;
 mod locate;
 mod program;
 mod run;
+mod stats_cmd;
 
 #[derive(Parser)]
 #[command(name = "shunt", version, about = "Kernel-bypass toolchain kit for FaaS functions",
@@ -38,6 +40,8 @@ enum Command {
     Bench(BenchCommand),
     /// Show the policy a run would apply, or check a policy file.
     Policy(PolicyArgs),
+    /// Show a stats report (written by `shunt run --stats`) as a table.
+    Stats(StatsArgs),
 }
 
 #[derive(Args)]
@@ -65,6 +69,15 @@ enum BenchCommand {
 }
 
 #[derive(Args)]
+struct StatsArgs {
+    /// The JSON report.
+    file: PathBuf,
+    /// How many system calls to list.
+    #[arg(long, default_value_t = 20)]
+    top: usize,
+}
+
+#[derive(Args)]
 struct PolicyArgs {
     /// Policy file to check and show [default: the built-in profile].
     file: Option<PathBuf>,
@@ -81,6 +94,7 @@ fn main() -> ExitCode {
         }),
         Command::Bench(BenchCommand::Syscall(a)) => bench::syscall(a).map(|()| ExitCode::SUCCESS),
         Command::Policy(a) => policy(a).map(|()| ExitCode::SUCCESS),
+        Command::Stats(a) => stats_cmd::show(&a.file, a.top).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

@@ -54,11 +54,7 @@ fn clone_common(f: &mut GateFrame, flags: u64, newsp: u64) -> Ret {
     }
     count_now(f.nr, Class::Passthrough);
     if !vm && newsp == 0 {
-        let r = unsafe { raw::syscall6(f.nr as usize, f.args) };
-        if r == 0 {
-            unsafe { crate::instance::after_fork_in_child(thread::current()) };
-        }
-        return Ret::counted(r);
+        return fork_like(f);
     }
     // The child starts on a stack of its own: it needs a block of its own.
     let Some(slot) = thread::claim_slot() else {
@@ -84,10 +80,12 @@ fn clone_common(f: &mut GateFrame, flags: u64, newsp: u64) -> Ret {
         (*child).clone_flags = flags;
         let a = f.args;
         let r = shunt_clone_raw(f.nr, a[0], a[1], a[2], a[3], a[4], child);
-        // The slot stays with the parent's address space only for a live
-        // thread-like child; a vfork child is gone (exec'd or exited) by now,
-        // and a child with its own address space has its own copy.
-        if r < 0 || !vm || flags & CLONE_VFORK != 0 {
+        // The slot stays claimed while a thread-like child may use it. A
+        // vfork child is gone (exec'd or exited) by now. A child with an
+        // address space of its own reads its block through the shared
+        // segment until it has made its own, so that slot is never given
+        // back (one slot per fork-with-a-new-stack, a rare call).
+        if r < 0 || (vm && flags & CLONE_VFORK != 0) {
             thread::release_slot(slot);
         }
         Ret::counted(r)
@@ -99,7 +97,8 @@ pub(crate) extern "C" fn clone_child_start(tb: *mut ThreadBlock) {
     unsafe {
         (*tb).tid = raw::gettid() as i64;
         if (*tb).clone_flags & CLONE_VM == 0 {
-            crate::instance::after_fork_in_child(tb);
+            let snap = crate::instance::BlockSnapshot::take(tb);
+            crate::instance::after_fork_in_child(tb, &snap);
         } else if crate::trap::enabled() && crate::trap::arm_thread(tb).is_err() {
             crate::events::fatal(b"could not arm the trap fallback in a new thread");
         }
@@ -108,9 +107,16 @@ pub(crate) extern "C" fn clone_child_start(tb: *mut ThreadBlock) {
 
 pub fn sys_fork(f: &mut GateFrame) -> Ret {
     count_now(f.nr, Class::Passthrough);
+    fork_like(f)
+}
+
+/// A fork on the caller's stack: the child returns through the gate too.
+fn fork_like(f: &GateFrame) -> Ret {
+    let tb = thread::current();
+    let snap = crate::instance::BlockSnapshot::take(tb);
     let r = unsafe { raw::syscall6(f.nr as usize, f.args) };
     if r == 0 {
-        unsafe { crate::instance::after_fork_in_child(thread::current()) };
+        unsafe { crate::instance::after_fork_in_child(tb, &snap) };
     }
     Ret::counted(r)
 }

@@ -86,7 +86,7 @@ pub fn sys_sigaltstack(f: &mut GateFrame) -> Ret {
     let tb = crate::thread::current();
     unsafe {
         let app_asked_before = (*tb).flags & TBF_APP_AUTODISARM != 0;
-        let mut local: libc::stack_t = core::mem::zeroed();
+        let mut local: libc::stack_t;
         let mut ssp = 0u64;
         let mut app_asks = app_asked_before;
         if ss != 0 {

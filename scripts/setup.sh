@@ -1,0 +1,30 @@
+#!/bin/sh
+# Installs what shunt needs on a Debian machine, idempotently: nothing is
+# downloaded when everything is present already.
+set -eu
+
+# Debian packages: the C toolchain and the programs the tests run.
+PACKAGES="gcc g++ make python3 coreutils sqlite3 libssl-dev git"
+missing=""
+for p in $PACKAGES; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+    echo "setup: installing Debian packages:$missing"
+    SUDO=""
+    [ "$(id -u)" = 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
+fi
+
+# Rust (cargo fetches the crates itself).
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "setup: cargo is missing; install Rust (https://rustup.rs) and retry" >&2
+    exit 1
+fi
+
+# The kernel features the runtime relies on.
+if ! grep -qw fsgsbase /proc/cpuinfo; then
+    echo "setup: this CPU does not report FSGSBASE; the runtime needs it (Linux 5.9+ on x86-64)" >&2
+    exit 1
+fi

@@ -1,0 +1,159 @@
+//! Real programs natively and under `shunt run`: same output, same exit
+//! status, and stats in which every system call is accounted for. Nothing is
+//! patched yet, so every call of these programs reaches the runtime through
+//! the trap fallback (trapped > 0), and ids, time and random are answered in
+//! user space (emulated).
+
+use std::io::Write;
+
+use shunt_tests::*;
+
+fn compare(what: &str, argv: &[&str], stdin: Option<&[u8]>) -> Stats {
+    let n = native(argv, stdin);
+    let (s, stats) = under_shunt(argv, stdin, &[]);
+    assert_same(what, &n, &s);
+    stats.assert_accounted();
+    assert!(stats.total("trapped") > 0, "{what}: the trap fallback saw nothing: {}", stats.0);
+    assert_eq!(stats.total("denied"), 0, "{what}: denied calls under the default profile");
+    stats
+}
+
+fn data_file(dir: &std::path::Path, name: &str, bytes: usize) -> String {
+    let path = dir.join(name);
+    let mut f = std::fs::File::create(&path).unwrap();
+    let mut x: u64 = 0x9e3779b97f4a7c15;
+    let mut buf = Vec::with_capacity(bytes);
+    while buf.len() < bytes {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        buf.extend_from_slice(format!("{:016x} line {}\n", x, buf.len() % 977).as_bytes());
+    }
+    buf.truncate(bytes);
+    f.write_all(&buf).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+#[test]
+fn coreutils_ls_sort_sha256sum_cat() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = data_file(dir.path(), "lines.txt", 2_000_000);
+    let big = data_file(dir.path(), "big.bin", 40_000_000);
+
+    compare("ls -l", &["ls", "-l", "/usr/bin"], None);
+    let stats = compare("sort", &["sort", &text], None);
+    assert!(stats.get("read", "trapped") > 0);
+    compare("sha256sum", &["sha256sum", &text, &big], None);
+    let stats = compare("cat of a 40 MB file", &["cat", &big], None);
+    assert!(stats.get("write", "passthrough") > 0);
+    compare("sort from stdin", &["sort", "-r"], Some(b"b\nc\na\n"));
+}
+
+#[test]
+fn python_files_threads_and_subprocesses() {
+    let script = r#"
+import hashlib, os, subprocess, tempfile, threading
+def work(i, out):
+    with tempfile.NamedTemporaryFile("w+") as f:
+        f.write(str(i) * 10000); f.flush(); f.seek(0)
+        out[i] = hashlib.sha256(f.read().encode()).hexdigest()[:12]
+out = {}
+ts = [threading.Thread(target=work, args=(i, out)) for i in range(8)]
+[t.start() for t in ts]; [t.join() for t in ts]
+print(sorted(out.items()))
+print(subprocess.run(["sort"], input="b\na\n", capture_output=True, text=True).stdout.split())
+print(subprocess.check_output(["sh", "-c", "echo $((6*7))"]).decode().strip())
+r, w = os.pipe()
+pid = os.fork()
+if pid == 0:
+    os.write(w, str(os.getpid()).encode()); os._exit(3)
+_, st = os.waitpid(pid, 0)
+print("child pid reported by itself matches fork:", int(os.read(r, 64)) == pid, "exit", os.waitstatus_to_exitcode(st))
+print(len(os.urandom(64)), os.getpid() == os.getpid())
+"#;
+    let stats = compare("python3", &["/usr/bin/python3", "-c", script], None);
+    assert!(stats.processes() >= 4, "python's subprocesses are part of the instance: {}", stats.0);
+    for call in ["getpid", "getrandom"] {
+        assert!(stats.get(call, "emulated") > 0, "{call} should be emulated: {}", stats.0["by_syscall"][call]);
+    }
+    assert!(stats.get("clone3", "passthrough") >= 8, "threads were created through the runtime");
+}
+
+#[test]
+fn fork_exec_posix_spawn_system_vfork() {
+    let p = program(env!("PROG_FORKEXEC"));
+    let stats = compare("fork/exec program", &[&p], None);
+    assert!(stats.processes() >= 6, "every process of the instance is counted: {}", stats.0);
+    assert!(stats.get("execve", "passthrough") >= 3);
+    assert!(stats.get("vfork", "trapped") + stats.get("clone", "trapped") + stats.get("clone3", "trapped") >= 3);
+}
+
+#[test]
+fn threads_and_signals() {
+    let p = program(env!("PROG_THREADS_SIGNALS"));
+    let stats = compare("threads and signals", &[&p], None);
+    // glibc's signal restorer was replaced by the runtime's, whose
+    // rt_sigreturn is never trapped.
+    assert_eq!(stats.get("rt_sigreturn", "trapped"), 0, "{}", stats.0["by_syscall"]["rt_sigreturn"]);
+    assert!(stats.get("rt_sigreturn", "redirected") == 0);
+    assert!(stats.get("futex", "trapped") > 0);
+}
+
+#[test]
+fn ids_time_and_random_are_emulated() {
+    let p = program(env!("PROG_IDS_TIME_RANDOM"));
+    let stats = compare("emulated calls", &[&p], None);
+    for call in ["getpid", "gettid", "getuid", "geteuid", "getgid", "getegid", "uname", "clock_gettime", "time", "gettimeofday", "getrandom"] {
+        assert!(stats.get(call, "emulated") > 0, "{call} not emulated: {}", stats.0["by_syscall"][call]);
+    }
+    assert!(stats.get("getpid", "emulated") >= 1000);
+}
+
+#[test]
+fn shell_subshells_and_pipelines() {
+    // Forks whose parent keeps running (and entering the runtime) while the
+    // child sets itself up: subshells, command substitution, pipelines.
+    let script = r#"
+n=0
+for i in $(seq 1 60); do
+  x=$( (echo "$i" | tr 0-9 a-j) )
+  n=$((n + ${#x}))
+done
+echo "total $n"
+echo done | cat | sort | wc -l
+"#;
+    let stats = compare("bash subshells", &["bash", "-c", script], None);
+    assert!(stats.processes() >= 120, "{}", stats.0);
+}
+
+#[test]
+fn exit_codes_and_signals_pass_through() {
+    let p = program(env!("PROG_EXIT_WITH"));
+    for args in [vec!["0"], vec!["3"], vec!["signal", "15"], vec!["signal", "6"]] {
+        let mut argv = vec![p.as_str()];
+        argv.extend(args.iter());
+        let n = native(&argv, None);
+        let (s, stats) = under_shunt(&argv, None, &[]);
+        assert_same(&format!("exit_with {args:?}"), &n, &s);
+        stats.assert_accounted();
+    }
+}
+
+#[test]
+fn stats_env_var_is_honoured() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("s.json");
+    let mut cmd = std::process::Command::new(shunt());
+    cmd.env("SHUNT_STATS", &out).args(["run", "--", "true"]);
+    let o = run(cmd, None, std::time::Duration::from_secs(60));
+    assert!(o.status.success(), "{}", o.stderr_str());
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    Stats(v).assert_accounted();
+}
+
+#[test]
+fn no_trap_mode_runs_unobserved() {
+    let (o, stats) = under_shunt(&["true"], None, &["--no-trap"]);
+    assert!(o.status.success(), "{}", o.stderr_str());
+    assert_eq!(stats.total("trapped"), 0);
+}

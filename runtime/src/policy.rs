@@ -207,17 +207,26 @@ fn parse_rule(value: &str) -> Result<Rule, Option<String>> {
 
 /// The closest known syscall name, if one is close enough to be a typo.
 fn suggest(name: &str) -> Option<&'static str> {
+    /// Edit distance counting a swap of neighbours as one edit (typos).
     fn distance(a: &str, b: &str) -> usize {
-        let b: Vec<char> = b.chars().collect();
-        let mut prev: Vec<usize> = (0..=b.len()).collect();
-        for (i, ca) in a.chars().enumerate() {
-            let mut cur = vec![i + 1];
-            for (j, cb) in b.iter().enumerate() {
-                cur.push((prev[j] + (ca != *cb) as usize).min(prev[j + 1] + 1).min(cur[j] + 1));
-            }
-            prev = cur;
+        let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+        let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+        for (i, row) in d.iter_mut().enumerate() {
+            row[0] = i;
         }
-        prev[b.len()]
+        for j in 0..=b.len() {
+            d[0][j] = j;
+        }
+        for i in 1..=a.len() {
+            for j in 1..=b.len() {
+                let cost = (a[i - 1] != b[j - 1]) as usize;
+                d[i][j] = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
+                if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                    d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
+                }
+            }
+        }
+        d[a.len()][b.len()]
     }
     NAMES
         .iter()
@@ -264,4 +273,56 @@ pub fn errno_name(e: u16) -> String {
         .find(|(_, v)| *v == e as i32)
         .map(|(n, _)| n.to_string())
         .unwrap_or_else(|| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::syscalls::nr;
+
+    #[test]
+    fn builtin_profile_comes_from_the_table() {
+        let c = Compiled::builtin();
+        for n in [nr::PTRACE, nr::MOUNT, nr::KEXEC_LOAD, nr::BPF, nr::INIT_MODULE, nr::REBOOT, nr::SWAPON] {
+            assert_eq!(c.rules[n], Rule::Deny(libc::EPERM as u16), "{}", NAMES[n]);
+        }
+        for n in [nr::READ, nr::WRITE, nr::CLONE3, nr::EXECVE, nr::GETPID] {
+            assert_eq!(c.rules[n], Rule::Allow, "{}", NAMES[n]);
+        }
+    }
+
+    #[test]
+    fn rules_override_the_base_and_survive_the_compiled_form() {
+        let c = Compiled::from_toml(
+            "p",
+            "[syscalls]\nptrace = \"allow\"\nmkdirat = \"deny:EACCES\"\nunshare = \"kill\"\nchdir = \"deny:13\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.rules[nr::PTRACE], Rule::Allow);
+        assert_eq!(c.rules[nr::MKDIRAT], Rule::Deny(libc::EACCES as u16));
+        assert_eq!(c.rules[nr::CHDIR], Rule::Deny(13));
+        assert_eq!(c.rules[nr::UNSHARE], Rule::Kill);
+        assert_eq!(c.rules[nr::MOUNT], Rule::Deny(libc::EPERM as u16), "the base profile still applies");
+        let back = Compiled::from_text(&c.to_text()).unwrap();
+        assert_eq!(back.rules, c.rules);
+        let none = Compiled::from_toml("p", "base = \"none\"\n").unwrap();
+        assert!(none.rules.iter().all(|r| *r == Rule::Allow));
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let err = |t: &str| Compiled::from_toml("f.toml", t).unwrap_err().to_string();
+        assert_eq!(err("[syscalls]\ngetpdi = \"deny\"\n"), "f.toml: unknown system call \"getpdi\" (did you mean \"getpid\"?)");
+        assert!(err("[syscalls]\nzzzzzzzz = \"deny\"\n").ends_with("\"zzzzzzzz\""));
+        assert!(err("[syscalls]\nread = \"block\"\n").contains("unknown rule \"block\""));
+        assert!(err("[syscalls]\nread = \"deny:EWHAT\"\n").contains("unknown errno \"EWHAT\""));
+        assert!(err("[syscalls]\nread = \"deny:0\"\n").contains("unknown errno"));
+        assert!(err("[syscalls]\nrt_sigreturn = \"deny\"\n").contains("cannot be restricted"));
+        assert!(err("[syscalls]\nexit_group = \"kill\"\n").contains("cannot be restricted"));
+        assert!(err("bogus = 1\n").contains("not valid policy TOML"));
+        let e = err("base = \"none\"\n\n[syscalls\n");
+        assert!(e.starts_with("f.toml:3:"), "{e}");
+        assert!(Compiled::from_text("39 maybe\n").is_err());
+        assert!(Compiled::from_text("9999 kill\n").is_err());
+    }
 }

@@ -332,3 +332,42 @@ pub fn write_standalone_report(dir: &[u8], out: &[u8]) -> Result<(), &'static [u
         result
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A segment with counts in two slots sums to the report DESIGN.md
+    /// specifies, listing only the syscalls that were seen.
+    #[test]
+    fn segments_sum_to_the_report() {
+        let mut words = vec![0u64; (SEGMENT_HEADER + 2 * SLOT_STRIDE) / 8];
+        let hdr = unsafe { &mut *(words.as_mut_ptr() as *mut SegmentHeader) };
+        hdr.init(42);
+        hdr.slots_high.store(2, core::sync::atomic::Ordering::Relaxed);
+        let mut set = |slot: usize, class: Counter, nr: usize, v: u64| {
+            let at = (SEGMENT_HEADER + slot * SLOT_STRIDE + counter_offset(class) + nr * 8) / 8;
+            words[at] = v;
+        };
+        set(0, Counter::Redirected, 39, 5);
+        set(0, Counter::Emulated, 39, 5);
+        set(1, Counter::Trapped, 0, 3);
+        set(1, Counter::Passthrough, 0, 3);
+        let mut t = Totals::new();
+        t.add_segment(&words).unwrap();
+        t.add_segment(&words).unwrap();
+        let mut s = String::new();
+        t.write_json(&mut s).unwrap();
+        assert_eq!(
+            s,
+            "{\"redirected\": 10, \"emulated\": 10, \"passthrough\": 6, \"trapped\": 6, \"denied\": 0, \
+             \"processes\": 2, \"by_syscall\": {\"read\": {\"redirected\": 0, \"emulated\": 0, \
+             \"passthrough\": 6, \"trapped\": 6, \"denied\": 0}, \"getpid\": {\"redirected\": 10, \
+             \"emulated\": 10, \"passthrough\": 0, \"trapped\": 0, \"denied\": 0}}}\n"
+        );
+        let mut bad = words.clone();
+        bad[0] = 0;
+        assert_eq!(Totals::new().add_segment(&bad), Err(SegmentError::BadMagic));
+        assert_eq!(Totals::new().add_segment(&words[..100]), Err(SegmentError::TooShort));
+    }
+}

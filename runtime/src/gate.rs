@@ -57,6 +57,11 @@ use core::arch::global_asm;
 use crate::layout::{self, off, Counter, ThreadBlock};
 use crate::syscalls::{INVALID_SLOT, TABLE_LEN};
 
+/// Private auxiliary-vector tag with which a loader (`shunt run` of a static
+/// Go binary) hands a program the gate's address. Unknown tags are ignored by
+/// every libc and by Go, so a program that never reads it loses nothing.
+pub const AT_SHUNT_ENTRY: u64 = 0x5348_554e; // "SHUN"
+
 /// Value a handler returns to ask the gate to perform the call as `vfork`
 /// (register-only, on the caller's stack). Not a possible syscall result.
 pub const VFORK_STYLE: i64 = -4096;

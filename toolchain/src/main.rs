@@ -11,7 +11,10 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+mod audit;
 mod bench;
+mod cc;
+mod go;
 mod locate;
 mod program;
 mod run;
@@ -42,6 +45,22 @@ enum Command {
     Policy(PolicyArgs),
     /// Show a stats report (written by `shunt run --stats`) as a table.
     Stats(StatsArgs),
+    /// List an ELF's syscall instructions and whether shunt covers them.
+    Audit(audit::AuditArgs),
+    /// The C compiler (gcc) with the shunt runtime linked in.
+    #[command(disable_help_flag = true)]
+    Cc {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
+    /// The C++ compiler (g++) with the shunt runtime linked in.
+    #[command(name = "c++", disable_help_flag = true)]
+    Cxx {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
+    /// The go command with the shunt Go target (build, test -c, env, overlay).
+    Go(go::GoArgs),
 }
 
 #[derive(Args)]
@@ -95,6 +114,10 @@ fn main() -> ExitCode {
         Command::Bench(BenchCommand::Syscall(a)) => bench::syscall(a).map(|()| ExitCode::SUCCESS),
         Command::Policy(a) => policy(a).map(|()| ExitCode::SUCCESS),
         Command::Stats(a) => stats_cmd::show(&a.file, a.top).map(|()| ExitCode::SUCCESS),
+        Command::Audit(a) => audit::run(a),
+        Command::Cc { args } => cc::run(false, args),
+        Command::Cxx { args } => cc::run(true, args),
+        Command::Go(a) => go::run(a),
     };
     match result {
         Ok(code) => code,

@@ -19,6 +19,7 @@
 //! - [`stats`]: the shared stats segment, merging and the JSON report
 //! - [`trap`]: the trap fallback (SUD arming and the SIGSYS handler)
 //! - [`instance`]: process-wide state and installation
+//! - [`patch`]: the in-memory rewrite of glibc's syscall sites
 //! - [`vdso`], [`rng`], [`raw`], [`mem`], [`events`]: helpers
 
 pub mod dispatch;
@@ -27,6 +28,7 @@ pub mod gate;
 pub mod instance;
 pub mod layout;
 pub mod mem;
+pub mod patch;
 pub mod policy;
 pub mod raw;
 pub mod rng;

@@ -27,6 +27,61 @@ pub struct Options {
     /// Stand-alone mode: this process writes the instance's JSON report here
     /// when it exits (requires `instance_dir`).
     pub report_to: Option<PathBuf>,
+    /// The runtime library, preloaded into exec'd dynamic programs.
+    pub lib: Option<PathBuf>,
+    /// The shunt binary, whose `shunt load` runs exec'd static programs.
+    pub exe: Option<PathBuf>,
+}
+
+/// What `execve` adds so that a new image stays in the instance.
+pub(crate) struct ExecInjection {
+    /// NUL-terminated `NAME=value` entries added to the new environment.
+    pub vars: Vec<Vec<u8>>,
+    /// Which of `vars` is `LD_PRELOAD` (merged with the program's own).
+    pub preload_index: Option<usize>,
+    /// NUL-terminated path of the shunt binary (empty: static programs are
+    /// exec'd as they are, outside the instance).
+    pub loader: Vec<u8>,
+}
+
+static EXEC_INJECTION: std::sync::OnceLock<ExecInjection> = std::sync::OnceLock::new();
+
+/// Variables of the runtime that the program does not see and that `execve`
+/// replaces with the instance's own.
+pub(crate) const INJECTED_PREFIXES: [&[u8]; 5] =
+    [b"SHUNT_INSTANCE=", b"SHUNT_LIB=", b"SHUNT_EXE=", b"SHUNT_TRAP=", b"SHUNT_STATS="];
+
+pub(crate) fn exec_injection() -> Option<&'static ExecInjection> {
+    EXEC_INJECTION.get()
+}
+
+fn entry(name: &str, value: &Path) -> Vec<u8> {
+    let mut v = name.as_bytes().to_vec();
+    v.push(b'=');
+    v.extend_from_slice(value.as_os_str().as_encoded_bytes());
+    v.push(0);
+    v
+}
+
+fn set_exec_injection(opts: &Options) {
+    let Some(dir) = &opts.instance_dir else { return };
+    let mut vars = vec![entry("SHUNT_INSTANCE", dir)];
+    let mut preload_index = None;
+    if let Some(lib) = &opts.lib {
+        preload_index = Some(vars.len());
+        vars.push(entry("LD_PRELOAD", lib));
+        vars.push(entry("SHUNT_LIB", lib));
+    }
+    let mut loader = Vec::new();
+    if let Some(exe) = &opts.exe {
+        vars.push(entry("SHUNT_EXE", exe));
+        loader = exe.as_os_str().as_encoded_bytes().to_vec();
+        loader.push(0);
+    }
+    if !opts.trap {
+        vars.push(b"SHUNT_TRAP=0\0".to_vec());
+    }
+    let _ = EXEC_INJECTION.set(ExecInjection { vars, preload_index, loader });
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +113,19 @@ static SEGMENT_SEQ: AtomicU32 = AtomicU32::new(0);
 /// NUL-terminated instance directory and report path (raw-syscall use).
 static mut INSTANCE_DIR: [u8; 2048] = [0; 2048];
 static mut REPORT_PATH: [u8; 2048] = [0; 2048];
+/// The program the loader runs (what `/proc/self/exe` names for it).
+static mut PROGRAM_PATH: [u8; 4096] = [0; 4096];
+
+/// Records the path of the program the loader runs in this process.
+pub fn set_program_path(p: &Path) {
+    unsafe { store_cstr(&mut *core::ptr::addr_of_mut!(PROGRAM_PATH), p) };
+}
+
+/// The loaded program's path, if this process runs one through the loader.
+pub(crate) fn program_path() -> Option<&'static [u8]> {
+    let p = cstr(unsafe { &*core::ptr::addr_of!(PROGRAM_PATH) });
+    (!p.is_empty()).then_some(p)
+}
 
 fn store_cstr(dst: &mut [u8], p: &Path) {
     let b = p.as_os_str().as_encoded_bytes();
@@ -192,6 +260,7 @@ pub fn install(opts: Options) -> Result<(), InstallError> {
             (*(seg as *mut SegmentHeader)).slot_bitmap.as_mut_ptr() as *mut u64;
 
         dispatch::configure(opts.policy.as_ref());
+        set_exec_injection(&opts);
         if opts.trap {
             trap::install(text_start, text_len).map_err(|e| InstallError::Sigsys(-e))?;
         }
@@ -281,12 +350,24 @@ pub(crate) fn on_process_exit() {
     }
 }
 
-/// Helper for front ends: `Options` from the environment variables that
-/// `shunt run` and stand-alone use set (`SHUNT_INSTANCE`, `SHUNT_STATS`,
-/// `SHUNT_TRAP`). The policy is read from `<instance>/policy` if present.
+/// `Options` from the environment that `shunt run` (or a stand-alone
+/// `SHUNT_STATS=FILE ./prog`) sets, for the library constructor and the
+/// loader: `SHUNT_INSTANCE`, `SHUNT_STATS`, `SHUNT_TRAP`, `SHUNT_LIB`,
+/// `SHUNT_EXE`; the policy is read from `<instance>/policy` if present.
+///
+/// The variables are then removed from the environment, and libshunt.so from
+/// `LD_PRELOAD`, so that the program sees the environment it would have
+/// natively; `execve` puts them back for the next image (`sys/exec.rs`).
+/// Call it while the process is single-threaded (a constructor, a loader).
 pub fn options_from_env() -> Result<Options, String> {
-    let mut opts = Options { trap: std::env::var_os("SHUNT_TRAP").is_none_or(|v| v != "0"), ..Default::default() };
-    if let Some(dir) = std::env::var_os("SHUNT_INSTANCE").filter(|d| !d.is_empty()) {
+    let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+    let mut opts = Options {
+        trap: var("SHUNT_TRAP").is_none_or(|v| v != "0"),
+        lib: var("SHUNT_LIB").map(PathBuf::from).or_else(own_shared_object),
+        exe: var("SHUNT_EXE").map(PathBuf::from).or_else(own_executable),
+        ..Default::default()
+    };
+    if let Some(dir) = var("SHUNT_INSTANCE") {
         let dir = PathBuf::from(dir);
         let policy_file = dir.join("policy");
         if policy_file.exists() {
@@ -295,14 +376,53 @@ pub fn options_from_env() -> Result<Options, String> {
             opts.policy = Some(Compiled::from_text(&text).map_err(|e| format!("{}: {e}", policy_file.display()))?);
         }
         opts.instance_dir = Some(dir);
-    } else if let Some(report) = std::env::var_os("SHUNT_STATS").filter(|d| !d.is_empty()) {
+    } else if let Some(report) = var("SHUNT_STATS") {
         // Stand-alone: this process is the root of its own instance.
         let report = PathBuf::from(report);
         let dir = std::env::temp_dir().join(format!("shunt-{}-{}", std::process::id(), nanos()));
         opts.instance_dir = Some(dir);
         opts.report_to = Some(report);
     }
+    for k in ["SHUNT_INSTANCE", "SHUNT_STATS", "SHUNT_TRAP", "SHUNT_LIB", "SHUNT_EXE"] {
+        std::env::remove_var(k);
+    }
+    if let (Some(lib), Some(preload)) = (&opts.lib, std::env::var_os("LD_PRELOAD")) {
+        let rest: Vec<_> = preload
+            .to_string_lossy()
+            .split([':', ' '])
+            .filter(|e| !e.is_empty() && Path::new(e) != lib.as_path() && !e.ends_with("/libshunt.so"))
+            .map(str::to_string)
+            .collect();
+        if rest.is_empty() {
+            std::env::remove_var("LD_PRELOAD");
+        } else {
+            std::env::set_var("LD_PRELOAD", rest.join(":"));
+        }
+    }
     Ok(opts)
+}
+
+/// The path of the shared object this code is in when it is one
+/// (libshunt.so); `None` in the shunt executable.
+fn own_shared_object() -> Option<PathBuf> {
+    let mut info: libc::Dl_info = unsafe { core::mem::zeroed() };
+    let found = unsafe { libc::dladdr(own_shared_object as *const () as *const libc::c_void, &mut info) };
+    if found == 0 || info.dli_fname.is_null() {
+        return None;
+    }
+    let name = unsafe { std::ffi::CStr::from_ptr(info.dli_fname) }.to_str().ok()?;
+    let file = Path::new(name).file_name()?.to_string_lossy().to_string();
+    if !(file.ends_with(".so") || file.contains(".so.")) {
+        return None;
+    }
+    std::fs::canonicalize(name).ok()
+}
+
+/// The shunt executable, when this code is in it (the loader).
+fn own_executable() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let name = exe.file_name()?.to_string_lossy().to_string();
+    (name == "shunt").then_some(exe)
 }
 
 fn nanos() -> u128 {

@@ -20,6 +20,7 @@
 //! - [`trap`]: the trap fallback (SUD arming and the SIGSYS handler)
 //! - [`instance`]: process-wide state and installation
 //! - [`patch`]: the in-memory rewrite of glibc's syscall sites
+//! - [`loader`]: runs a static ELF (Go) inside the runtime's process
 //! - [`vdso`], [`rng`], [`raw`], [`mem`], [`events`]: helpers
 
 pub mod dispatch;
@@ -27,6 +28,7 @@ pub mod events;
 pub mod gate;
 pub mod instance;
 pub mod layout;
+pub mod loader;
 pub mod mem;
 pub mod patch;
 pub mod policy;

@@ -140,6 +140,15 @@ fn exit_codes_and_signals_pass_through() {
 }
 
 #[test]
+fn the_environment_looks_native() {
+    // The runtime's variables (LD_PRELOAD, SHUNT_*) are hidden from the
+    // program, and put back for the images it execs.
+    compare("env", &["env"], None);
+    let stats = compare("sh -c env", &["sh", "-c", "env | sort; echo; exec env | sort"], None);
+    assert!(stats.processes() >= 2, "the exec'd env stayed in the instance: {}", stats.0);
+}
+
+#[test]
 fn stats_env_var_is_honoured() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("s.json");

@@ -61,6 +61,16 @@ enum Command {
     },
     /// The go command with the shunt Go target (build, test -c, env, overlay).
     Go(go::GoArgs),
+    /// Internal: run a static program inside this process (used by `run`).
+    #[command(hide = true)]
+    Load {
+        /// argv[0] of the program.
+        #[arg(long)]
+        argv0: OsString,
+        /// The program and its arguments.
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<OsString>,
+    },
 }
 
 #[derive(Args)]
@@ -103,6 +113,8 @@ struct PolicyArgs {
 }
 
 fn main() -> ExitCode {
+    // Like other Unix tools: `shunt stats … | head` ends quietly.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(a) => run::run(run::Request {
@@ -118,6 +130,7 @@ fn main() -> ExitCode {
         Command::Cc { args } => cc::run(false, args),
         Command::Cxx { args } => cc::run(true, args),
         Command::Go(a) => go::run(a),
+        Command::Load { argv0, command } => load(argv0, command),
     };
     match result {
         Ok(code) => code,
@@ -125,6 +138,20 @@ fn main() -> ExitCode {
             eprintln!("shunt: {e:#}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// `shunt load`: install the runtime and become the static program.
+fn load(argv0: OsString, command: Vec<OsString>) -> anyhow::Result<ExitCode> {
+    let (path, args) = command.split_first().ok_or_else(|| anyhow::anyhow!("no program given"))?;
+    let opts = shunt_runtime::instance::options_from_env().map_err(|e| anyhow::anyhow!(e))?;
+    let env: Vec<(OsString, OsString)> = std::env::vars_os().collect();
+    let env_refs: Vec<(&std::ffi::OsStr, &std::ffi::OsStr)> = env.iter().map(|(k, v)| (k.as_os_str(), v.as_os_str())).collect();
+    let mut argv: Vec<&std::ffi::OsStr> = vec![argv0.as_os_str()];
+    argv.extend(args.iter().map(|a| a.as_os_str()));
+    match shunt_runtime::loader::exec_static(std::path::Path::new(path), &argv, &env_refs, || shunt_runtime::install(opts)) {
+        Ok(never) => match never {},
+        Err(e) => Err(anyhow::anyhow!("{e}")),
     }
 }
 

@@ -4,7 +4,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use object::read::elf::{FileHeader, ProgramHeader};
+use object::read::elf::FileHeader;
 use object::{elf, Endianness};
 
 pub enum Kind {
@@ -12,6 +12,9 @@ pub enum Kind {
     Dynamic,
     /// A `#!` script (its interpreter is preloaded).
     Script,
+    /// A static ELF (a Go binary): `shunt load` maps it into the runtime's
+    /// own process.
+    Static,
 }
 
 /// Resolves `name` like the shell: a path if it has a `/`, else a PATH search.
@@ -52,15 +55,13 @@ pub fn classify(path: &Path) -> Result<Kind> {
         bail!("{}: built for another architecture (ELF machine {}); shunt runs x86-64 programs",
               path.display(), hdr.e_machine(endian));
     }
-    let phdrs = hdr
-        .program_headers(endian, &*data)
+    hdr.program_headers(endian, &*data)
         .map_err(|e| anyhow::anyhow!("{}: truncated or malformed ELF ({e})", path.display()))?;
-    if phdrs.iter().any(|ph| ph.p_type(endian) == elf::PT_INTERP) {
+    if !shunt_runtime::loader::is_self_contained(&data) {
         return Ok(Kind::Dynamic);
     }
-    bail!(
-        "{}: statically linked; `shunt run` loads the runtime into dynamically linked programs \
-         (static Go binaries come with the Go target)",
-        path.display()
-    )
+    // Everything the loader would refuse (cgo, collisions with fixed
+    // addresses aside, bad segments) is refused here, before the instance.
+    shunt_runtime::loader::Image::open(path)?;
+    Ok(Kind::Static)
 }

@@ -2,7 +2,8 @@
 //!
 //! The supervisor makes an instance directory (in /dev/shm when possible),
 //! writes the compiled policy there, and starts the program with the runtime
-//! library preloaded and `SHUNT_INSTANCE` pointing at the directory. Every
+//! library preloaded (a static binary: inside `shunt load`, the loader) and
+//! `SHUNT_INSTANCE` pointing at the directory. Every
 //! process of the instance maps a stats segment file there. When the program
 //! ends, the supervisor sums the segments into the JSON report, relays the
 //! runtime's events (policy denials and kills), and exits the way the
@@ -69,7 +70,7 @@ pub fn run(req: Request) -> Result<ExitCode> {
     let lib = locate::runtime_library()?;
     let (name, args) = req.command.split_first().context("no program given")?;
     let path = program::resolve(name)?;
-    program::classify(&path)?;
+    let kind = program::classify(&path)?;
     let policy = load_policy(req.policy.as_deref())?;
 
     let dir = tempfile::Builder::new()
@@ -79,16 +80,29 @@ pub fn run(req: Request) -> Result<ExitCode> {
     std::fs::write(dir.path().join("policy"), policy.to_text()).context("cannot write the policy")?;
     std::fs::write(dir.path().join("events"), b"").context("cannot create the events file")?;
 
-    let mut preload = OsString::from(&lib);
-    if let Some(existing) = std::env::var_os("LD_PRELOAD").filter(|v| !v.is_empty()) {
-        preload.push(":");
-        preload.push(existing);
-    }
-    let mut cmd = Command::new(&path);
-    cmd.arg0(name)
-        .args(args)
-        .env("LD_PRELOAD", preload)
-        .env("SHUNT_INSTANCE", dir.path())
+    let exe = std::env::current_exe().context("cannot find the shunt executable")?;
+    let mut cmd = match kind {
+        program::Kind::Static => {
+            // A static binary runs inside `shunt load`, which installs the
+            // runtime in its own process and maps the program into it.
+            let mut c = Command::new(&exe);
+            c.arg("load").arg("--argv0").arg(name).arg("--").arg(&path).args(args);
+            c
+        }
+        program::Kind::Dynamic | program::Kind::Script => {
+            let mut preload = OsString::from(&lib);
+            if let Some(existing) = std::env::var_os("LD_PRELOAD").filter(|v| !v.is_empty()) {
+                preload.push(":");
+                preload.push(existing);
+            }
+            let mut c = Command::new(&path);
+            c.arg0(name).args(args).env("LD_PRELOAD", preload);
+            c
+        }
+    };
+    cmd.env("SHUNT_INSTANCE", dir.path())
+        .env("SHUNT_LIB", &lib)
+        .env("SHUNT_EXE", &exe)
         .env_remove("SHUNT_STATS");
     if !req.trap {
         cmd.env("SHUNT_TRAP", "0");

@@ -12,6 +12,8 @@
 //!   runtime writes through them; doubtful cases go to the kernel, which
 //!   answers EFAULT exactly.
 
+pub mod exec;
+pub mod fs;
 pub mod ids;
 pub mod ns;
 pub mod process;

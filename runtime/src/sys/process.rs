@@ -1,4 +1,5 @@
-//! Process and thread life cycle: clone, clone3, fork, exit_group, execve.
+//! Process and thread life cycle: clone, clone3, fork, exit_group (execve:
+//! `exec.rs`).
 //!
 //! A new thread (`CLONE_VM` with its own stack) gets its own slot before the
 //! call. The parent's saved registers are copied into the child's block, and
@@ -12,7 +13,7 @@
 //! ([`crate::instance::after_fork_in_child`]).
 //!
 //! These calls count themselves before the syscall: they may return twice
-//! (fork) or not at all (exit_group, execve).
+//! (fork) or not at all (exit_group).
 
 use crate::dispatch::{count_now, Ret};
 use crate::gate::shunt_clone_raw;
@@ -125,13 +126,4 @@ pub fn sys_exit_group(f: &mut GateFrame) -> Ret {
     count_now(f.nr, Class::Passthrough);
     crate::instance::on_process_exit();
     raw::exit_group(f.args[0] as i32)
-}
-
-pub fn sys_execve(f: &mut GateFrame) -> Ret {
-    count_now(f.nr, Class::Passthrough);
-    Ret::counted(unsafe { raw::syscall6(f.nr as usize, f.args) })
-}
-
-pub fn sys_execveat(f: &mut GateFrame) -> Ret {
-    sys_execve(f)
 }

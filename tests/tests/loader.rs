@@ -1,0 +1,95 @@
+//! `shunt run` of static binaries: the loader maps a Go program into the
+//! runtime's process. These binaries are built with the plain Go toolchain
+//! (nothing patched), so every call is trapped — and still answered right.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use shunt_tests::*;
+
+fn go_build(dir: &Path, out: &Path, env: &[(&str, &str)]) {
+    let mut cmd = Command::new("go");
+    cmd.current_dir(dir).args(["build", "-o"]).arg(out).arg(".").env("CGO_ENABLED", "0").env("GOTOOLCHAIN", "local");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let o = run(cmd, None, std::time::Duration::from_secs(600));
+    assert!(o.status.success(), "go build failed (is Go installed? scripts/setup.sh checks): {}", o.stderr_str());
+}
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("gofixtures").join(name)
+}
+
+#[test]
+fn static_go_program_runs_in_the_loader() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("loader");
+    go_build(&fixture("loader"), &bin, &[]);
+    let bin = bin.to_str().unwrap();
+    let n = native(&[bin, "a", "b c"], None);
+    assert_eq!(n.status.code(), Some(5), "{}", n.stderr_str());
+    let (s, stats) = under_shunt(&[bin, "a", "b c"], None, &[]);
+    assert_same("static Go program", &n, &s);
+    stats.assert_accounted();
+    assert!(stats.total("trapped") > 0);
+    // The self-exec went through the loader again, the shell through the
+    // preload: both are processes of the instance.
+    assert!(stats.processes() >= 3, "{}", stats.0);
+    assert!(stats.get("readlinkat", "emulated") >= 1, "os.Executable answered by the runtime");
+}
+
+#[test]
+fn go_pie_is_relocated_by_the_loader() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("loader");
+    go_build(&fixture("loader"), &bin, &[("GOFLAGS", "-buildmode=pie -ldflags=-linkmode=internal")]);
+    let data = std::fs::read(&bin).unwrap();
+    assert_eq!(u16::from_le_bytes([data[16], data[17]]), 3, "expected an ET_DYN (PIE) binary");
+    let b = bin.to_str().unwrap();
+    let n = native(&[b, "pie"], None);
+    let (s, stats) = under_shunt(&[b, "pie"], None, &[]);
+    assert_same("static PIE", &n, &s);
+    stats.assert_accounted();
+    // Only the loader answers os.Executable: the PIE ran in it, relocated,
+    // not under ld.so with the preload.
+    assert!(stats.get("readlinkat", "emulated") >= 1, "{}", stats.0["by_syscall"]["readlinkat"]);
+}
+
+#[test]
+fn loader_refuses_bad_images() {
+    let dir = tempfile::tempdir().unwrap();
+    // Two PT_LOAD segments that overlap.
+    let mut elf = vec![0u8; 64 + 2 * 56];
+    elf[..4].copy_from_slice(b"\x7fELF");
+    elf[4] = 2;
+    elf[5] = 1;
+    elf[6] = 1;
+    elf[16] = 2; // ET_EXEC
+    elf[18] = 62; // x86-64
+    elf[20] = 1;
+    elf[24..32].copy_from_slice(&0x401000u64.to_le_bytes());
+    elf[32..40].copy_from_slice(&64u64.to_le_bytes());
+    elf[52] = 64;
+    elf[54] = 56;
+    elf[56] = 2;
+    let filesz = elf.len() as u64 - 64;
+    for (i, vaddr) in [0x400000u64, 0x400800].iter().enumerate() {
+        let p = 64 + i * 56;
+        elf[p] = 1; // PT_LOAD
+        elf[p + 4] = 5;
+        elf[p + 16..p + 24].copy_from_slice(&vaddr.to_le_bytes());
+        elf[p + 32..p + 40].copy_from_slice(&filesz.to_le_bytes());
+        elf[p + 40..p + 48].copy_from_slice(&0x2000u64.to_le_bytes());
+    }
+    let path = dir.path().join("overlap");
+    std::fs::write(&path, &elf).unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut cmd = Command::new(shunt());
+    cmd.args(["run", "--"]).arg(&path);
+    let o = run(cmd, None, std::time::Duration::from_secs(30));
+    assert_eq!(o.status.code(), Some(2));
+    let err = o.stderr_str();
+    assert!(err.starts_with("shunt: ") && err.lines().count() == 1, "{err}");
+    assert!(err.contains("overlap") || err.contains("not page-congruent") || err.contains("outside the file"), "{err}");
+}

@@ -177,6 +177,7 @@ unsafe fn map_segment(at: usize) -> Result<usize, i64> {
             return Err(r);
         }
         (*(r as *mut SegmentHeader)).init(raw::getpid());
+        set_program_name(r as usize);
         return Ok(r as usize);
     }
     // <dir>/<pid>-<seq>.seg, created exclusively (an exec'd image keeps its pid).
@@ -214,8 +215,30 @@ unsafe fn map_segment(at: usize) -> Result<usize, i64> {
         return Err(r);
     }
     (*(r as *mut SegmentHeader)).init(pid);
+    set_program_name(r as usize);
     SEGMENT_IS_FILE.store(true, Ordering::Relaxed);
     Ok(r as usize)
+}
+
+/// Names the segment after the program: the loaded one, else the process's
+/// executable (raw readlink: this also runs in fork children).
+unsafe fn set_program_name(seg: usize) {
+    let hdr = &mut *(seg as *mut SegmentHeader);
+    let mut buf = [0u8; 4096];
+    let full: &[u8] = match program_path() {
+        Some(p) => p,
+        None => {
+            let n = raw::syscall3(libc::SYS_readlink as usize, b"/proc/self/exe\0".as_ptr() as u64, buf.as_mut_ptr() as u64, buf.len() as u64);
+            if n <= 0 {
+                return;
+            }
+            &buf[..n as usize]
+        }
+    };
+    let base = full.rsplit(|&c| c == b'/').next().unwrap_or(full);
+    let n = base.len().min(hdr.program.len() - 1);
+    hdr.program[..n].copy_from_slice(&base[..n]);
+    hdr.program[n] = 0;
 }
 
 /// Installs the runtime in this process and attaches the calling thread.

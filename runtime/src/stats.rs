@@ -18,7 +18,7 @@ use crate::layout::*;
 use crate::syscalls::{name_of, TABLE_LEN};
 
 pub const SEGMENT_MAGIC: [u8; 8] = *b"SHUNTSG1";
-pub const SEGMENT_VERSION: u32 = 1;
+pub const SEGMENT_VERSION: u32 = 2;
 
 /// The first page of a segment.
 #[repr(C)]
@@ -36,10 +36,19 @@ pub struct SegmentHeader {
     /// Calls made by threads without a slot (never expected; reported if seen).
     pub unaccounted: AtomicU64,
     pub slot_bitmap: [AtomicU64; MAX_SLOTS / 64],
+    /// File name of the program this process runs (NUL-padded), so that a
+    /// report can say which program of the instance made which calls.
+    pub program: [u8; 64],
 }
 const _: () = assert!(core::mem::size_of::<SegmentHeader>() <= SEGMENT_HEADER);
 
 impl SegmentHeader {
+    /// The program's file name.
+    pub fn program_name(&self) -> &str {
+        let n = self.program.iter().position(|&c| c == 0).unwrap_or(self.program.len());
+        core::str::from_utf8(&self.program[..n]).unwrap_or("?")
+    }
+
     /// Fills a zeroed header.
     pub fn init(&mut self, pid: i32) {
         self.magic = SEGMENT_MAGIC;
@@ -59,6 +68,13 @@ pub struct Totals {
     pub by_class: [[u64; TABLE_LEN]; COUNTER_CLASSES],
     pub processes: u64,
     pub unaccounted: u64,
+}
+
+/// Per-program totals of an instance (supervisor side).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProgramTotals {
+    pub processes: u64,
+    pub by_class: [u64; COUNTER_CLASSES],
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -137,6 +153,11 @@ impl Totals {
     /// Writes the JSON report. Allocation-free, so the root process can write
     /// it from its `exit_group`.
     pub fn write_json(&self, out: &mut dyn Write) -> fmt::Result {
+        self.write_json_with(out, None)
+    }
+
+    /// The JSON report with one more member, `"key": <raw JSON>`, at the end.
+    pub fn write_json_with(&self, out: &mut dyn Write, extra: Option<(&str, &str)>) -> fmt::Result {
         out.write_str("{")?;
         let order = [
             Counter::Redirected,
@@ -171,7 +192,11 @@ impl Totals {
             }
             out.write_str("}")?;
         }
-        out.write_str("}}\n")
+        out.write_str("}")?;
+        if let Some((key, raw)) = extra {
+            write!(out, ", \"{key}\": {raw}")?;
+        }
+        out.write_str("}\n")
     }
 }
 
@@ -183,6 +208,14 @@ impl Default for Totals {
 
 /// Reads every segment of an instance directory (std; for the supervisor).
 pub fn merge_dir(dir: &std::path::Path) -> std::io::Result<Totals> {
+    merge_dir_by_program(dir).map(|(t, _)| t)
+}
+
+/// Like [`merge_dir`], also summing each program's processes separately.
+pub fn merge_dir_by_program(
+    dir: &std::path::Path,
+) -> std::io::Result<(Totals, std::collections::BTreeMap<String, ProgramTotals>)> {
+    let mut programs = std::collections::BTreeMap::<String, ProgramTotals>::new();
     let mut totals = Box::new(Totals::new());
     let mut names: Vec<_> = std::fs::read_dir(dir)?
         .filter_map(|e| e.ok())
@@ -192,11 +225,40 @@ pub fn merge_dir(dir: &std::path::Path) -> std::io::Result<Totals> {
     names.sort();
     for path in names {
         let bytes = read_segment(&path)?;
-        totals.add_segment(&bytes).map_err(|e| {
+        let mut one = Box::new(Totals::new());
+        one.add_segment(&bytes).map_err(|e| {
             std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {e}", path.display()))
         })?;
+        let hdr = unsafe { &*(bytes.as_ptr() as *const SegmentHeader) };
+        let p = programs.entry(hdr.program_name().to_string()).or_default();
+        p.processes += 1;
+        for c in 0..COUNTER_CLASSES {
+            p.by_class[c] += one.by_class[c].iter().sum::<u64>();
+            for (t, v) in totals.by_class[c].iter_mut().zip(one.by_class[c].iter()) {
+                *t += v;
+            }
+        }
+        totals.processes += 1;
+        totals.unaccounted += one.unaccounted;
     }
-    Ok(*totals)
+    Ok((*totals, programs))
+}
+
+/// JSON of the per-program totals: `{"prog": {"processes": N, "redirected": N, ...}}`.
+pub fn programs_json(programs: &std::collections::BTreeMap<String, ProgramTotals>) -> String {
+    let mut s = String::from("{");
+    for (i, (name, p)) in programs.iter().enumerate() {
+        if i > 0 {
+            s.push_str(", ");
+        }
+        s.push_str(&format!("{:?}: {{\"processes\": {}", name, p.processes));
+        for (c, n) in COUNTER_NAMES.iter().enumerate() {
+            s.push_str(&format!(", \"{n}\": {}", p.by_class[c]));
+        }
+        s.push('}');
+    }
+    s.push('}');
+    s
 }
 
 /// Reads the used part of a segment file: the header, then the slots below

@@ -13,6 +13,7 @@ use clap::{Args, Parser, Subcommand};
 
 mod audit;
 mod bench;
+mod bench_go;
 mod cc;
 mod go;
 mod locate;
@@ -95,6 +96,8 @@ struct RunArgs {
 enum BenchCommand {
     /// Kernel syscall vs gate (emulated, passthrough) vs trap fallback.
     Syscall(bench::SyscallArgs),
+    /// Go: syscall.Getpid, time.Now, write, loopback HTTP — native vs shunt.
+    Go(bench_go::GoBenchArgs),
 }
 
 #[derive(Args)]
@@ -124,6 +127,7 @@ fn main() -> ExitCode {
             command: a.command,
         }),
         Command::Bench(BenchCommand::Syscall(a)) => bench::syscall(a).map(|()| ExitCode::SUCCESS),
+        Command::Bench(BenchCommand::Go(a)) => bench_go::run(a).map(|()| ExitCode::SUCCESS),
         Command::Policy(a) => policy(a).map(|()| ExitCode::SUCCESS),
         Command::Stats(a) => stats_cmd::show(&a.file, a.top).map(|()| ExitCode::SUCCESS),
         Command::Audit(a) => audit::run(a),

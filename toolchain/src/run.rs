@@ -204,9 +204,11 @@ fn kill_descendants() {
 }
 
 fn write_stats(dir: &Path, out: &Path) -> Result<()> {
-    let totals = shunt_runtime::stats::merge_dir(dir).context("cannot read the instance's statistics")?;
+    let (totals, programs) =
+        shunt_runtime::stats::merge_dir_by_program(dir).context("cannot read the instance's statistics")?;
     let mut json = String::new();
-    totals.write_json(&mut json).expect("writing to a String cannot fail");
+    let by_program = shunt_runtime::stats::programs_json(&programs);
+    totals.write_json_with(&mut json, Some(("by_program", &by_program))).expect("writing to a String cannot fail");
     let tmp = out.with_extension("tmp-shunt");
     std::fs::write(&tmp, json).with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, out).with_context(|| format!("cannot write {}", out.display()))?;

@@ -1,0 +1,3 @@
+module shunt.example/functions/aes
+
+go 1.22

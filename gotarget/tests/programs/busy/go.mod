@@ -1,0 +1,3 @@
+module example.com/shunt/busy
+
+go 1.22

@@ -1,0 +1,3 @@
+module example.com/shunt/gated
+
+go 1.22

@@ -1,0 +1,3 @@
+module example.com/shunt/hello
+
+go 1.22

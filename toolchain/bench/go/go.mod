@@ -1,0 +1,3 @@
+module shuntbench
+
+go 1.25

@@ -1,4 +1,181 @@
-//! glibc-patch: produces a copy of the machine's glibc whose own `syscall`
-//! sites call the shunt gate. Not built yet: see the issue "C/C++ functions:
-//! a patched glibc". The preload library (`preload/`) is the runtime's shared
-//! object for dynamically linked programs.
+//! glibc-patch: makes glibc's own `syscall` sites call the shunt gate.
+//!
+//! glibc inlines its system calls: `printf → write`, `malloc → mmap`,
+//! `pthread_create → clone3` never pass through an exported wrapper that a
+//! preload could interpose. glibc 2.36 (Debian 12) has 526 `syscall` sites in
+//! libc.so.6 and 46 in ld.so. This crate finds them and plans, for each, how to
+//! replace it by a jump to a trampoline that calls the gate; the runtime
+//! (`shunt_runtime::patch`) applies the plan in memory when `libshunt.so`
+//! loads.
+//!
+//! # Decision: patch in memory from a per-build plan
+//!
+//! Not shipped: patched copies of libc.so.6 and ld.so. Instead:
+//!
+//! - **`shunt run` of any existing binary gets the patch for free**: the
+//!   preloaded runtime patches the glibc the program already loaded. A patched
+//!   copy would need the program's interpreter and library path changed.
+//! - **`shunt cc` programs stay ordinary**: `libshunt.so` is a normal
+//!   `DT_NEEDED` dependency with an rpath; the interpreter is the system's
+//!   ld.so, so the binary runs (natively) wherever libshunt.so is.
+//! - **Safe across glibc builds**: a plan is keyed by the GNU build-id and the
+//!   runtime applies it only when every original byte of every site matches.
+//!   Another glibc build gets its plan regenerated (`shunt glibc plan`,
+//!   automatic in `shunt cc`), or is left whole to the trap fallback — never
+//!   patched unsafely.
+//! - **Cost, measured on this machine** (Debian 12, glibc 2.36, 2 vCPU VM,
+//!   release build; `SHUNT_DEBUG=1` prints the figures of every process):
+//!   - coverage: libc.so.6 525 of 526 sites patched (520 backward, 5
+//!     forward), ld.so 45 of 46 (42 backward, 3 forward); the one left in
+//!     each is `__restore_rt`'s `rt_sigreturn`, allowlisted;
+//!   - start-up, per process: ~0.6 ms to find, parse and apply both plans
+//!     (libc: parse ~0.15 ms, apply ~0.3 ms; ld.so ~0.1 ms), on top of the
+//!     runtime's own installation;
+//!   - memory: the text pages that hold a site become private copies, 60
+//!     pages of libc and 14 of ld.so (`Private_Dirty` 240 + 56 KiB in
+//!     `/proc/self/smaps`), plus 5 + 1 pages of trampolines (16.4 + 1.5 KB);
+//!     `fork` children share them until they write them;
+//!   - planning (once per glibc build, `shunt glibc plan` or the first
+//!     `shunt cc`): ~0.2 s for both objects.
+//!
+//!   A patched copy of the libraries would cost nothing per process, but
+//!   every program would need a custom interpreter and library path, and
+//!   `shunt run` could not patch the binaries it is given. If the start-up
+//!   cost ever matters, the patched text pages and trampolines can be cached
+//!   in a file per build-id and mapped over the text (shared page cache, no
+//!   parsing, no copy-on-write): the rewrite stays in memory and keyed by
+//!   build-id, only its result is reused.
+//!
+//! # The planner
+//!
+//! See [`planner`]: linear decoding with iced-x86, a branch-target analysis of
+//! the whole text, and per-site runs displaced backward (before the
+//! `syscall`), forward (after it) or both, never displacing a branch or a
+//! RIP-relative instruction and never swallowing a branch target.
+//!
+//! # The audit
+//!
+//! [`audit`]: every `syscall`/`sysenter`/`int $0x80` with its function and
+//! status (`patched` / `allowlisted` / `uncovered`, with the reason), as a
+//! table or JSON (`shunt audit FILE [--json]`).
+
+pub mod audit;
+pub mod elf;
+pub mod planner;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+pub use audit::{audit_file, Audit, AuditSite, Status};
+pub use elf::{ElfError, Image};
+pub use planner::{analyse, Analysis, PLANNER};
+pub use shunt_runtime::patch::{plan_dirs, plan_file_name, Plan};
+
+/// The glibc objects this process (linked with the machine's glibc) loaded:
+/// libc.so.6 and the dynamic loader, as canonical paths.
+pub fn machine_glibc() -> Result<Vec<PathBuf>> {
+    let maps = std::fs::read_to_string("/proc/self/maps").context("cannot read /proc/self/maps")?;
+    let mut out: Vec<PathBuf> = Vec::new();
+    for line in maps.lines() {
+        let Some(path) = line.split_whitespace().nth(5) else { continue };
+        let file = path.rsplit('/').next().unwrap_or(path);
+        if (file.starts_with("libc.so") || file.starts_with("libc-2.") || file.starts_with("ld-linux"))
+            && !out.iter().any(|p| p == Path::new(path))
+        {
+            out.push(PathBuf::from(path));
+        }
+    }
+    if out.is_empty() {
+        bail!("this process has no glibc loaded (a static build of shunt?): name the files to plan");
+    }
+    Ok(out)
+}
+
+/// A plan file's `planner` line, if the file is a plan.
+pub fn planner_of(path: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.lines().find_map(|l| l.strip_prefix("planner ").map(str::to_string))
+}
+
+/// Plans `object` and writes `<dir>/<build-id>.plan` (atomically: another
+/// process may be doing the same). Returns the path and the analysis.
+pub fn write_plan(object: &Path, dir: &Path) -> Result<(PathBuf, Analysis)> {
+    let img = Image::load(object, false)?;
+    let Some(id) = img.build_id.clone() else {
+        bail!("{}: has no GNU build-id, so a plan could not be matched to it", object.display());
+    };
+    let analysis = analyse(&img);
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let path = dir.join(plan_file_name(&id));
+    let tmp = dir.join(format!(".{}.{}.tmp", plan_file_name(&id), std::process::id()));
+    std::fs::write(&tmp, analysis.plan.to_text()).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok((path, analysis))
+}
+
+/// The build-id of an ELF file.
+pub fn build_id_of(object: &Path) -> Result<String> {
+    let img = Image::load(object, false)?;
+    img.build_id.with_context(|| format!("{}: has no GNU build-id", object.display()))
+}
+
+
+/// One line about a plan: how many sites it patches.
+pub fn summary(a: &Analysis, path: &Path) -> String {
+    let total = a.found.len();
+    let allow = a.plan.left.iter().filter(|l| l.status == shunt_runtime::patch::LeftStatus::Allowlisted).count();
+    format!(
+        "{} of {total} syscall sites patched, {allow} allowlisted, {} uncovered; wrote {}",
+        a.plan.sites.len(),
+        a.plan.left.len() - allow,
+        path.display()
+    )
+}
+
+/// The first plan directory (of [`plan_dirs`]) that can be written.
+pub fn writable_plan_dir(lib_dir: Option<&Path>) -> Result<PathBuf> {
+    let dirs = plan_dirs(lib_dir);
+    for d in &dirs {
+        if std::fs::create_dir_all(d).is_ok() {
+            let probe = d.join(format!(".probe-{}", std::process::id()));
+            if std::fs::write(&probe, b"").is_ok() {
+                let _ = std::fs::remove_file(&probe);
+                return Ok(d.clone());
+            }
+        }
+    }
+    bail!(
+        "no writable directory for glibc patch plans (tried {}); set SHUNT_PLANS",
+        dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ")
+    )
+}
+
+/// The plan `libshunt.so` (in `lib_dir`) would use for `object`, if it
+/// exists and was made by this planner.
+pub fn current_plan(object: &Path, lib_dir: Option<&Path>) -> Result<Option<PathBuf>> {
+    let id = build_id_of(object)?;
+    let name = plan_file_name(&id);
+    let found = plan_dirs(lib_dir).into_iter().map(|d| d.join(&name)).find(|p| p.is_file());
+    Ok(found.filter(|p| planner_of(p).as_deref() == Some(PLANNER)))
+}
+
+/// Makes sure the machine's glibc has current plans where `libshunt.so` (in
+/// `lib_dir`) finds them; plans what is missing, with a progress line on
+/// stderr. Returns the plan files.
+pub fn ensure_plans(lib_dir: Option<&Path>) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for f in machine_glibc()? {
+        if let Some(p) = current_plan(&f, lib_dir)? {
+            out.push(p);
+            continue;
+        }
+        let dir = writable_plan_dir(lib_dir)?;
+        eprintln!("shunt: planning the in-memory patch of {} (once per glibc build)…", f.display());
+        let (path, analysis) =
+            write_plan(&f, &dir).with_context(|| format!("cannot plan the patch of {}", f.display()))?;
+        eprintln!("shunt: {}", summary(&analysis, &path));
+        out.push(path);
+    }
+    Ok(out)
+}

@@ -7,7 +7,7 @@
 //! synchronisation.
 
 use crate::gate::{ACT_EXIT, ACT_GETPID, ACT_GETTID, ACT_KERNEL, ACT_RUST, ACT_SIGRETURN, ACT_VFORK, VFORK_STYLE};
-use crate::layout::{Counter, GateFrame};
+use crate::layout::{Answer, Entry, GateFrame, ENTRY_TRAP};
 use crate::policy::{Compiled, Rule};
 use crate::raw;
 use crate::syscalls::{Class, Route, HANDLERS, INVALID_SLOT, ROUTE, TABLE_LEN};
@@ -112,13 +112,10 @@ pub(crate) fn action(nr: u64) -> u8 {
 /// The full path of both the call gate and the trap fallback. Runs on the
 /// runtime stack with the caller's registers saved in `f`.
 pub(crate) extern "C" fn shunt_dispatch(f: &mut GateFrame) -> i64 {
-    let tb = current();
     let nr = f.nr;
     if nr >= TABLE_LEN as u64 {
-        unsafe {
-            count(tb, INVALID_SLOT, Counter::Passthrough);
-            return raw::syscall6(nr as usize, f.args);
-        }
+        answer(f, INVALID_SLOT, Answer::Passthrough);
+        return unsafe { raw::syscall6(nr as usize, f.args) };
     }
     let nr = nr as usize;
     unsafe {
@@ -128,39 +125,47 @@ pub(crate) extern "C" fn shunt_dispatch(f: &mut GateFrame) -> i64 {
                 let handler = HANDLERS.get_unchecked(nr).unwrap_unchecked();
                 let r = handler(f);
                 match r.how {
-                    How::Emulated => count(tb, nr, Counter::Emulated),
-                    How::Kernel => count(tb, nr, Counter::Passthrough),
+                    How::Emulated => answer(f, nr, Answer::Emulated),
+                    How::Kernel => answer(f, nr, Answer::Passthrough),
                     How::Counted => {}
                 }
                 r.value
             }
             ACT_DENY => {
-                count(tb, nr, Counter::Denied);
+                answer(f, nr, Answer::Denied);
                 let errno = (*core::ptr::addr_of!(DENY_ERRNO))[nr];
                 crate::events::denied(nr, errno);
                 -(errno as i64)
             }
             ACT_KILL => {
-                count(tb, nr, Counter::Denied);
+                answer(f, nr, Answer::Denied);
                 crate::events::killed(nr)
             }
             // ACT_KERNEL from the trap fallback; the gate-only actions never
             // reach here, but forwarding them is the safe answer.
             _ => {
-                count(tb, nr, Counter::Passthrough);
+                answer(f, nr, Answer::Passthrough);
                 raw::syscall6(nr, f.args)
             }
         }
     }
 }
 
-/// Counts a call as the given class for the calling thread (for handlers
-/// returning [`How::Counted`]).
+/// Counts `f` as entered (by the gate or a trap) and answered as `how`, in
+/// one cell (see `layout::CELLS`).
 #[inline(always)]
-pub fn count_now(nr: u64, class: Class) {
-    let c = match class {
-        Class::Emulated => Counter::Emulated,
-        Class::Passthrough => Counter::Passthrough,
+fn answer(f: &GateFrame, slot: usize, how: Answer) {
+    let entry = if f.kind == ENTRY_TRAP { Entry::Trap } else { Entry::Gate };
+    unsafe { count(current(), slot, entry, how) }
+}
+
+/// Counts `f`'s entry and its class now, for handlers that return
+/// [`How::Counted`] (calls that may block, return twice or not at all).
+#[inline(always)]
+pub fn count_now(f: &GateFrame, class: Class) {
+    let how = match class {
+        Class::Emulated => Answer::Emulated,
+        Class::Passthrough => Answer::Passthrough,
     };
-    unsafe { count(current(), nr as usize, c) }
+    answer(f, f.nr as usize, how)
 }

@@ -25,7 +25,7 @@
 //! 3. `vfork`: register-only (parent and child share the stack); the return
 //!    address is parked in the thread block, which both see.
 //! 4. `exit`: register-only (the thread's stack may already be freed); frees
-//!    the slot with one `lock btr` and exits.
+//!    the slot with one `lock btr` and exits. (Counted by whoever jumps to it.)
 //! 5. `rt_sigreturn`: a real `rt_sigreturn` at the caller's frame.
 //! 6. `getpid`/`gettid`: the cached id, read and returned in a few
 //!    instructions (the most frequent emulated calls; no vector register or
@@ -54,7 +54,7 @@
 
 use core::arch::global_asm;
 
-use crate::layout::{self, off, Counter, ThreadBlock};
+use crate::layout::{self, off, Answer, Entry, ThreadBlock};
 use crate::syscalls::{INVALID_SLOT, TABLE_LEN};
 
 /// Private auxiliary-vector tag with which a loader (`shunt run` of a static
@@ -122,8 +122,8 @@ global_asm!(
     // in TB.vfork_ret. Parent and child run on the same stack, so nothing here
     // touches memory other than the thread block. Out: rax = result; the child
     // has TBF_VFORK_CHILD set and its own trap fallback armed.
-    ".macro SHUNT_VFORK_SYSCALL",
-    "    incq %gs:{cnt_pass}(,%rax,8)",
+    ".macro SHUNT_VFORK_SYSCALL cell",
+    "    incq %gs:\\cell(,%rax,8)",
     "    mov %gs:{tb_depth}, %rcx",
     "    mov %rcx, %gs:{tb_vfork_depth}",
     "    syscall",
@@ -267,13 +267,14 @@ global_asm!(
     "shunt_gate:",
     "    cmp ${table_len}, %rax",
     "    jae 82f",
-    "    incq %gs:{cnt_red}(,%rax,8)",
     "    lea {actions}(%rip), %r11",
     "    movzbl (%r11,%rax,1), %ecx",
     "    test %ecx, %ecx",
     "    jnz 22f",
     // Kernel route: the call is forwarded by this instruction, in runtime text.
-    "    incq %gs:{cnt_pass}(,%rax,8)",
+    // (Every path counts the entry next to its answer: a thread killed by
+    // another's exit_group in between must not leave an entry unanswered.)
+    "    incq %gs:{cnt_gate_pass}(,%rax,8)",
     "    syscall",
     "    ret",
     "22:",
@@ -310,7 +311,7 @@ global_asm!(
     "    jne 46f",
     "    testb ${f_shared_ids}, %gs:{tb_flags}",
     "    jnz 24b",
-    "    incq %gs:{cnt_emu}(,%rax,8)",
+    "    incq %gs:{cnt_gate_emu}(,%rax,8)",
     "    movslq {pid}(%rip), %rax",
     "    ret",
     "46:",
@@ -320,7 +321,7 @@ global_asm!(
     "    jnz 24b",
     "    cmpq $0, %gs:{tb_tid}",
     "    je 24b",
-    "    incq %gs:{cnt_emu}(,%rax,8)",
+    "    incq %gs:{cnt_gate_emu}(,%rax,8)",
     "    mov %gs:{tb_tid}, %rax",
     "    ret",
     "48:",
@@ -329,23 +330,22 @@ global_asm!(
     "44:",
     "    pop %rcx",
     "    mov %rcx, %gs:{tb_vfork_ret}",
-    "    SHUNT_VFORK_SYSCALL",
+    "    SHUNT_VFORK_SYSCALL {cnt_gate_pass}",
     // Re-push the return address from the block: the child may have reused
     // the stack slot it was in. This writes only that slot.
     "    pushq %gs:{tb_vfork_ret}",
     "    ret",
     "52:",
+    "    incq %gs:{cnt_gate_pass}(,%rax,8)",
     "    cmp ${act_exit}, %ecx",
     "    je shunt_exit_path",
     // rt_sigreturn: the caller's rsp (before its call) is the signal frame.
-    "    incq %gs:{cnt_pass}(,%rax,8)",
     "    lea 8(%rsp), %rsp",
     "    syscall",
     "    ud2",
     "82:",
     // Numbers outside the table: the kernel answers (ENOSYS, or x32 calls).
-    "    incq %gs:{cnt_red_invalid}",
-    "    incq %gs:{cnt_pass_invalid}",
+    "    incq %gs:{cnt_gate_pass_invalid}",
     "    syscall",
     "    ret",
     ".size shunt_gate, .-shunt_gate",
@@ -353,13 +353,14 @@ global_asm!(
     // ------------------------------------------------------ register-only exit
     // In: rax = exit, rdi = status. Uses no stack: the thread's stack may be
     // freed already. After the `btr` another thread may take the slot, so
-    // nothing after it touches the block.
+    // nothing after it touches the block. A vfork child shares its parent's
+    // block (Go's child ends a failed exec with SYS_EXIT) and a CLONE_VFORK
+    // child's slot is freed by its parent: neither frees anything here.
     ".globl shunt_exit_path",
     ".type shunt_exit_path,@function",
     ".p2align 4",
     "shunt_exit_path:",
-    "    incq %gs:{cnt_pass}(,%rax,8)",
-    "    testb ${f_parent_frees}, %gs:{tb_flags}",
+    "    testb ${f_keep_slot}, %gs:{tb_flags}",
     "    jnz 2f",
     "    mov %gs:{tb_slot}, %ecx",
     "    mov {slot_bitmap}(%rip), %r11",
@@ -403,7 +404,7 @@ global_asm!(
     ".p2align 4",
     "shunt_trap_vfork:",
     "    mov %rcx, %gs:{tb_vfork_ret}",
-    "    SHUNT_VFORK_SYSCALL",
+    "    SHUNT_VFORK_SYSCALL {cnt_trap_pass}",
     "    jmp *%gs:{tb_vfork_ret}",
     ".size shunt_trap_vfork, .-shunt_trap_vfork",
     //
@@ -480,14 +481,13 @@ global_asm!(
     ".size shunt_clone_raw, .-shunt_clone_raw",
     ".popsection",
     table_len = const TABLE_LEN,
-    cnt_red = const layout::counter_offset(Counter::Redirected),
-    cnt_pass = const layout::counter_offset(Counter::Passthrough),
-    cnt_red_invalid = const layout::counter_offset(Counter::Redirected) + INVALID_SLOT * 8,
-    cnt_pass_invalid = const layout::counter_offset(Counter::Passthrough) + INVALID_SLOT * 8,
+    cnt_gate_pass = const layout::cell_offset(Entry::Gate, Answer::Passthrough),
+    cnt_trap_pass = const layout::cell_offset(Entry::Trap, Answer::Passthrough),
+    cnt_gate_pass_invalid = const layout::cell_offset(Entry::Gate, Answer::Passthrough) + INVALID_SLOT * 8,
     act_rust = const ACT_RUST,
     act_getpid = const ACT_GETPID,
     act_gettid = const ACT_GETTID,
-    cnt_emu = const layout::counter_offset(Counter::Emulated),
+    cnt_gate_emu = const layout::cell_offset(Entry::Gate, Answer::Emulated),
     f_shared_ids = const layout::TBF_VFORK_CHILD | layout::TBF_NO_ID_CACHE,
     tb_tid = const off::TB_TID,
     pid = sym crate::sys::ids::PID,
@@ -535,7 +535,7 @@ global_asm!(
     cf_xmm = const off::TB_CLONE_FRAME + off::F_XMM,
     f_vfork_child = const layout::TBF_VFORK_CHILD,
     not_vfork_child = const !layout::TBF_VFORK_CHILD,
-    f_parent_frees = const layout::TBF_PARENT_FREES,
+    f_keep_slot = const layout::TBF_PARENT_FREES | layout::TBF_VFORK_CHILD,
     nr_prctl = const libc::SYS_prctl,
     pr_sud = const crate::trap::PR_SET_SYSCALL_USER_DISPATCH,
     nr_rt_sigreturn = const libc::SYS_rt_sigreturn,

@@ -31,6 +31,9 @@ pub struct Options {
     pub lib: Option<PathBuf>,
     /// The shunt binary, whose `shunt load` runs exec'd static programs.
     pub exe: Option<PathBuf>,
+    /// Patch glibc's syscall sites in memory (the preload reads this; off
+    /// with `SHUNT_PATCH=0`).
+    pub patch: bool,
 }
 
 /// What `execve` adds so that a new image stays in the instance.
@@ -48,8 +51,8 @@ static EXEC_INJECTION: std::sync::OnceLock<ExecInjection> = std::sync::OnceLock:
 
 /// Variables of the runtime that the program does not see and that `execve`
 /// replaces with the instance's own.
-pub(crate) const INJECTED_PREFIXES: [&[u8]; 5] =
-    [b"SHUNT_INSTANCE=", b"SHUNT_LIB=", b"SHUNT_EXE=", b"SHUNT_TRAP=", b"SHUNT_STATS="];
+pub(crate) const INJECTED_PREFIXES: [&[u8]; 6] =
+    [b"SHUNT_INSTANCE=", b"SHUNT_LIB=", b"SHUNT_EXE=", b"SHUNT_TRAP=", b"SHUNT_STATS=", b"SHUNT_PATCH="];
 
 pub(crate) fn exec_injection() -> Option<&'static ExecInjection> {
     EXEC_INJECTION.get()
@@ -80,6 +83,9 @@ fn set_exec_injection(opts: &Options) {
     }
     if !opts.trap {
         vars.push(b"SHUNT_TRAP=0\0".to_vec());
+    }
+    if !opts.patch {
+        vars.push(b"SHUNT_PATCH=0\0".to_vec());
     }
     let _ = EXEC_INJECTION.set(ExecInjection { vars, preload_index, loader });
 }
@@ -317,7 +323,8 @@ impl BlockSnapshot {
 /// inherit SUD).
 pub(crate) unsafe fn after_fork_in_child(tb: *mut ThreadBlock, snap: &BlockSnapshot) {
     let seg = thread::SEGMENT_BASE.load(Ordering::Relaxed);
-    let slot = (*(snap.0.as_ptr() as *const ThreadBlock)).slot;
+    // The snapshot is bytes (unaligned for a ThreadBlock): read the field so.
+    let slot = core::ptr::read_unaligned(core::ptr::addr_of!((*(snap.0.as_ptr() as *const ThreadBlock)).slot));
     if SEGMENT_IS_FILE.load(Ordering::Relaxed) {
         // Map a new segment elsewhere, put the snapshot in it, then move it
         // where the old one was (GS keeps pointing at the same address).
@@ -385,9 +392,9 @@ pub(crate) fn on_process_exit() {
 pub fn options_from_env() -> Result<Options, String> {
     let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
     let mut opts = Options {
-        trap: var("SHUNT_TRAP").is_none_or(|v| v != "0"),
         lib: var("SHUNT_LIB").map(PathBuf::from).or_else(own_shared_object),
         exe: var("SHUNT_EXE").map(PathBuf::from).or_else(own_executable),
+        patch: var("SHUNT_PATCH").is_none_or(|v| v != "0"),
         ..Default::default()
     };
     if let Some(dir) = var("SHUNT_INSTANCE") {
@@ -406,7 +413,17 @@ pub fn options_from_env() -> Result<Options, String> {
         opts.instance_dir = Some(dir);
         opts.report_to = Some(report);
     }
-    for k in ["SHUNT_INSTANCE", "SHUNT_STATS", "SHUNT_TRAP", "SHUNT_LIB", "SHUNT_EXE"] {
+    // The trap fallback is armed when there is an instance to report to
+    // (`shunt run`, or stand-alone stats), unless SHUNT_TRAP says otherwise:
+    // a `shunt cc` program run natively needs no fallback once glibc is
+    // patched, and SUD taxes every syscall it lets through.
+    opts.trap = match var("SHUNT_TRAP").as_deref().and_then(|v| v.to_str()) {
+        Some("0") => false,
+        Some(_) => true,
+        None => opts.instance_dir.is_some(),
+    };
+    for k in ["SHUNT_INSTANCE", "SHUNT_STATS", "SHUNT_TRAP", "SHUNT_LIB", "SHUNT_EXE", "SHUNT_PATCH"] {
+        // (SHUNT_SIGPIPE is the loader's, read and removed by `shunt load`.)
         std::env::remove_var(k);
     }
     if let (Some(lib), Some(preload)) = (&opts.lib, std::env::var_os("LD_PRELOAD")) {

@@ -9,8 +9,8 @@
 //! ```text
 //! GS base ─► +0x0000 ThreadBlock (one page: stack bounds, depth, SUD selector,
 //!                    vfork scratch, id caches, RNG state, clone frame)
-//!            +0x1000 counters[class][nr]: u64, one page per class (5 pages)
-//!            +0x6000 unused up to SLOT_STRIDE
+//!            +0x1000 counters[entry × answer][nr]: u64, one page per cell (6 pages)
+//!            +0x7000 unused up to SLOT_STRIDE
 //! ```
 //!
 //! The segment is a `MAP_SHARED` file in the instance directory, so counters
@@ -31,10 +31,39 @@ pub const SEGMENT_HEADER: usize = 4096;
 /// Total size of a stats segment file.
 pub const SEGMENT_SIZE: usize = SEGMENT_HEADER + MAX_SLOTS * SLOT_STRIDE;
 
-/// The counter classes, in their order in the slot.
-///
-/// `Redirected` counts gate entries and `Trapped` counts trap-fallback entries;
-/// `Emulated + Passthrough + Denied` partition both together.
+/// How a call entered the runtime.
+#[repr(usize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Entry {
+    /// By the call gate (a patched site).
+    Gate = 0,
+    /// By the trap fallback.
+    Trap = 1,
+}
+
+/// How the runtime answered it.
+#[repr(usize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Answer {
+    Emulated = 0,
+    Passthrough = 1,
+    Denied = 2,
+}
+
+/// Counter cells per syscall: one per (entry, answer) pair, so that a call
+/// is counted with a single `inc` — a thread killed mid-call (another
+/// thread's exit_group) can never leave an entry without its answer, and
+/// `emulated + passthrough + denied` partition the gate entries and the
+/// traps exactly.
+pub const CELLS: usize = 6;
+
+/// `%gs:` displacement of the counter cell (entry, answer) for syscall 0.
+pub const fn cell_offset(entry: Entry, answer: Answer) -> usize {
+    COUNTERS_OFFSET + (entry as usize * 3 + answer as usize) * COUNTER_ROW
+}
+
+/// The classes of the report (DESIGN.md), derived from the cells:
+/// `redirected`/`trapped` sum a row of entries, the others a column.
 #[repr(usize)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Counter {
@@ -48,10 +77,28 @@ pub const COUNTER_CLASSES: usize = 5;
 pub const COUNTER_NAMES: [&str; COUNTER_CLASSES] =
     ["redirected", "trapped", "emulated", "passthrough", "denied"];
 
-/// `%gs:` displacement of counter `class` for syscall 0.
-pub const fn counter_offset(class: Counter) -> usize {
-    COUNTERS_OFFSET + class as usize * COUNTER_ROW
+impl Counter {
+    /// Whether cell (entry, answer) counts towards this class.
+    pub fn includes(self, entry: Entry, answer: Answer) -> bool {
+        match self {
+            Counter::Redirected => entry == Entry::Gate,
+            Counter::Trapped => entry == Entry::Trap,
+            Counter::Emulated => answer == Answer::Emulated,
+            Counter::Passthrough => answer == Answer::Passthrough,
+            Counter::Denied => answer == Answer::Denied,
+        }
+    }
 }
+
+/// Every cell, in layout order.
+pub const ALL_CELLS: [(Entry, Answer); CELLS] = [
+    (Entry::Gate, Answer::Emulated),
+    (Entry::Gate, Answer::Passthrough),
+    (Entry::Gate, Answer::Denied),
+    (Entry::Trap, Answer::Emulated),
+    (Entry::Trap, Answer::Passthrough),
+    (Entry::Trap, Answer::Denied),
+];
 
 // Runtime stacks. Each slot owns STACK_STRIDE bytes of a PROT_NONE reservation;
 // the top STACK_USABLE bytes are made read-write when the slot is first used and
@@ -224,7 +271,7 @@ pub struct ThreadBlock {
 }
 
 const _: () = assert!(core::mem::size_of::<ThreadBlock>() <= COUNTERS_OFFSET);
-const _: () = assert!(COUNTERS_OFFSET + COUNTER_CLASSES * COUNTER_ROW <= SLOT_STRIDE);
+const _: () = assert!(COUNTERS_OFFSET + CELLS * COUNTER_ROW <= SLOT_STRIDE);
 const _: () = assert!(core::mem::size_of::<GateFrame>() % 16 == 0);
 const _: () = assert!(STACK_USABLE + PRIVATE_PAGE + 4096 <= STACK_STRIDE);
 

@@ -364,7 +364,7 @@ fn build_stack(image: &Image, bias: u64, argv: &[CString], envp: &[CString], exe
     ];
     let vdso = aux(libc::AT_SYSINFO_EHDR);
     if vdso != 0 {
-        auxv.push((libc::AT_SYSINFO_EHDR, vdso));
+        auxv.push((libc::AT_SYSINFO_EHDR, vdso_without_getrandom(vdso).unwrap_or(vdso)));
     }
     const AT_MINSIGSTKSZ: u64 = 51;
     let minsig = aux(AT_MINSIGSTKSZ);
@@ -398,16 +398,78 @@ fn build_stack(image: &Image, bias: u64, argv: &[CString], envp: &[CString], exe
     Ok(sp)
 }
 
-/// Undoes the signal state the Rust process set up (std ignores SIGPIPE and
-/// installs SIGSEGV/SIGBUS handlers on an alternate stack): the program must
-/// start as after `execve`. The runtime's own SIGSYS handler stays.
-unsafe fn reset_signals() {
+/// The vDSO as the program sees it: a private copy of the kernel vDSO's ELF
+/// metadata whose symbols point back at the kernel's code (nothing executes
+/// from the copy), with `getrandom` removed.
+///
+/// Why: Go (and glibc 2.41+) draw random bytes from the vDSO's `getrandom`,
+/// which reseeds each thread's state with a real `getrandom` syscall issued
+/// from the vDSO's own text — outside the one range Syscall User Dispatch can
+/// exempt, so every reseed would trap. Without the vDSO symbol the program
+/// makes its `getrandom` syscall through its patched site, and the runtime
+/// answers it in user space (`rng.rs`). Time functions stay in the vDSO.
+fn vdso_without_getrandom(real: u64) -> Option<u64> {
+    use object::read::elf::{FileHeader, SectionHeader, Sym};
+    let image = unsafe {
+        let ehdr = &*(real as *const elf::FileHeader64<Endianness>);
+        let e = Endianness::Little;
+        let size = ehdr.e_shoff(e) as usize + ehdr.e_shnum(e) as usize * ehdr.e_shentsize(e) as usize;
+        core::slice::from_raw_parts(real as *const u8, size)
+    };
+    let hdr = elf::FileHeader64::<Endianness>::parse(image).ok()?;
+    let endian = hdr.endian().ok()?;
+    let sections = hdr.sections(endian, image).ok()?;
+    let (idx, dynsym) = sections.iter().enumerate().find(|(_, s)| s.sh_type(endian) == elf::SHT_DYNSYM)?;
+    let symbols = sections.symbol_table_by_index(endian, image, object::SectionIndex(idx)).ok()?;
+    let names = symbols.strings();
+    let copy = unsafe {
+        libc::mmap(std::ptr::null_mut(), image.len(), libc::PROT_READ | libc::PROT_WRITE,
+                   libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
+    };
+    if copy == libc::MAP_FAILED {
+        return None;
+    }
+    let copy = copy as u64;
+    unsafe { std::ptr::copy_nonoverlapping(image.as_ptr(), copy as *mut u8, image.len()) };
+    let delta = real.wrapping_sub(copy);
+    let base = copy + dynsym.sh_offset(endian);
+    let entsize = core::mem::size_of::<elf::Sym64<Endianness>>() as u64;
+    for (i, sym) in symbols.iter().enumerate() {
+        let at = base + i as u64 * entsize;
+        let name = sym.name(endian, names).unwrap_or(b"");
+        unsafe {
+            if name == b"__vdso_getrandom" || name == b"getrandom" {
+                // st_shndx (offset 6) = SHN_UNDEF: lookups skip the symbol.
+                ((at + 6) as *mut u16).write_unaligned(elf::SHN_UNDEF.0);
+            } else if sym.st_shndx(endian) != elf::SHN_UNDEF && sym.st_shndx(endian) != elf::SHN_ABS {
+                // st_value (offset 8): so that copy + value = the kernel's code.
+                let v = sym.st_value(endian).wrapping_add(delta);
+                ((at + 8) as *mut u64).write_unaligned(v);
+            }
+        }
+    }
+    unsafe { libc::mprotect(copy as *mut _, image.len(), libc::PROT_READ) };
+    Some(copy)
+}
+
+/// Undoes the signal state the Rust process set up, so that the program
+/// starts as after `execve`: handled signals back to SIG_DFL (std installs
+/// SIGSEGV/SIGBUS handlers on an alternate stack), the mask empty, no
+/// alternate stack. Ignored signals stay ignored, as `execve` keeps them
+/// (nohup relies on it) — except SIGPIPE, which std ignores on its own: it is
+/// ignored only if the exec'ing process ignored it (`SHUNT_SIGPIPE=ign`,
+/// which `execve` in the runtime passes on). The runtime's SIGSYS stays.
+unsafe fn reset_signals(sigpipe_ignored: bool) {
     for sig in 1..65 {
         if sig == libc::SIGKILL || sig == libc::SIGSTOP || sig == libc::SIGSYS {
             continue;
         }
-        let dfl = [0u64; 4];
-        crate::raw::syscall4(libc::SYS_rt_sigaction as usize, sig as u64, dfl.as_ptr() as u64, 0, 8);
+        let mut old = [0u64; 4];
+        crate::raw::syscall4(libc::SYS_rt_sigaction as usize, sig as u64, 0, old.as_mut_ptr() as u64, 8);
+        let ignored = old[0] == libc::SIG_IGN as u64;
+        let keep = if sig == libc::SIGPIPE { sigpipe_ignored && ignored } else { ignored };
+        let new = [if keep { libc::SIG_IGN as u64 } else { libc::SIG_DFL as u64 }, 0, 0, 0];
+        crate::raw::syscall4(libc::SYS_rt_sigaction as usize, sig as u64, new.as_ptr() as u64, 0, 8);
     }
     let ss = libc::stack_t { ss_sp: std::ptr::null_mut(), ss_flags: libc::SS_DISABLE, ss_size: 0 };
     crate::raw::syscall2(libc::SYS_sigaltstack as usize, &ss as *const _ as u64, 0);
@@ -442,9 +504,10 @@ pub fn exec_static(
     let sp = build_stack(&image, bias, &cargs, &cenv, &execfn)?;
     let entry = image.entry + bias;
     drop(image);
+    let sigpipe_ignored = std::env::var_os("SHUNT_SIGPIPE").is_some_and(|v| v == "ign");
     install()?;
     unsafe {
-        reset_signals();
+        reset_signals(sigpipe_ignored);
         // The kernel's register state at an ELF entry: rsp at argc, rdx = 0
         // (no atexit function), everything else zero.
         // The entry address is pushed onto the program's stack (below argc,

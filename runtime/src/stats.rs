@@ -18,7 +18,7 @@ use crate::layout::*;
 use crate::syscalls::{name_of, TABLE_LEN};
 
 pub const SEGMENT_MAGIC: [u8; 8] = *b"SHUNTSG1";
-pub const SEGMENT_VERSION: u32 = 2;
+pub const SEGMENT_VERSION: u32 = 3;
 
 /// The first page of a segment.
 #[repr(C)]
@@ -57,15 +57,16 @@ impl SegmentHeader {
         self.slot_stride = SLOT_STRIDE as u32;
         self.max_slots = MAX_SLOTS as u32;
         self.table_len = TABLE_LEN as u32;
-        self.classes = COUNTER_CLASSES as u32;
+        self.classes = CELLS as u32;
         self.pid = pid;
     }
 }
 
-/// Summed counters of one or more segments.
+/// Summed counters of one or more segments: the cells (see `layout::CELLS`),
+/// from which the report's classes are derived.
 #[derive(Clone)]
 pub struct Totals {
-    pub by_class: [[u64; TABLE_LEN]; COUNTER_CLASSES],
+    pub cells: [[u64; TABLE_LEN]; CELLS],
     pub processes: u64,
     pub unaccounted: u64,
 }
@@ -98,7 +99,7 @@ impl fmt::Display for SegmentError {
 
 impl Totals {
     pub const fn new() -> Self {
-        Totals { by_class: [[0; TABLE_LEN]; COUNTER_CLASSES], processes: 0, unaccounted: 0 }
+        Totals { cells: [[0; TABLE_LEN]; CELLS], processes: 0, unaccounted: 0 }
     }
 
     /// Adds the counters of a segment image (as 8-byte words: it is read
@@ -117,7 +118,7 @@ impl Totals {
         }
         if hdr.slot_stride as usize != SLOT_STRIDE
             || hdr.table_len as usize != TABLE_LEN
-            || hdr.classes as usize != COUNTER_CLASSES
+            || hdr.classes as usize != CELLS
         {
             return Err(SegmentError::Geometry);
         }
@@ -127,12 +128,12 @@ impl Totals {
         }
         for slot in 0..high {
             let base = SEGMENT_HEADER + slot * SLOT_STRIDE + COUNTERS_OFFSET;
-            for class in 0..COUNTER_CLASSES {
-                let row = base + class * COUNTER_ROW;
+            for cell in 0..CELLS {
+                let row = base + cell * COUNTER_ROW;
                 let counters = unsafe {
                     core::slice::from_raw_parts(seg.as_ptr().add(row) as *const u64, TABLE_LEN)
                 };
-                for (t, c) in self.by_class[class].iter_mut().zip(counters) {
+                for (t, c) in self.cells[cell].iter_mut().zip(counters) {
                     *t += *c;
                 }
             }
@@ -143,11 +144,16 @@ impl Totals {
     }
 
     pub fn total(&self, class: Counter) -> u64 {
-        self.by_class[class as usize].iter().sum()
+        (0..TABLE_LEN).map(|nr| self.get(class, nr)).sum()
     }
 
     pub fn get(&self, class: Counter, nr: usize) -> u64 {
-        self.by_class[class as usize][nr]
+        ALL_CELLS
+            .iter()
+            .enumerate()
+            .filter(|(_, (e, a))| class.includes(*e, *a))
+            .map(|(i, _)| self.cells[i][nr])
+            .sum()
     }
 
     /// Writes the JSON report. Allocation-free, so the root process can write
@@ -232,9 +238,14 @@ pub fn merge_dir_by_program(
         let hdr = unsafe { &*(bytes.as_ptr() as *const SegmentHeader) };
         let p = programs.entry(hdr.program_name().to_string()).or_default();
         p.processes += 1;
-        for c in 0..COUNTER_CLASSES {
-            p.by_class[c] += one.by_class[c].iter().sum::<u64>();
-            for (t, v) in totals.by_class[c].iter_mut().zip(one.by_class[c].iter()) {
+        for (c, class) in [Counter::Redirected, Counter::Trapped, Counter::Emulated, Counter::Passthrough, Counter::Denied]
+            .into_iter()
+            .enumerate()
+        {
+            p.by_class[c] += one.total(class);
+        }
+        for cell in 0..CELLS {
+            for (t, v) in totals.cells[cell].iter_mut().zip(one.cells[cell].iter()) {
                 *t += v;
             }
         }
@@ -407,14 +418,12 @@ mod tests {
         let hdr = unsafe { &mut *(words.as_mut_ptr() as *mut SegmentHeader) };
         hdr.init(42);
         hdr.slots_high.store(2, core::sync::atomic::Ordering::Relaxed);
-        let mut set = |slot: usize, class: Counter, nr: usize, v: u64| {
-            let at = (SEGMENT_HEADER + slot * SLOT_STRIDE + counter_offset(class) + nr * 8) / 8;
+        let mut set = |slot: usize, entry: Entry, answer: Answer, nr: usize, v: u64| {
+            let at = (SEGMENT_HEADER + slot * SLOT_STRIDE + cell_offset(entry, answer) + nr * 8) / 8;
             words[at] = v;
         };
-        set(0, Counter::Redirected, 39, 5);
-        set(0, Counter::Emulated, 39, 5);
-        set(1, Counter::Trapped, 0, 3);
-        set(1, Counter::Passthrough, 0, 3);
+        set(0, Entry::Gate, Answer::Emulated, 39, 5);
+        set(1, Entry::Trap, Answer::Passthrough, 0, 3);
         let mut t = Totals::new();
         t.add_segment(&words).unwrap();
         t.add_segment(&words).unwrap();

@@ -173,11 +173,12 @@ pub fn detach_current() {
     }
 }
 
-/// Adds one to a counter of the calling thread. One `inc` instruction: a
-/// signal handler's nested count cannot be lost between a load and a store.
+/// Counts one call of `nr` in cell (entry, answer) of the thread's block.
+/// One `inc` instruction: a nested count from a signal handler cannot be
+/// lost between a load and a store.
 #[inline(always)]
-pub unsafe fn count(tb: *mut ThreadBlock, nr: usize, class: Counter) {
-    let p = (tb as *mut u8).add(counter_offset(class) + nr * 8) as *mut u64;
+pub unsafe fn count(tb: *mut ThreadBlock, nr: usize, entry: Entry, answer: Answer) {
+    let p = (tb as *mut u8).add(cell_offset(entry, answer) + nr * 8) as *mut u64;
     asm!("inc qword ptr [{}]", in(reg) p, options(nostack));
 }
 
@@ -187,4 +188,9 @@ pub fn slots_in_use() -> u32 {
         return 0;
     }
     header().slot_bitmap.iter().map(|w| w.load(Ordering::Relaxed).count_ones()).sum()
+}
+
+/// Whether `slot` is claimed (diagnostics and tests).
+pub fn slot_claimed(slot: u32) -> bool {
+    header().slot_bitmap[slot as usize / 64].load(Ordering::Relaxed) & (1 << (slot % 64)) != 0
 }

@@ -21,7 +21,6 @@ use crate::dispatch::action;
 use crate::gate::{self, ACT_EXIT, ACT_SIGRETURN, ACT_VFORK};
 use crate::layout::*;
 use crate::raw;
-use crate::syscalls::{INVALID_SLOT, TABLE_LEN};
 use crate::thread::{count, current};
 
 pub const PR_SET_SYSCALL_USER_DISPATCH: i32 = 59;
@@ -186,12 +185,13 @@ unsafe extern "C" fn on_sigsys(sig: i32, info: *mut libc::siginfo_t, ctx: *mut l
     let g = &mut uc.uc_mcontext.gregs;
     let nr = g[libc::REG_RAX as usize] as u64;
     let tb = current();
-    count(tb, if nr < TABLE_LEN as u64 { nr as usize } else { INVALID_SLOT }, Counter::Trapped);
 
+    // The register-only paths are counted here (vfork: in its assembly);
+    // the full path is counted by the dispatcher when it answers.
     match action(nr) {
         ACT_SIGRETURN => {
             // Resume at a `syscall` inside the exempt range, same registers.
-            count(tb, nr as usize, Counter::Passthrough);
+            count(tb, nr as usize, Entry::Trap, Answer::Passthrough);
             g[libc::REG_RIP as usize] = gate::shunt_restorer as *const () as usize as i64;
             return;
         }
@@ -201,6 +201,7 @@ unsafe extern "C" fn on_sigsys(sig: i32, info: *mut libc::siginfo_t, ctx: *mut l
             return;
         }
         ACT_EXIT => {
+            count(tb, nr as usize, Entry::Trap, Answer::Passthrough);
             g[libc::REG_RIP as usize] = gate::shunt_exit_path as *const () as usize as i64;
             return;
         }

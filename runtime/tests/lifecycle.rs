@@ -240,7 +240,28 @@ global_asm!(
     "ud2",
 );
 
+// u64 vfork_exit_via_gate(gate): the child leaves with `exit` (not
+// exit_group), as Go's child does when its exec fails.
+global_asm!(
+    ".globl vfork_exit_via_gate",
+    "vfork_exit_via_gate:",
+    "push rbx",
+    "mov rbx, rdi",
+    "mov eax, 58",
+    "call rbx",
+    "test rax, rax",
+    "jz 2f",
+    "pop rbx",
+    "ret",
+    "2:",
+    "mov eax, 60",
+    "mov edi, 9",
+    "call rbx",
+    "ud2",
+);
+
 extern "C" {
+    fn vfork_exit_via_gate(gate: usize) -> i64;
     fn clone_via_gate(gate: usize, flags: u64, stack_top: u64, ctid: *mut i32, out: *mut u64) -> i64;
     fn vfork_via_gate(gate: usize, out: *mut u64) -> i64;
 }
@@ -317,6 +338,19 @@ fn vfork_through_the_gate() {
         assert_eq!(gate0(libc::SYS_getpid), unsafe { libc::getpid() } as i64);
         assert_eq!(gate0(libc::SYS_gettid), unsafe { libc::gettid() } as i64);
         assert_eq!(unsafe { (*shunt_runtime::thread::current()).depth }, 0);
+
+        // A child that leaves with `exit` runs the gate's thread-exit path on
+        // the block it shares with its parent: the parent's slot must stay
+        // claimed (once it was freed, the next thread shared the block).
+        let before = shunt_runtime::thread::slots_in_use();
+        let slot = unsafe { (*shunt_runtime::thread::current()).slot };
+        let child = unsafe { vfork_exit_via_gate(shunt_runtime::gate::gate_address()) };
+        assert!(child > 0);
+        let mut st = 0;
+        assert_eq!(unsafe { libc::waitpid(child as i32, &mut st, 0) }, child as i32);
+        assert!(libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 9, "child status {st:#x}");
+        assert_eq!(shunt_runtime::thread::slots_in_use(), before, "the vfork child freed its parent's slot");
+        assert!(shunt_runtime::thread::slot_claimed(slot));
     });
 }
 

@@ -10,6 +10,7 @@ use shunt_tests::*;
 fn go_build(dir: &Path, out: &Path, env: &[(&str, &str)]) {
     let mut cmd = Command::new("go");
     cmd.current_dir(dir).args(["build", "-o"]).arg(out).arg(".").env("CGO_ENABLED", "0").env("GOTOOLCHAIN", "local");
+    cmd.env_remove("GOFLAGS");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -92,4 +93,66 @@ fn loader_refuses_bad_images() {
     let err = o.stderr_str();
     assert!(err.starts_with("shunt: ") && err.lines().count() == 1, "{err}");
     assert!(err.contains("overlap") || err.contains("not page-congruent") || err.contains("outside the file"), "{err}");
+}
+
+/// One line on stderr, exit status 2, for a program the loader refuses.
+fn refused(cmd: Command, expect: &str) {
+    let o = run(cmd, None, std::time::Duration::from_secs(60));
+    let err = o.stderr_str();
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.starts_with("shunt: ") && err.lines().count() == 1 && err.contains(expect), "{err:?} should say {expect:?}");
+}
+
+#[test]
+fn static_cgo_binary_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("cgostatic");
+    go_build(&fixture("cgostatic"), &bin, &[("CGO_ENABLED", "1"), ("GOFLAGS", "-ldflags=-linkmode=external -ldflags=-extldflags=-static")]);
+    let data = std::fs::read(&bin).unwrap();
+    assert!(shunt_runtime_free_check_static(&data), "expected a static binary");
+    let mut cmd = Command::new(shunt());
+    cmd.args(["run", "--"]).arg(&bin);
+    refused(cmd, "built with cgo");
+}
+
+/// Whether an ELF has no PT_INTERP (parsed by hand: the test does not link
+/// the runtime).
+fn shunt_runtime_free_check_static(d: &[u8]) -> bool {
+    let rd = |o: usize, n: usize| (0..n).fold(0u64, |v, i| v | (d[o + i] as u64) << (8 * i));
+    let (phoff, phentsize, phnum) = (rd(32, 8) as usize, rd(54, 2) as usize, rd(56, 2) as usize);
+    (0..phnum).all(|i| rd(phoff + i * phentsize, 4) != 3)
+}
+
+#[test]
+fn segment_colliding_with_the_runtime_is_refused() {
+    // Without address randomisation the shunt executable (a PIE) sits at
+    // 0x555555554000; a program wanting that address cannot be loaded.
+    let dir = tempfile::tempdir().unwrap();
+    let mut elf = vec![0u8; 64 + 56 + 16];
+    elf[..4].copy_from_slice(b"\x7fELF");
+    elf[4] = 2;
+    elf[5] = 1;
+    elf[6] = 1;
+    elf[16] = 2;
+    elf[18] = 62;
+    elf[20] = 1;
+    let base = 0x5555_5555_4000u64;
+    elf[24..32].copy_from_slice(&(base + 0x78).to_le_bytes());
+    elf[32..40].copy_from_slice(&64u64.to_le_bytes());
+    elf[52] = 64;
+    elf[54] = 56;
+    elf[56] = 1;
+    let p = 64;
+    elf[p] = 1;
+    elf[p + 4] = 5;
+    elf[p + 16..p + 24].copy_from_slice(&base.to_le_bytes());
+    let len = elf.len() as u64;
+    elf[p + 32..p + 40].copy_from_slice(&len.to_le_bytes());
+    elf[p + 40..p + 48].copy_from_slice(&len.to_le_bytes());
+    let path = dir.path().join("collide");
+    std::fs::write(&path, &elf).unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut cmd = Command::new("setarch");
+    cmd.args(["x86_64", "-R"]).arg(shunt()).args(["run", "--"]).arg(&path);
+    refused(cmd, "collides with memory the runtime already uses");
 }

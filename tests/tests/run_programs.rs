@@ -1,8 +1,9 @@
-//! Real programs natively and under `shunt run`: same output, same exit
-//! status, and stats in which every system call is accounted for. Nothing is
-//! patched yet, so every call of these programs reaches the runtime through
-//! the trap fallback (trapped > 0), and ids, time and random are answered in
-//! user space (emulated).
+//! Real programs natively and under `shunt run --no-patch`: same output, same
+//! exit status, and stats in which every system call is accounted for. With
+//! glibc left unpatched every call of these programs reaches the runtime
+//! through the trap fallback (trapped > 0) — these tests cover that path;
+//! `c_debian.rs` runs the same kind of programs with glibc patched. Ids,
+//! time and random are answered in user space (emulated) either way.
 
 use std::io::Write;
 
@@ -10,7 +11,7 @@ use shunt_tests::*;
 
 fn compare(what: &str, argv: &[&str], stdin: Option<&[u8]>) -> Stats {
     let n = native(argv, stdin);
-    let (s, stats) = under_shunt(argv, stdin, &[]);
+    let (s, stats) = under_shunt(argv, stdin, &["--no-patch"]);
     assert_same(what, &n, &s);
     stats.assert_accounted();
     assert!(stats.total("trapped") > 0, "{what}: the trap fallback saw nothing: {}", stats.0);

@@ -13,8 +13,10 @@ use clap::{Args, Parser, Subcommand};
 
 mod audit;
 mod bench;
+mod bench_glibc;
 mod bench_go;
 mod cc;
+mod glibc;
 mod go;
 mod locate;
 mod program;
@@ -62,6 +64,8 @@ enum Command {
     },
     /// The go command with the shunt Go target (build, test -c, env, overlay).
     Go(go::GoArgs),
+    /// Make the plans that patch this machine's glibc in memory.
+    Glibc(glibc::GlibcArgs),
     /// Internal: run a static program inside this process (used by `run`).
     #[command(hide = true)]
     Load {
@@ -87,6 +91,10 @@ struct RunArgs {
     /// the kernel unseen (and the instance pays no SUD tax on them).
     #[arg(long)]
     no_trap: bool,
+    /// Do not patch glibc in memory: every glibc syscall then reaches the
+    /// runtime through the trap fallback.
+    #[arg(long)]
+    no_patch: bool,
     /// The program and its arguments.
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "PROG [ARGS]...")]
     command: Vec<OsString>,
@@ -98,6 +106,8 @@ enum BenchCommand {
     Syscall(bench::SyscallArgs),
     /// Go: syscall.Getpid, time.Now, write, loopback HTTP — native vs shunt.
     Go(bench_go::GoBenchArgs),
+    /// glibc: getpid/getppid, write and the AES function — native glibc vs patched.
+    Glibc(bench_glibc::GlibcBenchArgs),
 }
 
 #[derive(Args)]
@@ -124,10 +134,13 @@ fn main() -> ExitCode {
             stats: a.stats.or_else(|| std::env::var_os("SHUNT_STATS").filter(|v| !v.is_empty()).map(PathBuf::from)),
             policy: a.policy,
             trap: !a.no_trap,
+            patch: !a.no_patch,
             command: a.command,
         }),
         Command::Bench(BenchCommand::Syscall(a)) => bench::syscall(a).map(|()| ExitCode::SUCCESS),
         Command::Bench(BenchCommand::Go(a)) => bench_go::run(a).map(|()| ExitCode::SUCCESS),
+        Command::Bench(BenchCommand::Glibc(a)) => bench_glibc::run(a).map(|()| ExitCode::SUCCESS),
+        Command::Glibc(a) => glibc::run(a),
         Command::Policy(a) => policy(a).map(|()| ExitCode::SUCCESS),
         Command::Stats(a) => stats_cmd::show(&a.file, a.top).map(|()| ExitCode::SUCCESS),
         Command::Audit(a) => audit::run(a),
@@ -149,7 +162,7 @@ fn main() -> ExitCode {
 fn load(argv0: OsString, command: Vec<OsString>) -> anyhow::Result<ExitCode> {
     let (path, args) = command.split_first().ok_or_else(|| anyhow::anyhow!("no program given"))?;
     let opts = shunt_runtime::instance::options_from_env().map_err(|e| anyhow::anyhow!(e))?;
-    let env: Vec<(OsString, OsString)> = std::env::vars_os().collect();
+    let env: Vec<(OsString, OsString)> = std::env::vars_os().filter(|(k, _)| k != "SHUNT_SIGPIPE").collect();
     let env_refs: Vec<(&std::ffi::OsStr, &std::ffi::OsStr)> = env.iter().map(|(k, v)| (k.as_os_str(), v.as_os_str())).collect();
     let mut argv: Vec<&std::ffi::OsStr> = vec![argv0.as_os_str()];
     argv.extend(args.iter().map(|a| a.as_os_str()));

@@ -27,6 +27,7 @@ pub struct Request {
     pub stats: Option<PathBuf>,
     pub policy: Option<PathBuf>,
     pub trap: bool,
+    pub patch: bool,
     pub command: Vec<OsString>,
 }
 
@@ -81,6 +82,13 @@ pub fn run(req: Request) -> Result<ExitCode> {
     std::fs::write(dir.path().join("events"), b"").context("cannot create the events file")?;
 
     let exe = std::env::current_exe().context("cannot find the shunt executable")?;
+    if req.patch && !matches!(kind, program::Kind::Static) {
+        // The plans that let libshunt.so patch glibc in memory (made once per
+        // glibc build); without them glibc's calls are trapped, still counted.
+        if let Err(e) = crate::glibc::ensure_plans() {
+            eprintln!("shunt: warning: {e:#} (glibc stays unpatched: its calls are trapped)");
+        }
+    }
     let mut cmd = match kind {
         program::Kind::Static => {
             // A static binary runs inside `shunt load`, which installs the
@@ -107,6 +115,9 @@ pub fn run(req: Request) -> Result<ExitCode> {
     if !req.trap {
         cmd.env("SHUNT_TRAP", "0");
     }
+    if !req.patch {
+        cmd.env("SHUNT_PATCH", "0");
+    }
 
     unsafe {
         libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
@@ -129,7 +140,12 @@ pub fn run(req: Request) -> Result<ExitCode> {
     if let Some(out) = &req.stats {
         write_stats(dir.path(), out)?;
     }
-    drop(dir);
+    if std::env::var_os("SHUNT_KEEP_INSTANCE").is_some_and(|v| v == "1") {
+        // Debugging aid: leave the per-process segments for inspection.
+        eprintln!("shunt: instance directory kept: {}", dir.keep().display());
+    } else {
+        drop(dir);
+    }
     Ok(exit_like(status))
 }
 

@@ -1,11 +1,26 @@
 //! `libshunt.so`: the shunt runtime as a shared library.
 //!
-//! Loaded with `LD_PRELOAD` by `shunt run` (or linked by `shunt cc`), its
-//! constructor installs the runtime in the program's process before `main`:
-//! it reads the instance from the environment (`SHUNT_INSTANCE`, set by
-//! `shunt run`; or `SHUNT_STATS=FILE` for a stand-alone instance whose root
-//! process writes the report), attaches the main thread and arms the trap
-//! fallback (unless `SHUNT_TRAP=0`).
+//! Loaded with `LD_PRELOAD` by `shunt run`, or linked as an ordinary
+//! `DT_NEEDED` dependency by `shunt cc`/`shunt c++`. Its constructor runs
+//! before `main`:
+//!
+//! 1. reads the instance from the environment (`SHUNT_INSTANCE`, set by
+//!    `shunt run` and inherited by every process of an instance; or
+//!    `SHUNT_STATS=FILE` for a stand-alone instance whose root process writes
+//!    the report);
+//! 2. installs the runtime and attaches the main thread;
+//! 3. patches glibc's own `syscall` sites in memory from the plan for the
+//!    loaded libc.so.6 and ld.so (`shunt_runtime::patch`; `SHUNT_PATCH=0`
+//!    turns this off). Without a plan nothing is patched and, with
+//!    `SHUNT_DEBUG=1`, one line on stderr says so. `SHUNT_DEBUG=1` also
+//!    prints what was patched and what it cost.
+//!
+//! The trap fallback (Syscall User Dispatch) is armed when it has something to
+//! report: inside an instance (`shunt run`, or a process of a stand-alone
+//! instance) unless `SHUNT_TRAP=0`, in a stand-alone instance's root
+//! (`SHUNT_STATS` set), or when `SHUNT_TRAP=1`. A `shunt cc` program run
+//! natively arms nothing: with glibc patched it does not need the fallback,
+//! and SUD taxes every syscall it lets through (~+5–10%).
 //!
 //! If the runtime cannot start, the program does not run: it exits with 127
 //! and one line on stderr, rather than running unobserved.
@@ -13,19 +28,32 @@
 use std::os::raw::c_char;
 
 extern "C" fn shunt_init(_argc: i32, _argv: *const *const c_char, _envp: *const *const c_char) {
+    // Decides the trap fallback too (armed inside an instance, unless
+    // SHUNT_TRAP=0; off for a program run natively, unless SHUNT_TRAP=1), and
+    // hides the runtime's variables from the program.
     let opts = match shunt_runtime::instance::options_from_env() {
         Ok(o) => o,
         Err(e) => fail(&e),
     };
-    if opts.report_to.is_some() {
-        if let Some(dir) = &opts.instance_dir {
-            // Children of a stand-alone instance join it.
-            std::env::set_var("SHUNT_INSTANCE", dir);
-        }
-    }
+    let patch = opts.patch;
+    // Children of a stand-alone instance join it: execve adds the instance's
+    // variables to every new image (runtime/src/sys/exec.rs).
     if let Err(e) = shunt_runtime::install(opts) {
         fail(&format!("cannot start the runtime: {e}"));
     }
+    if !patch {
+        return;
+    }
+    let debug = std::env::var_os("SHUNT_DEBUG").is_some_and(|v| !v.is_empty() && v != "0");
+    // glibc is called while patching (plan files, dl_iterate_phdr): keep those
+    // calls out of the trap statistics.
+    let tb = shunt_runtime::thread::current();
+    shunt_runtime::trap::with_allow(tb, || {
+        let report = shunt_runtime::patch::apply_loaded();
+        if debug {
+            eprintln!("shunt: {report}");
+        }
+    });
 }
 
 fn fail(msg: &str) -> ! {

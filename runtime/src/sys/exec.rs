@@ -23,7 +23,7 @@ use crate::syscalls::Class;
 const STACK_SLOTS: usize = 768;
 
 pub fn sys_execve(f: &mut GateFrame) -> Ret {
-    count_now(f.nr, Class::Passthrough);
+    count_now(f, Class::Passthrough);
     let (path, argv, envp) = (f.args[0], f.args[1], f.args[2]);
     let r = match exec_injection() {
         Some(inj) => unsafe { execve_in_instance(&inj, libc::AT_FDCWD as u64, path, argv, envp, 0, true) },
@@ -33,7 +33,7 @@ pub fn sys_execve(f: &mut GateFrame) -> Ret {
 }
 
 pub fn sys_execveat(f: &mut GateFrame) -> Ret {
-    count_now(f.nr, Class::Passthrough);
+    count_now(f, Class::Passthrough);
     let (dirfd, path, argv, envp, flags) = (f.args[0], f.args[1], f.args[2], f.args[3], f.args[4]);
     // Only an absolute or cwd-relative path can be inspected for static
     // re-routing; other forms keep their target and get the environment.
@@ -117,7 +117,14 @@ unsafe fn execve_in_instance(
     };
     let reroute = may_reroute && !inj.loader.is_empty() && plausible_user_ptr(path, 1) && is_static_elf(path);
     // Slots: new argv (loader prefix + args + NULL), new envp (injected + program's + NULL).
-    let need = (nargs + 8) + (nenv + inj.vars.len() + 2);
+    // `shunt load` cannot see whether SIGPIPE was ignored here (std ignores
+    // it in every Rust program): say so.
+    let sigpipe_ignored = reroute && {
+        let mut old = [0u64; 4];
+        raw::syscall4(libc::SYS_rt_sigaction as usize, libc::SIGPIPE as u64, 0, old.as_mut_ptr() as u64, 8) == 0
+            && old[0] == libc::SIG_IGN as u64
+    };
+    let need = (nargs + 8) + (nenv + inj.vars.len() + 3);
     let mut stack_slots = [0u64; STACK_SLOTS];
     let mut mapped = 0usize;
     let slots: &mut [u64] = if need <= STACK_SLOTS {
@@ -181,7 +188,14 @@ unsafe fn execve_in_instance(
             new_envp[ours] = merged.as_ptr() as u64;
             continue;
         }
+        if starts_with(s, b"SHUNT_SIGPIPE=") {
+            continue;
+        }
         new_envp[e] = s;
+        e += 1;
+    }
+    if sigpipe_ignored {
+        new_envp[e] = b"SHUNT_SIGPIPE=ign\0".as_ptr() as u64;
         e += 1;
     }
     new_envp[e] = 0;

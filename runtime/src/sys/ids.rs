@@ -38,19 +38,21 @@ fn shares_parent_memory(tb: *mut ThreadBlock) -> bool {
     unsafe { (*tb).flags & (TBF_VFORK_CHILD | TBF_NO_ID_CACHE) != 0 }
 }
 
-pub fn sys_getpid(_f: &mut GateFrame) -> Ret {
+pub fn sys_getpid(f: &mut GateFrame) -> Ret {
     let tb = current();
     if shares_parent_memory(tb) {
-        return Ret::kernel(raw::getpid() as i64);
+        crate::dispatch::count_now(f, crate::syscalls::Class::Passthrough);
+        return Ret::counted(raw::getpid() as i64);
     }
     Ret::emulated(PID.load(Ordering::Relaxed) as i64)
 }
 
-pub fn sys_gettid(_f: &mut GateFrame) -> Ret {
+pub fn sys_gettid(f: &mut GateFrame) -> Ret {
     let tb = current();
     unsafe {
         if (*tb).flags & TBF_VFORK_CHILD != 0 || (*tb).tid == 0 {
-            return Ret::kernel(raw::gettid() as i64);
+            crate::dispatch::count_now(f, crate::syscalls::Class::Passthrough);
+            return Ret::counted(raw::gettid() as i64);
         }
         Ret::emulated((*tb).tid)
     }

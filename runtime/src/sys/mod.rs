@@ -23,12 +23,22 @@ pub mod signal;
 pub mod time;
 pub mod uname;
 
-use crate::dispatch::Ret;
+use crate::dispatch::{count_now, Ret};
 use crate::layout::GateFrame;
 use crate::raw;
+use crate::syscalls::Class;
 
-/// Forwards the frame's call to the kernel unchanged.
+/// Forwards the frame's call to the kernel unchanged. It is counted first:
+/// the call may block, and a thread still blocked when its process exits
+/// must not leave an entry without an answer in the stats.
 #[inline(always)]
 pub(crate) fn forward(f: &GateFrame) -> Ret {
-    Ret::kernel(unsafe { raw::syscall6(f.nr as usize, f.args) })
+    forward_args(f, f.args)
+}
+
+/// Forwards `f`'s call with other arguments (counted first, as [`forward`]).
+#[inline(always)]
+pub(crate) fn forward_args(f: &GateFrame, args: [u64; 6]) -> Ret {
+    count_now(f, Class::Passthrough);
+    Ret::counted(unsafe { raw::syscall6(f.nr as usize, args) })
 }

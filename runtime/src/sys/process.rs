@@ -37,7 +37,7 @@ pub fn sys_clone3(f: &mut GateFrame) -> Ret {
     let (args, size) = (f.args[0], f.args[1]);
     // struct clone_args: flags @0, stack @40, stack_size @48 (64 bytes in v0).
     if size < 64 || !plausible_user_ptr(args, 64) {
-        count_now(f.nr, Class::Passthrough);
+        count_now(f, Class::Passthrough);
         return Ret::counted(unsafe { raw::syscall6(f.nr as usize, f.args) });
     }
     let (flags, stack, stack_size) = unsafe {
@@ -53,7 +53,7 @@ fn clone_common(f: &mut GateFrame, flags: u64, newsp: u64) -> Ret {
     if vm && newsp == 0 {
         return Ret::vfork_style();
     }
-    count_now(f.nr, Class::Passthrough);
+    count_now(f, Class::Passthrough);
     if !vm && newsp == 0 {
         return fork_like(f);
     }
@@ -107,7 +107,7 @@ pub(crate) extern "C" fn clone_child_start(tb: *mut ThreadBlock) {
 }
 
 pub fn sys_fork(f: &mut GateFrame) -> Ret {
-    count_now(f.nr, Class::Passthrough);
+    count_now(f, Class::Passthrough);
     fork_like(f)
 }
 
@@ -123,7 +123,7 @@ fn fork_like(f: &GateFrame) -> Ret {
 }
 
 pub fn sys_exit_group(f: &mut GateFrame) -> Ret {
-    count_now(f.nr, Class::Passthrough);
+    count_now(f, Class::Passthrough);
     crate::instance::on_process_exit();
     raw::exit_group(f.args[0] as i32)
 }

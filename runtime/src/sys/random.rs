@@ -21,6 +21,11 @@ pub fn sys_getrandom(f: &mut GateFrame) -> Ret {
     {
         return Ret::emulated(-(libc::EINVAL as i64));
     }
+    // A length beyond any buffer is the vDSO getrandom's parameter query
+    // (`getrandom(params, ~0, 0)`, Linux 6.11+): the kernel's to answer.
+    if len > isize::MAX as u64 {
+        return forward(f);
+    }
     let len = len.min(MAX_PER_CALL);
     if len == 0 {
         return Ret::emulated(0);

@@ -53,6 +53,7 @@ pub fn sys_rt_sigaction(f: &mut GateFrame) -> Ret {
             }
             newp = &new as *const KernelSigaction as u64;
         }
+        crate::dispatch::count_now(f, crate::syscalls::Class::Passthrough);
         let r = raw::syscall4(libc::SYS_rt_sigaction as usize, sig as u64, newp, old, 8);
         if r == 0 && old != 0 {
             let o = old as *mut KernelSigaction;
@@ -60,7 +61,7 @@ pub fn sys_rt_sigaction(f: &mut GateFrame) -> Ret {
                 (*o).restorer = APP_RESTORER[sig as usize].load(Ordering::Relaxed);
             }
         }
-        Ret::kernel(r)
+        Ret::counted(r)
     }
 }
 
@@ -97,6 +98,7 @@ pub fn sys_sigaltstack(f: &mut GateFrame) -> Ret {
             }
             ssp = &local as *const libc::stack_t as u64;
         }
+        crate::dispatch::count_now(f, crate::syscalls::Class::Passthrough);
         let r = raw::syscall2(libc::SYS_sigaltstack as usize, ssp, old);
         if r == 0 {
             if old != 0 && !app_asked_before {
@@ -111,7 +113,7 @@ pub fn sys_sigaltstack(f: &mut GateFrame) -> Ret {
                 }
             }
         }
-        Ret::kernel(r)
+        Ret::counted(r)
     }
 }
 
@@ -149,9 +151,12 @@ pub fn sys_rt_sigprocmask(f: &mut GateFrame) -> Ret {
     let Some(setp) = strip_mask(set, &mut local) else { return forward(f) };
     unsafe {
         let wanted_before = (*tb).flags & TBF_APP_BLOCKS_SIGSYS != 0;
+        // Counted first: unblocking a pending fatal signal ends the process
+        // before this call returns.
+        crate::dispatch::count_now(f, crate::syscalls::Class::Passthrough);
         let r = raw::syscall4(libc::SYS_rt_sigprocmask as usize, how as u64, setp, old, 8);
         if r != 0 {
-            return Ret::kernel(r);
+            return Ret::counted(r);
         }
         if old != 0 && wanted_before {
             *(old as *mut u64) |= SIGSYS_BIT;
@@ -169,7 +174,7 @@ pub fn sys_rt_sigprocmask(f: &mut GateFrame) -> Ret {
                 (*tb).flags &= !TBF_APP_BLOCKS_SIGSYS;
             }
         }
-        Ret::kernel(r)
+        Ret::counted(r)
     }
 }
 
@@ -183,7 +188,7 @@ fn with_stripped_mask(f: &GateFrame, i: usize) -> Ret {
     let Some(p) = strip_mask(f.args[i], &mut local) else { return forward(f) };
     let mut args = f.args;
     args[i] = p;
-    Ret::kernel(unsafe { raw::syscall6(f.nr as usize, args) })
+    super::forward_args(f, args)
 }
 
 pub fn sys_rt_sigsuspend(f: &mut GateFrame) -> Ret {
@@ -217,5 +222,5 @@ pub fn sys_pselect6(f: &mut GateFrame) -> Ret {
     let pair = [ssp, len];
     let mut args = f.args;
     args[5] = pair.as_ptr() as u64;
-    Ret::kernel(unsafe { raw::syscall6(f.nr as usize, args) })
+    super::forward_args(f, args)
 }

@@ -1,0 +1,491 @@
+//! What the planner needs from an ELF file: executable sections, symbols,
+//! function bounds (`.eh_frame` FDEs), addresses of code stored in data
+//! (relocations, RELR), exception landing pads, the build-id and the soname.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use object::elf;
+use object::read::elf::{Dyn, FileHeader, ProgramHeader, Rela, SectionHeader, Sym};
+use object::LittleEndian as LE;
+
+/// Bad input, reported as one line.
+#[derive(Debug, thiserror::Error)]
+pub enum ElfError {
+    #[error("{0}: cannot read: {1}")]
+    Read(PathBuf, std::io::Error),
+    #[error("{0}: not an ELF file")]
+    NotElf(PathBuf),
+    #[error("{0}: a 32-bit ELF; shunt handles x86-64 (64-bit) objects")]
+    Elf32(PathBuf),
+    #[error("{0}: built for another architecture (ELF machine {1}); shunt handles x86-64")]
+    Machine(PathBuf, u16),
+    #[error("{0}: truncated or malformed ELF ({1})")]
+    Malformed(PathBuf, String),
+}
+
+/// An executable section.
+pub struct CodeSection {
+    pub name: String,
+    pub addr: u64,
+    pub bytes: Vec<u8>,
+}
+
+/// A symbol naming code.
+#[derive(Clone, Debug)]
+pub struct Symbol {
+    pub addr: u64,
+    pub size: u64,
+    pub name: String,
+    pub global: bool,
+}
+
+/// A loaded, parsed image of the file.
+pub struct Image {
+    pub path: PathBuf,
+    pub build_id: Option<String>,
+    pub soname: Option<String>,
+    pub is_shared: bool,
+    pub code: Vec<CodeSection>,
+    /// Sorted by address.
+    pub symbols: Vec<Symbol>,
+    /// FDE ranges `(start, len)`, sorted.
+    pub fdes: Vec<(u64, u64)>,
+    /// Starts of FDEs whose CIE marks a signal frame (`S`): they start one
+    /// byte before the restorer, so they are no instruction boundary.
+    pub signal_fdes: Vec<u64>,
+    /// Addresses that code may reach other than by a direct branch:
+    /// relocated pointers, landing pads.
+    pub data_targets: Vec<u64>,
+    /// PT_LOAD `(vaddr, offset, filesz)` to read data at an address.
+    loads: Vec<(u64, u64, u64)>,
+    data: Vec<u8>,
+}
+
+fn malformed(p: &Path, what: impl std::fmt::Display) -> ElfError {
+    ElfError::Malformed(p.to_path_buf(), what.to_string())
+}
+
+impl Image {
+    /// Reads and parses `path`. With `debug_symbols`, a matching file from
+    /// `/usr/lib/debug/.build-id/` (libc6-dbg) adds local symbol names when
+    /// present; nothing depends on it.
+    pub fn load(path: &Path, debug_symbols: bool) -> Result<Image, ElfError> {
+        let data = std::fs::read(path).map_err(|e| ElfError::Read(path.to_path_buf(), e))?;
+        let mut img = Image::parse(path, data)?;
+        if debug_symbols {
+            if let Some(id) = img.build_id.clone() {
+                let dbg = PathBuf::from(format!("/usr/lib/debug/.build-id/{}/{}.debug", &id[..2], &id[2..]));
+                if let Ok(bytes) = std::fs::read(&dbg) {
+                    if let Ok(d) = Image::parse(&dbg, bytes) {
+                        if d.build_id.as_deref() == Some(&id) {
+                            img.symbols.extend(d.symbols);
+                            img.symbols.sort_by_key(|s| s.addr);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(img)
+    }
+
+    /// Parses an ELF held in memory.
+    pub fn parse(path: &Path, data: Vec<u8>) -> Result<Image, ElfError> {
+        if !data.starts_with(b"\x7fELF") {
+            return Err(ElfError::NotElf(path.to_path_buf()));
+        }
+        if data.len() < 5 {
+            return Err(malformed(path, "no ELF class"));
+        }
+        if data[4] == elf::ELFCLASS32.0 {
+            return Err(ElfError::Elf32(path.to_path_buf()));
+        }
+        if data[4] != elf::ELFCLASS64.0 || data.get(5) != Some(&elf::ELFDATA2LSB.0) {
+            return Err(malformed(path, "unknown ELF class or byte order"));
+        }
+        let d = &data[..];
+        let hdr = elf::FileHeader64::<LE>::parse(d).map_err(|e| malformed(path, e))?;
+        let e = LE;
+        if hdr.e_machine(e) != elf::EM_X86_64 {
+            return Err(ElfError::Machine(path.to_path_buf(), hdr.e_machine(e).0));
+        }
+        let phdrs = hdr.program_headers(e, d).map_err(|x| malformed(path, x))?;
+        let sections = hdr.sections(e, d).map_err(|x| malformed(path, x))?;
+        if sections.is_empty() {
+            return Err(malformed(path, "no section headers"));
+        }
+        let mut loads = Vec::new();
+        let mut build_id = None;
+        for ph in phdrs {
+            if ph.p_type(e) == elf::PT_LOAD {
+                loads.push((ph.p_vaddr(e), ph.p_offset(e), ph.p_filesz(e)));
+            }
+            if ph.p_type(e) == elf::PT_NOTE && build_id.is_none() {
+                if let Ok(notes) = ph.data(e, d) {
+                    build_id = shunt_runtime::patch::gnu_build_id(notes).map(shunt_runtime::patch::hex);
+                }
+            }
+        }
+        let mut code = Vec::new();
+        let mut symbols = Vec::new();
+        let mut fdes = Vec::new();
+        let mut data_targets = Vec::new();
+        let mut soname = None;
+        let mut eh_frame = None;
+        let mut relr = Vec::new();
+        for (i, s) in sections.enumerate() {
+            let name = sections.section_name(e, s).map(|n| String::from_utf8_lossy(n).into_owned()).unwrap_or_default();
+            let ty = s.sh_type(e);
+            if build_id.is_none() && ty == elf::SHT_NOTE {
+                if let Ok(notes) = s.data(e, d) {
+                    build_id = shunt_runtime::patch::gnu_build_id(notes).map(shunt_runtime::patch::hex);
+                }
+            }
+            match ty {
+                elf::SHT_PROGBITS if s.sh_flags(e).contains(elf::SHF_EXECINSTR) && s.sh_size(e) > 0 => {
+                    let bytes = s.data(e, d).map_err(|x| malformed(path, format!("section {name}: {x}")))?;
+                    code.push(CodeSection { name: name.clone(), addr: s.sh_addr(e), bytes: bytes.to_vec() });
+                }
+                elf::SHT_PROGBITS if name == ".eh_frame" => {
+                    eh_frame = s.data(e, d).ok().map(|b| (s.sh_addr(e), b.to_vec()));
+                }
+                elf::SHT_SYMTAB | elf::SHT_DYNSYM => {
+                    let table = sections.symbols(e, d, ty).map_err(|x| malformed(path, x))?;
+                    for sym in table.iter() {
+                        let st = sym.st_type();
+                        let val = sym.st_value(e);
+                        if val == 0 || sym.st_shndx(e) == elf::SHN_UNDEF {
+                            continue;
+                        }
+                        if st != elf::STT_FUNC && st != elf::STT_GNU_IFUNC && st != elf::STT_NOTYPE {
+                            continue;
+                        }
+                        let Ok(n) = table.symbol_name(e, sym) else { continue };
+                        let n = String::from_utf8_lossy(n).into_owned();
+                        if n.is_empty() || n.starts_with(".L") || n.starts_with('$') {
+                            continue;
+                        }
+                        symbols.push(Symbol {
+                            addr: val,
+                            size: sym.st_size(e),
+                            name: n,
+                            global: sym.st_bind() != elf::STB_LOCAL,
+                        });
+                    }
+                }
+                elf::SHT_RELA => {
+                    if let Ok(relas) = s.data_as_array::<elf::Rela64<LE>, _>(e, d) {
+                        for r in relas {
+                            let t = r.r_type(e, false);
+                            if t == elf::R_X86_64_RELATIVE || t == elf::R_X86_64_IRELATIVE {
+                                data_targets.push(r.r_addend(e) as u64);
+                            }
+                        }
+                    }
+                }
+                elf::SHT_RELR => {
+                    if let Ok(words) = s.data_as_array::<elf::Relr64<LE>, _>(e, d) {
+                        relr.extend(object::read::elf::RelrIterator::<elf::FileHeader64<LE>>::new(e, words));
+                    }
+                }
+                elf::SHT_DYNAMIC => {
+                    if let Ok(Some((dyns, link))) = s.dynamic(e, d) {
+                        let strings = sections.strings(e, d, link).ok();
+                        for dy in dyns {
+                            if dy.d_tag(e) == elf::DT_SONAME {
+                                soname = strings
+                                    .and_then(|st| st.get(dy.d_val(e) as u32).ok())
+                                    .map(|b| String::from_utf8_lossy(b).into_owned());
+                            }
+                        }
+                    }
+                }
+                _ => {}
+            }
+            let _ = i;
+        }
+        symbols.sort_by_key(|s| s.addr);
+        let mut img = Image {
+            path: path.to_path_buf(),
+            build_id,
+            soname,
+            is_shared: hdr.e_type(e) == elf::ET_DYN,
+            code,
+            symbols,
+            fdes: Vec::new(),
+            signal_fdes: Vec::new(),
+            data_targets,
+            loads,
+            data,
+        };
+        for at in relr {
+            if let Some(w) = img.read(at, 8) {
+                img.data_targets.push(u64::from_le_bytes(w.try_into().unwrap_or_default()));
+            }
+        }
+        if let Some((addr, bytes)) = eh_frame {
+            let mut lsdas = Vec::new();
+            parse_eh_frame(&bytes, addr, &mut fdes, &mut lsdas, &mut img.signal_fdes);
+            for (func, lsda) in lsdas {
+                img.landing_pads(func, lsda);
+            }
+        }
+        fdes.sort_unstable();
+        img.fdes = fdes;
+        Ok(img)
+    }
+
+    /// File bytes at a virtual address, if the file holds them.
+    pub fn read(&self, addr: u64, len: usize) -> Option<&[u8]> {
+        let &(v, off, filesz) = self.loads.iter().find(|(v, _, f)| addr >= *v && addr < v + f)?;
+        let end = (addr - v).checked_add(len as u64)?;
+        if end > filesz {
+            return None;
+        }
+        let start = (off + addr - v) as usize;
+        self.data.get(start..start + len)
+    }
+
+    /// Whether `addr` lies in an executable section.
+    pub fn in_code(&self, addr: u64) -> bool {
+        self.code.iter().any(|c| addr >= c.addr && addr < c.addr + c.bytes.len() as u64)
+    }
+
+    /// The FDE range containing `addr`.
+    pub fn fde_of(&self, addr: u64) -> Option<(u64, u64)> {
+        let k = self.fdes.partition_point(|&(s, _)| s <= addr);
+        self.fdes[..k].iter().rev().take(4).copied().find(|&(s, l)| addr < s + l)
+    }
+
+    /// The best name for `addr`: `symbol+0xoff`, or the FDE that holds it.
+    pub fn name_of(&self, addr: u64) -> String {
+        let k = self.symbols.partition_point(|s| s.addr <= addr);
+        let mut best: Option<&Symbol> = None;
+        let fde = self.fde_of(addr);
+        for s in self.symbols[..k].iter().rev().take(256) {
+            let inside = if s.size > 0 { addr < s.addr + s.size } else { fde.is_none_or(|(f, _)| s.addr >= f) };
+            if !inside {
+                continue;
+            }
+            let better = match best {
+                None => true,
+                Some(b) => s.addr > b.addr || (s.addr == b.addr && rank(s) > rank(b)),
+            };
+            if better {
+                best = Some(s);
+            }
+            if s.addr < best.map_or(0, |b| b.addr) {
+                break;
+            }
+        }
+        match (best, fde) {
+            (Some(s), Some((f, _))) if f > s.addr => format!("fde_{f:x}+{:#x}", addr - f),
+            (Some(s), _) => format!("{}+{:#x}", s.name, addr - s.addr),
+            (None, Some((f, _))) => format!("fde_{f:x}+{:#x}", addr - f),
+            (None, None) => "?".into(),
+        }
+    }
+
+    /// Landing pads of the LSDA at `lsda` for the function at `func`
+    /// (`.gcc_except_table` call-site tables) become data targets.
+    fn landing_pads(&mut self, func: u64, lsda: u64) {
+        let avail = self.loads.iter().find(|(v, _, f)| lsda >= *v && lsda < v + f).map(|(v, _, f)| v + f - lsda);
+        let Some(bytes) = avail.and_then(|n| self.read(lsda, n.min(1 << 16) as usize)) else { return };
+        let mut r = Reader { b: bytes, pos: 0, base: lsda };
+        let Some(lp_enc) = r.u8() else { return };
+        let lp_start = if lp_enc != 0xff { r.encoded(lp_enc) } else { Some(func) };
+        let Some(lp_start) = lp_start else { return };
+        let Some(tt_enc) = r.u8() else { return };
+        if tt_enc != 0xff && r.uleb().is_none() {
+            return;
+        }
+        let (Some(cs_enc), Some(cs_len)) = (r.u8(), r.uleb()) else { return };
+        let end = r.pos + cs_len as usize;
+        let mut pads = Vec::new();
+        while r.pos < end {
+            let (Some(_start), Some(_len), Some(lp), Some(_action)) =
+                (r.encoded(cs_enc), r.encoded(cs_enc), r.encoded(cs_enc), r.uleb())
+            else {
+                break;
+            };
+            if lp != 0 {
+                pads.push(lp_start.wrapping_add(lp));
+            }
+        }
+        self.data_targets.extend(pads);
+    }
+}
+
+/// Prefer global, plain names at the same address.
+fn rank(s: &Symbol) -> u8 {
+    let not_gi = !s.name.starts_with("__GI_");
+    let plain = !s.name.starts_with('_');
+    (s.global as u8) * 4 + (not_gi as u8) * 2 + plain as u8
+}
+
+/// A little reader for DWARF-style encoded values.
+struct Reader<'a> {
+    b: &'a [u8],
+    pos: usize,
+    /// Virtual address of `b[0]` (for pc-relative values).
+    base: u64,
+}
+
+impl Reader<'_> {
+    fn u8(&mut self) -> Option<u8> {
+        let v = *self.b.get(self.pos)?;
+        self.pos += 1;
+        Some(v)
+    }
+    fn fixed<const N: usize>(&mut self) -> Option<[u8; N]> {
+        let v = self.b.get(self.pos..self.pos + N)?.try_into().ok()?;
+        self.pos += N;
+        Some(v)
+    }
+    fn uleb(&mut self) -> Option<u64> {
+        let (mut v, mut shift) = (0u64, 0);
+        loop {
+            let c = self.u8()?;
+            if shift < 64 {
+                v |= u64::from(c & 0x7f) << shift;
+            }
+            shift += 7;
+            if c & 0x80 == 0 {
+                return Some(v);
+            }
+        }
+    }
+    fn sleb(&mut self) -> Option<i64> {
+        let (mut v, mut shift) = (0i64, 0);
+        loop {
+            let c = self.u8()?;
+            if shift < 64 {
+                v |= i64::from(c & 0x7f) << shift;
+            }
+            shift += 7;
+            if c & 0x80 == 0 {
+                if shift < 64 && c & 0x40 != 0 {
+                    v |= -1i64 << shift;
+                }
+                return Some(v);
+            }
+        }
+    }
+    /// A pointer in DW_EH_PE encoding `enc` (pc-relative applied; indirect
+    /// and data-relative ones are not followed: `None`).
+    fn encoded(&mut self, enc: u8) -> Option<u64> {
+        let at = self.base + self.pos as u64;
+        let v = match enc & 0x0f {
+            0x00 | 0x04 => u64::from_le_bytes(self.fixed()?),
+            0x01 => self.uleb()?,
+            0x02 => u64::from(u16::from_le_bytes(self.fixed()?)),
+            0x03 => u64::from(u32::from_le_bytes(self.fixed()?)),
+            0x09 => self.sleb()? as u64,
+            0x0a => i16::from_le_bytes(self.fixed()?) as i64 as u64,
+            0x0b => i32::from_le_bytes(self.fixed()?) as i64 as u64,
+            0x0c => u64::from_le_bytes(self.fixed()?),
+            _ => return None,
+        };
+        match enc & 0x70 {
+            0x00 => {}
+            0x10 => return Some(at.wrapping_add(v)),
+            _ => return None,
+        }
+        if enc & 0x80 != 0 {
+            return None;
+        }
+        Some(v)
+    }
+}
+
+/// The FDEs `(start, len)` and LSDA pointers `(func, lsda)` of `.eh_frame`.
+fn parse_eh_frame(
+    b: &[u8],
+    addr: u64,
+    fdes: &mut Vec<(u64, u64)>,
+    lsdas: &mut Vec<(u64, u64)>,
+    signal: &mut Vec<u64>,
+) {
+    // CIE offset -> (fde pointer encoding, lsda encoding, has 'z', signal frame)
+    let mut cies: BTreeMap<usize, (u8, Option<u8>, bool, bool)> = BTreeMap::new();
+    let mut pos = 0usize;
+    while pos + 8 <= b.len() {
+        let len = u32::from_le_bytes(b[pos..pos + 4].try_into().unwrap_or_default()) as usize;
+        if len == 0 || len == 0xffff_ffff {
+            break;
+        }
+        let start = pos + 4;
+        let end = start + len;
+        if end > b.len() {
+            break;
+        }
+        let id = u32::from_le_bytes(b[start..start + 4].try_into().unwrap_or_default()) as usize;
+        let mut r = Reader { b: &b[..end], pos: start + 4, base: addr };
+        if id == 0 {
+            // CIE
+            let parse = |r: &mut Reader| -> Option<(u8, Option<u8>, bool, bool)> {
+                let version = r.u8()?;
+                let aug_start = r.pos;
+                while r.u8()? != 0 {}
+                let aug = r.b[aug_start..r.pos - 1].to_vec();
+                if aug.contains(&b'e') {
+                    return None; // "eh": an old GCC pointer, not seen on x86-64
+                }
+                r.uleb()?;
+                r.sleb()?;
+                if version == 1 {
+                    r.u8()?;
+                } else {
+                    r.uleb()?;
+                }
+                let (mut fde_enc, mut lsda_enc) = (0u8, None);
+                let z = aug.first() == Some(&b'z');
+                if z {
+                    r.uleb()?;
+                    for c in &aug[1..] {
+                        match c {
+                            b'L' => lsda_enc = Some(r.u8()?),
+                            b'R' => fde_enc = r.u8()?,
+                            b'P' => {
+                                let pe = r.u8()?;
+                                r.encoded(pe & 0x0f);
+                            }
+                            b'S' | b'B' => {}
+                            _ => break,
+                        }
+                    }
+                }
+                Some((fde_enc, lsda_enc, z, aug.contains(&b'S')))
+            };
+            if let Some(c) = parse(&mut r) {
+                cies.insert(pos, c);
+            }
+        } else if let Some(&(fde_enc, lsda_enc, z, sig)) = cies.get(&(start - id)) {
+            let mut parse = |r: &mut Reader| -> Option<()> {
+                let begin = r.encoded(fde_enc)?;
+                let range = r.encoded(fde_enc & 0x0f)?;
+                fdes.push((begin, range));
+                if sig {
+                    signal.push(begin);
+                }
+                if z {
+                    let aug_len = r.uleb()? as usize;
+                    if let Some(le) = lsda_enc {
+                        let save = r.pos;
+                        if le != 0xff {
+                            if let Some(l) = r.encoded(le) {
+                                if l != 0 {
+                                    lsdas.push((begin, l));
+                                }
+                            }
+                        }
+                        r.pos = save + aug_len;
+                    }
+                }
+                Some(())
+            };
+            parse(&mut r);
+        }
+        pos = end;
+    }
+}

@@ -1,0 +1,3 @@
+module cgostatic
+
+go 1.25

@@ -1,0 +1,79 @@
+//! `shunt glibc plan [FILE…]`: make the in-memory patch plans of the
+//! machine's glibc (libc.so.6 and ld.so), or of the named objects.
+//!
+//! A plan is computed once per glibc build and stored as `<build-id>.plan` in
+//! the first writable directory of `shunt_runtime::patch::plan_dirs`
+//! (`$SHUNT_PLANS`, `<dir of libshunt.so>/glibc-plans`, the user's cache),
+//! where `libshunt.so` finds it at start-up. `shunt cc`/`c++` call
+//! [`ensure_plans`] before linking; `shunt run` should too (see the issue
+//! report for the wiring).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Args, Subcommand};
+use shunt_glibc_patch as gp;
+
+use crate::locate;
+
+#[derive(Args)]
+pub struct GlibcArgs {
+    #[command(subcommand)]
+    pub command: GlibcCommand,
+}
+
+#[derive(Subcommand)]
+pub enum GlibcCommand {
+    /// Compute and store the patch plans of the machine's libc.so.6 and ld.so
+    /// (or of FILEs), so that the runtime patches them in memory.
+    Plan(PlanArgs),
+}
+
+#[derive(Args)]
+pub struct PlanArgs {
+    /// Objects to plan [default: the libc.so.6 and ld.so this machine runs].
+    pub files: Vec<PathBuf>,
+    /// Write the plans here [default: the first writable plan directory].
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Plan again even when a current plan exists.
+    #[arg(long)]
+    pub force: bool,
+}
+
+pub fn run(a: GlibcArgs) -> Result<ExitCode> {
+    match a.command {
+        GlibcCommand::Plan(p) => plan(p).map(|()| ExitCode::SUCCESS),
+    }
+}
+
+fn plan(a: PlanArgs) -> Result<()> {
+    let files = if a.files.is_empty() { gp::machine_glibc()? } else { a.files };
+    let dir = match a.dir {
+        Some(d) => d,
+        None => gp::writable_plan_dir(lib_dir().as_deref())?,
+    };
+    for f in &files {
+        if !a.force {
+            if let Some(existing) = gp::current_plan(f, lib_dir().as_deref())? {
+                println!("{}: plan is current: {}", f.display(), existing.display());
+                continue;
+            }
+        }
+        let (path, analysis) = gp::write_plan(f, &dir)?;
+        println!("{}: {}", f.display(), gp::summary(&analysis, &path));
+    }
+    Ok(())
+}
+
+/// The directory of `libshunt.so`, if it can be found.
+pub fn lib_dir() -> Option<PathBuf> {
+    locate::runtime_library().ok().and_then(|l| l.parent().map(Path::to_path_buf))
+}
+
+/// Makes sure the machine's glibc has current plans (what `shunt run` calls
+/// before starting a program).
+pub fn ensure_plans() -> Result<Vec<PathBuf>> {
+    gp::ensure_plans(lib_dir().as_deref())
+}

@@ -183,3 +183,19 @@ pub fn program(path: &str) -> String {
     assert!(Path::new(path).is_file(), "test program {path} missing");
     path.to_string()
 }
+
+/// Writes `bytes` of deterministic text lines (seeded xorshift) to `dir/name`.
+pub fn data_file(dir: &Path, name: &str, bytes: usize, seed: u64) -> String {
+    let path = dir.join(name);
+    let mut x: u64 = seed | 1;
+    let mut buf = Vec::with_capacity(bytes);
+    while buf.len() < bytes {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        buf.extend_from_slice(format!("{:016x} line {}\n", x, buf.len() % 977).as_bytes());
+    }
+    buf.truncate(bytes);
+    std::fs::write(&path, &buf).unwrap();
+    path.to_string_lossy().into_owned()
+}

@@ -5,7 +5,6 @@
 //! none).
 
 use std::collections::BTreeSet;
-use std::io::Write;
 use std::process::Command;
 
 use shunt_tests::*;
@@ -52,27 +51,12 @@ fn compare(what: &str, argv: &[&str], stdin: Option<&[u8]>, left: &BTreeSet<Stri
     stats
 }
 
-fn data_file(dir: &std::path::Path, name: &str, bytes: usize) -> String {
-    let path = dir.join(name);
-    let mut f = std::fs::File::create(&path).unwrap();
-    let mut x: u64 = 0x2545f4914f6cdd1d;
-    let mut buf = Vec::with_capacity(bytes);
-    while buf.len() < bytes {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        buf.extend_from_slice(format!("{:016x} row {}\n", x, buf.len() % 1013).as_bytes());
-    }
-    buf.truncate(bytes);
-    f.write_all(&buf).unwrap();
-    path.to_string_lossy().into_owned()
-}
 
 #[test]
 fn coreutils_sort_and_sha256sum() {
     let left = prepare();
     let dir = tempfile::tempdir().unwrap();
-    let text = data_file(dir.path(), "lines.txt", 3_000_000);
+    let text = data_file(dir.path(), "lines.txt", 3_000_000, 0x2545f4914f6cdd1d);
     compare("sort", &["sort", &text], None, &left);
     compare("sort -r from stdin", &["sort", "-r"], Some(b"b\nc\na\n"), &left);
     compare("sha256sum", &["sha256sum", &text], None, &left);

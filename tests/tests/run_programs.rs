@@ -5,7 +5,6 @@
 //! `c_debian.rs` runs the same kind of programs with glibc patched. Ids,
 //! time and random are answered in user space (emulated) either way.
 
-use std::io::Write;
 
 use shunt_tests::*;
 
@@ -19,27 +18,12 @@ fn compare(what: &str, argv: &[&str], stdin: Option<&[u8]>) -> Stats {
     stats
 }
 
-fn data_file(dir: &std::path::Path, name: &str, bytes: usize) -> String {
-    let path = dir.join(name);
-    let mut f = std::fs::File::create(&path).unwrap();
-    let mut x: u64 = 0x9e3779b97f4a7c15;
-    let mut buf = Vec::with_capacity(bytes);
-    while buf.len() < bytes {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        buf.extend_from_slice(format!("{:016x} line {}\n", x, buf.len() % 977).as_bytes());
-    }
-    buf.truncate(bytes);
-    f.write_all(&buf).unwrap();
-    path.to_string_lossy().into_owned()
-}
 
 #[test]
 fn coreutils_ls_sort_sha256sum_cat() {
     let dir = tempfile::tempdir().unwrap();
-    let text = data_file(dir.path(), "lines.txt", 2_000_000);
-    let big = data_file(dir.path(), "big.bin", 40_000_000);
+    let text = data_file(dir.path(), "lines.txt", 2_000_000, 0x9e3779b97f4a7c15);
+    let big = data_file(dir.path(), "big.bin", 40_000_000, 0x9e3779b97f4a7c15);
 
     compare("ls -l", &["ls", "-l", "/usr/bin"], None);
     let stats = compare("sort", &["sort", &text], None);

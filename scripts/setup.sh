@@ -17,6 +17,18 @@ if [ -n "$missing" ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
 fi
 
+# Go tools: hey, the load generator of `shunt bench invoke` (pinned).
+if command -v go >/dev/null 2>&1; then
+    GOBIN_DIR="$(go env GOPATH)/bin"
+    if [ ! -x "$GOBIN_DIR/hey" ] && ! command -v hey >/dev/null 2>&1; then
+        echo "setup: installing hey (go install github.com/rakyll/hey@v0.1.5)"
+        GOTOOLCHAIN=local go install github.com/rakyll/hey@v0.1.5
+    fi
+else
+    echo "setup: go is missing; install Go 1.25+ (https://go.dev/dl) and retry" >&2
+    exit 1
+fi
+
 # Rust (cargo fetches the crates itself).
 if ! command -v cargo >/dev/null 2>&1; then
     echo "setup: cargo is missing; install Rust (https://rustup.rs) and retry" >&2

@@ -4,6 +4,8 @@
 //! - `shunt bench`: measure the runtime's paths against native Linux.
 //! - `shunt policy`: show or check a policy.
 //! - `shunt stats`: show a stats report.
+//! - `shunt cc`/`c++`, `shunt go`, `shunt audit`, `shunt glibc`: the targets.
+//! - `shunt faas`: OpenFaaS stacks built and run with shunt.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -15,10 +17,13 @@ mod audit;
 mod bench;
 mod bench_glibc;
 mod bench_go;
+mod bench_invoke;
 mod cc;
+mod faas;
 mod glibc;
 mod go;
 mod locate;
+mod plots;
 mod program;
 mod run;
 mod stats_cmd;
@@ -66,6 +71,9 @@ enum Command {
     Go(go::GoArgs),
     /// Make the plans that patch this machine's glibc in memory.
     Glibc(glibc::GlibcArgs),
+    /// OpenFaaS stacks without Docker: shrink-wrap, build and run functions.
+    #[command(subcommand)]
+    Faas(faas::FaasCommand),
     /// Internal: run a static program inside this process (used by `run`).
     #[command(hide = true)]
     Load {
@@ -108,6 +116,9 @@ enum BenchCommand {
     Go(bench_go::GoBenchArgs),
     /// glibc: getpid/getppid, write and the AES function — native glibc vs patched.
     Glibc(bench_glibc::GlibcBenchArgs),
+    /// The Junctiond report's invocation benchmark (Figures 5 and 6): AES
+    /// functions, stock vs native vs shunt.
+    Invoke(bench_invoke::InvokeArgs),
 }
 
 #[derive(Args)]
@@ -140,7 +151,9 @@ fn main() -> ExitCode {
         Command::Bench(BenchCommand::Syscall(a)) => bench::syscall(a).map(|()| ExitCode::SUCCESS),
         Command::Bench(BenchCommand::Go(a)) => bench_go::run(a).map(|()| ExitCode::SUCCESS),
         Command::Bench(BenchCommand::Glibc(a)) => bench_glibc::run(a).map(|()| ExitCode::SUCCESS),
+        Command::Bench(BenchCommand::Invoke(a)) => bench_invoke::run(a).map(|()| ExitCode::SUCCESS),
         Command::Glibc(a) => glibc::run(a),
+        Command::Faas(c) => faas::run(c),
         Command::Policy(a) => policy(a).map(|()| ExitCode::SUCCESS),
         Command::Stats(a) => stats_cmd::show(&a.file, a.top).map(|()| ExitCode::SUCCESS),
         Command::Audit(a) => audit::run(a),

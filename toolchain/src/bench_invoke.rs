@@ -1,0 +1,420 @@
+//! `shunt bench invoke`: the Junctiond report's invocation benchmark.
+//!
+//! The vSwarm AES function, in Go and in C++, is measured in three
+//! configurations, interleaved in one run:
+//!
+//! - `stock`: built natively (plain `go build` / `g++`) behind a stock
+//!   of-watchdog-style front in its own process, which proxies every request
+//!   over loopback to the function's server — the shape of an OpenFaaS
+//!   function today (`faasd-templates/stock/`);
+//! - `native`: the shunt template (front linked in-process with the handler)
+//!   built natively and run natively — what removing the proxy hop alone buys;
+//! - `shunt`: the same template built with shunt and run under `shunt run`.
+//!
+//! Figure 5: sequential invocations (100 per round, like the report) with
+//! 600-byte random inputs from a fixed seed; latency measured at the client
+//! over a keep-alive connection; p50/p99 and the change against `stock`.
+//! Figure 6: an open-loop load sweep with `hey` (offered rate rising until
+//! the configuration saturates, each step bounded in time); p50/p99 against
+//! offered load and the highest load sustained under a p99 bound.
+//!
+//! Results go to `<out>/results.json`, `<out>/fig5-cdf.svg` and
+//! `<out>/fig6-load.svg`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::Args;
+use serde_json::json;
+
+use crate::faas::{self, Bundle, Running};
+
+#[derive(Args)]
+pub struct InvokeArgs {
+    /// Small and fast (well under a minute once built): one round, a short sweep.
+    #[arg(long)]
+    quick: bool,
+    /// Languages to measure (go, cpp).
+    #[arg(long, value_delimiter = ',', default_value = "go,cpp")]
+    lang: Vec<String>,
+    /// Directory for results.json and the plots.
+    #[arg(long, default_value = "bench-invoke")]
+    out: PathBuf,
+    /// Invocations per round in Figure 5 (the report: 100).
+    #[arg(long, default_value_t = 100)]
+    invocations: usize,
+    /// Rounds of Figure 5 (each runs every configuration once, in turn).
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+    /// Bytes of each random input.
+    #[arg(long, default_value_t = 600)]
+    input_bytes: usize,
+    /// p99 bound (ms) for the highest load each configuration sustains.
+    #[arg(long, default_value_t = 10.0)]
+    p99_bound_ms: f64,
+    /// Seconds per load level in the sweep.
+    #[arg(long)]
+    step_seconds: Option<f64>,
+    /// Skip the load sweep (Figure 6).
+    #[arg(long)]
+    no_sweep: bool,
+    /// The faasd-templates directory [default: next to the shunt build].
+    #[arg(long, value_name = "DIR")]
+    templates: Option<PathBuf>,
+}
+
+const CONFIGS: [&str; 3] = ["stock", "native", "shunt"];
+
+fn templates_dir(arg: Option<&Path>) -> Result<PathBuf> {
+    if let Some(d) = arg.map(Path::to_path_buf).or_else(|| std::env::var_os("SHUNT_TEMPLATES").map(PathBuf::from)) {
+        return Ok(d);
+    }
+    let exe = std::env::current_exe()?;
+    for up in exe.ancestors().skip(1).take(4) {
+        let d = up.join("faasd-templates");
+        if d.join("template").is_dir() {
+            return Ok(d);
+        }
+    }
+    bail!("cannot find faasd-templates next to {}; name it with --templates", exe.display())
+}
+
+fn template_name(lang: &str) -> Result<&'static str> {
+    match lang {
+        "go" => Ok("golang-shunt"),
+        "cpp" => Ok("cpp-shunt"),
+        other => bail!("unknown language {other:?} (use go or cpp)"),
+    }
+}
+
+/// Deterministic printable inputs (xorshift, fixed seed).
+fn inputs(n: usize, bytes: usize) -> Vec<Vec<u8>> {
+    let mut x: u64 = 0x5eed_1e55_600d_cafe;
+    (0..n)
+        .map(|_| {
+            (0..bytes)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"[(x % 62) as usize]
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// A running configuration: its URL and the process(es) behind it.
+struct Service {
+    config: &'static str,
+    url: String,
+    running: Running,
+}
+
+/// Builds the three configurations of one language's AES function.
+fn build_configs(tpl_root: &Path, lang: &str, work: &Path) -> Result<Vec<(&'static str, Bundle)>> {
+    let tname = template_name(lang)?;
+    let tdir = tpl_root.join("template").join(tname);
+    let t = faas::read_template(&tdir)?;
+    let recipe = t.shunt.clone().ok_or_else(|| anyhow!("{}: not a shunt template", tdir.display()))?;
+    let handler = tpl_root.join("functions").join("aes").join(lang);
+    let ctx = work.join(format!("aes-{lang}"));
+    faas::shrinkwrap_dirs(&tdir, &t, &handler, &ctx)?;
+    let f = faas::bare_function(tname);
+    let name = format!("aes-{lang}");
+    eprintln!("shunt bench invoke: building aes ({lang}) natively and with shunt");
+    let native = faas::build_variant(&name, tname, &ctx, &recipe, true, &f)?;
+    let shunt = faas::build_variant(&name, tname, &ctx, &recipe, false, &f)?;
+    let stock = build_stock(tpl_root, lang, &handler, &native, work)?;
+    Ok(vec![("stock", stock), ("native", native), ("shunt", shunt)])
+}
+
+/// The stock configuration: the stock front (its own process) with the
+/// natively built function as its upstream.
+fn build_stock(tpl_root: &Path, lang: &str, handler: &Path, native: &Bundle, work: &Path) -> Result<Bundle> {
+    let stock = tpl_root.join("stock");
+    let dir = work.join(format!("aes-{lang}-stock"));
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)?;
+    }
+    std::fs::create_dir_all(&dir)?;
+    let mut cmd = Command::new("go");
+    cmd.current_dir(stock.join("watchdog"))
+        .args(["build", "-o"])
+        .arg(dir.join("fwatchdog"))
+        .arg(".")
+        .env("CGO_ENABLED", "0")
+        .env("GOTOOLCHAIN", "local");
+    faas::run_step(&mut cmd, "building the stock watchdog")?;
+    let (upstream, fprocess) = match lang {
+        "go" => {
+            // The golang-middleware shape: the handler behind its own server.
+            let up = dir.join("upstream");
+            faas::copy_tree(&stock.join("golang"), &up, &[])?;
+            faas::copy_tree(handler, &up.join("function"), &[])?;
+            let mut b = Command::new("go");
+            b.current_dir(&up).args(["build", "-o", "handler", "."]).env("CGO_ENABLED", "0").env("GOTOOLCHAIN", "local");
+            faas::run_step(&mut b, "building the stock Go upstream")?;
+            (up.join("handler"), "./upstream/handler".to_string())
+        }
+        _ => {
+            // The natively built C++ function is its own server; the stock
+            // front runs it on the upstream port.
+            (native.binary.clone(), format!("env port={STOCK_UPSTREAM_PORT} {}", native.binary.display()))
+        }
+    };
+    if !upstream.is_file() {
+        bail!("the stock upstream {} was not built", upstream.display());
+    }
+    let mut environment = BTreeMap::new();
+    environment.insert("mode".into(), "http".into());
+    environment.insert("fprocess".into(), fprocess);
+    environment.insert("upstream_url".into(), format!("http://127.0.0.1:{STOCK_UPSTREAM_PORT}"));
+    environment.insert("prefix_logs".into(), "false".into());
+    Ok(Bundle {
+        name: format!("aes-{lang}-stock"),
+        lang: lang.into(),
+        variant: "native".into(),
+        dir: dir.clone(),
+        binary: dir.join("fwatchdog"),
+        environment,
+    })
+}
+
+/// The upstream port of the stock configuration (golang-middleware's).
+const STOCK_UPSTREAM_PORT: u16 = 8082;
+
+fn start(config: &'static str, b: &Bundle, port: u16) -> Result<Service> {
+    let extra = [("exec_timeout", "30s".to_string()), ("write_timeout", "30s".to_string()), ("read_timeout", "30s".to_string())];
+    let mut running = faas::start(b, port, None, &extra)?;
+    if let Err(e) = faas::wait_healthy(&mut running, Duration::from_secs(60)) {
+        let _ = faas::stop(&mut running, Duration::from_secs(5));
+        return Err(e.context(format!("starting the {config} configuration")));
+    }
+    Ok(Service { config, url: format!("http://127.0.0.1:{port}/"), running })
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(30)))
+        .http_status_as_error(false)
+        .max_idle_connections_per_host(1)
+        .build()
+        .into()
+}
+
+/// One timed invocation; checks the answer is the AES function's.
+fn invoke(agent: &ureq::Agent, url: &str, body: &[u8]) -> Result<f64> {
+    let t = Instant::now();
+    let mut resp = agent.post(url).content_type("text/plain").send(body).with_context(|| format!("POST {url}"))?;
+    let status = resp.status();
+    let text = resp.body_mut().read_to_string()?;
+    let us = t.elapsed().as_secs_f64() * 1e6;
+    // AES-CTR: as many ciphertext bytes as plaintext bytes, in hex.
+    let hex_len = text.split("| ciphertext: ").nth(1).map(|r| r.split(" |").next().unwrap_or("").len());
+    if status != 200 || !text.starts_with("fn: AES | plaintext: ") || hex_len != Some(2 * body.len()) {
+        bail!("{url}: unexpected answer ({status}): {}", &text[..text.len().min(120)]);
+    }
+    Ok(us)
+}
+
+/// Runs `hey` at `rate` requests/s for `secs`; returns (achieved rps, p50 ms, p99 ms).
+fn hey_step(hey: &Path, url: &str, body_file: &Path, rate: f64, secs: f64) -> Result<(f64, f64, f64, usize)> {
+    let workers = (rate / 100.0).clamp(4.0, 256.0).round();
+    let q = rate / workers;
+    let o = Command::new(hey)
+        .args(["-z", &format!("{secs}s"), "-c", &format!("{workers}"), "-q", &format!("{q:.3}")])
+        .args(["-m", "POST", "-T", "text/plain", "-D"])
+        .arg(body_file)
+        .args(["-o", "csv", url])
+        .output()
+        .context("cannot run hey")?;
+    if !o.status.success() {
+        bail!("hey failed: {}", String::from_utf8_lossy(&o.stderr).trim());
+    }
+    let text = String::from_utf8_lossy(&o.stdout);
+    let mut lat = Vec::new();
+    let mut errors = 0;
+    for line in text.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        if f.len() < 7 {
+            continue;
+        }
+        if f[6] != "200" {
+            errors += 1;
+            continue;
+        }
+        if let Ok(s) = f[0].parse::<f64>() {
+            lat.push(s * 1e3);
+        }
+    }
+    lat.sort_by(f64::total_cmp);
+    Ok((lat.len() as f64 / secs, percentile(&lat, 50.0), percentile(&lat, 99.0), errors))
+}
+
+fn find_hey() -> Result<PathBuf> {
+    if let Ok(p) = which::which("hey") {
+        return Ok(p);
+    }
+    let gopath = Command::new("go").args(["env", "GOPATH"]).output().ok().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    if let Some(g) = gopath {
+        let p = Path::new(&g).join("bin").join("hey");
+        if p.is_file() {
+            return Ok(p);
+        }
+    }
+    bail!("the load generator `hey` is not installed: go install github.com/rakyll/hey@v0.1.5 (scripts/setup.sh does)")
+}
+
+pub fn run(a: InvokeArgs) -> Result<()> {
+    let tpl_root = templates_dir(a.templates.as_deref())?;
+    let rounds = if a.quick { 1 } else { a.rounds.max(1) };
+    let invocations = a.invocations.max(2);
+    let step = a.step_seconds.unwrap_or(if a.quick { 1.0 } else { 4.0 });
+    let rates: Vec<f64> = if a.quick {
+        vec![200.0, 1000.0, 3000.0]
+    } else {
+        vec![100.0, 250.0, 500.0, 1000.0, 1500.0, 2000.0, 3000.0, 4000.0, 6000.0, 8000.0, 12000.0]
+    };
+    let hey = if a.no_sweep { None } else { Some(find_hey()?) };
+    std::fs::create_dir_all(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;
+    let work = a.out.join("work");
+    let body_file = a.out.join("input.txt");
+    let bodies = inputs(invocations, a.input_bytes);
+    std::fs::write(&body_file, &bodies[0])?;
+
+    let mut fig5: BTreeMap<String, BTreeMap<&str, Vec<f64>>> = BTreeMap::new();
+    let mut fig6: BTreeMap<String, BTreeMap<&str, Vec<serde_json::Value>>> = BTreeMap::new();
+    for lang in &a.lang {
+        template_name(lang)?;
+        let built = build_configs(&tpl_root, lang, &work)?;
+        let mut services = Vec::new();
+        let base = 18080u16;
+        let started = (|| -> Result<()> {
+            for (i, (config, b)) in built.iter().enumerate() {
+                services.push(start(config, b, base + i as u16)?);
+            }
+            Ok(())
+        })();
+        let result = started.and_then(|()| {
+            // Figure 5: rounds of sequential invocations, configurations in turn.
+            let agents: Vec<ureq::Agent> = services.iter().map(|_| agent()).collect();
+            for (s, ag) in services.iter().zip(&agents) {
+                for b in bodies.iter().take(20) {
+                    invoke(ag, &s.url, b)?; // warm-up, not recorded
+                }
+            }
+            for round in 0..rounds {
+                eprintln!("shunt bench invoke: {lang}: sequential invocations, round {}/{rounds}", round + 1);
+                for (s, ag) in services.iter().zip(&agents) {
+                    let v = fig5.entry(lang.clone()).or_default().entry(s.config).or_default();
+                    for b in &bodies {
+                        v.push(invoke(ag, &s.url, b)?);
+                    }
+                }
+            }
+            // Figure 6: the open-loop sweep, one configuration at a time.
+            if let Some(hey) = &hey {
+                for s in &services {
+                    eprintln!("shunt bench invoke: {lang}: load sweep of {}", s.config);
+                    for &rate in &rates {
+                        let (achieved, p50, p99, errors) = hey_step(hey, &s.url, &body_file, rate, step)?;
+                        fig6.entry(lang.clone()).or_default().entry(s.config).or_default().push(json!({
+                            "offered_rps": rate, "achieved_rps": achieved, "p50_ms": p50, "p99_ms": p99, "errors": errors
+                        }));
+                        if achieved < 0.85 * rate || p99 > 20.0 * a.p99_bound_ms || errors > 0 {
+                            break; // saturated
+                        }
+                    }
+                }
+            }
+            Ok(())
+        });
+        for s in &mut services {
+            let _ = faas::stop(&mut s.running, Duration::from_secs(60));
+        }
+        result?;
+    }
+    report(&a, &fig5, &fig6, rounds, invocations)
+}
+
+fn report(
+    a: &InvokeArgs,
+    fig5: &BTreeMap<String, BTreeMap<&str, Vec<f64>>>,
+    fig6: &BTreeMap<String, BTreeMap<&str, Vec<serde_json::Value>>>,
+    rounds: usize,
+    invocations: usize,
+) -> Result<()> {
+    let mut out5 = serde_json::Map::new();
+    println!("Figure 5: {rounds} x {invocations} sequential AES invocations, {}-byte inputs, latency at the client (us)", a.input_bytes);
+    println!("{:<5} {:<8} {:>10} {:>10} {:>16} {:>16}", "lang", "config", "p50", "p99", "p50 vs stock", "p99 vs stock");
+    for (lang, by) in fig5 {
+        let stats: BTreeMap<&str, (f64, f64)> = by
+            .iter()
+            .map(|(c, v)| {
+                let mut s = v.clone();
+                s.sort_by(f64::total_cmp);
+                (*c, (percentile(&s, 50.0), percentile(&s, 99.0)))
+            })
+            .collect();
+        let (s50, s99) = stats.get("stock").copied().unwrap_or((f64::NAN, f64::NAN));
+        let mut m = serde_json::Map::new();
+        for c in CONFIGS {
+            let Some(&(p50, p99)) = stats.get(c) else { continue };
+            let d50 = (p50 / s50 - 1.0) * 100.0;
+            let d99 = (p99 / s99 - 1.0) * 100.0;
+            println!("{lang:<5} {c:<8} {p50:>10.1} {p99:>10.1} {d50:>+15.1}% {d99:>+15.1}%");
+            m.insert(c.into(), json!({"p50_us": p50, "p99_us": p99, "p50_change_vs_stock_pct": d50,
+                                      "p99_change_vs_stock_pct": d99, "samples_us": by[c]}));
+        }
+        out5.insert(lang.clone(), serde_json::Value::Object(m));
+    }
+    let mut out6 = serde_json::Map::new();
+    if !fig6.is_empty() {
+        println!();
+        println!("Figure 6: open-loop load sweep (hey); highest offered load with p99 <= {} ms", a.p99_bound_ms);
+        println!("{:<5} {:<8} {:>14} {:>34}", "lang", "config", "max rps", "p50/p99 ms at that load");
+        for (lang, by) in fig6 {
+            let mut m = serde_json::Map::new();
+            for c in CONFIGS {
+                let Some(points) = by.get(c) else { continue };
+                let ok = points.iter().filter(|p| {
+                    p["p99_ms"].as_f64().unwrap_or(f64::INFINITY) <= a.p99_bound_ms
+                        && p["achieved_rps"].as_f64().unwrap_or(0.0) >= 0.95 * p["offered_rps"].as_f64().unwrap_or(0.0)
+                        && p["errors"].as_u64() == Some(0)
+                }).last();
+                let max = ok.and_then(|p| p["offered_rps"].as_f64()).unwrap_or(0.0);
+                let at = ok.map(|p| format!("{:.2}/{:.2}", p["p50_ms"].as_f64().unwrap_or(0.0), p["p99_ms"].as_f64().unwrap_or(0.0))).unwrap_or_else(|| "-".into());
+                println!("{lang:<5} {c:<8} {max:>14.0} {at:>34}");
+                m.insert(c.into(), json!({"max_rps_under_bound": max, "points": points}));
+            }
+            out6.insert(lang.clone(), serde_json::Value::Object(m));
+        }
+    }
+    let doc = json!({
+        "benchmark": "shunt bench invoke",
+        "input_bytes": a.input_bytes, "rounds": rounds, "invocations_per_round": invocations,
+        "p99_bound_ms": a.p99_bound_ms, "quick": a.quick,
+        "fig5": out5, "fig6": out6,
+    });
+    std::fs::write(a.out.join("results.json"), serde_json::to_string_pretty(&doc)? + "\n")?;
+    crate::plots::cdf(&a.out.join("fig5-cdf.svg"), fig5)?;
+    if !fig6.is_empty() {
+        crate::plots::load_curves(&a.out.join("fig6-load.svg"), fig6)?;
+    }
+    println!();
+    println!("results: {}, plots: fig5-cdf.svg{} in {}", a.out.join("results.json").display(),
+             if fig6.is_empty() { "" } else { ", fig6-load.svg" }, a.out.display());
+    Ok(())
+}

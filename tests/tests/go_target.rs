@@ -64,3 +64,29 @@ fn loader_program_is_all_gate() {
     let stats = check("loader", &["x"]);
     assert!(stats.processes() >= 3);
 }
+
+#[test]
+fn audit_tells_a_shunt_built_go_binary_from_a_plain_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain = dir.path().join("stress-plain");
+    let shunted = dir.path().join("stress-shunt");
+    build("stress", &plain, false);
+    build("stress", &shunted, true);
+    let audit = |bin: &Path| {
+        let mut cmd = Command::new(shunt());
+        cmd.args(["audit", "--json"]).arg(bin);
+        run(cmd, None, Duration::from_secs(120))
+    };
+    let ok = audit(&shunted);
+    assert_eq!(ok.status.code(), Some(0), "{}", ok.stderr_str());
+    let report: serde_json::Value = serde_json::from_slice(&ok.stdout).unwrap();
+    assert_eq!(report["shunt_target"], true);
+    let sites = report["sites"].as_array().unwrap();
+    assert!(sites.iter().all(|s| s["status"] != "uncovered"), "{report}");
+    assert!(sites.iter().any(|s| s["status"] == "covered"));
+
+    let bad = audit(&plain);
+    assert_eq!(bad.status.code(), Some(1), "a plain build has raw SYSCALLs: {}", bad.stdout_str());
+    let report: serde_json::Value = serde_json::from_slice(&bad.stdout).unwrap();
+    assert!(report["sites"].as_array().unwrap().iter().any(|s| s["status"] == "uncovered"));
+}

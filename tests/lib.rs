@@ -199,3 +199,30 @@ pub fn data_file(dir: &Path, name: &str, bytes: usize, seed: u64) -> String {
     std::fs::write(&path, &buf).unwrap();
     path.to_string_lossy().into_owned()
 }
+
+/// A python3 workload for the end-to-end tests: threads over temporary
+/// files, subprocesses (vfork + exec), fork, random bytes and many files.
+pub const PYTHON_WORKLOAD: &str = r#"
+import hashlib, json, os, subprocess, tempfile, threading
+def work(i, out):
+    with tempfile.NamedTemporaryFile("w+") as f:
+        f.write(str(i) * 20000); f.flush(); f.seek(0)
+        out[i] = hashlib.sha256(f.read().encode()).hexdigest()[:12]
+out = {}
+ts = [threading.Thread(target=work, args=(i, out)) for i in range(8)]
+[t.start() for t in ts]; [t.join() for t in ts]
+print(sorted(out.items()))
+print(subprocess.run(["sort"], input="b\na\n", capture_output=True, text=True).stdout.split())
+print(subprocess.check_output(["sh", "-c", "echo $((6*7))"]).decode().strip())
+r, w = os.pipe()
+pid = os.fork()
+if pid == 0:
+    os.write(w, str(os.getpid()).encode()); os._exit(3)
+_, st = os.waitpid(pid, 0)
+print("child pid reported by itself matches fork:", int(os.read(r, 64)) == pid, "exit", os.waitstatus_to_exitcode(st))
+print(len(os.urandom(64)), os.getpid() == os.getpid())
+with tempfile.TemporaryDirectory() as d:
+    for i in range(50):
+        with open(os.path.join(d, f"f{i}"), "w") as f: json.dump({"i": i}, f)
+    print(sum(json.load(open(os.path.join(d, n)))["i"] for n in sorted(os.listdir(d))))
+"#;

@@ -100,24 +100,7 @@ fn sqlite3_create_and_query() {
 #[test]
 fn python_threads_files_subprocess() {
     let left = prepare();
-    let script = r#"
-import hashlib, os, subprocess, tempfile, threading, json
-def work(i, out):
-    with tempfile.NamedTemporaryFile("w+") as f:
-        f.write(str(i) * 20000); f.flush(); f.seek(0)
-        out[i] = hashlib.sha256(f.read().encode()).hexdigest()[:12]
-out = {}
-ts = [threading.Thread(target=work, args=(i, out)) for i in range(8)]
-[t.start() for t in ts]; [t.join() for t in ts]
-print(sorted(out.items()))
-print(subprocess.run(["sort"], input="b\na\n", capture_output=True, text=True).stdout.split())
-print(subprocess.check_output(["sh", "-c", "echo $((6*7))"]).decode().strip())
-with tempfile.TemporaryDirectory() as d:
-    for i in range(50):
-        with open(os.path.join(d, f"f{i}"), "w") as f: json.dump({"i": i}, f)
-    print(sum(json.load(open(os.path.join(d, n)))["i"] for n in sorted(os.listdir(d))))
-"#;
-    let stats = compare("python3", &["/usr/bin/python3", "-c", script], None, &left);
+    let stats = compare("python3", &["/usr/bin/python3", "-c", PYTHON_WORKLOAD], None, &left);
     assert!(stats.processes() >= 3, "{}", stats.0);
     assert!(stats.get("clone3", "redirected") >= 8, "threads are created through the gate: {}", stats.0);
 }

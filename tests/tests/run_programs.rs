@@ -36,27 +36,7 @@ fn coreutils_ls_sort_sha256sum_cat() {
 
 #[test]
 fn python_files_threads_and_subprocesses() {
-    let script = r#"
-import hashlib, os, subprocess, tempfile, threading
-def work(i, out):
-    with tempfile.NamedTemporaryFile("w+") as f:
-        f.write(str(i) * 10000); f.flush(); f.seek(0)
-        out[i] = hashlib.sha256(f.read().encode()).hexdigest()[:12]
-out = {}
-ts = [threading.Thread(target=work, args=(i, out)) for i in range(8)]
-[t.start() for t in ts]; [t.join() for t in ts]
-print(sorted(out.items()))
-print(subprocess.run(["sort"], input="b\na\n", capture_output=True, text=True).stdout.split())
-print(subprocess.check_output(["sh", "-c", "echo $((6*7))"]).decode().strip())
-r, w = os.pipe()
-pid = os.fork()
-if pid == 0:
-    os.write(w, str(os.getpid()).encode()); os._exit(3)
-_, st = os.waitpid(pid, 0)
-print("child pid reported by itself matches fork:", int(os.read(r, 64)) == pid, "exit", os.waitstatus_to_exitcode(st))
-print(len(os.urandom(64)), os.getpid() == os.getpid())
-"#;
-    let stats = compare("python3", &["/usr/bin/python3", "-c", script], None);
+    let stats = compare("python3", &["/usr/bin/python3", "-c", PYTHON_WORKLOAD], None);
     assert!(stats.processes() >= 4, "python's subprocesses are part of the instance: {}", stats.0);
     for call in ["getpid", "getrandom"] {
         assert!(stats.get(call, "emulated") > 0, "{call} should be emulated: {}", stats.0["by_syscall"][call]);

@@ -223,13 +223,19 @@ pub fn copy_tree(from: &Path, to: &Path, skip_top: &[&str]) -> Result<()> {
 /// `build/<fn>/` as `faas-cli build --shrinkwrap` makes it: the template,
 /// then the handler over its handler folder (top-level `build` and
 /// `template` entries of the handler skipped).
-fn shrinkwrap(l: &Loaded, name: &str, f: &Function, tdir: &Path, t: &Template) -> Result<PathBuf> {
+/// The function's handler directory, checked.
+fn handler_dir(l: &Loaded, name: &str, f: &Function) -> Result<PathBuf> {
     let stack = l.path.display();
     let handler = f.handler.as_deref().ok_or_else(|| anyhow!("{stack}: function {name}: no `handler`"))?;
-    let hdir = l.dir.join(handler);
+    let hdir = if l.dir == Path::new(".") { PathBuf::from(handler) } else { l.dir.join(handler) };
     if !hdir.is_dir() {
         bail!("{stack}: function {name}: handler `{handler}` is not a directory ({})", hdir.display());
     }
+    Ok(hdir)
+}
+
+fn shrinkwrap(l: &Loaded, name: &str, f: &Function, tdir: &Path, t: &Template) -> Result<PathBuf> {
+    let hdir = handler_dir(l, name, f)?;
     let out = l.dir.join("build").join(name);
     if which::which("faas-cli").is_ok() {
         let mut cmd = Command::new("faas-cli");
@@ -291,6 +297,8 @@ pub fn build_variant(name: &str, lang: &str, ctx: &Path, recipe: &Recipe, native
         std::fs::remove_dir_all(&dir)?;
     }
     copy_tree(ctx, &dir, &[])?;
+    // Absolute: `shunt faas up` runs each bundle from its own directory.
+    let dir = dir.canonicalize().with_context(|| format!("cannot resolve {}", dir.display()))?;
     let argv = if native { &recipe.native_build } else { &recipe.build };
     let (prog, args) = argv.split_first().ok_or_else(|| anyhow!("template `{lang}`: empty build recipe"))?;
     let exe = std::env::current_exe()?;
@@ -336,6 +344,7 @@ pub fn build(a: &BuildArgs) -> Result<Vec<Bundle>> {
     let mut plan = Vec::new();
     for (name, f) in &fns {
         let (lang, tdir, t) = template_of(&l, name, f)?;
+        handler_dir(&l, name, f)?;
         let missing = missing_packages(name, f, &lang, &t)?;
         if !missing.is_empty() {
             bail!(

@@ -1,0 +1,174 @@
+//! `shunt faas build` / `shunt faas up` on a throwaway stack whose template
+//! is a minimal shunt template (a Python "handler" with a health endpoint):
+//! the shrink-wrap layout, the bundles, the ports and private TMPDIRs, the
+//! drain on SIGTERM, and every stack-file mistake named with its function.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use shunt_tests::*;
+
+const TEMPLATE_YML: &str = r#"language: py-shunt
+fprocess: ./handler
+welcome_message: test template
+build_options:
+  - name: none
+    packages: []
+shunt:
+  build: [sh, build.sh, shunt]
+  native_build: [sh, build.sh, native]
+  binary: handler
+"#;
+
+/// The "build": writes the handler (a Python server) and records how it was
+/// built, so the test can tell the variants apart.
+const BUILD_SH: &str = r#"set -e
+cat > handler <<'PY'
+#!/usr/bin/python3
+import http.server, os, sys
+lock = os.path.join(os.environ.get("TMPDIR", "/tmp"), ".lock")
+variant = open("variant").read().strip()
+class H(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *a): pass
+    def reply(self, code, text):
+        b = text.encode(); self.send_response(code)
+        self.send_header("Content-Length", str(len(b))); self.end_headers(); self.wfile.write(b)
+    def do_GET(self):
+        if self.path == "/_/health":
+            return self.reply(200 if os.path.exists(lock) else 503, "OK")
+        self.reply(200, "get")
+    def do_POST(self):
+        n = int(self.headers.get("Content-Length", 0)); body = self.rfile.read(n).decode()
+        self.reply(200, f"{variant}|{os.environ.get('GREETING','')}|{body}|{open('function/handler.txt').read().strip()}")
+srv = http.server.HTTPServer(("127.0.0.1", int(os.environ["port"])), H)
+open(lock, "w").close()
+import signal
+signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
+srv.serve_forever()
+PY
+chmod +x handler
+echo "$1" > variant
+"#;
+
+fn write(p: &Path, text: &str) {
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, text).unwrap();
+}
+
+/// A stack dir with the template and two functions.
+fn stack(dir: &Path) {
+    write(&dir.join("template/py-shunt/template.yml"), TEMPLATE_YML);
+    write(&dir.join("template/py-shunt/build.sh"), BUILD_SH);
+    write(&dir.join("template/py-shunt/function/handler.txt"), "template sample");
+    write(&dir.join("template/py-shunt/function/sample_only.txt"), "left from the template");
+    write(&dir.join("one/handler.txt"), "function one");
+    write(&dir.join("one/build/ignored.txt"), "faas-cli skips build/ in handlers");
+    write(&dir.join("two/handler.txt"), "function two");
+    write(
+        &dir.join("stack.yml"),
+        "version: 1.0\nprovider:\n  name: openfaas\nfunctions:\n  one:\n    lang: py-shunt\n    handler: ./one\n    image: one:latest\n    environment:\n      GREETING: hello\n  two:\n    lang: py-shunt\n    handler: ./two\n    image: two:latest\n",
+    );
+}
+
+fn shunt_in(dir: &Path, args: &[&str]) -> Outcome {
+    let mut cmd = Command::new(shunt());
+    cmd.current_dir(dir).args(args);
+    // No faas-cli here: shunt's own shrink-wrap is what is tested.
+    cmd.env("PATH", "/usr/local/bin:/usr/bin:/bin");
+    run(cmd, None, Duration::from_secs(300))
+}
+
+fn post(port: u16, body: &str) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "POST / HTTP/1.0\r\nContent-Length: {}\r\n\r\n{body}", body.len()).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out.split("\r\n\r\n").nth(1).unwrap_or("").to_string()
+}
+
+#[test]
+fn build_makes_the_faas_cli_layout_and_both_variants() {
+    let d = tempfile::tempdir().unwrap();
+    stack(d.path());
+    let o = shunt_in(d.path(), &["faas", "build", "-f", "stack.yml", "--native"]);
+    assert!(o.status.success(), "{}", o.stderr_str());
+    let b = d.path().join("build");
+    // faas-cli's shrink-wrap: the template, then the handler over function/.
+    assert_eq!(std::fs::read_to_string(b.join("one/function/handler.txt")).unwrap(), "function one");
+    assert!(b.join("one/function/sample_only.txt").exists(), "template sample files remain");
+    assert!(!b.join("one/function/build").exists(), "handler build/ is skipped");
+    assert!(b.join("one/template.yml").exists() && b.join("one/build.sh").exists());
+    let manifest: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(b.join(".shunt/bundles.json")).unwrap()).unwrap();
+    assert_eq!(manifest.as_array().unwrap().len(), 4, "{manifest}");
+    assert_eq!(std::fs::read_to_string(b.join(".shunt/one/native/variant")).unwrap().trim(), "native");
+    assert_eq!(std::fs::read_to_string(b.join(".shunt/one/shunt/variant")).unwrap().trim(), "shunt");
+}
+
+#[test]
+fn up_serves_each_function_on_its_port_and_drains_on_sigterm() {
+    let d = tempfile::tempdir().unwrap();
+    stack(d.path());
+    assert!(shunt_in(d.path(), &["faas", "build", "-f", "stack.yml"]).status.success());
+    let stats = d.path().join("stats");
+    let mut up = Command::new(shunt())
+        .current_dir(d.path())
+        .args(["faas", "up", "-f", "stack.yml", "--base-port", "18481", "--stats-dir"])
+        .arg(&stats)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(up.stdout.take().unwrap()).lines();
+    let start = Instant::now();
+    let mut seen = Vec::new();
+    for l in lines.by_ref() {
+        let l = l.unwrap();
+        let done = l.contains("function(s) up");
+        seen.push(l);
+        if done || start.elapsed() > Duration::from_secs(120) {
+            break;
+        }
+    }
+    assert!(seen.iter().any(|l| l.starts_with("one") && l.contains(":18481/")), "{seen:?}");
+    assert!(seen.iter().any(|l| l.starts_with("two") && l.contains(":18482/")), "{seen:?}");
+    assert_eq!(post(18481, "x"), "shunt|hello|x|function one");
+    assert_eq!(post(18482, "y"), "shunt||y|function two");
+    // Private TMPDIRs: each function has its own lock file.
+    assert!(d.path().join("build/.shunt/one/shunt/tmp/.lock").exists());
+    assert!(d.path().join("build/.shunt/two/shunt/tmp/.lock").exists());
+    unsafe { libc::kill(up.id() as i32, libc::SIGTERM) };
+    let st = up.wait().unwrap();
+    assert!(st.success(), "shunt faas up exit: {st}");
+    for f in ["one", "two"] {
+        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(stats.join(format!("{f}.json"))).unwrap()).unwrap();
+        Stats(v.clone()).assert_accounted();
+        assert!(v["processes"].as_u64().unwrap() >= 1);
+    }
+}
+
+#[test]
+fn stack_mistakes_name_the_function_and_field() {
+    let d = tempfile::tempdir().unwrap();
+    stack(d.path());
+    let fails = |stack: &str, expect: &str| {
+        write(&d.path().join("bad.yml"), stack);
+        let o = shunt_in(d.path(), &["faas", "build", "-f", "bad.yml"]);
+        assert_eq!(o.status.code(), Some(2), "{}", o.stderr_str());
+        let err = o.stderr_str();
+        assert!(err.starts_with("shunt: ") && err.contains(expect), "{err:?} should say {expect:?}");
+    };
+    fails("functions:\n  f:\n    lang: nope\n    handler: ./one\n", "function f: lang `nope` has no template");
+    fails("functions:\n  f:\n    lang: py-shunt\n    handler: ./missing\n", "function f: handler `./missing` is not a directory");
+    fails("functions:\n  f:\n    handler: ./one\n", "function f: no `lang`");
+    fails("functions:\n  f:\n    lang: py-shunt\n    handler: ./one\n    build_options: [gpu]\n", "build option `gpu` is not offered");
+    write(&d.path().join("template/plain/template.yml"), "language: plain\nfprocess: ./x\n");
+    fails("functions:\n  f:\n    lang: plain\n    handler: ./one\n", "template `plain` is not a shunt template");
+    fails("functions: [\n", "not a valid stack file");
+    fails("functions: {}\n", "no functions");
+    let o = shunt_in(d.path(), &["faas", "up", "-f", "stack.yml", "--filter", "zzz"]);
+    assert!(o.stderr_str().contains("no function named \"zzz\""), "{}", o.stderr_str());
+}

@@ -13,6 +13,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod front;
+pub mod http;
+pub mod templates;
+
 /// `target/<profile>` of this test binary.
 pub fn target_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");

@@ -1,115 +1,74 @@
-//! The Go AES function (faasd-templates/functions/aes/go): its own Go
-//! tests, and the function built with `shunt go build` serving vSwarm's
-//! reference vectors over HTTP, natively, exactly like a plain build.
+//! The Go AES function (faasd-templates/functions/aes/go), a handler of the
+//! golang-shunt template: its own Go tests, and the function shrink-wrapped
+//! with the template (as `faas-cli build --shrinkwrap` lays it out) and
+//! built with the template's own recipes — `shunt.build` (the shunt Go
+//! target) and `shunt.native_build` — serving vSwarm's reference vectors
+//! over HTTP: the plain build natively, the shunt build natively and under
+//! `shunt run` with zero traps.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
-use shunt_tests::*;
-
-const LIMIT: Duration = Duration::from_secs(600);
+#[path = "tpl_go_util.rs"]
+mod util;
+use util::*;
 
 fn aes_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../faasd-templates/functions/aes/go")
+    templates().join("functions/aes/go")
 }
 
-fn go() -> Command {
-    let mut c = Command::new("go");
-    c.env("GOTOOLCHAIN", "local").env("CGO_ENABLED", "0").env_remove("GOFLAGS");
-    c
-}
+const DEFAULT: &str =
+    "fn: AES | plaintext: defaultplaintext | ciphertext: d80e9ec83a6acbef3d909876e79904a9 | runtime: golang";
+const VECTORS: [(&str, &str); 4] = [
+    ("", DEFAULT),
+    ("world", DEFAULT),
+    ("defaultplaintext", DEFAULT),
+    (
+        "A unique message",
+        "fn: AES | plaintext: A unique message | ciphertext: fd4b8dc72677cafa719c946be09d1bb8 | runtime: golang",
+    ),
+];
 
 #[test]
 fn aes_go_test_passes() {
-    let mut c = go();
-    c.args(["test", "-count=1", "./..."]).current_dir(aes_dir());
-    let o = run(c, None, LIMIT);
-    assert!(o.status.success(), "go test in {} failed:\n{}{}", aes_dir().display(), o.stdout_str(), o.stderr_str());
+    let o = go_test(&aes_dir(), &[("GOWORK", "off")]);
     assert!(o.stdout_str().starts_with("ok "), "{}", o.stdout_str());
 }
 
-/// Kills the server when the test ends, pass or fail.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn start(bin: &Path) -> (Server, u16) {
-    let port = free_port();
-    let child = Command::new(bin)
-        .env("PORT", port.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-    let mut server = Server(child);
-    // Wait until it accepts connections (or has died).
-    let start = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(server.0.try_wait().unwrap().is_none(), "{} exited before listening", bin.display());
-        assert!(start.elapsed() < Duration::from_secs(60), "{} never listened on {port}", bin.display());
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    (server, port)
-}
-
-/// One HTTP/1.1 POST; returns (status line, body).
-fn post(port: u16, body: &str) -> (String, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    write!(
-        s,
-        "POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).unwrap();
-    let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
-    (head.lines().next().unwrap_or("").to_owned(), body.to_owned())
-}
-
 #[test]
-fn aes_built_with_shunt_serves_the_reference_vectors() {
-    let shunt = target_dir().join("shunt");
-    assert!(shunt.is_file(), "{} is missing: build the workspace first", shunt.display());
-    let cache = tempfile::tempdir().unwrap();
-    let out = tempfile::tempdir().unwrap();
-    let plain = out.path().join("aes-plain");
-    let shunted = out.path().join("aes-shunt");
-
-    let mut c = go();
-    c.arg("build").arg("-o").arg(&plain).arg(".").current_dir(aes_dir());
-    let o = run(c, None, LIMIT);
-    assert!(o.status.success(), "go build: {}", o.stderr_str());
-    let mut c = Command::new(&shunt);
-    c.args(["go", "build", "-o"]).arg(&shunted).arg(".").current_dir(aes_dir()).env("SHUNT_CACHE", cache.path()).env_remove("GOFLAGS");
-    let o = run(c, None, LIMIT);
-    assert!(o.status.success(), "shunt go build: {}", o.stderr_str());
-
-    let vectors = [
-        ("", "fn: AES | plaintext: defaultplaintext | ciphertext: d80e9ec83a6acbef3d909876e79904a9 | runtime: golang"),
-        ("world", "fn: AES | plaintext: defaultplaintext | ciphertext: d80e9ec83a6acbef3d909876e79904a9 | runtime: golang"),
-        ("A unique message", "fn: AES | plaintext: A unique message | ciphertext: fd4b8dc72677cafa719c946be09d1bb8 | runtime: golang"),
-    ];
-    for bin in [&plain, &shunted] {
-        let (_server, port) = start(bin);
-        for (input, want) in vectors {
-            let (status, body) = post(port, input);
-            assert!(status.ends_with("200 OK"), "{}: {input:?} -> {status}", bin.display());
-            assert_eq!(body, want, "{}: {input:?}", bin.display());
+fn aes_in_the_template_serves_the_reference_vectors() {
+    let dir = scratch("aes");
+    let yml = std::fs::read_to_string(golang_shunt().join("template.yml")).unwrap();
+    let recipe = shunt_recipe(&yml);
+    let binary = &recipe["binary"][0];
+    let mut bins = Vec::new();
+    for (variant, mode) in [("native_build", Mode::Native), ("build", Mode::Native), ("build", Mode::Shunt)] {
+        let ctx = dir.join(variant);
+        if !ctx.exists() {
+            shrinkwrap(&golang_shunt(), &aes_dir(), &ctx);
+            build_argv(&recipe[variant], &ctx);
         }
+        bins.push((variant, mode, ctx.join(binary)));
     }
+
+    // The benchmark's input size: 600 bytes, 1200 hex digits of ciphertext.
+    let long: String = (0..600).map(|i| (b'a' + (i % 26) as u8) as char).collect();
+    let mut long_answers = Vec::new();
+    for (variant, mode, bin) in &bins {
+        let what = format!("{variant} run {mode:?}");
+        let mut s = Server::start(*mode, &[Path::new(bin)], &[("healthcheck_interval", "0")]);
+        s.wait_healthy();
+        for (input, want) in VECTORS {
+            let r = call(s.port, "POST", "/", input.as_bytes());
+            assert_eq!((r.status, r.text().as_str()), (200, want), "{what}: {input:?}");
+        }
+        let r = call(s.port, "GET", "/", b"");
+        assert_eq!((r.status, r.text().as_str()), (200, DEFAULT), "{what}: GET without a body");
+        let r = call(s.port, "POST", "/", long.as_bytes());
+        let text = r.text();
+        let hex = text.split("| ciphertext: ").nth(1).and_then(|t| t.split(" |").next()).unwrap_or("");
+        assert_eq!((r.status, hex.len()), (200, 1200), "{what}: a 600-byte input: {}", r.text());
+        long_answers.push(r.text());
+        s.stop();
+    }
+    assert!(long_answers.windows(2).all(|w| w[0] == w[1]), "the builds disagree on a 600-byte input");
 }

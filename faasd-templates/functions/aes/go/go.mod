@@ -1,3 +1,3 @@
-module shunt.example/functions/aes
+module handler/function
 
-go 1.22
+go 1.25

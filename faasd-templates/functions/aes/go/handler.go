@@ -2,10 +2,8 @@
 // handler: AES-128-CTR of the request body with vSwarm's fixed key and a
 // zero IV, answered in vSwarm's exact output format.
 //
-// Handle has the golang-middleware signature, and this file uses only the
-// standard library, so it can serve as an OpenFaaS handler (package
-// function) unchanged apart from its package line.
-package main
+// The handler of the golang-shunt template (golang-middleware's contract).
+package function
 
 import (
 	"crypto/aes"

@@ -1,0 +1,3 @@
+module fwatchdog
+
+go 1.25

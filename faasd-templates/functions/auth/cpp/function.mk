@@ -1,0 +1,1 @@
+# The auth function needs nothing beyond the template.

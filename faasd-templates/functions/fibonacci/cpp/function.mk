@@ -1,0 +1,3 @@
+# The fibonacci function: GMP big integers (Debian libgmp-dev, build option `bigint`).
+LDLIBS += -lgmp
+REQUIRES += gmp.h:libgmp-dev:bigint

@@ -11,6 +11,7 @@ fn bench_glibc_prints_every_path_and_writes_json() {
     let json = tmp.path().join("bench.json");
     let mut cmd = Command::new(shunt());
     cmd.args(["bench", "glibc", "--calls", "2000", "--rounds", "2", "--requests", "20", "--json"]).arg(&json);
+    cmd.arg("--templates").arg(shunt_tests::templates::templates());
     let out = run(cmd, None, Duration::from_secs(300));
     assert!(out.status.success(), "{}{}", out.stdout_str(), out.stderr_str());
     let text = out.stdout_str();

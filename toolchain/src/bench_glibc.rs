@@ -7,19 +7,24 @@
 //! loops of glibc calls on command, round after round, interleaved:
 //! `getpid()` (emulated in the gate), `getppid()` (passthrough) and a 64-byte
 //! `write` to /dev/null (passthrough). Then the C++ AES function
-//! (`faasd-templates/functions/aes/cpp`), built with g++ and with
-//! `shunt c++`, serves keep-alive HTTP requests on loopback, alternately.
+//! (`faasd-templates/functions/aes/cpp` in the cpp-shunt template), built
+//! with g++ and run natively, and built with `shunt c++` and run under
+//! `shunt run`, serves keep-alive HTTP requests on loopback, alternately.
 //!
-//! Needs gcc/g++ (and libssl-dev for the AES part, skipped without it).
+//! Needs gcc/g++ (and, for the AES part, the faasd-templates tree and
+//! libssl-dev; without them that part is skipped with the reason).
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
+
+use crate::bench_invoke::{build_aes, templates_dir};
+use crate::faas::{self, Bundle, Running};
+use crate::httpclient::Conn;
 
 #[derive(Args)]
 pub struct GlibcBenchArgs {
@@ -35,6 +40,9 @@ pub struct GlibcBenchArgs {
     /// Also write the results as JSON to this file.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
+    /// The faasd-templates directory [default: next to the shunt build].
+    #[arg(long, value_name = "DIR")]
+    templates: Option<PathBuf>,
 }
 
 const WORKER: &str = r#"
@@ -65,10 +73,6 @@ int main(void) {
     return 0;
 }
 "#;
-
-const AES_SERVER: &str = include_str!("../../faasd-templates/functions/aes/cpp/server.cpp");
-const AES_CPP: &str = include_str!("../../faasd-templates/functions/aes/cpp/aes.cpp");
-const AES_HPP: &str = include_str!("../../faasd-templates/functions/aes/cpp/aes.hpp");
 
 /// A worker process driven over its stdin/stdout.
 struct Worker {
@@ -119,57 +123,32 @@ fn compile(mut cmd: Command, what: &str) -> Result<()> {
     Ok(())
 }
 
-/// An AES server and a keep-alive connection to it.
+/// A running AES function and a keep-alive connection to it.
 struct Server {
-    child: Child,
-    conn: TcpStream,
+    running: Running,
+    conn: Conn,
 }
 
 impl Server {
-    fn start(exe: &Path) -> Result<Server> {
-        let mut child = clean_env(Command::new(exe))
-            .env("PORT", "0")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()
-            .with_context(|| format!("cannot start {}", exe.display()))?;
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().context("server stdout")?).read_line(&mut line)?;
-        let port: u16 = line
-            .trim()
-            .strip_prefix("listening on port ")
-            .and_then(|p| p.parse().ok())
-            .with_context(|| format!("the AES server said {line:?}"))?;
-        let conn = TcpStream::connect(("127.0.0.1", port))?;
-        conn.set_nodelay(true)?;
-        Ok(Server { child, conn })
+    fn start(b: &Bundle) -> Result<Server> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let env = [("healthcheck_interval", "0".to_string()), ("exec_timeout", "30s".to_string())];
+        let mut running = faas::start(b, port, None, &env)?;
+        if let Err(e) = faas::wait_healthy(&mut running, Duration::from_secs(60)) {
+            let _ = faas::stop(&mut running, Duration::from_secs(5));
+            return Err(e);
+        }
+        let conn = Conn::connect("127.0.0.1", port)?;
+        Ok(Server { running, conn })
     }
     /// Mean ns per request over `n` requests.
     fn measure(&mut self, n: u32) -> Result<f64> {
-        let body = "A unique message";
-        let req = format!("POST / HTTP/1.1\r\nHost: b\r\nContent-Length: {}\r\n\r\n{body}", body.len());
-        let mut buf = vec![0u8; 4096];
+        let body = b"A unique message";
         let t = Instant::now();
         for _ in 0..n {
-            self.conn.write_all(req.as_bytes())?;
-            // Read one whole response: headers, then Content-Length bytes.
-            let mut have = 0;
-            loop {
-                let k = self.conn.read(&mut buf[have..])?;
-                if k == 0 {
-                    bail!("the AES server closed the connection");
-                }
-                have += k;
-                if let Some(end) = find(&buf[..have], b"\r\n\r\n") {
-                    let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-                    let len: usize = head
-                        .lines()
-                        .find_map(|l| l.strip_prefix("content-length:").and_then(|v| v.trim().parse().ok()))
-                        .context("no content-length")?;
-                    if have >= end + 4 + len {
-                        break;
-                    }
-                }
+            let (status, answer) = self.conn.post("/", body)?;
+            if status != 200 || !answer.starts_with(b"fn: AES | ") {
+                bail!("the AES function answered {status}: {}", String::from_utf8_lossy(&answer));
             }
         }
         Ok(t.elapsed().as_nanos() as f64 / n as f64)
@@ -178,13 +157,16 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let _ = self.child.wait();
+        let _ = faas::stop(&mut self.running, Duration::from_secs(10));
     }
 }
 
-fn find(h: &[u8], n: &[u8]) -> Option<usize> {
-    h.windows(n.len()).position(|w| w == n)
+/// The AES function built from the cpp-shunt template (g++ and shunt c++)
+/// and started, or why not.
+fn aes_servers(templates: Option<&Path>, work: &Path) -> Result<(Server, Server)> {
+    let root = templates_dir(templates)?;
+    let (native, shunt) = build_aes(&root, "cpp", work)?;
+    Ok((Server::start(&native)?, Server::start(&shunt)?))
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -209,19 +191,8 @@ pub fn run(args: GlibcBenchArgs) -> Result<()> {
 
     let mut aes = None;
     if args.requests > 0 {
-        for (name, text) in [("server.cpp", AES_SERVER), ("aes.cpp", AES_CPP), ("aes.hpp", AES_HPP)] {
-            std::fs::write(dir.join(name), text)?;
-        }
-        let build = |compiler: &mut Command, out: &str| {
-            compiler.args(["-O2", "-pthread", "-o"]).arg(dir.join(out)).arg(dir.join("server.cpp")).arg(dir.join("aes.cpp")).arg("-lcrypto");
-        };
-        let mut native = Command::new("g++");
-        build(&mut native, "aes-native");
-        let mut shunted = Command::new(&me);
-        shunted.arg("c++");
-        build(&mut shunted, "aes-shunt");
-        match compile(native, "the AES function (g++)").and_then(|()| compile(shunted, "the AES function (shunt c++)")) {
-            Ok(()) => aes = Some((Server::start(&dir.join("aes-native"))?, Server::start(&dir.join("aes-shunt"))?)),
+        match aes_servers(args.templates.as_deref(), dir) {
+            Ok(pair) => aes = Some(pair),
             Err(e) => eprintln!("shunt: skipping the AES function: {e:#}"),
         }
     }
@@ -274,7 +245,7 @@ pub fn run(args: GlibcBenchArgs) -> Result<()> {
     }
     if aes.is_some() {
         line("AES function over keep-alive HTTP, g++ build", med[ROWS.len()], med[ROWS.len()]);
-        line("AES function over keep-alive HTTP, shunt c++ build", med[ROWS.len() + 1], med[ROWS.len()]);
+        line("AES function over keep-alive HTTP, shunt c++ build, shunt run", med[ROWS.len() + 1], med[ROWS.len()]);
     }
     let emu = med[0] / med[1];
     let pass = [med[3] / med[2] - 1.0, med[5] / med[4] - 1.0];

@@ -31,6 +31,7 @@ use clap::Args;
 use serde_json::json;
 
 use crate::faas::{self, Bundle, Running};
+use crate::httpclient::Conn;
 
 #[derive(Args)]
 pub struct InvokeArgs {
@@ -68,7 +69,9 @@ pub struct InvokeArgs {
 
 const CONFIGS: [&str; 3] = ["stock", "native", "shunt"];
 
-fn templates_dir(arg: Option<&Path>) -> Result<PathBuf> {
+/// The faasd-templates directory: `--templates`, SHUNT_TEMPLATES, or the
+/// one next to the shunt build (a checkout's `target/<profile>/shunt`).
+pub(crate) fn templates_dir(arg: Option<&Path>) -> Result<PathBuf> {
     if let Some(d) = arg.map(Path::to_path_buf).or_else(|| std::env::var_os("SHUNT_TEMPLATES").map(PathBuf::from)) {
         return Ok(d);
     }
@@ -119,11 +122,13 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 struct Service {
     config: &'static str,
     url: String,
+    port: u16,
     running: Running,
 }
 
-/// Builds the three configurations of one language's AES function.
-fn build_configs(tpl_root: &Path, lang: &str, work: &Path) -> Result<Vec<(&'static str, Bundle)>> {
+/// Builds one language's AES function from its template, natively and with
+/// shunt: (native, shunt) bundles under `work`.
+pub(crate) fn build_aes(tpl_root: &Path, lang: &str, work: &Path) -> Result<(Bundle, Bundle)> {
     let tname = template_name(lang)?;
     let tdir = tpl_root.join("template").join(tname);
     let t = faas::read_template(&tdir)?;
@@ -133,9 +138,16 @@ fn build_configs(tpl_root: &Path, lang: &str, work: &Path) -> Result<Vec<(&'stat
     faas::shrinkwrap_dirs(&tdir, &t, &handler, &ctx)?;
     let f = faas::bare_function(tname);
     let name = format!("aes-{lang}");
-    eprintln!("shunt bench invoke: building aes ({lang}) natively and with shunt");
+    eprintln!("shunt bench: building aes ({lang}) natively and with shunt");
     let native = faas::build_variant(&name, tname, &ctx, &recipe, true, &f)?;
     let shunt = faas::build_variant(&name, tname, &ctx, &recipe, false, &f)?;
+    Ok((native, shunt))
+}
+
+/// Builds the three configurations of one language's AES function.
+fn build_configs(tpl_root: &Path, lang: &str, work: &Path) -> Result<Vec<(&'static str, Bundle)>> {
+    let (native, shunt) = build_aes(tpl_root, lang, work)?;
+    let handler = tpl_root.join("functions").join("aes").join(lang);
     let stock = build_stock(tpl_root, lang, &handler, &native, work)?;
     Ok(vec![("stock", stock), ("native", native), ("shunt", shunt)])
 }
@@ -196,31 +208,28 @@ fn build_stock(tpl_root: &Path, lang: &str, handler: &Path, native: &Bundle, wor
 const STOCK_UPSTREAM_PORT: u16 = 8082;
 
 fn start(config: &'static str, b: &Bundle, port: u16) -> Result<Service> {
-    let extra = [("exec_timeout", "30s".to_string()), ("write_timeout", "30s".to_string()), ("read_timeout", "30s".to_string())];
+    // Generous timeouts (no request should hit them); no post-SIGTERM grace.
+    let extra = [
+        ("exec_timeout", "30s".to_string()),
+        ("write_timeout", "30s".to_string()),
+        ("read_timeout", "30s".to_string()),
+        ("healthcheck_interval", "0".to_string()),
+    ];
     let mut running = faas::start(b, port, None, &extra)?;
     if let Err(e) = faas::wait_healthy(&mut running, Duration::from_secs(60)) {
         let _ = faas::stop(&mut running, Duration::from_secs(5));
         return Err(e.context(format!("starting the {config} configuration")));
     }
-    Ok(Service { config, url: format!("http://127.0.0.1:{port}/"), running })
+    Ok(Service { config, url: format!("http://127.0.0.1:{port}/"), port, running })
 }
 
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(30)))
-        .http_status_as_error(false)
-        .max_idle_connections_per_host(1)
-        .build()
-        .into()
-}
-
-/// One timed invocation; checks the answer is the AES function's.
-fn invoke(agent: &ureq::Agent, url: &str, body: &[u8]) -> Result<f64> {
+/// One timed invocation over a kept-alive connection; checks the answer is
+/// the AES function's.
+fn invoke(conn: &mut Conn, url: &str, body: &[u8]) -> Result<f64> {
     let t = Instant::now();
-    let mut resp = agent.post(url).content_type("text/plain").send(body).with_context(|| format!("POST {url}"))?;
-    let status = resp.status();
-    let text = resp.body_mut().read_to_string()?;
+    let (status, resp) = conn.post("/", body).with_context(|| format!("POST {url}"))?;
     let us = t.elapsed().as_secs_f64() * 1e6;
+    let text = String::from_utf8_lossy(&resp);
     // AES-CTR: as many ciphertext bytes as plaintext bytes, in hex.
     let hex_len = text.split("| ciphertext: ").nth(1).map(|r| r.split(" |").next().unwrap_or("").len());
     if status != 200 || !text.starts_with("fn: AES | plaintext: ") || hex_len != Some(2 * body.len()) {
@@ -309,18 +318,19 @@ pub fn run(a: InvokeArgs) -> Result<()> {
         })();
         let result = started.and_then(|()| {
             // Figure 5: rounds of sequential invocations, configurations in turn.
-            let agents: Vec<ureq::Agent> = services.iter().map(|_| agent()).collect();
-            for (s, ag) in services.iter().zip(&agents) {
+            let mut conns: Vec<Conn> =
+                services.iter().map(|s| Conn::connect("127.0.0.1", s.port)).collect::<Result<_>>()?;
+            for (s, c) in services.iter().zip(conns.iter_mut()) {
                 for b in bodies.iter().take(20) {
-                    invoke(ag, &s.url, b)?; // warm-up, not recorded
+                    invoke(c, &s.url, b)?; // warm-up, not recorded
                 }
             }
             for round in 0..rounds {
                 eprintln!("shunt bench invoke: {lang}: sequential invocations, round {}/{rounds}", round + 1);
-                for (s, ag) in services.iter().zip(&agents) {
+                for (s, c) in services.iter().zip(conns.iter_mut()) {
                     let v = fig5.entry(lang.clone()).or_default().entry(s.config).or_default();
                     for b in &bodies {
-                        v.push(invoke(ag, &s.url, b)?);
+                        v.push(invoke(c, &s.url, b)?);
                     }
                 }
             }

@@ -22,6 +22,7 @@ mod cc;
 mod faas;
 mod glibc;
 mod go;
+mod httpclient;
 mod locate;
 mod plots;
 mod program;

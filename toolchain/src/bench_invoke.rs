@@ -351,9 +351,8 @@ pub fn run(a: InvokeArgs) -> Result<()> {
             }
             Ok(())
         });
-        for s in &mut services {
-            let _ = faas::stop(&mut s.running, Duration::from_secs(60));
-        }
+        let mut all: Vec<&mut Running> = services.iter_mut().map(|s| &mut s.running).collect();
+        let _ = faas::stop_all(&mut all, Duration::from_secs(60));
         result?;
     }
     report(&a, &fig5, &fig6, rounds, invocations)

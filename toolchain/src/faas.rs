@@ -451,18 +451,35 @@ pub fn wait_healthy(r: &mut Running, limit: Duration) -> Result<()> {
 
 /// Sends SIGTERM and waits (SIGKILL after `limit`).
 pub fn stop(r: &mut Running, limit: Duration) -> Result<std::process::ExitStatus> {
-    unsafe { libc::kill(r.child.id() as i32, libc::SIGTERM) };
-    let start = Instant::now();
-    loop {
-        if let Some(st) = r.child.try_wait()? {
-            return Ok(st);
-        }
-        if start.elapsed() > limit {
-            let _ = r.child.kill();
-            return Ok(r.child.wait()?);
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    let mut one = [r];
+    let mut st = stop_all(&mut one, limit)?;
+    Ok(st.remove(0))
+}
+
+/// SIGTERM to every function at once (each drains in parallel: a front
+/// waits out its healthcheck_interval before it stops accepting), then the
+/// exit statuses in order; a function still running after `limit` is killed.
+pub fn stop_all(rs: &mut [&mut Running], limit: Duration) -> Result<Vec<std::process::ExitStatus>> {
+    for r in rs.iter() {
+        unsafe { libc::kill(r.child.id() as i32, libc::SIGTERM) };
     }
+    let start = Instant::now();
+    let mut out = Vec::with_capacity(rs.len());
+    for r in rs.iter_mut() {
+        loop {
+            if let Some(st) = r.child.try_wait()? {
+                out.push(st);
+                break;
+            }
+            if start.elapsed() > limit {
+                let _ = r.child.kill();
+                out.push(r.child.wait()?);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    Ok(out)
 }
 
 fn up(a: &UpArgs) -> Result<ExitCode> {
@@ -521,12 +538,14 @@ fn up(a: &UpArgs) -> Result<ExitCode> {
         std::thread::sleep(Duration::from_millis(100));
     }
     eprintln!("shunt faas: stopping (SIGTERM: each front drains its requests)");
+    let mut all: Vec<&mut Running> = running.iter_mut().collect();
+    let statuses = stop_all(&mut all, Duration::from_secs(90))?;
     let mut ok = true;
-    for r in &mut running {
-        let st = stop(r, Duration::from_secs(90))?;
+    for (r, st) in running.iter().zip(statuses) {
         ok &= st.success();
-        if let Some(s) = &r.stats {
-            eprintln!("shunt faas: {} exited ({st}); stats in {}", r.bundle.name, s.display());
+        match &r.stats {
+            Some(s) => eprintln!("shunt faas: {} exited ({st}); stats in {}", r.bundle.name, s.display()),
+            None => eprintln!("shunt faas: {} exited ({st})", r.bundle.name),
         }
     }
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })

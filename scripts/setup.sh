@@ -5,7 +5,8 @@ set -eu
 
 # Debian packages: the C toolchain and the programs the tests run.
 # libssl-dev and libgmp-dev: the C++ functions' build options (crypto, bigint).
-PACKAGES="gcc g++ make cmake python3 coreutils sqlite3 libssl-dev libgmp-dev git util-linux"
+# curl: the demo calls the functions with it.
+PACKAGES="gcc g++ make cmake python3 coreutils sqlite3 libssl-dev libgmp-dev git util-linux curl"
 missing=""
 for p in $PACKAGES; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -85,5 +85,6 @@ step "what each path costs (shunt bench syscall, quick)"
 "$SHUNT" bench syscall --calls 50000 --rounds 7
 
 step "the Junctiond report's invocation benchmark, small scale (shunt bench invoke --quick)"
-"$SHUNT" bench invoke --quick --out "$WORK/bench-invoke" --templates "$ROOT/faasd-templates" 2>/dev/null
-echo "(a full run: target/release/shunt bench invoke --out bench-invoke; plots land there as SVG)"
+# Kept after the demo: results.json and the plots (SVG) to open.
+"$SHUNT" bench invoke --quick --out "$ROOT/target/demo-bench-invoke" --templates "$ROOT/faasd-templates" 2>/dev/null
+echo "(a full run: target/release/shunt bench invoke --out DIR; results.json and the SVG plots land in DIR)"

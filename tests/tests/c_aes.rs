@@ -5,7 +5,7 @@
 //! under `shunt run`, with `trapped == 0`; the same context built with g++
 //! answers the same. Its unit tests pass in both builds.
 
-#[path = "tpl_cpp_util.rs"]
+#[path = "support/cpp_shunt.rs"]
 mod util;
 
 use util::*;

@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-#[path = "tpl_go_util.rs"]
+#[path = "support/golang_shunt.rs"]
 mod util;
 use util::*;
 

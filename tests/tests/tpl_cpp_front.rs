@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-#[path = "tpl_cpp_util.rs"]
+#[path = "support/cpp_shunt.rs"]
 mod util;
 
 use util::*;

@@ -10,7 +10,7 @@ use std::process::Command;
 
 use shunt_tests::*;
 
-#[path = "tpl_cpp_util.rs"]
+#[path = "support/cpp_shunt.rs"]
 mod util;
 
 use util::*;

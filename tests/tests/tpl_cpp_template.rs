@@ -4,7 +4,7 @@
 //! `shunt faas build` runs; the Dockerfile has every element a faas-cli
 //! build needs; the starter and the README are there.
 
-#[path = "tpl_cpp_util.rs"]
+#[path = "support/cpp_shunt.rs"]
 mod util;
 
 use util::*;

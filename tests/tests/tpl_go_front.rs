@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-#[path = "tpl_go_util.rs"]
+#[path = "support/golang_shunt.rs"]
 mod util;
 use util::*;
 

@@ -11,7 +11,7 @@ use std::process::Command;
 
 use shunt_tests::run;
 
-#[path = "tpl_go_util.rs"]
+#[path = "support/golang_shunt.rs"]
 mod util;
 use util::*;
 

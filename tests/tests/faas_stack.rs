@@ -249,6 +249,8 @@ fn bench_invoke_quick_prints_both_figures() {
             assert!(f5["p50_us"].as_f64().is_some_and(|v| v > 0.0), "fig5 {lang} {config}: {f5}");
             let f6 = results["fig6"][lang][config]["points"].as_array();
             assert!(f6.is_some_and(|steps| !steps.is_empty()), "fig6 {lang} {config}: {results}");
+            let peak = results["fig6"][lang][config]["peak_achieved_rps"].as_f64();
+            assert!(peak.is_some_and(|v| v > 0.0), "fig6 {lang} {config}: no request answered: {results}");
         }
     }
     for plot in ["fig5-cdf.svg", "fig6-load.svg"] {

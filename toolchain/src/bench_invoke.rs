@@ -16,7 +16,8 @@
 //! over a keep-alive connection; p50/p99 and the change against `stock`.
 //! Figure 6: an open-loop load sweep with `hey` (offered rate rising until
 //! the configuration saturates, each step bounded in time); p50/p99 against
-//! offered load and the highest load sustained under a p99 bound.
+//! offered load, the highest load sustained under a p99 bound, and the
+//! peak throughput any step achieved.
 //!
 //! Results go to `<out>/results.json`, `<out>/fig5-cdf.svg` and
 //! `<out>/fig6-load.svg`.
@@ -240,7 +241,11 @@ fn invoke(conn: &mut Conn, url: &str, body: &[u8]) -> Result<f64> {
 
 /// Runs `hey` at `rate` requests/s for `secs`; returns (achieved rps, p50 ms, p99 ms).
 fn hey_step(hey: &Path, url: &str, body_file: &Path, rate: f64, secs: f64) -> Result<(f64, f64, f64, usize)> {
-    let workers = (rate / 100.0).clamp(4.0, 256.0).round();
+    // hey's workers are closed loops throttled to `q` each: one falls behind
+    // only when a response takes longer than 1/q. At 25 requests/s per
+    // worker that is 40 ms, so the offered load stays near the rate through
+    // the latency spikes this is meant to measure (an open loop, nearly).
+    let workers = (rate / 25.0).clamp(4.0, 512.0).round();
     let q = rate / workers;
     let o = Command::new(hey)
         .args(["-z", &format!("{secs}s"), "-c", &format!("{workers}"), "-q", &format!("{q:.3}")])
@@ -392,8 +397,11 @@ fn report(
     let mut out6 = serde_json::Map::new();
     if !fig6.is_empty() {
         println!();
-        println!("Figure 6: open-loop load sweep (hey); highest offered load with p99 <= {} ms", a.p99_bound_ms);
-        println!("{:<5} {:<8} {:>14} {:>34}", "lang", "config", "max rps", "p50/p99 ms at that load");
+        println!(
+            "Figure 6: open-loop load sweep (hey); highest offered load with p99 <= {} ms, and peak throughput",
+            a.p99_bound_ms
+        );
+        println!("{:<5} {:<8} {:>14} {:>26} {:>12}", "lang", "config", "max rps", "p50/p99 ms at that load", "peak rps");
         for (lang, by) in fig6 {
             let mut m = serde_json::Map::new();
             for c in CONFIGS {
@@ -405,8 +413,10 @@ fn report(
                 }).last();
                 let max = ok.and_then(|p| p["offered_rps"].as_f64()).unwrap_or(0.0);
                 let at = ok.map(|p| format!("{:.2}/{:.2}", p["p50_ms"].as_f64().unwrap_or(0.0), p["p99_ms"].as_f64().unwrap_or(0.0))).unwrap_or_else(|| "-".into());
-                println!("{lang:<5} {c:<8} {max:>14.0} {at:>34}");
-                m.insert(c.into(), json!({"max_rps_under_bound": max, "points": points}));
+                // Throughput whatever the latency: the most any step achieved.
+                let peak = points.iter().filter_map(|p| p["achieved_rps"].as_f64()).fold(0.0, f64::max);
+                println!("{lang:<5} {c:<8} {max:>14.0} {at:>26} {peak:>12.0}");
+                m.insert(c.into(), json!({"max_rps_under_bound": max, "peak_achieved_rps": peak, "points": points}));
             }
             out6.insert(lang.clone(), serde_json::Value::Object(m));
         }

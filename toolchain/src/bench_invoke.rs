@@ -63,6 +63,13 @@ pub struct InvokeArgs {
     /// Skip the load sweep (Figure 6).
     #[arg(long)]
     no_sweep: bool,
+    /// CPUs for the client side (this process, hey) and the function side
+    /// (every process of the function), or `none` to leave placement to the
+    /// scheduler. Pinned, a run measures the cross-CPU path every time;
+    /// unpinned, each run lands on same-CPU or cross-CPU wake-ups by chance
+    /// and p50 moves 5x between runs on a 2-vCPU VM.
+    #[arg(long, value_name = "CLIENT,FUNCTION|none", default_value = "0,1")]
+    cpus: String,
     /// The faasd-templates directory [default: next to the shunt build].
     #[arg(long, value_name = "DIR")]
     templates: Option<PathBuf>,
@@ -109,6 +116,49 @@ fn inputs(n: usize, bytes: usize) -> Vec<Vec<u8>> {
                 .collect()
         })
         .collect()
+}
+
+/// `CLIENT,FUNCTION` CPU numbers, or None for `none`.
+fn parse_cpus(arg: &str) -> Result<Option<(usize, usize)>> {
+    if arg == "none" {
+        return Ok(None);
+    }
+    let parsed = arg.split_once(',').and_then(|(c, f)| Some((c.trim().parse().ok()?, f.trim().parse().ok()?)));
+    let Some((client, function)) = parsed else {
+        bail!("--cpus {arg:?}: expected CLIENT,FUNCTION (two CPU numbers, e.g. 0,1) or none");
+    };
+    let online = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    if client >= online || function >= online {
+        bail!("--cpus {arg}: this machine has CPUs 0..{} (use --cpus none to leave placement alone)", online - 1);
+    }
+    Ok(Some((client, function)))
+}
+
+/// Lets the calling thread run on every online CPU again.
+fn unpin_this_thread() {
+    let online = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    // SAFETY: as in pin_this_thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for cpu in 0..online {
+            libc::CPU_SET(cpu, &mut set);
+        }
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+/// Binds the calling thread, and what it starts from now on, to one CPU.
+pub(crate) fn pin_this_thread(cpu: usize) -> Result<()> {
+    // SAFETY: a zeroed cpu_set_t is the empty set; CPU_SET writes inside it.
+    let rc = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
+    };
+    if rc != 0 {
+        bail!("cannot bind to CPU {cpu}: {}", std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -293,6 +343,7 @@ fn find_hey() -> Result<PathBuf> {
 
 pub fn run(a: InvokeArgs) -> Result<()> {
     let tpl_root = templates_dir(a.templates.as_deref())?;
+    let cpus = parse_cpus(&a.cpus)?;
     let rounds = if a.quick { 1 } else { a.rounds.max(1) };
     let invocations = a.invocations.max(2);
     let step = a.step_seconds.unwrap_or(if a.quick { 1.0 } else { 4.0 });
@@ -314,6 +365,11 @@ pub fn run(a: InvokeArgs) -> Result<()> {
         template_name(lang)?;
         let built = build_configs(&tpl_root, lang, &work)?;
         let mut services = Vec::new();
+        // The functions inherit the function CPU; then this thread (the
+        // Figure 5 client) and hey, started from it, take the client CPU.
+        if let Some((_, function_cpu)) = cpus {
+            pin_this_thread(function_cpu)?;
+        }
         let base = 18080u16;
         let started = (|| -> Result<()> {
             for (i, (config, b)) in built.iter().enumerate() {
@@ -321,6 +377,9 @@ pub fn run(a: InvokeArgs) -> Result<()> {
             }
             Ok(())
         })();
+        if let Some((client_cpu, _)) = cpus {
+            pin_this_thread(client_cpu)?;
+        }
         let result = started.and_then(|()| {
             // Figure 5: rounds of sequential invocations, configurations in turn.
             let mut conns: Vec<Conn> =
@@ -358,6 +417,9 @@ pub fn run(a: InvokeArgs) -> Result<()> {
         });
         let mut all: Vec<&mut Running> = services.iter_mut().map(|s| &mut s.running).collect();
         let _ = faas::stop_all(&mut all, Duration::from_secs(60));
+        if cpus.is_some() {
+            unpin_this_thread(); // the next language builds on every CPU
+        }
         result?;
     }
     report(&a, &fig5, &fig6, rounds, invocations)
@@ -424,7 +486,7 @@ fn report(
     let doc = json!({
         "benchmark": "shunt bench invoke",
         "input_bytes": a.input_bytes, "rounds": rounds, "invocations_per_round": invocations,
-        "p99_bound_ms": a.p99_bound_ms, "quick": a.quick,
+        "p99_bound_ms": a.p99_bound_ms, "quick": a.quick, "cpus": a.cpus,
         "fig5": out5, "fig6": out6,
     });
     std::fs::write(a.out.join("results.json"), serde_json::to_string_pretty(&doc)? + "\n")?;

@@ -1,10 +1,10 @@
 //! `shunt faas build` / `shunt faas up` on a throwaway stack whose template
 //! is a minimal shunt template (a Python "handler" with a health endpoint):
 //! the shrink-wrap layout, the bundles, the ports and private TMPDIRs, the
-//! drain on SIGTERM, and every stack-file mistake named with its function.
+//! drain on SIGTERM, every stack-file mistake named with its function, and
+//! the hand-off to a faas-cli found on PATH.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -82,12 +82,7 @@ fn shunt_in(dir: &Path, args: &[&str]) -> Outcome {
 }
 
 fn post(port: u16, body: &str) -> String {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "POST / HTTP/1.0\r\nContent-Length: {}\r\n\r\n{body}", body.len()).unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out.split("\r\n\r\n").nth(1).unwrap_or("").to_string()
+    shunt_tests::http::call(port, "POST", "/", body.as_bytes()).text()
 }
 
 #[test]
@@ -171,4 +166,56 @@ fn stack_mistakes_name_the_function_and_field() {
     fails("functions: {}\n", "no functions");
     let o = shunt_in(d.path(), &["faas", "up", "-f", "stack.yml", "--filter", "zzz"]);
     assert!(o.stderr_str().contains("no function named \"zzz\""), "{}", o.stderr_str());
+}
+
+/// A stand-in for faas-cli (which cannot be installed on these machines):
+/// logs where and how it was called, and shrink-wraps like faas-cli, marking
+/// its contexts; with FAKE_FAIL set it fails as faas-cli does.
+const FAKE_FAAS_CLI: &str = r#"#!/bin/sh
+echo "$PWD|$*" >> "$FAKE_LOG"
+if [ -n "${FAKE_FAIL:-}" ]; then echo "faas-cli: template py-shunt: no such template" >&2; exit 1; fi
+name=$6
+rm -rf "build/$name" && mkdir -p "build/$name/function"
+cp -r template/py-shunt/. "build/$name/"
+cp -r "$name/." "build/$name/function/"
+echo faas-cli > "build/$name/made-by"
+"#;
+
+#[test]
+fn a_faas_cli_on_path_does_the_shrinkwrap() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = tempfile::tempdir().unwrap();
+    stack(d.path());
+    let bin = d.path().join("bin");
+    write(&bin.join("faas-cli"), FAKE_FAAS_CLI);
+    std::fs::set_permissions(bin.join("faas-cli"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let log = d.path().join("faas-cli.log");
+    let build = |fail: bool| {
+        let mut cmd = Command::new(shunt());
+        cmd.current_dir(d.path()).args(["faas", "build", "-f", "stack.yml"]);
+        cmd.env("PATH", format!("{}:/usr/local/bin:/usr/bin:/bin", bin.display())).env("FAKE_LOG", &log);
+        if fail {
+            cmd.env("FAKE_FAIL", "1");
+        }
+        run(cmd, None, Duration::from_secs(300))
+    };
+    let o = build(false);
+    assert!(o.status.success(), "{}", o.stderr_str());
+    let here = d.path().canonicalize().unwrap();
+    let calls = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(
+        calls.lines().collect::<Vec<_>>(),
+        ["one", "two"].map(|f| format!("{}|build --shrinkwrap -f stack.yml --filter {f}", here.display())),
+        "how faas-cli was called"
+    );
+    // The bundles are built from faas-cli's contexts.
+    for f in ["one", "two"] {
+        let made_by = d.path().join(format!("build/.shunt/{f}/shunt/made-by"));
+        assert_eq!(std::fs::read_to_string(&made_by).unwrap_or_default().trim(), "faas-cli", "{f}");
+    }
+    // faas-cli's failure stops the build with its message and the step.
+    let o = build(true);
+    assert!(!o.status.success());
+    let err = o.stderr_str();
+    assert!(err.contains("faas-cli build --shrinkwrap (one)") && err.contains("no such template"), "{err}");
 }

@@ -292,11 +292,7 @@ fn drain_on_sigterm(v: Mode) {
     // B: an idle keep-alive connection.
     let mut b = Conn::open(port);
     assert_eq!(b.request("POST", "/", &[], b"b").text(), "Body: b");
-    let start = Instant::now();
-    while !mark.exists() {
-        assert!(start.elapsed() < Duration::from_secs(20), "the slow handler did not start");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_file(&mark, Duration::from_secs(20)); // the slow handler started
 
     let t0 = Instant::now();
     s.signal(libc::SIGTERM);
@@ -339,11 +335,7 @@ fn drain_is_bounded_by_write_timeout(v: Mode) {
     let mark = s.dir.path().join("mark");
     let path = format!("/sleep?ms=8000&mark={}", mark.display());
     let stuck = std::thread::spawn(move || try_call(port, "GET", &path, b""));
-    let start = Instant::now();
-    while !mark.exists() {
-        assert!(start.elapsed() < Duration::from_secs(20), "the slow handler did not start");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_file(&mark, Duration::from_secs(20)); // the slow handler started
     let t0 = Instant::now();
     s.signal(libc::SIGTERM);
     let st = s.wait(Duration::from_secs(20));
@@ -438,32 +430,27 @@ macro_rules! variants {
     };
 }
 
-variants!(
-    native,
-    super::Mode::Native,
-    http_basics,
-    health_and_lock,
-    exec_timeout_answers_504,
-    max_inflight_answers_429,
-    drain_on_sigterm,
-    drain_is_bounded_by_write_timeout,
-    read_timeout_closes_idle_connections,
-    durations_from_the_environment,
-    front_unit_tests
-);
+/// Every behaviour, natively and under `shunt run`.
+macro_rules! every_behaviour {
+    ($($module:ident = $variant:expr),*) => {
+        $(
+            variants!(
+                $module,
+                $variant,
+                http_basics,
+                health_and_lock,
+                exec_timeout_answers_504,
+                max_inflight_answers_429,
+                drain_on_sigterm,
+                drain_is_bounded_by_write_timeout,
+                read_timeout_closes_idle_connections,
+                durations_from_the_environment,
+                front_unit_tests
+            );
+        )*
+    };
+}
 
-variants!(
-    shunt,
-    super::Mode::Shunt,
-    http_basics,
-    health_and_lock,
-    exec_timeout_answers_504,
-    max_inflight_answers_429,
-    drain_on_sigterm,
-    drain_is_bounded_by_write_timeout,
-    read_timeout_closes_idle_connections,
-    durations_from_the_environment,
-    front_unit_tests
-);
+every_behaviour!(native = super::Mode::Native, shunt = super::Mode::Shunt);
 
 variants!(shunt_direct, super::Mode::ShuntDirect, http_basics);

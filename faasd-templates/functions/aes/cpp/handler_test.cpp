@@ -8,11 +8,7 @@
 namespace {
 
 std::string answer(const std::string& body) {
-    faas::Request req;
-    req.method = "POST";
-    req.path = "/";
-    req.body = body;
-    faas::Response resp = handle(req);
+    faas::Response resp = faas::test::post(body);
     EXPECT_EQ(resp.status, 200);
     return resp.body;
 }

@@ -8,11 +8,7 @@
 namespace {
 
 std::string call(const std::string& body) {
-    faas::Request req;
-    req.method = "POST";
-    req.path = "/";
-    req.body = body;
-    faas::Response r = handle(req);
+    faas::Response r = faas::test::post(body);
     EXPECT_EQ(r.status, 200);
     return r.body;
 }

@@ -3,11 +3,7 @@
 #include "faas_test.hpp"
 
 FAAS_TEST(echoes_the_body) {
-    faas::Request req;
-    req.method = "POST";
-    req.path = "/";
-    req.body = "hello";
-    faas::Response resp = handle(req);
+    faas::Response resp = faas::test::post("hello");
     EXPECT_EQ(resp.status, 200);
     EXPECT_EQ(resp.body, "Body: hello");
     EXPECT_EQ(resp.headers.get("content-type"), "text/plain; charset=utf-8");

@@ -3,9 +3,7 @@
 //     #include "faas_test.hpp"
 //
 //     FAAS_TEST(echoes_the_body) {
-//         faas::Request req;
-//         req.body = "hello";
-//         EXPECT_EQ(handle(req).body, "Body: hello");
+//         EXPECT_EQ(faas::test::post("hello").body, "Body: hello");
 //     }
 //
 // `make test` compiles every function/*_test.cpp with the handler's sources
@@ -18,8 +16,20 @@
 #include <string>
 #include <vector>
 
+#include "faas.hpp"
+
 namespace faas {
 namespace test {
+
+// The function called as the front calls it for `POST <path>` with `body`.
+inline Response post(const std::string& body, const std::string& path = "/") {
+    Request req;
+    req.method = "POST";
+    req.uri = path;
+    req.path = path;
+    req.body = body;
+    return handle(req);
+}
 
 struct Case {
     const char* name;

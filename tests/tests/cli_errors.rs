@@ -84,3 +84,13 @@ fn missing_runtime_library_is_explained() {
     assert_eq!(o.status.code(), Some(2));
     assert!(o.stderr_str().contains("SHUNT_LIB"), "{}", o.stderr_str());
 }
+
+/// The benchmarks refuse bad settings before building or starting anything.
+#[test]
+fn bad_benchmark_settings() {
+    shunt_fails(&["bench", "invoke", "--quick", "--cpus", "0,4096"], "this machine has CPUs 0..");
+    shunt_fails(&["bench", "invoke", "--quick", "--cpus", "fast"], "expected CLIENT,FUNCTION");
+    shunt_fails(&["bench", "invoke", "--quick", "--lang", "go,rust"], "unknown language \"rust\"");
+    shunt_fails(&["bench", "invoke", "--quick", "--templates", "/no/such/dir"], "not a faasd-templates directory");
+    shunt_fails(&["bench", "glibc", "--templates", "/no/such/dir"], "not a faasd-templates directory");
+}

@@ -163,9 +163,8 @@ impl Drop for Server {
 
 /// The AES function built from the cpp-shunt template (g++ and shunt c++)
 /// and started, or why not.
-fn aes_servers(templates: Option<&Path>, work: &Path) -> Result<(Server, Server)> {
-    let root = templates_dir(templates)?;
-    let (native, shunt) = build_aes(&root, "cpp", work)?;
+fn aes_servers(root: &Path, work: &Path) -> Result<(Server, Server)> {
+    let (native, shunt) = build_aes(root, "cpp", work)?;
     Ok((Server::start(&native)?, Server::start(&shunt)?))
 }
 
@@ -178,6 +177,10 @@ pub fn run(args: GlibcBenchArgs) -> Result<()> {
     if args.calls == 0 || args.rounds == 0 {
         bail!("--calls and --rounds must be at least 1");
     }
+    let explicit_templates = match args.templates.as_deref() {
+        Some(d) => Some(templates_dir(Some(d))?),
+        None => None,
+    };
     let me = std::env::current_exe().context("cannot find the shunt executable")?;
     let tmp = tempfile::tempdir().context("cannot create a temporary directory")?;
     let dir = tmp.path();
@@ -191,7 +194,13 @@ pub fn run(args: GlibcBenchArgs) -> Result<()> {
 
     let mut aes = None;
     if args.requests > 0 {
-        match aes_servers(args.templates.as_deref(), dir) {
+        // Templates not found by default, or a function that cannot be
+        // built here, only skip the AES row (a wrong --templates failed above).
+        let root = match explicit_templates.clone() {
+            Some(root) => Ok(root),
+            None => templates_dir(None),
+        };
+        match root.and_then(|root| aes_servers(&root, dir)) {
             Ok(pair) => aes = Some(pair),
             Err(e) => eprintln!("shunt: skipping the AES function: {e:#}"),
         }

@@ -77,11 +77,21 @@ pub struct InvokeArgs {
 
 const CONFIGS: [&str; 3] = ["stock", "native", "shunt"];
 
+fn checked_templates(d: &Path, from: &str) -> Result<PathBuf> {
+    if !d.join("template").is_dir() {
+        bail!("{from} {}: not a faasd-templates directory (it has no template/ folder)", d.display());
+    }
+    Ok(d.to_path_buf())
+}
+
 /// The faasd-templates directory: `--templates`, SHUNT_TEMPLATES, or the
 /// one next to the shunt build (a checkout's `target/<profile>/shunt`).
 pub(crate) fn templates_dir(arg: Option<&Path>) -> Result<PathBuf> {
-    if let Some(d) = arg.map(Path::to_path_buf).or_else(|| std::env::var_os("SHUNT_TEMPLATES").map(PathBuf::from)) {
-        return Ok(d);
+    if let Some(d) = arg {
+        return checked_templates(d, "--templates");
+    }
+    if let Some(d) = std::env::var_os("SHUNT_TEMPLATES") {
+        return checked_templates(Path::new(&d), "SHUNT_TEMPLATES");
     }
     let exe = std::env::current_exe()?;
     for up in exe.ancestors().skip(1).take(4) {
@@ -342,8 +352,11 @@ fn find_hey() -> Result<PathBuf> {
 }
 
 pub fn run(a: InvokeArgs) -> Result<()> {
-    let tpl_root = templates_dir(a.templates.as_deref())?;
     let cpus = parse_cpus(&a.cpus)?;
+    for lang in &a.lang {
+        template_name(lang)?; // every language checked before anything is built
+    }
+    let tpl_root = templates_dir(a.templates.as_deref())?;
     let rounds = if a.quick { 1 } else { a.rounds.max(1) };
     let invocations = a.invocations.max(2);
     let step = a.step_seconds.unwrap_or(if a.quick { 1.0 } else { 4.0 });
@@ -362,7 +375,6 @@ pub fn run(a: InvokeArgs) -> Result<()> {
     let mut fig5: BTreeMap<String, BTreeMap<&str, Vec<f64>>> = BTreeMap::new();
     let mut fig6: BTreeMap<String, BTreeMap<&str, Vec<serde_json::Value>>> = BTreeMap::new();
     for lang in &a.lang {
-        template_name(lang)?;
         let built = build_configs(&tpl_root, lang, &work)?;
         let mut services = Vec::new();
         // The functions inherit the function CPU; then this thread (the

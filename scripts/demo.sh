@@ -30,6 +30,9 @@ cd "$WORK/stack"
 # Starts the two functions (extra arguments: --native, --stats-dir) and waits
 # until `shunt faas up` says they are healthy.
 up() {
+    # Emptied here, not by the job's redirection: the job may not have
+    # started yet when the loop below first reads the file.
+    : > "$WORK/up.out"
     "$SHUNT" faas up -f stack.yml --filter aes-go --filter aes-cpp --base-port "$PORT" "$@" > "$WORK/up.out" 2> "$WORK/up.err" &
     UP_PID=$!
     i=0

@@ -230,7 +230,7 @@ pub fn merge_dir_by_program(
         .collect();
     names.sort();
     for path in names {
-        let bytes = read_segment(&path)?;
+        let Some(bytes) = read_segment(&path)? else { continue };
         let mut one = Box::new(Totals::new());
         one.add_segment(&bytes).map_err(|e| {
             std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {e}", path.display()))
@@ -273,20 +273,29 @@ pub fn programs_json(programs: &std::collections::BTreeMap<String, ProgramTotals
 }
 
 /// Reads the used part of a segment file: the header, then the slots below
-/// its high-water mark (the file is sparse and mostly unused).
-fn read_segment(path: &std::path::Path) -> std::io::Result<Vec<u64>> {
+/// its high-water mark (the file is sparse and mostly unused). `None` for a
+/// segment whose process has not initialised it — one being created right
+/// now, or whose process was killed while creating it (it made no calls):
+/// the file is still shorter than the header, or the header is all zero.
+fn read_segment(path: &std::path::Path) -> std::io::Result<Option<Vec<u64>>> {
     use std::io::Read;
     fn as_bytes(w: &mut [u64]) -> &mut [u8] {
         unsafe { core::slice::from_raw_parts_mut(w.as_mut_ptr() as *mut u8, w.len() * 8) }
     }
     let mut f = std::fs::File::open(path)?;
     let mut words = vec![0u64; SEGMENT_HEADER / 8];
-    f.read_exact(as_bytes(&mut words))?;
+    match f.read_exact(as_bytes(&mut words)) {
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        r => r?,
+    }
     let hdr = unsafe { &*(words.as_ptr() as *const SegmentHeader) };
+    if hdr.magic == [0; 8] {
+        return Ok(None);
+    }
     let high = (hdr.slots_high.load(core::sync::atomic::Ordering::Relaxed) as usize).min(MAX_SLOTS);
     words.resize((SEGMENT_HEADER + high * SLOT_STRIDE) / 8, 0);
     f.read_exact(&mut as_bytes(&mut words)[SEGMENT_HEADER..])?;
-    Ok(words)
+    Ok(Some(words))
 }
 
 /// A `fmt::Write` into a fixed buffer that reports overflow as an error.

@@ -1,0 +1,248 @@
+//! Starting a program on the shunt runtime (or natively): what to exec, with
+//! which arguments and environment.
+//!
+//! On the runtime, the instance directory gets the compiled policy
+//! (`policy`) and an empty `events` file, and the program is started so
+//! that every process of the instance installs the runtime:
+//! - a dynamically linked program or a `#!` script: with `libshunt.so` in
+//!   `LD_PRELOAD` (after making sure this machine's glibc has its in-memory
+//!   patch plans);
+//! - a static program (a Go binary): inside `shunt load`, which maps it into
+//!   the runtime's own process.
+//!
+//! `SHUNT_INSTANCE`, `SHUNT_LIB`, `SHUNT_EXE` (and `SHUNT_TRAP=0`,
+//! `SHUNT_PATCH=0`) tell the runtime where it is; it hides them, and its own
+//! `LD_PRELOAD` entry, from the program, and `execve` puts them back for
+//! every new image.
+
+use std::collections::BTreeMap;
+use std::ffi::{OsStr, OsString};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context, Result};
+use object::read::elf::FileHeader;
+use object::{elf, Endianness};
+use shunt_runtime::policy::Compiled;
+
+use crate::spec::{LaunchSpec, Runtime, ShuntOptions, Spin, Transport};
+
+pub const RUNTIME_LIBRARY: &str = "libshunt.so";
+
+/// The policy in `file`, or the built-in profile.
+pub fn load_policy(file: Option<&Path>) -> Result<Compiled> {
+    match file {
+        None => Ok(Compiled::builtin()),
+        Some(f) => {
+            let text = std::fs::read_to_string(f).with_context(|| format!("cannot read policy {}", f.display()))?;
+            Ok(Compiled::from_toml(&f.display().to_string(), &text)?)
+        }
+    }
+}
+
+/// `$SHUNT_LIB`, else `libshunt.so` next to this executable (the cargo
+/// build layout) or in `../lib/shunt` (an installed layout).
+pub fn runtime_library() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os("SHUNT_LIB").filter(|v| !v.is_empty()) {
+        let p = PathBuf::from(p);
+        if !p.is_file() {
+            bail!("SHUNT_LIB={} is not a file", p.display());
+        }
+        return Ok(p);
+    }
+    let exe = std::env::current_exe().context("cannot find the shunt executable")?;
+    let dir = exe.parent().context("the shunt executable has no directory")?;
+    for candidate in [dir.join(RUNTIME_LIBRARY), dir.join("../lib/shunt").join(RUNTIME_LIBRARY)] {
+        if candidate.is_file() {
+            return Ok(candidate.canonicalize().unwrap_or(candidate));
+        }
+    }
+    bail!(
+        "the runtime library {RUNTIME_LIBRARY} is not next to {} — build the whole workspace \
+         (`cargo build --release`) or set SHUNT_LIB",
+        exe.display()
+    )
+}
+
+/// The shunt executable (for `shunt load`): this process when it is
+/// `shunt`, else `shunt` beside the runtime library or in `../../bin`.
+fn shunt_executable(lib: &Path) -> Result<PathBuf> {
+    if let Ok(exe) = std::env::current_exe() {
+        if exe.file_name().is_some_and(|n| n == "shunt") {
+            return Ok(exe);
+        }
+    }
+    let dir = lib.parent().unwrap_or(Path::new("."));
+    for c in [dir.join("shunt"), dir.join("../../bin/shunt")] {
+        if c.is_file() {
+            return Ok(c.canonicalize().unwrap_or(c));
+        }
+    }
+    bail!("cannot find the shunt executable next to {} (name it in ShuntOptions::exe)", lib.display())
+}
+
+/// What kind of program a file is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A dynamically linked ELF (the runtime is preloaded).
+    Dynamic,
+    /// A `#!` script (its interpreter is preloaded).
+    Script,
+    /// A static ELF (a Go binary): `shunt load` maps it into the runtime's
+    /// own process.
+    Static,
+}
+
+/// Resolves `name` like the shell: a path if it has a `/` (relative to
+/// `cwd` when given), else a search of `path_var`.
+pub fn resolve(name: &OsStr, path_var: Option<&OsStr>, cwd: Option<&Path>) -> Result<PathBuf> {
+    let p = Path::new(name);
+    if name.as_encoded_bytes().contains(&b'/') {
+        let full = match cwd {
+            Some(d) if p.is_relative() => d.join(p),
+            _ => p.to_path_buf(),
+        };
+        if !full.exists() {
+            bail!("{}: no such file", p.display());
+        }
+        return Ok(full);
+    }
+    let here = cwd.map(Path::to_path_buf).or_else(|| std::env::current_dir().ok()).unwrap_or_else(|| PathBuf::from("/"));
+    which::which_in(name, path_var, here).map_err(|_| anyhow!("{}: command not found in PATH", p.display()))
+}
+
+/// Checks that `path` is something the runtime can run, and says what it is.
+pub fn classify(path: &Path) -> Result<Kind> {
+    let meta = std::fs::metadata(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    if !meta.is_file() {
+        bail!("{}: not a regular file", path.display());
+    }
+    if meta.permissions().mode() & 0o111 == 0 {
+        bail!("{}: not executable (chmod +x it, or run its interpreter)", path.display());
+    }
+    let data = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    if data.starts_with(b"#!") {
+        return Ok(Kind::Script);
+    }
+    if !data.starts_with(b"\x7fELF") {
+        bail!("{}: not an ELF executable or a #! script", path.display());
+    }
+    if data.len() < 5 || data[4] != 2
+    /* ELFCLASS64 */
+    {
+        bail!("{}: a 32-bit ELF; shunt runs x86-64 programs", path.display());
+    }
+    let hdr = elf::FileHeader64::<Endianness>::parse(&*data)
+        .map_err(|e| anyhow!("{}: malformed ELF header ({e})", path.display()))?;
+    let endian = hdr.endian().map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    if hdr.e_machine(endian) != elf::EM_X86_64 {
+        bail!(
+            "{}: built for another architecture (ELF machine {}); shunt runs x86-64 programs",
+            path.display(),
+            hdr.e_machine(endian)
+        );
+    }
+    hdr.program_headers(endian, &*data)
+        .map_err(|e| anyhow!("{}: truncated or malformed ELF ({e})", path.display()))?;
+    if !shunt_runtime::loader::is_self_contained(&data) {
+        return Ok(Kind::Dynamic);
+    }
+    // Everything the loader would refuse (cgo, collisions with fixed
+    // addresses, bad segments) is refused here, before the instance.
+    shunt_runtime::loader::Image::open(path)?;
+    Ok(Kind::Static)
+}
+
+/// What the instance's first process execs.
+pub(crate) struct Prepared {
+    pub path: PathBuf,
+    pub argv: Vec<OsString>,
+    pub env: BTreeMap<OsString, OsString>,
+    pub warnings: Vec<String>,
+}
+
+/// Prepares `spec` (on the runtime: in `dir`, which exists).
+pub(crate) fn prepare(spec: &LaunchSpec, dir: Option<&Path>) -> Result<Prepared> {
+    let mut env = spec.resolved_env();
+    let path = resolve(&spec.program, env.get(OsStr::new("PATH")).map(OsString::as_os_str), spec.cwd.as_deref())?;
+    let arg0 = spec.arg0.clone().unwrap_or_else(|| spec.program.clone());
+    let opts = match &spec.runtime {
+        Runtime::Native => {
+            let mut argv = vec![arg0];
+            argv.extend(spec.args.iter().cloned());
+            return Ok(Prepared { path, argv, env, warnings: Vec::new() });
+        }
+        Runtime::Shunt(o) => o,
+    };
+    check_supported(opts)?;
+    let dir = dir.context("an instance on the runtime needs an instance directory")?;
+    let kind = classify(&path)?;
+    let lib = match &opts.lib {
+        Some(l) => l.clone(),
+        None => runtime_library()?,
+    };
+    let exe = match &opts.exe {
+        Some(e) => e.clone(),
+        None => shunt_executable(&lib)?,
+    };
+    let policy = opts.policy.clone().unwrap_or_else(Compiled::builtin);
+    std::fs::write(dir.join("policy"), policy.to_text()).context("cannot write the policy")?;
+    std::fs::write(dir.join("events"), b"").context("cannot create the events file")?;
+
+    let mut warnings = Vec::new();
+    if opts.patch && kind != Kind::Static {
+        // The plans that let libshunt.so patch glibc in memory (made once per
+        // glibc build); without them glibc's calls are trapped, still counted.
+        if let Err(e) = shunt_glibc_patch::ensure_plans(lib.parent()) {
+            warnings.push(format!("{e:#} (glibc stays unpatched: its calls are trapped)"));
+        }
+    }
+    let (path, argv) = match kind {
+        Kind::Static => {
+            let mut argv: Vec<OsString> =
+                vec![exe.clone().into(), "load".into(), "--argv0".into(), arg0, "--".into(), path.into()];
+            argv.extend(spec.args.iter().cloned());
+            (exe.clone(), argv)
+        }
+        Kind::Dynamic | Kind::Script => {
+            let mut preload = OsString::from(&lib);
+            if let Some(existing) = env.get(OsStr::new("LD_PRELOAD")).filter(|v| !v.is_empty()) {
+                preload.push(":");
+                preload.push(existing);
+            }
+            env.insert("LD_PRELOAD".into(), preload);
+            let mut argv = vec![arg0];
+            argv.extend(spec.args.iter().cloned());
+            (path, argv)
+        }
+    };
+    env.insert("SHUNT_INSTANCE".into(), dir.into());
+    env.insert("SHUNT_LIB".into(), lib.into());
+    env.insert("SHUNT_EXE".into(), exe.into());
+    env.remove(OsStr::new("SHUNT_STATS"));
+    for (k, on) in [("SHUNT_TRAP", opts.trap), ("SHUNT_PATCH", opts.patch)] {
+        if on {
+            env.remove(OsStr::new(k));
+        } else {
+            env.insert(k.into(), "0".into());
+        }
+    }
+    Ok(Prepared { path, argv, env, warnings })
+}
+
+/// Options that later issues implement are refused, not ignored.
+fn check_supported(o: &ShuntOptions) -> Result<()> {
+    if o.isolate {
+        bail!("isolation (a seccomp filter from the policy) is not implemented yet");
+    }
+    if o.transport != Transport::Kernel {
+        bail!("the shared-memory transport is not implemented yet");
+    }
+    if o.spin != Spin::Default {
+        bail!("spin policies are not implemented yet");
+    }
+    if let Some(f) = &o.stats_file {
+        crate::report::check_stats_path(f)?;
+    }
+    Ok(())
+}

@@ -6,7 +6,9 @@ set -eu
 # Debian packages: the C toolchain and the programs the tests run.
 # libssl-dev and libgmp-dev: the C++ functions' build options (crypto, bigint).
 # curl: the demo calls the functions with it.
-PACKAGES="gcc g++ make cmake python3 coreutils sqlite3 libssl-dev libgmp-dev git util-linux curl"
+# busybox-static, musl-tools: binaries shunt did not build (static glibc, musl)
+# whose syscall sites the rewrite tests plan and run.
+PACKAGES="gcc g++ make cmake python3 coreutils sqlite3 libssl-dev libgmp-dev git util-linux curl busybox-static musl-tools"
 missing=""
 for p in $PACKAGES; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

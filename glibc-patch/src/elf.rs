@@ -1,6 +1,8 @@
 //! What the planner needs from an ELF file: executable sections, symbols,
-//! function bounds (`.eh_frame` FDEs), addresses of code stored in data
-//! (relocations, RELR), exception landing pads, the build-id and the soname.
+//! function bounds (`.eh_frame` FDEs, or Go's function table), addresses of
+//! code stored in data (relocations, RELR, absolute pointers in a non-PIE
+//! executable's data), exception landing pads, the build-id (or a content
+//! key) and the soname.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -40,16 +42,38 @@ pub struct Symbol {
     pub global: bool,
 }
 
+/// Which ABI the code of an image follows, as far as a rewrite cares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Flavour {
+    /// The System V ABI (C, C++, glibc, musl, Rust…): leaf code may keep data
+    /// in the 128-byte red zone below `rsp`.
+    C,
+    /// A Go binary (it has Go's function table, `.gopclntab`): Go's ABI has
+    /// no red zone, and the runtime's stack checks leave little room below
+    /// `rsp` at a syscall site.
+    Go,
+}
+
 /// A loaded, parsed image of the file.
 pub struct Image {
     pub path: PathBuf,
     pub build_id: Option<String>,
+    /// What the plan is keyed by: the GNU build-id, else `sha256-<hex>` of
+    /// the whole file.
+    pub key: String,
+    pub flavour: Flavour,
+    /// ET_EXEC: loaded at its link-time addresses (no relocations tell where
+    /// code pointers are, so data is scanned for them).
+    pub fixed: bool,
     pub soname: Option<String>,
     pub is_shared: bool,
     pub code: Vec<CodeSection>,
     /// Sorted by address.
     pub symbols: Vec<Symbol>,
-    /// FDE ranges `(start, len)`, sorted.
+    /// Function ranges `(start, len)`, sorted: the FDEs of `.eh_frame`, and
+    /// for a Go image the functions of its function table (Go writes no
+    /// `.eh_frame`).
     pub fdes: Vec<(u64, u64)>,
     /// Starts of FDEs whose CIE marks a signal frame (`S`): they start one
     /// byte before the restorer, so they are no instruction boundary.
@@ -133,6 +157,8 @@ impl Image {
         let mut soname = None;
         let mut eh_frame = None;
         let mut relr = Vec::new();
+        let mut pclntab = None;
+        let mut text_addr = None;
         for (i, s) in sections.enumerate() {
             let name = sections.section_name(e, s).map(|n| String::from_utf8_lossy(n).into_owned()).unwrap_or_default();
             let ty = s.sh_type(e);
@@ -144,10 +170,16 @@ impl Image {
             match ty {
                 elf::SHT_PROGBITS if s.sh_flags(e).contains(elf::SHF_EXECINSTR) && s.sh_size(e) > 0 => {
                     let bytes = s.data(e, d).map_err(|x| malformed(path, format!("section {name}: {x}")))?;
+                    if name == ".text" {
+                        text_addr = Some(s.sh_addr(e));
+                    }
                     code.push(CodeSection { name: name.clone(), addr: s.sh_addr(e), bytes: bytes.to_vec() });
                 }
                 elf::SHT_PROGBITS if name == ".eh_frame" => {
                     eh_frame = s.data(e, d).ok().map(|b| (s.sh_addr(e), b.to_vec()));
+                }
+                elf::SHT_PROGBITS if name == ".gopclntab" => {
+                    pclntab = s.data(e, d).ok().map(<[u8]>::to_vec);
                 }
                 elf::SHT_SYMTAB | elf::SHT_DYNSYM => {
                     let table = sections.symbols(e, d, ty).map_err(|x| malformed(path, x))?;
@@ -204,10 +236,35 @@ impl Image {
             }
             let _ = i;
         }
+        // A Go binary: its function table names and bounds every function,
+        // also when the symbol table was stripped (`-ldflags=-s -w`); the
+        // runtime itself needs the table, so it is always there.
+        let go_funcs = pclntab.as_deref().and_then(|t| {
+            let text = text_addr.or_else(|| code.first().map(|c| c.addr))?;
+            shunt_gotarget::verify::pclntab_functions(t, text)
+        });
+        let flavour = if go_funcs.is_some() { Flavour::Go } else { Flavour::C };
+        if let Some(funcs) = &go_funcs {
+            let named: std::collections::HashSet<u64> = symbols.iter().map(|s| s.addr).collect();
+            for (addr, size, name) in funcs {
+                fdes.push((*addr, *size));
+                if !named.contains(addr) {
+                    symbols.push(Symbol { addr: *addr, size: *size, name: name.clone(), global: true });
+                }
+            }
+        }
         symbols.sort_by_key(|s| s.addr);
+        let key = match &build_id {
+            Some(id) => id.clone(),
+            None => content_key(&data),
+        };
+        let fixed = hdr.e_type(e) == elf::ET_EXEC;
         let mut img = Image {
             path: path.to_path_buf(),
             build_id,
+            key,
+            flavour,
+            fixed,
             soname,
             is_shared: hdr.e_type(e) == elf::ET_DYN,
             code,
@@ -230,9 +287,68 @@ impl Image {
                 img.landing_pads(func, lsda);
             }
         }
+        if fixed {
+            img.scan_absolute_pointers();
+        }
         fdes.sort_unstable();
+        fdes.dedup();
         img.fdes = fdes;
         Ok(img)
+    }
+
+    /// An image of bare code at `addr` (no ELF around it): what the fuzz
+    /// target and the planner's unit tests feed the planner. No symbols, no
+    /// function bounds, no data: the planner must stay safe on what it decodes
+    /// alone.
+    pub fn from_code(addr: u64, bytes: Vec<u8>, flavour: Flavour) -> Image {
+        let key = content_key(&bytes);
+        Image {
+            path: PathBuf::from("<code>"),
+            build_id: None,
+            key,
+            flavour,
+            fixed: false,
+            soname: None,
+            is_shared: false,
+            code: vec![CodeSection { name: ".text".into(), addr, bytes }],
+            symbols: Vec::new(),
+            fdes: Vec::new(),
+            signal_fdes: Vec::new(),
+            data_targets: Vec::new(),
+            loads: Vec::new(),
+            data: Vec::new(),
+        }
+    }
+
+    /// A fixed-address executable has no relocations saying where its data
+    /// holds code addresses (jump tables, function pointers, `atexit`
+    /// lists): every 8-byte-aligned word of its segments outside the
+    /// executable sections (read-only data may share the text segment) whose
+    /// value lies in an executable section is taken as a branch target. A
+    /// superset of the real ones only makes the planner leave more sites to
+    /// the trap fallback, never patch a wrong one.
+    fn scan_absolute_pointers(&mut self) {
+        let mut found = Vec::new();
+        for &(vaddr, off, filesz) in &self.loads {
+            let Some(bytes) = usize::try_from(off)
+                .ok()
+                .and_then(|o| self.data.get(o..o.checked_add(usize::try_from(filesz).ok()?)?))
+            else {
+                continue;
+            };
+            let skew = ((8 - vaddr % 8) % 8) as usize;
+            for (i, w) in bytes.get(skew..).unwrap_or(&[]).chunks_exact(8).enumerate() {
+                let at = vaddr + (skew + 8 * i) as u64;
+                if self.in_code(at) {
+                    continue; // code is decoded, not scanned
+                }
+                let v = u64::from_le_bytes(w.try_into().unwrap_or_default());
+                if self.in_code(v) {
+                    found.push(v);
+                }
+            }
+        }
+        self.data_targets.extend(found);
     }
 
     /// File bytes at a virtual address, if the file holds them.
@@ -255,6 +371,12 @@ impl Image {
     pub fn fde_of(&self, addr: u64) -> Option<(u64, u64)> {
         let k = self.fdes.partition_point(|&(s, _)| s <= addr);
         self.fdes[..k].iter().rev().take(4).copied().find(|&(s, l)| addr < s + l)
+    }
+
+    /// The range of the sized symbol holding `addr`.
+    pub fn symbol_range(&self, addr: u64) -> Option<(u64, u64)> {
+        let k = self.symbols.partition_point(|s| s.addr <= addr);
+        self.symbols[..k].iter().rev().take(64).find(|s| s.size > 0 && addr < s.addr + s.size).map(|s| (s.addr, s.size))
     }
 
     /// The best name for `addr`: `symbol+0xoff`, or the FDE that holds it.
@@ -314,6 +436,13 @@ impl Image {
         }
         self.data_targets.extend(pads);
     }
+}
+
+/// `sha256-<hex>` of `data`: the key of an object without a GNU build-id.
+pub fn content_key(data: &[u8]) -> String {
+    use sha2::Digest;
+    let sum = sha2::Sha256::digest(data);
+    format!("{}{}", shunt_runtime::patch::CONTENT_KEY_PREFIX, shunt_runtime::patch::hex(&sum))
 }
 
 /// Prefer global, plain names at the same address.

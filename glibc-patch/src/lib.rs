@@ -60,6 +60,7 @@
 //! table or JSON (`shunt audit FILE [--json]`).
 
 pub mod audit;
+pub mod check;
 pub mod elf;
 pub mod planner;
 
@@ -68,7 +69,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 pub use audit::{audit_file, Audit, AuditSite, Status};
-pub use elf::{ElfError, Image};
+pub use check::check_plan;
+pub use elf::{ElfError, Flavour, Image};
 pub use planner::{analyse, Analysis, PLANNER};
 pub use shunt_runtime::patch::{plan_dirs, plan_file_name, Plan};
 
@@ -98,13 +100,12 @@ pub fn planner_of(path: &Path) -> Option<String> {
     text.lines().find_map(|l| l.strip_prefix("planner ").map(str::to_string))
 }
 
-/// Plans `object` and writes `<dir>/<build-id>.plan` (atomically: another
-/// process may be doing the same). Returns the path and the analysis.
+/// Plans `object` and writes `<dir>/<key>.plan` (atomically: another
+/// process may be doing the same), keyed by its GNU build-id or, without
+/// one, its content (`sha256-…`). Returns the path and the analysis.
 pub fn write_plan(object: &Path, dir: &Path) -> Result<(PathBuf, Analysis)> {
     let img = Image::load(object, false)?;
-    let Some(id) = img.build_id.clone() else {
-        bail!("{}: has no GNU build-id, so a plan could not be matched to it", object.display());
-    };
+    let id = img.key.clone();
     let analysis = analyse(&img);
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let path = dir.join(plan_file_name(&id));
@@ -118,6 +119,12 @@ pub fn write_plan(object: &Path, dir: &Path) -> Result<(PathBuf, Analysis)> {
 pub fn build_id_of(object: &Path) -> Result<String> {
     let img = Image::load(object, false)?;
     img.build_id.with_context(|| format!("{}: has no GNU build-id", object.display()))
+}
+
+/// What a plan of `object` is keyed by: its GNU build-id, else `sha256-…`
+/// of its content.
+pub fn plan_key_of(object: &Path) -> Result<String> {
+    Ok(Image::load(object, false)?.key)
 }
 
 
@@ -154,7 +161,7 @@ pub fn writable_plan_dir(lib_dir: Option<&Path>) -> Result<PathBuf> {
 /// The plan `libshunt.so` (in `lib_dir`) would use for `object`, if it
 /// exists and was made by this planner.
 pub fn current_plan(object: &Path, lib_dir: Option<&Path>) -> Result<Option<PathBuf>> {
-    let id = build_id_of(object)?;
+    let id = plan_key_of(object)?;
     let name = plan_file_name(&id);
     let found = plan_dirs(lib_dir).into_iter().map(|d| d.join(&name)).find(|p| p.is_file());
     Ok(found.filter(|p| planner_of(p).as_deref() == Some(PLANNER)))

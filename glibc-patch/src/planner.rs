@@ -1,22 +1,31 @@
-//! The planner: finds every system call instruction of an object and decides,
+//! The planner: finds every system call instruction of an object — glibc, or
+//! any other x86-64 ELF text (a static Go binary, musl, a static glibc
+//! program, a dynamic program's own text, a shared library) — and decides,
 //! site by site, how it can be replaced by a jump to a trampoline.
 //!
 //! 1. Decode every executable section linearly with iced-x86, starting over at
-//!    every symbol and FDE start (so that padding or data between functions
-//!    cannot shift the decoding of the next function).
+//!    every symbol and function start (FDEs; for Go, the function table) so
+//!    that padding or data between functions cannot shift the decoding of the
+//!    next function.
 //! 2. Collect the addresses control can reach other than by falling through:
 //!    direct branch and call targets, return addresses, RIP-relative
 //!    references into code (address-taken labels), jump-table entries
 //!    (`lea table(%rip)` followed by int32 offsets that land inside the same
-//!    function), relocated pointers (`R_X86_64_RELATIVE`/`IRELATIVE`, RELR),
-//!    exception landing pads, symbol and FDE starts.
-//! 3. For each `syscall`: trace the number back (constants, also hoisted into
-//!    another register), pick the kind (`no_red_zone` for clone, clone3 and
-//!    vfork; `rt_sigreturn` is allowlisted), and choose the run of whole
-//!    instructions to displace: "backward" (instructions just before the
-//!    `syscall`), else "forward" (just after it), else both. A run never
-//!    contains a branch or a RIP-relative instruction and no target lies
-//!    strictly inside it; the flags must be dead after the `syscall` (a
+//!    function — its FDE, sized symbol, or without either the section),
+//!    relocated pointers (`R_X86_64_RELATIVE`/`IRELATIVE`, RELR), exception
+//!    landing pads, symbol and function starts; in a fixed-address
+//!    executable also every absolute address of code in an instruction's
+//!    immediate or displacement and in an aligned word of data. A target
+//!    set larger than the real one only leaves more sites to the trap
+//!    fallback.
+//! 3. For each `syscall` (the plain 2-byte form): trace the number back
+//!    (constants, register copies, partial writes such as
+//!    `xor %eax,%eax; mov $56,%al`), pick the kind (below), and choose the run
+//!    of whole instructions to displace: "backward" (instructions just before
+//!    the `syscall`), else "forward" (just after it), else both. A run never
+//!    contains a branch or a RIP-relative instruction, no target lies inside
+//!    it (on an instruction boundary or between two), it does not overlap the
+//!    previous site's run, and the flags must be dead after the `syscall` (a
 //!    trampoline, unlike `syscall`, may change them).
 //! 4. Cross-check the decoding: a second, plain linear sweep from each
 //!    section's start must see the same instructions over the whole run, or
@@ -24,10 +33,79 @@
 //!    restart points: by convention they start one byte before the restorer,
 //!    inside the previous instruction (glibc's `__restore_rt`).
 //!
-//! A site whose number is not a constant is `normal`. The only such site that
-//! could see `clone` is glibc's `syscall()` function, where a `clone` with a
-//! new stack is broken natively too (the child returns into `syscall()` on an
-//! empty stack).
+//! [`crate::check_plan`] checks every plan independently (tests, fuzzing).
+//!
+//! # Kinds
+//!
+//! - `rt_sigreturn` is never patched (allowlisted): the runtime installs its
+//!   own restorer at `rt_sigaction` time.
+//! - `exit` (of a thread) is a `tail` site when a run before it exists: the
+//!   trampoline jumps to the gate and pushes nothing, because the thread's
+//!   stack may be gone (Go frees an exiting M's stack once `*wait` is
+//!   cleared; musl's `__unmapself` has unmapped it).
+//! - `munmap` followed, on the straight line, by `exit` (musl's
+//!   `__unmapself`) stays a `syscall`: a trampoline would return through the
+//!   stack the call unmaps. The trap fallback resumes after it without
+//!   touching the stack.
+//! - In a C image (System V ABI: leaf code may keep data in the 128-byte red
+//!   zone) every other site is `normal` (the call skips the red zone), except
+//!   `clone`, `clone3` and `vfork`, which are `no_red_zone` (the child resumes
+//!   after the call on another stack, or shares this one) and allowed only in
+//!   functions that keep nothing below `rsp`. A site whose number is not a
+//!   constant is `normal`: such sites are generic wrappers (`syscall()`,
+//!   musl's `__syscall_cp_asm`), through which a `clone` with a new stack is
+//!   broken natively too (the child returns into the wrapper on an empty
+//!   stack).
+//! - In a Go image every site is `no_red_zone` (below), and the Go target's
+//!   rules (`shunt_gotarget::rules`, the table `shunt go build` rewrites by)
+//!   are followed for the functions they name: `Keep` stays a `syscall`,
+//!   `TailJump` is a `tail` site.
+//!
+//! # Go images: why the rewrite does not disturb the Go runtime
+//!
+//! The sites are in assembly functions of the runtime, `syscall`,
+//! `internal/runtime/syscall` and `golang.org/x/sys/unix` (the Go compiler
+//! never emits `SYSCALL`); Go's function table names and bounds them also in
+//! a stripped binary. The argument, point by point (tests in
+//! `glibc-patch/tests/planner_any_image.rs` for the plan shapes, and the
+//! end-to-end tests of plain Go programs under `shunt run`):
+//!
+//! - **Stack use.** A trampoline pushes one return address (8 bytes at
+//!   `rsp-8`) and nothing else; the gate switches to the runtime stack
+//!   before its first store (gate.rs). Go's ABI has no red zone, so nothing
+//!   live is there. These are the 8 bytes `shunt go build` adds at the same
+//!   sites (`CALL shunt_syscall`), in the same functions: the Go linker's
+//!   nosplit check (`StackNosplit` − one call) accepts those builds, so the
+//!   chains that reach these functions have the room. A function that does
+//!   keep data below `rsp` is left alone.
+//! - **Stack checks.** A prologue compares `rsp` with `g.stackguard0`; no
+//!   run contains a branch, so no prologue check, no `call morestack` and no
+//!   `jmp` back to the function start is ever displaced or moved, and no
+//!   trampoline or gate code is Go code that could grow a stack.
+//! - **`runtime.rewindmorestack`** (Go ≤ 1.21; gone since) decodes the `JMP`
+//!   at a morestack return PC: a branch, so never part of a run; its bytes
+//!   are the original ones.
+//! - **Tracebacks and stack scans** start from a goroutine's saved PC/SP
+//!   (`gobuf`, `syscallpc`/`syscallsp` of `entersyscall`, a signal context)
+//!   and unwind with the function table. A PC inside a trampoline or the gate
+//!   is not in the table: the profiler's unwinder (`unwindSilentErrors`)
+//!   records such a sample as external code, and the pushed return address
+//!   lies below the goroutine's SP, where no scan looks. A goroutine's stack
+//!   is moved only by the goroutine itself (`newstack`) or by the GC at a
+//!   safe point, and a trampoline or the gate is neither (a goroutine in a
+//!   syscall is never shrunk: `isShrinkStackSafe`).
+//! - **Async preemption** (`SIGURG`): `isAsyncSafePoint` finds no function for
+//!   a PC in a trampoline or the gate, and refuses assembly functions
+//!   anyway, so the signal returns to the same PC and the goroutine is
+//!   preempted at its next safe point. Preemption resumes only at safe
+//!   points of compiled Go code, never inside a run of an assembly function.
+//!   A signal can land inside a run only after the rewrite, which happens
+//!   before the program's first instruction.
+//! - **Registers.** The gate changes only `rax`, `rcx`, `r11` and the flags,
+//!   as `SYSCALL` does (`X15 = 0` and `R14 = g` survive); the flags are dead
+//!   at every patched site (checked). `clone` children resume after the call
+//!   on their new stack (`no_red_zone`: nothing to undo), `vfork` is the
+//!   gate's register-only path, and the thread exits are `tail` sites.
 
 use std::collections::HashSet;
 
@@ -37,13 +115,18 @@ use iced_x86::{
 };
 use shunt_runtime::patch::{Code as Bytes, Kind, Left, LeftStatus, Plan, Site, MIN_LEN};
 
-use crate::elf::Image;
+use shunt_gotarget::rules::Rewrite;
+
+use crate::elf::{Flavour, Image};
 
 /// Name and revision of the planning rules. A plan made by another revision
 /// is made again by `shunt glibc plan` / `shunt cc`.
-pub const PLANNER: &str = concat!("shunt-glibc-patch ", env!("CARGO_PKG_VERSION"), "/1");
+pub const PLANNER: &str = concat!("shunt-glibc-patch ", env!("CARGO_PKG_VERSION"), "/2");
 
+const NR_MUNMAP: u32 = 11;
 const NR_RT_SIGRETURN: u32 = 15;
+const NR_EXIT: u32 = 60;
+const NR_EXIT_GROUP: u32 = 231;
 const NR_CLONE: u32 = 56;
 const NR_VFORK: u32 = 58;
 const NR_CLONE3: u32 = 435;
@@ -201,6 +284,21 @@ fn branch_targets(img: &Image, dec: &Decoded) -> HashSet<u64> {
         if matches!(ins.flow_control(), FlowControl::Call | FlowControl::IndirectCall) && ins.mnemonic() == iced_x86::Mnemonic::Call {
             t.insert(ins.next_ip());
         }
+        // A fixed-address image names code by absolute address too: `mov
+        // $func, %edi`, `push $label`, `movq $label, 8(%rsp)`.
+        if img.fixed {
+            for o in 0..ins.op_count() {
+                if matches!(ins.op_kind(o), OpKind::Immediate32 | OpKind::Immediate32to64 | OpKind::Immediate64) {
+                    let v = ins.immediate(o);
+                    if img.in_code(v) {
+                        t.insert(v);
+                    }
+                }
+            }
+            if ins.memory_base() == Register::None && img.in_code(ins.memory_displacement64()) {
+                t.insert(ins.memory_displacement64());
+            }
+        }
         if ins.is_ip_rel_memory_operand() {
             let a = ins.ip_rel_memory_address();
             if img.in_code(a) {
@@ -215,8 +313,13 @@ fn branch_targets(img: &Image, dec: &Decoded) -> HashSet<u64> {
 
 /// `lea table(%rip)` in a function: int32 entries relative to the table that
 /// land on instructions of the same function are jump-table targets.
+///
+/// The function is its FDE, else its sized symbol, else (no unwind tables,
+/// as in musl's objects) the whole section: a wider range only finds more
+/// targets, which is the safe side.
 fn jump_table(img: &Image, dec: &Decoded, at: u64, table: u64, t: &mut HashSet<u64>) {
-    let Some((fs, fl)) = img.fde_of(at) else { return };
+    let section = || img.code.iter().find(|c| at >= c.addr && at < c.addr + c.bytes.len() as u64).map(|c| (c.addr, c.bytes.len() as u64));
+    let Some((fs, fl)) = img.fde_of(at).or_else(|| img.symbol_range(at)).or_else(section) else { return };
     for k in 0..4096u64 {
         let Some(w) = img.read(table + 4 * k, 4) else { return };
         let off = i32::from_le_bytes([w[0], w[1], w[2], w[3]]) as i64;
@@ -255,7 +358,15 @@ const STATUS_FLAGS: u32 =
 fn flags_live_after(dec: &Decoded, k: usize) -> bool {
     let mut live = STATUS_FLAGS;
     let mut i = k + 1;
-    for _ in 0..64 {
+    // The path has one successor at each step (a conditional branch ends the
+    // search), so coming back to an instruction means a loop in which no
+    // live flag was read: they are dead (`syscall(SYS_exit); jmp back`).
+    let mut seen = [usize::MAX; 64];
+    for step in 0..64 {
+        if seen[..step].contains(&i) {
+            return false;
+        }
+        seen[step] = i;
         let Some(ins) = dec.insns.get(i) else { return false };
         if ins.code() == Code::INVALID {
             return true;
@@ -295,9 +406,15 @@ fn flags_live_after(dec: &Decoded, k: usize) -> bool {
 }
 
 /// The syscall number at the `syscall` at `k`, if it is a constant set on the
-/// straight line before it (also through register moves).
+/// straight line before it (also through register moves, and assembled from
+/// partial writes such as musl's `xor %eax,%eax; mov $56,%al`).
+///
+/// Walks backward keeping which bits of the number are known: a write to a
+/// part of the register fixes the bits it covers that a later write has not
+/// fixed already (a 32-bit write zero-extends, so it fixes all 64).
 fn trace_nr(dec: &Decoded, targets: &HashSet<u64>, k: usize) -> Option<u32> {
     let mut reg = Register::RAX;
+    let (mut known, mut value) = (0u64, 0u64);
     let mut info = InstructionInfoFactory::new();
     let mut i = k;
     for _ in 0..48 {
@@ -317,29 +434,76 @@ fn trace_nr(dec: &Decoded, targets: &HashSet<u64>, k: usize) -> Option<u32> {
         if !writes {
             continue;
         }
-        let dst_is_reg = ins.op_count() >= 1 && ins.op0_kind() == OpKind::Register && ins.op0_register().full_register() == reg;
-        if !dst_is_reg {
+        let dst = ins.op0_register();
+        let dst_is_reg = ins.op_count() >= 1 && ins.op0_kind() == OpKind::Register && dst.full_register() == reg;
+        if !dst_is_reg || matches!(dst, Register::AH | Register::BH | Register::CH | Register::DH) {
             return None;
         }
+        let mask = match dst.size() {
+            1 => 0xff,
+            2 => 0xffff,
+            4 | 8 => u64::MAX,
+            _ => return None,
+        };
+        let fresh = mask & !known;
         match ins.mnemonic() {
             iced_x86::Mnemonic::Mov if ins.op_count() == 2 => match ins.op1_kind() {
-                OpKind::Immediate32 | OpKind::Immediate32to64 | OpKind::Immediate64 => {
-                    return u32::try_from(ins.immediate(1) & 0xffff_ffff).ok();
+                OpKind::Immediate8 | OpKind::Immediate16 | OpKind::Immediate32 | OpKind::Immediate32to64
+                | OpKind::Immediate64 => {
+                    let imm = ins.immediate(1) & if dst.size() == 4 { 0xffff_ffff } else { u64::MAX };
+                    value |= imm & fresh;
+                    known |= mask;
                 }
-                OpKind::Register if matches!(ins.op0_register().size(), 4 | 8) => {
+                // A copy from another register that covers every bit still
+                // unknown: the rest of the number is that register's (a
+                // 32-bit move zero-extends: the upper half is zero).
+                OpKind::Register if matches!(dst.size(), 4 | 8) && fresh == !known => {
                     reg = ins.op1_register().full_register();
+                    if dst.size() == 4 {
+                        known |= !0xffff_ffff;
+                    }
                 }
                 _ => return None,
             },
             iced_x86::Mnemonic::Xor
-                if ins.op_count() == 2 && ins.op1_kind() == OpKind::Register && ins.op0_register() == ins.op1_register() =>
+                if ins.op_count() == 2 && ins.op1_kind() == OpKind::Register && dst == ins.op1_register() =>
             {
-                return Some(0);
+                known |= mask;
             }
             _ => return None,
         }
+        if known == u64::MAX {
+            return u32::try_from(value).ok();
+        }
     }
     None
+}
+
+/// Whether the straight line after the `syscall` at `k` makes an `exit`
+/// system call before anything else that could use the stack: musl's
+/// `__unmapself` unmaps the thread's stack with the first `syscall` and exits
+/// with the next. The first must stay a `syscall` (a trampoline would return
+/// through the stack it just unmapped); the trap fallback resumes it without
+/// touching the stack, and the `exit` becomes a tail site.
+fn exits_right_after(dec: &Decoded, targets: &HashSet<u64>, k: usize) -> bool {
+    for j in k + 1..(k + 9).min(dec.insns.len()) {
+        if !dec.contiguous(j) {
+            return false;
+        }
+        let ins = &dec.insns[j];
+        if ins.code() == Code::Syscall {
+            return trace_nr(dec, targets, j) == Some(NR_EXIT);
+        }
+        if ins.flow_control() != FlowControl::Next || ins.stack_pointer_increment() != 0 {
+            return false;
+        }
+        let touches_stack = (0..ins.op_count()).any(|o| ins.op_kind(o) == OpKind::Memory)
+            && matches!(ins.memory_base(), Register::RSP | Register::RBP);
+        if touches_stack {
+            return false;
+        }
+    }
+    false
 }
 
 /// Whether the function holding `k` keeps data below `rsp` (the red zone).
@@ -369,7 +533,11 @@ fn format_insns(insns: &[Instruction]) -> String {
 }
 
 /// The runs around the `syscall` at `k`: `(pre_count, post_count)` or why none.
-fn choose_run(dec: &Decoded, targets: &HashSet<u64>, k: usize) -> Result<(usize, usize, Mode), String> {
+///
+/// `min_start` is the end of the previous site's run: runs never overlap (the
+/// runtime refuses a plan whose sites do), so the instructions before it are
+/// not candidates.
+fn choose_run(dec: &Decoded, targets: &HashSet<u64>, k: usize, min_start: u64) -> Result<(usize, usize, Mode), String> {
     let len = |i: &Instruction| i.len();
     // Candidates before: insns[k-b..k], contiguous and displaceable.
     let mut before = Vec::new(); // (count, bytes)
@@ -381,6 +549,10 @@ fn choose_run(dec: &Decoded, targets: &HashSet<u64>, k: usize) -> Result<(usize,
             break;
         }
         let ins = &dec.insns[k - b];
+        if ins.ip() < min_start {
+            why_back.get_or_insert("the run before it would overlap the previous site's".to_string());
+            break;
+        }
         if let Some(w) = undisplaceable(ins) {
             why_back.get_or_insert(format!("{w} instruction `{}` before it", format_insns(&[*ins])));
             break;
@@ -443,6 +615,96 @@ fn choose_run(dec: &Decoded, targets: &HashSet<u64>, k: usize) -> Result<(usize,
     ))
 }
 
+/// The verdict for the run `insns[k-b ..= k+f]` around the `syscall` at `k`:
+/// a site, unless the two decodings disagree on it.
+#[allow(clippy::too_many_arguments)]
+fn make_site(
+    img: &Image,
+    dec: &Decoded,
+    linear: &Decoded,
+    sorted_targets: &[u64],
+    k: usize,
+    b: usize,
+    f: usize,
+    mode: Mode,
+    kind: Kind,
+    nr: Option<u32>,
+) -> Verdict {
+    let ins = &dec.insns[k];
+    let addr = ins.ip();
+    let (lo, hi) = (dec.insns[k - b].ip(), dec.insns[k + f].next_ip());
+    // `choose_run` checked the instruction boundaries; a target between
+    // them (a jump into the middle of an instruction: overlapping code)
+    // refuses the run too.
+    let p = sorted_targets.partition_point(|&t| t <= lo);
+    if sorted_targets.get(p).is_some_and(|&t| t < hi) {
+        return Verdict::Leave(Left {
+            at: addr,
+            status: LeftStatus::Uncovered,
+            reason: format!("a branch lands inside the run, at {:#x}, between instruction boundaries", sorted_targets[p]),
+        });
+    }
+    if !agrees(linear, &dec.insns[k - b..=k + f]) {
+        return Verdict::Leave(Left {
+            at: addr,
+            status: LeftStatus::Uncovered,
+            reason: "ambiguous decoding: a linear sweep from the section start sees other instructions here".into(),
+        });
+    }
+    let pre_i = &dec.insns[k - b..k];
+    let post_i = &dec.insns[k + 1..k + 1 + f];
+    let at = pre_i.first().map_or(addr, |i| i.ip());
+    let end = post_i.last().map_or(addr + 2, |i| i.next_ip());
+    let orig = read_code(img, at, end);
+    let p = (addr - at) as usize;
+    let bytes = |b: &[u8]| Bytes::new(b).expect("runs are at most 2 * MAX_SIDE + 2 bytes");
+    let site = Site {
+        at,
+        len: (end - at) as usize,
+        kind,
+        pre: bytes(&orig[..p]),
+        post: bytes(&orig[p + 2..]),
+        orig: bytes(&orig),
+        nr,
+    };
+    let mut shown: Vec<Instruction> = pre_i.to_vec();
+    shown.push(*ins);
+    shown.extend_from_slice(post_i);
+    Verdict::Patch { site, mode, displaced: format_insns(&shown) }
+}
+
+/// For a Go image, what the Go target's rules (`shunt_gotarget::rules`, the
+/// same table `shunt go build` rewrites by) say about each `syscall` of the
+/// functions they name: `site address → rewrite`. A function whose number of
+/// sites differs from its rule's (another Go version) gets no entry: its
+/// sites are planned like any other.
+fn go_rules(img: &Image, dec: &Decoded) -> std::collections::HashMap<u64, Rewrite> {
+    let mut out = std::collections::HashMap::new();
+    if img.flavour != Flavour::Go {
+        return out;
+    }
+    let mut by_name: std::collections::HashMap<&str, &[Rewrite]> = std::collections::HashMap::new();
+    let rules: Vec<_> = shunt_gotarget::rules::std_rules().into_iter().chain(shunt_gotarget::rules::xsys_rules()).collect();
+    for r in &rules {
+        for f in &r.functions {
+            by_name.insert(f, &r.sites);
+        }
+    }
+    let mut sites_of: std::collections::HashMap<String, Vec<u64>> = std::collections::HashMap::new();
+    for i in dec.insns.iter().filter(|i| i.code() == Code::Syscall) {
+        let name = img.name_of(i.ip());
+        let func = name.rsplit_once("+0x").map_or(name.as_str(), |(f, _)| f);
+        let func = func.strip_suffix(".abi0").unwrap_or(func);
+        sites_of.entry(func.to_string()).or_default().push(i.ip());
+    }
+    for (func, addrs) in sites_of {
+        if let Some(rule) = by_name.get(func.as_str()).filter(|r| r.len() == addrs.len()) {
+            out.extend(addrs.into_iter().zip(rule.iter().copied()));
+        }
+    }
+    out
+}
+
 /// Analyses `img`: every system call site and the patch plan.
 pub fn analyse(img: &Image) -> Analysis {
     let dec = decode(img);
@@ -451,9 +713,14 @@ pub fn analyse(img: &Image) -> Analysis {
     // start that is not really an instruction boundary cannot mislead us).
     let linear = decode_from(img, &[]);
     let targets = branch_targets(img, &dec);
+    let mut sorted_targets: Vec<u64> = targets.iter().copied().collect();
+    sorted_targets.sort_unstable();
+    let rules = go_rules(img, &dec);
+    let go_rule = |k: usize| rules.get(&dec.insns[k].ip()).copied();
     let mut found = Vec::new();
+    let mut last_end = 0u64;
     let mut plan = Plan {
-        build_id: img.build_id.clone().unwrap_or_default(),
+        build_id: img.key.clone(),
         object: img.path.display().to_string(),
         planner: PLANNER.to_string(),
         ..Default::default()
@@ -480,54 +747,63 @@ pub fn analyse(img: &Image) -> Analysis {
             )
         } else if insn != Insn::Syscall {
             leave(LeftStatus::Uncovered, format!("{}: the 32-bit system call ABI is not redirected", insn.as_str()))
+        } else if ins.len() != 2 {
+            // Plans (and the runtime's checks) take a `syscall` to be `0f 05`.
+            leave(LeftStatus::Uncovered, "a syscall with prefixes: not the plain 2-byte form a plan describes".into())
         } else if nr == Some(NR_RT_SIGRETURN) {
             leave(
                 LeftStatus::Allowlisted,
                 "rt_sigreturn (signal restorer): the runtime installs its own restorer at rt_sigaction time".into(),
             )
+        } else if let Some(Rewrite::Keep) = go_rule(k) {
+            leave(LeftStatus::Allowlisted, "the Go target keeps this site a raw syscall (rt_sigreturn restorer)".into())
+        } else if nr == Some(NR_MUNMAP) && exits_right_after(&dec, &targets, k) {
+            leave(
+                LeftStatus::Uncovered,
+                "munmap right before exit (the thread unmaps its own stack): a trampoline would return through \
+                 the unmapped stack; the trap fallback resumes it without touching the stack"
+                    .into(),
+            )
         } else {
+            // What the trampoline does with the stack (see `Kind`).
+            let go = img.flavour == Flavour::Go;
+            let tail = nr == Some(NR_EXIT) || go_rule(k) == Some(Rewrite::TailJump);
             let kind = match nr {
+                _ if go => Kind::NoRedZone,
                 Some(NR_CLONE | NR_CLONE3 | NR_VFORK) => Kind::NoRedZone,
                 _ => Kind::Normal,
             };
-            if kind == Kind::NoRedZone && uses_red_zone(img, &dec, k) {
-                leave(LeftStatus::Uncovered, "clone/vfork site in a function that keeps data below rsp".into())
-            } else if flags_live_after(&dec, k) {
+            // exit and exit_group do not come back: flags after them are dead.
+            let returns = !matches!(nr, Some(NR_EXIT | NR_EXIT_GROUP));
+            let tail_run = if tail { choose_run(&dec, &targets, k, last_end).ok().filter(|r| r.1 == 0) } else { None };
+            if let Some((b, _, _)) = tail_run {
+                make_site(img, &dec, &linear, &sorted_targets, k, b, 0, Mode::Backward, Kind::Tail, nr)
+            } else if go && tail {
+                leave(LeftStatus::Uncovered, "thread exit whose stack may be freed, with no run before it to displace".into())
+            } else if kind == Kind::NoRedZone && uses_red_zone(img, &dec, k) {
+                leave(
+                    LeftStatus::Uncovered,
+                    if go {
+                        "the function keeps data below rsp, where the gate's return address would go (Go has no red zone to skip)"
+                    } else {
+                        "clone/vfork site in a function that keeps data below rsp"
+                    }
+                    .into(),
+                )
+            } else if returns && flags_live_after(&dec, k) {
                 leave(LeftStatus::Uncovered, "the flags are read after the syscall".into())
             } else {
-                match choose_run(&dec, &targets, k) {
+                match choose_run(&dec, &targets, k, last_end) {
                     Err(why) => leave(LeftStatus::Uncovered, why),
-                    Ok((b, f, _)) if !agrees(&linear, &dec.insns[k - b..=k + f]) => leave(
-                        LeftStatus::Uncovered,
-                        "ambiguous decoding: a linear sweep from the section start sees other instructions here".into(),
-                    ),
-                    Ok((b, f, mode)) => {
-                        let pre_i = &dec.insns[k - b..k];
-                        let post_i = &dec.insns[k + 1..k + 1 + f];
-                        let at = pre_i.first().map_or(addr, |i| i.ip());
-                        let end = post_i.last().map_or(addr + 2, |i| i.next_ip());
-                        let orig = read_code(img, at, end);
-                        let p = (addr - at) as usize;
-                        let bytes = |b: &[u8]| Bytes::new(b).expect("runs are at most 2 * MAX_SIDE + 2 bytes");
-                        let site = Site {
-                            at,
-                            len: (end - at) as usize,
-                            kind,
-                            pre: bytes(&orig[..p]),
-                            post: bytes(&orig[p + 2..]),
-                            orig: bytes(&orig),
-                            nr,
-                        };
-                        let mut shown: Vec<Instruction> = pre_i.to_vec();
-                        shown.push(*ins);
-                        shown.extend_from_slice(post_i);
-                        Verdict::Patch { site, mode, displaced: format_insns(&shown) }
-                    }
+                    Ok((b, f, mode)) => make_site(img, &dec, &linear, &sorted_targets, k, b, f, mode, kind, nr),
                 }
             }
         };
         match &verdict {
-            Verdict::Patch { site, .. } => plan.sites.push(site.clone()),
+            Verdict::Patch { site, .. } => {
+                last_end = site.at + site.len as u64;
+                plan.sites.push(site.clone())
+            }
             Verdict::Leave(l) => plan.left.push(l.clone()),
         }
         found.push(Found {

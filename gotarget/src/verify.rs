@@ -263,38 +263,50 @@ fn first_load_r11(file: &object::File, addr: u64) -> Option<u64> {
         .then(|| ins.memory_displacement64())
 }
 
-/// Functions `(entry, size, name)` from Go's `.gopclntab` (the layout of
-/// go1.18 and later, `runtime/symtab.go`'s pcHeader): `nfunc` entries of
-/// `(entryoff u32, funcoff u32)` at `pclnOffset`, each `_func` starting with
-/// `entryOff u32, nameOff i32` into `funcnametab`.
+/// Functions `(entry, size, name)` from Go's `.gopclntab` (see
+/// [`pclntab_functions`]).
 fn go_functions(file: &object::File) -> Option<Vec<(u64, u64, String)>> {
     let tab = file.section_by_name(".gopclntab")?.data().ok()?;
-    let u32_at = |o: usize| tab.get(o..o + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
-    let u64_at = |o: usize| tab.get(o..o + 8).map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])));
+    pclntab_functions(tab, file.section_by_name(".text")?.address())
+}
+
+/// Functions `(entry, size, name)` of a Go function table (`.gopclntab`, the
+/// layout of go1.18 and later, `runtime/symtab.go`'s pcHeader): `nfunc`
+/// entries of `(entryoff u32, funcoff u32)` at `pclnOffset`, each `_func`
+/// starting with `entryOff u32, nameOff i32` into `funcnametab`. `text` is
+/// the address of `.text`, used when the table's `textStart` is 0 (a PIE,
+/// where it is relocated at run time). `None` when the bytes are not such a
+/// table; never panics on malformed input.
+pub fn pclntab_functions(tab: &[u8], text: u64) -> Option<Vec<(u64, u64, String)>> {
+    let u32_at = |o: usize| tab.get(o..o.checked_add(4)?).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+    let u64_at = |o: usize| tab.get(o..o.checked_add(8)?).map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])));
     let magic = u32_at(0)?;
     if !(magic == 0xffff_fff0 || magic == 0xffff_fff1) || tab.get(7) != Some(&8) {
         return None;
     }
-    let nfunc = u64_at(8)? as usize;
-    // textStart is relocated at run time in a PIE (0 in the file): the
-    // module's text then starts at .text.
+    let nfunc = usize::try_from(u64_at(8)?).ok()?;
     let text_start = match u64_at(24)? {
-        0 => file.section_by_name(".text")?.address(),
+        0 => text,
         t => t,
     };
-    let funcname = u64_at(32)? as usize;
-    let pcln = u64_at(64)? as usize;
+    let funcname = usize::try_from(u64_at(32)?).ok()?;
+    let pcln = usize::try_from(u64_at(64)?).ok()?;
+    // Each entry is 8 bytes: a count the table cannot hold is malformed.
+    if nfunc > tab.len() / 8 {
+        return None;
+    }
     let mut out = Vec::with_capacity(nfunc);
     for i in 0..nfunc {
-        let entry = u32_at(pcln + 8 * i)?;
-        let funcoff = u32_at(pcln + 8 * i + 4)? as usize;
-        let next = u32_at(pcln + 8 * (i + 1))?;
-        let name_off = u32_at(pcln + funcoff + 4)? as i32;
+        let at = pcln.checked_add(8 * i)?;
+        let entry = u32_at(at)?;
+        let funcoff = u32_at(at + 4)? as usize;
+        let next = u32_at(at + 8)?;
+        let name_off = u32_at(pcln.checked_add(funcoff)?.checked_add(4)?)? as i32;
         let start = funcname.checked_add(usize::try_from(name_off).ok()?)?;
         let bytes = tab.get(start..)?;
         let name = String::from_utf8_lossy(&bytes[..bytes.iter().position(|&b| b == 0)?]);
         let name = name.strip_suffix(".abi0").unwrap_or(&name).to_owned();
-        out.push((text_start + u64::from(entry), u64::from(next.saturating_sub(entry)), name));
+        out.push((text_start.checked_add(u64::from(entry))?, u64::from(next.saturating_sub(entry)), name));
     }
     Some(out)
 }

@@ -98,6 +98,7 @@ pub const LEA_DOWN: [u8; 5] = [0x48, 0x8d, 0x64, 0x24, 0x80];
 /// `lea 0x80(%rsp),%rsp` (disp32: +128 does not fit a disp8)
 pub const LEA_UP: [u8; 8] = [0x48, 0x8d, 0xa4, 0x24, 0x80, 0x00, 0x00, 0x00];
 const CALL_RIP: [u8; 2] = [0xff, 0x15];
+const JMP_RIP: [u8; 2] = [0xff, 0x25];
 const JMP_REL32: u8 = 0xe9;
 const INT3: u8 = 0xcc;
 /// Each trampoline starts on this boundary.
@@ -111,8 +112,16 @@ pub enum Kind {
     /// Skip the 128-byte red zone around the call.
     Normal,
     /// No `rsp` adjustment (clone, clone3, vfork): the child of a clone
-    /// resumes on another stack, a vfork child shares this one.
+    /// resumes on another stack, a vfork child shares this one. Also every
+    /// site of a Go image: Go's ABI has no red zone, and the 8 bytes of the
+    /// return address are what `shunt go build`'s `CALL shunt_syscall` uses.
     NoRedZone,
+    /// `exit` of a thread whose stack may be gone (Go's `exitThread`, musl's
+    /// `__unmapself`): `pre`, then `jmp` to the gate, pushing nothing. The
+    /// gate's `exit` route is register-only and never returns (the policy
+    /// cannot restrict `exit`, so its route never needs a return address).
+    /// A tail site has no `post`: nothing after the `syscall` runs.
+    Tail,
 }
 
 impl Kind {
@@ -120,12 +129,14 @@ impl Kind {
         match self {
             Kind::Normal => "normal",
             Kind::NoRedZone => "no_red_zone",
+            Kind::Tail => "tail",
         }
     }
     pub fn parse(s: &str) -> Option<Kind> {
         match s {
             "normal" => Some(Kind::Normal),
             "no_red_zone" => Some(Kind::NoRedZone),
+            "tail" => Some(Kind::Tail),
             _ => None,
         }
     }
@@ -203,6 +214,9 @@ impl Site {
         {
             return Err(format!("site {:#x}: orig is not pre ++ syscall ++ post", self.at));
         }
+        if self.kind == Kind::Tail && !self.post.is_empty() {
+            return Err(format!("site {:#x}: a tail site never returns, so it displaces nothing after the syscall", self.at));
+        }
         Ok(())
     }
 
@@ -211,6 +225,8 @@ impl Site {
         let lea = match self.kind {
             Kind::Normal => LEA_DOWN.len() + LEA_UP.len(),
             Kind::NoRedZone => 0,
+            // pre; jmp *slot(%rip)
+            Kind::Tail => return self.pre.len() + 6,
         };
         self.pre.len() + lea + 6 + self.post.len() + 5
     }
@@ -234,6 +250,12 @@ impl Site {
             n
         };
         put(&self.pre);
+        if self.kind == Kind::Tail {
+            let next = put(&JMP_RIP) as u64 + 4;
+            let end = put(&rel32(here + next, slot)?.to_le_bytes());
+            debug_assert_eq!(end, self.trampoline_len());
+            return Some(());
+        }
         if self.kind == Kind::Normal {
             put(&LEA_DOWN);
         }
@@ -455,7 +477,7 @@ impl Plan {
             let rest = line.get(word.len() + 1..).unwrap_or("");
             match word {
                 "build-id" => {
-                    if unhex(rest).is_none_or(|b| b.is_empty()) {
+                    if !is_key(rest) {
                         return Err(err(format!("bad build-id `{rest}`")));
                     }
                     plan.build_id = rest.to_ascii_lowercase();
@@ -542,7 +564,19 @@ pub fn plan_dirs(lib_dir: Option<&Path>) -> Vec<PathBuf> {
     dirs
 }
 
-/// The file name of the plan for a build-id.
+/// Whether `s` can key a plan: a GNU build-id (hex), or a content key
+/// `sha256-<hex>` for an object without one (see `CONTENT_KEY_PREFIX`).
+pub fn is_key(s: &str) -> bool {
+    let hex = s.strip_prefix(CONTENT_KEY_PREFIX).unwrap_or(s);
+    unhex(hex).is_some_and(|b| !b.is_empty())
+}
+
+/// Prefix of a content key: the SHA-256 of the whole file, for objects
+/// without a GNU build-id (the applier still checks every original byte, so
+/// the key only has to find the plan).
+pub const CONTENT_KEY_PREFIX: &str = "sha256-";
+
+/// The file name of the plan for a build-id (or content key).
 pub fn plan_file_name(build_id: &str) -> String {
     format!("{build_id}.plan")
 }
@@ -985,5 +1019,34 @@ mod tests {
         assert_eq!(i32::from_le_bytes(j[1..5].try_into().unwrap()) as i64, 0x10_0000 - 0x1005);
         assert_eq!(&j[5..], &[0xcc, 0xcc]);
         assert!(s.jump(0x1000, 0x1_0000_0000).is_none());
+    }
+
+    #[test]
+    fn tail_trampoline_pushes_nothing() {
+        let mut s = site();
+        s.kind = Kind::Tail;
+        s.nr = Some(60);
+        s.check().unwrap();
+        let t = s.trampoline(0x10_0000, 0x10_0000 - 16, 0x1007).unwrap();
+        assert_eq!(t.len(), 5 + 6);
+        assert_eq!(&t[..5], &s.pre[..]);
+        // jmp *slot(%rip): next = here + 11
+        assert_eq!(&t[5..7], &[0xff, 0x25]);
+        assert_eq!(i32::from_le_bytes(t[7..11].try_into().unwrap()), -27);
+        // A tail site has nothing after the syscall.
+        s.post = Code::new(&[0x90]).unwrap();
+        s.orig = Code::new(&[0xb8, 0x27, 0, 0, 0, 0x0f, 0x05, 0x90]).unwrap();
+        s.len = 8;
+        assert!(s.check().unwrap_err().contains("tail"));
+    }
+
+    #[test]
+    fn content_keys_are_keys() {
+        assert!(is_key("93ac61ec5a8eb1396f9fbd350e3169a558528a40"));
+        assert!(is_key(&format!("{CONTENT_KEY_PREFIX}{}", "ab".repeat(32))));
+        assert!(!is_key("sha256-"));
+        assert!(!is_key("sha256-zz"));
+        let text = format!("{FORMAT}\nbuild-id {CONTENT_KEY_PREFIX}abcd\n");
+        assert_eq!(Plan::parse(&text).unwrap().build_id, "sha256-abcd");
     }
 }

@@ -1,0 +1,127 @@
+//! The interface between the manager and whatever runs an instance.
+//!
+//! A backend starts one instance from a [`LaunchSpec`] and reports what
+//! happens to it through the [`Sink`] it was given: output lines as they are
+//! written, and the exit. The manager never waits on a process itself; it
+//! reacts to these events. Backends: the shunt runtime (default), a plain
+//! process (`--native`), and — for the benchmark's stock path — a container
+//! (containerd/runc) can be added behind the same two traits.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+/// A host directory made visible inside the instance.
+#[derive(Debug, Clone)]
+pub struct Bind {
+    pub source: PathBuf,
+    /// Absolute path as the function sees it.
+    pub target: PathBuf,
+    pub read_only: bool,
+}
+
+/// Everything needed to start one instance.
+#[derive(Debug, Clone)]
+pub struct LaunchSpec {
+    /// Unique across the daemon's lifetime and restarts (`<fn>-<hex>`).
+    pub id: String,
+    /// `name.namespace`, for messages.
+    pub function: String,
+    pub program: PathBuf,
+    pub argv0: OsString,
+    pub args: Vec<OsString>,
+    /// The whole environment (nothing is inherited from the daemon).
+    pub env: Vec<(OsString, OsString)>,
+    pub cwd: PathBuf,
+    /// The image's unpacked root, when the instance runs inside it; `None`
+    /// runs on the host's root.
+    pub root: Option<PathBuf>,
+    pub binds: Vec<Bind>,
+    pub read_only_root: bool,
+    /// Bytes, from `limits.memory`.
+    pub memory_limit: Option<u64>,
+    /// The instance's scratch directory (its TMPDIR, its copy of secrets);
+    /// removed by the manager after the instance has exited.
+    pub scratch: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+impl Stream {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        }
+    }
+}
+
+/// How an instance ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exit {
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+    /// One line for logs and `describe` (e.g. "killed by SIGKILL",
+    /// "the policy killed it: ptrace").
+    pub reason: String,
+    /// The instance's final syscall counts (runtime instances).
+    pub calls: Option<Calls>,
+}
+
+impl Exit {
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Event {
+    Output { stream: Stream, time: SystemTime, line: Vec<u8> },
+    Exited(Exit),
+}
+
+/// Where a backend reports one instance's events. Called from any thread;
+/// must not block.
+pub type Sink = Arc<dyn Fn(Event) + Send + Sync>;
+
+/// Per-class syscall counts of an instance (the runtime's stats).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Calls {
+    pub redirected: u64,
+    pub emulated: u64,
+    pub passthrough: u64,
+    pub trapped: u64,
+    pub denied: u64,
+}
+
+impl Calls {
+    pub fn add(&mut self, o: &Calls) {
+        self.redirected += o.redirected;
+        self.emulated += o.emulated;
+        self.passthrough += o.passthrough;
+        self.trapped += o.trapped;
+        self.denied += o.denied;
+    }
+}
+
+/// A started instance.
+pub trait Instance: Send + Sync {
+    fn pid(&self) -> i32;
+    /// Asks the instance to stop (SIGTERM to it, and only to it).
+    fn terminate(&self);
+    /// Ends the instance at once (every process of it, and nothing else).
+    fn kill(&self);
+    /// Its syscall counts so far (`None` for instances without the runtime).
+    fn calls(&self) -> Option<Calls>;
+}
+
+pub trait Backend: Send + Sync {
+    /// "shunt", "native", …: shown in `describe` and metrics.
+    fn kind(&self) -> &'static str;
+    fn launch(&self, spec: LaunchSpec, sink: Sink) -> anyhow::Result<Arc<dyn Instance>>;
+}

@@ -102,6 +102,7 @@ pub async fn open(config: Config, backend: Arc<dyn Backend>, images: Arc<dyn Ima
     let creds = credentials(state)?;
     let queue = asyncq::Queue::load(db.queued()?);
     let (stopping, _) = tokio::sync::watch::channel(false);
+    let dialers: crate::proxy::Dialers = Default::default();
     let sh = Arc::new(Shared {
         credentials: if config.auth { Some(creds) } else { None },
         db,
@@ -111,7 +112,8 @@ pub async fn open(config: Config, backend: Arc<dyn Backend>, images: Arc<dyn Ima
         metrics: Metrics::new(),
         backend,
         images,
-        client: crate::proxy::client(),
+        client: crate::proxy::client(dialers.clone()),
+        dialers,
         ports: Ports::default(),
         run_dir,
         stopping,
@@ -182,6 +184,7 @@ pub async fn serve(sh: Arc<Shared>, listener: TcpListener, on_ready: impl FnOnce
         eprintln!("shunt daemon: async calls still running after {}s; they run again at the next start", limit.as_secs());
     }
     stop_all(&sh).await;
+    sh.db.close();
     Ok(())
 }
 

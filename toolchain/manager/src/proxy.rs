@@ -10,16 +10,18 @@
 //! waiting out a crash), so that no request hangs on a broken function.
 //!
 //! The gateway's own time for each request — request received → response
-//! headers ready — is returned in `X-Shunt-Gateway-Seconds`; the
+//! headers ready — is returned in `X-Shunt-Gateway-Us` (microseconds); the
 //! `gateway_functions_seconds` histogram measures up to the end of the
 //! response body. Together with `X-Call-Id` and `X-Start-Time` (as the
 //! OpenFaaS gateway sets them) and `X-Shunt-Instance` (which replica
 //! answered).
 
+use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -29,25 +31,74 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode};
 use http_body::{Frame, SizeHint};
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+use crate::instances::backend::Dialer;
 
 use crate::instances::Command;
 use crate::shared::Shared;
 use crate::table::{Function, InFlight};
 
-pub type Client = hyper_util::client::legacy::Client<HttpConnector, Body>;
+pub type Client = hyper_util::client::legacy::Client<Connector, Body>;
 
-pub const GATEWAY_SECONDS: &str = "x-shunt-gateway-seconds";
+/// The gateway's time for a request, microseconds (request head parsed →
+/// response head ready), on every `/function/*` answer.
+pub const GATEWAY_US: &str = "x-shunt-gateway-us";
+/// The instance that answered.
 pub const INSTANCE: &str = "x-shunt-instance";
 
-pub fn client() -> Client {
+/// Instances reached through a dialer, by the authority their replica's
+/// URIs carry (`<instance>.shunt.internal:80`).
+pub type Dialers = Arc<RwLock<HashMap<String, Dialer>>>;
+
+/// Connects to loopback addresses directly and to dialer endpoints through
+/// their dialer; the client pools both the same way (keep-alive per
+/// authority).
+#[derive(Clone)]
+pub struct Connector {
+    http: HttpConnector,
+    dialers: Dialers,
+}
+
+type ConnectFuture = Pin<Box<dyn Future<Output = Result<TokioIo<tokio::net::TcpStream>, BoxError>> + Send>>;
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl tower_service::Service<http::Uri> for Connector {
+    type Response = TokioIo<tokio::net::TcpStream>;
+    type Error = BoxError;
+    type Future = ConnectFuture;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        tower_service::Service::<http::Uri>::poll_ready(&mut self.http, cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, uri: http::Uri) -> ConnectFuture {
+        let dialer = uri
+            .authority()
+            .and_then(|a| self.dialers.read().unwrap_or_else(|p| p.into_inner()).get(a.as_str()).cloned());
+        match dialer {
+            Some(dial) => Box::pin(async move {
+                let stream = tokio::task::spawn_blocking(move || dial()).await??;
+                stream.set_nonblocking(true)?;
+                stream.set_nodelay(true)?;
+                Ok(TokioIo::new(tokio::net::TcpStream::from_std(stream)?))
+            }),
+            None => {
+                let fut = self.http.call(uri);
+                Box::pin(async move { fut.await.map_err(Into::into) })
+            }
+        }
+    }
+}
+
+pub fn client(dialers: Dialers) -> Client {
     let mut http = HttpConnector::new();
     http.set_nodelay(true);
     http.set_connect_timeout(Some(Duration::from_secs(5)));
     hyper_util::client::legacy::Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(90))
         .pool_max_idle_per_host(1024)
-        .build(http)
+        .build(Connector { http, dialers })
 }
 
 /// The innermost error message (hyper wraps its errors several deep).
@@ -135,9 +186,7 @@ fn stamp(resp: &mut Response<Body>, call: &Call) {
     if let Ok(v) = HeaderValue::from_str(&call.start_time) {
         h.insert("x-start-time", v);
     }
-    if let Ok(v) = HeaderValue::from_str(&format!("{:.9}", call.received.elapsed().as_secs_f64())) {
-        h.insert(GATEWAY_SECONDS, v);
-    }
+    h.insert(GATEWAY_US, HeaderValue::from(call.received.elapsed().as_micros() as u64));
 }
 
 /// Counts an answer that did not come from a replica.

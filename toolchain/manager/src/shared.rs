@@ -103,6 +103,8 @@ pub struct Shared {
     pub backend: Arc<dyn Backend>,
     pub images: Arc<dyn Images>,
     pub client: Client,
+    /// Endpoints reached through a dialer (see `proxy::Connector`).
+    pub dialers: crate::proxy::Dialers,
     pub ports: Ports,
     /// `<state>/run`: per-instance scratch directories.
     pub run_dir: PathBuf,

@@ -18,7 +18,6 @@
 //!   flight.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
@@ -38,8 +37,7 @@ pub const GONE: u8 = 3;
 /// One running instance as the gateway sees it.
 pub struct Replica {
     pub instance: String,
-    pub addr: SocketAddr,
-    /// `127.0.0.1:<port>`, ready to put in a URI.
+    /// `127.0.0.1:<port>`, or a dialer's name; ready to put in a URI.
     pub authority: http::uri::Authority,
     outstanding: AtomicUsize,
     state: AtomicU8,
@@ -47,9 +45,8 @@ pub struct Replica {
 }
 
 impl Replica {
-    pub fn new(instance: String, addr: SocketAddr) -> Replica {
-        let authority = addr.to_string().parse().expect("a socket address is a valid authority");
-        Replica { instance, addr, authority, outstanding: AtomicUsize::new(0), state: AtomicU8::new(STARTING), idle: Notify::new() }
+    pub fn new(instance: String, authority: http::uri::Authority) -> Replica {
+        Replica { instance, authority, outstanding: AtomicUsize::new(0), state: AtomicU8::new(STARTING), idle: Notify::new() }
     }
 
     pub fn state(&self) -> u8 {
@@ -299,7 +296,7 @@ mod tests {
     use super::*;
 
     fn replica(port: u16) -> Arc<Replica> {
-        let r = Arc::new(Replica::new(format!("i{port}"), SocketAddr::from(([127, 0, 0, 1], port))));
+        let r = Arc::new(Replica::new(format!("i{port}"), format!("127.0.0.1:{port}").parse().unwrap()));
         r.set_state(READY);
         r
     }
@@ -323,13 +320,13 @@ mod tests {
         let g1 = f.pick().unwrap();
         let g2 = f.pick().unwrap();
         let g3 = f.pick().unwrap();
-        let mut ports: Vec<u16> = [&g1, &g2, &g3].iter().map(|g| g.replica.addr.port()).collect();
+        let mut ports: Vec<u16> = [&g1, &g2, &g3].iter().map(|g| g.replica.authority.port_u16().unwrap()).collect();
         ports.sort();
         assert_eq!(ports, [1, 2, 3], "one each before any gets a second");
         drop(g2);
-        let freed = [&g1, &g3].iter().map(|g| g.replica.addr.port()).collect::<Vec<_>>();
+        let freed = [&g1, &g3].iter().map(|g| g.replica.authority.port_u16().unwrap()).collect::<Vec<_>>();
         let g4 = f.pick().unwrap();
-        assert!(!freed.contains(&g4.replica.addr.port()), "the idle one is picked");
+        assert!(!freed.contains(&g4.replica.authority.port_u16().unwrap()), "the idle one is picked");
         drop((g1, g3, g4));
         assert_eq!(a.outstanding() + b.outstanding() + c.outstanding(), 0);
     }

@@ -6,6 +6,13 @@
 //! reacts to these events. Backends: the shunt runtime (default), a plain
 //! process (`--native`), and — for the benchmark's stock path — a container
 //! (containerd/runc) can be added behind the same two traits.
+//!
+//! `launch` may block (a container start takes a while): the manager calls
+//! it on a blocking thread, never on the request path. An instance is
+//! reached at its [`Endpoint`]: a loopback address (the port the manager
+//! chose and passed as the of-watchdog `port`), or a dialer for instances
+//! in a network namespace of their own; either way the gateway keeps a pool
+//! of keep-alive connections to it.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -44,6 +51,19 @@ pub struct LaunchSpec {
     /// The instance's scratch directory (its TMPDIR, its copy of secrets);
     /// removed by the manager after the instance has exited.
     pub scratch: PathBuf,
+    /// The loopback port the function is told to listen on (`port` in
+    /// `env`); a backend with its own network namespace may ignore it.
+    pub port: u16,
+}
+
+/// Opens a connection to an instance that is not on the host's loopback.
+pub type Dialer = Arc<dyn Fn() -> std::io::Result<std::net::TcpStream> + Send + Sync>;
+
+/// Where the gateway reaches an instance.
+#[derive(Clone)]
+pub enum Endpoint {
+    Tcp(std::net::SocketAddr),
+    Dial(Dialer),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,9 +132,11 @@ impl Calls {
 /// A started instance.
 pub trait Instance: Send + Sync {
     fn pid(&self) -> i32;
+    fn endpoint(&self) -> Endpoint;
     /// Asks the instance to stop (SIGTERM to it, and only to it).
     fn terminate(&self);
     /// Ends the instance at once (every process of it, and nothing else).
+    /// Harmless once it has exited.
     fn kill(&self);
     /// Its syscall counts so far (`None` for instances without the runtime).
     fn calls(&self) -> Option<Calls>;

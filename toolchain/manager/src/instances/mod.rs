@@ -21,14 +21,13 @@ pub mod health;
 pub mod plan;
 
 use std::ffi::OsString;
-use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
-use self::backend::{Bind, Calls, Event, Exit, Instance, LaunchSpec};
+use self::backend::{Bind, Calls, Endpoint, Event, Exit, Instance, LaunchSpec};
 use self::plan::{Plan, SECRETS_MOUNT};
 use crate::names::Key;
 use crate::shared::Shared;
@@ -50,7 +49,15 @@ pub enum Command {
     Ready { instance: String, after: Duration },
     NotReady { instance: String, reason: String },
     RestartDue { slot: u64 },
+    /// The backend's launch finished (on a blocking thread).
+    Launched { slot: u64, prepared: Prepared, result: Result<Arc<dyn Instance>, String>, started: Instant },
     Tick,
+}
+
+/// A start made ready by the controller, launched on a blocking thread.
+pub struct Prepared {
+    instance: String,
+    spec: LaunchSpec,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +85,8 @@ struct Slot {
     /// Failures in a row (for the backoff); reset once a run stays up.
     failures: u32,
     run: Option<Run>,
+    /// The instance being launched, until `Launched` comes back.
+    launching: Option<String>,
 }
 
 /// Keeps a run's replica marked gone when the run is dropped, so that a
@@ -213,6 +222,7 @@ impl Controller {
                     }
                 }
             }
+            Command::Launched { slot, prepared, result, started } => self.on_launched(slot, prepared, result, started),
             Command::Tick => self.tick(),
         }
     }
@@ -231,7 +241,7 @@ impl Controller {
             for _ in current.len()..want {
                 let id = self.next_slot;
                 self.next_slot += 1;
-                self.slots.push(Slot { id, generation: gen, phase: Phase::Starting, failures: 0, run: None });
+                self.slots.push(Slot { id, generation: gen, phase: Phase::Starting, failures: 0, run: None, launching: None });
                 let i = self.slots.len() - 1;
                 self.launch(i);
             }
@@ -288,38 +298,117 @@ impl Controller {
         }
     }
 
+    /// Starts the slot's instance: the quick parts here, the backend's
+    /// launch on a blocking thread; [`Command::Launched`] comes back.
     fn launch(&mut self, i: usize) {
         let plan = self.plan.clone();
-        let result = self.start_instance(&plan);
-        let slot = &mut self.slots[i];
-        slot.generation = plan.generation;
-        match result {
-            Ok(run) => {
-                slot.phase = Phase::Starting;
-                self.f.live.lock().unwrap_or_else(|p| p.into_inner()).insert(run.instance.clone(), run.handle.clone());
-                let probe_replica = run.replica.clone();
-                let instance = run.instance.clone();
-                slot.run = Some(run);
-                let tx = self.tx.clone();
-                let shared = self.shared.clone();
-                tokio::spawn(async move {
-                    let msg = match health::until_ready(&shared.client, &probe_replica, shared.config.ready_timeout).await {
-                        health::Probe::Ready(after) => Command::Ready { instance, after },
-                        health::Probe::Gone => return,
-                        health::Probe::TimedOut(reason) => Command::NotReady { instance, reason },
-                    };
-                    let _ = tx.send(msg);
-                });
-            }
+        let slot_id = self.slots[i].id;
+        self.slots[i].generation = plan.generation;
+        self.slots[i].phase = Phase::Starting;
+        let prepared = match self.prepare(&plan) {
+            Ok(p) => p,
             Err(e) => {
                 let reason = format!("cannot start an instance: {e:#}");
                 self.log_manager_line("", &reason);
                 self.f.update_status(|s| s.last_error = Some(reason));
-                let slot = &mut self.slots[i];
-                slot.run = None;
                 self.fail(i);
+                return;
             }
+        };
+        self.slots[i].launching = Some(prepared.instance.clone());
+        let sink = self.sink(&prepared.instance);
+        let backend = self.shared.backend.clone();
+        let tx = self.tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
+            let result = backend.launch(prepared.spec.clone(), sink).map_err(|e| format!("{e:#}"));
+            let _ = tx.send(Command::Launched { slot: slot_id, prepared, result, started });
+        });
+    }
+
+    fn on_launched(&mut self, slot_id: u64, prepared: Prepared, result: Result<Arc<dyn Instance>, String>, started: Instant) {
+        let Prepared { instance, spec } = prepared;
+        let i = self.slots.iter().position(|s| s.id == slot_id && s.launching.as_deref() == Some(instance.as_str()));
+        let handle = match result {
+            Ok(h) => h,
+            Err(e) => {
+                self.shared.ports.give_back(spec.port);
+                let _ = std::fs::remove_dir_all(&spec.scratch);
+                let reason = format!("cannot start an instance: {e}");
+                self.log_manager_line("", &reason);
+                self.f.update_status(|s| s.last_error = Some(reason));
+                if let Some(i) = i {
+                    self.slots[i].launching = None;
+                    if self.slots[i].phase == Phase::Stopping {
+                        self.slots.remove(i);
+                    } else {
+                        self.fail(i);
+                    }
+                }
+                return;
+            }
+        };
+        let authority = match handle.endpoint() {
+            Endpoint::Tcp(addr) => addr.to_string(),
+            Endpoint::Dial(d) => {
+                let name = format!("{instance}.shunt.internal:80");
+                self.shared.dialers.write().unwrap_or_else(|p| p.into_inner()).insert(name.clone(), d);
+                name
+            }
+        };
+        let authority = match authority.parse::<http::uri::Authority>() {
+            Ok(a) => a,
+            Err(e) => {
+                handle.kill();
+                self.log_manager_line(&instance, &format!("instance {instance}: unusable endpoint {authority}: {e}"));
+                return;
+            }
+        };
+        let replica = Arc::new(Replica::new(instance.clone(), authority));
+        let record = InstanceRecord { function: self.plan.key.db_key(), pid: handle.pid(), start_ticks: start_ticks(handle.pid()) };
+        let shared = self.shared.clone();
+        let id = instance.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = shared.db.put_instance(&id, &record) {
+                eprintln!("shunt daemon: {e:#}");
+            }
+        });
+        self.log_manager_line(
+            &instance,
+            &format!("started instance {instance} (pid {}, port {}, {})", handle.pid(), spec.port, self.shared.backend.kind()),
+        );
+        self.f.live.lock().unwrap_or_else(|p| p.into_inner()).insert(instance.clone(), handle.clone());
+        let run = Run { instance: instance.clone(), handle, replica: replica.clone(), port: spec.port, scratch: spec.scratch.clone(), started };
+        let i = match i {
+            Some(i) => i,
+            None => {
+                // Its slot went away while it started: keep it as a
+                // stopping slot of its own until it has exited.
+                let id = self.next_slot;
+                self.next_slot += 1;
+                self.slots.push(Slot { id, generation: 0, phase: Phase::Starting, failures: 0, run: None, launching: None });
+                self.slots.len() - 1
+            }
+        };
+        let stop = self.slots[i].phase == Phase::Stopping || self.slots[i].generation == 0;
+        self.slots[i].launching = None;
+        self.slots[i].run = Some(run);
+        if stop {
+            let id = self.slots[i].id;
+            self.slots[i].phase = Phase::Starting;
+            self.stop_slot(id);
+            return;
         }
+        let tx = self.tx.clone();
+        let shared = self.shared.clone();
+        tokio::spawn(async move {
+            let msg = match health::until_ready(&shared.client, &replica, shared.config.ready_timeout).await {
+                health::Probe::Ready(_) => Command::Ready { instance, after: started.elapsed() },
+                health::Probe::Gone => return,
+                health::Probe::TimedOut(reason) => Command::NotReady { instance, reason },
+            };
+            let _ = tx.send(msg);
+        });
     }
 
     /// A slot whose run failed: wait out the backoff, then start again.
@@ -340,7 +429,9 @@ impl Controller {
         }
     }
 
-    fn start_instance(&self, plan: &Plan) -> anyhow::Result<Run> {
+    /// The parts of a start that cannot block: a port, the scratch
+    /// directory with the secrets, the environment.
+    fn prepare(&self, plan: &Plan) -> anyhow::Result<Prepared> {
         if let Some(e) = &plan.error {
             anyhow::bail!("{e}");
         }
@@ -352,10 +443,19 @@ impl Controller {
         let mut binds = Vec::new();
         let secrets_dir = scratch.join("secrets");
         if !plan.secrets.is_empty() {
-            shared.secrets.materialise(&plan.key.namespace, &plan.secrets, &secrets_dir)?;
+            if let Err(e) = shared.secrets.materialise(&plan.key.namespace, &plan.secrets, &secrets_dir) {
+                let _ = std::fs::remove_dir_all(&scratch);
+                return Err(e);
+            }
             binds.push(Bind { source: secrets_dir.clone(), target: PathBuf::from(SECRETS_MOUNT), read_only: true });
         }
-        let port = shared.ports.take()?;
+        let port = match shared.ports.take() {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&scratch);
+                return Err(e.into());
+            }
+        };
         let mut env: Vec<(OsString, OsString)> = Vec::new();
         let has = |k: &str| plan.env.iter().any(|(ek, _)| ek == k);
         if !has("PATH") {
@@ -387,28 +487,10 @@ impl Controller {
             binds,
             read_only_root: plan.read_only_root,
             memory_limit: plan.memory_limit,
-            scratch: scratch.clone(),
+            scratch,
+            port,
         };
-        let sink = self.sink(&instance);
-        let handle = match shared.backend.launch(spec, sink) {
-            Ok(h) => h,
-            Err(e) => {
-                shared.ports.give_back(port);
-                let _ = std::fs::remove_dir_all(&scratch);
-                return Err(e);
-            }
-        };
-        let record = InstanceRecord { function: plan.key.db_key(), pid: handle.pid(), start_ticks: start_ticks(handle.pid()) };
-        let shared2 = shared.clone();
-        let id2 = instance.clone();
-        tokio::task::spawn_blocking(move || {
-            if let Err(e) = shared2.db.put_instance(&id2, &record) {
-                eprintln!("shunt daemon: {e:#}");
-            }
-        });
-        let replica = Arc::new(Replica::new(instance.clone(), SocketAddr::from((Ipv4Addr::LOCALHOST, port))));
-        self.log_manager_line(&instance, &format!("started instance {instance} (pid {}, port {port}, {})", handle.pid(), shared.backend.kind()));
-        Ok(Run { instance, handle, replica, port, scratch, started: Instant::now() })
+        Ok(Prepared { instance, spec })
     }
 
     /// The event sink of one instance: output to the logs at once, the exit
@@ -455,6 +537,7 @@ impl Controller {
         let Some(i) = self.slots.iter().position(|s| s.run.as_ref().is_some_and(|r| r.instance == instance)) else { return };
         let run = self.slots[i].run.take().expect("found by its run");
         run.replica.set_state(GONE);
+        self.shared.dialers.write().unwrap_or_else(|p| p.into_inner()).remove(run.replica.authority.as_str());
         self.f.live.lock().unwrap_or_else(|p| p.into_inner()).remove(&run.instance);
         self.shared.ports.give_back(run.port);
         self.retire(&run, exit.calls);
@@ -502,8 +585,13 @@ impl Controller {
         let Some(i) = self.slots.iter().position(|s| s.id == id) else { return };
         let slot = &mut self.slots[i];
         let Some(run) = &slot.run else {
-            // Nothing running (waiting out a backoff): just forget it.
-            self.slots.remove(i);
+            if slot.launching.is_some() {
+                // Stopped once its launch comes back.
+                slot.phase = Phase::Stopping;
+            } else {
+                // Nothing running (waiting out a backoff): just forget it.
+                self.slots.remove(i);
+            }
             return;
         };
         slot.phase = Phase::Stopping;

@@ -68,7 +68,9 @@ pub struct InstanceRecord {
 }
 
 pub struct Db {
-    db: Database,
+    /// `None` once closed (the daemon has stopped; its lock on the file is
+    /// released so that another run may open it).
+    db: std::sync::RwLock<Option<Database>>,
 }
 
 fn bad(e: impl std::fmt::Display) -> anyhow::Error {
@@ -85,109 +87,140 @@ impl Db {
             w.open_table(INSTANCES).map_err(bad)?;
         }
         w.commit().map_err(bad)?;
-        Ok(Db { db })
+        Ok(Db { db: std::sync::RwLock::new(Some(db)) })
+    }
+
+    /// Releases the database file.
+    pub fn close(&self) {
+        self.db.write().unwrap_or_else(|p| p.into_inner()).take();
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&Database) -> Result<T>) -> Result<T> {
+        let g = self.db.read().unwrap_or_else(|p| p.into_inner());
+        match g.as_ref() {
+            Some(db) => f(db),
+            None => Err(anyhow::anyhow!("state database: closed (the daemon is stopping)")),
+        }
     }
 
     pub fn functions(&self) -> Result<Vec<(Key, StoredFunction)>> {
-        let r = self.db.begin_read().map_err(bad)?;
-        let t = r.open_table(FUNCTIONS).map_err(bad)?;
-        let mut out = Vec::new();
-        for item in t.iter().map_err(bad)? {
-            let (k, v) = item.map_err(bad)?;
-            let Some(key) = Key::from_db_key(k.value()) else { continue };
-            let f: StoredFunction = serde_json::from_slice(v.value()).map_err(bad)?;
-            out.push((key, f));
-        }
-        Ok(out)
+        self.with(|db| {
+            let r = db.begin_read().map_err(bad)?;
+            let t = r.open_table(FUNCTIONS).map_err(bad)?;
+            let mut out = Vec::new();
+            for item in t.iter().map_err(bad)? {
+                let (k, v) = item.map_err(bad)?;
+                let Some(key) = Key::from_db_key(k.value()) else { continue };
+                let f: StoredFunction = serde_json::from_slice(v.value()).map_err(bad)?;
+                out.push((key, f));
+            }
+            Ok(out)
+        })
     }
 
     pub fn put_function(&self, key: &Key, f: &StoredFunction) -> Result<()> {
-        let json = serde_json::to_vec(f)?;
-        let w = self.db.begin_write().map_err(bad)?;
-        w.open_table(FUNCTIONS).map_err(bad)?.insert(key.db_key().as_str(), json.as_slice()).map_err(bad)?;
-        w.commit().map_err(bad)
+        self.with(|db| {
+            let json = serde_json::to_vec(f)?;
+            let w = db.begin_write().map_err(bad)?;
+            w.open_table(FUNCTIONS).map_err(bad)?.insert(key.db_key().as_str(), json.as_slice()).map_err(bad)?;
+            w.commit().map_err(bad)
+        })
     }
 
     /// Removes a function and every queued call for it, in one transaction.
     pub fn remove_function(&self, key: &Key) -> Result<()> {
-        let w = self.db.begin_write().map_err(bad)?;
-        {
-            w.open_table(FUNCTIONS).map_err(bad)?.remove(key.db_key().as_str()).map_err(bad)?;
-            let mut q = w.open_table(ASYNC).map_err(bad)?;
-            let mut doomed = Vec::new();
-            for item in q.iter().map_err(bad)? {
-                let (seq, v) = item.map_err(bad)?;
-                if let Ok(c) = serde_json::from_slice::<QueuedCall>(v.value()) {
-                    if c.name == key.name && c.namespace == key.namespace {
-                        doomed.push(seq.value());
+        self.with(|db| {
+            let w = db.begin_write().map_err(bad)?;
+            {
+                w.open_table(FUNCTIONS).map_err(bad)?.remove(key.db_key().as_str()).map_err(bad)?;
+                let mut q = w.open_table(ASYNC).map_err(bad)?;
+                let mut doomed = Vec::new();
+                for item in q.iter().map_err(bad)? {
+                    let (seq, v) = item.map_err(bad)?;
+                    if let Ok(c) = serde_json::from_slice::<QueuedCall>(v.value()) {
+                        if c.name == key.name && c.namespace == key.namespace {
+                            doomed.push(seq.value());
+                        }
                     }
                 }
+                for seq in doomed {
+                    q.remove(seq).map_err(bad)?;
+                }
             }
-            for seq in doomed {
-                q.remove(seq).map_err(bad)?;
-            }
-        }
-        w.commit().map_err(bad)
+            w.commit().map_err(bad)
+        })
     }
 
     /// Appends a call; refuses when `limit` calls are waiting already.
     pub fn enqueue(&self, call: &QueuedCall, limit: usize) -> Result<Option<u64>> {
-        let json = serde_json::to_vec(call)?;
-        let w = self.db.begin_write().map_err(bad)?;
-        let seq = {
-            let mut q = w.open_table(ASYNC).map_err(bad)?;
-            if q.len().map_err(bad)? as usize >= limit {
-                return Ok(None);
-            }
-            let next = q.last().map_err(bad)?.map(|(k, _)| k.value() + 1).unwrap_or(1);
-            q.insert(next, json.as_slice()).map_err(bad)?;
-            next
-        };
-        w.commit().map_err(bad)?;
-        Ok(Some(seq))
+        self.with(|db| {
+            let json = serde_json::to_vec(call)?;
+            let w = db.begin_write().map_err(bad)?;
+            let seq = {
+                let mut q = w.open_table(ASYNC).map_err(bad)?;
+                if q.len().map_err(bad)? as usize >= limit {
+                    return Ok(None);
+                }
+                let next = q.last().map_err(bad)?.map(|(k, _)| k.value() + 1).unwrap_or(1);
+                q.insert(next, json.as_slice()).map_err(bad)?;
+                next
+            };
+            w.commit().map_err(bad)?;
+            Ok(Some(seq))
+        })
     }
 
     pub fn queued(&self) -> Result<Vec<(u64, QueuedCall)>> {
-        let r = self.db.begin_read().map_err(bad)?;
-        let t = r.open_table(ASYNC).map_err(bad)?;
-        let mut out = Vec::new();
-        for item in t.iter().map_err(bad)? {
-            let (k, v) = item.map_err(bad)?;
-            out.push((k.value(), serde_json::from_slice(v.value()).map_err(bad)?));
-        }
-        Ok(out)
+        self.with(|db| {
+            let r = db.begin_read().map_err(bad)?;
+            let t = r.open_table(ASYNC).map_err(bad)?;
+            let mut out = Vec::new();
+            for item in t.iter().map_err(bad)? {
+                let (k, v) = item.map_err(bad)?;
+                out.push((k.value(), serde_json::from_slice(v.value()).map_err(bad)?));
+            }
+            Ok(out)
+        })
     }
 
     pub fn dequeue(&self, seq: u64) -> Result<()> {
-        let w = self.db.begin_write().map_err(bad)?;
-        w.open_table(ASYNC).map_err(bad)?.remove(seq).map_err(bad)?;
-        w.commit().map_err(bad)
+        self.with(|db| {
+            let w = db.begin_write().map_err(bad)?;
+            w.open_table(ASYNC).map_err(bad)?.remove(seq).map_err(bad)?;
+            w.commit().map_err(bad)
+        })
     }
 
     pub fn put_instance(&self, id: &str, rec: &InstanceRecord) -> Result<()> {
-        let json = serde_json::to_vec(rec)?;
-        let w = self.db.begin_write().map_err(bad)?;
-        w.open_table(INSTANCES).map_err(bad)?.insert(id, json.as_slice()).map_err(bad)?;
-        w.commit().map_err(bad)
+        self.with(|db| {
+            let json = serde_json::to_vec(rec)?;
+            let w = db.begin_write().map_err(bad)?;
+            w.open_table(INSTANCES).map_err(bad)?.insert(id, json.as_slice()).map_err(bad)?;
+            w.commit().map_err(bad)
+        })
     }
 
     pub fn remove_instance(&self, id: &str) -> Result<()> {
-        let w = self.db.begin_write().map_err(bad)?;
-        w.open_table(INSTANCES).map_err(bad)?.remove(id).map_err(bad)?;
-        w.commit().map_err(bad)
+        self.with(|db| {
+            let w = db.begin_write().map_err(bad)?;
+            w.open_table(INSTANCES).map_err(bad)?.remove(id).map_err(bad)?;
+            w.commit().map_err(bad)
+        })
     }
 
     pub fn instances(&self) -> Result<Vec<(String, InstanceRecord)>> {
-        let r = self.db.begin_read().map_err(bad)?;
-        let t = r.open_table(INSTANCES).map_err(bad)?;
-        let mut out = Vec::new();
-        for item in t.iter().map_err(bad)? {
-            let (k, v) = item.map_err(bad)?;
-            if let Ok(rec) = serde_json::from_slice(v.value()) {
-                out.push((k.value().to_string(), rec));
+        self.with(|db| {
+            let r = db.begin_read().map_err(bad)?;
+            let t = r.open_table(INSTANCES).map_err(bad)?;
+            let mut out = Vec::new();
+            for item in t.iter().map_err(bad)? {
+                let (k, v) = item.map_err(bad)?;
+                if let Ok(rec) = serde_json::from_slice(v.value()) {
+                    out.push((k.value().to_string(), rec));
+                }
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 }
 

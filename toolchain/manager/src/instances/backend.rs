@@ -35,6 +35,9 @@ pub struct LaunchSpec {
     pub id: String,
     /// `name.namespace`, for messages.
     pub function: String,
+    /// The deployment's image reference (a container backend imports the
+    /// image itself rather than using `root`).
+    pub image: String,
     pub program: PathBuf,
     pub argv0: OsString,
     pub args: Vec<OsString>,
@@ -133,8 +136,9 @@ impl Calls {
 pub trait Instance: Send + Sync {
     fn pid(&self) -> i32;
     fn endpoint(&self) -> Endpoint;
-    /// Asks the instance to stop (SIGTERM to it, and only to it).
-    fn terminate(&self);
+    /// Asks the instance to stop (SIGTERM to it, and only to it); ends it
+    /// at once if it is still running after `grace`.
+    fn terminate(&self, grace: std::time::Duration);
     /// Ends the instance at once (every process of it, and nothing else).
     /// Harmless once it has exited.
     fn kill(&self);

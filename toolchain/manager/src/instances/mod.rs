@@ -20,6 +20,8 @@ pub mod backend;
 pub mod health;
 pub mod plan;
 
+
+
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -478,6 +480,7 @@ impl Controller {
         let spec = LaunchSpec {
             id: instance.clone(),
             function: plan.key.to_string(),
+            image: plan.image.clone(),
             program: plan.program.clone(),
             argv0: plan.argv0.clone(),
             args: plan.args.clone(),
@@ -601,11 +604,7 @@ impl Controller {
         let drain = self.plan.drain;
         tokio::spawn(async move {
             let _ = tokio::time::timeout(drain, replica.idle()).await;
-            handle.terminate();
-            tokio::time::sleep(drain).await;
-            if replica.state() != GONE {
-                handle.kill();
-            }
+            handle.terminate(drain);
         });
     }
 

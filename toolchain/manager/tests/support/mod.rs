@@ -106,12 +106,20 @@ impl Instance for ProcInstance {
     fn endpoint(&self) -> Endpoint {
         Endpoint::Tcp(SocketAddr::from(([127, 0, 0, 1], self.port)))
     }
-    fn terminate(&self) {
+    fn terminate(&self, grace: Duration) {
         if !self.exited.load(Ordering::SeqCst) {
             // SAFETY: kill has no memory preconditions; the process has not
             // been reaped (exited is false), so the pid is still ours.
             unsafe { libc::kill(self.pid, libc::SIGTERM) };
         }
+        let (pid, exited) = (self.pid, self.exited.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            if !exited.load(Ordering::SeqCst) {
+                // SAFETY: as above.
+                unsafe { libc::kill(-pid, libc::SIGKILL) };
+            }
+        });
     }
     fn kill(&self) {
         if !self.exited.load(Ordering::SeqCst) {

@@ -23,7 +23,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 
 use crate::bench_invoke::{build_aes, templates_dir};
-use crate::faas::{self, Bundle, Running};
+use crate::faas::{self, Bundle, Host, Running};
 use crate::httpclient::Conn;
 
 #[derive(Args)]
@@ -130,12 +130,12 @@ struct Server {
 }
 
 impl Server {
-    fn start(b: &Bundle) -> Result<Server> {
+    fn start(host: &Host, b: &Bundle) -> Result<Server> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let env = [("healthcheck_interval", "0".to_string()), ("exec_timeout", "30s".to_string())];
-        let mut running = faas::start(b, port, None, &env)?;
-        if let Err(e) = faas::wait_healthy(&mut running, Duration::from_secs(60)) {
-            let _ = faas::stop(&mut running, Duration::from_secs(5));
+        let running = host.start_function(b, port, &env)?;
+        if let Err(e) = faas::wait_healthy(&running, Duration::from_secs(60)) {
+            faas::stop(&running, Duration::from_secs(5));
             return Err(e);
         }
         let conn = Conn::connect("127.0.0.1", port)?;
@@ -157,15 +157,15 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = faas::stop(&mut self.running, Duration::from_secs(10));
+        faas::stop(&self.running, Duration::from_secs(10));
     }
 }
 
 /// The AES function built from the cpp-shunt template (g++ and shunt c++)
 /// and started, or why not.
-fn aes_servers(root: &Path, work: &Path) -> Result<(Server, Server)> {
+fn aes_servers(host: &Host, root: &Path, work: &Path) -> Result<(Server, Server)> {
     let (native, shunt) = build_aes(root, "cpp", work)?;
-    Ok((Server::start(&native)?, Server::start(&shunt)?))
+    Ok((Server::start(host, &native)?, Server::start(host, &shunt)?))
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -192,6 +192,7 @@ pub fn run(args: GlibcBenchArgs) -> Result<()> {
     c.args(["cc", "-O2", "-o"]).arg(dir.join("worker-shunt")).arg(dir.join("worker.c"));
     compile(c, "the shunt worker (shunt cc)")?;
 
+    let host = Host::start()?;
     let mut aes = None;
     if args.requests > 0 {
         // Templates not found by default, or a function that cannot be
@@ -200,7 +201,7 @@ pub fn run(args: GlibcBenchArgs) -> Result<()> {
             Some(root) => Ok(root),
             None => templates_dir(None),
         };
-        match root.and_then(|root| aes_servers(&root, dir)) {
+        match root.and_then(|root| aes_servers(&host, &root, dir)) {
             Ok(pair) => aes = Some(pair),
             Err(e) => eprintln!("shunt: skipping the AES function: {e:#}"),
         }

@@ -31,7 +31,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use serde_json::json;
 
-use crate::faas::{self, Bundle, Running};
+use crate::faas::{self, Bundle, Host, Running};
 use crate::httpclient::Conn;
 
 #[derive(Args)]
@@ -268,7 +268,7 @@ fn build_stock(tpl_root: &Path, lang: &str, handler: &Path, native: &Bundle, wor
 /// The upstream port of the stock configuration (golang-middleware's).
 const STOCK_UPSTREAM_PORT: u16 = 8082;
 
-fn start(config: &'static str, b: &Bundle, port: u16) -> Result<Service> {
+fn start(host: &Host, config: &'static str, b: &Bundle, port: u16) -> Result<Service> {
     // Generous timeouts (no request should hit them); no post-SIGTERM grace.
     let extra = [
         ("exec_timeout", "30s".to_string()),
@@ -276,9 +276,9 @@ fn start(config: &'static str, b: &Bundle, port: u16) -> Result<Service> {
         ("read_timeout", "30s".to_string()),
         ("healthcheck_interval", "0".to_string()),
     ];
-    let mut running = faas::start(b, port, None, &extra)?;
-    if let Err(e) = faas::wait_healthy(&mut running, Duration::from_secs(60)) {
-        let _ = faas::stop(&mut running, Duration::from_secs(5));
+    let running = host.start_function(b, port, &extra)?;
+    if let Err(e) = faas::wait_healthy(&running, Duration::from_secs(60)) {
+        faas::stop(&running, Duration::from_secs(5));
         return Err(e.context(format!("starting the {config} configuration")));
     }
     Ok(Service { config, url: format!("http://127.0.0.1:{port}/"), port, running })
@@ -372,6 +372,7 @@ pub fn run(a: InvokeArgs) -> Result<()> {
     let bodies = inputs(invocations, a.input_bytes);
     std::fs::write(&body_file, &bodies[0])?;
 
+    let host = Host::start()?;
     let mut fig5: BTreeMap<String, BTreeMap<&str, Vec<f64>>> = BTreeMap::new();
     let mut fig6: BTreeMap<String, BTreeMap<&str, Vec<serde_json::Value>>> = BTreeMap::new();
     for lang in &a.lang {
@@ -385,7 +386,7 @@ pub fn run(a: InvokeArgs) -> Result<()> {
         let base = 18080u16;
         let started = (|| -> Result<()> {
             for (i, (config, b)) in built.iter().enumerate() {
-                services.push(start(config, b, base + i as u16)?);
+                services.push(start(&host, config, b, base + i as u16)?);
             }
             Ok(())
         })();
@@ -427,8 +428,8 @@ pub fn run(a: InvokeArgs) -> Result<()> {
             }
             Ok(())
         });
-        let mut all: Vec<&mut Running> = services.iter_mut().map(|s| &mut s.running).collect();
-        let _ = faas::stop_all(&mut all, Duration::from_secs(60));
+        let all: Vec<&Running> = services.iter().map(|s| &s.running).collect();
+        faas::stop_all(&all, Duration::from_secs(60));
         if cpus.is_some() {
             unpin_this_thread(); // the next language builds on every CPU
         }

@@ -25,7 +25,6 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{bail, Context, Result};
 
-use crate::locate;
 
 /// Options whose value is the next argument.
 const TAKES_VALUE: &[&str] = &[
@@ -75,7 +74,7 @@ pub fn ldflags(dir: &Path) -> Vec<OsString> {
 }
 
 fn lib_dir() -> Result<std::path::PathBuf> {
-    let lib = locate::runtime_library()?;
+    let lib = shunt_supervisor::runtime_library()?;
     Ok(lib.parent().context("libshunt.so has no directory")?.to_path_buf())
 }
 

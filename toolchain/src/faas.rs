@@ -13,20 +13,22 @@
 //! ```
 //!
 //! `shunt faas up -f stack.yml` starts every function of the stack on its own
-//! port (under `shunt run`, or natively with `--native`), each with its own
-//! TMPDIR (the front's lock file is per function, as in a container), waits
-//! for `/_/health`, prints where each listens, and on Ctrl-C or SIGTERM
-//! stops them with SIGTERM so that each front drains its requests.
+//! port, each an instance of one supervisor (`shunt-supervisor`: on the
+//! runtime, or natively with `--native`), each with its own TMPDIR (the
+//! front's lock file is per function, as in a container), waits for
+//! `/_/health`, prints where each listens, and on Ctrl-C or SIGTERM stops
+//! them with SIGTERM so that each front drains its requests.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand};
 use serde::{Deserialize, Serialize};
+use shunt_runtime::policy::errno_name;
+use shunt_supervisor::{Event, EventKind, EventSender, Exit, Instance, LaunchSpec, Runtime, ShuntOptions, Stdio, Supervisor};
 
 #[derive(Subcommand)]
 pub enum FaasCommand {
@@ -385,47 +387,67 @@ pub fn build(a: &BuildArgs) -> Result<Vec<Bundle>> {
 
 // ------------------------------------------------------------------- up
 
-static STOP: AtomicI32 = AtomicI32::new(0);
+/// A supervisor for tools that start functions without watching their
+/// events (the benchmarks): the functions' output goes to the terminal.
+pub struct Host {
+    pub sup: Supervisor,
+    pub events: EventSender,
+    _unread: shunt_supervisor::Events,
+}
 
-extern "C" fn on_stop(sig: i32) {
-    STOP.store(sig, Ordering::Relaxed);
+impl Host {
+    pub fn start() -> Result<Host> {
+        let sup = Supervisor::start()?;
+        let (events, unread) = sup.events();
+        Ok(Host { sup, events, _unread: unread })
+    }
+
+    /// [`start`] on this host.
+    pub fn start_function(&self, b: &Bundle, port: u16, extra_env: &[(&str, String)]) -> Result<Running> {
+        start(&self.sup, &self.events, b, port, None, extra_env)
+    }
 }
 
 /// A started function.
 pub struct Running {
     pub bundle: Bundle,
     pub port: u16,
-    pub child: Child,
+    pub instance: Instance,
     pub stats: Option<PathBuf>,
 }
 
-/// Starts one bundle on `port`; its TMPDIR is private (the lock file).
-pub fn start(b: &Bundle, port: u16, stats: Option<PathBuf>, extra_env: &[(&str, String)]) -> Result<Running> {
+/// Starts one bundle on `port` as an instance of `sup` (on the runtime, or
+/// natively for a native build); its TMPDIR is private (the lock file).
+pub fn start(
+    sup: &Supervisor,
+    events: &EventSender,
+    b: &Bundle,
+    port: u16,
+    stats: Option<PathBuf>,
+    extra_env: &[(&str, String)],
+) -> Result<Running> {
     let tmp = b.dir.join("tmp");
     std::fs::create_dir_all(&tmp)?;
     let _ = std::fs::remove_file(tmp.join(".lock"));
-    let mut cmd = if b.variant == "native" {
-        Command::new(&b.binary)
+    let runtime = if b.variant == "native" {
+        Runtime::Native
     } else {
-        let mut c = Command::new(std::env::current_exe()?);
-        c.arg("run");
-        if let Some(s) = &stats {
-            c.arg("--stats").arg(s);
-        }
-        c.arg("--").arg(&b.binary);
-        c
+        Runtime::Shunt(ShuntOptions { stats_file: stats.clone(), ..Default::default() })
     };
-    cmd.current_dir(&b.dir).env("TMPDIR", &tmp).envs(&b.environment).env("port", port.to_string());
-    for (k, v) in extra_env {
-        cmd.env(k, v);
-    }
-    cmd.stdin(Stdio::null());
-    let child = cmd.spawn().with_context(|| format!("cannot start {}", b.name))?;
-    Ok(Running { bundle: b.clone(), port, child, stats })
+    let spec = LaunchSpec::new(&b.binary)
+        .current_dir(&b.dir)
+        .env("TMPDIR", &tmp)
+        .envs(&b.environment)
+        .env("port", port.to_string())
+        .envs(extra_env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::Null)
+        .runtime(runtime);
+    let instance = sup.spawn(spec, events).with_context(|| format!("cannot start {}", b.name))?;
+    Ok(Running { bundle: b.clone(), port, instance, stats })
 }
 
-/// Waits until `/_/health` answers 200 (or the process ends, or `limit`).
-pub fn wait_healthy(r: &mut Running, limit: Duration) -> Result<()> {
+/// Waits until `/_/health` answers 200 (or the function ends, or `limit`).
+pub fn wait_healthy(r: &Running, limit: Duration) -> Result<()> {
     let url = format!("http://127.0.0.1:{}/_/health", r.port);
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(Duration::from_secs(2)))
@@ -434,8 +456,8 @@ pub fn wait_healthy(r: &mut Running, limit: Duration) -> Result<()> {
         .into();
     let start = Instant::now();
     loop {
-        if let Some(st) = r.child.try_wait()? {
-            bail!("{} exited before it was healthy ({st})", r.bundle.name);
+        if let Some(exit) = r.instance.exit() {
+            bail!("{} exited before it was healthy ({})", r.bundle.name, exit.status);
         }
         if let Ok(resp) = agent.get(&url).call() {
             if resp.status() == 200 {
@@ -445,41 +467,46 @@ pub fn wait_healthy(r: &mut Running, limit: Duration) -> Result<()> {
         if start.elapsed() > limit {
             bail!("{} did not become healthy within {limit:?} ({url})", r.bundle.name);
         }
+        // A readiness probe (as an orchestrator's): the function gives no
+        // other sign that it listens.
         std::thread::sleep(Duration::from_millis(50));
     }
 }
 
-/// Sends SIGTERM and waits (SIGKILL after `limit`).
-pub fn stop(r: &mut Running, limit: Duration) -> Result<std::process::ExitStatus> {
-    let mut one = [r];
-    let mut st = stop_all(&mut one, limit)?;
-    Ok(st.remove(0))
+/// Stops one function (see [`stop_all`]).
+pub fn stop(r: &Running, limit: Duration) -> Exit {
+    stop_all(&[r], limit).remove(0)
 }
 
 /// SIGTERM to every function at once (each drains in parallel: a front
-/// waits out its healthcheck_interval before it stops accepting), then the
-/// exit statuses in order; a function still running after `limit` is killed.
-pub fn stop_all(rs: &mut [&mut Running], limit: Duration) -> Result<Vec<std::process::ExitStatus>> {
-    for r in rs.iter() {
-        unsafe { libc::kill(r.child.id() as i32, libc::SIGTERM) };
+/// waits out its healthcheck_interval before it stops accepting), then how
+/// each ended, in order; a function still running after `limit` is killed
+/// with everything it started.
+pub fn stop_all(rs: &[&Running], limit: Duration) -> Vec<Exit> {
+    for r in rs {
+        r.instance.terminate(limit);
     }
-    let start = Instant::now();
-    let mut out = Vec::with_capacity(rs.len());
-    for r in rs.iter_mut() {
-        loop {
-            if let Some(st) = r.child.try_wait()? {
-                out.push(st);
-                break;
-            }
-            if start.elapsed() > limit {
-                let _ = r.child.kill();
-                out.push(r.child.wait()?);
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+    rs.iter().map(|r| r.instance.wait()).collect()
+}
+
+/// Prints what the runtime reports about a function (its policy's denials
+/// and kills, runtime errors, warnings), as `shunt run` does for a program.
+fn report_event(running: &[Running], ev: &Event) {
+    let name = ev
+        .instance
+        .and_then(|id| running.iter().find(|r| r.instance.id() == id))
+        .map_or("?", |r| r.bundle.name.as_str());
+    match &ev.kind {
+        EventKind::Warning { message } => eprintln!("shunt faas: {name}: warning: {message}"),
+        EventKind::Denied { pid, syscall, errno } => {
+            eprintln!("shunt faas: {name}: policy denied {syscall} ({}) to pid {pid}", errno_name(*errno))
         }
+        EventKind::PolicyKill { pid, syscall } => eprintln!(
+            "shunt faas: {name}: policy killed the instance: pid {pid} called {syscall}, which the policy forbids"
+        ),
+        EventKind::RuntimeError { pid, message } => eprintln!("shunt faas: {name}: runtime error in pid {pid}: {message}"),
+        _ => {}
     }
-    Ok(out)
 }
 
 fn up(a: &UpArgs) -> Result<ExitCode> {
@@ -502,25 +529,26 @@ fn up(a: &UpArgs) -> Result<ExitCode> {
     if let Some(d) = &a.stats_dir {
         std::fs::create_dir_all(d)?;
     }
-    unsafe {
-        libc::signal(libc::SIGINT, on_stop as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGTERM, on_stop as *const () as libc::sighandler_t);
-    }
+    let sup = Supervisor::start()?;
+    let (tx, mut events) = sup.events();
+    sup.relay_signals(&[libc::SIGINT, libc::SIGTERM], &tx)?;
     let mut running: Vec<Running> = Vec::new();
     let result = (|| -> Result<()> {
         for (i, b) in bundles.iter().enumerate() {
             let port = b.environment.get("port").and_then(|p| p.parse().ok()).unwrap_or(a.base_port + i as u16);
             let stats = a.stats_dir.as_ref().map(|d| d.join(format!("{}.json", b.name)));
-            let mut r = start(b, port, stats, &[])?;
-            let healthy = wait_healthy(&mut r, Duration::from_secs(60));
+            let r = start(&sup, &tx, b, port, stats, &[])?;
+            let healthy = wait_healthy(&r, Duration::from_secs(60));
             running.push(r);
             healthy?;
         }
         Ok(())
     })();
     if let Err(e) = result {
-        for r in &mut running {
-            let _ = stop(r, Duration::from_secs(10));
+        let all: Vec<&Running> = running.iter().collect();
+        stop_all(&all, Duration::from_secs(10));
+        while let Some(ev) = events.try_recv() {
+            report_event(&running, &ev);
         }
         return Err(e);
     }
@@ -528,24 +556,35 @@ fn up(a: &UpArgs) -> Result<ExitCode> {
         println!("{:<20} {:<7} http://127.0.0.1:{}/", r.bundle.name, r.bundle.variant, r.port);
     }
     println!("shunt faas: {} function(s) up; Ctrl-C stops them", running.len());
-    while STOP.load(Ordering::Relaxed) == 0 {
-        for r in &mut running {
-            if let Some(st) = r.child.try_wait()? {
-                eprintln!("shunt faas: {} stopped on its own ({st}); stopping the others", r.bundle.name);
-                STOP.store(libc::SIGTERM, Ordering::Relaxed);
+    // Until Ctrl-C, SIGTERM, or a function ending on its own.
+    while let Some(ev) = events.blocking_recv() {
+        report_event(&running, &ev);
+        match &ev.kind {
+            EventKind::Signal { .. } => break,
+            EventKind::Exited(exit) => {
+                let name = running.iter().find(|r| Some(r.instance.id()) == ev.instance).map_or("?", |r| &r.bundle.name);
+                eprintln!("shunt faas: {name} stopped on its own ({}); stopping the others", exit.status);
+                break;
             }
+            _ => {}
         }
-        std::thread::sleep(Duration::from_millis(100));
     }
     eprintln!("shunt faas: stopping (SIGTERM: each front drains its requests)");
-    let mut all: Vec<&mut Running> = running.iter_mut().collect();
-    let statuses = stop_all(&mut all, Duration::from_secs(90))?;
+    let all: Vec<&Running> = running.iter().collect();
+    let exits = stop_all(&all, Duration::from_secs(90));
+    while let Some(ev) = events.try_recv() {
+        report_event(&running, &ev);
+    }
     let mut ok = true;
-    for (r, st) in running.iter().zip(statuses) {
-        ok &= st.success();
-        match &r.stats {
-            Some(s) => eprintln!("shunt faas: {} exited ({st}); stats in {}", r.bundle.name, s.display()),
-            None => eprintln!("shunt faas: {} exited ({st})", r.bundle.name),
+    for (r, exit) in running.iter().zip(exits) {
+        ok &= exit.success();
+        match (&r.stats, &exit.stats_error) {
+            (Some(s), None) => eprintln!("shunt faas: {} exited ({}); stats in {}", r.bundle.name, exit.status, s.display()),
+            (Some(_), Some(e)) => {
+                ok = false;
+                eprintln!("shunt faas: {} exited ({}); no stats: {e}", r.bundle.name, exit.status)
+            }
+            (None, _) => eprintln!("shunt faas: {} exited ({})", r.bundle.name, exit.status),
         }
     }
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })

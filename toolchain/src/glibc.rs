@@ -4,9 +4,9 @@
 //! A plan is computed once per glibc build and stored as `<build-id>.plan` in
 //! the first writable directory of `shunt_runtime::patch::plan_dirs`
 //! (`$SHUNT_PLANS`, `<dir of libshunt.so>/glibc-plans`, the user's cache),
-//! where `libshunt.so` finds it at start-up. `shunt cc`/`c++` call
-//! [`ensure_plans`] before linking; `shunt run` should too (see the issue
-//! report for the wiring).
+//! where `libshunt.so` finds it at start-up. `shunt run` (through
+//! the supervisor) makes sure current plans exist before it starts a
+//! dynamically linked program.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -15,7 +15,6 @@ use anyhow::Result;
 use clap::{Args, Subcommand};
 use shunt_glibc_patch as gp;
 
-use crate::locate;
 
 #[derive(Args)]
 pub struct GlibcArgs {
@@ -69,11 +68,5 @@ fn plan(a: PlanArgs) -> Result<()> {
 
 /// The directory of `libshunt.so`, if it can be found.
 pub fn lib_dir() -> Option<PathBuf> {
-    locate::runtime_library().ok().and_then(|l| l.parent().map(Path::to_path_buf))
-}
-
-/// Makes sure the machine's glibc has current plans (what `shunt run` calls
-/// before starting a program).
-pub fn ensure_plans() -> Result<Vec<PathBuf>> {
-    gp::ensure_plans(lib_dir().as_deref())
+    shunt_supervisor::runtime_library().ok().and_then(|l| l.parent().map(Path::to_path_buf))
 }

@@ -23,9 +23,7 @@ mod faas;
 mod glibc;
 mod go;
 mod httpclient;
-mod locate;
 mod plots;
-mod program;
 mod run;
 mod stats_cmd;
 
@@ -187,7 +185,7 @@ fn load(argv0: OsString, command: Vec<OsString>) -> anyhow::Result<ExitCode> {
 }
 
 fn policy(a: PolicyArgs) -> anyhow::Result<()> {
-    let compiled = run::load_policy(a.file.as_deref())?;
+    let compiled = shunt_supervisor::load_policy(a.file.as_deref())?;
     let what = a.file.as_ref().map(|f| f.display().to_string()).unwrap_or_else(|| "built-in profile".into());
     println!("# {what}: calls a run refuses (everything else is allowed)");
     print!("{}", compiled.describe());

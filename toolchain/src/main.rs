@@ -1,31 +1,20 @@
 //! `shunt`: the command-line tool that drives the shunt toolchain.
 //!
-//! - `shunt run`: run a program with the shunt runtime loaded into it.
-//! - `shunt bench`: measure the runtime's paths against native Linux.
-//! - `shunt policy`: show or check a policy.
-//! - `shunt stats`: show a stats report.
-//! - `shunt cc`/`c++`, `shunt go`, `shunt audit`, `shunt glibc`: the targets.
-//! - `shunt faas`: OpenFaaS stacks built and run with shunt.
+//! Layout: [`commands`] (one module per command: run, load, policy, stats,
+//! audit, cc/c++, go, glibc), [`faas`] (stacks: stack files, shrink-wrap,
+//! build, up), [`bench`] (the benchmarks and what they share), [`fsutil`].
+//! The command list below is the one place a new command is added: a
+//! variant in `Command` and its line in `main`'s match.
 
 use std::ffi::OsString;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 
-mod audit;
 mod bench;
-mod bench_glibc;
-mod bench_go;
-mod bench_invoke;
-mod cc;
+mod commands;
 mod faas;
-mod glibc;
-mod go;
-mod httpclient;
-mod plots;
-mod run;
-mod stats_cmd;
+mod fsutil;
 
 #[derive(Parser)]
 #[command(name = "shunt", version, about = "Kernel-bypass toolchain kit for FaaS functions",
@@ -44,16 +33,16 @@ enum Command {
     /// Every system call of the program is seen by the runtime: calls from
     /// code built with shunt enter the gate directly; all others are caught by
     /// the trap fallback and counted as `trapped`.
-    Run(RunArgs),
+    Run(commands::run::RunArgs),
     /// Measure the runtime against native Linux (ratios from one run).
     #[command(subcommand)]
-    Bench(BenchCommand),
+    Bench(bench::BenchCommand),
     /// Show the policy a run would apply, or check a policy file.
-    Policy(PolicyArgs),
+    Policy(commands::policy::PolicyArgs),
     /// Show a stats report (written by `shunt run --stats`) as a table.
-    Stats(StatsArgs),
+    Stats(commands::stats::StatsArgs),
     /// List an ELF's syscall instructions and whether shunt covers them.
-    Audit(audit::AuditArgs),
+    Audit(commands::audit::AuditArgs),
     /// The C compiler (gcc) with the shunt runtime linked in.
     #[command(disable_help_flag = true)]
     Cc {
@@ -67,9 +56,9 @@ enum Command {
         args: Vec<OsString>,
     },
     /// The go command with the shunt Go target (build, test -c, env, overlay).
-    Go(go::GoArgs),
+    Go(commands::go::GoArgs),
     /// Make the plans that patch this machine's glibc in memory.
-    Glibc(glibc::GlibcArgs),
+    Glibc(commands::glibc::GlibcArgs),
     /// OpenFaaS stacks without Docker: shrink-wrap, build and run functions.
     #[command(subcommand)]
     Faas(faas::FaasCommand),
@@ -85,81 +74,24 @@ enum Command {
     },
 }
 
-#[derive(Args)]
-struct RunArgs {
-    /// Write the syscall statistics (JSON) here when the program exits
-    /// [default: $SHUNT_STATS].
-    #[arg(long, value_name = "FILE")]
-    stats: Option<PathBuf>,
-    /// Policy file (TOML) [default: the built-in FaaS profile; see `shunt policy`].
-    #[arg(long, value_name = "FILE")]
-    policy: Option<PathBuf>,
-    /// Do not arm the trap fallback: syscalls that do not enter the gate go to
-    /// the kernel unseen (and the instance pays no SUD tax on them).
-    #[arg(long)]
-    no_trap: bool,
-    /// Do not patch glibc in memory: every glibc syscall then reaches the
-    /// runtime through the trap fallback.
-    #[arg(long)]
-    no_patch: bool,
-    /// The program and its arguments.
-    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "PROG [ARGS]...")]
-    command: Vec<OsString>,
-}
-
-#[derive(Subcommand)]
-enum BenchCommand {
-    /// Kernel syscall vs gate (emulated, passthrough) vs trap fallback.
-    Syscall(bench::SyscallArgs),
-    /// Go: syscall.Getpid, time.Now, write, loopback HTTP — native vs shunt.
-    Go(bench_go::GoBenchArgs),
-    /// glibc: getpid/getppid, write and the AES function — native glibc vs patched.
-    Glibc(bench_glibc::GlibcBenchArgs),
-    /// The Junctiond report's invocation benchmark (Figures 5 and 6): AES
-    /// functions, stock vs native vs shunt.
-    Invoke(bench_invoke::InvokeArgs),
-}
-
-#[derive(Args)]
-struct StatsArgs {
-    /// The JSON report.
-    file: PathBuf,
-    /// How many system calls to list.
-    #[arg(long, default_value_t = 20)]
-    top: usize,
-}
-
-#[derive(Args)]
-struct PolicyArgs {
-    /// Policy file to check and show [default: the built-in profile].
-    file: Option<PathBuf>,
-}
-
 fn main() -> ExitCode {
     // Like other Unix tools: `shunt stats … | head` ends quietly.
+    // SAFETY: setting a signal's disposition to its default.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = Cli::parse();
+    let ok = |r: anyhow::Result<()>| r.map(|()| ExitCode::SUCCESS);
     let result = match cli.command {
-        Command::Run(a) => run::run(run::Request {
-            stats: a.stats.or_else(|| std::env::var_os("SHUNT_STATS").filter(|v| !v.is_empty()).map(PathBuf::from)),
-            policy: a.policy,
-            trap: !a.no_trap,
-            patch: !a.no_patch,
-            command: a.command,
-        }),
-        Command::Bench(BenchCommand::Syscall(a)) => bench::syscall(a).map(|()| ExitCode::SUCCESS),
-        Command::Bench(BenchCommand::Go(a)) => bench_go::run(a).map(|()| ExitCode::SUCCESS),
-        Command::Bench(BenchCommand::Glibc(a)) => bench_glibc::run(a).map(|()| ExitCode::SUCCESS),
-        Command::Bench(BenchCommand::Invoke(a)) => bench_invoke::run(a).map(|()| ExitCode::SUCCESS),
-        Command::Glibc(a) => glibc::run(a),
+        Command::Run(a) => commands::run::run(a.into()),
+        Command::Bench(c) => ok(bench::run(c)),
+        Command::Policy(a) => ok(commands::policy::run(a)),
+        Command::Stats(a) => ok(commands::stats::run(a)),
+        Command::Audit(a) => commands::audit::run(a),
+        Command::Cc { args } => commands::cc::run(false, args),
+        Command::Cxx { args } => commands::cc::run(true, args),
+        Command::Go(a) => commands::go::run(a),
+        Command::Glibc(a) => commands::glibc::run(a),
         Command::Faas(c) => faas::run(c),
-        Command::Policy(a) => policy(a).map(|()| ExitCode::SUCCESS),
-        Command::Stats(a) => stats_cmd::show(&a.file, a.top).map(|()| ExitCode::SUCCESS),
-        Command::Audit(a) => audit::run(a),
-        Command::Cc { args } => cc::run(false, args),
-        Command::Cxx { args } => cc::run(true, args),
-        Command::Go(a) => go::run(a),
-        Command::Load { argv0, command } => load(argv0, command),
+        Command::Load { argv0, command } => commands::load::run(argv0, command),
     };
     match result {
         Ok(code) => code,
@@ -168,26 +100,4 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
-}
-
-/// `shunt load`: install the runtime and become the static program.
-fn load(argv0: OsString, command: Vec<OsString>) -> anyhow::Result<ExitCode> {
-    let (path, args) = command.split_first().ok_or_else(|| anyhow::anyhow!("no program given"))?;
-    let opts = shunt_runtime::instance::options_from_env().map_err(|e| anyhow::anyhow!(e))?;
-    let env: Vec<(OsString, OsString)> = std::env::vars_os().filter(|(k, _)| k != "SHUNT_SIGPIPE").collect();
-    let env_refs: Vec<(&std::ffi::OsStr, &std::ffi::OsStr)> = env.iter().map(|(k, v)| (k.as_os_str(), v.as_os_str())).collect();
-    let mut argv: Vec<&std::ffi::OsStr> = vec![argv0.as_os_str()];
-    argv.extend(args.iter().map(|a| a.as_os_str()));
-    match shunt_runtime::loader::exec_static(std::path::Path::new(path), &argv, &env_refs, || shunt_runtime::install(opts)) {
-        Ok(never) => match never {},
-        Err(e) => Err(anyhow::anyhow!("{e}")),
-    }
-}
-
-fn policy(a: PolicyArgs) -> anyhow::Result<()> {
-    let compiled = shunt_supervisor::load_policy(a.file.as_deref())?;
-    let what = a.file.as_ref().map(|f| f.display().to_string()).unwrap_or_else(|| "built-in profile".into());
-    println!("# {what}: calls a run refuses (everything else is allowed)");
-    print!("{}", compiled.describe());
-    Ok(())
 }

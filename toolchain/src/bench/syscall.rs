@@ -13,6 +13,8 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use shunt_runtime::{gate, thread, trap};
 
+use super::stats::median;
+
 #[derive(Args)]
 pub struct SyscallArgs {
     /// Calls per measurement (per path and round).
@@ -77,10 +79,6 @@ struct Path {
     run: Box<dyn Fn(u32)>,
 }
 
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
 
 pub fn syscall(args: SyscallArgs) -> Result<()> {
     if args.calls == 0 || args.rounds == 0 {

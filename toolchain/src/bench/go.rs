@@ -12,8 +12,10 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
-const MAIN_GO: &str = include_str!("../bench/go/main.go");
-const GO_MOD: &str = include_str!("../bench/go/go.mod");
+use super::stats::median;
+
+const MAIN_GO: &str = include_str!("../../bench/go/main.go");
+const GO_MOD: &str = include_str!("../../bench/go/go.mod");
 
 #[derive(Args)]
 pub struct GoBenchArgs {
@@ -71,10 +73,6 @@ fn measure(bin: &Path, under_shunt: Option<&[&str]>, what: &str, n: u32) -> Resu
         .collect()
 }
 
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
 
 pub fn run(a: GoBenchArgs) -> Result<()> {
     if a.rounds == 0 || a.calls == 0 || a.requests == 0 {

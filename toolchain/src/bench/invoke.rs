@@ -27,12 +27,15 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde_json::json;
 
+use super::client::Conn;
+use super::functions::{build_aes, template_name, templates_dir};
+use super::stats::percentile;
 use crate::faas::{self, Bundle, Host, Running};
-use crate::httpclient::Conn;
+use crate::fsutil::copy_tree;
 
 #[derive(Args)]
 pub struct InvokeArgs {
@@ -76,40 +79,6 @@ pub struct InvokeArgs {
 }
 
 const CONFIGS: [&str; 3] = ["stock", "native", "shunt"];
-
-fn checked_templates(d: &Path, from: &str) -> Result<PathBuf> {
-    if !d.join("template").is_dir() {
-        bail!("{from} {}: not a faasd-templates directory (it has no template/ folder)", d.display());
-    }
-    Ok(d.to_path_buf())
-}
-
-/// The faasd-templates directory: `--templates`, SHUNT_TEMPLATES, or the
-/// one next to the shunt build (a checkout's `target/<profile>/shunt`).
-pub(crate) fn templates_dir(arg: Option<&Path>) -> Result<PathBuf> {
-    if let Some(d) = arg {
-        return checked_templates(d, "--templates");
-    }
-    if let Some(d) = std::env::var_os("SHUNT_TEMPLATES") {
-        return checked_templates(Path::new(&d), "SHUNT_TEMPLATES");
-    }
-    let exe = std::env::current_exe()?;
-    for up in exe.ancestors().skip(1).take(4) {
-        let d = up.join("faasd-templates");
-        if d.join("template").is_dir() {
-            return Ok(d);
-        }
-    }
-    bail!("cannot find faasd-templates next to {}; name it with --templates", exe.display())
-}
-
-fn template_name(lang: &str) -> Result<&'static str> {
-    match lang {
-        "go" => Ok("golang-shunt"),
-        "cpp" => Ok("cpp-shunt"),
-        other => bail!("unknown language {other:?} (use go or cpp)"),
-    }
-}
 
 /// Deterministic printable inputs (xorshift, fixed seed).
 fn inputs(n: usize, bytes: usize) -> Vec<Vec<u8>> {
@@ -171,38 +140,12 @@ pub(crate) fn pin_this_thread(cpu: usize) -> Result<()> {
     Ok(())
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
 /// A running configuration: its URL and the process(es) behind it.
 struct Service {
     config: &'static str,
     url: String,
     port: u16,
     running: Running,
-}
-
-/// Builds one language's AES function from its template, natively and with
-/// shunt: (native, shunt) bundles under `work`.
-pub(crate) fn build_aes(tpl_root: &Path, lang: &str, work: &Path) -> Result<(Bundle, Bundle)> {
-    let tname = template_name(lang)?;
-    let tdir = tpl_root.join("template").join(tname);
-    let t = faas::read_template(&tdir)?;
-    let recipe = t.shunt.clone().ok_or_else(|| anyhow!("{}: not a shunt template", tdir.display()))?;
-    let handler = tpl_root.join("functions").join("aes").join(lang);
-    let ctx = work.join(format!("aes-{lang}"));
-    faas::shrinkwrap_dirs(&tdir, &t, &handler, &ctx)?;
-    let f = faas::bare_function(tname);
-    let name = format!("aes-{lang}");
-    eprintln!("shunt bench: building aes ({lang}) natively and with shunt");
-    let native = faas::build_variant(&name, tname, &ctx, &recipe, true, &f)?;
-    let shunt = faas::build_variant(&name, tname, &ctx, &recipe, false, &f)?;
-    Ok((native, shunt))
 }
 
 /// Builds the three configurations of one language's AES function.
@@ -234,8 +177,8 @@ fn build_stock(tpl_root: &Path, lang: &str, handler: &Path, native: &Bundle, wor
         "go" => {
             // The golang-middleware shape: the handler behind its own server.
             let up = dir.join("upstream");
-            faas::copy_tree(&stock.join("golang"), &up, &[])?;
-            faas::copy_tree(handler, &up.join("function"), &[])?;
+            copy_tree(&stock.join("golang"), &up, &[])?;
+            copy_tree(handler, &up.join("function"), &[])?;
             let mut b = Command::new("go");
             b.current_dir(&up).args(["build", "-o", "handler", "."]).env("CGO_ENABLED", "0").env("GOTOOLCHAIN", "local");
             faas::run_step(&mut b, "building the stock Go upstream")?;
@@ -503,9 +446,9 @@ fn report(
         "fig5": out5, "fig6": out6,
     });
     std::fs::write(a.out.join("results.json"), serde_json::to_string_pretty(&doc)? + "\n")?;
-    crate::plots::cdf(&a.out.join("fig5-cdf.svg"), fig5)?;
+    super::plots::cdf(&a.out.join("fig5-cdf.svg"), fig5)?;
     if !fig6.is_empty() {
-        crate::plots::load_curves(&a.out.join("fig6-load.svg"), fig6)?;
+        super::plots::load_curves(&a.out.join("fig6-load.svg"), fig6)?;
     }
     println!();
     println!("results: {}, plots: fig5-cdf.svg{} in {}", a.out.join("results.json").display(),

@@ -19,9 +19,45 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
+use clap::Args;
 use shunt_runtime::policy::errno_name;
 use shunt_supervisor::{EventKind, LaunchSpec, ProcessGroup, Runtime, ShuntOptions, Supervisor};
 
+#[derive(Args)]
+pub struct RunArgs {
+    /// Write the syscall statistics (JSON) here when the program exits
+    /// [default: $SHUNT_STATS].
+    #[arg(long, value_name = "FILE")]
+    pub stats: Option<PathBuf>,
+    /// Policy file (TOML) [default: the built-in FaaS profile; see `shunt policy`].
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// Do not arm the trap fallback: syscalls that do not enter the gate go to
+    /// the kernel unseen (and the instance pays no SUD tax on them).
+    #[arg(long)]
+    pub no_trap: bool,
+    /// Do not patch glibc in memory: every glibc syscall then reaches the
+    /// runtime through the trap fallback.
+    #[arg(long)]
+    pub no_patch: bool,
+    /// The program and its arguments.
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "PROG [ARGS]...")]
+    pub command: Vec<OsString>,
+}
+
+impl From<RunArgs> for Request {
+    fn from(a: RunArgs) -> Request {
+        Request {
+            stats: a.stats.or_else(|| std::env::var_os("SHUNT_STATS").filter(|v| !v.is_empty()).map(PathBuf::from)),
+            policy: a.policy,
+            trap: !a.no_trap,
+            patch: !a.no_patch,
+            command: a.command,
+        }
+    }
+}
+
+/// What to run, however it was asked for.
 pub struct Request {
     pub stats: Option<PathBuf>,
     pub policy: Option<PathBuf>,

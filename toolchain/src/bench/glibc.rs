@@ -22,9 +22,10 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
-use crate::bench_invoke::{build_aes, templates_dir};
+use super::client::Conn;
+use super::functions::{build_aes, templates_dir};
+use super::stats::median;
 use crate::faas::{self, Bundle, Host, Running};
-use crate::httpclient::Conn;
 
 #[derive(Args)]
 pub struct GlibcBenchArgs {
@@ -168,10 +169,6 @@ fn aes_servers(host: &Host, root: &Path, work: &Path) -> Result<(Server, Server)
     Ok((Server::start(host, &native)?, Server::start(host, &shunt)?))
 }
 
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
 
 pub fn run(args: GlibcBenchArgs) -> Result<()> {
     if args.calls == 0 || args.rounds == 0 {

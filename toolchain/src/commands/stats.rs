@@ -1,11 +1,25 @@
 //! `shunt stats FILE`: a stats report (the JSON of `--stats`) as a table.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use clap::Args;
 use serde_json::Value;
 
 const CLASSES: [&str; 5] = ["redirected", "trapped", "emulated", "passthrough", "denied"];
+
+#[derive(Args)]
+pub struct StatsArgs {
+    /// The JSON report.
+    pub file: PathBuf,
+    /// How many system calls to list.
+    #[arg(long, default_value_t = 20)]
+    pub top: usize,
+}
+
+pub fn run(a: StatsArgs) -> Result<()> {
+    show(&a.file, a.top)
+}
 
 pub fn show(file: &Path, top: usize) -> Result<()> {
     let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;

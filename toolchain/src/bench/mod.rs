@@ -1,0 +1,40 @@
+//! `shunt bench`: the runtime measured against native Linux (and the stock
+//! OpenFaaS path), always as ratios measured in the same run.
+//!
+//! One module per benchmark; what they share has one home: [`stats`] (the
+//! median and percentile), [`client`] (the keep-alive HTTP client),
+//! [`functions`] (the functions built from the templates), [`plots`].
+
+use anyhow::Result;
+use clap::Subcommand;
+
+pub mod client;
+pub mod functions;
+pub mod glibc;
+pub mod go;
+pub mod invoke;
+pub mod plots;
+pub mod stats;
+pub mod syscall;
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Kernel syscall vs gate (emulated, passthrough) vs trap fallback.
+    Syscall(syscall::SyscallArgs),
+    /// Go: syscall.Getpid, time.Now, write, loopback HTTP — native vs shunt.
+    Go(go::GoBenchArgs),
+    /// glibc: getpid/getppid, write and the AES function — native glibc vs patched.
+    Glibc(glibc::GlibcBenchArgs),
+    /// The Junctiond report's invocation benchmark (Figures 5 and 6): AES
+    /// functions, stock vs native vs shunt.
+    Invoke(invoke::InvokeArgs),
+}
+
+pub fn run(cmd: BenchCommand) -> Result<()> {
+    match cmd {
+        BenchCommand::Syscall(a) => syscall::syscall(a),
+        BenchCommand::Go(a) => go::run(a),
+        BenchCommand::Glibc(a) => glibc::run(a),
+        BenchCommand::Invoke(a) => invoke::run(a),
+    }
+}

@@ -1,0 +1,142 @@
+//! Building shrink-wrapped contexts with the template's `shunt:` recipe into
+//! bundles (`build/.shunt/<fn>/{shunt,native}/`) and the manifest
+//! (`build/.shunt/bundles.json`) that `shunt faas up` reads.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{anyhow, bail, Context, Result};
+
+use super::shrinkwrap::{handler_dir, shrinkwrap};
+use super::stack::{load_stack, selected, template_of, Bundle, Function, Loaded, Recipe, Template};
+use super::BuildArgs;
+use crate::fsutil::copy_tree;
+
+pub fn run_step(cmd: &mut Command, what: &str) -> Result<()> {
+    let o = cmd.output().with_context(|| format!("{what}: cannot start {:?}", cmd.get_program()))?;
+    if !o.status.success() {
+        let err = String::from_utf8_lossy(&o.stderr);
+        let out = String::from_utf8_lossy(&o.stdout);
+        let tail: Vec<&str> = err.lines().chain(out.lines()).filter(|l| !l.trim().is_empty()).collect();
+        let tail = tail[tail.len().saturating_sub(12)..].join("\n  ");
+        bail!("{what} failed ({}):\n  {tail}", o.status);
+    }
+    Ok(())
+}
+
+/// Debian packages of the function's build options that are not installed.
+fn missing_packages(name: &str, f: &Function, lang: &str, t: &Template) -> Result<Vec<String>> {
+    let mut missing = Vec::new();
+    for opt in &f.build_options {
+        let o = t.build_options.iter().find(|o| &o.name == opt).ok_or_else(|| {
+            anyhow!("function {name}: build option `{opt}` is not offered by template `{lang}` (see its template.yml)")
+        })?;
+        for p in &o.packages {
+            let ok = Command::new("dpkg-query")
+                .args(["-W", "-f=${Status}", p])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+                .unwrap_or(false);
+            if !ok {
+                missing.push(p.clone());
+            }
+        }
+    }
+    Ok(missing)
+}
+
+/// Builds one variant of a shrink-wrapped context into its bundle dir.
+pub fn build_variant(name: &str, lang: &str, ctx: &Path, recipe: &Recipe, native: bool, f: &Function) -> Result<Bundle> {
+    let variant = if native { "native" } else { "shunt" };
+    let root = ctx.parent().unwrap_or(Path::new(".")).join(".shunt").join(name);
+    let dir = root.join(variant);
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)?;
+    }
+    copy_tree(ctx, &dir, &[])?;
+    // Absolute: `shunt faas up` runs each bundle from its own directory.
+    let dir = dir.canonicalize().with_context(|| format!("cannot resolve {}", dir.display()))?;
+    let argv = if native { &recipe.native_build } else { &recipe.build };
+    let (prog, args) = argv.split_first().ok_or_else(|| anyhow!("template `{lang}`: empty build recipe"))?;
+    let exe = std::env::current_exe()?;
+    let exe_dir = exe.parent().unwrap_or(Path::new("/"));
+    let path = std::env::join_paths(
+        std::iter::once(exe_dir.to_path_buf()).chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())),
+    )?;
+    let prog = if prog == "shunt" { exe.clone() } else { PathBuf::from(prog) };
+    let mut cmd = Command::new(&prog);
+    cmd.current_dir(&dir)
+        .args(args)
+        .env("SHUNT", &exe)
+        .env("PATH", path)
+        .env("CGO_ENABLED", "0")
+        .env("GOTOOLCHAIN", "local");
+    run_step(&mut cmd, &format!("building {name} ({lang}, {variant})"))?;
+    let binary = dir.join(&recipe.binary);
+    if !binary.is_file() {
+        bail!("building {name}: the recipe did not produce {}", binary.display());
+    }
+    let environment = f.environment.iter().map(|(k, v)| (k.clone(), yaml_to_env(v))).collect();
+    Ok(Bundle { name: name.into(), lang: lang.into(), variant: variant.into(), dir, binary, environment })
+}
+
+fn yaml_to_env(v: &serde_yaml_ng::Value) -> String {
+    match v {
+        serde_yaml_ng::Value::String(s) => s.clone(),
+        serde_yaml_ng::Value::Bool(b) => b.to_string(),
+        serde_yaml_ng::Value::Number(n) => n.to_string(),
+        other => serde_yaml_ng::to_string(other).unwrap_or_default().trim().to_string(),
+    }
+}
+
+pub(crate) fn manifest_path(l: &Loaded) -> PathBuf {
+    l.dir.join("build").join(".shunt").join("bundles.json")
+}
+
+/// `shunt faas build`: returns the bundles made.
+pub fn build(a: &BuildArgs) -> Result<Vec<Bundle>> {
+    let l = load_stack(a.stack.file.as_deref())?;
+    let fns = selected(&l, &a.stack.filter)?;
+    // Check everything before building anything.
+    let mut plan = Vec::new();
+    for (name, f) in &fns {
+        let (lang, tdir, t) = template_of(&l, name, f)?;
+        handler_dir(&l, name, f)?;
+        let missing = missing_packages(name, f, &lang, &t)?;
+        if !missing.is_empty() {
+            bail!(
+                "function {name}: build options need Debian packages that are not installed: {} (apt-get install {})",
+                missing.join(", "),
+                missing.join(" ")
+            );
+        }
+        plan.push((*name, *f, lang, tdir, t));
+    }
+    let mut bundles = Vec::new();
+    for (name, f, lang, tdir, t) in plan {
+        eprintln!("shunt faas: {name}: shrink-wrapping ({lang})");
+        let ctx = shrinkwrap(&l, name, f, &tdir, &t)?;
+        let recipe = t.shunt.clone().expect("checked in template_of");
+        eprintln!("shunt faas: {name}: building with shunt");
+        bundles.push(build_variant(name, &lang, &ctx, &recipe, false, f)?);
+        if a.native {
+            eprintln!("shunt faas: {name}: building natively");
+            bundles.push(build_variant(name, &lang, &ctx, &recipe, true, f)?);
+        }
+    }
+    let manifest = manifest_path(&l);
+    let mut all: Vec<Bundle> = std::fs::read_to_string(&manifest)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
+    all.retain(|b| !bundles.iter().any(|n| n.name == b.name && n.variant == b.variant));
+    all.extend(bundles.iter().cloned());
+    all.sort_by(|x, y| (&x.name, &x.variant).cmp(&(&y.name, &y.variant)));
+    std::fs::create_dir_all(manifest.parent().unwrap())?;
+    std::fs::write(&manifest, serde_json::to_string_pretty(&all)? + "\n")?;
+    for b in &bundles {
+        println!("{:<20} {:<14} {:<7} {}", b.name, b.lang, b.variant, b.binary.display());
+    }
+    Ok(bundles)
+}
+

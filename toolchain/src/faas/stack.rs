@@ -1,0 +1,137 @@
+//! The stack file (`stack.yml`) and the templates' `template.yml`: the parts
+//! of OpenFaaS's formats shunt uses.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+/// The parts of an OpenFaaS stack file shunt uses (unknown keys ignored).
+#[derive(Deserialize)]
+pub struct Stack {
+    #[serde(default)]
+    pub functions: BTreeMap<String, Function>,
+}
+
+#[derive(Deserialize, Clone)]
+pub struct Function {
+    pub lang: Option<String>,
+    pub handler: Option<String>,
+    #[serde(default)]
+    pub environment: BTreeMap<String, serde_yaml_ng::Value>,
+    #[serde(default)]
+    pub build_options: Vec<String>,
+}
+
+/// `template/<lang>/template.yml`.
+#[derive(Deserialize)]
+pub struct Template {
+    #[allow(dead_code)]
+    pub language: Option<String>,
+    #[serde(default)]
+    pub build_options: Vec<BuildOption>,
+    pub handler_folder: Option<String>,
+    /// shunt's build recipe (faas-cli ignores this key).
+    pub shunt: Option<Recipe>,
+}
+
+#[derive(Deserialize)]
+pub struct BuildOption {
+    pub name: String,
+    #[serde(default)]
+    pub packages: Vec<String>,
+}
+
+#[derive(Deserialize, Clone)]
+pub struct Recipe {
+    pub build: Vec<String>,
+    pub native_build: Vec<String>,
+    pub binary: String,
+}
+
+/// One built function, as `shunt faas up` needs it.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct Bundle {
+    pub name: String,
+    pub lang: String,
+    /// "shunt" or "native".
+    pub variant: String,
+    pub dir: PathBuf,
+    pub binary: PathBuf,
+    pub environment: BTreeMap<String, String>,
+}
+
+/// A stack file and the directory its paths are relative to.
+pub struct Loaded {
+    pub path: PathBuf,
+    pub dir: PathBuf,
+    pub stack: Stack,
+}
+
+pub fn load_stack(file: Option<&Path>) -> Result<Loaded> {
+    let path = match file {
+        Some(f) => f.to_path_buf(),
+        None => ["stack.yaml", "stack.yml"]
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.is_file())
+            .ok_or_else(|| anyhow!("no stack.yaml or stack.yml here; name one with -f"))?,
+    };
+    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let stack: Stack = serde_yaml_ng::from_str(&text)
+        .map_err(|e| anyhow!("{}: not a valid stack file: {}", path.display(), one_line(&e.to_string())))?;
+    if stack.functions.is_empty() {
+        bail!("{}: no functions", path.display());
+    }
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
+    Ok(Loaded { path, dir, stack })
+}
+
+pub(crate) fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+pub(crate) fn selected<'a>(l: &'a Loaded, filter: &[String]) -> Result<Vec<(&'a String, &'a Function)>> {
+    for f in filter {
+        if !l.stack.functions.contains_key(f) {
+            bail!("{}: no function named {f:?}", l.path.display());
+        }
+    }
+    Ok(l.stack.functions.iter().filter(|(n, _)| filter.is_empty() || filter.contains(n)).collect())
+}
+
+/// A function's template, checked to be a shunt template.
+pub(crate) fn template_of(l: &Loaded, name: &str, f: &Function) -> Result<(String, PathBuf, Template)> {
+    let stack = l.path.display();
+    let lang = f.lang.clone().ok_or_else(|| anyhow!("{stack}: function {name}: no `lang`"))?;
+    let dir = l.dir.join("template").join(&lang);
+    let file = dir.join("template.yml");
+    if !file.is_file() {
+        bail!(
+            "{stack}: function {name}: lang `{lang}` has no template ({} is missing); \
+             copy the shunt templates next to the stack (`cp -r faasd-templates/template .`) or pull them",
+            file.display()
+        );
+    }
+    let text = std::fs::read_to_string(&file)?;
+    let t: Template = serde_yaml_ng::from_str(&text)
+        .map_err(|e| anyhow!("{}: not a valid template.yml: {}", file.display(), one_line(&e.to_string())))?;
+    if t.shunt.is_none() {
+        bail!("{stack}: function {name}: template `{lang}` is not a shunt template ({} has no `shunt:` section)", file.display());
+    }
+    Ok((lang, dir, t))
+}
+
+/// Reads a template directory's template.yml (for tools that build a
+/// function outside a stack, like the benchmarks).
+pub fn read_template(dir: &Path) -> Result<Template> {
+    let file = dir.join("template.yml");
+    let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
+    serde_yaml_ng::from_str(&text).map_err(|e| anyhow!("{}: {}", file.display(), one_line(&e.to_string())))
+}
+
+/// A function with no stack settings (for the benchmarks).
+pub fn bare_function(lang: &str) -> Function {
+    Function { lang: Some(lang.into()), handler: None, environment: BTreeMap::new(), build_options: Vec::new() }
+}

@@ -68,32 +68,16 @@ pub struct Started {
     pub credentials: Option<Credentials>,
 }
 
-/// Ends instances a previous daemon started and could not stop (it was
-/// killed): each recorded process still alive with the same start time.
-fn end_leftovers(db: &Db) {
-    let Ok(records) = db.instances() else { return };
-    for (id, rec) in records {
-        if rec.pid > 0 && rec.start_ticks != 0 && crate::instances::start_ticks(rec.pid) == rec.start_ticks {
-            eprintln!("shunt daemon: ending instance {id} (pid {}) left by the previous run", rec.pid);
-            // SAFETY: kill has no memory-safety preconditions; the pid and
-            // its start time identify the very process this daemon started,
-            // and its process group is the instance's own.
-            unsafe {
-                libc::kill(-rec.pid, libc::SIGKILL);
-                libc::kill(rec.pid, libc::SIGKILL);
-            }
-        }
-        let _ = db.remove_instance(&id);
-    }
-}
-
 /// Opens the state and brings the stored deployments back (each resolved
 /// again; one whose image fails is kept, shown failing in `describe`).
+///
+/// Instances a killed predecessor left are not adopted: their supervisor's
+/// reapers killed them when it died, and `shunt-supervisor` removes what is
+/// left of them when it starts; every deployment gets new instances.
 pub async fn open(config: Config, backend: Arc<dyn Backend>, images: Arc<dyn Images>) -> Result<Arc<Shared>> {
     let state = &config.state_dir;
     make_private_dir(state)?;
     let db = Db::open(&state.join("state.redb"))?;
-    end_leftovers(&db);
     let run_dir = state.join("run");
     if run_dir.exists() {
         std::fs::remove_dir_all(&run_dir).with_context(|| format!("cannot clear {}", run_dir.display()))?;

@@ -21,6 +21,7 @@
 
 pub mod api;
 pub mod asyncq;
+pub mod cli;
 pub mod daemon;
 pub mod images;
 pub mod instances;

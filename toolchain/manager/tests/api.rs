@@ -257,7 +257,7 @@ async fn secrets_crud_and_a_function_that_reads_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_refused_and_nothing_is_written() {
     let dir = state_dir();
-    let d = start_with(dir.path(), true, |c| {
+    let d = start_with(dir.path(), true, false, |c| {
         c.max_body = 1 << 20;
         c.max_api_body = 64 << 10;
     })
@@ -425,5 +425,27 @@ async fn state_comes_back_after_a_restart() {
     assert_eq!(call("POST", &d.url("/function/fn-r"), &[], "").await.json()["secret"], "kept");
     let logs = get(&d.url("/system/logs?name=fn-r")).await.text();
     assert!(logs.contains("request POST /before"), "logs from before the restart are kept");
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_on_the_runtime_report_their_calls() {
+    let dir = state_dir();
+    let d = start_with(dir.path(), false, true, |_| {}).await;
+    deploy_ready(&d, echo("fn-rt")).await;
+    for _ in 0..3 {
+        assert_eq!(call("POST", &d.url("/function/fn-rt"), &[], "x").await.status, StatusCode::OK);
+    }
+    let s = get(&d.url("/system/function/fn-rt")).await.json();
+    assert_eq!(s["annotations"]["com.shunt.backend"], "shunt");
+    let metrics = get(&d.url("/metrics")).await.text();
+    let value = |class: &str| -> u64 {
+        let series = format!("shunt_function_syscalls_total{{class=\"{class}\",function_name=\"fn-rt.openfaas-fn\"}} ");
+        metrics.lines().find_map(|l| l.strip_prefix(&series)?.parse().ok()).unwrap_or_else(|| panic!("no {series} in\n{metrics}"))
+    };
+    let (redirected, trapped) = (value("redirected"), value("trapped"));
+    let (emulated, passthrough, denied) = (value("emulated"), value("passthrough"), value("denied"));
+    assert!(redirected > 100, "python serving requests makes calls: {redirected}");
+    assert_eq!(emulated + passthrough + denied, redirected + trapped, "the classes partition the calls");
     d.stop().await;
 }

@@ -19,6 +19,8 @@
 pub mod backend;
 pub mod health;
 pub mod plan;
+pub mod sandbox;
+pub mod supervised;
 
 
 
@@ -33,7 +35,6 @@ use self::backend::{Bind, Calls, Endpoint, Event, Exit, Instance, LaunchSpec};
 use self::plan::{Plan, SECRETS_MOUNT};
 use crate::names::Key;
 use crate::shared::Shared;
-use crate::state::db::InstanceRecord;
 use crate::table::{Function, Replica, DRAINING, GONE, READY};
 
 pub enum Command {
@@ -367,14 +368,6 @@ impl Controller {
             }
         };
         let replica = Arc::new(Replica::new(instance.clone(), authority));
-        let record = InstanceRecord { function: self.plan.key.db_key(), pid: handle.pid(), start_ticks: start_ticks(handle.pid()) };
-        let shared = self.shared.clone();
-        let id = instance.clone();
-        tokio::task::spawn_blocking(move || {
-            if let Err(e) = shared.db.put_instance(&id, &record) {
-                eprintln!("shunt daemon: {e:#}");
-            }
-        });
         self.log_manager_line(
             &instance,
             &format!("started instance {instance} (pid {}, port {}, {})", handle.pid(), spec.port, self.shared.backend.kind()),
@@ -547,13 +540,8 @@ impl Controller {
         let scratch = run.scratch.clone();
         let lived = run.started.elapsed();
         drop(run);
-        let shared = self.shared.clone();
-        let id = instance.to_string();
         tokio::task::spawn_blocking(move || {
             let _ = std::fs::remove_dir_all(&scratch);
-            if let Err(e) = shared.db.remove_instance(&id) {
-                eprintln!("shunt daemon: {e:#}");
-            }
         });
         if self.slots[i].phase == Phase::Stopping {
             self.log_manager_line(instance, &format!("instance {instance} stopped ({})", exit.reason));
@@ -673,12 +661,6 @@ fn random_hex() -> String {
         b = n.to_le_bytes();
     }
     b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-/// Field 22 of `/proc/<pid>/stat` (start time in clock ticks), 0 if unknown.
-pub fn start_ticks(pid: i32) -> u64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return 0 };
-    stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(19)?.parse().ok()).unwrap_or(0)
 }
 
 /// The key of a function from its controller's view (for callers outside).

@@ -1,5 +1,5 @@
 //! The embedded database (`<state>/state.redb`): deployments with their
-//! scale, the async queue, and the instances the last run started.
+//! scale, and the async queue.
 //!
 //! Every write is one redb transaction committed with immediate durability
 //! (fsync) before the API answers, so a deployment the API acknowledged
@@ -22,8 +22,6 @@ use crate::names::Key;
 const FUNCTIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("functions");
 /// Sequence number → [`QueuedCall`] as JSON.
 const ASYNC: TableDefinition<u64, &[u8]> = TableDefinition::new("async_queue");
-/// Instance id → [`InstanceRecord`] as JSON.
-const INSTANCES: TableDefinition<&str, &[u8]> = TableDefinition::new("instances");
 
 /// A deployment as stored.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -56,17 +54,6 @@ pub struct QueuedCall {
     pub queued_at: u128,
 }
 
-/// An instance the daemon started (so that a later run can end it if the
-/// daemon was killed before it could).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct InstanceRecord {
-    pub function: String,
-    pub pid: i32,
-    /// Field 22 of `/proc/<pid>/stat`: tells the process from a later one
-    /// that reuses its pid.
-    pub start_ticks: u64,
-}
-
 pub struct Db {
     /// `None` once closed (the daemon has stopped; its lock on the file is
     /// released so that another run may open it).
@@ -84,7 +71,6 @@ impl Db {
         {
             w.open_table(FUNCTIONS).map_err(bad)?;
             w.open_table(ASYNC).map_err(bad)?;
-            w.open_table(INSTANCES).map_err(bad)?;
         }
         w.commit().map_err(bad)?;
         Ok(Db { db: std::sync::RwLock::new(Some(db)) })
@@ -188,38 +174,6 @@ impl Db {
             let w = db.begin_write().map_err(bad)?;
             w.open_table(ASYNC).map_err(bad)?.remove(seq).map_err(bad)?;
             w.commit().map_err(bad)
-        })
-    }
-
-    pub fn put_instance(&self, id: &str, rec: &InstanceRecord) -> Result<()> {
-        self.with(|db| {
-            let json = serde_json::to_vec(rec)?;
-            let w = db.begin_write().map_err(bad)?;
-            w.open_table(INSTANCES).map_err(bad)?.insert(id, json.as_slice()).map_err(bad)?;
-            w.commit().map_err(bad)
-        })
-    }
-
-    pub fn remove_instance(&self, id: &str) -> Result<()> {
-        self.with(|db| {
-            let w = db.begin_write().map_err(bad)?;
-            w.open_table(INSTANCES).map_err(bad)?.remove(id).map_err(bad)?;
-            w.commit().map_err(bad)
-        })
-    }
-
-    pub fn instances(&self) -> Result<Vec<(String, InstanceRecord)>> {
-        self.with(|db| {
-            let r = db.begin_read().map_err(bad)?;
-            let t = r.open_table(INSTANCES).map_err(bad)?;
-            let mut out = Vec::new();
-            for item in t.iter().map_err(bad)? {
-                let (k, v) = item.map_err(bad)?;
-                if let Ok(rec) = serde_json::from_slice(v.value()) {
-                    out.push((k.value().to_string(), rec));
-                }
-            }
-            Ok(out)
         })
     }
 }

@@ -2,7 +2,7 @@
 //! admin password and the layout of the state directory.
 //!
 //! ```text
-//! <state>/state.redb              deployments, scale, async queue, instances
+//! <state>/state.redb              deployments, scale, async queue
 //! <state>/secrets/<ns>/<name>     secrets (0600)
 //! <state>/auth/basic-auth-user    "admin"
 //! <state>/auth/basic-auth-password  generated on first start (0600)

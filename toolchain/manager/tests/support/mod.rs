@@ -1,26 +1,19 @@
-//! A daemon in the test process, with real function processes (a Python
-//! HTTP server per instance) started by a minimal test backend, and an
-//! image table standing in for the image store.
-//!
-//! The test backend is scaffolding for these crate tests only: it starts a
-//! process with tokio, forwards its output lines and its exit. The daemon
-//! itself uses `shunt-supervisor`'s instances.
+//! A daemon in the test process, its instances real function processes (a
+//! Python HTTP server each) under `shunt-supervisor` — natively, or on the
+//! shunt runtime — and an image table standing in for the image store.
 
 #![allow(dead_code)]
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
 use http::{Request, StatusCode};
 use shunt_manager::images::{Images, ResolvedImage};
-use shunt_manager::instances::backend::{Backend, Calls, Endpoint, Event, Exit, Instance, LaunchSpec, Sink, Stream};
+use shunt_manager::instances::supervised::Supervised;
 use shunt_manager::shared::Shared;
-use tokio::io::AsyncBufReadExt;
 
 pub const ECHO_PY: &str = r#"
 import http.server, json, os, signal, sys, time
@@ -93,109 +86,23 @@ impl Images for TestImages {
     }
 }
 
-struct ProcInstance {
-    pid: i32,
-    port: u16,
-    exited: Arc<AtomicBool>,
-}
-
-impl Instance for ProcInstance {
-    fn pid(&self) -> i32 {
-        self.pid
-    }
-    fn endpoint(&self) -> Endpoint {
-        Endpoint::Tcp(SocketAddr::from(([127, 0, 0, 1], self.port)))
-    }
-    fn terminate(&self, grace: Duration) {
-        if !self.exited.load(Ordering::SeqCst) {
-            // SAFETY: kill has no memory preconditions; the process has not
-            // been reaped (exited is false), so the pid is still ours.
-            unsafe { libc::kill(self.pid, libc::SIGTERM) };
-        }
-        let (pid, exited) = (self.pid, self.exited.clone());
-        tokio::spawn(async move {
-            tokio::time::sleep(grace).await;
-            if !exited.load(Ordering::SeqCst) {
-                // SAFETY: as above.
-                unsafe { libc::kill(-pid, libc::SIGKILL) };
-            }
-        });
-    }
-    fn kill(&self) {
-        if !self.exited.load(Ordering::SeqCst) {
-            // SAFETY: as above; the process group is the instance's own.
-            unsafe { libc::kill(-self.pid, libc::SIGKILL) };
-        }
-    }
-    fn calls(&self) -> Option<Calls> {
-        None
-    }
-}
-
-/// Starts each instance as a process of its own group.
-pub struct ProcBackend {
-    pub pids: Mutex<HashMap<String, i32>>,
-}
-
-impl Backend for ProcBackend {
-    fn kind(&self) -> &'static str {
-        "test-process"
-    }
-
-    fn launch(&self, spec: LaunchSpec, sink: Sink) -> anyhow::Result<Arc<dyn Instance>> {
-        let mut cmd = tokio::process::Command::new(&spec.program);
-        cmd.args(&spec.args).env_clear().envs(spec.env.iter().map(|(k, v)| (k, v))).current_dir(&spec.cwd);
-        // No mount namespace here: the function finds its secrets through
-        // SECRETS_DIR instead of at /var/openfaas/secrets.
-        for b in &spec.binds {
-            cmd.env("SECRETS_DIR", &b.source);
-        }
-        cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
-        cmd.process_group(0);
-        let mut child = cmd.spawn()?;
-        let pid = child.id().map(|p| p as i32).unwrap_or(0);
-        self.pids.lock().unwrap().insert(spec.id.clone(), pid);
-        let out = child.stdout.take().expect("piped");
-        let err = child.stderr.take().expect("piped");
-        let exited = Arc::new(AtomicBool::new(false));
-        let (s1, s2, s3) = (sink.clone(), sink.clone(), sink);
-        let r1 = tokio::spawn(async move {
-            let mut lines = tokio::io::BufReader::new(out).lines();
-            while let Ok(Some(l)) = lines.next_line().await {
-                s1(Event::Output { stream: Stream::Stdout, time: SystemTime::now(), line: l.into_bytes() });
-            }
-        });
-        let r2 = tokio::spawn(async move {
-            let mut lines = tokio::io::BufReader::new(err).lines();
-            while let Ok(Some(l)) = lines.next_line().await {
-                s2(Event::Output { stream: Stream::Stderr, time: SystemTime::now(), line: l.into_bytes() });
-            }
-        });
-        let ex = exited.clone();
-        tokio::spawn(async move {
-            let st = child.wait().await;
-            let _ = (r1.await, r2.await);
-            ex.store(true, Ordering::SeqCst);
-            use std::os::unix::process::ExitStatusExt;
-            let (code, signal) = match &st {
-                Ok(s) => (s.code(), s.signal()),
-                Err(_) => (None, None),
-            };
-            let reason = match (code, signal) {
-                (Some(c), _) => format!("exit status {c}"),
-                (_, Some(s)) => format!("killed by signal {s}"),
-                _ => "unknown".into(),
-            };
-            s3(Event::Exited(Exit { code, signal, reason, calls: None }));
-        });
-        Ok(Arc::new(ProcInstance { pid, port: spec.port, exited }))
-    }
+/// The runtime of this build: `target/<profile>/{shunt,libshunt.so}`.
+fn runtime_options() -> shunt_supervisor::ShuntOptions {
+    let exe = std::env::current_exe().unwrap();
+    let target = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
+    let (shunt, lib) = (target.join("shunt"), target.join("libshunt.so"));
+    assert!(
+        shunt.is_file() && lib.is_file(),
+        "{} or {} is missing: build the workspace first (cargo build --release --workspace)",
+        shunt.display(),
+        lib.display()
+    );
+    shunt_supervisor::ShuntOptions { exe: Some(shunt), lib: Some(lib), ..Default::default() }
 }
 
 pub struct Daemon {
     pub addr: SocketAddr,
     pub shared: Arc<Shared>,
-    pub backend: Arc<ProcBackend>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
@@ -206,23 +113,25 @@ pub fn state_dir() -> tempfile::TempDir {
 }
 
 pub async fn start(state: &Path, auth: bool) -> Daemon {
-    start_with(state, auth, |_| {}).await
+    start_with(state, auth, false, |_| {}).await
 }
 
-pub async fn start_with(state: &Path, auth: bool, tweak: impl FnOnce(&mut shunt_manager::Config)) -> Daemon {
+pub async fn start_with(state: &Path, auth: bool, on_runtime: bool, tweak: impl FnOnce(&mut shunt_manager::Config)) -> Daemon {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let mut config = shunt_manager::Config::new(listener.local_addr().unwrap(), state.join("state"));
     config.auth = auth;
     config.ready_timeout = Duration::from_secs(20);
     config.cold_start_timeout = Duration::from_secs(20);
     tweak(&mut config);
-    let backend = Arc::new(ProcBackend { pids: Mutex::new(HashMap::new()) });
+    let sup = shunt_supervisor::Supervisor::start().unwrap();
+    let options = on_runtime.then(runtime_options);
+    let backend = Arc::new(Supervised::new(sup, options, tokio::runtime::Handle::current()));
     let images = Arc::new(TestImages { dir: state.to_path_buf() });
-    let shared = shunt_manager::daemon::open(config, backend.clone(), images).await.unwrap();
+    let shared = shunt_manager::daemon::open(config, backend, images).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let sh = shared.clone();
     let task = tokio::spawn(async move { shunt_manager::daemon::serve(sh, listener, |_| {}).await });
-    Daemon { addr, shared, backend, task }
+    Daemon { addr, shared, task }
 }
 
 impl Daemon {

@@ -1,0 +1,158 @@
+//! The backends the daemon uses: every instance is a `shunt-supervisor`
+//! instance — on the shunt runtime (the default) or as a plain process
+//! (`--native`) — with its own process group and cgroup, its output lines
+//! and exit delivered by the supervisor's one event loop.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Result;
+use shunt_supervisor as sup;
+
+use super::backend::{Backend, Calls, Endpoint, Event, Exit, Instance, LaunchSpec, Sink, Stream};
+
+pub struct Supervised {
+    sup: sup::Supervisor,
+    runtime: sup::Runtime,
+    kind: &'static str,
+    rt: tokio::runtime::Handle,
+}
+
+impl Supervised {
+    /// `options` `None`: plain processes; `Some`: on the runtime.
+    pub fn new(sup: sup::Supervisor, options: Option<sup::ShuntOptions>, rt: tokio::runtime::Handle) -> Supervised {
+        match options {
+            None => Supervised { sup, runtime: sup::Runtime::Native, kind: "native", rt },
+            Some(o) => Supervised { sup, runtime: sup::Runtime::Shunt(o), kind: "shunt", rt },
+        }
+    }
+}
+
+struct Supervisee {
+    inner: sup::Instance,
+    port: u16,
+}
+
+pub fn calls_of(r: &sup::Report) -> Calls {
+    use shunt_runtime::layout::Counter;
+    Calls {
+        redirected: r.total(Counter::Redirected),
+        emulated: r.total(Counter::Emulated),
+        passthrough: r.total(Counter::Passthrough),
+        trapped: r.total(Counter::Trapped),
+        denied: r.total(Counter::Denied),
+    }
+}
+
+impl Instance for Supervisee {
+    fn pid(&self) -> i32 {
+        self.inner.pid()
+    }
+
+    fn endpoint(&self) -> Endpoint {
+        Endpoint::Tcp(SocketAddr::from((Ipv4Addr::LOCALHOST, self.port)))
+    }
+
+    fn terminate(&self, grace: Duration) {
+        self.inner.terminate(grace);
+    }
+
+    fn kill(&self) {
+        self.inner.kill();
+    }
+
+    fn calls(&self) -> Option<Calls> {
+        self.inner.stats().ok().flatten().map(|r| calls_of(&r))
+    }
+}
+
+fn signal_name(sig: i32) -> String {
+    match sig {
+        libc::SIGKILL => "SIGKILL".into(),
+        libc::SIGTERM => "SIGTERM".into(),
+        libc::SIGSEGV => "SIGSEGV".into(),
+        libc::SIGABRT => "SIGABRT".into(),
+        libc::SIGSYS => "SIGSYS".into(),
+        libc::SIGBUS => "SIGBUS".into(),
+        libc::SIGINT => "SIGINT".into(),
+        n => format!("signal {n}"),
+    }
+}
+
+fn exit_of(e: &sup::Exit) -> Exit {
+    use std::os::unix::process::ExitStatusExt;
+    let code = e.status.code();
+    let signal = e.status.signal();
+    let mut reason = match (code, signal) {
+        (Some(c), _) => format!("exit status {c}"),
+        (None, Some(s)) => format!("killed by {}", signal_name(s)),
+        _ => "ended".into(),
+    };
+    match &e.killed {
+        Some(sup::KillReason::Policy { pid, syscall }) => reason = format!("the policy killed it: pid {pid} called {syscall}"),
+        Some(sup::KillReason::GraceExpired) => reason.push_str(" (did not stop after SIGTERM)"),
+        Some(sup::KillReason::Requested) | Some(sup::KillReason::Shutdown) | None => {}
+    }
+    if e.oom_kills > 0 {
+        reason.push_str(&format!(" ({} process(es) killed for the memory limit)", e.oom_kills));
+    }
+    Exit { code, signal, reason, calls: e.stats.as_ref().map(calls_of) }
+}
+
+impl Backend for Supervised {
+    fn kind(&self) -> &'static str {
+        self.kind
+    }
+
+    fn launch(&self, spec: LaunchSpec, sink: Sink) -> Result<Arc<dyn Instance>> {
+        let (tx, mut events) = self.sup.events();
+        let mut ls = sup::LaunchSpec::new(&spec.program)
+            .arg0(&spec.argv0)
+            .args(&spec.args)
+            .env_clear()
+            .envs(spec.env.iter().map(|(k, v)| (k, v)))
+            .current_dir(&spec.cwd)
+            .stdin(sup::Stdio::Null)
+            .stdout(sup::Stdio::Lines)
+            .stderr(sup::Stdio::Lines)
+            .runtime(self.runtime.clone());
+        if let Some(m) = spec.memory_limit {
+            ls = ls.memory_limit(m);
+        }
+        if let Some(hook) = super::sandbox::hook(&spec)? {
+            ls = ls.pre_exec(hook);
+        }
+        let inner = self.sup.spawn(ls, &tx)?;
+        drop(tx);
+        self.rt.spawn(async move {
+            while let Some(ev) = events.recv().await {
+                let at = ev.at;
+                let line = |text: String| Event::Output { stream: Stream::Stderr, time: at, line: format!("shunt: {text}").into_bytes() };
+                match ev.kind {
+                    sup::EventKind::Output { stream, line } => {
+                        let stream = match stream {
+                            sup::Stream::Stdout => Stream::Stdout,
+                            sup::Stream::Stderr => Stream::Stderr,
+                        };
+                        sink(Event::Output { stream, time: at, line });
+                    }
+                    sup::EventKind::Denied { pid, syscall, errno } => {
+                        sink(line(format!("policy denied {syscall} (errno {errno}) to pid {pid}")))
+                    }
+                    sup::EventKind::PolicyKill { pid, syscall } => {
+                        sink(line(format!("policy kills the instance: pid {pid} called {syscall}")))
+                    }
+                    sup::EventKind::RuntimeError { pid, message } => sink(line(format!("runtime error in pid {pid}: {message}"))),
+                    sup::EventKind::Warning { message } => sink(line(message)),
+                    sup::EventKind::Exited(e) => {
+                        sink(Event::Exited(exit_of(&e)));
+                        return;
+                    }
+                    _ => {}
+                }
+            }
+        });
+        Ok(Arc::new(Supervisee { inner, port: spec.port }))
+    }
+}

@@ -9,6 +9,9 @@ set -eu
 # busybox-static, musl-tools: binaries shunt did not build (static glibc, musl)
 # whose syscall sites the rewrite tests plan and run.
 PACKAGES="gcc g++ make cmake python3 coreutils sqlite3 libssl-dev libgmp-dev git util-linux curl busybox-static musl-tools"
+# containerd, runc, umoci: the benchmark's stock container path (a private
+# containerd started by shunt-containerd; images made with umoci).
+PACKAGES="$PACKAGES containerd runc umoci"
 missing=""
 for p in $PACKAGES; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
@@ -27,6 +30,11 @@ if command -v go >/dev/null 2>&1; then
     if [ ! -x "$GOBIN_DIR/hey" ] && ! command -v hey >/dev/null 2>&1; then
         echo "setup: installing hey (go install github.com/rakyll/hey@v0.1.5)"
         GOTOOLCHAIN=local go install github.com/rakyll/hey@v0.1.5
+    fi
+    # vegeta: the constant-rate (open-loop) generator of the load sweep.
+    if [ ! -x "$GOBIN_DIR/vegeta" ] && ! command -v vegeta >/dev/null 2>&1; then
+        echo "setup: installing vegeta (go install github.com/tsenart/vegeta/v12@v12.13.0)"
+        GOTOOLCHAIN=local go install github.com/tsenart/vegeta/v12@v12.13.0
     fi
 else
     echo "setup: go is missing; install Go 1.25+ (https://go.dev/dl) and retry" >&2

@@ -622,7 +622,9 @@ impl Controller {
         while self.window.len() > 10 {
             self.window.pop_front();
         }
-        let rps = self.window.iter().sum::<u64>() as f64 / 10.0;
+        // Over the seconds seen so far, up to ten (as Prometheus's rate()
+        // over a 10 s range does for a function deployed moments ago).
+        let rps = self.window.iter().sum::<u64>() as f64 / self.window.len().max(1) as f64;
         if rps > rules.target_rps {
             self.above_for += 1;
             let desired = self.f.desired();

@@ -228,7 +228,7 @@ async fn check_deployment(sh: &Arc<Shared>, d: &mut FunctionDeployment) -> Resul
 /// Makes the in-memory function and its controller.
 pub fn start_function(sh: &Arc<Shared>, key: Key, stored: StoredFunction, plan: Plan) -> Arc<Function> {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let f = Arc::new(Function::new(key, stored, tx, plan.timeout));
+    let f = Arc::new(Function::new(key, stored, tx, plan.timeout, &sh.metrics));
     sh.table.insert(f.clone());
     instances::spawn(sh.clone(), f.clone(), Arc::new(plan), rx);
     f

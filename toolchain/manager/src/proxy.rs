@@ -236,7 +236,7 @@ async fn cold_pick(shared: &Shared, f: &Function) -> Result<InFlight, (StatusCod
 /// function's name in the URL (empty, or starting with `/` or `?`).
 pub async fn forward(shared: &Arc<Shared>, f: &Arc<Function>, req: Request<Body>, path_and_query: &str, call: Call) -> Response<Body> {
     f.invocations.fetch_add(1, Ordering::Relaxed);
-    shared.metrics.started.with_label_values(&[&f.dotted]).inc();
+    f.series.started.inc();
     let (parts, body) = req.into_parts();
     let declared = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > shared.config.max_body) {
@@ -305,10 +305,15 @@ pub async fn forward(shared: &Arc<Shared>, f: &Arc<Function>, req: Request<Body>
     if let Ok(v) = HeaderValue::from_str(&guard.replica.instance) {
         rparts.headers.insert(INSTANCE, v);
     }
-    let code = rparts.status.as_str().to_string();
+    let (counter, histogram) = if rparts.status == StatusCode::OK {
+        (f.series.ok_total.clone(), f.series.ok_seconds.clone())
+    } else {
+        let code = rparts.status.as_str();
+        (shared.metrics.total.with_label_values(&[&f.dotted, code]), shared.metrics.seconds.with_label_values(&[&f.dotted, code]))
+    };
     let done = Done {
-        counter: shared.metrics.total.with_label_values(&[&f.dotted, &code]),
-        histogram: shared.metrics.seconds.with_label_values(&[&f.dotted, &code]),
+        counter,
+        histogram,
         received: call.received,
         _guard: guard,
     };

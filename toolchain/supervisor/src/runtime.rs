@@ -111,6 +111,57 @@ pub fn resolve(name: &OsStr, path_var: Option<&OsStr>, cwd: Option<&Path>) -> Re
     which::which_in(name, path_var, here).map_err(|_| anyhow!("{}: command not found in PATH", p.display()))
 }
 
+/// Where `path` (absolute, inside `root`) is on this host: every symlink on
+/// the way resolved inside `root` (an absolute target starts again at
+/// `root`, `..` stops at it), as it will be once the program's process has
+/// pivoted into it.
+pub fn in_root(root: &Path, path: &Path) -> Result<PathBuf> {
+    if !path.is_absolute() {
+        bail!("{}: a program in a root of its own must be named by its absolute path inside it", path.display());
+    }
+    // Components still to walk, last first.
+    fn parts(p: &Path) -> Vec<OsString> {
+        use std::path::Component;
+        let mut v: Vec<OsString> = p
+            .components()
+            .filter_map(|c| match c {
+                Component::Normal(n) => Some(n.to_os_string()),
+                Component::ParentDir => Some("..".into()),
+                _ => None,
+            })
+            .collect();
+        v.reverse();
+        v
+    }
+    let mut todo = parts(path);
+    let mut inside = PathBuf::from("/");
+    let mut hops = 0;
+    while let Some(c) = todo.pop() {
+        if c == ".." {
+            inside.pop();
+            continue;
+        }
+        let next = inside.join(&c);
+        let host = root.join(next.strip_prefix("/").unwrap_or(&next));
+        match std::fs::symlink_metadata(&host) {
+            Ok(m) if m.file_type().is_symlink() => {
+                hops += 1;
+                if hops > 40 {
+                    bail!("{}: too many symlinks inside {}", path.display(), root.display());
+                }
+                let target = std::fs::read_link(&host).with_context(|| format!("cannot read {}", host.display()))?;
+                if target.is_absolute() {
+                    inside = PathBuf::from("/");
+                }
+                todo.extend(parts(&target));
+            }
+            Ok(_) => inside = next,
+            Err(_) => bail!("{}: no such file inside {}", path.display(), root.display()),
+        }
+    }
+    Ok(root.join(inside.strip_prefix("/").unwrap_or(&inside)))
+}
+
 /// Checks that `path` is something the runtime can run, and says what it is.
 pub fn classify(path: &Path) -> Result<Kind> {
     let meta = std::fs::metadata(path).with_context(|| format!("{}: cannot read", path.display()))?;
@@ -164,7 +215,21 @@ pub(crate) struct Prepared {
 /// Prepares `spec` (on the runtime: in `dir`, which exists).
 pub(crate) fn prepare(spec: &LaunchSpec, dir: Option<&Path>) -> Result<Prepared> {
     let mut env = spec.resolved_env();
-    let path = resolve(&spec.program, env.get(OsStr::new("PATH")).map(OsString::as_os_str), spec.cwd.as_deref())?;
+    // `path` is what is exec'd; `file` is where this process reads it.
+    let (path, file) = match &spec.root {
+        None => {
+            let p = resolve(&spec.program, env.get(OsStr::new("PATH")).map(OsString::as_os_str), spec.cwd.as_deref())?;
+            (p.clone(), p)
+        }
+        Some(root) => {
+            if spec.cwd.is_some() {
+                bail!("a program in a root of its own takes its working directory from the pre-exec hook, not current_dir");
+            }
+            let p = PathBuf::from(&spec.program);
+            let file = in_root(root, &p)?;
+            (p, file)
+        }
+    };
     let arg0 = spec.arg0.clone().unwrap_or_else(|| spec.program.clone());
     let opts = match &spec.runtime {
         Runtime::Native => {
@@ -176,7 +241,7 @@ pub(crate) fn prepare(spec: &LaunchSpec, dir: Option<&Path>) -> Result<Prepared>
     };
     check_supported(opts)?;
     let dir = dir.context("an instance on the runtime needs an instance directory")?;
-    let kind = classify(&path)?;
+    let kind = classify(&file)?;
     let lib = match &opts.lib {
         Some(l) => l.clone(),
         None => runtime_library()?,

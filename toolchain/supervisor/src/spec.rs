@@ -27,6 +27,7 @@ pub struct LaunchSpec {
     pub(crate) pre_exec: Option<PreExec>,
     pub(crate) memory_limit: Option<u64>,
     pub(crate) process_group: ProcessGroup,
+    pub(crate) root: Option<PathBuf>,
 }
 
 /// A hook run in the instance's first process after `fork`, before `exec`
@@ -163,6 +164,7 @@ impl LaunchSpec {
             pre_exec: None,
             memory_limit: None,
             process_group: ProcessGroup::Own,
+            root: None,
         }
     }
 
@@ -254,6 +256,19 @@ impl LaunchSpec {
     /// warning event say why.
     pub fn memory_limit(mut self, bytes: u64) -> Self {
         self.memory_limit = Some(bytes);
+        self
+    }
+
+    /// The program runs in a root of its own (an image's unpacked files,
+    /// which the [`pre_exec`](Self::pre_exec) hook pivots into): `program`
+    /// is then an absolute path *inside* `root`, classified there (symlinks
+    /// followed inside the root, never out of it) and exec'd at that path.
+    /// The runtime's files and the instance directory stay host paths: the
+    /// hook must make them visible at the same paths. Leave
+    /// [`current_dir`](Self::current_dir) unset (the hook sets the working
+    /// directory).
+    pub fn root(mut self, root: impl AsRef<Path>) -> Self {
+        self.root = Some(root.as_ref().to_path_buf());
         self
     }
 

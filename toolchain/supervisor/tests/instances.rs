@@ -471,3 +471,49 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
         std::thread::park();
     }
 }
+
+/// A program in a root of its own: named by its path inside the root,
+/// found through a symlink that is absolute inside the root, classified
+/// there and exec'd there once the hook has entered the root (a chroot
+/// here; the manager's is an image sandbox). A symlink that climbs out of
+/// the root stops at its top instead.
+#[test]
+fn a_program_in_a_root_of_its_own() {
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    std::fs::create_dir_all(r.join("bin")).unwrap();
+    std::fs::create_dir_all(r.join("usr/bin")).unwrap();
+    std::fs::copy("/bin/busybox", r.join("bin/busybox")).unwrap();
+    std::os::unix::fs::symlink("/bin/busybox", r.join("usr/bin/sh")).unwrap();
+    std::os::unix::fs::symlink("../../../../../../bin/busybox", r.join("usr/bin/up")).unwrap();
+    assert_eq!(in_root(r, Path::new("/usr/bin/sh")).unwrap(), r.join("bin/busybox"));
+    assert_eq!(in_root(r, Path::new("/usr/bin/up")).unwrap(), r.join("bin/busybox"), "`..` stops at the root");
+    assert!(in_root(r, Path::new("/nothing")).unwrap_err().to_string().contains("no such file inside"));
+    assert!(in_root(r, Path::new("usr/bin/sh")).is_err(), "relative paths are refused");
+
+    let (sup, _dir) = supervisor();
+    let (tx, mut events) = sup.events();
+    let croot = std::ffi::CString::new(r.as_os_str().as_encoded_bytes()).unwrap();
+    let spec = LaunchSpec::new("/usr/bin/sh")
+        .arg0("sh")
+        .args(["-c", "echo inside; test -e /bin/busybox && test ! -e /etc/passwd && echo rooted"])
+        .env_clear()
+        .stdout(Stdio::Lines)
+        .stderr(Stdio::Lines)
+        .root(r)
+        .pre_exec(Box::new(move || {
+            // SAFETY: chroot and chdir on C strings owned by the closure.
+            unsafe {
+                if libc::chroot(croot.as_ptr()) != 0 || libc::chdir(c"/".as_ptr()) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        }));
+    let inst = sup.spawn(spec, &tx).unwrap();
+    let seen = until_exit(&mut events, inst.id());
+    assert!(seen.exit.success(), "{:?} {:?}", seen.exit, seen.stderr);
+    assert_eq!(seen.stdout, ["inside", "rooted"]);
+    let bad = LaunchSpec::new("/usr/bin/sh").root(r).current_dir("/");
+    assert!(sup.spawn(bad, &tx).unwrap_err().to_string().contains("working directory"));
+}

@@ -1,5 +1,5 @@
 # The two entry points of the README. Both install their prerequisites first.
-.PHONY: demo test setup build
+.PHONY: demo test setup build check
 
 setup:
 	./scripts/setup.sh
@@ -10,5 +10,10 @@ build: setup
 demo: setup
 	./scripts/demo.sh
 
-test: build
+test: build check
 	cargo test --release --workspace
+
+# Static checks of the runtime's structure: no module cycles in its crates.
+check:
+	./scripts/check-module-cycles runtime/abi/src runtime/core/src runtime/install/src runtime/patch/src \
+		runtime/loader/src runtime/policy/src runtime/stats/src

@@ -190,7 +190,7 @@ impl Server {
     pub fn stats(&self) -> Stats {
         let p = self.dir.path().join("stats.json");
         let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("no stats ({e}):\n{}", self.stderr()));
-        Stats(serde_json::from_str(&text).unwrap_or_else(|e| panic!("stats are not JSON ({e}): {text}")))
+        Stats::parse(&text)
     }
 
     /// Zero traps for the instance and, under `shunt run`, for each of its

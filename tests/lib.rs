@@ -12,6 +12,7 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use shunt_stats::{Class, Report};
 
 pub mod front;
 pub mod http;
@@ -107,8 +108,7 @@ pub fn under_shunt(argv: &[&str], stdin: Option<&[u8]>, shunt_args: &[&str]) -> 
     let out = run(cmd, stdin, LIMIT);
     let text = std::fs::read_to_string(&stats)
         .unwrap_or_else(|e| panic!("no stats report from {argv:?} ({e}); stderr:\n{}", out.stderr_str()));
-    let json: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("stats are not JSON ({e}): {text}"));
-    (out, Stats(json))
+    (out, Stats::parse(&text))
 }
 
 /// Asserts two runs did the same thing.
@@ -143,41 +143,55 @@ fn head(b: &[u8]) -> String {
     String::from_utf8_lossy(&b[..b.len().min(3000)]).into_owned()
 }
 
-/// The JSON stats report of an instance.
+/// The stats report of an instance: the JSON as written (`.0`, for messages
+/// and ad-hoc looks) and the same read into the one typed schema
+/// (`shunt_stats::Report`, `.1`), which every report must satisfy.
 #[derive(Debug)]
-pub struct Stats(pub Value);
+pub struct Stats(pub Value, pub Report);
 
-pub const CLASSES: [&str; 5] = ["redirected", "trapped", "emulated", "passthrough", "denied"];
+/// The classes of the report, by name (the schema's).
+pub const CLASSES: [&str; 5] = {
+    let mut names = [""; 5];
+    let mut i = 0;
+    while i < 5 {
+        names[i] = Class::ALL[i].name();
+        i += 1;
+    }
+    names
+};
+
+fn class(name: &str) -> Class {
+    *Class::ALL.iter().find(|c| c.name() == name).unwrap_or_else(|| panic!("no stats class {name:?}"))
+}
 
 impl Stats {
-    pub fn total(&self, class: &str) -> u64 {
-        self.0[class].as_u64().unwrap_or_else(|| panic!("stats have no total {class:?}: {}", self.0))
+    /// Parses a report, checking it against the schema.
+    pub fn parse(text: &str) -> Stats {
+        let json: Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("stats are not JSON ({e}): {text}"));
+        let report = Report::from_json("stats", text).unwrap_or_else(|e| panic!("{e}: {text}"));
+        Stats(json, report)
     }
-    pub fn get(&self, name: &str, class: &str) -> u64 {
-        self.0["by_syscall"][name][class].as_u64().unwrap_or(0)
+    /// A report already parsed as JSON, checked against the schema.
+    pub fn from_value(json: Value) -> Stats {
+        let report = serde_json::from_value(json.clone()).unwrap_or_else(|e| panic!("not a stats report ({e}): {json}"));
+        Stats(json, report)
+    }
+    pub fn total(&self, class_name: &str) -> u64 {
+        assert!(self.0.get(class_name).is_some(), "stats have no total {class_name:?}: {}", self.0);
+        self.1.total(class(class_name))
+    }
+    pub fn get(&self, name: &str, class_name: &str) -> u64 {
+        self.1.get(name, class(class_name))
     }
     pub fn processes(&self) -> u64 {
-        self.0["processes"].as_u64().unwrap_or(0)
+        self.1.processes
     }
     /// Every entry, by the gate or a trap, was answered exactly once: for the
     /// totals and for every syscall, redirected + trapped = emulated +
-    /// passthrough + denied.
+    /// passthrough + denied; and each total is the sum of its syscalls.
     pub fn assert_accounted(&self) {
-        let sum = |o: &Value, cs: &[&str]| cs.iter().map(|c| o[*c].as_u64().unwrap_or(0)).sum::<u64>();
-        let entries = sum(&self.0, &["redirected", "trapped"]);
-        let answered = sum(&self.0, &["emulated", "passthrough", "denied"]);
-        assert_eq!(entries, answered, "totals do not add up: {}", self.0);
-        let by = self.0["by_syscall"].as_object().expect("by_syscall");
-        for (name, o) in by {
-            assert_eq!(
-                sum(o, &["redirected", "trapped"]),
-                sum(o, &["emulated", "passthrough", "denied"]),
-                "{name}: entries and answers do not add up: {o}"
-            );
-        }
-        for c in CLASSES {
-            let per: u64 = by.values().map(|o| o[c].as_u64().unwrap_or(0)).sum();
-            assert_eq!(per, self.total(c), "total {c} is not the sum of the per-syscall counts");
+        if let Err(e) = self.1.check_accounted() {
+            panic!("{e}: {}", self.0);
         }
     }
 }

@@ -86,12 +86,12 @@ pub fn audit_image(img: &Image, a: &Analysis) -> Audit {
                     "{} {} B{}: {displaced}",
                     serde_json::to_value(mode).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
                     site.len,
-                    if site.kind == shunt_runtime::patch::Kind::NoRedZone { ", no red zone" } else { "" }
+                    if site.kind == shunt_patch::Kind::NoRedZone { ", no red zone" } else { "" }
                 ),
             ),
             Verdict::Leave(l) if glibc => match l.status {
-                shunt_runtime::patch::LeftStatus::Allowlisted => (Status::Allowlisted, l.reason.clone()),
-                shunt_runtime::patch::LeftStatus::Uncovered => (Status::Uncovered, l.reason.clone()),
+                shunt_patch::LeftStatus::Allowlisted => (Status::Allowlisted, l.reason.clone()),
+                shunt_patch::LeftStatus::Uncovered => (Status::Uncovered, l.reason.clone()),
             },
             _ => (
                 Status::Uncovered,
@@ -105,7 +105,7 @@ pub fn audit_image(img: &Image, a: &Analysis) -> Audit {
             symbol: f.symbol.clone(),
             instruction: f.insn.as_str().to_string(),
             nr: f.nr,
-            syscall: f.nr.map(|n| shunt_runtime::syscalls::name_of(n as u64).to_string()),
+            syscall: f.nr.map(|n| shunt_abi::syscalls::name_of(n as u64).to_string()),
             status,
             detail,
         });

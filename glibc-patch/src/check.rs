@@ -22,7 +22,7 @@
 //! the planner decoded, and never a run a branch can enter in the middle.
 
 use iced_x86::{Code, Decoder, DecoderOptions, FlowControl, Instruction};
-use shunt_runtime::patch::{Kind, Plan, Site};
+use shunt_patch::{Kind, Plan, Site};
 
 use crate::elf::Image;
 

@@ -146,7 +146,7 @@ impl Image {
             }
             if ph.p_type(e) == elf::PT_NOTE && build_id.is_none() {
                 if let Ok(notes) = ph.data(e, d) {
-                    build_id = shunt_runtime::patch::gnu_build_id(notes).map(shunt_runtime::patch::hex);
+                    build_id = shunt_patch::gnu_build_id(notes).map(shunt_patch::hex);
                 }
             }
         }
@@ -164,7 +164,7 @@ impl Image {
             let ty = s.sh_type(e);
             if build_id.is_none() && ty == elf::SHT_NOTE {
                 if let Ok(notes) = s.data(e, d) {
-                    build_id = shunt_runtime::patch::gnu_build_id(notes).map(shunt_runtime::patch::hex);
+                    build_id = shunt_patch::gnu_build_id(notes).map(shunt_patch::hex);
                 }
             }
             match ty {
@@ -442,7 +442,7 @@ impl Image {
 pub fn content_key(data: &[u8]) -> String {
     use sha2::Digest;
     let sum = sha2::Sha256::digest(data);
-    format!("{}{}", shunt_runtime::patch::CONTENT_KEY_PREFIX, shunt_runtime::patch::hex(&sum))
+    format!("{}{}", shunt_patch::CONTENT_KEY_PREFIX, shunt_patch::hex(&sum))
 }
 
 /// Prefer global, plain names at the same address.

@@ -5,7 +5,7 @@
 //! preload could interpose. glibc 2.36 (Debian 12) has 526 `syscall` sites in
 //! libc.so.6 and 46 in ld.so. This crate finds them and plans, for each, how to
 //! replace it by a jump to a trampoline that calls the gate; the runtime
-//! (`shunt_runtime::patch`) applies the plan in memory when `libshunt.so`
+//! (`shunt_patch`) applies the plan in memory when `libshunt.so`
 //! loads.
 //!
 //! # Decision: patch in memory from a per-build plan
@@ -72,7 +72,7 @@ pub use audit::{audit_file, Audit, AuditSite, Status};
 pub use check::check_plan;
 pub use elf::{ElfError, Flavour, Image};
 pub use planner::{analyse, Analysis, PLANNER};
-pub use shunt_runtime::patch::{plan_dirs, plan_file_name, Plan};
+pub use shunt_patch::{plan_dirs, plan_file_name, Plan};
 
 /// The glibc objects this process (linked with the machine's glibc) loaded:
 /// libc.so.6 and the dynamic loader, as canonical paths.
@@ -131,7 +131,7 @@ pub fn plan_key_of(object: &Path) -> Result<String> {
 /// One line about a plan: how many sites it patches.
 pub fn summary(a: &Analysis, path: &Path) -> String {
     let total = a.found.len();
-    let allow = a.plan.left.iter().filter(|l| l.status == shunt_runtime::patch::LeftStatus::Allowlisted).count();
+    let allow = a.plan.left.iter().filter(|l| l.status == shunt_patch::LeftStatus::Allowlisted).count();
     format!(
         "{} of {total} syscall sites patched, {allow} allowlisted, {} uncovered; wrote {}",
         a.plan.sites.len(),

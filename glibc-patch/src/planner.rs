@@ -113,7 +113,7 @@ use iced_x86::{
     Code, Decoder, DecoderOptions, FlowControl, Formatter, GasFormatter, Instruction, InstructionInfoFactory,
     OpAccess, OpKind, Register, RflagsBits,
 };
-use shunt_runtime::patch::{Code as Bytes, Kind, Left, LeftStatus, Plan, Site, MIN_LEN};
+use shunt_patch::{Code as Bytes, Kind, Left, LeftStatus, Plan, Site, MIN_LEN};
 
 use shunt_gotarget::rules::Rewrite;
 
@@ -132,7 +132,7 @@ const NR_VFORK: u32 = 58;
 const NR_CLONE3: u32 = 435;
 /// Longest run of displaced bytes on either side (a whole run,
 /// `2 * MAX_SIDE + 2`, must fit the runtime's `MAX_LEN`).
-const MAX_SIDE: usize = (shunt_runtime::patch::MAX_LEN - 2) / 2;
+const MAX_SIDE: usize = (shunt_patch::MAX_LEN - 2) / 2;
 
 /// Which instruction a site is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]

@@ -9,7 +9,7 @@ use std::process::Command;
 
 use shunt_glibc_patch::planner::Verdict;
 use shunt_glibc_patch::{analyse, check_plan, Analysis, Flavour, Image};
-use shunt_runtime::patch::{Kind, LeftStatus};
+use shunt_patch::{Kind, LeftStatus};
 
 /// Assembles `body` (GNU syntax) and returns its `.text` bytes.
 fn assemble(body: &str) -> Vec<u8> {
@@ -267,5 +267,5 @@ fn object_without_build_id_is_keyed_by_content() {
     assert!(img.key.starts_with("sha256-") && img.key.len() == 7 + 64, "{}", img.key);
     assert_eq!(a.plan.build_id, img.key);
     let text = a.plan.to_text();
-    assert_eq!(shunt_runtime::patch::Plan::parse(&text).unwrap().build_id, img.key);
+    assert_eq!(shunt_patch::Plan::parse(&text).unwrap().build_id, img.key);
 }

@@ -14,7 +14,7 @@
 use std::arch::global_asm;
 
 use iced_x86::{Decoder, DecoderOptions, InstructionInfoFactory, Mnemonic, OpAccess, Register};
-use shunt_runtime::patch::{Code, Kind, Site};
+use shunt_patch::{Code, Kind, Site};
 
 #[repr(C)]
 struct Regs([u64; 16]);
@@ -113,7 +113,7 @@ fn run_site(func: &[u8], site: &Site, rax_in: u64, want_rax: u64) {
         std::ptr::copy_nonoverlapping(func.as_ptr(), page, func.len());
         // The gate slot, then the trampoline, in the second page.
         let slot = base + 4096;
-        let gate = shunt_runtime::gate::gate_address() as u64;
+        let gate = shunt_core::gate::gate_address() as u64;
         std::ptr::copy_nonoverlapping(gate.to_le_bytes().as_ptr(), page.add(4096), 8);
         let tramp_at = base + 4096 + 16;
         let t = site.trampoline(tramp_at, slot, base + site.at + site.len as u64).unwrap();
@@ -161,7 +161,7 @@ fn site(at: u64, kind: Kind, pre: &[u8], post: &[u8]) -> Site {
 
 #[test]
 fn trampolines_keep_the_syscall_contract() {
-    shunt_runtime::install(shunt_runtime::Options::default()).expect("install the runtime");
+    shunt_install::install(shunt_install::Options::default()).expect("install the runtime");
     let pid = std::process::id() as u64;
 
     // backward: mov $39,%eax; syscall | ret

@@ -8,17 +8,10 @@ use std::time::UNIX_EPOCH;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-/// `$SHUNT_CACHE`, else `$XDG_CACHE_HOME/shunt`, else `~/.cache/shunt`.
+/// The cache root (`shunt_paths::cache_root`).
 pub fn root() -> Result<PathBuf> {
-    let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
-    if let Some(p) = var("SHUNT_CACHE") {
-        return Ok(p);
-    }
-    if let Some(p) = var("XDG_CACHE_HOME") {
-        return Ok(p.join("shunt"));
-    }
-    match var("HOME") {
-        Some(h) => Ok(h.join(".cache").join("shunt")),
+    match shunt_paths::cache_root() {
+        Some(p) => Ok(p),
         None => bail!("no cache directory: set SHUNT_CACHE (or XDG_CACHE_HOME or HOME)"),
     }
 }

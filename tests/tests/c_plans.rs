@@ -34,7 +34,7 @@ fn run_with(exe: &Path, env: &[(&str, &Path)], stats: &Path) -> (Outcome, Stats)
     }
     let out = run(cmd, None, Duration::from_secs(120));
     let text = std::fs::read_to_string(stats).unwrap_or_else(|e| panic!("no stats ({e}): {}", out.stderr_str()));
-    (out, Stats(serde_json::from_str(&text).unwrap()))
+    (out, Stats::parse(&text))
 }
 
 #[test]

@@ -53,7 +53,7 @@ fn standalone(argv: &[&str]) -> (Outcome, Stats) {
     let out = run(cmd, None, Duration::from_secs(300));
     let text = std::fs::read_to_string(&stats)
         .unwrap_or_else(|e| panic!("no stats from {argv:?} ({e}); stderr:\n{}", out.stderr_str()));
-    (out, Stats(serde_json::from_str(&text).unwrap()))
+    (out, Stats::parse(&text))
 }
 
 fn assert_no_traps(what: &str, stats: &Stats) {

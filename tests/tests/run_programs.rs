@@ -122,7 +122,7 @@ fn stats_env_var_is_honoured() {
     let o = run(cmd, None, std::time::Duration::from_secs(60));
     assert!(o.status.success(), "{}", o.stderr_str());
     let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
-    Stats(v).assert_accounted();
+    Stats::from_value(v).assert_accounted();
 }
 
 #[test]

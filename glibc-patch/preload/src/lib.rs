@@ -10,7 +10,7 @@
 //!    the report);
 //! 2. installs the runtime and attaches the main thread;
 //! 3. patches glibc's own `syscall` sites in memory from the plan for the
-//!    loaded libc.so.6 and ld.so (`shunt_runtime::patch`; `SHUNT_PATCH=0`
+//!    loaded libc.so.6 and ld.so (`shunt_patch`; `SHUNT_PATCH=0`
 //!    turns this off). Without a plan nothing is patched and, with
 //!    `SHUNT_DEBUG=1`, one line on stderr says so. `SHUNT_DEBUG=1` also
 //!    prints what was patched and what it cost.
@@ -31,14 +31,14 @@ extern "C" fn shunt_init(_argc: i32, _argv: *const *const c_char, _envp: *const 
     // Decides the trap fallback too (armed inside an instance, unless
     // SHUNT_TRAP=0; off for a program run natively, unless SHUNT_TRAP=1), and
     // hides the runtime's variables from the program.
-    let opts = match shunt_runtime::instance::options_from_env() {
+    let opts = match shunt_install::options_from_env() {
         Ok(o) => o,
         Err(e) => fail(&e),
     };
     let patch = opts.patch;
     // Children of a stand-alone instance join it: execve adds the instance's
-    // variables to every new image (runtime/src/sys/exec.rs).
-    if let Err(e) = shunt_runtime::install(opts) {
+    // variables to every new image (runtime/core/src/sys/exec.rs).
+    if let Err(e) = shunt_install::install(opts) {
         fail(&format!("cannot start the runtime: {e}"));
     }
     if !patch {
@@ -47,9 +47,8 @@ extern "C" fn shunt_init(_argc: i32, _argv: *const *const c_char, _envp: *const 
     let debug = std::env::var_os("SHUNT_DEBUG").is_some_and(|v| !v.is_empty() && v != "0");
     // glibc is called while patching (plan files, dl_iterate_phdr): keep those
     // calls out of the trap statistics.
-    let tb = shunt_runtime::thread::current();
-    shunt_runtime::trap::with_allow(tb, || {
-        let report = shunt_runtime::patch::apply_loaded();
+    shunt_core::trap::with_allow(|| {
+        let report = shunt_patch::apply_loaded();
         if debug {
             eprintln!("shunt: {report}");
         }
@@ -68,5 +67,5 @@ static SHUNT_INIT: extern "C" fn(i32, *const *const c_char, *const *const c_char
 /// The address of the call gate, for programs that call it directly.
 #[no_mangle]
 pub extern "C" fn shunt_gate_address() -> usize {
-    shunt_runtime::gate::gate_address()
+    shunt_core::gate::gate_address()
 }

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use shunt_runtime::{gate, thread, trap};
+use shunt_core::{gate, thread, trap};
 
 use super::stats::median;
 
@@ -84,7 +84,7 @@ pub fn syscall(args: SyscallArgs) -> Result<()> {
     if args.calls == 0 || args.rounds == 0 {
         bail!("--calls and --rounds must be at least 1");
     }
-    shunt_runtime::install(shunt_runtime::Options { trap: true, ..Default::default() })
+    shunt_install::install(shunt_install::Options { trap: true, ..Default::default() })
         .context("cannot install the runtime in the benchmark process")?;
     // install() attached and armed the main thread, which goes on printing
     // through glibc: detach it (a thread std creates would otherwise inherit

@@ -2,7 +2,7 @@
 //! machine's glibc (libc.so.6 and ld.so), or of the named objects.
 //!
 //! A plan is computed once per glibc build and stored as `<build-id>.plan` in
-//! the first writable directory of `shunt_runtime::patch::plan_dirs`
+//! the first writable directory of `shunt_patch::plan_dirs`
 //! (`$SHUNT_PLANS`, `<dir of libshunt.so>/glibc-plans`, the user's cache),
 //! where `libshunt.so` finds it at start-up. `shunt run` (through
 //! the supervisor) makes sure current plans exist before it starts a

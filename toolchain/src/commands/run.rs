@@ -20,7 +20,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use shunt_runtime::policy::errno_name;
+use shunt_policy::errno_name;
 use shunt_supervisor::{EventKind, LaunchSpec, ProcessGroup, Runtime, ShuntOptions, Supervisor};
 
 #[derive(Args)]

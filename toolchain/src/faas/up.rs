@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use shunt_runtime::policy::errno_name;
+use shunt_policy::errno_name;
 use shunt_supervisor::{Event, EventKind, EventSender, Exit, Instance, LaunchSpec, Runtime, ShuntOptions, Stdio, Supervisor};
 
 use super::build::manifest_path;

@@ -1,0 +1,45 @@
+//! The stats report's JSON, written without allocating.
+//!
+//! The stand-alone root process writes its instance's report from inside
+//! its `exit_group` (perhaps from a signal handler that interrupted
+//! malloc), so this writer only formats into a `fmt::Write`. The report's
+//! schema is `shunt-stats`'s `Report`; its tests check that what this
+//! writer produces reads back into that type.
+//!
+//! `{"redirected": N, "emulated": N, "passthrough": N, "trapped": N,
+//!   "denied": N, "processes": N, "by_syscall": {"getpid": {...}, ...}}`
+
+use core::fmt::{self, Write};
+
+use crate::class::Class;
+use crate::segment::Totals;
+use crate::syscalls::{name_of, TABLE_LEN};
+
+/// Writes the report of `t`.
+pub fn write_json(t: &Totals, out: &mut dyn Write) -> fmt::Result {
+    out.write_str("{")?;
+    for c in Class::JSON_ORDER {
+        write!(out, "\"{}\": {}, ", c.name(), t.total(c))?;
+    }
+    write!(out, "\"processes\": {}, ", t.processes)?;
+    out.write_str("\"by_syscall\": {")?;
+    let mut first = true;
+    for nr in 0..TABLE_LEN {
+        if Class::JSON_ORDER.iter().all(|&c| t.get(c, nr) == 0) {
+            continue;
+        }
+        if !first {
+            out.write_str(", ")?;
+        }
+        first = false;
+        write!(out, "\"{}\": {{", name_of(nr as u64))?;
+        for (i, &c) in Class::JSON_ORDER.iter().enumerate() {
+            if i > 0 {
+                out.write_str(", ")?;
+            }
+            write!(out, "\"{}\": {}", c.name(), t.get(c, nr))?;
+        }
+        out.write_str("}")?;
+    }
+    out.write_str("}}\n")
+}

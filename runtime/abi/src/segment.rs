@@ -1,0 +1,252 @@
+//! The stats segment: one shared file per process of an instance, in which
+//! the gate counts that process's calls, and which outlives the process.
+//!
+//! A process of an instance maps `<instance>/<pid>-<n>.seg` `MAP_SHARED`.
+//! Its header (one page) is followed by one [`SLOT_STRIDE`] slot per thread:
+//! the runtime core's thread block, then the thread's counters, one row of
+//! [`TABLE_LEN`] `u64`s per (entry, answer) cell.
+//!
+//! ```text
+//! +0                  SegmentHeader (one page)
+//! +SEGMENT_HEADER     slot 0: thread block | counters[cell][nr] (6 pages) | unused
+//! +… + SLOT_STRIDE    slot 1 …
+//! ```
+//!
+//! Readers (the supervisor, `shunt stats`, the manager, the stand-alone
+//! report) sum the rows of every slot below the header's high-water mark.
+//! Every word a reader looks at is read as an atomic: the owning process may
+//! still be running and counting.
+
+use core::fmt;
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use crate::class::{Class, ALL_CELLS, CELLS};
+use crate::syscalls::TABLE_LEN;
+
+/// The segment file's first word once its header is complete: `SHUNTSG1`.
+pub const SEGMENT_MAGIC: u64 = u64::from_ne_bytes(*b"SHUNTSG1");
+/// Version 4: no `unaccounted` word (it was never counted); the magic is
+/// stored last, so a reader never sees a half-written header.
+pub const SEGMENT_VERSION: u32 = 4;
+
+/// Distance between two slots in the stats segment.
+pub const SLOT_STRIDE: usize = 32 * 1024;
+/// Threads a process may have inside the runtime at once.
+pub const MAX_SLOTS: usize = 1024;
+/// Offset of the counters from the start of a slot (the thread block is
+/// before them).
+pub const COUNTERS_OFFSET: usize = 4096;
+/// Size of one cell's counter row.
+pub const COUNTER_ROW: usize = TABLE_LEN * 8;
+/// Size of the segment header that precedes slot 0.
+pub const SEGMENT_HEADER: usize = 4096;
+/// Total size of a stats segment file.
+pub const SEGMENT_SIZE: usize = SEGMENT_HEADER + MAX_SLOTS * SLOT_STRIDE;
+
+const _: () = assert!(COUNTERS_OFFSET + CELLS * COUNTER_ROW <= SLOT_STRIDE);
+const _: () = assert!(core::mem::size_of::<SegmentHeader>() <= SEGMENT_HEADER);
+
+/// Offset, from the start of a slot, of the counter of syscall 0 in cell
+/// (entry, answer): the gate's `%gs:` displacement.
+pub const fn cell_offset(entry: crate::class::Entry, answer: crate::class::Answer) -> usize {
+    COUNTERS_OFFSET + crate::class::cell_index(entry, answer) * COUNTER_ROW
+}
+
+/// The first page of a segment.
+///
+/// Invariant: every field but the atomics is written before `magic` is
+/// stored (Release) and never changes afterwards, so a reader that loaded
+/// `magic == SEGMENT_MAGIC` (Acquire) may read them as plain memory.
+#[repr(C)]
+pub struct SegmentHeader {
+    pub magic: AtomicU64,
+    pub version: u32,
+    pub header_size: u32,
+    pub slot_stride: u32,
+    pub max_slots: u32,
+    pub table_len: u32,
+    pub cells: u32,
+    pub pid: i32,
+    /// One more than the highest slot ever claimed (readers scan only these).
+    pub slots_high: AtomicU32,
+    /// Claimed slots (the runtime core's lock-free slot allocator).
+    pub slot_bitmap: [AtomicU64; MAX_SLOTS / 64],
+    /// File name of the program this process runs (NUL-padded), so that a
+    /// report can say which program of the instance made which calls.
+    pub program: [u8; 64],
+}
+
+impl SegmentHeader {
+    /// Fills a zeroed header and publishes it: `program` is the file name
+    /// of the program (cut to 63 bytes).
+    pub fn init(&mut self, pid: i32, program: &[u8]) {
+        self.version = SEGMENT_VERSION;
+        self.header_size = SEGMENT_HEADER as u32;
+        self.slot_stride = SLOT_STRIDE as u32;
+        self.max_slots = MAX_SLOTS as u32;
+        self.table_len = TABLE_LEN as u32;
+        self.cells = CELLS as u32;
+        self.pid = pid;
+        let n = program.len().min(self.program.len() - 1);
+        self.program[..n].copy_from_slice(&program[..n]);
+        self.program[n] = 0;
+        self.magic.store(SEGMENT_MAGIC, Ordering::Release);
+    }
+
+    /// The program's file name.
+    pub fn program_name(&self) -> &str {
+        let n = self.program.iter().position(|&c| c == 0).unwrap_or(self.program.len());
+        core::str::from_utf8(&self.program[..n]).unwrap_or("?")
+    }
+}
+
+/// Why a segment cannot be read.
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+pub enum SegmentError {
+    /// The file is shorter than its header says.
+    TooShort,
+    /// The header is not complete yet (a process that is starting, or one
+    /// killed before it counted anything).
+    Unpublished,
+    /// Not a stats segment.
+    BadMagic,
+    /// Written by another version of the runtime.
+    Version(u32),
+    /// Another table size or slot layout.
+    Geometry,
+}
+
+impl fmt::Display for SegmentError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SegmentError::TooShort => f.write_str("segment file is truncated"),
+            SegmentError::Unpublished => f.write_str("segment header is not written yet"),
+            SegmentError::BadMagic => f.write_str("not a shunt stats segment"),
+            SegmentError::Version(v) => write!(f, "segment version {v} is not supported"),
+            SegmentError::Geometry => f.write_str("segment geometry does not match this runtime"),
+        }
+    }
+}
+
+/// A checked view of one segment: its header, and the words of its slots.
+pub struct Segment<'a> {
+    words: &'a [AtomicU64],
+    header: &'a SegmentHeader,
+    high: usize,
+}
+
+impl<'a> Segment<'a> {
+    /// Checks the header of the segment in `words` (its first
+    /// [`SEGMENT_HEADER`] bytes at least, 8-byte aligned by type).
+    pub fn new(words: &'a [AtomicU64]) -> Result<Segment<'a>, SegmentError> {
+        if words.len() * 8 < SEGMENT_HEADER {
+            return Err(SegmentError::TooShort);
+        }
+        match words[0].load(Ordering::Acquire) {
+            0 => return Err(SegmentError::Unpublished),
+            SEGMENT_MAGIC => {}
+            _ => return Err(SegmentError::BadMagic),
+        }
+        // SAFETY: `words` holds at least SEGMENT_HEADER >= size_of::<SegmentHeader>()
+        // bytes, aligned to 8 (SegmentHeader's alignment). The magic was
+        // published (loaded with Acquire above), so by the header's invariant
+        // its plain fields are complete and never written again; the others
+        // are atomics.
+        let header = unsafe { &*(words.as_ptr() as *const SegmentHeader) };
+        if header.version != SEGMENT_VERSION {
+            return Err(SegmentError::Version(header.version));
+        }
+        if header.slot_stride as usize != SLOT_STRIDE
+            || header.table_len as usize != TABLE_LEN
+            || header.cells as usize != CELLS
+            || header.header_size as usize != SEGMENT_HEADER
+        {
+            return Err(SegmentError::Geometry);
+        }
+        let high = (header.slots_high.load(Ordering::Acquire) as usize).min(MAX_SLOTS);
+        if words.len() * 8 < SEGMENT_HEADER + high * SLOT_STRIDE {
+            return Err(SegmentError::TooShort);
+        }
+        Ok(Segment { words, header, high })
+    }
+
+    pub fn header(&self) -> &SegmentHeader {
+        self.header
+    }
+
+    /// How many words of the segment hold data: the header and the slots
+    /// below the high-water mark.
+    pub fn used_words(&self) -> usize {
+        (SEGMENT_HEADER + self.high * SLOT_STRIDE) / 8
+    }
+
+    /// Calls `f(cell, nr, count)` for every counter of every used slot.
+    pub fn for_each_counter(&self, mut f: impl FnMut(usize, usize, u64)) {
+        for slot in 0..self.high {
+            let base = (SEGMENT_HEADER + slot * SLOT_STRIDE + COUNTERS_OFFSET) / 8;
+            for cell in 0..CELLS {
+                let row = base + cell * COUNTER_ROW / 8;
+                for (nr, w) in self.words[row..row + TABLE_LEN].iter().enumerate() {
+                    f(cell, nr, w.load(Ordering::Relaxed));
+                }
+            }
+        }
+    }
+}
+
+/// Summed counters of one or more segments: the cells, from which the
+/// report's classes are derived.
+#[derive(Clone)]
+pub struct Totals {
+    pub cells: [[u64; TABLE_LEN]; CELLS],
+    pub processes: u64,
+}
+
+impl Totals {
+    pub const fn new() -> Self {
+        Totals { cells: [[0; TABLE_LEN]; CELLS], processes: 0 }
+    }
+
+    /// Adds the counters of one segment (one more process).
+    pub fn add(&mut self, seg: &Segment<'_>) {
+        seg.for_each_counter(|cell, nr, n| self.cells[cell][nr] += n);
+        self.processes += 1;
+    }
+
+    /// Adds the counters of the segment in `words`.
+    pub fn add_segment(&mut self, words: &[AtomicU64]) -> Result<(), SegmentError> {
+        self.add(&Segment::new(words)?);
+        Ok(())
+    }
+
+    /// Adds another total.
+    pub fn merge(&mut self, other: &Totals) {
+        for (mine, theirs) in self.cells.iter_mut().zip(other.cells.iter()) {
+            for (m, t) in mine.iter_mut().zip(theirs.iter()) {
+                *m += t;
+            }
+        }
+        self.processes += other.processes;
+    }
+
+    /// The count of `class` for syscall `nr`.
+    pub fn get(&self, class: Class, nr: usize) -> u64 {
+        ALL_CELLS
+            .iter()
+            .enumerate()
+            .filter(|(_, (e, a))| class.includes(*e, *a))
+            .map(|(i, _)| self.cells[i][nr])
+            .sum()
+    }
+
+    /// The count of `class` over all syscalls.
+    pub fn total(&self, class: Class) -> u64 {
+        (0..TABLE_LEN).map(|nr| self.get(class, nr)).sum()
+    }
+}
+
+impl Default for Totals {
+    fn default() -> Self {
+        Self::new()
+    }
+}

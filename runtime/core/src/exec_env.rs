@@ -1,0 +1,142 @@
+//! What `execve` adds so that a new image stays in the instance: the
+//! instance's variables (stored once at installation), and what exec hooks
+//! add at the moment of the exec ([`ExecEnv`]).
+
+use crate::mem::copy_slice;
+
+/// Variables of the runtime that the program does not see and that `execve`
+/// replaces with the instance's own.
+pub(crate) const INJECTED_PREFIXES: [&[u8]; 6] =
+    [b"SHUNT_INSTANCE=", b"SHUNT_LIB=", b"SHUNT_EXE=", b"SHUNT_TRAP=", b"SHUNT_STATS=", b"SHUNT_PATCH="];
+
+const ARENA: usize = 16 * 1024;
+const MAX_VARS: usize = 8;
+
+/// The instance's variables, written once at installation.
+struct Injection {
+    set: bool,
+    arena: [u8; ARENA],
+    used: usize,
+    vars: [(usize, usize); MAX_VARS],
+    nvars: usize,
+    preload_index: Option<usize>,
+    loader: (usize, usize),
+}
+
+static mut INJECTION: Injection = Injection {
+    set: false,
+    arena: [0; ARENA],
+    used: 0,
+    vars: [(0, 0); MAX_VARS],
+    nvars: 0,
+    preload_index: None,
+    loader: (0, 0),
+};
+
+/// The injection as handlers read it.
+pub(crate) struct ExecInjection {
+    inj: &'static Injection,
+}
+
+impl ExecInjection {
+    /// Number of variables.
+    pub(crate) fn len(&self) -> usize {
+        self.inj.nvars
+    }
+    /// Variable `i`: NUL-terminated `NAME=value`.
+    pub(crate) fn var(&self, i: usize) -> &'static [u8] {
+        let (o, n) = self.inj.vars[i];
+        &self.inj.arena[o..o + n]
+    }
+    /// Which variable is `LD_PRELOAD` (merged with the program's own).
+    pub(crate) fn preload_index(&self) -> Option<usize> {
+        self.inj.preload_index
+    }
+    /// NUL-terminated path of the shunt binary (empty: static programs are
+    /// exec'd as they are, outside the instance).
+    pub(crate) fn loader(&self) -> &'static [u8] {
+        let (o, n) = self.inj.loader;
+        &self.inj.arena[o..o + n]
+    }
+}
+
+/// The instance's injection, if installation stored one.
+pub(crate) fn exec_injection() -> Option<ExecInjection> {
+    // SAFETY: written only at installation (single-threaded), read-only
+    // afterwards.
+    let inj = unsafe { &*core::ptr::addr_of!(INJECTION) };
+    inj.set.then_some(ExecInjection { inj })
+}
+
+/// The injection did not fit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InjectionTooLarge;
+
+/// Stores the injection: `vars` are NUL-terminated `NAME=value` entries,
+/// `loader` the NUL-terminated path of the shunt binary (or empty).
+///
+/// # Safety
+/// Installation only (single-threaded).
+pub(crate) unsafe fn set_injection(
+    vars: &[&[u8]],
+    preload_index: Option<usize>,
+    loader: &[u8],
+) -> Result<(), InjectionTooLarge> {
+    // SAFETY: by the caller's promise, the only reference to the storage.
+    let inj = unsafe { &mut *core::ptr::addr_of_mut!(INJECTION) };
+    if vars.len() > MAX_VARS {
+        return Err(InjectionTooLarge);
+    }
+    let mut put = |b: &[u8]| -> Result<(usize, usize), InjectionTooLarge> {
+        let o = inj.used;
+        let end = o.checked_add(b.len()).filter(|&e| e <= ARENA).ok_or(InjectionTooLarge)?;
+        copy_slice(&mut inj.arena[o..end], b);
+        inj.used = end;
+        Ok((o, b.len()))
+    };
+    let mut spans = [(0, 0); MAX_VARS];
+    for (i, v) in vars.iter().enumerate() {
+        spans[i] = put(v)?;
+    }
+    let loader = put(loader)?;
+    inj.vars = spans;
+    inj.nvars = vars.len();
+    inj.preload_index = preload_index;
+    inj.loader = loader;
+    inj.set = true;
+    Ok(())
+}
+
+/// Variables exec hooks add to the new image's environment, in buffers on
+/// the exec handler's stack.
+pub struct ExecEnv<'a> {
+    bytes: &'a mut [u8],
+    used: usize,
+    ptrs: &'a mut [u64],
+    n: usize,
+}
+
+impl<'a> ExecEnv<'a> {
+    pub(crate) fn new(bytes: &'a mut [u8], ptrs: &'a mut [u64]) -> Self {
+        ExecEnv { bytes, used: 0, ptrs, n: 0 }
+    }
+
+    /// Adds the variable `parts` joined (`NAME=value`, without the NUL).
+    /// `false` when the buffers are full (the variable is then left out).
+    pub fn add(&mut self, parts: &[&[u8]]) -> bool {
+        if self.n == self.ptrs.len() {
+            return false;
+        }
+        let start = self.used;
+        let Some(len) = crate::text::join(&mut self.bytes[start..], parts) else { return false };
+        self.ptrs[self.n] = self.bytes[start..].as_ptr() as u64;
+        self.n += 1;
+        self.used += len;
+        true
+    }
+
+    /// The added variables' addresses.
+    pub(crate) fn pointers(&self) -> &[u64] {
+        &self.ptrs[..self.n]
+    }
+}

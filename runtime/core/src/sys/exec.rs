@@ -1,0 +1,242 @@
+//! `execve`/`execveat`: the new image stays in the instance.
+//!
+//! The runtime hides its own environment variables from the program (see
+//! `shunt_install::options_from_env`), so an exec'd child would start
+//! without the runtime. The handler therefore rebuilds the new image's
+//! environment with the instance's variables (`LD_PRELOAD` of libshunt.so
+//! merged with any the program set, `SHUNT_INSTANCE`, …) and what the exec
+//! hooks add, and sends a *static* ELF — which no preload can reach — to the
+//! loader: `execve(shunt, ["shunt", "load", "--argv0", argv[0], "--", path,
+//! argv[1..]…])`.
+//!
+//! Everything runs on the runtime stack with raw syscalls (the caller may be
+//! a vfork child sharing its parent's memory: nothing here allocates in the
+//! shared address space unless the arrays are too large for the stack).
+//! Program memory (argv, envp and their strings) is read through
+//! [`crate::umem`]; the new arrays hold the program's own string pointers.
+
+use crate::dispatch::{count_now, Ret};
+use crate::exec_env::{exec_injection, ExecEnv, ExecInjection, INJECTED_PREFIXES};
+use crate::kernel::{self, KernelSigaction};
+use crate::layout::{Answer, GateFrame};
+use crate::raw;
+use crate::umem;
+
+/// Pointer slots kept on the stack; larger argument lists use mmap.
+const STACK_SLOTS: usize = 768;
+
+pub fn sys_execve(f: &mut GateFrame) -> Ret {
+    count_now(f, Answer::Passthrough);
+    let (path, argv, envp) = (f.args[0], f.args[1], f.args[2]);
+    let r = match exec_injection() {
+        Some(inj) => execve_in_instance(&inj, libc::AT_FDCWD as u64, path, argv, envp, 0, true),
+        // SAFETY: the program's own call, unchanged.
+        None => unsafe { raw::syscall6(f.nr as usize, f.args) },
+    };
+    Ret::counted(r)
+}
+
+pub fn sys_execveat(f: &mut GateFrame) -> Ret {
+    count_now(f, Answer::Passthrough);
+    let (dirfd, path, argv, envp, flags) = (f.args[0], f.args[1], f.args[2], f.args[3], f.args[4]);
+    // Only an absolute or cwd-relative path can be inspected for static
+    // re-routing; other forms keep their target and get the environment.
+    let simple = dirfd as i32 == libc::AT_FDCWD && flags == 0;
+    let r = match exec_injection() {
+        Some(inj) => execve_in_instance(&inj, dirfd, path, argv, envp, flags, simple),
+        // SAFETY: the program's own call, unchanged.
+        None => unsafe { raw::syscall6(f.nr as usize, f.args) },
+    };
+    Ret::counted(r)
+}
+
+/// Whether the file at `path` (a program address of a NUL-terminated name)
+/// is a static ELF (no PT_INTERP in the program headers found in its first
+/// page). (A PIE whose interpreter loads nothing, which the loader also
+/// runs, is exec'd with the preload instead: reading its dynamic section
+/// here is not worth it.)
+fn is_static_elf(path: u64) -> bool {
+    // SAFETY: the kernel reads the program's path (it answers EFAULT for a
+    // bad one); the file is read into a live local buffer.
+    let fd = unsafe {
+        raw::syscall4(libc::SYS_openat as usize, libc::AT_FDCWD as u64, path, (libc::O_RDONLY | libc::O_CLOEXEC) as u64, 0)
+    };
+    if fd < 0 {
+        return false;
+    }
+    let mut head = [0u8; 4096];
+    // SAFETY: pread into `head`, at most its length.
+    let n = unsafe { raw::syscall4(libc::SYS_pread64 as usize, fd as u64, head.as_mut_ptr() as u64, head.len() as u64, 0) };
+    raw::close(fd as i32);
+    if n < 64 || head[..4] != *b"\x7fELF" || head[4] != 2 {
+        return false;
+    }
+    let rd = |o: usize, w: usize| -> u64 {
+        let mut v = 0u64;
+        for i in 0..w {
+            v |= (head[o + i] as u64) << (8 * i);
+        }
+        v
+    };
+    let (phoff, phentsize, phnum) = (rd(32, 8) as usize, rd(54, 2) as usize, rd(56, 2) as usize);
+    if phentsize < 56 || phoff + phentsize * phnum > n as usize {
+        return false; // headers beyond the first page: treat as dynamic
+    }
+    (0..phnum).all(|i| rd(phoff + i * phentsize, 4) != libc::PT_INTERP as u64)
+}
+
+/// Pointer slots for the new argv and envp: on the stack, or mapped when
+/// the program's arrays are too long for it (unmapped on drop).
+struct Slots<'a> {
+    slots: &'a mut [u64],
+    mapped: usize,
+}
+
+impl Drop for Slots<'_> {
+    fn drop(&mut self) {
+        if self.mapped != 0 {
+            // SAFETY: the mapping made in `execve_in_instance`, no longer used.
+            unsafe { raw::munmap(self.slots.as_mut_ptr() as usize, self.mapped) };
+        }
+    }
+}
+
+fn execve_in_instance(
+    inj: &ExecInjection,
+    dirfd: u64,
+    path: u64,
+    argv: u64,
+    envp: u64,
+    flags: u64,
+    may_reroute: bool,
+) -> i64 {
+    // SAFETY: the program's own call, unchanged.
+    let forward = || unsafe { raw::syscall6(libc::SYS_execveat as usize, [dirfd, path, argv, envp, flags, 0]) };
+    let (Some(nargs), Some(nenv)) = (umem::count_ptrs(argv, 1 << 20), umem::count_ptrs(envp, 1 << 20)) else {
+        return forward();
+    };
+    let reroute = may_reroute && !inj.loader().is_empty() && umem::plausible(path, 1) && is_static_elf(path);
+    // `shunt load` cannot see whether SIGPIPE was ignored here (std ignores
+    // it in every Rust program): say so.
+    let sigpipe_ignored = reroute && {
+        let mut old = KernelSigaction::default();
+        kernel::sigaction(libc::SIGPIPE, None, Some(&mut old)) == 0 && old.handler == libc::SIG_IGN as u64
+    };
+    // What exec hooks add (the fd table's inherited marks, …).
+    let mut hook_bytes = [0u8; 2048];
+    let mut hook_ptrs = [0u64; 8];
+    let mut hook_env = ExecEnv::new(&mut hook_bytes, &mut hook_ptrs);
+    crate::hooks::run_exec(&mut hook_env);
+    let hook_vars = hook_env.pointers();
+    // Slots: new argv (loader prefix + args + NULL), new envp (injected +
+    // hooks' + program's + SHUNT_SIGPIPE + NULL).
+    let need = (nargs + 8) + (nenv + inj.len() + hook_vars.len() + 3);
+    let mut stack_slots = [0u64; STACK_SLOTS];
+    let slots = if need <= STACK_SLOTS {
+        Slots { slots: &mut stack_slots[..need], mapped: 0 }
+    } else {
+        let len = need * 8;
+        // SAFETY: a fresh anonymous private mapping.
+        let m = unsafe {
+            raw::mmap(0, len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
+        };
+        if m < 0 {
+            return forward();
+        }
+        // SAFETY: the mapping is `len` bytes, zeroed, ours alone until
+        // `Slots` unmaps it.
+        Slots { slots: unsafe { core::slice::from_raw_parts_mut(m as *mut u64, need) }, mapped: len }
+    };
+    let (new_argv, new_envp) = slots.slots.split_at_mut(nargs + 8);
+
+    // The environment: the instance's variables, then the program's minus
+    // stale copies of ours; a program LD_PRELOAD is merged after ours.
+    // The loader is the shunt binary itself: preloading the runtime library
+    // into it would install a second runtime. A static program has no use
+    // for LD_PRELOAD, so a re-routed exec drops every LD_PRELOAD.
+    let mut e = 0;
+    for i in 0..inj.len() {
+        if reroute && Some(i) == inj.preload_index() {
+            continue;
+        }
+        new_envp[e] = inj.var(i).as_ptr() as u64;
+        e += 1;
+    }
+    for &p in hook_vars {
+        new_envp[e] = p;
+        e += 1;
+    }
+    let mut merged = [0u8; 4096];
+    for i in 0..nenv {
+        // count_ptrs read every entry already: they are plausible.
+        let s = umem::read::<u64>(envp + 8 * i as u64).unwrap_or(0);
+        if s == 0 || !umem::plausible(s, 1) {
+            continue;
+        }
+        if INJECTED_PREFIXES.iter().any(|p| umem::starts_with(s, p)) || umem::starts_with(s, b"SHUNT_SIGPIPE=") {
+            continue;
+        }
+        if umem::starts_with(s, b"LD_PRELOAD=") {
+            if reroute {
+                continue;
+            }
+            if let Some(ours) = inj.preload_index() {
+                // One LD_PRELOAD: ours first, then the program's (cut to fit).
+                let own = crate::text::cstr(inj.var(ours));
+                let mut n = own.len();
+                crate::mem::copy_slice(&mut merged[..n], own);
+                merged[n] = b':';
+                n += 1;
+                let theirs = match umem::read_cstr(s + 11, &mut merged[n..]) {
+                    Ok(t) => t.len(),
+                    Err(umem::StrError::TooLong) => merged.len() - n - 1,
+                    Err(umem::StrError::Fault) => 0,
+                };
+                merged[n + theirs] = 0;
+                new_envp[ours] = merged.as_ptr() as u64;
+                continue;
+            }
+        }
+        new_envp[e] = s;
+        e += 1;
+    }
+    if sigpipe_ignored {
+        new_envp[e] = b"SHUNT_SIGPIPE=ign\0".as_ptr() as u64;
+        e += 1;
+    }
+    new_envp[e] = 0;
+
+    if reroute {
+        // shunt load --argv0 <argv[0]> -- <path> <argv[1..]>
+        let mut a = 0;
+        for fixed in [inj.loader(), b"load\0", b"--argv0\0"] {
+            new_argv[a] = fixed.as_ptr() as u64;
+            a += 1;
+        }
+        let argv0 = if nargs > 0 { umem::read::<u64>(argv).unwrap_or(path) } else { path };
+        new_argv[a] = argv0;
+        a += 1;
+        new_argv[a] = b"--\0".as_ptr() as u64;
+        a += 1;
+        new_argv[a] = path;
+        a += 1;
+        for i in 1..nargs {
+            new_argv[a] = umem::read::<u64>(argv + 8 * i as u64).unwrap_or(0);
+            a += 1;
+        }
+        new_argv[a] = 0;
+        // SAFETY: execve of NUL-terminated strings and NULL-terminated
+        // arrays that live until the call returns (it returns only on error).
+        unsafe {
+            raw::syscall3(
+                libc::SYS_execve as usize,
+                inj.loader().as_ptr() as u64,
+                new_argv.as_ptr() as u64,
+                new_envp.as_ptr() as u64,
+            )
+        }
+    } else {
+        // SAFETY: as above; argv and path are the program's own.
+        unsafe { raw::syscall6(libc::SYS_execveat as usize, [dirfd, path, argv, new_envp.as_ptr() as u64, flags, 0]) }
+    }
+}

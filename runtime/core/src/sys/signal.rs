@@ -1,0 +1,227 @@
+//! Signal dispositions.
+//!
+//! `rt_sigaction` is forwarded with one change: a handler's restorer (glibc's
+//! `__restore_rt`, Go's `sigreturn__sigaction`) is replaced by the runtime's
+//! own, whose `rt_sigreturn` lies in the exempt text and so never traps. The
+//! program still reads back its own restorer. While the trap fallback is on,
+//! the real SIGSYS disposition belongs to the runtime; the program's is kept
+//! aside, reported back, and receives every SIGSYS that is not a trap.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use crate::dispatch::Ret;
+use crate::gate::shunt_restorer;
+use crate::layout::{GateFrame, TBF_APP_AUTODISARM, TBF_APP_BLOCKS_SIGSYS};
+use crate::mem::plausible_user_ptr;
+use crate::raw;
+use crate::kernel::{KernelSigaction, SA_RESTORER};
+use crate::trap;
+
+use super::forward;
+
+const NSIG: usize = 65;
+static APP_RESTORER: [AtomicU64; NSIG] = [const { AtomicU64::new(0) }; NSIG];
+const SIGACTION_SIZE: u64 = core::mem::size_of::<KernelSigaction>() as u64;
+
+pub fn sys_rt_sigaction(f: &mut GateFrame) -> Ret {
+    let (sig, act, old, setsize) = (f.args[0] as i64, f.args[1], f.args[2], f.args[3]);
+    let ok = |p: u64| p == 0 || plausible_user_ptr(p, SIGACTION_SIZE);
+    if setsize != 8 || !(1..NSIG as i64).contains(&sig) || !ok(act) || !ok(old) {
+        return forward(f); // the kernel gives the exact error
+    }
+    let ours = shunt_restorer as *const () as usize as u64;
+    unsafe {
+        if sig == libc::SIGSYS as i64 && trap::enabled() {
+            let prev = trap::app_sigsys();
+            if act != 0 {
+                trap::set_app_sigsys(&core::ptr::read_unaligned(act as *const KernelSigaction));
+            }
+            if old != 0 {
+                core::ptr::write_unaligned(old as *mut KernelSigaction, prev);
+            }
+            return Ret::emulated(0);
+        }
+        let mut new;
+        let mut newp = 0u64;
+        if act != 0 {
+            new = core::ptr::read_unaligned(act as *const KernelSigaction);
+            if trap::enabled() {
+                new.mask &= !SIGSYS_BIT;
+            }
+            if new.flags & SA_RESTORER != 0 && new.restorer != ours {
+                APP_RESTORER[sig as usize].store(new.restorer, Ordering::Relaxed);
+                new.restorer = ours;
+            }
+            newp = &new as *const KernelSigaction as u64;
+        }
+        crate::dispatch::count_now(f, crate::layout::Answer::Passthrough);
+        let r = raw::syscall4(libc::SYS_rt_sigaction as usize, sig as u64, newp, old, 8);
+        if r == 0 && old != 0 {
+            let o = old as *mut KernelSigaction;
+            if (*o).restorer == ours {
+                (*o).restorer = APP_RESTORER[sig as usize].load(Ordering::Relaxed);
+            }
+        }
+        Ret::counted(r)
+    }
+}
+
+// ------------------------------------------------------ alternate stacks
+//
+// A handler running on the alternate stack that enters the gate moves to the
+// runtime stack. A signal arriving then finds the thread "not on its
+// alternate stack", and the kernel would start the new frame at the top of
+// the alternate stack — on top of the interrupted handler. With
+// SS_AUTODISARM the kernel disarms the alternate stack while a handler runs
+// on it, so nested signals go on the current stack (where the gate's nesting
+// rules apply) and the stack is re-armed by rt_sigreturn. The runtime adds
+// the flag to every alternate stack and hides it from the program.
+
+const SS_AUTODISARM: i32 = 1 << 31;
+
+pub fn sys_sigaltstack(f: &mut GateFrame) -> Ret {
+    let (ss, old) = (f.args[0], f.args[1]);
+    let size = core::mem::size_of::<libc::stack_t>() as u64;
+    if (ss != 0 && !plausible_user_ptr(ss, size)) || (old != 0 && !plausible_user_ptr(old, size)) {
+        return forward(f);
+    }
+    let tb = crate::slot::current();
+    unsafe {
+        let app_asked_before = (*tb).flags & TBF_APP_AUTODISARM != 0;
+        let mut local: libc::stack_t;
+        let mut ssp = 0u64;
+        let mut app_asks = app_asked_before;
+        if ss != 0 {
+            local = core::ptr::read_unaligned(ss as *const libc::stack_t);
+            app_asks = local.ss_flags & SS_AUTODISARM != 0;
+            if local.ss_flags & libc::SS_DISABLE == 0 {
+                local.ss_flags |= SS_AUTODISARM;
+            }
+            ssp = &local as *const libc::stack_t as u64;
+        }
+        crate::dispatch::count_now(f, crate::layout::Answer::Passthrough);
+        let r = raw::syscall2(libc::SYS_sigaltstack as usize, ssp, old);
+        if r == 0 {
+            if old != 0 && !app_asked_before {
+                let o = old as *mut libc::stack_t;
+                (*o).ss_flags &= !SS_AUTODISARM;
+            }
+            if ss != 0 {
+                if app_asks {
+                    (*tb).flags |= TBF_APP_AUTODISARM;
+                } else {
+                    (*tb).flags &= !TBF_APP_AUTODISARM;
+                }
+            }
+        }
+        Ret::counted(r)
+    }
+}
+
+// ---------------------------------------------------------------- masks
+//
+// A trap while SIGSYS is blocked is fatal: the kernel resets the handler to
+// SIG_DFL and kills the process. So while the trap fallback is on, SIGSYS is
+// taken out of every mask a program installs (rt_sigprocmask, handler masks,
+// and the temporary masks of sigsuspend, ppoll, pselect6 and epoll_pwait[2]).
+// The program still reads SIGSYS back as blocked if it asked for that.
+
+const SIGSYS_BIT: u64 = 1 << (libc::SIGSYS - 1);
+
+
+/// Copies the mask at `p` without SIGSYS into `local`; returns the pointer to
+/// pass instead, or `None` if `p` cannot be read (the kernel then reports it).
+fn strip_mask(p: u64, local: &mut u64) -> Option<u64> {
+    if p == 0 {
+        return Some(0);
+    }
+    if !plausible_user_ptr(p, 8) {
+        return None;
+    }
+    *local = unsafe { core::ptr::read_unaligned(p as *const u64) } & !SIGSYS_BIT;
+    Some(local as *mut u64 as u64)
+}
+
+pub fn sys_rt_sigprocmask(f: &mut GateFrame) -> Ret {
+    let (how, set, old, size) = (f.args[0] as i32, f.args[1], f.args[2], f.args[3]);
+    if !trap::enabled() || size != 8 || (old != 0 && !plausible_user_ptr(old, 8)) {
+        return forward(f);
+    }
+    let tb = crate::slot::current();
+    let mut local = 0u64;
+    let Some(setp) = strip_mask(set, &mut local) else { return forward(f) };
+    unsafe {
+        let wanted_before = (*tb).flags & TBF_APP_BLOCKS_SIGSYS != 0;
+        // Counted first: unblocking a pending fatal signal ends the process
+        // before this call returns.
+        crate::dispatch::count_now(f, crate::layout::Answer::Passthrough);
+        let r = raw::syscall4(libc::SYS_rt_sigprocmask as usize, how as u64, setp, old, 8);
+        if r != 0 {
+            return Ret::counted(r);
+        }
+        if old != 0 && wanted_before {
+            *(old as *mut u64) |= SIGSYS_BIT;
+        }
+        if set != 0 {
+            let asks = core::ptr::read_unaligned(set as *const u64) & SIGSYS_BIT != 0;
+            let wanted = match how {
+                libc::SIG_BLOCK => wanted_before || asks,
+                libc::SIG_UNBLOCK => wanted_before && !asks,
+                _ => asks,
+            };
+            if wanted {
+                (*tb).flags |= TBF_APP_BLOCKS_SIGSYS;
+            } else {
+                (*tb).flags &= !TBF_APP_BLOCKS_SIGSYS;
+            }
+        }
+        Ret::counted(r)
+    }
+}
+
+/// Forwards `f` with the mask pointer in argument `i` replaced by a copy
+/// without SIGSYS.
+fn with_stripped_mask(f: &GateFrame, i: usize) -> Ret {
+    if !trap::enabled() {
+        return forward(f);
+    }
+    let mut local = 0u64;
+    let Some(p) = strip_mask(f.args[i], &mut local) else { return forward(f) };
+    let mut args = f.args;
+    args[i] = p;
+    super::forward_args(f, args)
+}
+
+pub fn sys_rt_sigsuspend(f: &mut GateFrame) -> Ret {
+    with_stripped_mask(f, 0)
+}
+
+pub fn sys_ppoll(f: &mut GateFrame) -> Ret {
+    with_stripped_mask(f, 3)
+}
+
+pub fn sys_epoll_pwait(f: &mut GateFrame) -> Ret {
+    with_stripped_mask(f, 4)
+}
+
+pub fn sys_epoll_pwait2(f: &mut GateFrame) -> Ret {
+    with_stripped_mask(f, 4)
+}
+
+/// pselect6 passes `{const sigset_t *ss; size_t ss_len}` as its last argument.
+pub fn sys_pselect6(f: &mut GateFrame) -> Ret {
+    let data = f.args[5];
+    if !trap::enabled() || data == 0 || !plausible_user_ptr(data, 16) {
+        return forward(f);
+    }
+    let (ss, len) = unsafe {
+        let p = data as *const u64;
+        (p.read_unaligned(), p.add(1).read_unaligned())
+    };
+    let mut local = 0u64;
+    let Some(ssp) = strip_mask(ss, &mut local) else { return forward(f) };
+    let pair = [ssp, len];
+    let mut args = f.args;
+    args[5] = pair.as_ptr() as u64;
+    super::forward_args(f, args)
+}

@@ -485,13 +485,13 @@ impl Loop {
         };
         let (mut stats, mut stats_error) = (None, None);
         if l.on_runtime {
-            match Report::read(&l.dir.path) {
+            match crate::report::read(&l.dir.path) {
                 Ok(r) => stats = Some(r),
                 Err(e) => stats_error = Some(format!("{e:#}")),
             }
         }
         if let (Some(out), Some(report)) = (&l.stats_file, &stats) {
-            if let Err(e) = report.write_to(out) {
+            if let Err(e) = crate::report::write_to(&report, out) {
                 stats_error = Some(format!("{e:#}"));
             }
         }

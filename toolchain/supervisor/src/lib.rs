@@ -66,4 +66,4 @@ pub use spec::{LaunchSpec, PreExec, ProcessGroup, Runtime, ShuntOptions, Spin, S
 pub use supervisor::{Instance, Options, Supervisor};
 
 /// The compiled policy type instances take.
-pub use shunt_runtime::policy::Compiled as Policy;
+pub use shunt_policy::Compiled as Policy;

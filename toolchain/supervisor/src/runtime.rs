@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Context, Result};
 use object::read::elf::FileHeader;
 use object::{elf, Endianness};
-use shunt_runtime::policy::Compiled;
+use shunt_policy::Compiled;
 
 use crate::spec::{LaunchSpec, Runtime, ShuntOptions, Spin, Transport};
 
@@ -195,12 +195,12 @@ pub fn classify(path: &Path) -> Result<Kind> {
     }
     hdr.program_headers(endian, &*data)
         .map_err(|e| anyhow!("{}: truncated or malformed ELF ({e})", path.display()))?;
-    if !shunt_runtime::loader::is_self_contained(&data) {
+    if !shunt_loader::is_self_contained(&data) {
         return Ok(Kind::Dynamic);
     }
     // Everything the loader would refuse (cgo, collisions with fixed
     // addresses, bad segments) is refused here, before the instance.
-    shunt_runtime::loader::Image::open(path)?;
+    shunt_loader::Image::open(path)?;
     Ok(Kind::Static)
 }
 

@@ -5,7 +5,7 @@ use std::ffi::{OsStr, OsString};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
-use shunt_runtime::policy::Compiled;
+use shunt_policy::Compiled;
 
 /// A program to start as one instance.
 ///

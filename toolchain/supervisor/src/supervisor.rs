@@ -246,7 +246,7 @@ impl Instance {
             return Ok(exit.stats);
         }
         match &self.shared.dir {
-            Some(d) if d.join("policy").exists() => Report::read(d).map(Some),
+            Some(d) if d.join("policy").exists() => crate::report::read(d).map(Some),
             _ => Ok(None),
         }
     }

@@ -26,7 +26,6 @@ use crate::cgroup::InstanceCgroups;
 use crate::child::{REC_EXIT, REC_LEFTOVERS};
 use crate::event::{Event, EventKind, EventSender, Exit, KillReason, Stream, BACKLOG_HIGH};
 use crate::instance_dir::InstanceDir;
-use crate::report::Report;
 use crate::supervisor::{Cmd, Core, Shared};
 
 /// Output lines longer than this are delivered in pieces of this size.

@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 
 /// The report of an instance: the one schema (`shunt_stats::Report`).
-pub use shunt_stats::{Class, Report};
+pub use shunt_stats::Report;
 
 /// Reads the segments in `dir` (the processes may still be running).
 pub fn read(dir: &Path) -> Result<Report> {

@@ -48,7 +48,7 @@ fn main() {
             "passthrough" => "Passthrough",
             _ => fail("class must be emulated or passthrough"),
         };
-        if class == "Emulated" && (cols[3] == "-" || cols[3] == "gate") {
+        if class == "Emulated" && matches!(cols[3], "-" | "gate" | "fd0" | "fds") {
             fail("an emulated call needs a handler family");
         }
         let default = cols[4];
@@ -110,6 +110,8 @@ fn main() {
         let r = match entries.get(&nr).map(|e| e.handler.as_str()) {
             None | Some("-") => "Route::Kernel",
             Some("gate") => "Route::Gate",
+            Some("fd0") => "Route::KernelUnlessFd0Marked",
+            Some("fds") => "Route::KernelUnlessAnyFdMarked",
             Some(_) => "Route::Handler",
         };
         writeln!(out, "    {r},").unwrap();
@@ -125,6 +127,11 @@ fn main() {
     writeln!(out, "        [").unwrap();
     for nr in 0..TABLE_LEN {
         match entries.get(&nr) {
+            // One handler for every call whose first argument is the fd.
+            Some(e) if e.handler == "fd0" => writeln!(out, "            Some(crate::sys::fd::on_fd0 as $handler),").unwrap(),
+            Some(e) if e.handler == "fds" => {
+                writeln!(out, "            Some(crate::sys::fd::sys_{} as $handler),", e.name).unwrap()
+            }
             Some(e) if e.handler != "-" && e.handler != "gate" => writeln!(
                 out,
                 "            Some(crate::sys::{}::sys_{} as $handler),",

@@ -11,6 +11,13 @@ pub enum Route {
     Handler,
     /// One of the gate's register-only paths (vfork, exit, rt_sigreturn).
     Gate,
+    /// The kernel, as `Kernel`, unless the first argument is an fd the
+    /// runtime owns (the gate tests the process's fd bitmap); then the
+    /// handler `sys::fd::on_fd0`.
+    KernelUnlessFd0Marked,
+    /// The kernel, as `Kernel`, unless the process has any runtime-owned fd
+    /// (calls with several fds, or fds in memory); then `sys::fd::sys_<name>`.
+    KernelUnlessAnyFdMarked,
 }
 
 /// The built-in policy's rule for a call.

@@ -13,22 +13,28 @@
 pub enum Action {
     /// Count, `syscall`, `ret`: no stack, no Rust.
     Kernel = 0,
+    /// The kernel route unless the fd in `rdi` is marked in the process's
+    /// fd table (a bit test in the gate), else the full path.
+    KernelUnlessFd0Marked = 1,
+    /// The kernel route unless the process has any marked fd, else the
+    /// full path.
+    KernelUnlessAnyFdMarked = 2,
     /// Register-only `vfork` (parent and child share the stack).
-    Vfork = 1,
+    Vfork = 3,
     /// Register-only thread exit (the stack may already be freed).
-    Exit = 2,
+    Exit = 4,
     /// A real `rt_sigreturn` at the caller's frame.
-    Sigreturn = 3,
+    Sigreturn = 5,
     /// `getpid` answered in the gate from the cached pid, when it may be.
-    Getpid = 4,
+    Getpid = 6,
     /// `gettid` answered in the gate from the thread block, when it may be.
-    Gettid = 5,
+    Gettid = 7,
     /// The full path: a handler of the syscall table.
-    Rust = 6,
+    Rust = 8,
     /// The full path: refused by the policy.
-    Deny = 7,
+    Deny = 9,
     /// The full path: the policy ends the instance.
-    Kill = 8,
+    Kill = 10,
 }
 
 impl Action {

@@ -9,52 +9,31 @@
 use shunt_abi::syscalls::{INVALID_SLOT, TABLE_LEN};
 
 use crate::action::Action;
-use crate::gate::VFORK_STYLE;
 use crate::layout::{Answer, Entry, GateFrame, ENTRY_TRAP};
 use crate::raw;
 use crate::slot::{count, current};
 use crate::table;
+use crate::task::{Call, Task};
 
-/// A handler: reads its arguments from the frame, returns the result and how
+pub use crate::task::Ret;
+
+/// A handler: takes the call (frame and task), returns the result and how
 /// the call was answered.
-pub type Handler = fn(&mut GateFrame) -> Ret;
+pub type Handler = fn(&mut Call<'_>) -> Ret;
 
 /// The handler of every number routed to one (`syscalls.tbl`'s handler
 /// column, expanded here so that a missing handler is a compile error).
 static HANDLERS: [Option<Handler>; TABLE_LEN] = shunt_abi::handler_table!(Handler);
 
-/// What a handler did.
-pub struct Ret {
-    pub value: i64,
-    /// How the call was answered; `None` when the handler counted it itself
-    /// (calls that may block, return twice or not at all count before the
-    /// syscall).
-    pub answer: Option<Answer>,
-}
-
-impl Ret {
-    #[inline(always)]
-    pub fn emulated(value: i64) -> Ret {
-        Ret { value, answer: Some(Answer::Emulated) }
-    }
-    #[inline(always)]
-    pub fn kernel(value: i64) -> Ret {
-        Ret { value, answer: Some(Answer::Passthrough) }
-    }
-    #[inline(always)]
-    pub fn counted(value: i64) -> Ret {
-        Ret { value, answer: None }
-    }
-    /// Ask the gate to perform the call register-only, vfork-style.
-    #[inline(always)]
-    pub fn vfork_style() -> Ret {
-        Ret { value: VFORK_STYLE, answer: None }
-    }
-}
-
 /// The full path of both the call gate and the trap fallback. Runs on the
 /// runtime stack with the caller's registers saved in `f`.
 pub(crate) extern "C" fn shunt_dispatch(f: &mut GateFrame) -> i64 {
+    // SAFETY: the gate and the trap fallback are entered only on attached
+    // threads (GS set).
+    let task = unsafe { Task::current() };
+    // SAFETY: the task's block is this thread's; one `inc` (a nested entry
+    // from a signal handler cannot lose it).
+    unsafe { core::arch::asm!("inc qword ptr [{}]", in(reg) core::ptr::addr_of_mut!((*task.block()).full_entries), options(nostack)) };
     let nr = f.nr;
     if nr >= TABLE_LEN as u64 {
         answer(f, INVALID_SLOT, Answer::Passthrough);
@@ -64,14 +43,15 @@ pub(crate) extern "C" fn shunt_dispatch(f: &mut GateFrame) -> i64 {
     }
     let nr = nr as usize;
     match table::action(nr as u64) {
-        Action::Rust | Action::Getpid | Action::Gettid => {
+        Action::Rust | Action::Getpid | Action::Gettid | Action::KernelUnlessFd0Marked | Action::KernelUnlessAnyFdMarked => {
             // The route table gives every number with these actions a handler.
             let Some(handler) = HANDLERS[nr] else {
                 crate::events::fatal(b"syscall table: a handler route without a handler")
             };
-            let r = handler(f);
+            let mut call = Call { frame: f, task };
+            let r = handler(&mut call);
             if let Some(a) = r.answer {
-                answer(f, nr, a);
+                answer(call.frame, nr, a);
             }
             r.value
         }
@@ -103,11 +83,4 @@ fn answer(f: &GateFrame, slot: usize, how: Answer) {
     // SAFETY: the dispatcher runs on an attached thread (the gate and the
     // trap fallback are entered only with GS set), and `slot < TABLE_LEN`.
     unsafe { count(current(), slot, entry, how) }
-}
-
-/// Counts `f`'s entry and its answer now, for handlers that return
-/// [`Ret::counted`] (calls that may block, return twice or not at all).
-#[inline(always)]
-pub fn count_now(f: &GateFrame, how: Answer) {
-    answer(f, f.nr as usize, how)
 }

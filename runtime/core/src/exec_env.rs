@@ -6,8 +6,15 @@ use crate::mem::copy_slice;
 
 /// Variables of the runtime that the program does not see and that `execve`
 /// replaces with the instance's own.
-pub(crate) const INJECTED_PREFIXES: [&[u8]; 6] =
-    [b"SHUNT_INSTANCE=", b"SHUNT_LIB=", b"SHUNT_EXE=", b"SHUNT_TRAP=", b"SHUNT_STATS=", b"SHUNT_PATCH="];
+pub(crate) const INJECTED_PREFIXES: [&[u8]; 7] = [
+    b"SHUNT_INSTANCE=",
+    b"SHUNT_LIB=",
+    b"SHUNT_EXE=",
+    b"SHUNT_TRAP=",
+    b"SHUNT_STATS=",
+    b"SHUNT_PATCH=",
+    b"SHUNT_FDS=",
+];
 
 const ARENA: usize = 16 * 1024;
 const MAX_VARS: usize = 8;

@@ -151,4 +151,8 @@ fn register_builtin_hooks() {
             events::fatal(b"too many fork hooks");
         }
     }
+    // Owned fds that survive the exec keep their owner in the new image.
+    if hooks::on_exec(crate::fd::exec_hook).is_err() {
+        events::fatal(b"too many exec hooks");
+    }
 }

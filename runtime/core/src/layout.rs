@@ -186,6 +186,9 @@ pub struct ThreadBlock {
     pub stack_ready: u64,
     /// `clone` flags this block's thread was created with.
     pub clone_flags: u64,
+    /// Entries of this thread into the dispatcher (the full path), of the
+    /// gate and the trap fallback together (diagnostics and tests).
+    pub full_entries: u64,
     /// The parent's registers, which the clone child resumes with.
     pub clone_frame: GateFrame,
 }

@@ -68,15 +68,6 @@ pub unsafe fn copy_value<T>(dst: *mut T, src: *const T) {
     unsafe { copy(dst as *mut u8, src as *const u8, core::mem::size_of::<T>()) }
 }
 
-/// Whether a user pointer can be dereferenced at all: not in the first page
-/// and within the canonical lower half. (The kernel would return EFAULT for
-/// these; a plausible but unmapped pointer still faults, as it would in a vDSO
-/// call.)
-#[inline(always)]
-pub fn plausible_user_ptr(p: u64, len: u64) -> bool {
-    p >= 4096 && p.checked_add(len).is_some_and(|end| end <= 0x0000_7fff_ffff_f000)
-}
-
 // The compiler emits calls of memcpy, memmove, memset, memcmp and bcmp for
 // copies, moves, fills and comparisons it does not inline — in debug builds
 // almost everywhere. In a program, those calls resolve to glibc, whose

@@ -29,6 +29,8 @@ pub(crate) unsafe fn configure(policy: Option<&Rules>) {
     for n in 0..TABLE_LEN {
         actions[n] = match ROUTE[n] {
             Route::Kernel => Action::Kernel,
+            Route::KernelUnlessFd0Marked => Action::KernelUnlessFd0Marked,
+            Route::KernelUnlessAnyFdMarked => Action::KernelUnlessAnyFdMarked,
             Route::Handler => match n {
                 nr::GETPID => Action::Getpid,
                 nr::GETTID => Action::Gettid,

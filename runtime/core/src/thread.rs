@@ -13,6 +13,18 @@ use crate::slot::{self, claim_slot, current_checked, prepare_block, release_slot
 
 pub use crate::slot::{current, slot_claimed, slots_in_use};
 
+/// How often the calling thread entered the dispatcher (the full path), by
+/// the gate or the trap fallback; 0 on a thread without a block.
+pub fn full_path_entries() -> u64 {
+    let tb = current_checked();
+    if tb.is_null() {
+        return 0;
+    }
+    // SAFETY: this thread's block; a volatile read (the dispatcher writes it
+    // with one `inc`, possibly from a nested signal handler).
+    unsafe { core::ptr::read_volatile(core::ptr::addr_of!((*tb).full_entries)) }
+}
+
 /// Why a thread could not be attached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AttachError {

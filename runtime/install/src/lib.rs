@@ -37,6 +37,11 @@ pub struct Options {
     /// Patch glibc's syscall sites in memory (the preload reads this; off
     /// with `SHUNT_PATCH=0`).
     pub patch: bool,
+    /// Subsystems that own fds (registered at installation, before the
+    /// inherited marks are restored).
+    pub fd_owners: Vec<&'static shunt_core::fd::FdOwner>,
+    /// Marks of owned fds inherited across `execve` (`SHUNT_FDS`).
+    pub inherited_fds: Option<String>,
 }
 
 /// Why the runtime could not be installed.
@@ -50,6 +55,8 @@ pub enum InstallError {
     InstanceDir(PathBuf, std::io::Error),
     #[error("{0}")]
     Core(shunt_core::InstallError),
+    #[error("too many subsystems own file descriptors")]
+    TooManyFdOwners,
 }
 
 /// Installs the runtime in this process and attaches the calling thread.
@@ -84,7 +91,14 @@ pub fn install(opts: Options) -> Result<(), InstallError> {
     // SAFETY: FSGSBASE was checked; `text` is this object's executable
     // segment and the vDSO functions come from glibc's own lookup; the
     // caller runs this while the process is single-threaded.
-    unsafe { shunt_core::install(&params) }.map_err(InstallError::Core)
+    unsafe { shunt_core::install(&params) }.map_err(InstallError::Core)?;
+    for o in &opts.fd_owners {
+        shunt_core::fd::register_owner(o).map_err(|_| InstallError::TooManyFdOwners)?;
+    }
+    if let Some(spec) = &opts.inherited_fds {
+        shunt_core::fd::restore_inherited(spec);
+    }
+    Ok(())
 }
 
 /// Whether the runtime is installed in this process.
@@ -230,7 +244,8 @@ pub fn options_from_env() -> Result<Options, String> {
         Some(_) => true,
         None => opts.instance_dir.is_some(),
     };
-    for k in ["SHUNT_INSTANCE", "SHUNT_STATS", "SHUNT_TRAP", "SHUNT_LIB", "SHUNT_EXE", "SHUNT_PATCH"] {
+    opts.inherited_fds = var("SHUNT_FDS").map(|v| v.to_string_lossy().into_owned());
+    for k in ["SHUNT_INSTANCE", "SHUNT_STATS", "SHUNT_TRAP", "SHUNT_LIB", "SHUNT_EXE", "SHUNT_PATCH", "SHUNT_FDS"] {
         // (SHUNT_SIGPIPE is the loader's, read and removed by `shunt load`.)
         std::env::remove_var(k);
     }

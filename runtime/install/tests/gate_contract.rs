@@ -242,8 +242,24 @@ fn run_case(v: Vec, case: &Case, rng: &mut Lcg, rsp_misalign: u64) -> std::vec::
     errors
 }
 
+/// An owner that gives every call back to the kernel: calls on its fds take
+/// the full path and are forwarded.
+static PASS_OWNER: shunt_core::fd::FdOwner = shunt_core::fd::FdOwner {
+    name: "contract",
+    call: |_, _, _| None,
+    dup: |_, _, t| t,
+    close: |_, _| {},
+    exec: |_, _| None,
+    restore: |_, _| false,
+};
+
 fn cases() -> std::vec::Vec<Case> {
     let buf = Box::leak(Box::new([0u8; 8192])) as *mut [u8; 8192] as u64;
+    let null = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) } as u64;
+    let owned_null = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
+    let owner = shunt_core::fd::register_owner(&PASS_OWNER).expect("owner");
+    shunt_core::process::PROCESS.fds.mark(owned_null, owner, 0).expect("mark");
+    let owned_null = owned_null as u64;
     let pid = unsafe { libc::getpid() } as i64;
     let uid = unsafe { libc::getuid() } as i64;
     let ppid = unsafe { libc::getppid() } as i64;
@@ -261,6 +277,36 @@ fn cases() -> std::vec::Vec<Case> {
         Case { name: "getuid (dispatcher, cache fill)", nr: libc::SYS_getuid, args: [0; 6], check: expect_eq(uid) },
         Case { name: "getuid (dispatcher, cached)", nr: libc::SYS_getuid, args: [0; 6], check: expect_eq(uid) },
         Case { name: "getppid (kernel route)", nr: libc::SYS_getppid, args: [0; 6], check: expect_eq(ppid) },
+        Case {
+            name: "write to a kernel fd (fd-table test, kernel route)",
+            nr: libc::SYS_write,
+            args: [null, buf, 16, 0, 0, 0],
+            check: expect_eq(16),
+        },
+        Case {
+            name: "write to an owned fd (full path, forwarded)",
+            nr: libc::SYS_write,
+            args: [owned_null, buf, 16, 0, 0, 0],
+            check: expect_eq(16),
+        },
+        Case {
+            name: "read of fd -1 (fd-table test, kernel route)",
+            nr: libc::SYS_read,
+            args: [u64::MAX, buf, 16, 0, 0, 0],
+            check: expect_eq(-(libc::EBADF as i64)),
+        },
+        Case {
+            name: "close of an fd beyond the fd table (kernel route)",
+            nr: libc::SYS_close,
+            args: [1 << 20, 0, 0, 0, 0, 0],
+            check: expect_eq(-(libc::EBADF as i64)),
+        },
+        Case {
+            name: "poll of nothing, an fd owned (full path, forwarded)",
+            nr: libc::SYS_poll,
+            args: [0, 0, 0, 0, 0, 0],
+            check: expect_eq(0),
+        },
         Case {
             name: "clock_gettime (vDSO)",
             nr: libc::SYS_clock_gettime,

@@ -49,6 +49,28 @@ unsafe fn via_site(site: usize, nr: usize) -> i64 {
     r
 }
 
+/// [`via_gate`] with three arguments.
+#[inline(always)]
+unsafe fn via_gate3(gate: usize, nr: usize, a0: u64, a1: u64, a2: u64) -> i64 {
+    let r: i64;
+    asm!("sub rsp, 128", "call {g}", "add rsp, 128",
+         g = in(reg) gate, inlateout("rax") nr as i64 => r,
+         in("rdi") a0, in("rsi") a1, in("rdx") a2,
+         lateout("rcx") _, lateout("r11") _);
+    r
+}
+
+/// [`via_site`] with three arguments.
+#[inline(always)]
+unsafe fn via_site3(site: usize, nr: usize, a0: u64, a1: u64, a2: u64) -> i64 {
+    let r: i64;
+    asm!("sub rsp, 128", "call {s}", "add rsp, 128",
+         s = in(reg) site, inlateout("rax") nr as i64 => r,
+         in("rdi") a0, in("rsi") a1, in("rdx") a2,
+         lateout("rcx") _, lateout("r11") _);
+    r
+}
+
 /// A `syscall; ret` stub in its own executable page, outside the runtime's
 /// (exempt) text: calls made through it are trapped when SUD is armed.
 fn foreign_syscall_site() -> Result<usize> {
@@ -112,6 +134,11 @@ pub fn syscall(args: SyscallArgs) -> Result<()> {
              if emu >= 10.0 { "met" } else { "missed" });
     println!("gate -> passthrough costs {:+.1}% over the kernel syscall (target within 10%): {}",
              pass * 100.0, if pass <= 0.10 { "met" } else { "missed" });
+    for (what, k, g) in [("read", KERNEL_READ, GATE_READ), ("write", KERNEL_WRITE, GATE_WRITE)] {
+        let tax = get(g) / get(k) - 1.0;
+        println!("gate -> passthrough {what} on a kernel fd costs {:+.1}% over the kernel syscall (fd-table test included)",
+                 tax * 100.0);
+    }
     if let Some(path) = args.json {
         let obj: serde_json::Map<String, serde_json::Value> = results
             .iter()
@@ -127,6 +154,10 @@ pub fn syscall(args: SyscallArgs) -> Result<()> {
 const KERNEL: &str = "kernel syscall getppid (no trap fallback)";
 const EMULATED: &str = "gate -> emulated (getpid)";
 const PASSTHROUGH: &str = "gate -> passthrough (getppid)";
+const KERNEL_READ: &str = "kernel syscall read 1 B (/dev/zero)";
+const GATE_READ: &str = "gate -> passthrough read 1 B (/dev/zero)";
+const KERNEL_WRITE: &str = "kernel syscall write 1 B (/dev/null)";
+const GATE_WRITE: &str = "gate -> passthrough write 1 B (/dev/null)";
 
 fn measure(calls: u32, rounds: u32) -> Result<Vec<(&'static str, f64)>> {
     let tb = thread::attach_current(false).context("cannot attach the benchmark thread")?;
@@ -135,12 +166,34 @@ fn measure(calls: u32, rounds: u32) -> Result<Vec<(&'static str, f64)>> {
     let getpid = libc::SYS_getpid as usize;
     let getppid = libc::SYS_getppid as usize;
     let getuid = libc::SYS_getuid as usize;
+    let (read, write) = (libc::SYS_read as usize, libc::SYS_write as usize);
+    // Kernel fds for the read/write rows: 1 byte from /dev/zero, to /dev/null.
+    // (Plain fds: the gate tests the fd table and stays on the kernel route.)
+    let open = |p: &std::ffi::CStr, flags: i32| {
+        // SAFETY: open of a NUL-terminated path.
+        let fd = unsafe { libc::open(p.as_ptr(), flags | libc::O_CLOEXEC) };
+        if fd < 0 {
+            bail!("cannot open {}: {}", p.to_string_lossy(), std::io::Error::last_os_error());
+        }
+        Ok(fd as u64)
+    };
+    let zero = open(c"/dev/zero", libc::O_RDONLY)?;
+    let null = open(c"/dev/null", libc::O_WRONLY)?;
+    let byte = Box::leak(Box::new(0u8)) as *mut u8 as u64;
     let paths: Vec<Path> = vec![
         Path { name: KERNEL, armed: false, run: Box::new(move |n| for _ in 0..n { unsafe { via_site(site, getppid); } }) },
         Path { name: EMULATED, armed: false, run: Box::new(move |n| for _ in 0..n { unsafe { via_gate(gate, getpid); } }) },
         Path { name: "gate -> emulated, dispatcher path (getuid)", armed: false,
                run: Box::new(move |n| for _ in 0..n { unsafe { via_gate(gate, getuid); } }) },
         Path { name: PASSTHROUGH, armed: false, run: Box::new(move |n| for _ in 0..n { unsafe { via_gate(gate, getppid); } }) },
+        Path { name: KERNEL_READ, armed: false,
+               run: Box::new(move |n| for _ in 0..n { unsafe { via_site3(site, read, zero, byte, 1); } }) },
+        Path { name: GATE_READ, armed: false,
+               run: Box::new(move |n| for _ in 0..n { unsafe { via_gate3(gate, read, zero, byte, 1); } }) },
+        Path { name: KERNEL_WRITE, armed: false,
+               run: Box::new(move |n| for _ in 0..n { unsafe { via_site3(site, write, null, byte, 1); } }) },
+        Path { name: GATE_WRITE, armed: false,
+               run: Box::new(move |n| for _ in 0..n { unsafe { via_gate3(gate, write, null, byte, 1); } }) },
         Path { name: "kernel syscall getppid, trap fallback armed", armed: true,
                run: Box::new(move |n| for _ in 0..n { unsafe { via_gate_raw(getppid); } }) },
         Path { name: "gate -> passthrough, trap fallback armed", armed: true,

@@ -15,18 +15,18 @@
 //! Program memory (argv, envp and their strings) is read through
 //! [`crate::umem`]; the new arrays hold the program's own string pointers.
 
-use crate::dispatch::{count_now, Ret};
+use crate::task::{Call, Ret};
 use crate::exec_env::{exec_injection, ExecEnv, ExecInjection, INJECTED_PREFIXES};
 use crate::kernel::{self, KernelSigaction};
-use crate::layout::{Answer, GateFrame};
+use crate::layout::Answer;
 use crate::raw;
 use crate::umem;
 
 /// Pointer slots kept on the stack; larger argument lists use mmap.
 const STACK_SLOTS: usize = 768;
 
-pub fn sys_execve(f: &mut GateFrame) -> Ret {
-    count_now(f, Answer::Passthrough);
+pub fn sys_execve(f: &mut Call) -> Ret {
+    f.count_now(Answer::Passthrough);
     let (path, argv, envp) = (f.args[0], f.args[1], f.args[2]);
     let r = match exec_injection() {
         Some(inj) => execve_in_instance(&inj, libc::AT_FDCWD as u64, path, argv, envp, 0, true),
@@ -36,8 +36,8 @@ pub fn sys_execve(f: &mut GateFrame) -> Ret {
     Ret::counted(r)
 }
 
-pub fn sys_execveat(f: &mut GateFrame) -> Ret {
-    count_now(f, Answer::Passthrough);
+pub fn sys_execveat(f: &mut Call) -> Ret {
+    f.count_now(Answer::Passthrough);
     let (dirfd, path, argv, envp, flags) = (f.args[0], f.args[1], f.args[2], f.args[3], f.args[4]);
     // Only an absolute or cwd-relative path can be inspected for static
     // re-routing; other forms keep their target and get the environment.

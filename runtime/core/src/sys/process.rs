@@ -15,11 +15,11 @@
 //! These calls count themselves before the syscall: they may return twice
 //! (fork) or not at all (exit_group).
 
-use crate::dispatch::{count_now, Ret};
+use crate::task::{Call, Ret};
 use crate::gate::shunt_clone_raw;
 use crate::layout::*;
 use crate::mem;
-use crate::mem::plausible_user_ptr;
+use crate::umem;
 use crate::raw;
 use crate::layout::Answer;
 use crate::slot as thread;
@@ -28,32 +28,32 @@ const CLONE_VM: u64 = libc::CLONE_VM as u64;
 const CLONE_VFORK: u64 = libc::CLONE_VFORK as u64;
 const CLONE_THREAD: u64 = libc::CLONE_THREAD as u64;
 
-pub fn sys_clone(f: &mut GateFrame) -> Ret {
+pub fn sys_clone(f: &mut Call) -> Ret {
     let (flags, newsp) = (f.args[0], f.args[1]);
     clone_common(f, flags, newsp)
 }
 
-pub fn sys_clone3(f: &mut GateFrame) -> Ret {
+pub fn sys_clone3(f: &mut Call) -> Ret {
     let (args, size) = (f.args[0], f.args[1]);
     // struct clone_args: flags @0, stack @40, stack_size @48 (64 bytes in v0).
-    if size < 64 || !plausible_user_ptr(args, 64) {
-        count_now(f, Answer::Passthrough);
+    let ca = if size >= 64 { umem::read::<[u64; 7]>(args) } else { None };
+    let Some(ca) = ca else {
+        f.count_now(Answer::Passthrough);
+        // SAFETY: the program's own call, unchanged (the kernel reports
+        // the bad argument).
         return Ret::counted(unsafe { raw::syscall6(f.nr as usize, f.args) });
-    }
-    let (flags, stack, stack_size) = unsafe {
-        let p = args as *const u64;
-        (p.read_unaligned(), p.add(5).read_unaligned(), p.add(6).read_unaligned())
     };
+    let (flags, stack, stack_size) = (ca[0], ca[5], ca[6]);
     let newsp = if stack != 0 { stack.wrapping_add(stack_size) } else { 0 };
     clone_common(f, flags, newsp)
 }
 
-fn clone_common(f: &mut GateFrame, flags: u64, newsp: u64) -> Ret {
+fn clone_common(f: &mut Call, flags: u64, newsp: u64) -> Ret {
     let vm = flags & CLONE_VM != 0;
     if vm && newsp == 0 {
         return Ret::vfork_style();
     }
-    count_now(f, Answer::Passthrough);
+    f.count_now(Answer::Passthrough);
     if !vm && newsp == 0 {
         return fork_like(f);
     }
@@ -68,6 +68,9 @@ fn clone_common(f: &mut GateFrame, flags: u64, newsp: u64) -> Ret {
     if vm && flags & CLONE_THREAD == 0 {
         child_flags |= TBF_NO_ID_CACHE;
     }
+    // SAFETY: the slot was just claimed, so its block is ours to prepare
+    // and fill; the raw clone starts the child on that block's runtime
+    // stack (see `gate::shunt_clone_raw`), with the caller's registers.
     unsafe {
         let child = match thread::prepare_block(slot, child_flags) {
             Ok(c) => c,
@@ -76,7 +79,7 @@ fn clone_common(f: &mut GateFrame, flags: u64, newsp: u64) -> Ret {
                 return Ret::counted(e);
             }
         };
-        mem::copy_value(&mut (*child).clone_frame, f);
+        mem::copy_value(&mut (*child).clone_frame, &*f.frame);
         (*child).clone_frame.rsp = newsp;
         (*child).clone_flags = flags;
         let a = f.args;
@@ -95,6 +98,8 @@ fn clone_common(f: &mut GateFrame, flags: u64, newsp: u64) -> Ret {
 
 /// First Rust code of a clone child, on its own runtime stack with `GS` set.
 pub(crate) extern "C" fn clone_child_start(tb: *mut ThreadBlock) {
+    // SAFETY: `tb` is the block this new thread runs on (GS was set to it by
+    // `shunt_clone_raw`).
     unsafe {
         (*tb).tid = raw::gettid() as i64;
         if (*tb).clone_flags & CLONE_VM == 0 {
@@ -106,16 +111,17 @@ pub(crate) extern "C" fn clone_child_start(tb: *mut ThreadBlock) {
     }
 }
 
-pub fn sys_fork(f: &mut GateFrame) -> Ret {
-    count_now(f, Answer::Passthrough);
+pub fn sys_fork(f: &mut Call) -> Ret {
+    f.count_now(Answer::Passthrough);
     fork_like(f)
 }
 
 /// A fork on the caller's stack: the child returns through the gate too.
-fn fork_like(f: &GateFrame) -> Ret {
-    let tb = thread::current();
-    // SAFETY: a handler runs on an attached thread; `tb` is its block.
+fn fork_like(f: &Call) -> Ret {
+    let tb = f.task.block();
+    // SAFETY: `tb` is the calling thread's block.
     let snap = unsafe { crate::fork::BlockSnapshot::take(tb) };
+    // SAFETY: the program's own fork.
     let r = unsafe { raw::syscall6(f.nr as usize, f.args) };
     if r == 0 {
         // SAFETY: the fork child, on its only thread, with the snapshot its
@@ -125,8 +131,8 @@ fn fork_like(f: &GateFrame) -> Ret {
     Ret::counted(r)
 }
 
-pub fn sys_exit_group(f: &mut GateFrame) -> Ret {
-    count_now(f, Answer::Passthrough);
+pub fn sys_exit_group(f: &mut Call) -> Ret {
+    f.count_now(Answer::Passthrough);
     crate::standalone::on_process_exit();
     raw::exit_group(f.args[0] as i32)
 }

@@ -1,10 +1,8 @@
 //! `getrandom`, from the user-space CSPRNG (`rng.rs`).
 
-use crate::dispatch::Ret;
-use crate::layout::GateFrame;
-use crate::mem::plausible_user_ptr;
+use crate::task::{Call, Ret};
+use crate::umem;
 use crate::rng;
-use crate::slot::current;
 
 use super::forward;
 
@@ -14,7 +12,7 @@ const GRND_INSECURE: u64 = 4;
 /// The most the kernel returns from one call (`INT_MAX >> 6`).
 const MAX_PER_CALL: u64 = 0x01ff_ffff;
 
-pub fn sys_getrandom(f: &mut GateFrame) -> Ret {
+pub fn sys_getrandom(f: &mut Call) -> Ret {
     let (buf, len, flags) = (f.args[0], f.args[1], f.args[2]);
     if flags & !(GRND_NONBLOCK | GRND_RANDOM | GRND_INSECURE) != 0
         || flags & (GRND_RANDOM | GRND_INSECURE) == (GRND_RANDOM | GRND_INSECURE)
@@ -30,9 +28,11 @@ pub fn sys_getrandom(f: &mut GateFrame) -> Ret {
     if len == 0 {
         return Ret::emulated(0);
     }
-    if !plausible_user_ptr(buf, len) {
+    if !umem::plausible(buf, len) {
         return forward(f);
     }
-    unsafe { rng::fill(current(), buf as *mut u8, len as usize) };
+    // SAFETY: the task's block is this thread's; `buf` is program memory,
+    // checked plausible, written by assembly copies (see `umem`).
+    unsafe { rng::fill(f.task.block(), buf as *mut u8, len as usize) };
     Ret::emulated(len as i64)
 }

@@ -9,13 +9,13 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use crate::dispatch::Ret;
 use crate::gate::shunt_restorer;
-use crate::layout::{GateFrame, TBF_APP_AUTODISARM, TBF_APP_BLOCKS_SIGSYS};
-use crate::mem::plausible_user_ptr;
+use crate::kernel::{KernelSigaction, SA_RESTORER, SIGSET_SIZE};
+use crate::layout::{Answer, TBF_APP_AUTODISARM, TBF_APP_BLOCKS_SIGSYS};
 use crate::raw;
-use crate::kernel::{KernelSigaction, SA_RESTORER};
+use crate::task::{Call, Ret};
 use crate::trap;
+use crate::umem;
 
 use super::forward;
 
@@ -23,47 +23,48 @@ const NSIG: usize = 65;
 static APP_RESTORER: [AtomicU64; NSIG] = [const { AtomicU64::new(0) }; NSIG];
 const SIGACTION_SIZE: u64 = core::mem::size_of::<KernelSigaction>() as u64;
 
-pub fn sys_rt_sigaction(f: &mut GateFrame) -> Ret {
+pub fn sys_rt_sigaction(f: &mut Call) -> Ret {
     let (sig, act, old, setsize) = (f.args[0] as i64, f.args[1], f.args[2], f.args[3]);
-    let ok = |p: u64| p == 0 || plausible_user_ptr(p, SIGACTION_SIZE);
-    if setsize != 8 || !(1..NSIG as i64).contains(&sig) || !ok(act) || !ok(old) {
+    let ok = |p: u64| p == 0 || umem::plausible(p, SIGACTION_SIZE);
+    if setsize != SIGSET_SIZE || !(1..NSIG as i64).contains(&sig) || !ok(act) || !ok(old) {
         return forward(f); // the kernel gives the exact error
     }
     let ours = shunt_restorer as *const () as usize as u64;
-    unsafe {
-        if sig == libc::SIGSYS as i64 && trap::enabled() {
-            let prev = trap::app_sigsys();
-            if act != 0 {
-                trap::set_app_sigsys(&core::ptr::read_unaligned(act as *const KernelSigaction));
-            }
-            if old != 0 {
-                core::ptr::write_unaligned(old as *mut KernelSigaction, prev);
-            }
-            return Ret::emulated(0);
+    let new: Option<KernelSigaction> = if act != 0 { umem::read(act) } else { None };
+    if sig == libc::SIGSYS as i64 && trap::enabled() {
+        let prev = trap::app_sigsys();
+        if let Some(new) = &new {
+            trap::set_app_sigsys(new);
         }
-        let mut new;
-        let mut newp = 0u64;
-        if act != 0 {
-            new = core::ptr::read_unaligned(act as *const KernelSigaction);
-            if trap::enabled() {
-                new.mask &= !SIGSYS_BIT;
-            }
-            if new.flags & SA_RESTORER != 0 && new.restorer != ours {
-                APP_RESTORER[sig as usize].store(new.restorer, Ordering::Relaxed);
-                new.restorer = ours;
-            }
-            newp = &new as *const KernelSigaction as u64;
+        if old != 0 {
+            umem::write(old, &prev);
         }
-        crate::dispatch::count_now(f, crate::layout::Answer::Passthrough);
-        let r = raw::syscall4(libc::SYS_rt_sigaction as usize, sig as u64, newp, old, 8);
-        if r == 0 && old != 0 {
-            let o = old as *mut KernelSigaction;
-            if (*o).restorer == ours {
-                (*o).restorer = APP_RESTORER[sig as usize].load(Ordering::Relaxed);
-            }
-        }
-        Ret::counted(r)
+        return Ret::emulated(0);
     }
+    let new = new.map(|mut new| {
+        if trap::enabled() {
+            new.mask &= !SIGSYS_BIT;
+        }
+        if new.flags & SA_RESTORER != 0 && new.restorer != ours {
+            APP_RESTORER[sig as usize].store(new.restorer, Ordering::Relaxed);
+            new.restorer = ours;
+        }
+        new
+    });
+    let newp = new.as_ref().map_or(0, |n| n as *const KernelSigaction as u64);
+    f.count_now(Answer::Passthrough);
+    // SAFETY: `newp` is null or a live local; `old` is the program's own
+    // pointer, which the kernel writes (or answers EFAULT for).
+    let r = unsafe { raw::syscall4(libc::SYS_rt_sigaction as usize, sig as u64, newp, old, SIGSET_SIZE) };
+    if r == 0 && old != 0 {
+        if let Some(mut o) = umem::read::<KernelSigaction>(old) {
+            if o.restorer == ours {
+                o.restorer = APP_RESTORER[sig as usize].load(Ordering::Relaxed);
+                umem::write(old, &o);
+            }
+        }
+    }
+    Ret::counted(r)
 }
 
 // ------------------------------------------------------ alternate stacks
@@ -79,43 +80,43 @@ pub fn sys_rt_sigaction(f: &mut GateFrame) -> Ret {
 
 const SS_AUTODISARM: i32 = 1 << 31;
 
-pub fn sys_sigaltstack(f: &mut GateFrame) -> Ret {
+pub fn sys_sigaltstack(f: &mut Call) -> Ret {
     let (ss, old) = (f.args[0], f.args[1]);
     let size = core::mem::size_of::<libc::stack_t>() as u64;
-    if (ss != 0 && !plausible_user_ptr(ss, size)) || (old != 0 && !plausible_user_ptr(old, size)) {
+    if (ss != 0 && !umem::plausible(ss, size)) || (old != 0 && !umem::plausible(old, size)) {
         return forward(f);
     }
-    let tb = crate::slot::current();
-    unsafe {
-        let app_asked_before = (*tb).flags & TBF_APP_AUTODISARM != 0;
-        let mut local: libc::stack_t;
-        let mut ssp = 0u64;
-        let mut app_asks = app_asked_before;
+    let task = f.task;
+    let app_asked_before = task.flags() & TBF_APP_AUTODISARM != 0;
+    let mut app_asks = app_asked_before;
+    let local: Option<libc::stack_t> = if ss != 0 {
+        umem::read::<libc::stack_t>(ss).map(|mut l| {
+            app_asks = l.ss_flags & SS_AUTODISARM != 0;
+            if l.ss_flags & libc::SS_DISABLE == 0 {
+                l.ss_flags |= SS_AUTODISARM;
+            }
+            l
+        })
+    } else {
+        None
+    };
+    let ssp = local.as_ref().map_or(0, |l| l as *const libc::stack_t as u64);
+    f.count_now(Answer::Passthrough);
+    // SAFETY: `ssp` is null or a live local; `old` is the program's own
+    // pointer, which the kernel writes (or answers EFAULT for).
+    let r = unsafe { raw::syscall2(libc::SYS_sigaltstack as usize, ssp, old) };
+    if r == 0 {
+        if old != 0 && !app_asked_before {
+            if let Some(mut o) = umem::read::<libc::stack_t>(old) {
+                o.ss_flags &= !SS_AUTODISARM;
+                umem::write(old, &o);
+            }
+        }
         if ss != 0 {
-            local = core::ptr::read_unaligned(ss as *const libc::stack_t);
-            app_asks = local.ss_flags & SS_AUTODISARM != 0;
-            if local.ss_flags & libc::SS_DISABLE == 0 {
-                local.ss_flags |= SS_AUTODISARM;
-            }
-            ssp = &local as *const libc::stack_t as u64;
+            task.set_flags(TBF_APP_AUTODISARM, app_asks);
         }
-        crate::dispatch::count_now(f, crate::layout::Answer::Passthrough);
-        let r = raw::syscall2(libc::SYS_sigaltstack as usize, ssp, old);
-        if r == 0 {
-            if old != 0 && !app_asked_before {
-                let o = old as *mut libc::stack_t;
-                (*o).ss_flags &= !SS_AUTODISARM;
-            }
-            if ss != 0 {
-                if app_asks {
-                    (*tb).flags |= TBF_APP_AUTODISARM;
-                } else {
-                    (*tb).flags &= !TBF_APP_AUTODISARM;
-                }
-            }
-        }
-        Ret::counted(r)
     }
+    Ret::counted(r)
 }
 
 // ---------------------------------------------------------------- masks
@@ -135,53 +136,48 @@ fn strip_mask(p: u64, local: &mut u64) -> Option<u64> {
     if p == 0 {
         return Some(0);
     }
-    if !plausible_user_ptr(p, 8) {
-        return None;
-    }
-    *local = unsafe { core::ptr::read_unaligned(p as *const u64) } & !SIGSYS_BIT;
+    *local = umem::read::<u64>(p)? & !SIGSYS_BIT;
     Some(local as *mut u64 as u64)
 }
 
-pub fn sys_rt_sigprocmask(f: &mut GateFrame) -> Ret {
+pub fn sys_rt_sigprocmask(f: &mut Call) -> Ret {
     let (how, set, old, size) = (f.args[0] as i32, f.args[1], f.args[2], f.args[3]);
-    if !trap::enabled() || size != 8 || (old != 0 && !plausible_user_ptr(old, 8)) {
+    if !trap::enabled() || size != SIGSET_SIZE || (old != 0 && !umem::plausible(old, 8)) {
         return forward(f);
     }
-    let tb = crate::slot::current();
+    let task = f.task;
     let mut local = 0u64;
     let Some(setp) = strip_mask(set, &mut local) else { return forward(f) };
-    unsafe {
-        let wanted_before = (*tb).flags & TBF_APP_BLOCKS_SIGSYS != 0;
-        // Counted first: unblocking a pending fatal signal ends the process
-        // before this call returns.
-        crate::dispatch::count_now(f, crate::layout::Answer::Passthrough);
-        let r = raw::syscall4(libc::SYS_rt_sigprocmask as usize, how as u64, setp, old, 8);
-        if r != 0 {
-            return Ret::counted(r);
-        }
-        if old != 0 && wanted_before {
-            *(old as *mut u64) |= SIGSYS_BIT;
-        }
-        if set != 0 {
-            let asks = core::ptr::read_unaligned(set as *const u64) & SIGSYS_BIT != 0;
-            let wanted = match how {
-                libc::SIG_BLOCK => wanted_before || asks,
-                libc::SIG_UNBLOCK => wanted_before && !asks,
-                _ => asks,
-            };
-            if wanted {
-                (*tb).flags |= TBF_APP_BLOCKS_SIGSYS;
-            } else {
-                (*tb).flags &= !TBF_APP_BLOCKS_SIGSYS;
-            }
-        }
-        Ret::counted(r)
+    let wanted_before = task.flags() & TBF_APP_BLOCKS_SIGSYS != 0;
+    // Counted first: unblocking a pending fatal signal ends the process
+    // before this call returns.
+    f.count_now(Answer::Passthrough);
+    // SAFETY: `setp` is null or a live local; `old` is the program's own
+    // pointer, checked plausible, which the kernel writes.
+    let r = unsafe { raw::syscall4(libc::SYS_rt_sigprocmask as usize, how as u64, setp, old, SIGSET_SIZE) };
+    if r != 0 {
+        return Ret::counted(r);
     }
+    if old != 0 && wanted_before {
+        if let Some(o) = umem::read::<u64>(old) {
+            umem::write(old, &(o | SIGSYS_BIT));
+        }
+    }
+    if set != 0 {
+        let asks = umem::read::<u64>(set).is_some_and(|s| s & SIGSYS_BIT != 0);
+        let wanted = match how {
+            libc::SIG_BLOCK => wanted_before || asks,
+            libc::SIG_UNBLOCK => wanted_before && !asks,
+            _ => asks,
+        };
+        task.set_flags(TBF_APP_BLOCKS_SIGSYS, wanted);
+    }
+    Ret::counted(r)
 }
 
 /// Forwards `f` with the mask pointer in argument `i` replaced by a copy
 /// without SIGSYS.
-fn with_stripped_mask(f: &GateFrame, i: usize) -> Ret {
+fn with_stripped_mask(f: &Call, i: usize) -> Ret {
     if !trap::enabled() {
         return forward(f);
     }
@@ -192,32 +188,29 @@ fn with_stripped_mask(f: &GateFrame, i: usize) -> Ret {
     super::forward_args(f, args)
 }
 
-pub fn sys_rt_sigsuspend(f: &mut GateFrame) -> Ret {
+pub fn sys_rt_sigsuspend(f: &mut Call) -> Ret {
     with_stripped_mask(f, 0)
 }
 
-pub fn sys_ppoll(f: &mut GateFrame) -> Ret {
+pub fn sys_ppoll(f: &mut Call) -> Ret {
     with_stripped_mask(f, 3)
 }
 
-pub fn sys_epoll_pwait(f: &mut GateFrame) -> Ret {
+pub fn sys_epoll_pwait(f: &mut Call) -> Ret {
     with_stripped_mask(f, 4)
 }
 
-pub fn sys_epoll_pwait2(f: &mut GateFrame) -> Ret {
+pub fn sys_epoll_pwait2(f: &mut Call) -> Ret {
     with_stripped_mask(f, 4)
 }
 
 /// pselect6 passes `{const sigset_t *ss; size_t ss_len}` as its last argument.
-pub fn sys_pselect6(f: &mut GateFrame) -> Ret {
+pub fn sys_pselect6(f: &mut Call) -> Ret {
     let data = f.args[5];
-    if !trap::enabled() || data == 0 || !plausible_user_ptr(data, 16) {
+    if !trap::enabled() || data == 0 {
         return forward(f);
     }
-    let (ss, len) = unsafe {
-        let p = data as *const u64;
-        (p.read_unaligned(), p.add(1).read_unaligned())
-    };
+    let Some([ss, len]) = umem::read::<[u64; 2]>(data) else { return forward(f) };
     let mut local = 0u64;
     let Some(ssp) = strip_mask(ss, &mut local) else { return forward(f) };
     let pair = [ssp, len];

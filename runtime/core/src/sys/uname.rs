@@ -9,10 +9,9 @@
 
 use core::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
 
-use crate::dispatch::Ret;
-use crate::layout::GateFrame;
+use crate::task::{Call, Ret};
 use crate::mem;
-use crate::mem::plausible_user_ptr;
+use crate::umem;
 
 use super::forward;
 
@@ -30,13 +29,16 @@ pub(crate) fn invalidate() {
     SEQ.fetch_add(2, Ordering::AcqRel);
 }
 
-pub fn sys_uname(f: &mut GateFrame) -> Ret {
+pub fn sys_uname(f: &mut Call) -> Ret {
     let buf = f.args[0];
-    if !plausible_user_ptr(buf, UTS_LEN as u64) {
+    if !umem::plausible(buf, UTS_LEN as u64) {
         return forward(f);
     }
     let s1 = SEQ.load(Ordering::Acquire);
     if s1 & 1 == 0 && VALID.load(Ordering::Acquire) {
+        // SAFETY: the cache is read with an assembly copy (concurrent writers
+        // are detected by the sequence check below); `buf` is program memory,
+        // checked plausible (see `umem`).
         unsafe { mem::copy(buf as *mut u8, core::ptr::addr_of!(CACHE) as *const u8, UTS_LEN) };
         fence(Ordering::Acquire);
         if SEQ.load(Ordering::Relaxed) == s1 {
@@ -50,6 +52,8 @@ pub fn sys_uname(f: &mut GateFrame) -> Ret {
         && start & 1 == 0
         && SEQ.compare_exchange(start, start + 1, Ordering::AcqRel, Ordering::Relaxed).is_ok()
     {
+        // SAFETY: this thread holds the odd sequence (the only writer); the
+        // copy is assembly; `buf` is the kernel's answer in program memory.
         unsafe { mem::copy(core::ptr::addr_of_mut!(CACHE) as *mut u8, buf as *const u8, UTS_LEN) };
         VALID.store(true, Ordering::Release);
         if SEQ.compare_exchange(start + 1, start + 2, Ordering::AcqRel, Ordering::Relaxed).is_err() {
@@ -61,16 +65,16 @@ pub fn sys_uname(f: &mut GateFrame) -> Ret {
     r
 }
 
-fn changes_names(f: &GateFrame) -> Ret {
+fn changes_names(f: &Call) -> Ret {
     let r = forward(f);
     invalidate();
     r
 }
 
-pub fn sys_sethostname(f: &mut GateFrame) -> Ret {
+pub fn sys_sethostname(f: &mut Call) -> Ret {
     changes_names(f)
 }
 
-pub fn sys_setdomainname(f: &mut GateFrame) -> Ret {
+pub fn sys_setdomainname(f: &mut Call) -> Ret {
     changes_names(f)
 }

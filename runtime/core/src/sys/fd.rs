@@ -1,0 +1,138 @@
+//! Calls on file descriptors the runtime owns ([`crate::fd`]).
+//!
+//! The gate sends a call here only when its fd is marked (calls whose first
+//! argument is the fd: [`on_fd0`]), or when the process has any marked fd
+//! (calls with several fds or fds in memory: `sys_<name>`); on a trapped
+//! call the dispatcher comes here whatever the marks, so every function
+//! first looks the fd up and forwards unmarked ones.
+//!
+//! The table's own business — `close`, `dup`, `dup2`, `dup3`,
+//! `fcntl(F_DUPFD*)`, `close_range` — is done here, with the owner told
+//! through [`FdOwner::dup`] and [`FdOwner::close`]: the kernel descriptor
+//! under an owned object is duplicated or closed as usual, and the table
+//! follows the kernel's answer. Every other call on an owned fd goes to its
+//! owner's [`FdOwner::call`], which answers it or gives it back to the
+//! kernel.
+//!
+//! `poll` and `select` read their fds from memory; with owned fds present
+//! they are forwarded as they are: an owner keeps its objects' readiness on
+//! the kernel descriptor under them (the placeholder). (`ppoll`, `pselect6`
+//! and `epoll_pwait*` have handlers of their own in `signal.rs`, which
+//! forward the same way.)
+//!
+//! [`FdOwner::dup`]: crate::fd::FdOwner
+//! [`FdOwner::close`]: crate::fd::FdOwner
+//! [`FdOwner::call`]: crate::fd::FdOwner
+
+use shunt_abi::syscalls::nr;
+
+use crate::fd::FdTable;
+use crate::task::{Call, Ret};
+
+use super::forward;
+
+/// A call whose first argument is a marked fd (or any such call, trapped).
+pub fn on_fd0(c: &mut Call) -> Ret {
+    let fd = c.args[0] as i32;
+    let table = c.task.process().fds;
+    let Some((owner, _, token)) = table.lookup(fd) else { return forward(c) };
+    match c.nr as usize {
+        nr::CLOSE => {
+            let r = forward(c);
+            // Linux has closed the fd whatever close returned, except EBADF.
+            if r.value != -(libc::EBADF as i64) {
+                table.closed(fd);
+            }
+            r
+        }
+        nr::DUP => duplicate(c, table, fd),
+        nr::FCNTL if matches!(c.args[1] as i32, libc::F_DUPFD | libc::F_DUPFD_CLOEXEC) => duplicate(c, table, fd),
+        _ => (owner.call)(c, fd, token).unwrap_or_else(|| forward(c)),
+    }
+}
+
+/// `dup`/`fcntl(F_DUPFD*)` of `fd`: the kernel's new fd shares the owner.
+fn duplicate(c: &Call, table: &FdTable, fd: i32) -> Ret {
+    let r = forward(c);
+    if r.value >= 0 {
+        table.duplicated(fd, r.value as i32);
+    }
+    r
+}
+
+fn dup_onto(c: &Call) -> Ret {
+    let (old, new) = (c.args[0] as i32, c.args[1] as i32);
+    let r = forward(c);
+    if r.value >= 0 {
+        c.task.process().fds.duplicated(old, new);
+    }
+    r
+}
+
+pub fn sys_dup2(c: &mut Call) -> Ret {
+    dup_onto(c)
+}
+
+pub fn sys_dup3(c: &mut Call) -> Ret {
+    dup_onto(c)
+}
+
+pub fn sys_close_range(c: &mut Call) -> Ret {
+    const CLOSE_RANGE_CLOEXEC: u64 = 1 << 2;
+    let (first, last, flags) = (c.args[0], c.args[1], c.args[2]);
+    let r = forward(c);
+    if r.value == 0 && flags & CLOSE_RANGE_CLOEXEC == 0 {
+        let table = c.task.process().fds;
+        table.for_each_marked(|fd| {
+            if (first..=last).contains(&(fd as u64)) {
+                table.closed(fd);
+            }
+        });
+    }
+    r
+}
+
+/// A call with several fds: the owner of the first owned one answers, or
+/// the kernel.
+fn first_owned(c: &mut Call, fds: &[u64]) -> Ret {
+    let table = c.task.process().fds;
+    for &fd in fds {
+        if let Some((owner, _, token)) = table.lookup(fd as i32) {
+            return (owner.call)(c, fd as i32, token).unwrap_or_else(|| forward(c));
+        }
+    }
+    forward(c)
+}
+
+pub fn sys_epoll_ctl(c: &mut Call) -> Ret {
+    let (epfd, fd) = (c.args[0], c.args[2]);
+    first_owned(c, &[epfd, fd])
+}
+
+pub fn sys_sendfile(c: &mut Call) -> Ret {
+    let (out_fd, in_fd) = (c.args[0], c.args[1]);
+    first_owned(c, &[out_fd, in_fd])
+}
+
+pub fn sys_splice(c: &mut Call) -> Ret {
+    let (fd_in, fd_out) = (c.args[0], c.args[2]);
+    first_owned(c, &[fd_in, fd_out])
+}
+
+pub fn sys_tee(c: &mut Call) -> Ret {
+    let (fd_in, fd_out) = (c.args[0], c.args[1]);
+    first_owned(c, &[fd_in, fd_out])
+}
+
+pub fn sys_copy_file_range(c: &mut Call) -> Ret {
+    let (fd_in, fd_out) = (c.args[0], c.args[2]);
+    first_owned(c, &[fd_in, fd_out])
+}
+
+pub fn sys_poll(c: &mut Call) -> Ret {
+    forward(c)
+}
+
+pub fn sys_select(c: &mut Call) -> Ret {
+    forward(c)
+}

@@ -96,8 +96,8 @@ pub unsafe fn install(params: &InstallParams<'_>) -> Result<(), InstallError> {
     rng::reseed().map_err(|e| InstallError::Seed(-e))?;
     sys::ids::refresh_pid();
 
-    // SAFETY (this block): single-threaded installation, the caller's
-    // promise: nothing reads these statics yet.
+    // SAFETY: single-threaded installation (the caller's promise),
+    // so nothing reads these statics yet.
     unsafe {
         if let Some(dir) = params.instance_dir {
             segment::set_instance_dir(dir);
@@ -152,7 +152,7 @@ fn register_builtin_hooks() {
         }
     }
     // Owned fds that survive the exec keep their owner in the new image.
-    if hooks::on_exec(crate::fd::exec_hook).is_err() {
+    if hooks::on_exec(crate::fd_owner::exec_hook).is_err() {
         events::fatal(b"too many exec hooks");
     }
 }

@@ -35,6 +35,7 @@ pub mod entry;
 pub mod events;
 pub mod exec_env;
 pub mod fd;
+pub mod fd_owner;
 pub mod fork;
 pub mod gate;
 pub mod hooks;

@@ -128,7 +128,7 @@ pub unsafe fn fill(tb: *mut ThreadBlock, dst: *mut u8, len: usize) {
     // state; only this thread (and its nested signal handlers, which see
     // `busy`) use it.
     let st = unsafe { &mut (*((*tb).private as *mut ThreadPrivate)).rng };
-    // SAFETY (volatile accesses): `busy` is a field of the live state.
+    // SAFETY: `busy` is a field of the live state (volatile: see above).
     if unsafe { core::ptr::read_volatile(&st.busy) } != 0 {
         // SAFETY: the caller's promise about `dst`.
         return unsafe { fill_oneshot(dst, len) };

@@ -39,7 +39,7 @@ pub struct Options {
     pub patch: bool,
     /// Subsystems that own fds (registered at installation, before the
     /// inherited marks are restored).
-    pub fd_owners: Vec<&'static shunt_core::fd::FdOwner>,
+    pub fd_owners: Vec<&'static shunt_core::fd_owner::FdOwner>,
     /// Marks of owned fds inherited across `execve` (`SHUNT_FDS`).
     pub inherited_fds: Option<String>,
 }
@@ -93,10 +93,10 @@ pub fn install(opts: Options) -> Result<(), InstallError> {
     // caller runs this while the process is single-threaded.
     unsafe { shunt_core::install(&params) }.map_err(InstallError::Core)?;
     for o in &opts.fd_owners {
-        shunt_core::fd::register_owner(o).map_err(|_| InstallError::TooManyFdOwners)?;
+        shunt_core::fd_owner::register_owner(o).map_err(|_| InstallError::TooManyFdOwners)?;
     }
     if let Some(spec) = &opts.inherited_fds {
-        shunt_core::fd::restore_inherited(spec);
+        shunt_core::fd_owner::restore_inherited(spec);
     }
     Ok(())
 }
@@ -168,6 +168,7 @@ fn own_text() -> Option<(u64, u64)> {
         .find(|(start, len)| me >= *start && me < start + len)
 }
 
+/// A `Dl_info` for `dladdr` to fill.
 fn empty_dl_info() -> libc::Dl_info {
     libc::Dl_info {
         dli_fname: std::ptr::null(),

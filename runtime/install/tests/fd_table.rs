@@ -9,7 +9,8 @@ mod common;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use common::{gate0, gate6};
-use shunt_core::fd::{self, FdOwner, OwnerId, FD_LIMIT};
+use shunt_core::fd::{self, OwnerId, FD_LIMIT};
+use shunt_core::fd_owner::{self, FdOwner};
 use shunt_core::task::{Call, Ret};
 use shunt_core::thread::full_path_entries;
 
@@ -88,7 +89,7 @@ fn marked(fd: i32) -> bool {
 fn marked_fds_take_the_full_path_and_unmarked_ones_the_kernel_route() {
     common::on_attached_thread(|| {
         let table = shunt_core::process::PROCESS.fds;
-        let id: OwnerId = fd::register_owner(&OWNER).expect("register the test owner");
+        let id: OwnerId = fd_owner::register_owner(&OWNER).expect("register the test owner");
         let kernel = pipe();
         let owned = pipe();
         let mut buf = [0u8; 16];

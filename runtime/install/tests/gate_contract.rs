@@ -244,7 +244,7 @@ fn run_case(v: Vec, case: &Case, rng: &mut Lcg, rsp_misalign: u64) -> std::vec::
 
 /// An owner that gives every call back to the kernel: calls on its fds take
 /// the full path and are forwarded.
-static PASS_OWNER: shunt_core::fd::FdOwner = shunt_core::fd::FdOwner {
+static PASS_OWNER: shunt_core::fd_owner::FdOwner = shunt_core::fd_owner::FdOwner {
     name: "contract",
     call: |_, _, _| None,
     dup: |_, _, t| t,
@@ -257,7 +257,7 @@ fn cases() -> std::vec::Vec<Case> {
     let buf = Box::leak(Box::new([0u8; 8192])) as *mut [u8; 8192] as u64;
     let null = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) } as u64;
     let owned_null = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
-    let owner = shunt_core::fd::register_owner(&PASS_OWNER).expect("owner");
+    let owner = shunt_core::fd_owner::register_owner(&PASS_OWNER).expect("owner");
     shunt_core::process::PROCESS.fds.mark(owned_null, owner, 0).expect("mark");
     let owned_null = owned_null as u64;
     let pid = unsafe { libc::getpid() } as i64;

@@ -19,6 +19,9 @@
 //! and thread-local storage are never used again (the program sets its own
 //! `FS`), which is why the gate path uses neither.
 
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 use std::ffi::{CString, OsStr};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -195,6 +198,7 @@ impl Image {
         let hi = self.loads.iter().map(|l| up(l.0 + l.1)).max().unwrap_or(lo);
         let bias = if self.pie {
             // Reserve the whole span anywhere, then place segments inside it.
+            // SAFETY: a fresh PROT_NONE reservation at a kernel-chosen address.
             let r = unsafe {
                 libc::mmap(std::ptr::null_mut(), (hi - lo) as usize, libc::PROT_NONE,
                            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE, -1, 0)
@@ -211,6 +215,8 @@ impl Image {
             let len = (up(vaddr + memsz) - down(vaddr)) as usize;
             let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS
                 | if self.pie { libc::MAP_FIXED } else { libc::MAP_FIXED_NOREPLACE };
+            // SAFETY: inside the PIE's own reservation (MAP_FIXED), or at the
+            // ET_EXEC's address with MAP_FIXED_NOREPLACE (never over a mapping).
             let r = unsafe {
                 libc::mmap(start as *mut _, len, libc::PROT_READ | libc::PROT_WRITE, flags, -1, 0)
             };
@@ -221,6 +227,8 @@ impl Image {
                 }
                 return Err(LoadError::Map(self.path.clone(), err));
             }
+            // SAFETY: the segment was mapped read-write just above, `filesz <=
+            // memsz` bytes from `offset`, which lies inside `data` (checked in `open`).
             unsafe {
                 std::ptr::copy_nonoverlapping(
                     self.data.as_ptr().add(offset as usize),
@@ -230,6 +238,8 @@ impl Image {
             }
         }
         for &(off, addend) in &self.relocs {
+            // SAFETY: a relocation inside a mapped segment of the image (the
+            // offsets come from its own RELA table), still read-write.
             unsafe { ((off + bias) as *mut u64).write_unaligned((addend as u64).wrapping_add(bias)) };
         }
         for &(vaddr, memsz, _, _, pflags) in &self.loads {
@@ -245,6 +255,7 @@ impl Image {
             }
             let start = down(vaddr) + bias;
             let len = (up(vaddr + memsz) - down(vaddr)) as usize;
+            // SAFETY: the image's own segments, which no Rust reference points into.
             if unsafe { libc::mprotect(start as *mut _, len, prot) } != 0 {
                 return Err(LoadError::Map(self.path.clone(), std::io::Error::last_os_error()));
             }
@@ -317,6 +328,7 @@ fn relative_relocs(
 
 /// Builds the initial process stack and returns the stack pointer (at argc).
 fn build_stack(image: &Image, bias: u64, argv: &[CString], envp: &[CString], execfn: &CString) -> Result<u64, LoadError> {
+    // SAFETY: a fresh anonymous mapping for the program's stack.
     let base = unsafe {
         libc::mmap(std::ptr::null_mut(), STACK_SIZE + PAGE as usize, libc::PROT_READ | libc::PROT_WRITE,
                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK, -1, 0)
@@ -325,11 +337,14 @@ fn build_stack(image: &Image, bias: u64, argv: &[CString], envp: &[CString], exe
         return Err(LoadError::Map(image.path.clone(), std::io::Error::last_os_error()));
     }
     // Guard page at the bottom.
+    // SAFETY: the lowest page of that fresh mapping becomes the guard.
     unsafe { libc::mprotect(base, PAGE as usize, libc::PROT_NONE) };
     let top = base as u64 + STACK_SIZE as u64 + PAGE;
     let mut sp = top;
     let mut push_bytes = |bytes: &[u8]| -> u64 {
         sp -= bytes.len() as u64;
+        // SAFETY: `sp` moves down inside the fresh stack mapping (its contents
+        // are a few KiB, the stack 8 MiB).
         unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), sp as *mut u8, bytes.len()) };
         sp
     };
@@ -341,6 +356,7 @@ fn build_stack(image: &Image, bias: u64, argv: &[CString], envp: &[CString], exe
     let envp_p: Vec<u64> = envp.iter().map(|s| push_bytes(s.as_bytes_with_nul())).collect();
     let argv_p: Vec<u64> = argv.iter().map(|s| push_bytes(s.as_bytes_with_nul())).collect();
 
+    // SAFETY: getauxval reads the auxiliary vector.
     let aux = |t: u64| unsafe { libc::getauxval(t) };
     let mut auxv: Vec<(u64, u64)> = vec![
         (libc::AT_PHDR, image.phdr_addr(bias)),
@@ -383,6 +399,8 @@ fn build_stack(image: &Image, bias: u64, argv: &[CString], envp: &[CString], exe
     }
     sp -= (words * 8) as u64;
     let mut w = sp as *mut u64;
+    // SAFETY: the words go below the strings pushed above, inside the stack
+    // mapping; `words` was counted exactly.
     let mut put = |v: u64| unsafe {
         w.write(v);
         w = w.add(1);
@@ -411,6 +429,8 @@ fn build_stack(image: &Image, bias: u64, argv: &[CString], envp: &[CString], exe
 /// answers it in user space (`rng.rs`). Time functions stay in the vDSO.
 fn vdso_without_getrandom(real: u64) -> Option<u64> {
     use object::read::elf::{FileHeader, SectionHeader, Sym};
+    // SAFETY: the kernel's vDSO is mapped for the life of the process; its
+    // ELF header gives the extent of its section headers.
     let image = unsafe {
         let ehdr = &*(real as *const elf::FileHeader64<Endianness>);
         let e = Endianness::Little;
@@ -423,6 +443,7 @@ fn vdso_without_getrandom(real: u64) -> Option<u64> {
     let (idx, dynsym) = sections.iter().enumerate().find(|(_, s)| s.sh_type(endian) == elf::SHT_DYNSYM)?;
     let symbols = sections.symbol_table_by_index(endian, image, object::SectionIndex(idx)).ok()?;
     let names = symbols.strings();
+    // SAFETY: a fresh anonymous mapping for the copy.
     let copy = unsafe {
         libc::mmap(std::ptr::null_mut(), image.len(), libc::PROT_READ | libc::PROT_WRITE,
                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
@@ -431,6 +452,7 @@ fn vdso_without_getrandom(real: u64) -> Option<u64> {
         return None;
     }
     let copy = copy as u64;
+    // SAFETY: the copy has exactly `image.len()` bytes.
     unsafe { std::ptr::copy_nonoverlapping(image.as_ptr(), copy as *mut u8, image.len()) };
     let delta = real.wrapping_sub(copy);
     let base = copy + dynsym.sh_offset(endian);
@@ -438,6 +460,8 @@ fn vdso_without_getrandom(real: u64) -> Option<u64> {
     for (i, sym) in symbols.iter().enumerate() {
         let at = base + i as u64 * entsize;
         let name = sym.name(endian, names).unwrap_or(b"");
+        // SAFETY: `at` indexes a symbol inside the copy's .dynsym (from its own
+        // section header); the copy is still writable.
         unsafe {
             if name == b"__vdso_getrandom" || name == b"getrandom" {
                 // st_shndx (offset 6) = SHN_UNDEF: lookups skip the symbol.
@@ -449,6 +473,7 @@ fn vdso_without_getrandom(real: u64) -> Option<u64> {
             }
         }
     }
+    // SAFETY: the copy, which no Rust reference points into.
     unsafe { libc::mprotect(copy as *mut _, image.len(), libc::PROT_READ) };
     Some(copy)
 }
@@ -460,6 +485,10 @@ fn vdso_without_getrandom(real: u64) -> Option<u64> {
 /// (nohup relies on it) — except SIGPIPE, which std ignores on its own: it is
 /// ignored only if the exec'ing process ignored it (`SHUNT_SIGPIPE=ign`,
 /// which `execve` in the runtime passes on). The runtime's SIGSYS stays.
+///
+/// # Safety
+/// The loader's thread, before the jump: nothing of the Rust side relies
+/// on its signal handlers or alternate stack any more.
 unsafe fn reset_signals(sigpipe_ignored: bool) {
     for sig in 1..65 {
         if sig == libc::SIGKILL || sig == libc::SIGSTOP || sig == libc::SIGSYS {
@@ -472,9 +501,13 @@ unsafe fn reset_signals(sigpipe_ignored: bool) {
         kernel::sigaction(sig, Some(if keep { &KernelSigaction::IGNORE } else { &KernelSigaction::DEFAULT }), None);
     }
     let ss = libc::stack_t { ss_sp: std::ptr::null_mut(), ss_flags: libc::SS_DISABLE, ss_size: 0 };
-    shunt_core::raw::syscall2(libc::SYS_sigaltstack as usize, &ss as *const _ as u64, 0);
     let empty: u64 = 0;
-    shunt_core::raw::syscall4(libc::SYS_rt_sigprocmask as usize, libc::SIG_SETMASK as u64, &empty as *const u64 as u64, 0, 8);
+    // SAFETY: sigaltstack and rt_sigprocmask read live locals of the
+    // kernel's layouts; the caller's promise covers their effect.
+    unsafe {
+        shunt_core::raw::syscall2(libc::SYS_sigaltstack as usize, &ss as *const _ as u64, 0);
+        shunt_core::raw::syscall4(libc::SYS_rt_sigprocmask as usize, libc::SIG_SETMASK as u64, &empty as *const u64 as u64, 0, 8);
+    }
 }
 
 /// Loads `path` and runs it with `argv` (argv[0] included) and `envp`,
@@ -507,6 +540,8 @@ pub fn exec_static<E: std::error::Error + 'static>(
     drop(image);
     let sigpipe_ignored = std::env::var_os("SHUNT_SIGPIPE").is_some_and(|v| v == "ign");
     install()?;
+    // SAFETY: the program is mapped and its stack built; this thread becomes
+    // the program's, never to return (the jump replaces every register).
     unsafe {
         reset_signals(sigpipe_ignored);
         // The kernel's register state at an ELF entry: rsp at argc, rdx = 0

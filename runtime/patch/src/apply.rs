@@ -24,15 +24,24 @@ fn page_up(a: u64) -> u64 {
     (a + PAGE - 1) & !(PAGE - 1)
 }
 
+/// `dl_iterate_phdr`'s callback.
+///
+/// # Safety
+/// Called by glibc only: `info` describes a loaded object (its name, and
+/// its program headers mapped with it), `data` is the `Vec<Loaded>` that
+/// [`apply_loaded`] passed.
 unsafe extern "C" fn collect(info: *mut libc::dl_phdr_info, _size: usize, data: *mut libc::c_void) -> i32 {
-    let out = &mut *(data as *mut Vec<Loaded>);
-    let info = &*info;
+    // SAFETY: the caller's promise; the Vec is borrowed by nothing else
+    // while dl_iterate_phdr runs.
+    let (out, info) = unsafe { (&mut *(data as *mut Vec<Loaded>), &*info) };
     let name = if info.dlpi_name.is_null() {
         String::new()
     } else {
-        std::ffi::CStr::from_ptr(info.dlpi_name).to_string_lossy().into_owned()
+        // SAFETY: glibc's NUL-terminated object name.
+        unsafe { std::ffi::CStr::from_ptr(info.dlpi_name) }.to_string_lossy().into_owned()
     };
-    let phdrs = core::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum as usize);
+    // SAFETY: the object's program headers, mapped while it is loaded.
+    let phdrs = unsafe { core::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum as usize) };
     let base = info.dlpi_addr;
     let mut loads = Vec::new();
     let mut build_id = None;
@@ -40,7 +49,8 @@ unsafe extern "C" fn collect(info: *mut libc::dl_phdr_info, _size: usize, data: 
         if p.p_type == libc::PT_LOAD {
             loads.push((p.p_vaddr, p.p_memsz, p.p_flags));
         } else if p.p_type == libc::PT_NOTE && build_id.is_none() {
-            let notes = core::slice::from_raw_parts((base + p.p_vaddr) as *const u8, p.p_memsz as usize);
+            // SAFETY: a PT_NOTE segment lies in a PT_LOAD of the loaded object.
+            let notes = unsafe { core::slice::from_raw_parts((base + p.p_vaddr) as *const u8, p.p_memsz as usize) };
             build_id = gnu_build_id(notes).map(hex);
         }
     }
@@ -90,11 +100,14 @@ pub fn apply_loaded() -> Report {
         report.refused = Some("the runtime is not installed in this process".into());
         return report;
     }
+    // SAFETY: glibc's exported byte, read once.
     if unsafe { core::ptr::read_volatile(core::ptr::addr_of!(__libc_single_threaded)) } == 0 {
         report.refused = Some("the process already runs several threads, whose GS is not set".into());
         return report;
     }
     let mut loaded: Vec<Loaded> = Vec::new();
+    // SAFETY: `collect` reads what glibc gives it into `loaded`, which lives
+    // across the call.
     unsafe { libc::dl_iterate_phdr(Some(collect), &mut loaded as *mut Vec<Loaded> as *mut libc::c_void) };
     let dirs = plan_dirs(own_dir().as_deref());
     let gate = shunt_core::gate::gate_address() as u64;
@@ -121,6 +134,8 @@ pub fn apply_loaded() -> Report {
                 for l in &plan.left {
                     o.skip(format!("{}: {}", l.status.as_str(), l.reason), 1);
                 }
+                // SAFETY: single-threaded (checked above), `obj` was just
+                // listed by the dynamic linker, `gate` is the gate.
                 if let Err(e) = unsafe { apply_object(obj, &plan, gate, &mut o) } {
                     o.skip(format!("plan refused: {e}"), plan.sites.len());
                 }
@@ -136,6 +151,11 @@ pub fn apply_loaded() -> Report {
 }
 
 /// Applies `plan` to `obj`: all sites or none.
+///
+/// # Safety
+/// The process is single-threaded (no thread runs the text being
+/// rewritten), `obj` describes a loaded object, `gate` is the gate's
+/// address.
 unsafe fn apply_object(obj: &Loaded, plan: &Plan, gate: u64, o: &mut ObjectReport) -> Result<(), String> {
     if plan.sites.is_empty() {
         return Ok(());
@@ -152,7 +172,9 @@ unsafe fn apply_object(obj: &Loaded, plan: &Plan, gate: u64, o: &mut ObjectRepor
             .position(|&(v, m, _)| s.at >= page_up(v) && end <= page_down(v + m))
             .ok_or_else(|| format!("site {:#x} is not inside an executable segment", s.at))?;
         segs_used[k] = true;
-        let now = core::slice::from_raw_parts((obj.base + s.at) as *const u8, s.len);
+        // SAFETY: the site lies inside an executable (readable) segment of
+        // the loaded object (checked just above).
+        let now = unsafe { core::slice::from_raw_parts((obj.base + s.at) as *const u8, s.len) };
         if now != &s.orig[..] {
             return Err(format!("bytes at {:#x} differ from the plan (another glibc build?)", s.at));
         }
@@ -170,7 +192,8 @@ unsafe fn apply_object(obj: &Loaded, plan: &Plan, gate: u64, o: &mut ObjectRepor
         size += s.trampoline_len().next_multiple_of(TRAMP_ALIGN);
     }
     let area_len = page_up(size as u64) as usize;
-    let area = map_near(lo, hi, area_len).ok_or("no free address within ±2 GiB for the trampolines")?;
+    // SAFETY: map_near maps fresh memory only (MAP_FIXED_NOREPLACE).
+    let area = unsafe { map_near(lo, hi, area_len) }.ok_or("no free address within ±2 GiB for the trampolines")?;
     let mut tramp = vec![INT3; area_len];
     tramp[..8].copy_from_slice(&gate.to_le_bytes());
     let mut jumps = Vec::with_capacity(plan.sites.len());
@@ -179,15 +202,19 @@ unsafe fn apply_object(obj: &Loaded, plan: &Plan, gate: u64, o: &mut ObjectRepor
         let site_addr = obj.base + s.at;
         let t = s.write_trampoline(&mut tramp[off..], here, area, site_addr + s.len as u64);
         let (Some(()), Some(j)) = (t, s.jump(site_addr, here)) else {
-            raw::munmap(area as usize, area_len);
+            // SAFETY: the area mapped above, not used yet.
+            unsafe { raw::munmap(area as usize, area_len) };
             return Err("trampolines out of rel32 reach".into());
         };
         jumps.push((site_addr, j));
     }
-    mem::copy(area as *mut u8, tramp.as_ptr(), area_len);
-    let r = raw::mprotect(area as usize, area_len, libc::PROT_READ | libc::PROT_EXEC);
+    // SAFETY: the area is `area_len` writable bytes mapped above.
+    unsafe { mem::copy(area as *mut u8, tramp.as_ptr(), area_len) };
+    // SAFETY: the area, which no Rust reference points into.
+    let r = unsafe { raw::mprotect(area as usize, area_len, libc::PROT_READ | libc::PROT_EXEC) };
     if r < 0 {
-        raw::munmap(area as usize, area_len);
+        // SAFETY: as above.
+        unsafe { raw::munmap(area as usize, area_len) };
         return Err(format!("cannot make the trampolines executable (errno {})", -r));
     }
     // 3. Rewrite the sites. Between the two mprotects only runtime code runs
@@ -203,20 +230,26 @@ unsafe fn apply_object(obj: &Loaded, plan: &Plan, gate: u64, o: &mut ObjectRepor
         let (start, end) = (page_up(obj.base + v), page_down(obj.base + v + m));
         let len = (end - start) as usize;
         let prot = prot_of(flags);
-        let mut r = raw::mprotect(start as usize, len, prot | libc::PROT_WRITE);
+        // SAFETY: glibc's text pages, which no Rust reference points into;
+        // the process is single-threaded, and only runtime code (outside
+        // this text) runs until the protection is restored below.
+        let mut r = unsafe { raw::mprotect(start as usize, len, prot | libc::PROT_WRITE) };
         if r == -(libc::EACCES as i64) {
-            r = raw::mprotect(start as usize, len, libc::PROT_READ | libc::PROT_WRITE);
+            // SAFETY: as above.
+            r = unsafe { raw::mprotect(start as usize, len, libc::PROT_READ | libc::PROT_WRITE) };
         }
         if r < 0 {
             return Err(format!("cannot make the text writable (errno {})", -r));
         }
         for (addr, j) in &jumps {
             if *addr >= start && *addr < end {
-                mem::copy(*addr as *mut u8, j.as_ptr(), j.len());
+                // SAFETY: the site's bytes, in the text made writable above.
+                unsafe { mem::copy(*addr as *mut u8, j.as_ptr(), j.len()) };
                 o.patched += 1;
             }
         }
-        let r = raw::mprotect(start as usize, len, prot);
+        // SAFETY: as above.
+        let r = unsafe { raw::mprotect(start as usize, len, prot) };
         if r < 0 {
             shunt_core::events::fatal(b"cannot restore the protection of glibc's text after patching");
         }
@@ -244,6 +277,9 @@ fn prot_of(flags: u32) -> i32 {
 /// reach of every byte of `[lo, hi)`: first just above `hi`, then below `lo`,
 /// stepping 1 MiB at a time, with `MAP_FIXED_NOREPLACE` (never over a
 /// mapping).
+///
+/// # Safety
+/// None beyond a system call's: the mapping never replaces another.
 unsafe fn map_near(lo: u64, hi: u64, len: usize) -> Option<u64> {
     const REACH: u64 = (1 << 31) - (1 << 24); // a margin below 2 GiB
     const STEP: u64 = 1 << 20;
@@ -254,14 +290,15 @@ unsafe fn map_near(lo: u64, hi: u64, len: usize) -> Option<u64> {
         if !fits(hint) {
             continue;
         }
-        let r = raw::mmap(
+        // SAFETY: MAP_FIXED_NOREPLACE never replaces a mapping.
+        let r = unsafe { raw::mmap(
             hint as usize,
             len,
             libc::PROT_READ | libc::PROT_WRITE,
             libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE,
             -1,
             0,
-        );
+        ) };
         if r < 0 {
             continue;
         }
@@ -269,7 +306,8 @@ unsafe fn map_near(lo: u64, hi: u64, len: usize) -> Option<u64> {
             return Some(hint);
         }
         // An old kernel took the flag as a hint and mapped elsewhere.
-        raw::munmap(r as usize, len);
+        // SAFETY: the mapping just made, not used.
+        unsafe { raw::munmap(r as usize, len) };
     }
     None
 }

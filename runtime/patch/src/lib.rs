@@ -89,6 +89,9 @@
 //! - [`report`]: what patching did, for `SHUNT_DEBUG=1`;
 //! - [`apply`]: finding the loaded objects and rewriting their text.
 
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 pub mod apply;
 pub mod dirs;
 pub mod plan;

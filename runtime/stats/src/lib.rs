@@ -20,6 +20,9 @@
 //! the runtime add (`transport`, `waits`, `rewritten_at_runtime`) are
 //! optional: absent when nothing counted them.
 
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::AtomicU64;

@@ -20,13 +20,14 @@
 //! and `epoll_pwait*` have handlers of their own in `signal.rs`, which
 //! forward the same way.)
 //!
-//! [`FdOwner::dup`]: crate::fd::FdOwner
-//! [`FdOwner::close`]: crate::fd::FdOwner
-//! [`FdOwner::call`]: crate::fd::FdOwner
+//! [`FdOwner::dup`]: crate::fd_owner::FdOwner
+//! [`FdOwner::close`]: crate::fd_owner::FdOwner
+//! [`FdOwner::call`]: crate::fd_owner::FdOwner
 
 use shunt_abi::syscalls::nr;
 
 use crate::fd::FdTable;
+use crate::fd_owner;
 use crate::task::{Call, Ret};
 
 use super::forward;
@@ -35,13 +36,13 @@ use super::forward;
 pub fn on_fd0(c: &mut Call) -> Ret {
     let fd = c.args[0] as i32;
     let table = c.task.process().fds;
-    let Some((owner, _, token)) = table.lookup(fd) else { return forward(c) };
+    let Some((owner, _, token)) = fd_owner::lookup(table, fd) else { return forward(c) };
     match c.nr as usize {
         nr::CLOSE => {
             let r = forward(c);
             // Linux has closed the fd whatever close returned, except EBADF.
             if r.value != -(libc::EBADF as i64) {
-                table.closed(fd);
+                fd_owner::closed(table, fd);
             }
             r
         }
@@ -55,7 +56,7 @@ pub fn on_fd0(c: &mut Call) -> Ret {
 fn duplicate(c: &Call, table: &FdTable, fd: i32) -> Ret {
     let r = forward(c);
     if r.value >= 0 {
-        table.duplicated(fd, r.value as i32);
+        fd_owner::duplicated(table, fd, r.value as i32);
     }
     r
 }
@@ -64,7 +65,7 @@ fn dup_onto(c: &Call) -> Ret {
     let (old, new) = (c.args[0] as i32, c.args[1] as i32);
     let r = forward(c);
     if r.value >= 0 {
-        c.task.process().fds.duplicated(old, new);
+        fd_owner::duplicated(c.task.process().fds, old, new);
     }
     r
 }
@@ -85,7 +86,7 @@ pub fn sys_close_range(c: &mut Call) -> Ret {
         let table = c.task.process().fds;
         table.for_each_marked(|fd| {
             if (first..=last).contains(&(fd as u64)) {
-                table.closed(fd);
+                fd_owner::closed(table, fd);
             }
         });
     }
@@ -97,7 +98,7 @@ pub fn sys_close_range(c: &mut Call) -> Ret {
 fn first_owned(c: &mut Call, fds: &[u64]) -> Ret {
     let table = c.task.process().fds;
     for &fd in fds {
-        if let Some((owner, _, token)) = table.lookup(fd as i32) {
+        if let Some((owner, _, token)) = fd_owner::lookup(table, fd as i32) {
             return (owner.call)(c, fd as i32, token).unwrap_or_else(|| forward(c));
         }
     }

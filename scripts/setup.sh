@@ -46,6 +46,16 @@ if ! command -v cargo >/dev/null 2>&1; then
     echo "setup: cargo is missing; install Rust (https://rustup.rs) and retry" >&2
     exit 1
 fi
+# `make check` runs clippy over the runtime's crates.
+if ! cargo clippy --version >/dev/null 2>&1; then
+    if command -v rustup >/dev/null 2>&1; then
+        echo "setup: installing clippy (rustup component add clippy)"
+        rustup component add clippy
+    else
+        echo "setup: cargo clippy is missing; install the clippy component and retry" >&2
+        exit 1
+    fi
+fi
 
 # The kernel features the runtime relies on.
 if ! grep -qw fsgsbase /proc/cpuinfo; then

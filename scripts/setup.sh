@@ -5,10 +5,11 @@ set -eu
 
 # Debian packages: the C toolchain and the programs the tests run.
 # libssl-dev and libgmp-dev: the C++ functions' build options (crypto, bigint).
+# linux-libc-dev: the kernel uapi headers the syscall table is checked against.
 # curl: the demo calls the functions with it.
 # busybox-static, musl-tools: binaries shunt did not build (static glibc, musl)
 # whose syscall sites the rewrite tests plan and run.
-PACKAGES="gcc g++ make cmake python3 coreutils sqlite3 libssl-dev libgmp-dev git util-linux curl busybox-static musl-tools"
+PACKAGES="gcc g++ make cmake python3 coreutils sqlite3 libssl-dev libgmp-dev git util-linux curl busybox-static musl-tools linux-libc-dev"
 # containerd, runc, umoci: the benchmark's stock container path (a private
 # containerd started by shunt-containerd; images made with umoci).
 PACKAGES="$PACKAGES containerd runc umoci"

@@ -13,14 +13,18 @@
 //!
 //! Modules, from the bottom up (each uses only those above it in this list;
 //! `scripts/check-module-cycles` checks that there is no cycle):
-//! - [`raw`], [`mem`], [`text`], [`kernel`]: raw host calls, copies that
-//!   keep the gate's register contract, fixed-buffer strings, kernel structs
+//! - [`raw`], [`mem`], [`text`], [`kernel`], [`umem`]: raw host calls,
+//!   copies that keep the gate's register contract, fixed-buffer strings,
+//!   kernel structs, the program's memory
 //! - [`layout`], [`action`], [`gate`]: the thread block and gate frame
 //!   shared with the assembly, the action codes, the gate's symbols
 //! - [`slot`], [`table`], [`events`], [`vdso`], [`rng`], [`program`],
-//!   [`segment`], [`exec_env`], [`hooks`]: thread slots and counting, the
-//!   action table, events, the vDSO, the CSPRNG, what the process runs, its
-//!   stats segment, what exec injects, fork and exec hooks
+//!   [`segment`], [`exec_env`], [`hooks`], [`fd`]: thread slots and
+//!   counting, the action table, events, the vDSO, the CSPRNG, what the
+//!   process runs, its stats segment, what exec injects, fork and exec
+//!   hooks, the fd table
+//! - [`process`], [`task`], [`fd_owner`]: the process's shared state, the
+//!   task context handlers take (`fn(&mut Call) -> Ret`), the fds' owners
 //! - [`trap`], [`thread`], [`fork`], [`standalone`]: the trap fallback,
 //!   attaching threads, a fork child's first steps, stand-alone reports
 //! - [`sys`]: handlers by family; [`dispatch`]: the full path; [`entry`]:

@@ -27,14 +27,13 @@ use crate::table::Table;
 
 /// The syscall counts in an instance directory's stats segments.
 pub fn calls_of_dir(dir: &Path) -> Option<Calls> {
-    use shunt_runtime::layout::Counter;
-    let t = shunt_runtime::stats::merge_dir(dir).ok()?;
+    let t = shunt_stats::read_instance(dir).ok()?.totals;
     Some(Calls {
-        redirected: t.total(Counter::Redirected),
-        emulated: t.total(Counter::Emulated),
-        passthrough: t.total(Counter::Passthrough),
-        trapped: t.total(Counter::Trapped),
-        denied: t.total(Counter::Denied),
+        redirected: t.redirected,
+        emulated: t.emulated,
+        passthrough: t.passthrough,
+        trapped: t.trapped,
+        denied: t.denied,
     })
 }
 

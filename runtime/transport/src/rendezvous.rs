@@ -1,0 +1,587 @@
+//! The rendezvous: how two shunt processes agree to carry a loopback TCP
+//! connection over shared memory, outside its byte stream.
+//!
+//! 1. **Registry.** A shunt process that listens on a loopback or wildcard
+//!    TCP address also binds an abstract Unix `SOCK_SEQPACKET` socket named
+//!    after that address ([`listener_name`]). Abstract names live in the
+//!    network namespace, exactly where loopback TCP itself is reachable, and
+//!    vanish with the socket (close, exit, SIGKILL): no stale entries.
+//! 2. **Deposit.** A shunt process about to `connect` its TCP socket to a
+//!    loopback address looks for a registered listener ([`connect_names`]:
+//!    the exact address, then the wildcards that accept it), creates the
+//!    connection's segment and sends the listener's registry, with
+//!    `SCM_RIGHTS`, the segment's memfd and *its own TCP socket* as proof
+//!    ([`deposit`]). Only then does it connect. No registry: it connects
+//!    plainly and nothing else happens.
+//! 3. **Claim.** When the listener's program accepts a connection, the
+//!    runtime looks for the deposit whose proof socket is the other end of
+//!    the accepted one: the proof's local address must be the accepted
+//!    socket's peer and vice versa, and it must be a TCP socket. Nobody but
+//!    the real connector can present that socket (a 4-tuple belongs to one
+//!    TCP socket), so a deposit cannot be forged for someone else's
+//!    connection, and a plain client — which deposits nothing — always gets
+//!    plain kernel TCP. The acceptor maps the segment and attaches
+//!    ([`crate::conn::End::attach`]); the connector switches to the ring
+//!    when it sees that (see `conn`'s prefix).
+//!
+//! Every failure degrades to kernel TCP and is correct: a full registry
+//! backlog (the connector does not deposit), a deposit taken by another
+//! process sharing the listener after `fork` (that connection stays on the
+//! kernel, as its connector never sees the acceptor attach), a listener that
+//! closes in between (the deposit is never claimed).
+
+use core::sync::atomic::{AtomicU32, Ordering};
+
+use crate::conn::End;
+use crate::lock::SharedLock;
+use crate::sys::{self, err, Sysret};
+
+/// Bytes of a deposit message.
+const DEPOSIT_MAGIC: u64 = u64::from_le_bytes(*b"SHUNTDP1");
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct DepositMsg {
+    magic: u64,
+    version: u32,
+    ring_bytes: u32,
+    connector_pid: u32,
+    _pad: u32,
+}
+
+/// A TCP endpoint, normalised: IPv4-mapped IPv6 addresses become IPv4.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SockKey {
+    /// 4 or 6.
+    pub family: u8,
+    /// IPv4 in the first 4 bytes, or the IPv6 address.
+    pub addr: [u8; 16],
+    pub port: u16,
+}
+
+impl SockKey {
+    /// Reads an `AF_INET`/`AF_INET6` socket address of `len` bytes.
+    pub fn from_storage(sa: &libc::sockaddr_storage, len: u32) -> Option<SockKey> {
+        match sa.ss_family as i32 {
+            libc::AF_INET if len as usize >= core::mem::size_of::<libc::sockaddr_in>() => {
+                // SAFETY: the family and length say this is a sockaddr_in.
+                let a = unsafe { &*(sa as *const _ as *const libc::sockaddr_in) };
+                let mut addr = [0u8; 16];
+                addr[..4].copy_from_slice(&a.sin_addr.s_addr.to_ne_bytes());
+                Some(SockKey { family: 4, addr, port: u16::from_be(a.sin_port) })
+            }
+            libc::AF_INET6 if len as usize >= core::mem::size_of::<libc::sockaddr_in6>() => {
+                // SAFETY: the family and length say this is a sockaddr_in6.
+                let a = unsafe { &*(sa as *const _ as *const libc::sockaddr_in6) };
+                let b = a.sin6_addr.s6_addr;
+                let port = u16::from_be(a.sin6_port);
+                if b[..10] == [0; 10] && b[10] == 0xff && b[11] == 0xff {
+                    let mut addr = [0u8; 16];
+                    addr[..4].copy_from_slice(&b[12..16]);
+                    return Some(SockKey { family: 4, addr, port });
+                }
+                Some(SockKey { family: 6, addr: b, port })
+            }
+            _ => None,
+        }
+    }
+
+    /// Reads a socket address from raw memory (a `connect`/`bind` argument).
+    ///
+    /// # Safety
+    /// `p` must be readable for `len` bytes.
+    pub unsafe fn from_raw(p: *const u8, len: u32) -> Option<SockKey> {
+        // SAFETY: an all-zero sockaddr_storage is valid.
+        let mut st: libc::sockaddr_storage = unsafe { core::mem::zeroed() };
+        let n = (len as usize).min(core::mem::size_of::<libc::sockaddr_storage>());
+        // SAFETY: the caller vouches for `n <= len` readable bytes at `p`;
+        // `st` is large enough.
+        unsafe { sys::copy(&mut st as *mut _ as *mut u8, p, n) };
+        SockKey::from_storage(&st, n as u32)
+    }
+
+    /// The local (`peer == false`) or remote address of socket `fd`.
+    pub fn of_socket(fd: i32, peer: bool) -> Result<SockKey, Sysret> {
+        // SAFETY: an all-zero sockaddr_storage is valid.
+        let mut st: libc::sockaddr_storage = unsafe { core::mem::zeroed() };
+        let len = sys::sockname(fd, peer, &mut st)?;
+        SockKey::from_storage(&st, len).ok_or(err(libc::EAFNOSUPPORT))
+    }
+
+    pub fn is_loopback(&self) -> bool {
+        match self.family {
+            4 => self.addr[0] == 127,
+            _ => self.addr == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+        }
+    }
+
+    pub fn is_wildcard(&self) -> bool {
+        match self.family {
+            4 => self.addr[..4] == [0; 4],
+            _ => self.addr == [0; 16],
+        }
+    }
+}
+
+/// An abstract Unix socket name (`sun_path` starting with NUL).
+#[derive(Clone, Copy)]
+pub struct Name {
+    buf: [u8; 108],
+    len: usize,
+}
+
+impl Name {
+    const PREFIX: &'static [u8] = b"\0shunt-tcp-v1 ";
+
+    fn new() -> Name {
+        let mut n = Name { buf: [0; 108], len: 0 };
+        n.push(Self::PREFIX);
+        n
+    }
+
+    fn push(&mut self, s: &[u8]) {
+        let k = s.len().min(self.buf.len() - self.len);
+        self.buf[self.len..self.len + k].copy_from_slice(&s[..k]);
+        self.len += k;
+    }
+
+    fn push_dec(&mut self, mut v: u32) {
+        let mut d = [0u8; 10];
+        let mut i = d.len();
+        loop {
+            i -= 1;
+            d[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+            if v == 0 {
+                break;
+            }
+        }
+        self.push(&d[i..]);
+    }
+
+    fn push_hex16(&mut self, v: u16) {
+        let h = b"0123456789abcdef";
+        for sh in [12, 8, 4, 0] {
+            self.push(&[h[((v >> sh) & 0xf) as usize]]);
+        }
+    }
+
+    /// The name as bytes (with its leading NUL).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+
+    /// A `sockaddr_un` for this name and its length.
+    fn sockaddr(&self) -> (libc::sockaddr_un, u32) {
+        // SAFETY: an all-zero sockaddr_un is valid.
+        let mut sa: libc::sockaddr_un = unsafe { core::mem::zeroed() };
+        sa.sun_family = libc::AF_UNIX as u16;
+        for (d, s) in sa.sun_path.iter_mut().zip(self.as_bytes()) {
+            *d = *s as libc::c_char;
+        }
+        let len = core::mem::size_of::<libc::sa_family_t>() + self.len;
+        (sa, len as u32)
+    }
+}
+
+/// Which listeners a name stands for: `v4 A:P`, `v6 [A]:P`, and for an IPv6
+/// wildcard that accepts IPv4 too, `v6 [::]:P`; an IPv6-only one registers
+/// as `v6only [::]:P`, which IPv4 connectors do not try.
+fn name_of(key: &SockKey, v6only: bool) -> Name {
+    let mut n = Name::new();
+    match key.family {
+        4 => {
+            n.push(b"v4 ");
+            for (i, b) in key.addr[..4].iter().enumerate() {
+                if i > 0 {
+                    n.push(b".");
+                }
+                n.push_dec(*b as u32);
+            }
+        }
+        _ => {
+            n.push(if v6only && key.is_wildcard() { b"v6only [" } else { b"v6 [" });
+            for i in 0..8 {
+                if i > 0 {
+                    n.push(b":");
+                }
+                n.push_hex16(u16::from_be_bytes([key.addr[2 * i], key.addr[2 * i + 1]]));
+            }
+            n.push(b"]");
+        }
+    }
+    n.push(b":");
+    n.push_dec(key.port as u32);
+    n
+}
+
+/// The registry name of a listener bound to `key` (its `getsockname` after
+/// `listen`), or `None` when loopback connectors cannot reach it.
+pub fn listener_name(key: &SockKey, v6only: bool) -> Option<Name> {
+    if key.port == 0 || !(key.is_loopback() || key.is_wildcard()) {
+        return None;
+    }
+    Some(name_of(key, v6only))
+}
+
+/// The registry names a connector to `dst` tries, most specific first.
+pub fn connect_names(dst: &SockKey) -> ([Name; 3], usize) {
+    let empty = Name::new();
+    let mut out = [empty, empty, empty];
+    if dst.port == 0 || !dst.is_loopback() {
+        return (out, 0);
+    }
+    let mut n = 0;
+    out[n] = name_of(dst, false);
+    n += 1;
+    let any = SockKey { family: dst.family, addr: [0; 16], port: dst.port };
+    out[n] = name_of(&any, true);
+    n += 1;
+    if dst.family == 4 {
+        // A dual-stack IPv6 wildcard accepts IPv4 connections.
+        let any6 = SockKey { family: 6, addr: [0; 16], port: dst.port };
+        out[n] = name_of(&any6, false);
+        n += 1;
+    } else {
+        // `name_of(any, true)` was `v6only [::]`; the dual-stack one too.
+        out[n] = name_of(&any, false);
+        n += 1;
+    }
+    (out, n)
+}
+
+/// Registers a listener: binds and listens on its abstract name. Returns
+/// the registry socket (non-blocking, close-on-exec), `-EADDRINUSE` when
+/// another socket holds the name (an `SO_REUSEPORT` sibling; its deposits
+/// are its own), or another error.
+pub fn register(name: &Name) -> Sysret {
+    let fd = sys::socket(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0);
+    if fd < 0 {
+        return fd;
+    }
+    let fd = fd as i32;
+    let (sa, len) = name.sockaddr();
+    // SAFETY: `sa` is a valid sockaddr_un of `len` bytes.
+    let r = unsafe { sys::bind(fd, &sa as *const _ as *const u8, len) };
+    if r < 0 {
+        sys::close(fd);
+        return r;
+    }
+    let r = sys::listen(fd, 4096);
+    if r < 0 {
+        sys::close(fd);
+        return r;
+    }
+    fd as Sysret
+}
+
+/// Sends a deposit (the segment's memfd and the connector's own TCP socket)
+/// to the first registered listener among `names`. Returns whether one took
+/// it. Never blocks: a full backlog counts as no listener.
+pub fn deposit(names: &[Name], memfd: i32, proof: i32, ring_bytes: u32) -> bool {
+    for name in names {
+        let s = sys::socket(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0);
+        if s < 0 {
+            return false;
+        }
+        let s = s as i32;
+        let (sa, len) = name.sockaddr();
+        // SAFETY: `sa` is a valid sockaddr_un of `len` bytes.
+        let r = unsafe { sys::connect(s, &sa as *const _ as *const u8, len) };
+        if r < 0 {
+            sys::close(s);
+            if r == err(libc::ECONNREFUSED) || r == err(libc::ENOENT) {
+                continue;
+            }
+            return false;
+        }
+        let ok = send_fds(s, memfd, proof, ring_bytes);
+        sys::close(s);
+        return ok;
+    }
+    false
+}
+
+/// Room for a control message with two fds.
+#[repr(C, align(8))]
+struct CmsgBuf([u8; 32]);
+
+fn send_fds(s: i32, memfd: i32, proof: i32, ring_bytes: u32) -> bool {
+    let msg_body = DepositMsg {
+        magic: DEPOSIT_MAGIC,
+        version: 1,
+        ring_bytes,
+        connector_pid: sys::getpid() as u32,
+        _pad: 0,
+    };
+    let mut iov = libc::iovec {
+        iov_base: &msg_body as *const _ as *mut libc::c_void,
+        iov_len: core::mem::size_of::<DepositMsg>(),
+    };
+    let mut cbuf = CmsgBuf([0; 32]);
+    // SAFETY: CMSG_SPACE/CMSG_LEN are pure size computations.
+    let (space, clen) = unsafe { (libc::CMSG_SPACE(8) as usize, libc::CMSG_LEN(8) as usize) };
+    debug_assert!(space <= cbuf.0.len());
+    // SAFETY: an all-zero msghdr is valid.
+    let mut msg: libc::msghdr = unsafe { core::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf.0.as_mut_ptr() as *mut libc::c_void;
+    msg.msg_controllen = space;
+    // SAFETY: the control buffer is aligned and `space` bytes long, enough
+    // for one header and two ints (checked above).
+    unsafe {
+        let c = libc::CMSG_FIRSTHDR(&msg);
+        (*c).cmsg_level = libc::SOL_SOCKET;
+        (*c).cmsg_type = libc::SCM_RIGHTS;
+        (*c).cmsg_len = clen;
+        let data = libc::CMSG_DATA(c) as *mut i32;
+        data.write_unaligned(memfd);
+        data.add(1).write_unaligned(proof);
+    }
+    // SAFETY: `msg` points at live buffers.
+    let r = unsafe { sys::sendmsg(s, &msg, libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT) };
+    r == core::mem::size_of::<DepositMsg>() as Sysret
+}
+
+/// A deposit received but not matched yet.
+#[derive(Clone, Copy)]
+struct Slot {
+    used: bool,
+    memfd: i32,
+    /// The proof socket while its addresses are unknown (it was not yet
+    /// connected when received), else -1: it is closed as soon as its
+    /// addresses are read, so that it never delays the connector's close.
+    proof: i32,
+    local: SockKey,
+    peer: SockKey,
+    /// Arrival order, for evicting the oldest.
+    seq: u32,
+}
+
+const EMPTY_KEY: SockKey = SockKey { family: 0, addr: [0; 16], port: 0 };
+const EMPTY: Slot = Slot { used: false, memfd: -1, proof: -1, local: EMPTY_KEY, peer: EMPTY_KEY, seq: 0 };
+
+/// Deposits a process has received and not matched yet.
+pub const PENDING: usize = 32;
+/// Registry connections handled per claim at most.
+const DRAIN_PER_CLAIM: usize = 64;
+
+/// The acceptor's side: deposits received from registries and not yet
+/// matched to an accepted connection. One per process.
+pub struct Claims {
+    lock: SharedLock,
+    slots: core::cell::UnsafeCell<[Slot; PENDING]>,
+    seq: AtomicU32,
+}
+
+// SAFETY: `slots` is only touched with `lock` held.
+unsafe impl Sync for Claims {}
+
+impl Default for Claims {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Claims {
+    pub const fn new() -> Claims {
+        Claims { lock: SharedLock::new(), slots: core::cell::UnsafeCell::new([EMPTY; PENDING]), seq: AtomicU32::new(0) }
+    }
+
+    /// Finds the deposit for `accepted` (a TCP socket just accepted from the
+    /// listener whose registry is `registry`), attaches its segment and
+    /// returns the acceptor's end. `None`: a plain peer (or a lost deposit):
+    /// the connection stays the kernel's.
+    pub fn claim(&self, registry: i32, accepted: i32, tid: u32) -> Option<End> {
+        let local = SockKey::of_socket(accepted, false).ok()?;
+        let peer = SockKey::of_socket(accepted, true).ok()?;
+        // A signal handler that accepts while its thread claims: plain TCP.
+        let _g = self.lock.try_lock(tid).or_else(|| self.lock.lock(tid).ok())?;
+        // SAFETY: we hold the lock.
+        let slots = unsafe { &mut *self.slots.get() };
+        // Already here?
+        for s in slots.iter_mut().filter(|s| s.used) {
+            if s.proof >= 0 {
+                resolve(s);
+            }
+            if s.proof < 0 && s.local == peer && s.peer == local {
+                return take(s);
+            }
+        }
+        // New deposits.
+        for _ in 0..DRAIN_PER_CLAIM {
+            let Some(mut d) = receive(registry) else { break };
+            d.seq = self.seq.fetch_add(1, Ordering::Relaxed);
+            resolve(&mut d);
+            if d.proof < 0 && d.local == peer && d.peer == local {
+                return take(&mut d);
+            }
+            if d.proof < 0 && d.local.family == 0 {
+                // Not a TCP socket, or gone: junk.
+                discard(&mut d);
+                continue;
+            }
+            // Keep it for a later accept; evict the oldest if full.
+            let i = match slots.iter().position(|s| !s.used) {
+                Some(i) => i,
+                None => {
+                    let (i, _) = slots.iter().enumerate().min_by_key(|(_, s)| s.seq)?;
+                    discard(&mut slots[i]);
+                    i
+                }
+            };
+            slots[i] = d;
+        }
+        None
+    }
+
+    /// Deposits held now (tests, diagnostics).
+    pub fn pending(&self, tid: u32) -> usize {
+        let Ok(_g) = self.lock.lock(tid) else { return 0 };
+        // SAFETY: we hold the lock.
+        unsafe { &*self.slots.get() }.iter().filter(|s| s.used).count()
+    }
+
+    /// Closes every held deposit (after `fork`, a child that does not
+    /// listen need not keep its parent's).
+    pub fn clear(&self, tid: u32) {
+        let Ok(_g) = self.lock.lock(tid) else { return };
+        // SAFETY: we hold the lock.
+        for s in unsafe { &mut *self.slots.get() }.iter_mut() {
+            discard(s);
+        }
+    }
+}
+
+/// Reads the proof's addresses and closes it, if it is connected by now;
+/// marks the slot junk (`local.family == 0`, proof closed) if it is not a
+/// TCP socket or is gone.
+fn resolve(s: &mut Slot) {
+    let p = s.proof;
+    if p < 0 {
+        return;
+    }
+    let is_tcp = sys::getsockopt_int(p, libc::SOL_SOCKET, libc::SO_PROTOCOL) == Ok(libc::IPPROTO_TCP)
+        && sys::getsockopt_int(p, libc::SOL_SOCKET, libc::SO_TYPE) == Ok(libc::SOCK_STREAM);
+    if !is_tcp {
+        sys::close(p);
+        s.proof = -1;
+        s.local = EMPTY_KEY;
+        return;
+    }
+    match (SockKey::of_socket(p, false), SockKey::of_socket(p, true)) {
+        (Ok(l), Ok(r)) => {
+            s.local = l;
+            s.peer = r;
+            sys::close(p);
+            s.proof = -1;
+        }
+        (_, Err(e)) if e == err(libc::ENOTCONN) => {
+            // Connecting (the deposit precedes connect): try again later,
+            // unless the socket never connects (then it is evicted).
+        }
+        _ => {
+            sys::close(p);
+            s.proof = -1;
+            s.local = EMPTY_KEY;
+        }
+    }
+}
+
+fn take(s: &mut Slot) -> Option<End> {
+    let r = End::attach(s.memfd).ok();
+    sys::close(s.memfd);
+    if s.proof >= 0 {
+        sys::close(s.proof);
+    }
+    *s = EMPTY;
+    r
+}
+
+fn discard(s: &mut Slot) {
+    if s.used {
+        sys::close(s.memfd);
+        if s.proof >= 0 {
+            sys::close(s.proof);
+        }
+    }
+    *s = EMPTY;
+}
+
+/// Accepts one registry connection and reads its deposit.
+fn receive(registry: i32) -> Option<Slot> {
+    loop {
+        let c = sys::accept4(registry, libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC);
+        if c == err(libc::EINTR) {
+            continue;
+        }
+        if c < 0 {
+            return None;
+        }
+        let c = c as i32;
+        let got = recv_fds(c);
+        sys::close(c);
+        match got {
+            Some(s) => return Some(s),
+            None => continue,
+        }
+    }
+}
+
+fn recv_fds(c: i32) -> Option<Slot> {
+    let mut body = DepositMsg::default();
+    let mut iov = libc::iovec {
+        iov_base: &mut body as *mut _ as *mut libc::c_void,
+        iov_len: core::mem::size_of::<DepositMsg>(),
+    };
+    let mut cbuf = CmsgBuf([0; 32]);
+    // SAFETY: an all-zero msghdr is valid.
+    let mut msg: libc::msghdr = unsafe { core::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf.0.as_mut_ptr() as *mut libc::c_void;
+    msg.msg_controllen = cbuf.0.len();
+    // SAFETY: `msg` points at live, writable buffers. The connector sent its
+    // message before connecting; SEQPACKET delivers it whole or not at all.
+    let n = unsafe { sys::recvmsg(c, &mut msg, libc::MSG_DONTWAIT | libc::MSG_CMSG_CLOEXEC) };
+    // Collect whatever fds came, so that none leaks whatever the verdict.
+    let mut fds = [-1i32; 2];
+    let mut nfds = 0;
+    let mut extra = false;
+    // SAFETY: the CMSG_* walk stays inside `msg_controllen`, as the kernel
+    // filled it.
+    unsafe {
+        let mut cm = libc::CMSG_FIRSTHDR(&msg);
+        while !cm.is_null() {
+            if (*cm).cmsg_level == libc::SOL_SOCKET && (*cm).cmsg_type == libc::SCM_RIGHTS {
+                let data = libc::CMSG_DATA(cm) as *const i32;
+                let count = ((*cm).cmsg_len - libc::CMSG_LEN(0) as usize) / 4;
+                for i in 0..count {
+                    let fd = data.add(i).read_unaligned();
+                    if nfds < 2 {
+                        fds[nfds] = fd;
+                        nfds += 1;
+                    } else {
+                        sys::close(fd);
+                        extra = true;
+                    }
+                }
+            }
+            cm = libc::CMSG_NXTHDR(&msg, cm);
+        }
+    }
+    let ok = n == core::mem::size_of::<DepositMsg>() as Sysret
+        && msg.msg_flags & (libc::MSG_CTRUNC | libc::MSG_TRUNC) == 0
+        && body.magic == DEPOSIT_MAGIC
+        && body.version == 1
+        && nfds == 2
+        && !extra;
+    if !ok {
+        for fd in fds.iter().take(nfds) {
+            sys::close(*fd);
+        }
+        return None;
+    }
+    Some(Slot { used: true, memfd: fds[0], proof: fds[1], local: EMPTY_KEY, peer: EMPTY_KEY, seq: 0 })
+}

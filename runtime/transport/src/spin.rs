@@ -1,0 +1,621 @@
+//! Poll before park: the adaptive spin policy, the host-wide cap on spinning
+//! threads, and the generic wait loop that uses both.
+//!
+//! A blocking wait whose wake-up comes from another CPU costs 15–35 µs on
+//! these machines when the waiter sleeps (the vCPU halts and must be woken by
+//! an IPI), against well under a microsecond when it polls. Polling costs a
+//! CPU, so a waiter polls only when its wake-up is expected soon, and only if
+//! it can take one of a few host-wide spin tokens.
+//!
+//! # Policy ([`SpinPolicy`], one per thread or per fd)
+//!
+//! - It keeps an exponential moving average (weight 1/8) of the gap between
+//!   the start of a wait and its wake-up, measured for every wait (spun or
+//!   parked; a parked gap includes the wake-up latency, which only errs
+//!   towards spinning less).
+//! - `auto`: spin when the average is within the budget ([`AUTO_MAX_NS`]),
+//!   for three times the average (at least [`MIN_SPIN_NS`]) — long enough for
+//!   most of the distribution, short enough that a miss wastes little.
+//! - A spin that ends without the event is a *miss*: after `k` consecutive
+//!   misses the next `2^k` waits (at most [`MAX_SKIP`]) park at once.
+//! - Waits that did not spin because the average was too long probe once
+//!   every [`PROBE_EVERY`] waits with the full budget, so a change to short
+//!   gaps that the parked gaps hide (wake-up latency added) is noticed.
+//! - `off` never spins; `fixed(µs)` always spins that long.
+//!
+//! # Cap ([`SpinCap`])
+//!
+//! A small shared segment (a file, normally in `/dev/shm`) holds `cap`
+//! token slots, default `cores − 1`. A spinner must hold a token; without
+//! one it parks at once (after a short grace in which the token holder, who
+//! is usually the thread about to wake it, lets go). Tokens name their owner
+//! (pid, tid) and the time they were taken, so a token held by a process that
+//! died is reclaimed by the next contender that finds the slots full. While
+//! spinning, the thread calls `sched_yield` every [`YIELD_EVERY_NS`], so that
+//! any other runnable thread on its CPU gets the CPU (the call returns at once
+//! when there is none).
+
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use crate::clock::now_ns;
+use crate::ring::Line;
+use crate::sys;
+
+/// The longest spin `auto` chooses.
+pub const AUTO_MAX_NS: u64 = 100_000;
+/// The shortest spin worth starting.
+pub const MIN_SPIN_NS: u64 = 2_000;
+/// Most waits skipped after repeated misses.
+pub const MAX_SKIP: u32 = 256;
+/// A wait that did not spin for lack of budget probes this often.
+pub const PROBE_EVERY: u32 = 32;
+/// How often a spinner offers its CPU to others.
+pub const YIELD_EVERY_NS: u64 = 5_000;
+/// How long a waiter keeps trying for a token before it parks.
+pub const TOKEN_GRACE_NS: u64 = 3_000;
+/// Gaps longer than this count as this (an idle hour must not take hours to
+/// forget).
+const GAP_CLAMP_NS: u64 = 10_000_000;
+
+/// How an instance spins (`--spin auto|off|MICROSECONDS`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SpinMode {
+    Off,
+    Auto,
+    /// Always spin this many nanoseconds.
+    Fixed(u64),
+}
+
+impl SpinMode {
+    /// Parses the command-line form: `auto`, `off`, or a number of
+    /// microseconds.
+    pub fn parse(s: &str) -> Option<SpinMode> {
+        match s {
+            "auto" => Some(SpinMode::Auto),
+            "off" | "0" => Some(SpinMode::Off),
+            _ => {
+                let us: u64 = s.parse().ok()?;
+                (us <= 1_000_000).then_some(SpinMode::Fixed(us * 1000))
+            }
+        }
+    }
+}
+
+/// The adaptive state of one waiter (thread or fd). Plain data: its owner
+/// uses it from one thread at a time.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SpinPolicy {
+    /// Moving average of wait→wake gaps, ns (0 = nothing learnt yet).
+    ema_ns: u64,
+    /// Consecutive misses.
+    misses: u32,
+    /// Waits left that park without spinning.
+    skip: u32,
+    /// Waits since the last spin, for probing.
+    since_spin: u32,
+}
+
+impl SpinPolicy {
+    pub const fn new() -> SpinPolicy {
+        SpinPolicy { ema_ns: 0, misses: 0, skip: 0, since_spin: 0 }
+    }
+
+    /// The learnt average gap (ns).
+    pub fn average_gap_ns(&self) -> u64 {
+        self.ema_ns
+    }
+
+    /// How long the next wait should spin, given an optional timeout.
+    pub fn plan(&mut self, mode: SpinMode, timeout_ns: Option<u64>) -> u64 {
+        let budget = match mode {
+            SpinMode::Off => return 0,
+            SpinMode::Fixed(ns) => ns,
+            SpinMode::Auto => {
+                if self.skip > 0 {
+                    self.skip -= 1;
+                    return 0;
+                }
+                if self.ema_ns == 0 || self.ema_ns <= AUTO_MAX_NS {
+                    (self.ema_ns.max(1) * 3).clamp(MIN_SPIN_NS, AUTO_MAX_NS)
+                } else {
+                    self.since_spin += 1;
+                    if self.since_spin < PROBE_EVERY {
+                        return 0;
+                    }
+                    AUTO_MAX_NS
+                }
+            }
+        };
+        // A wait that will time out within the budget ends then at the
+        // latest: spinning through it is as good as sleeping.
+        match timeout_ns {
+            Some(t) => budget.min(t),
+            None => budget,
+        }
+    }
+
+    /// Learns from a finished wait: how long it took, and whether it spun and
+    /// whether the spin caught the event.
+    pub fn record(&mut self, gap_ns: u64, spun: bool, hit: bool) {
+        let gap = gap_ns.min(GAP_CLAMP_NS);
+        self.ema_ns = if self.ema_ns == 0 {
+            gap.max(1)
+        } else {
+            let e = self.ema_ns as i64;
+            (e + (gap as i64 - e) / 8).max(1) as u64
+        };
+        if spun {
+            self.since_spin = 0;
+            if hit {
+                self.misses = 0;
+            } else {
+                self.misses = (self.misses + 1).min(8);
+                self.skip = (1u32 << self.misses).min(MAX_SKIP);
+            }
+        }
+    }
+}
+
+/// Counters of waits (the `"waits"` object of the stats report).
+#[repr(C)]
+#[derive(Default)]
+pub struct WaitStats {
+    /// Waits answered while spinning.
+    pub spun: AtomicU64,
+    /// Waits that parked in the kernel.
+    pub parked: AtomicU64,
+    /// Time spent spinning, hits and misses alike (ns).
+    pub spin_ns: AtomicU64,
+}
+
+const CAP_MAGIC: u64 = u64::from_le_bytes(*b"SHUNTSP1");
+/// Token slots a cap segment has room for.
+pub const MAX_TOKENS: usize = 64;
+/// A token older than this is checked for a dead owner.
+const STALE_TOKEN_NS: u64 = 20_000_000;
+/// A token older than this is taken back even from a live owner (stopped,
+/// or descheduled for very long); its owner's release then finds the slot
+/// changed and leaves it alone.
+const ABANDONED_TOKEN_NS: u64 = 1_000_000_000;
+
+#[repr(C)]
+#[derive(Default)]
+struct Slot {
+    /// 0 = free, else `pid << 32 | tid` of the holder.
+    owner: AtomicU64,
+    /// When it was taken (CLOCK_MONOTONIC, host-wide).
+    since_ns: AtomicU64,
+}
+
+#[repr(C)]
+struct CapSegment {
+    magic: AtomicU64,
+    version: AtomicU32,
+    /// Tokens that may be held at once (≤ MAX_TOKENS).
+    cap: AtomicU32,
+    slots: [Line<Slot>; MAX_TOKENS],
+}
+
+const CAP_SIZE: usize = core::mem::size_of::<CapSegment>();
+
+/// A handle on a cap segment (process-local pointer to the mapping).
+#[derive(Clone, Copy)]
+pub struct SpinCap {
+    seg: *const CapSegment,
+}
+
+// SAFETY: the segment is only accessed through atomics.
+unsafe impl Send for SpinCap {}
+// SAFETY: as above.
+unsafe impl Sync for SpinCap {}
+
+/// A held spin token; give it back with [`SpinCap::release`].
+#[derive(Debug)]
+pub struct Token {
+    slot: usize,
+    owner: u64,
+}
+
+/// Why a cap segment could not be opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CapError {
+    /// A system call failed with this result.
+    Sys(sys::Sysret),
+    /// The file exists but is not a cap segment of this version.
+    Foreign,
+}
+
+/// The default cap: online CPUs − 1 (at least 0).
+pub fn default_cap() -> u32 {
+    online_cpus().saturating_sub(1)
+}
+
+/// CPUs online on the host (`/sys/devices/system/cpu/online`, else this
+/// process's affinity mask).
+pub fn online_cpus() -> u32 {
+    let fd = sys::open(b"/sys/devices/system/cpu/online\0", libc::O_RDONLY | libc::O_CLOEXEC, 0);
+    if fd < 0 {
+        return sys::affinity_cpus();
+    }
+    let mut buf = [0u8; 256];
+    let n = sys::read(fd as i32, &mut buf);
+    sys::close(fd as i32);
+    if n <= 0 {
+        return sys::affinity_cpus();
+    }
+    parse_cpu_list(&buf[..n as usize]).unwrap_or_else(sys::affinity_cpus)
+}
+
+/// Counts the CPUs of a kernel CPU list (`0-3,5,7-8`).
+pub fn parse_cpu_list(s: &[u8]) -> Option<u32> {
+    let mut total = 0u32;
+    for part in s.split(|&c| c == b',') {
+        let part = trim(part);
+        if part.is_empty() {
+            continue;
+        }
+        let mut it = part.splitn(2, |&c| c == b'-');
+        let a = parse_u32(it.next()?)?;
+        let b = match it.next() {
+            Some(b) => parse_u32(b)?,
+            None => a,
+        };
+        if b < a {
+            return None;
+        }
+        total += b - a + 1;
+    }
+    (total > 0).then_some(total)
+}
+
+fn trim(s: &[u8]) -> &[u8] {
+    let start = s.iter().position(|c| !c.is_ascii_whitespace()).unwrap_or(s.len());
+    let end = s.iter().rposition(|c| !c.is_ascii_whitespace()).map_or(start, |e| e + 1);
+    &s[start..end]
+}
+
+fn parse_u32(s: &[u8]) -> Option<u32> {
+    if s.is_empty() {
+        return None;
+    }
+    let mut v: u32 = 0;
+    for &c in s {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        v = v.checked_mul(10)?.checked_add((c - b'0') as u32)?;
+    }
+    Some(v)
+}
+
+impl SpinCap {
+    /// Opens the host-wide cap segment at `path` (NUL-terminated), creating
+    /// it with `cap` tokens if it does not exist. Creation writes a private
+    /// file and links it into place, so nobody ever maps a half-written
+    /// segment; `tmp` is a NUL-terminated unique name for that file in the
+    /// same directory.
+    pub fn open(path: &[u8], tmp: &[u8], cap: u32) -> Result<SpinCap, CapError> {
+        let mode = 0o666;
+        let fd = sys::open(path, libc::O_RDWR | libc::O_CLOEXEC | libc::O_NOFOLLOW, 0);
+        let fd = if fd >= 0 {
+            fd as i32
+        } else if fd == sys::err(libc::ENOENT) {
+            let t = sys::open(tmp, libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC, mode);
+            if t < 0 {
+                return Err(CapError::Sys(t));
+            }
+            let t = t as i32;
+            let mut r = Self::init_file(t, cap);
+            if r == 0 {
+                // The file mode was cut by the umask; the segment is host-wide.
+                // SAFETY: integer arguments only.
+                unsafe { sys::syscall2(libc::SYS_fchmod, t as u64, mode as u64) };
+                // Whoever links first wins; the loser maps the winner's file.
+                r = sys::link(tmp, path);
+                if r == sys::err(libc::EEXIST) {
+                    r = 0;
+                }
+            }
+            sys::close(t);
+            sys::unlink(tmp);
+            if r < 0 {
+                return Err(CapError::Sys(r));
+            }
+            let fd = sys::open(path, libc::O_RDWR | libc::O_CLOEXEC | libc::O_NOFOLLOW, 0);
+            if fd < 0 {
+                return Err(CapError::Sys(fd));
+            }
+            fd as i32
+        } else {
+            return Err(CapError::Sys(fd));
+        };
+        let r = Self::map(fd);
+        sys::close(fd);
+        r
+    }
+
+    fn init_file(fd: i32, cap: u32) -> sys::Sysret {
+        let r = sys::ftruncate(fd, CAP_SIZE as u64);
+        if r < 0 {
+            return r;
+        }
+        // SAFETY: a fresh shared mapping of the file we just sized.
+        let m = unsafe {
+            sys::mmap(0, CAP_SIZE, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, fd, 0)
+        };
+        if m < 0 {
+            return m;
+        }
+        // SAFETY: `m` maps CAP_SIZE zeroed bytes; a zeroed CapSegment is valid
+        // (all atomics). Nobody else can see the file yet.
+        let seg = unsafe { &*(m as *const CapSegment) };
+        seg.version.store(1, Ordering::Relaxed);
+        seg.cap.store(cap.min(MAX_TOKENS as u32), Ordering::Relaxed);
+        seg.magic.store(CAP_MAGIC, Ordering::Release);
+        // SAFETY: the mapping is ours and no longer used.
+        unsafe { sys::munmap(m as usize, CAP_SIZE) };
+        0
+    }
+
+    fn map(fd: i32) -> Result<SpinCap, CapError> {
+        match sys::file_size(fd) {
+            Ok(n) if n as usize >= CAP_SIZE => {}
+            Ok(_) => return Err(CapError::Foreign),
+            Err(e) => return Err(CapError::Sys(e)),
+        }
+        // SAFETY: a fresh shared mapping; nothing is replaced.
+        let m = unsafe {
+            sys::mmap(0, CAP_SIZE, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, fd, 0)
+        };
+        if m < 0 {
+            return Err(CapError::Sys(m));
+        }
+        let cap = SpinCap { seg: m as *const CapSegment };
+        if cap.seg().magic.load(Ordering::Acquire) != CAP_MAGIC || cap.seg().version.load(Ordering::Relaxed) != 1 {
+            // SAFETY: our own mapping, unused.
+            unsafe { sys::munmap(m as usize, CAP_SIZE) };
+            return Err(CapError::Foreign);
+        }
+        Ok(cap)
+    }
+
+    /// A cap private to this process (and its fork children): for tests and
+    /// benchmarks that must not depend on other processes of the host.
+    pub fn private(cap: u32) -> Result<SpinCap, CapError> {
+        // SAFETY: a fresh anonymous shared mapping.
+        let m = unsafe {
+            sys::mmap(0, CAP_SIZE, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED | libc::MAP_ANONYMOUS, -1, 0)
+        };
+        if m < 0 {
+            return Err(CapError::Sys(m));
+        }
+        // SAFETY: zeroed memory is a valid CapSegment.
+        let seg = unsafe { &*(m as *const CapSegment) };
+        seg.version.store(1, Ordering::Relaxed);
+        seg.cap.store(cap.min(MAX_TOKENS as u32), Ordering::Relaxed);
+        seg.magic.store(CAP_MAGIC, Ordering::Release);
+        Ok(SpinCap { seg })
+    }
+
+    fn seg(&self) -> &CapSegment {
+        // SAFETY: the mapping is never unmapped while handles exist (the
+        // runtime keeps its one handle for the process's life).
+        unsafe { &*self.seg }
+    }
+
+    /// Tokens allowed at once.
+    pub fn cap(&self) -> u32 {
+        self.seg().cap.load(Ordering::Relaxed).min(MAX_TOKENS as u32)
+    }
+
+    /// Tokens held now (a snapshot).
+    pub fn held(&self) -> u32 {
+        let seg = self.seg();
+        (0..self.cap() as usize).filter(|&i| seg.slots[i].owner.load(Ordering::Relaxed) != 0).count() as u32
+    }
+
+    /// The owner id of the calling thread (`pid << 32 | tid`), for
+    /// [`Self::try_acquire`]; callers that cache their ids build it themselves.
+    pub fn me() -> u64 {
+        ((sys::getpid() as u64) << 32) | sys::gettid() as u64
+    }
+
+    /// Takes a token for `owner` (see [`Self::me`]), if one is free, after
+    /// reclaiming the tokens of dead holders when none is.
+    pub fn try_acquire(&self, owner: u64) -> Option<Token> {
+        self.try_take(owner).or_else(|| if self.reap() { self.try_take(owner) } else { None })
+    }
+
+    /// Takes a free token, without reclaiming.
+    pub fn try_take(&self, owner: u64) -> Option<Token> {
+        let seg = self.seg();
+        for i in 0..self.cap() as usize {
+            let s = &seg.slots[i];
+            if s.owner.load(Ordering::Relaxed) == 0
+                && s.owner.compare_exchange(0, owner, Ordering::Acquire, Ordering::Relaxed).is_ok()
+            {
+                s.since_ns.store(now_ns(), Ordering::Relaxed);
+                return Some(Token { slot: i, owner });
+            }
+        }
+        None
+    }
+
+    /// Frees tokens whose holders are dead or have held them absurdly long.
+    /// Returns whether any was freed.
+    fn reap(&self) -> bool {
+        let seg = self.seg();
+        let now = now_ns();
+        let mut freed = false;
+        for i in 0..self.cap() as usize {
+            let s = &seg.slots[i];
+            let owner = s.owner.load(Ordering::Relaxed);
+            if owner == 0 {
+                continue;
+            }
+            let age = now.saturating_sub(s.since_ns.load(Ordering::Relaxed));
+            if age < STALE_TOKEN_NS {
+                continue;
+            }
+            let pid = (owner >> 32) as i32;
+            if age >= ABANDONED_TOKEN_NS || !sys::alive(pid) {
+                freed |= s.owner.compare_exchange(owner, 0, Ordering::Relaxed, Ordering::Relaxed).is_ok();
+            }
+        }
+        freed
+    }
+
+    /// Gives a token back.
+    pub fn release(&self, t: Token) {
+        let s = &self.seg().slots[t.slot];
+        let _ = s.owner.compare_exchange(t.owner, 0, Ordering::Release, Ordering::Relaxed);
+    }
+}
+
+/// Everything a wait needs besides its condition: the instance's mode, the
+/// waiter's policy, the cap, and where to count.
+pub struct WaitCtx<'a> {
+    pub mode: SpinMode,
+    /// The waiting thread, as a token owner (`pid << 32 | tid`).
+    pub who: u64,
+    pub policy: &'a mut SpinPolicy,
+    pub cap: Option<SpinCap>,
+    pub stats: &'a WaitStats,
+}
+
+/// How a park ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Parked {
+    /// Woken (or spuriously returned): re-check the condition.
+    Woken,
+    TimedOut,
+    /// A signal interrupted the sleep.
+    Interrupted,
+}
+
+/// How a wait ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Waited {
+    Ready,
+    TimedOut,
+    Interrupted,
+}
+
+impl WaitCtx<'_> {
+    /// Waits until `ready()` holds: spins first if the policy and the cap
+    /// allow, then calls `park(timeout)` — which must itself follow the
+    /// prepare/re-check/sleep protocol of [`crate::ring`] — until `ready()`
+    /// holds, the deadline (absolute, [`now_ns`]) passes, or a signal comes.
+    pub fn wait(
+        &mut self,
+        deadline_ns: Option<u64>,
+        mut ready: impl FnMut() -> bool,
+        mut park: impl FnMut(Option<u64>) -> Parked,
+    ) -> Waited {
+        if ready() {
+            return Waited::Ready;
+        }
+        let start = now_ns();
+        let timeout = deadline_ns.map(|d| d.saturating_sub(start));
+        let budget = self.policy.plan(self.mode, timeout);
+        let mut spun_ns = 0;
+        if budget > 0 {
+            if let Some(hit) = self.spin(start, budget, &mut ready) {
+                spun_ns = hit.1;
+                if hit.0 {
+                    self.stats.spun.fetch_add(1, Ordering::Relaxed);
+                    self.stats.spin_ns.fetch_add(spun_ns, Ordering::Relaxed);
+                    self.policy.record(spun_ns, true, true);
+                    return Waited::Ready;
+                }
+                self.stats.spin_ns.fetch_add(spun_ns, Ordering::Relaxed);
+            }
+        }
+        let spun = spun_ns > 0;
+        self.stats.parked.fetch_add(1, Ordering::Relaxed);
+        loop {
+            let now = now_ns();
+            let left = match deadline_ns {
+                Some(d) if now >= d => {
+                    if ready() {
+                        break;
+                    }
+                    self.policy.record(now - start, spun, false);
+                    return Waited::TimedOut;
+                }
+                Some(d) => Some(d - now),
+                None => None,
+            };
+            match park(left) {
+                Parked::Woken => {
+                    if ready() {
+                        break;
+                    }
+                }
+                Parked::TimedOut => {
+                    if ready() {
+                        break;
+                    }
+                    if deadline_ns.is_some_and(|d| now_ns() >= d) {
+                        self.policy.record(now_ns() - start, spun, false);
+                        return Waited::TimedOut;
+                    }
+                }
+                Parked::Interrupted => {
+                    self.policy.record(now_ns() - start, spun, false);
+                    return Waited::Interrupted;
+                }
+            }
+        }
+        self.policy.record(now_ns() - start, spun, false);
+        Waited::Ready
+    }
+
+    /// Spins for up to `budget` ns; `None` if no token could be had (nothing
+    /// spun), else whether `ready()` came true and how long it took.
+    fn spin(&mut self, start: u64, budget: u64, ready: &mut impl FnMut() -> bool) -> Option<(bool, u64)> {
+        let token = match &self.cap {
+            None => None,
+            Some(cap) => {
+                let mut t = cap.try_acquire(self.who);
+                // Grace: the holder is often the thread about to wake us and
+                // lets go within a few hundred nanoseconds.
+                while t.is_none() {
+                    if ready() {
+                        return Some((true, now_ns() - start));
+                    }
+                    if now_ns() - start > TOKEN_GRACE_NS.min(budget) {
+                        return None;
+                    }
+                    core::hint::spin_loop();
+                    t = cap.try_take(self.who);
+                }
+                t
+            }
+        };
+        let mut last_yield = start;
+        let mut i = 0u32;
+        let result = loop {
+            if ready() {
+                break (true, now_ns() - start);
+            }
+            core::hint::spin_loop();
+            i = i.wrapping_add(1);
+            if i % 8 == 0 {
+                let now = now_ns();
+                let el = now - start;
+                if el >= budget {
+                    break (false, el);
+                }
+                if now - last_yield >= YIELD_EVERY_NS {
+                    sys::sched_yield();
+                    last_yield = now;
+                }
+            }
+        };
+        if let (Some(cap), Some(t)) = (&self.cap, token) {
+            cap.release(t);
+        }
+        Some(result)
+    }
+}

@@ -423,7 +423,7 @@ impl SpinCap {
     /// Takes a token for `owner` (see [`Self::me`]), if one is free, after
     /// reclaiming the tokens of dead holders when none is.
     pub fn try_acquire(&self, owner: u64) -> Option<Token> {
-        self.try_take(owner).or_else(|| if self.reap() { self.try_take(owner) } else { None })
+        self.try_take(owner).or_else(|| if self.reclaim(STALE_TOKEN_NS) { self.try_take(owner) } else { None })
     }
 
     /// Takes a free token, without reclaiming.
@@ -441,9 +441,9 @@ impl SpinCap {
         None
     }
 
-    /// Frees tokens whose holders are dead or have held them absurdly long.
-    /// Returns whether any was freed.
-    fn reap(&self) -> bool {
+    /// Frees tokens held for at least `min_age_ns` by holders that are dead,
+    /// or for absurdly long by anyone. Returns whether any was freed.
+    pub fn reclaim(&self, min_age_ns: u64) -> bool {
         let seg = self.seg();
         let now = now_ns();
         let mut freed = false;
@@ -454,7 +454,7 @@ impl SpinCap {
                 continue;
             }
             let age = now.saturating_sub(s.since_ns.load(Ordering::Relaxed));
-            if age < STALE_TOKEN_NS {
+            if age < min_age_ns {
                 continue;
             }
             let pid = (owner >> 32) as i32;

@@ -13,6 +13,9 @@ use core::arch::asm;
 /// A kernel result: the value, or `-errno` when negative.
 pub type Sysret = i64;
 
+/// # Safety
+/// The call must be valid for its number: every pointer argument readable
+/// or writable as the kernel will use it, and no memory in use replaced.
 #[inline(always)]
 pub unsafe fn syscall0(nr: i64) -> Sysret {
     let r: i64;
@@ -25,6 +28,9 @@ pub unsafe fn syscall0(nr: i64) -> Sysret {
     r
 }
 
+/// # Safety
+/// The call must be valid for its number: every pointer argument readable
+/// or writable as the kernel will use it, and no memory in use replaced.
 #[inline(always)]
 pub unsafe fn syscall1(nr: i64, a0: u64) -> Sysret {
     let r: i64;
@@ -36,6 +42,9 @@ pub unsafe fn syscall1(nr: i64, a0: u64) -> Sysret {
     r
 }
 
+/// # Safety
+/// The call must be valid for its number: every pointer argument readable
+/// or writable as the kernel will use it, and no memory in use replaced.
 #[inline(always)]
 pub unsafe fn syscall2(nr: i64, a0: u64, a1: u64) -> Sysret {
     let r: i64;
@@ -47,6 +56,9 @@ pub unsafe fn syscall2(nr: i64, a0: u64, a1: u64) -> Sysret {
     r
 }
 
+/// # Safety
+/// The call must be valid for its number: every pointer argument readable
+/// or writable as the kernel will use it, and no memory in use replaced.
 #[inline(always)]
 pub unsafe fn syscall3(nr: i64, a0: u64, a1: u64, a2: u64) -> Sysret {
     let r: i64;
@@ -58,6 +70,9 @@ pub unsafe fn syscall3(nr: i64, a0: u64, a1: u64, a2: u64) -> Sysret {
     r
 }
 
+/// # Safety
+/// The call must be valid for its number: every pointer argument readable
+/// or writable as the kernel will use it, and no memory in use replaced.
 #[inline(always)]
 pub unsafe fn syscall4(nr: i64, a0: u64, a1: u64, a2: u64, a3: u64) -> Sysret {
     let r: i64;
@@ -69,6 +84,9 @@ pub unsafe fn syscall4(nr: i64, a0: u64, a1: u64, a2: u64, a3: u64) -> Sysret {
     r
 }
 
+/// # Safety
+/// The call must be valid for its number: every pointer argument readable
+/// or writable as the kernel will use it, and no memory in use replaced.
 #[inline(always)]
 pub unsafe fn syscall5(nr: i64, a0: u64, a1: u64, a2: u64, a3: u64, a4: u64) -> Sysret {
     let r: i64;
@@ -80,6 +98,9 @@ pub unsafe fn syscall5(nr: i64, a0: u64, a1: u64, a2: u64, a3: u64, a4: u64) -> 
     r
 }
 
+/// # Safety
+/// The call must be valid for its number: every pointer argument readable
+/// or writable as the kernel will use it, and no memory in use replaced.
 #[inline(always)]
 pub unsafe fn syscall6(nr: i64, a0: u64, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64) -> Sysret {
     let r: i64;
@@ -145,6 +166,8 @@ pub fn monotonic_ns_syscall() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
+/// # Safety
+/// The mapping must not replace memory in use (no `MAP_FIXED` over live data).
 pub unsafe fn mmap(addr: usize, len: usize, prot: i32, flags: i32, fd: i32, off: u64) -> Sysret {
     // SAFETY: the caller vouches that the mapping does not replace memory in
     // use (no MAP_FIXED over live data).
@@ -153,6 +176,8 @@ pub unsafe fn mmap(addr: usize, len: usize, prot: i32, flags: i32, fd: i32, off:
     }
 }
 
+/// # Safety
+/// Nothing may use the range afterwards.
 pub unsafe fn munmap(addr: usize, len: usize) -> Sysret {
     // SAFETY: the caller vouches that nothing uses the range any more.
     unsafe { syscall2(libc::SYS_munmap, addr as u64, len as u64) }
@@ -256,11 +281,15 @@ pub fn socket(domain: i32, ty: i32, proto: i32) -> Sysret {
     unsafe { syscall3(libc::SYS_socket, domain as u64, ty as u64, proto as u64) }
 }
 
+/// # Safety
+/// `addr` must be readable for `len` bytes.
 pub unsafe fn bind(fd: i32, addr: *const u8, len: u32) -> Sysret {
     // SAFETY: the caller passes a readable sockaddr of `len` bytes.
     unsafe { syscall3(libc::SYS_bind, fd as u64, addr as u64, len as u64) }
 }
 
+/// # Safety
+/// `addr` must be readable for `len` bytes.
 pub unsafe fn connect(fd: i32, addr: *const u8, len: u32) -> Sysret {
     // SAFETY: the caller passes a readable sockaddr of `len` bytes.
     unsafe { syscall3(libc::SYS_connect, fd as u64, addr as u64, len as u64) }
@@ -282,11 +311,15 @@ pub fn accept4(fd: i32, flags: i32) -> Sysret {
     unsafe { syscall4(libc::SYS_accept4, fd as u64, 0, 0, flags as u64) }
 }
 
+/// # Safety
+/// `msg` and every buffer it names must be readable.
 pub unsafe fn sendmsg(fd: i32, msg: *const libc::msghdr, flags: i32) -> Sysret {
     // SAFETY: the caller passes a valid msghdr whose buffers are readable.
     unsafe { syscall3(libc::SYS_sendmsg, fd as u64, msg as u64, flags as u64) }
 }
 
+/// # Safety
+/// `msg` must be valid and every buffer it names writable.
 pub unsafe fn recvmsg(fd: i32, msg: *mut libc::msghdr, flags: i32) -> Sysret {
     // SAFETY: the caller passes a valid msghdr whose buffers are writable.
     unsafe { syscall3(libc::SYS_recvmsg, fd as u64, msg as u64, flags as u64) }

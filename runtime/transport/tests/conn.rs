@@ -149,7 +149,7 @@ fn errno() -> i64 {
 }
 
 fn kpoll(fd: i32) -> u32 {
-    let mut p = libc::pollfd { fd, events: (libc::POLLIN | libc::POLLOUT | libc::POLLRDHUP) as i16, revents: 0 };
+    let mut p = libc::pollfd { fd, events: libc::POLLIN | libc::POLLOUT | libc::POLLRDHUP, revents: 0 };
     // SAFETY: one valid pollfd.
     unsafe { libc::poll(&mut p, 1, 0) };
     p.revents as u16 as u32

@@ -1,0 +1,218 @@
+//! Poll before park: the policy's decisions, the host-wide cap (tokens,
+//! dead holders, concurrent creation), and the wait loop's accounting.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
+
+use common::*;
+use shunt_transport::spin::*;
+
+#[test]
+fn modes_parse() {
+    assert_eq!(SpinMode::parse("auto"), Some(SpinMode::Auto));
+    assert_eq!(SpinMode::parse("off"), Some(SpinMode::Off));
+    assert_eq!(SpinMode::parse("0"), Some(SpinMode::Off));
+    assert_eq!(SpinMode::parse("50"), Some(SpinMode::Fixed(50_000)));
+    assert_eq!(SpinMode::parse("fast"), None);
+    assert_eq!(SpinMode::parse("-3"), None);
+    assert_eq!(SpinMode::parse("99999999"), None, "more than a second is refused");
+}
+
+#[test]
+fn short_gaps_spin_long_gaps_park() {
+    let mut p = SpinPolicy::new();
+    assert!(p.plan(SpinMode::Auto, None) > 0, "nothing learnt: try");
+    for _ in 0..20 {
+        p.record(5_000, true, true);
+    }
+    let b = p.plan(SpinMode::Auto, None);
+    assert!((5_000..=AUTO_MAX_NS).contains(&b), "short gaps: spin ~3x the gap, got {b}");
+    for _ in 0..100 {
+        p.record(5_000_000, false, false);
+    }
+    assert_eq!(p.plan(SpinMode::Auto, None), 0, "long gaps: park at once");
+    // ... but probe now and then.
+    let probes = (0..PROBE_EVERY * 3).filter(|_| p.plan(SpinMode::Auto, None) > 0).count();
+    assert!(probes >= 2, "probes: {probes}");
+    assert_eq!(p.plan(SpinMode::Off, None), 0);
+    assert_eq!(p.plan(SpinMode::Fixed(7_000), None), 7_000);
+    assert_eq!(p.plan(SpinMode::Fixed(7_000), Some(3_000)), 3_000, "a timeout caps the spin");
+}
+
+#[test]
+fn misses_back_off_exponentially() {
+    let mut p = SpinPolicy::new();
+    for _ in 0..20 {
+        p.record(3_000, true, true);
+    }
+    // One miss: the next 2 waits do not spin, then spinning resumes.
+    p.record(3_000, true, false);
+    let plans: Vec<bool> = (0..3).map(|_| p.plan(SpinMode::Auto, None) > 0).collect();
+    assert_eq!(plans, [false, false, true]);
+    // Four more misses in a row: 2^5 = 32 skipped.
+    for _ in 0..3 {
+        p.record(3_000, true, false);
+        while p.plan(SpinMode::Auto, None) == 0 {}
+    }
+    p.record(3_000, true, false);
+    let skipped = (0..100).take_while(|_| p.plan(SpinMode::Auto, None) == 0).count();
+    assert_eq!(skipped, 32);
+    // A hit resets the streak.
+    p.record(3_000, true, true);
+    p.record(3_000, true, false);
+    let skipped = (0..100).take_while(|_| p.plan(SpinMode::Auto, None) == 0).count();
+    assert_eq!(skipped, 2);
+}
+
+#[test]
+fn tokens_are_capped_and_given_back() {
+    let cap = SpinCap::private(2).unwrap();
+    assert_eq!(cap.cap(), 2);
+    let a = cap.try_acquire(1 << 32 | 1).unwrap();
+    let b = cap.try_acquire(1 << 32 | 2).unwrap();
+    assert!(cap.try_acquire(1 << 32 | 3).is_none(), "a third spinner over the cap");
+    assert_eq!(cap.held(), 2);
+    cap.release(a);
+    let c = cap.try_acquire(1 << 32 | 3).unwrap();
+    cap.release(b);
+    cap.release(c);
+    assert_eq!(cap.held(), 0);
+    let zero = SpinCap::private(0).unwrap();
+    assert!(zero.try_acquire(SpinCap::me()).is_none(), "a one-core host spins nowhere");
+}
+
+/// A token held by a process that died is reclaimed; a live holder's is not.
+#[test]
+fn tokens_of_dead_holders_are_reclaimed() {
+    let cap = SpinCap::private(2).unwrap();
+    let mine = cap.try_acquire(SpinCap::me()).unwrap();
+    // SAFETY: the child only takes a token and exits.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        let t = cap.try_acquire(SpinCap::me());
+        // SAFETY: exiting the child at once, holding the token.
+        unsafe { libc::_exit(if t.is_some() { 0 } else { 1 }) };
+    }
+    let mut st = 0;
+    // SAFETY: `st` is writable.
+    unsafe { libc::waitpid(pid, &mut st, 0) };
+    assert_eq!(st, 0, "the child got the second token");
+    assert_eq!(cap.held(), 2);
+    assert!(cap.try_take(SpinCap::me()).is_none());
+    assert!(cap.reclaim(0), "the dead child's token is reclaimed");
+    assert_eq!(cap.held(), 1, "ours is kept: we live");
+    cap.release(mine);
+}
+
+/// Many processes open the host-wide segment at once: one creates it, all
+/// map the same one (none sees it half-written).
+#[test]
+fn concurrent_creation_of_the_host_segment() {
+    let dir = std::env::temp_dir().join(format!("shunt-spin-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = format!("{}/cap\0", dir.display());
+    let mut kids = vec![];
+    for i in 0..8 {
+        let tmp = format!("{}/cap.{}.{i}\0", dir.display(), std::process::id());
+        // SAFETY: the child opens the segment with raw calls and exits.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            let code = match SpinCap::open(path.as_bytes(), tmp.as_bytes(), 3) {
+                Ok(c) if c.cap() == 3 => match c.try_acquire(SpinCap::me()) {
+                    Some(t) => {
+                        c.release(t);
+                        0
+                    }
+                    None => 3,
+                },
+                Ok(_) => 2,
+                Err(_) => 1,
+            };
+            // SAFETY: leaving the child.
+            unsafe { libc::_exit(code) };
+        }
+        kids.push(pid);
+    }
+    for pid in kids {
+        let mut st = 0;
+        // SAFETY: `st` is writable.
+        unsafe { libc::waitpid(pid, &mut st, 0) };
+        assert_eq!(st, 0, "child status {st:#x}");
+    }
+    // A later opener with another default keeps the first cap.
+    let c = SpinCap::open(path.as_bytes(), format!("{}/late\0", dir.display()).as_bytes(), 9).unwrap();
+    assert_eq!(c.cap(), 3);
+    let names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("cap")], "no temporary file left");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn cpu_lists_parse() {
+    assert_eq!(parse_cpu_list(b"0-1\n"), Some(2));
+    assert_eq!(parse_cpu_list(b"0,2-3,7"), Some(4));
+    assert_eq!(parse_cpu_list(b"x"), None);
+    assert!(online_cpus() >= 1);
+    assert_eq!(default_cap(), online_cpus() - 1);
+}
+
+/// The wait loop: an event that comes while spinning is counted as spun;
+/// one that comes after a park as parked; a wait without a token parks.
+#[test]
+fn waits_are_counted_as_spun_or_parked() {
+    let word = Arc::new(AtomicU32::new(0));
+    let flag = Arc::new(AtomicBool::new(false));
+    let wait_for = |mode: SpinMode, cap: Option<SpinCap>, stats: &WaitStats| {
+        let mut p = SpinPolicy::new();
+        let mut cx = WaitCtx { mode, who: SpinCap::me(), policy: &mut p, cap, stats };
+        let w = word.clone();
+        let f = flag.clone();
+        let setter = std::thread::spawn(move || {
+            f.store(true, Ordering::Release);
+            w.store(1, Ordering::Release);
+            // SAFETY: a futex wake on a live word.
+            unsafe { libc::syscall(libc::SYS_futex, w.as_ptr(), libc::FUTEX_WAKE, i32::MAX) };
+        });
+        let r = cx.wait(None, || word.load(Ordering::Acquire) != 0, |_t| {
+            // SAFETY: a futex wait on a live word, expecting 0.
+            unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAIT, 0, std::ptr::null::<libc::timespec>()) };
+            Parked::Woken
+        });
+        setter.join().unwrap();
+        word.store(0, Ordering::Relaxed);
+        r
+    };
+    // A 10 s spin budget catches the event (it comes within microseconds).
+    let s = WaitStats::default();
+    assert_eq!(wait_for(SpinMode::Fixed(10_000_000_000), Some(SpinCap::private(1).unwrap()), &s), Waited::Ready);
+    assert_eq!((s.spun.load(Ordering::Relaxed), s.parked.load(Ordering::Relaxed)), (1, 0));
+    // No spinning: parked.
+    let s = WaitStats::default();
+    assert_eq!(wait_for(SpinMode::Off, None, &s), Waited::Ready);
+    assert_eq!(s.spun.load(Ordering::Relaxed), 0);
+    assert!(s.parked.load(Ordering::Relaxed) <= 1, "at most one park");
+    assert_eq!(s.spin_ns.load(Ordering::Relaxed), 0);
+    // A cap of zero tokens: never spins beyond the token grace.
+    let s = WaitStats::default();
+    let r = wait_for(SpinMode::Fixed(10_000_000_000), Some(SpinCap::private(0).unwrap()), &s);
+    assert_eq!(r, Waited::Ready);
+    assert_eq!(s.spin_ns.load(Ordering::Relaxed), 0, "no token, no spin time");
+    let _ = stats();
+}
+
+#[test]
+fn a_deadline_ends_the_wait() {
+    let s = WaitStats::default();
+    let mut p = SpinPolicy::new();
+    let mut cx = WaitCtx { mode: SpinMode::Auto, who: SpinCap::me(), policy: &mut p, cap: Some(SpinCap::private(1).unwrap()), stats: &s };
+    let deadline = shunt_transport::clock::now_ns() + 5_000_000;
+    let r = cx.wait(Some(deadline), || false, |t| {
+        let ns = t.unwrap_or(1_000_000);
+        std::thread::sleep(std::time::Duration::from_nanos(ns));
+        Parked::TimedOut
+    });
+    assert_eq!(r, Waited::TimedOut);
+    assert!(shunt_transport::clock::now_ns() >= deadline);
+}

@@ -576,6 +576,9 @@ impl WaitCtx<'_> {
     fn spin(&mut self, start: u64, budget: u64, ready: &mut impl FnMut() -> bool) -> Option<(bool, u64)> {
         let token = match &self.cap {
             None => None,
+            // No tokens at all (a one-CPU host): spinning could only delay
+            // whoever is to wake us.
+            Some(cap) if cap.cap() == 0 => return None,
             Some(cap) => {
                 let mut t = cap.try_acquire(self.who);
                 // Grace: the holder is often the thread about to wake us and

@@ -1,12 +1,9 @@
 //! Poll before park: the policy's decisions, the host-wide cap (tokens,
 //! dead holders, concurrent creation), and the wait loop's accounting.
 
-mod common;
-
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 
-use common::*;
 use shunt_transport::spin::*;
 
 #[test]
@@ -160,46 +157,67 @@ fn cpu_lists_parse() {
 
 /// The wait loop: an event that comes while spinning is counted as spun;
 /// one that comes after a park as parked; a wait without a token parks.
+/// The event is made only once the waiter is seen spinning (it holds a
+/// token) or parking (its park closure announced itself).
 #[test]
 fn waits_are_counted_as_spun_or_parked() {
-    let word = Arc::new(AtomicU32::new(0));
-    let flag = Arc::new(AtomicBool::new(false));
-    let wait_for = |mode: SpinMode, cap: Option<SpinCap>, stats: &WaitStats| {
+    #[derive(Clone, Copy, PartialEq)]
+    enum When {
+        Spinning,
+        Parking,
+    }
+    let wait_for = |mode: SpinMode, cap: Option<SpinCap>, when: When, stats: &WaitStats| {
+        let word = Arc::new(AtomicU32::new(0));
+        let parking = Arc::new(AtomicBool::new(false));
         let mut p = SpinPolicy::new();
         let mut cx = WaitCtx { mode, who: SpinCap::me(), policy: &mut p, cap, stats };
-        let w = word.clone();
-        let f = flag.clone();
+        let (w, pk) = (word.clone(), parking.clone());
         let setter = std::thread::spawn(move || {
-            f.store(true, Ordering::Release);
+            let t0 = std::time::Instant::now();
+            loop {
+                let now = match when {
+                    When::Spinning => cap.unwrap().held() == 1,
+                    When::Parking => pk.load(Ordering::Acquire),
+                };
+                if now {
+                    break;
+                }
+                assert!(t0.elapsed().as_secs() < 30, "the waiter never got there");
+                std::hint::spin_loop();
+            }
             w.store(1, Ordering::Release);
             // SAFETY: a futex wake on a live word.
             unsafe { libc::syscall(libc::SYS_futex, w.as_ptr(), libc::FUTEX_WAKE, i32::MAX) };
         });
         let r = cx.wait(None, || word.load(Ordering::Acquire) != 0, |_t| {
-            // SAFETY: a futex wait on a live word, expecting 0.
+            parking.store(true, Ordering::Release);
+            // SAFETY: a futex wait on a live word, expecting 0 (if the word
+            // is 1 already it returns at once).
             unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAIT, 0, std::ptr::null::<libc::timespec>()) };
             Parked::Woken
         });
         setter.join().unwrap();
-        word.store(0, Ordering::Relaxed);
         r
     };
-    // A 10 s spin budget catches the event (it comes within microseconds).
+    let counts = |s: &WaitStats| (s.spun.load(Ordering::Relaxed), s.parked.load(Ordering::Relaxed));
+    // A 10 s spin budget, holding the only token: the event comes while spinning.
     let s = WaitStats::default();
-    assert_eq!(wait_for(SpinMode::Fixed(10_000_000_000), Some(SpinCap::private(1).unwrap()), &s), Waited::Ready);
-    assert_eq!((s.spun.load(Ordering::Relaxed), s.parked.load(Ordering::Relaxed)), (1, 0));
+    let one = SpinCap::private(1).unwrap();
+    assert_eq!(wait_for(SpinMode::Fixed(10_000_000_000), Some(one), When::Spinning, &s), Waited::Ready);
+    assert_eq!(counts(&s), (1, 0));
+    assert!(s.spin_ns.load(Ordering::Relaxed) > 0);
+    assert_eq!(one.held(), 0, "the token is given back");
     // No spinning: parked.
     let s = WaitStats::default();
-    assert_eq!(wait_for(SpinMode::Off, None, &s), Waited::Ready);
-    assert_eq!(s.spun.load(Ordering::Relaxed), 0);
-    assert!(s.parked.load(Ordering::Relaxed) <= 1, "at most one park");
+    assert_eq!(wait_for(SpinMode::Off, None, When::Parking, &s), Waited::Ready);
+    assert_eq!(counts(&s), (0, 1));
     assert_eq!(s.spin_ns.load(Ordering::Relaxed), 0);
-    // A cap of zero tokens: never spins beyond the token grace.
+    // A cap of zero tokens: parks at once, however long the budget.
     let s = WaitStats::default();
-    let r = wait_for(SpinMode::Fixed(10_000_000_000), Some(SpinCap::private(0).unwrap()), &s);
-    assert_eq!(r, Waited::Ready);
+    let zero = SpinCap::private(0).unwrap();
+    assert_eq!(wait_for(SpinMode::Fixed(10_000_000_000), Some(zero), When::Parking, &s), Waited::Ready);
+    assert_eq!(counts(&s), (0, 1));
     assert_eq!(s.spin_ns.load(Ordering::Relaxed), 0, "no token, no spin time");
-    let _ = stats();
 }
 
 #[test]

@@ -31,9 +31,13 @@
 //! is usually the thread about to wake it, lets go). Tokens name their owner
 //! (pid, tid) and the time they were taken, so a token held by a process that
 //! died is reclaimed by the next contender that finds the slots full. While
-//! spinning, the thread calls `sched_yield` every [`YIELD_EVERY_NS`], so that
-//! any other runnable thread on its CPU gets the CPU (the call returns at once
-//! when there is none).
+//! spinning, the thread calls `sched_yield` (first after [`FIRST_YIELD_NS`],
+//! then every [`YIELD_EVERY_NS`]), so that any other runnable thread on its
+//! CPU gets the CPU; the call returns at once when there is none. A yield
+//! that took longer ([`YIELD_SWITCHED_NS`]) ran another thread: the spin ends
+//! there as a miss — that thread wanted the CPU and is often the very waker
+//! (both ends on one core), which spinning only delays — and the misses make
+//! the policy back off.
 
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
@@ -51,6 +55,10 @@ pub const MAX_SKIP: u32 = 256;
 pub const PROBE_EVERY: u32 = 32;
 /// How often a spinner offers its CPU to others.
 pub const YIELD_EVERY_NS: u64 = 5_000;
+/// When a spinner first offers its CPU.
+pub const FIRST_YIELD_NS: u64 = 1_000;
+/// A `sched_yield` that took this long ran someone else.
+pub const YIELD_SWITCHED_NS: u64 = 3_000;
 /// How long a waiter keeps trying for a token before it parks.
 pub const TOKEN_GRACE_NS: u64 = 3_000;
 /// Gaps longer than this count as this (an idle hour must not take hours to
@@ -167,6 +175,12 @@ pub struct WaitStats {
     /// Time spent spinning, hits and misses alike (ns).
     pub spin_ns: AtomicU64,
 }
+
+/// Where the host-wide cap lives (tmpfs, shared by every instance of the
+/// host's mount namespace; a sandbox must bind it in to share the cap).
+pub const HOST_CAP_PATH: &[u8] = b"/dev/shm/shunt-spin-cap\0";
+/// The same, as text.
+pub const HOST_CAP_PATH_STR: &str = "/dev/shm/shunt-spin-cap";
 
 const CAP_MAGIC: u64 = u64::from_le_bytes(*b"SHUNTSP1");
 /// Token slots a cap segment has room for.
@@ -596,7 +610,9 @@ impl WaitCtx<'_> {
                 t
             }
         };
-        let mut last_yield = start;
+        // The first yield comes early: a waker on this same CPU should not
+        // wait long for it.
+        let mut next_yield = start + FIRST_YIELD_NS;
         let mut i = 0u32;
         let result = loop {
             if ready() {
@@ -610,9 +626,17 @@ impl WaitCtx<'_> {
                 if el >= budget {
                     break (false, el);
                 }
-                if now - last_yield >= YIELD_EVERY_NS {
+                if now >= next_yield {
                     sys::sched_yield();
-                    last_yield = now;
+                    let back = now_ns();
+                    if back - now >= YIELD_SWITCHED_NS {
+                        // Another thread had this CPU meanwhile: it wants the
+                        // CPU, and may well be the waker. Spinning on here
+                        // only delays it; stop, and count a miss (if the
+                        // event came, the yield found it, not the spin).
+                        break (false, back - start);
+                    }
+                    next_yield = back + YIELD_EVERY_NS;
                 }
             }
         };

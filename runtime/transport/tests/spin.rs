@@ -1,8 +1,7 @@
 //! Poll before park: the policy's decisions, the host-wide cap (tokens,
 //! dead holders, concurrent creation), and the wait loop's accounting.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use shunt_transport::spin::*;
 
@@ -155,69 +154,57 @@ fn cpu_lists_parse() {
     assert_eq!(default_cap(), online_cpus() - 1);
 }
 
-/// The wait loop: an event that comes while spinning is counted as spun;
-/// one that comes after a park as parked; a wait without a token parks.
-/// The event is made only once the waiter is seen spinning (it holds a
-/// token) or parking (its park closure announced itself).
+/// The wait loop's accounting: an event that comes while spinning is
+/// counted as spun (with spin time), one that comes after a park as parked,
+/// and a wait without tokens parks at once. The "event" is the condition
+/// itself turning true on its third look (the first is before any spin, the
+/// next two inside the spin loop before it first reads the clock) or once
+/// the park has begun — deterministic, whatever else the machine runs.
 #[test]
 fn waits_are_counted_as_spun_or_parked() {
-    #[derive(Clone, Copy, PartialEq)]
-    enum When {
-        Spinning,
-        Parking,
-    }
-    let wait_for = |mode: SpinMode, cap: Option<SpinCap>, when: When, stats: &WaitStats| {
-        let word = Arc::new(AtomicU32::new(0));
-        let parking = Arc::new(AtomicBool::new(false));
+    let wait_for = |mode: SpinMode, cap: Option<SpinCap>, true_on_look: Option<u32>, stats: &WaitStats| {
         let mut p = SpinPolicy::new();
         let mut cx = WaitCtx { mode, who: SpinCap::me(), policy: &mut p, cap, stats };
-        let (w, pk) = (word.clone(), parking.clone());
-        let setter = std::thread::spawn(move || {
-            let t0 = std::time::Instant::now();
-            loop {
-                let now = match when {
-                    When::Spinning => cap.unwrap().held() == 1,
-                    When::Parking => pk.load(Ordering::Acquire),
-                };
-                if now {
-                    break;
-                }
-                assert!(t0.elapsed().as_secs() < 30, "the waiter never got there");
-                std::hint::spin_loop();
-            }
-            w.store(1, Ordering::Release);
-            // SAFETY: a futex wake on a live word.
-            unsafe { libc::syscall(libc::SYS_futex, w.as_ptr(), libc::FUTEX_WAKE, i32::MAX) };
-        });
-        let r = cx.wait(None, || word.load(Ordering::Acquire) != 0, |_t| {
-            parking.store(true, Ordering::Release);
-            // SAFETY: a futex wait on a live word, expecting 0 (if the word
-            // is 1 already it returns at once).
-            unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAIT, 0, std::ptr::null::<libc::timespec>()) };
-            Parked::Woken
-        });
-        setter.join().unwrap();
-        r
+        let looks = std::cell::Cell::new(0u32);
+        let parked = std::cell::Cell::new(false);
+        let r = cx.wait(
+            None,
+            || {
+                looks.set(looks.get() + 1);
+                parked.get() || true_on_look.is_some_and(|n| looks.get() >= n)
+            },
+            |_t| {
+                parked.set(true);
+                Parked::Woken
+            },
+        );
+        (r, parked.get())
     };
     let counts = |s: &WaitStats| (s.spun.load(Ordering::Relaxed), s.parked.load(Ordering::Relaxed));
-    // A 10 s spin budget, holding the only token: the event comes while spinning.
     let s = WaitStats::default();
     let one = SpinCap::private(1).unwrap();
-    assert_eq!(wait_for(SpinMode::Fixed(10_000_000_000), Some(one), When::Spinning, &s), Waited::Ready);
+    assert_eq!(wait_for(SpinMode::Fixed(10_000_000_000), Some(one), Some(3), &s), (Waited::Ready, false));
     assert_eq!(counts(&s), (1, 0));
     assert!(s.spin_ns.load(Ordering::Relaxed) > 0);
     assert_eq!(one.held(), 0, "the token is given back");
     // No spinning: parked.
     let s = WaitStats::default();
-    assert_eq!(wait_for(SpinMode::Off, None, When::Parking, &s), Waited::Ready);
+    assert_eq!(wait_for(SpinMode::Off, None, None, &s), (Waited::Ready, true));
     assert_eq!(counts(&s), (0, 1));
     assert_eq!(s.spin_ns.load(Ordering::Relaxed), 0);
     // A cap of zero tokens: parks at once, however long the budget.
     let s = WaitStats::default();
     let zero = SpinCap::private(0).unwrap();
-    assert_eq!(wait_for(SpinMode::Fixed(10_000_000_000), Some(zero), When::Parking, &s), Waited::Ready);
+    assert_eq!(wait_for(SpinMode::Fixed(10_000_000_000), Some(zero), None, &s), (Waited::Ready, true));
     assert_eq!(counts(&s), (0, 1));
     assert_eq!(s.spin_ns.load(Ordering::Relaxed), 0, "no token, no spin time");
+    // Another holder of the only token: parks after the grace.
+    let s = WaitStats::default();
+    let full = SpinCap::private(1).unwrap();
+    let t = full.try_acquire(7).unwrap();
+    assert_eq!(wait_for(SpinMode::Fixed(10_000_000_000), Some(full), None, &s), (Waited::Ready, true));
+    assert_eq!(counts(&s), (0, 1));
+    full.release(t);
 }
 
 #[test]

@@ -16,6 +16,7 @@ pub mod invoke;
 pub mod plots;
 pub mod stats;
 pub mod syscall;
+pub mod transport;
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
@@ -28,6 +29,9 @@ pub enum BenchCommand {
     /// The Junctiond report's invocation benchmark (Figures 5 and 6): AES
     /// functions, stock vs native vs shunt.
     Invoke(invoke::InvokeArgs),
+    /// The bypass transport: shared-memory rings vs kernel loopback TCP,
+    /// ping-pong and stream, spin off vs auto, same core and across cores.
+    Transport(transport::TransportArgs),
 }
 
 pub fn run(cmd: BenchCommand) -> Result<()> {
@@ -36,5 +40,6 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Go(a) => go::run(a),
         BenchCommand::Glibc(a) => glibc::run(a),
         BenchCommand::Invoke(a) => invoke::run(a),
+        BenchCommand::Transport(a) => transport::run(a),
     }
 }

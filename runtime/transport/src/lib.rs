@@ -19,6 +19,8 @@
 //!   stream (a host-wide registry of shunt listeners, a deposit proved by
 //!   the connector's own socket), so that a non-shunt peer always gets plain
 //!   kernel TCP;
+//! - [`epoll`]: the program's epoll sets over upgraded sockets mixed with
+//!   kernel fds (shadow entries, edge/level/one-shot reports, the park);
 //! - [`spin`]: poll before park — the adaptive spin policy, the host-wide
 //!   cap on spinning threads, and the wait loop;
 //! - [`sys`], [`clock`]: raw system calls and the pluggable clock.
@@ -33,6 +35,7 @@
 
 pub mod clock;
 pub mod conn;
+pub mod epoll;
 pub mod lock;
 pub mod rendezvous;
 pub mod ring;

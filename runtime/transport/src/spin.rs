@@ -515,74 +515,93 @@ pub enum Waited {
     Interrupted,
 }
 
+/// What the spin phase of a wait found.
+#[derive(Clone, Copy, Debug)]
+pub enum SpinOutcome {
+    /// The condition held (while spinning, or at once).
+    Ready,
+    /// Park now; give this back to [`WaitCtx::parked`] afterwards.
+    Park(ParkTicket),
+}
+
+/// The spin phase's record, for the accounting after the park.
+#[derive(Clone, Copy, Debug)]
+pub struct ParkTicket {
+    start: u64,
+    spun: bool,
+}
+
 impl WaitCtx<'_> {
-    /// Waits until `ready()` holds: spins first if the policy and the cap
-    /// allow, then calls `park(timeout)` — which must itself follow the
-    /// prepare/re-check/sleep protocol of [`crate::ring`] — until `ready()`
-    /// holds, the deadline (absolute, [`now_ns`]) passes, or a signal comes.
+    /// The spin phase of a wait: returns at once if `ready()` holds, else
+    /// spins if the policy and the cap allow (at most until `deadline_ns`).
+    /// A caller that gets [`SpinOutcome::Park`] parks its own way (following
+    /// the prepare/re-check/sleep protocol of [`crate::ring`]) and then
+    /// calls [`Self::parked`].
+    pub fn spin_phase(&mut self, deadline_ns: Option<u64>, mut ready: impl FnMut() -> bool) -> SpinOutcome {
+        if ready() {
+            return SpinOutcome::Ready;
+        }
+        let start = now_ns();
+        let timeout = deadline_ns.map(|d| d.saturating_sub(start));
+        let budget = self.policy.plan(self.mode, timeout);
+        let mut spun = false;
+        if budget > 0 {
+            if let Some((hit, ns)) = self.spin(start, budget, &mut ready) {
+                self.stats.spin_ns.fetch_add(ns, Ordering::Relaxed);
+                if hit {
+                    self.stats.spun.fetch_add(1, Ordering::Relaxed);
+                    self.policy.record(ns, true, true);
+                    return SpinOutcome::Ready;
+                }
+                spun = ns > 0;
+            }
+        }
+        self.stats.parked.fetch_add(1, Ordering::Relaxed);
+        SpinOutcome::Park(ParkTicket { start, spun })
+    }
+
+    /// Accounts a park that followed [`Self::spin_phase`] (its gap teaches
+    /// the policy).
+    pub fn parked(&mut self, t: ParkTicket) {
+        self.policy.record(now_ns() - t.start, t.spun, false);
+    }
+
+    /// Waits until `ready()` holds: [`Self::spin_phase`], then calls
+    /// `park(timeout)` — which must itself follow the prepare/re-check/sleep
+    /// protocol of [`crate::ring`] — until `ready()` holds, the deadline
+    /// (absolute, [`now_ns`]) passes, or a signal comes.
     pub fn wait(
         &mut self,
         deadline_ns: Option<u64>,
         mut ready: impl FnMut() -> bool,
         mut park: impl FnMut(Option<u64>) -> Parked,
     ) -> Waited {
-        if ready() {
-            return Waited::Ready;
-        }
-        let start = now_ns();
-        let timeout = deadline_ns.map(|d| d.saturating_sub(start));
-        let budget = self.policy.plan(self.mode, timeout);
-        let mut spun_ns = 0;
-        if budget > 0 {
-            if let Some(hit) = self.spin(start, budget, &mut ready) {
-                spun_ns = hit.1;
-                if hit.0 {
-                    self.stats.spun.fetch_add(1, Ordering::Relaxed);
-                    self.stats.spin_ns.fetch_add(spun_ns, Ordering::Relaxed);
-                    self.policy.record(spun_ns, true, true);
-                    return Waited::Ready;
-                }
-                self.stats.spin_ns.fetch_add(spun_ns, Ordering::Relaxed);
-            }
-        }
-        let spun = spun_ns > 0;
-        self.stats.parked.fetch_add(1, Ordering::Relaxed);
-        loop {
-            let now = now_ns();
+        let ticket = match self.spin_phase(deadline_ns, &mut ready) {
+            SpinOutcome::Ready => return Waited::Ready,
+            SpinOutcome::Park(t) => t,
+        };
+        let r = loop {
             let left = match deadline_ns {
-                Some(d) if now >= d => {
-                    if ready() {
-                        break;
+                Some(d) => {
+                    let now = now_ns();
+                    if now >= d {
+                        break if ready() { Waited::Ready } else { Waited::TimedOut };
                     }
-                    self.policy.record(now - start, spun, false);
-                    return Waited::TimedOut;
+                    Some(d - now)
                 }
-                Some(d) => Some(d - now),
                 None => None,
             };
             match park(left) {
-                Parked::Woken => {
+                Parked::Woken | Parked::TimedOut => {
                     if ready() {
-                        break;
+                        break Waited::Ready;
                     }
                 }
-                Parked::TimedOut => {
-                    if ready() {
-                        break;
-                    }
-                    if deadline_ns.is_some_and(|d| now_ns() >= d) {
-                        self.policy.record(now_ns() - start, spun, false);
-                        return Waited::TimedOut;
-                    }
-                }
-                Parked::Interrupted => {
-                    self.policy.record(now_ns() - start, spun, false);
-                    return Waited::Interrupted;
-                }
+                Parked::Interrupted => break Waited::Interrupted,
             }
-        }
-        self.policy.record(now_ns() - start, spun, false);
-        Waited::Ready
+        };
+        self.parked(ticket);
+        r
     }
 
     /// Spins for up to `budget` ns; `None` if no token could be had (nothing

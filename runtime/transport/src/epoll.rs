@@ -501,9 +501,7 @@ fn watch_events(events: u32) -> u32 {
 }
 
 fn kernel_ctl(epfd: i32, op: i32, fd: i32, ev: Option<&mut EpollEvent>) -> Sysret {
-    let p = ev.map_or(0, |e| e as *mut EpollEvent as u64);
-    // SAFETY: `p` is null (DEL) or a live, writable epoll_event.
-    unsafe { sys::syscall4(libc::SYS_epoll_ctl, epfd as u64, op as u64, fd as u64, p) }
+    sys::epoll_ctl(epfd, op, fd, ev)
 }
 
 /// Poll before park for an epoll set without upgraded sockets: spins with

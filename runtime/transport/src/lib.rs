@@ -21,6 +21,7 @@
 //!   kernel TCP;
 //! - [`epoll`]: the program's epoll sets over upgraded sockets mixed with
 //!   kernel fds (shadow entries, edge/level/one-shot reports, the park);
+//! - [`poll`]: `poll`/`select` over them likewise;
 //! - [`spin`]: poll before park — the adaptive spin policy, the host-wide
 //!   cap on spinning threads, and the wait loop;
 //! - [`sys`], [`clock`]: raw system calls and the pluggable clock.
@@ -37,6 +38,7 @@ pub mod clock;
 pub mod conn;
 pub mod epoll;
 pub mod lock;
+pub mod poll;
 pub mod rendezvous;
 pub mod ring;
 pub mod spin;

@@ -397,3 +397,15 @@ pub unsafe fn copy(dst: *mut u8, src: *const u8, n: usize) {
              options(nostack, preserves_flags));
     }
 }
+
+pub fn epoll_create(flags: i32) -> Sysret {
+    // SAFETY: integer arguments only.
+    unsafe { syscall1(libc::SYS_epoll_create1, flags as u64) }
+}
+
+/// `epoll_ctl` with an event (or none, for `EPOLL_CTL_DEL`).
+pub fn epoll_ctl(epfd: i32, op: i32, fd: i32, ev: Option<&mut crate::epoll::EpollEvent>) -> Sysret {
+    let p = ev.map_or(0, |e| e as *mut crate::epoll::EpollEvent as u64);
+    // SAFETY: `p` is null or a live, writable epoll_event.
+    unsafe { syscall4(libc::SYS_epoll_ctl, epfd as u64, op as u64, fd as u64, p) }
+}

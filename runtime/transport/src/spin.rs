@@ -665,3 +665,39 @@ impl WaitCtx<'_> {
         Some(result)
     }
 }
+
+/// `futex(FUTEX_WAIT or FUTEX_WAIT_BITSET)` with poll before park: while
+/// the policy allows, spins as long as the word still holds `val`, and
+/// returns `-EAGAIN` as soon as it does not — what the kernel itself answers
+/// when the word differs, so every futex user already handles it (a waker
+/// must change the word before waking, or its wake-up could be lost even
+/// without the runtime). Otherwise makes the real call with the caller's
+/// arguments. `rel_timeout_ns` is the timeout if it was relative
+/// (`FUTEX_WAIT`), for the spin's deadline.
+///
+/// # Safety
+/// `word` must be a readable, aligned u32 for the duration of the call;
+/// `args` are the call's six arguments, passed on to the kernel.
+pub unsafe fn futex_wait(word: *const AtomicU32, val: u32, rel_timeout_ns: Option<u64>, args: [u64; 6], ctx: &mut WaitCtx<'_>) -> sys::Sysret {
+    // SAFETY: the caller vouches for `word`.
+    let w = unsafe { &*word };
+    let deadline = rel_timeout_ns.map(|t| now_ns().saturating_add(t));
+    let ticket = match ctx.spin_phase(deadline, || w.load(Ordering::Acquire) != val) {
+        SpinOutcome::Ready => return sys::err(libc::EAGAIN),
+        SpinOutcome::Park(t) => t,
+    };
+    // The spin used part of a relative timeout: the kernel gets the rest.
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut a = args;
+    if let Some(d) = deadline {
+        let left = d.saturating_sub(now_ns());
+        ts.tv_sec = (left / 1_000_000_000) as i64;
+        ts.tv_nsec = (left % 1_000_000_000) as i64;
+        a[3] = &ts as *const libc::timespec as u64;
+    }
+    // SAFETY: the caller's arguments (with our timespec, live until the
+    // call returns, in place of a relative timeout).
+    let r = unsafe { sys::syscall6(libc::SYS_futex, a[0], a[1], a[2], a[3], a[4], a[5]) };
+    ctx.parked(ticket);
+    r
+}

@@ -221,3 +221,63 @@ fn a_deadline_ends_the_wait() {
     assert_eq!(r, Waited::TimedOut);
     assert!(shunt_transport::clock::now_ns() >= deadline);
 }
+
+/// The futex wait spins while the word holds its value and answers EAGAIN
+/// when it changes; with spinning off (or once the spin gives up) it is the
+/// kernel's FUTEX_WAIT, woken by FUTEX_WAKE.
+#[test]
+fn futex_waits_poll_before_they_park() {
+    use std::sync::atomic::AtomicU32;
+    let word = AtomicU32::new(0);
+    let args = |w: &AtomicU32, val: u32| [w.as_ptr() as u64, libc::FUTEX_WAIT as u64, val as u64, 0, 0, 0];
+    // The word differs already: EAGAIN without a system call's wait.
+    let s = WaitStats::default();
+    let mut p = SpinPolicy::new();
+    let mut cx = WaitCtx { mode: SpinMode::Auto, who: SpinCap::me(), policy: &mut p, cap: Some(SpinCap::private(1).unwrap()), stats: &s };
+    // SAFETY: `word` is a live u32.
+    assert_eq!(unsafe { futex_wait(&word, 1, None, args(&word, 1), &mut cx) }, -(libc::EAGAIN as i64));
+    // Changed during the spin: the setter starts once the waiter holds the
+    // only token (it is spinning), then changes the word.
+    let cap = SpinCap::private(1).unwrap();
+    std::thread::scope(|sc| {
+        sc.spawn(|| {
+            while cap.held() == 0 {
+                std::hint::spin_loop();
+            }
+            word.store(5, Ordering::Release);
+        });
+        let s = WaitStats::default();
+        let mut p = SpinPolicy::new();
+        let mut cx = WaitCtx { mode: SpinMode::Fixed(10_000_000_000), who: SpinCap::me(), policy: &mut p, cap: Some(cap), stats: &s };
+        // SAFETY: as above.
+        assert_eq!(unsafe { futex_wait(&word, 0, None, args(&word, 0), &mut cx) }, -(libc::EAGAIN as i64));
+        // Seen while spinning, or (if the setter ran on this CPU during a
+        // yield, which ends the spin) by the kernel's own check: one wait.
+        assert_eq!(s.spun.load(Ordering::Relaxed) + s.parked.load(Ordering::Relaxed), 1);
+    });
+    // Spinning off: the kernel waits, a FUTEX_WAKE ends it, a timeout too.
+    word.store(0, Ordering::Relaxed);
+    std::thread::scope(|sc| {
+        sc.spawn(|| {
+            // Wake until the waiter is gone (it may not have slept yet).
+            // SAFETY: a futex wake on a live word.
+            while unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, 1) } == 0 {
+                std::thread::yield_now();
+            }
+        });
+        let s = WaitStats::default();
+        let mut p = SpinPolicy::new();
+        let mut cx = WaitCtx { mode: SpinMode::Off, who: SpinCap::me(), policy: &mut p, cap: None, stats: &s };
+        // SAFETY: as above.
+        assert_eq!(unsafe { futex_wait(&word, 0, None, args(&word, 0), &mut cx) }, 0);
+        assert_eq!(s.parked.load(Ordering::Relaxed), 1);
+    });
+    let s = WaitStats::default();
+    let mut p = SpinPolicy::new();
+    let mut cx = WaitCtx { mode: SpinMode::Auto, who: SpinCap::me(), policy: &mut p, cap: Some(SpinCap::private(1).unwrap()), stats: &s };
+    let ts = libc::timespec { tv_sec: 0, tv_nsec: 2_000_000 };
+    let mut a = args(&word, 0);
+    a[3] = &ts as *const libc::timespec as u64;
+    // SAFETY: as above; `ts` is live.
+    assert_eq!(unsafe { futex_wait(&word, 0, Some(2_000_000), a, &mut cx) }, -(libc::ETIMEDOUT as i64));
+}

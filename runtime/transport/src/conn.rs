@@ -541,6 +541,17 @@ impl End {
         self.out_ctl().wr.wake_futex_waiters();
     }
 
+    /// Whether this end's outgoing bytes go to its ring.
+    #[inline]
+    pub fn switched(&self) -> bool {
+        self.my_flags() & SWITCHED != 0
+    }
+
+    /// Bytes in the outgoing ring not yet read by the peer (`SIOCOUTQ`).
+    pub fn unread_by_peer(&self) -> u64 {
+        self.out_ring().used()
+    }
+
     /// Whether this end has concluded that the peer is gone.
     pub fn peer_is_gone(&self) -> bool {
         self.my_flags() & PEER_GONE != 0
@@ -771,10 +782,20 @@ impl End {
     ///
     /// # Safety
     /// Each iovec must describe memory readable by this process.
-    pub unsafe fn write(&self, kfd: i32, tid: u32, iov: &[IoVec], flags: i32, mut wait: Option<&mut WaitCtx<'_>>) -> Sysret {
+    pub unsafe fn write(&self, kfd: i32, tid: u32, iov: &[IoVec], flags: i32, wait: Option<&mut WaitCtx<'_>>) -> Sysret {
+        // SAFETY: the caller's contract.
+        unsafe { self.write_ex(kfd, tid, iov, flags, wait).0 }
+    }
+
+    /// [`Self::write`], also saying how many of the bytes went through the
+    /// ring (the rest, if any, through the kernel: the prefix).
+    ///
+    /// # Safety
+    /// As for [`Self::write`].
+    pub unsafe fn write_ex(&self, kfd: i32, tid: u32, iov: &[IoVec], flags: i32, mut wait: Option<&mut WaitCtx<'_>>) -> (Sysret, usize) {
         let total = iov_total(iov);
         if total == 0 {
-            return 0;
+            return (0, 0);
         }
         let nonblock = flags & libc::MSG_DONTWAIT != 0 || self.nonblock() || wait.is_none();
         let deadline = Self::deadline(&self.me().sndtimeo_ns);
@@ -783,31 +804,31 @@ impl End {
             let r = {
                 let g = match self.me().wr_lock.lock(tid) {
                     Ok(g) => g,
-                    Err(Reentered) => return partial(done, err(libc::EINTR)),
+                    Err(Reentered) => return (partial(done, err(libc::EINTR)), done),
                 };
                 // SAFETY: the caller vouches for `iov`; `done < total`.
                 unsafe { self.write_locked(kfd, &g, iov, done, flags) }
             };
             match r {
-                WriteRes::Kernel(n) => return if n > 0 { (done as Sysret) + n } else { partial(done, n) },
+                WriteRes::Kernel(n) => return (if n > 0 { (done as Sysret) + n } else { partial(done, n) }, done),
                 WriteRes::Ring(n) if n > 0 => {
                     done += n as usize;
                     if done >= total || nonblock {
-                        return done as Sysret;
+                        return (done as Sysret, done);
                     }
                     continue;
                 }
-                WriteRes::Ring(n) if n != err(libc::EAGAIN) => return partial(done, n),
+                WriteRes::Ring(n) if n != err(libc::EAGAIN) => return (partial(done, n), done),
                 WriteRes::Ring(_) => {}
             }
             if nonblock {
-                return partial(done, err(libc::EAGAIN));
+                return (partial(done, err(libc::EAGAIN)), done);
             }
-            let Some(ctx) = wait.as_deref_mut() else { return partial(done, err(libc::EAGAIN)) };
+            let Some(ctx) = wait.as_deref_mut() else { return (partial(done, err(libc::EAGAIN)), done) };
             match self.wait_event(kfd, ctx, deadline, true) {
                 Waited::Ready => {}
-                Waited::TimedOut => return partial(done, err(libc::EAGAIN)),
-                Waited::Interrupted => return partial(done, err(libc::EINTR)),
+                Waited::TimedOut => return (partial(done, err(libc::EAGAIN)), done),
+                Waited::Interrupted => return (partial(done, err(libc::EINTR)), done),
             }
         }
     }

@@ -1,0 +1,820 @@
+/* Loopback TCP semantics, one scenario per argument, printed as a
+ * transcript: return values, errno names and readiness bits, never fd
+ * numbers, ports or timings. The kernel is the oracle: tests run each
+ * scenario natively and under `shunt run --transport shm` and compare.
+ *
+ * Every wait for an asynchronous event (a FIN, a RST, data) is a poll on
+ * that event with a generous timeout, never a sleep.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/select.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <linux/sockios.h>
+#include <unistd.h>
+
+static const char *errname(int e) {
+    switch (e) {
+    case EAGAIN: return "EAGAIN";
+    case EPIPE: return "EPIPE";
+    case ECONNRESET: return "ECONNRESET";
+    case ECONNREFUSED: return "ECONNREFUSED";
+    case EINPROGRESS: return "EINPROGRESS";
+    case ENOTCONN: return "ENOTCONN";
+    case EBADF: return "EBADF";
+    case EINVAL: return "EINVAL";
+    case EISCONN: return "EISCONN";
+    case EALREADY: return "EALREADY";
+    case EINTR: return "EINTR";
+    case EEXIST: return "EEXIST";
+    case ENOENT: return "ENOENT";
+    default: return "E?";
+    }
+}
+
+/* Prints `what: value` or `what: ERRNO`. */
+static long show(const char *what, long r) {
+    if (r < 0) printf("%s: %s\n", what, errname(errno));
+    else printf("%s: %ld\n", what, r);
+    fflush(stdout);
+    return r;
+}
+
+static void die(const char *what) {
+    printf("FATAL %s: %s\n", what, strerror(errno));
+    exit(2);
+}
+
+static const char *evname(int ev) {
+    static char buf[128];
+    buf[0] = 0;
+    const struct { int bit; const char *n; } bits[] = {
+        {POLLIN, "IN"}, {POLLPRI, "PRI"}, {POLLOUT, "OUT"}, {POLLRDHUP, "RDHUP"},
+        {POLLHUP, "HUP"}, {POLLERR, "ERR"}, {POLLNVAL, "NVAL"}};
+    for (unsigned i = 0; i < sizeof bits / sizeof bits[0]; i++)
+        if (ev & bits[i].bit) {
+            if (buf[0]) strcat(buf, "|");
+            strcat(buf, bits[i].n);
+        }
+    if (!buf[0]) strcpy(buf, "-");
+    return buf;
+}
+
+static void show_poll(const char *what, int fd) {
+    struct pollfd p = {fd, POLLIN | POLLOUT | POLLRDHUP | POLLPRI, 0};
+    int r = poll(&p, 1, 0);
+    printf("%s: %d %s\n", what, r, evname(p.revents));
+    fflush(stdout);
+}
+
+/* Waits (at most 10 s) until `fd` shows one of `ev`. */
+static void await(int fd, short ev) {
+    struct pollfd p = {fd, ev, 0};
+    if (poll(&p, 1, 10000) != 1) {
+        printf("FATAL await %s: timed out\n", evname(ev));
+        exit(2);
+    }
+}
+
+static void show_read(const char *what, int fd, size_t n, int flags) {
+    char buf[256];
+    if (n > sizeof buf) n = sizeof buf;
+    ssize_t r = recv(fd, buf, n, flags);
+    if (r < 0) printf("%s: %s\n", what, errname(errno));
+    else if (r == 0) printf("%s: EOF\n", what);
+    else printf("%s: \"%.*s\"\n", what, (int)r, buf);
+    fflush(stdout);
+}
+
+static int listener(struct sockaddr_in *addr) {
+    int l = socket(AF_INET, SOCK_STREAM, 0);
+    if (l < 0) die("socket");
+    memset(addr, 0, sizeof *addr);
+    addr->sin_family = AF_INET;
+    addr->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (bind(l, (struct sockaddr *)addr, sizeof *addr) < 0) die("bind");
+    if (listen(l, 128) < 0) die("listen");
+    socklen_t len = sizeof *addr;
+    getsockname(l, (struct sockaddr *)addr, &len);
+    return l;
+}
+
+/* A connected pair: *c connects, *a is accepted. */
+static void pair(int *c, int *a) {
+    struct sockaddr_in addr;
+    int l = listener(&addr);
+    *c = socket(AF_INET, SOCK_STREAM, 0);
+    if (connect(*c, (struct sockaddr *)&addr, sizeof addr) < 0) die("connect");
+    *a = accept(l, NULL, NULL);
+    if (*a < 0) die("accept");
+    close(l);
+}
+
+static long wr(int fd, const char *s) {
+    return send(fd, s, strlen(s), MSG_NOSIGNAL);
+}
+
+static void sc_connect_blocking(void) {
+    struct sockaddr_in addr;
+    int l = listener(&addr);
+    int c = socket(AF_INET, SOCK_STREAM, 0);
+    show("connect", connect(c, (struct sockaddr *)&addr, sizeof addr));
+    show("connect again", connect(c, (struct sockaddr *)&addr, sizeof addr));
+    /* The program writes before the server accepts. */
+    show("write before accept", wr(c, "early"));
+    int a = accept(l, NULL, NULL);
+    show("accepted", a >= 0);
+    show_read("server reads", a, 64, 0);
+    show("server writes", wr(a, "late"));
+    show_read("client reads", c, 64, 0);
+}
+
+static void sc_connect_nonblocking(void) {
+    struct sockaddr_in addr;
+    int l = listener(&addr);
+    int c = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    int r = connect(c, (struct sockaddr *)&addr, sizeof addr);
+    printf("connect: %s\n", r == 0 ? "0 (at once)" : errno == EINPROGRESS ? "EINPROGRESS" : errname(errno));
+    await(c, POLLOUT);
+    int err = -1;
+    socklen_t len = sizeof err;
+    getsockopt(c, SOL_SOCKET, SO_ERROR, &err, &len);
+    printf("SO_ERROR: %d\n", err);
+    int a = accept(l, NULL, NULL);
+    show("write", wr(c, "x"));
+    await(a, POLLIN);
+    show_read("read", a, 10, 0);
+    /* A closed port. */
+    close(l);
+    int d = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    r = connect(d, (struct sockaddr *)&addr, sizeof addr);
+    printf("connect refused: %s\n", r == 0 ? "0" : (errno == EINPROGRESS || errno == ECONNREFUSED) ? "EINPROGRESS or ECONNREFUSED" : errname(errno));
+    if (r < 0 && errno == EINPROGRESS) await(d, POLLOUT);
+    err = -1;
+    getsockopt(d, SOL_SOCKET, SO_ERROR, &err, &len);
+    printf("SO_ERROR: %s\n", err == ECONNREFUSED || r < 0 ? "ECONNREFUSED (here or at connect)" : "?");
+}
+
+static void sc_accept4_flags(void) {
+    struct sockaddr_in addr;
+    int l = listener(&addr);
+    int c = socket(AF_INET, SOCK_STREAM, 0);
+    connect(c, (struct sockaddr *)&addr, sizeof addr);
+    struct sockaddr_in peer;
+    socklen_t plen = sizeof peer;
+    int a = accept4(l, (struct sockaddr *)&peer, &plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    struct sockaddr_in cname;
+    socklen_t clen = sizeof cname;
+    getsockname(c, (struct sockaddr *)&cname, &clen);
+    printf("peer address is the client's: %d\n", plen == sizeof peer && peer.sin_port == cname.sin_port);
+    printf("O_NONBLOCK: %d\n", !!(fcntl(a, F_GETFL) & O_NONBLOCK));
+    printf("FD_CLOEXEC: %d\n", !!(fcntl(a, F_GETFD) & FD_CLOEXEC));
+    show_read("read (nonblocking, empty)", a, 10, 0);
+    show("write", wr(c, "ab"));
+    await(a, POLLIN);
+    show_read("read", a, 10, 0);
+    int b = socket(AF_INET, SOCK_STREAM, 0);
+    connect(b, (struct sockaddr *)&addr, sizeof addr);
+    int a2 = accept4(l, NULL, NULL, 0);
+    printf("plain accept4: O_NONBLOCK %d FD_CLOEXEC %d\n", !!(fcntl(a2, F_GETFL) & O_NONBLOCK), !!(fcntl(a2, F_GETFD) & FD_CLOEXEC));
+}
+
+static void sc_read_write_calls(void) {
+    int c, a;
+    pair(&c, &a);
+    char buf[64];
+    show("write", write(c, "w1", 2));
+    struct iovec iv[3] = {{"wv", 2}, {"", 0}, {"2!", 2}};
+    show("writev", writev(c, iv, 3));
+    show("send", send(c, "s3", 2, 0));
+    show("sendto", sendto(c, "t4", 2, 0, NULL, 0));
+    struct msghdr m = {0};
+    struct iovec one = {"m5", 2};
+    m.msg_iov = &one;
+    m.msg_iovlen = 1;
+    show("sendmsg", sendmsg(c, &m, 0));
+    /* 12 bytes are on their way; read them back with every call (each
+     * for an exact count, as a stream may split them anywhere). */
+    char got[32] = {0};
+    size_t n = 0;
+    while (n < 2) {
+        ssize_t r = read(a, got + n, 2 - n);
+        if (r <= 0) die("read");
+        n += r;
+    }
+    char x[2], y[2];
+    size_t v = 0;
+    while (v < 4) {
+        struct iovec rv[2] = {{x + (v < 2 ? v : 2), v < 2 ? 2 - v : 0}, {y + (v > 2 ? v - 2 : 0), v > 2 ? 4 - v : 2}};
+        ssize_t k = readv(a, rv, 2);
+        if (k <= 0) die("readv");
+        v += k;
+    }
+    memcpy(got + n, x, 2);
+    memcpy(got + n + 2, y, 2);
+    n += 4;
+    ssize_t r = recvfrom(a, got + n, 2, MSG_WAITALL, NULL, NULL);
+    if (r != 2) die("recvfrom");
+    n += r;
+    struct msghdr mr = {0};
+    struct iovec riov = {got + n, 2};
+    mr.msg_iov = &riov;
+    mr.msg_iovlen = 1;
+    r = recvmsg(a, &mr, MSG_WAITALL);
+    if (r != 2) die("recvmsg");
+    n += r;
+    r = recv(a, got + n, 2, MSG_WAITALL);
+    if (r != 2) die("recv");
+    n += r;
+    printf("stream: %.*s\n", (int)n, got);
+    show("zero-length send", send(c, buf, 0, 0));
+    show("zero-length recv", recv(a, buf, 0, MSG_DONTWAIT));
+}
+
+static void sc_peek_dontwait(void) {
+    int c, a;
+    pair(&c, &a);
+    show_read("dontwait on empty", a, 10, MSG_DONTWAIT);
+    show("write", wr(c, "hello"));
+    await(a, POLLIN);
+    show_read("peek", a, 3, MSG_PEEK);
+    show_read("peek again", a, 10, MSG_PEEK);
+    show_read("read", a, 2, 0);
+    show_read("peek rest", a, 10, MSG_PEEK | MSG_DONTWAIT);
+    show_read("read rest", a, 10, MSG_DONTWAIT);
+    show_read("dontwait empty again", a, 10, MSG_DONTWAIT);
+}
+
+static void sc_partial_writes(void) {
+    int c, a;
+    pair(&c, &a);
+    fcntl(c, F_SETFL, O_NONBLOCK);
+    static char big[1 << 16];
+    memset(big, 'z', sizeof big);
+    long total = 0;
+    int partial = 0;
+    for (;;) {
+        ssize_t r = send(c, big, sizeof big, MSG_NOSIGNAL);
+        if (r < 0) {
+            printf("filled: %s\n", errname(errno));
+            break;
+        }
+        if ((size_t)r < sizeof big) partial = 1;
+        total += r;
+        if (total > (1L << 30)) die("never full");
+    }
+    printf("a partial write came before EAGAIN: %d\n", partial);
+    show_poll("writer poll when full", c);
+    /* Drain everything: the writer can write again. */
+    static char sink[1 << 16];
+    long got = 0;
+    while (got < total) {
+        ssize_t r = recv(a, sink, sizeof sink, 0);
+        if (r <= 0) die("drain");
+        got += r;
+    }
+    printf("drained all: %d\n", got == total);
+    await(c, POLLOUT);
+    show("write after drain", send(c, "ok", 2, MSG_NOSIGNAL));
+    show_read("read it", a, 10, 0);
+}
+
+static void sc_shutdown(void) {
+    int c, a;
+    pair(&c, &a);
+    show("write", wr(c, "last words"));
+    show("shutdown(SHUT_WR)", shutdown(c, SHUT_WR));
+    await(a, POLLRDHUP);
+    show_poll("peer poll", a);
+    show_poll("own poll", c);
+    int ep = epoll_create1(0);
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLET, .data.u32 = 7};
+    epoll_ctl(ep, EPOLL_CTL_ADD, a, &ev);
+    struct epoll_event out[4];
+    int n = epoll_wait(ep, out, 4, 1000);
+    printf("epoll: %d events %s data %u\n", n, n > 0 ? evname(out[0].events) : "-", n > 0 ? out[0].data.u32 : 0);
+    show_read("peer reads", a, 64, 0);
+    show_read("peer reads EOF", a, 64, 0);
+    show_read("again EOF", a, 64, 0);
+    show("write after own SHUT_WR", wr(c, "x"));
+    show("peer writes back", wr(a, "reply"));
+    await(c, POLLIN);
+    show_read("half-closed side reads", c, 64, 0);
+    show("peer shutdown(SHUT_WR)", shutdown(a, SHUT_WR));
+    await(c, POLLRDHUP);
+    show_poll("both shut: c", c);
+    show_poll("both shut: a", a);
+    show("shutdown(bad)", shutdown(c, 42));
+}
+
+static void sc_close_and_reset(void) {
+    int c, a;
+    pair(&c, &a);
+    show("a write", wr(a, "bye"));
+    await(c, POLLIN);
+    close(a);
+    await(c, POLLRDHUP);
+    show_poll("after clean close", c);
+    show_read("read", c, 10, 0);
+    show_read("read", c, 10, 0);
+    show("write 1 (meets a closed socket)", wr(c, "x"));
+    await(c, POLLERR | POLLHUP);
+    show_poll("after the RST", c);
+    show("write 2", wr(c, "x"));
+    show_read("read", c, 10, 0);
+    /* Closing with unread data resets the connection. */
+    pair(&c, &a);
+    show("c write", wr(c, "unread"));
+    show("a write", wr(a, "pending"));
+    await(a, POLLIN);
+    await(c, POLLIN);
+    close(a);
+    await(c, POLLHUP | POLLERR | POLLRDHUP);
+    show_poll("after reset", c);
+    int err;
+    socklen_t len = sizeof err;
+    getsockopt(c, SOL_SOCKET, SO_ERROR, &err, &len);
+    printf("SO_ERROR: %s\n", err ? errname(err) : "0");
+    show_read("read pending", c, 10, 0);
+    show_read("read after", c, 10, 0);
+    show("write", wr(c, "x"));
+    /* SIGPIPE without MSG_NOSIGNAL. */
+    signal(SIGPIPE, SIG_IGN);
+    show("write (SIGPIPE ignored)", write(c, "x", 1));
+}
+
+static void sc_peer_dies(void) {
+    int c, a;
+    pair(&c, &a);
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(a);
+        for (;;) {
+            if (send(c, "data", 4, MSG_NOSIGNAL) < 0) _exit(1);
+        }
+    }
+    close(c);
+    char buf[4096];
+    long got = 0;
+    while (got < (1 << 20)) {
+        ssize_t r = read(a, buf, sizeof buf);
+        if (r <= 0) die("read");
+        got += r;
+    }
+    kill(pid, SIGKILL);
+    int st;
+    waitpid(pid, &st, 0);
+    printf("child killed: %d\n", WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+    ssize_t r;
+    while ((r = read(a, buf, sizeof buf)) > 0) {}
+    printf("reader ends with: %s\n", r == 0 ? "EOF" : errname(errno));
+    /* The other way: the reader dies, the writer blocks, then fails. */
+    pair(&c, &a);
+    pid = fork();
+    if (pid == 0) {
+        close(c);
+        read(a, buf, 10);
+        pause();
+        _exit(0);
+    }
+    close(a);
+    signal(SIGPIPE, SIG_IGN);
+    static char big[1 << 16];
+    int killed = 0;
+    for (long total = 0;; total += r) {
+        r = send(c, big, sizeof big, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (r < 0 && errno == EAGAIN && !killed) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &st, 0);
+            killed = 1;
+            r = 0;
+            continue;
+        }
+        if (r < 0 && errno == EAGAIN) {
+            await(c, POLLOUT);
+            r = 0;
+            continue;
+        }
+        if (r < 0) break;
+    }
+    printf("writer ends with: %s\n", errno == EPIPE || errno == ECONNRESET ? "EPIPE or ECONNRESET" : errname(errno));
+    show("then", send(c, "x", 1, MSG_NOSIGNAL));
+}
+
+static void sc_dup(void) {
+    int c, a;
+    pair(&c, &a);
+    int d1 = dup(c);
+    int d2 = 100;
+    show("dup2", dup2(c, d2) == d2);
+    int d3 = 101;
+    show("dup3(O_CLOEXEC)", dup3(c, d3, O_CLOEXEC) == d3);
+    printf("dup3 cloexec: %d, dup2 cloexec: %d\n", !!(fcntl(d3, F_GETFD) & FD_CLOEXEC), !!(fcntl(d2, F_GETFD) & FD_CLOEXEC));
+    int d4 = fcntl(c, F_DUPFD, 200);
+    int d5 = fcntl(c, F_DUPFD_CLOEXEC, 0);
+    printf("F_DUPFD >= 200: %d, F_DUPFD_CLOEXEC cloexec: %d\n", d4 >= 200, !!(fcntl(d5, F_GETFD) & FD_CLOEXEC));
+    show("dup3 onto itself", dup3(c, c, 0));
+    show("dup2 onto itself", dup2(c, c) == c);
+    /* Any copy writes to the same stream; O_NONBLOCK is shared. */
+    close(c);
+    show("write via dup", wr(d1, "1"));
+    show("write via dup2", wr(d2, "2"));
+    show("write via dup3", wr(d3, "3"));
+    show("write via F_DUPFD", wr(d4, "4"));
+    show("write via F_DUPFD_CLOEXEC", wr(d5, "5"));
+    char got[8];
+    long n = 0;
+    while (n < 5) {
+        ssize_t r = read(a, got + n, sizeof got - n);
+        if (r <= 0) die("read");
+        n += r;
+    }
+    printf("peer got: %.*s\n", (int)n, got);
+    fcntl(d1, F_SETFL, O_NONBLOCK);
+    printf("O_NONBLOCK shared with dup2: %d\n", !!(fcntl(d2, F_GETFL) & O_NONBLOCK));
+    show_read("nonblocking read via another copy", d4, 10, 0);
+    /* dup2 over a marked fd replaces it. */
+    int p[2];
+    pipe(p);
+    show("dup2 a pipe over a copy", dup2(p[0], d2) == d2);
+    write(p[1], "pipe", 4);
+    char pb[8];
+    printf("read via that number: %zd\n", read(d2, pb, sizeof pb));
+    /* Close every copy: the peer sees EOF. */
+    close(d1);
+    close(d3);
+    close(d4);
+    show_read("peer before the last close", a, 10, MSG_DONTWAIT);
+    close(d5);
+    await(a, POLLRDHUP);
+    show_read("peer after the last close", a, 10, 0);
+    show("close twice", close(d5));
+}
+
+static void sc_nonblock_fionread(void) {
+    int c, a;
+    pair(&c, &a);
+    show("fcntl(F_SETFL, O_NONBLOCK)", fcntl(a, F_SETFL, fcntl(a, F_GETFL) | O_NONBLOCK));
+    show_read("read", a, 10, 0);
+    int off = 0;
+    show("ioctl(FIONBIO, 0)", ioctl(a, FIONBIO, &off));
+    printf("O_NONBLOCK now: %d\n", !!(fcntl(a, F_GETFL) & O_NONBLOCK));
+    int on = 1;
+    ioctl(a, FIONBIO, &on);
+    show_read("read", a, 10, 0);
+    int n = -1;
+    ioctl(a, FIONREAD, &n);
+    printf("FIONREAD empty: %d\n", n);
+    wr(c, "twelve bytes");
+    await(a, POLLIN);
+    ioctl(a, FIONREAD, &n);
+    printf("FIONREAD: %d\n", n);
+    show_read("read 5", a, 5, 0);
+    ioctl(a, FIONREAD, &n);
+    printf("FIONREAD: %d\n", n);
+    ioctl(a, SIOCOUTQ, &n);
+    printf("SIOCOUTQ of the reader: %d\n", n);
+}
+
+static void sc_names_and_options(void) {
+    int c, a;
+    pair(&c, &a);
+    struct sockaddr_in cl, cp, al, ap;
+    socklen_t len = sizeof cl;
+    getsockname(c, (struct sockaddr *)&cl, &len);
+    getpeername(c, (struct sockaddr *)&cp, &len);
+    getsockname(a, (struct sockaddr *)&al, &len);
+    getpeername(a, (struct sockaddr *)&ap, &len);
+    printf("names cross-match: %d\n", cl.sin_port == ap.sin_port && cp.sin_port == al.sin_port &&
+                                         cl.sin_addr.s_addr == ap.sin_addr.s_addr && ntohl(cl.sin_addr.s_addr) == INADDR_LOOPBACK);
+    int v = -1;
+    socklen_t vl = sizeof v;
+    getsockopt(c, IPPROTO_TCP, TCP_NODELAY, &v, &vl);
+    printf("TCP_NODELAY: %d\n", v);
+    int one = 1;
+    show("set TCP_NODELAY", setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one));
+    getsockopt(c, IPPROTO_TCP, TCP_NODELAY, &v, &vl);
+    printf("TCP_NODELAY: %d\n", v);
+    int buf = 1 << 16;
+    show("set SO_RCVBUF", setsockopt(a, SOL_SOCKET, SO_RCVBUF, &buf, sizeof buf));
+    getsockopt(a, SOL_SOCKET, SO_RCVBUF, &v, &vl);
+    printf("SO_RCVBUF doubled as Linux does: %d\n", v == 2 * buf);
+    getsockopt(a, SOL_SOCKET, SO_TYPE, &v, &vl);
+    printf("SO_TYPE stream: %d\n", v == SOCK_STREAM);
+    struct timeval tv = {0, 30000};
+    show("set SO_RCVTIMEO", setsockopt(a, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv));
+    struct timeval got;
+    socklen_t gl = sizeof got;
+    getsockopt(a, SOL_SOCKET, SO_RCVTIMEO, &got, &gl);
+    printf("SO_RCVTIMEO: %ld us\n", got.tv_sec * 1000000 + got.tv_usec);
+    show_read("blocking read times out", a, 10, 0);
+    wr(c, "in time");
+    show_read("blocking read", a, 10, 0);
+    show_read("times out again", a, 10, 0);
+    show("set SO_SNDTIMEO", setsockopt(c, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv));
+    static char big[1 << 16];
+    long total = 0;
+    ssize_t r;
+    while ((r = send(c, big, sizeof big, MSG_NOSIGNAL)) > 0) total += r;
+    printf("a blocking send with SO_SNDTIMEO ends with: %s (after %s)\n", errname(errno), total > 0 ? "some bytes" : "none");
+}
+
+static void sc_poll_select(void) {
+    int c, a;
+    pair(&c, &a);
+    int p[2];
+    pipe(p);
+    struct pollfd f[3] = {{a, POLLIN, 0}, {p[0], POLLIN, 0}, {c, POLLOUT, 0}};
+    int pn = poll(f, 3, 0);
+    printf("poll: %d [%s ", pn, evname(f[0].revents));
+    printf("%s ", evname(f[1].revents));
+    printf("%s]\n", evname(f[2].revents));
+    wr(c, "x");
+    write(p[1], "y", 1);
+    f[0].revents = f[1].revents = f[2].revents = 0;
+    f[2].events = 0;
+    int n = poll(f, 3, 5000);
+    while (n < 2) {
+        /* The two writes may land one after the other. */
+        n = poll(f, 3, 5000);
+    }
+    printf("poll: %d [%s ", n, evname(f[0].revents));
+    printf("%s ", evname(f[1].revents));
+    printf("%s]\n", evname(f[2].revents));
+    struct pollfd neg = {-1, POLLIN, 0};
+    printf("poll of a negative fd: %d\n", poll(&neg, 1, 0));
+    fd_set rd, wrs;
+    FD_ZERO(&rd);
+    FD_ZERO(&wrs);
+    FD_SET(a, &rd);
+    FD_SET(p[0], &rd);
+    FD_SET(c, &wrs);
+    int maxfd = (a > p[0] ? a : p[0]) > c ? (a > p[0] ? a : p[0]) : c;
+    struct timeval tv = {5, 0};
+    int sn = select(maxfd + 1, &rd, &wrs, NULL, &tv);
+    printf("select: %d a:%d pipe:%d c-writable:%d\n", sn, FD_ISSET(a, &rd), FD_ISSET(p[0], &rd), FD_ISSET(c, &wrs));
+    char b[4];
+    read(a, b, 1);
+    read(p[0], b, 1);
+    FD_ZERO(&rd);
+    FD_SET(a, &rd);
+    struct timeval zero = {0, 30000};
+    printf("select times out: %d\n", select(a + 1, &rd, NULL, NULL, &zero));
+    /* A blocking poll woken by a write from another process. */
+    pid_t pid = fork();
+    if (pid == 0) {
+        struct pollfd w = {c, POLLOUT, 0};
+        poll(&w, 1, 0);
+        wr(c, "late");
+        _exit(0);
+    }
+    struct pollfd one = {a, POLLIN, 0};
+    int pr = poll(&one, 1, 10000);
+    printf("blocking poll: %d %s\n", pr, evname(one.revents));
+    waitpid(pid, NULL, 0);
+    show_read("read", a, 10, 0);
+}
+
+static void sc_epoll(void) {
+    int c, a;
+    pair(&c, &a);
+    fcntl(a, F_SETFL, O_NONBLOCK);
+    int lt = epoll_create1(EPOLL_CLOEXEC), et = epoll_create1(0), os = epoll_create1(0);
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP, .data.u64 = 0x1111};
+    show("LT add", epoll_ctl(lt, EPOLL_CTL_ADD, a, &ev));
+    show("LT add again", epoll_ctl(lt, EPOLL_CTL_ADD, a, &ev));
+    ev.events = EPOLLIN | EPOLLRDHUP | EPOLLET;
+    ev.data.u64 = 0x2222;
+    show("ET add (the same fd in a second set)", epoll_ctl(et, EPOLL_CTL_ADD, a, &ev));
+    ev.events = EPOLLIN | EPOLLONESHOT;
+    ev.data.u64 = 0x3333;
+    show("ONESHOT add (a third set)", epoll_ctl(os, EPOLL_CTL_ADD, a, &ev));
+    struct epoll_event out[8];
+    int n = epoll_wait(lt, out, 8, 0);
+    printf("LT, writable: %d %s %llx\n", n, n ? evname(out[0].events) : "-", n ? (unsigned long long)out[0].data.u64 : 0);
+    printf("ET, nothing: %d\n", epoll_wait(et, out, 8, 0));
+    wr(c, "abc");
+    n = epoll_wait(et, out, 8, 5000);
+    printf("ET after data: %d %s %llx\n", n, n ? evname(out[0].events) : "-", n ? (unsigned long long)out[0].data.u64 : 0);
+    printf("ET again, no new edge: %d\n", epoll_wait(et, out, 8, 0));
+    n = epoll_wait(lt, out, 8, 0);
+    printf("LT reports it: %d %s\n", n, n ? evname(out[0].events) : "-");
+    n = epoll_wait(lt, out, 8, 0);
+    printf("LT again: %d %s\n", n, n ? evname(out[0].events) : "-");
+    n = epoll_wait(os, out, 8, 0);
+    printf("ONESHOT: %d %llx\n", n, n ? (unsigned long long)out[0].data.u64 : 0);
+    printf("ONESHOT disarmed: %d\n", epoll_wait(os, out, 8, 0));
+    ev.events = EPOLLIN | EPOLLONESHOT;
+    show("ONESHOT rearm", epoll_ctl(os, EPOLL_CTL_MOD, a, &ev));
+    printf("ONESHOT rearmed: %d\n", epoll_wait(os, out, 8, 0));
+    show_read("read part", a, 1, 0);
+    printf("ET after a partial read, no new edge: %d\n", epoll_wait(et, out, 8, 0));
+    wr(c, "d");
+    n = epoll_wait(et, out, 8, 5000);
+    printf("ET new edge: %d %s\n", n, n ? evname(out[0].events) : "-");
+    show_read("read all", a, 10, 0);
+    n = epoll_wait(lt, out, 8, 0);
+    printf("LT drained: %d %s\n", n, n ? evname(out[0].events) : "-");
+    /* Mixed with kernel fds: a pipe and an eventfd. */
+    int p[2];
+    pipe(p);
+    int efd = eventfd(0, EFD_NONBLOCK);
+    ev.events = EPOLLIN;
+    ev.data.u64 = 0x4444;
+    epoll_ctl(et, EPOLL_CTL_ADD, p[0], &ev);
+    ev.data.u64 = 0x5555;
+    epoll_ctl(et, EPOLL_CTL_ADD, efd, &ev);
+    uint64_t one = 1;
+    write(efd, &one, 8);
+    write(p[1], "z", 1);
+    wr(c, "e");
+    unsigned long long seen = 0;
+    for (int round = 0; round < 3 && seen != (0x2222ULL ^ 0x4444 ^ 0x5555); round++) {
+        n = epoll_wait(et, out, 8, 5000);
+        for (int i = 0; i < n; i++) seen ^= out[i].data.u64;
+    }
+    printf("mixed set saw all three: %d\n", seen == (0x2222ULL ^ 0x4444 ^ 0x5555));
+    /* MOD and DEL. */
+    ev.events = EPOLLOUT;
+    ev.data.u64 = 0x6666;
+    show("MOD", epoll_ctl(lt, EPOLL_CTL_MOD, a, &ev));
+    n = epoll_wait(lt, out, 8, 0);
+    printf("after MOD: %d %s %llx\n", n, n ? evname(out[0].events) : "-", n ? (unsigned long long)out[0].data.u64 : 0);
+    show("DEL", epoll_ctl(lt, EPOLL_CTL_DEL, a, NULL));
+    show("DEL again", epoll_ctl(lt, EPOLL_CTL_DEL, a, NULL));
+    printf("after DEL: %d\n", epoll_wait(lt, out, 8, 0));
+    /* A blocking epoll_wait woken by a write from another process, and
+     * the peer's half-close and close as events. */
+    pid_t pid = fork();
+    if (pid == 0) {
+        wr(c, "from child");
+        shutdown(c, SHUT_WR);
+        _exit(0);
+    }
+    ev.events = EPOLLIN | EPOLLRDHUP;
+    ev.data.u64 = 0x7777;
+    epoll_ctl(lt, EPOLL_CTL_ADD, a, &ev);
+    n = epoll_wait(lt, out, 8, 10000);
+    printf("blocking epoll_wait: %d\n", n > 0);
+    waitpid(pid, NULL, 0);
+    char buf[32];
+    long got = 0;
+    ssize_t r;
+    while ((r = read(a, buf + got, sizeof buf - got)) != 0) {
+        if (r < 0) {
+            await(a, POLLIN);
+            continue;
+        }
+        got += r;
+    }
+    printf("read: %.*s then EOF\n", (int)got, buf);
+    n = epoll_wait(lt, out, 8, 0);
+    printf("after half-close: %d %s\n", n, n ? evname(out[0].events) : "-");
+    close(c);
+    await(a, POLLHUP | POLLRDHUP);
+    n = epoll_wait(lt, out, 8, 0);
+    printf("after close: %d %s\n", n, n ? evname(out[0].events) : "-");
+    wr(a, "x");
+    await(a, POLLERR | POLLHUP);
+    n = epoll_wait(lt, out, 8, 0);
+    printf("after the RST: %d %s\n", n, n ? evname(out[0].events & ~EPOLLOUT) : "-");
+    close(a);
+    printf("closed fds leave the set: %d\n", epoll_wait(lt, out, 8, 0));
+}
+
+static void sc_fork_share(void) {
+    int c, a;
+    pair(&c, &a);
+    pid_t pid = fork();
+    if (pid == 0) {
+        for (int i = 0; i < 1000; i++)
+            if (send(c, "C", 1, MSG_NOSIGNAL) != 1) _exit(1);
+        _exit(0);
+    }
+    for (int i = 0; i < 1000; i++)
+        if (send(c, "P", 1, MSG_NOSIGNAL) != 1) die("parent write");
+    int st;
+    waitpid(pid, &st, 0);
+    close(c);
+    long p = 0, k = 0;
+    char buf[512];
+    ssize_t r;
+    while ((r = read(a, buf, sizeof buf)) > 0)
+        for (ssize_t i = 0; i < r; i++) p += buf[i] == 'P', k += buf[i] == 'C';
+    printf("child ok: %d, parent bytes %ld, child bytes %ld, then %s\n", WIFEXITED(st) && WEXITSTATUS(st) == 0, p, k, r == 0 ? "EOF" : errname(errno));
+    /* The child reads what the peer sends to the shared socket. */
+    pair(&c, &a);
+    pid = fork();
+    if (pid == 0) {
+        char b[16];
+        ssize_t n = recv(c, b, 5, MSG_WAITALL);
+        _exit(n == 5 && memcmp(b, "hello", 5) == 0 ? 0 : 1);
+    }
+    wr(a, "hello");
+    waitpid(pid, &st, 0);
+    printf("child read from the shared socket: %d\n", WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+static void sc_exec(const char *self) {
+    int c, a;
+    pair(&c, &a);
+    int keep = dup(c);
+    int gone = fcntl(c, F_DUPFD_CLOEXEC, 0);
+    close(c);
+    pid_t pid = fork();
+    if (pid == 0) {
+        char k[16], g[16];
+        snprintf(k, sizeof k, "%d", keep);
+        snprintf(g, sizeof g, "%d", gone);
+        execl(self, self, "exec-child", k, g, (char *)NULL);
+        _exit(127);
+    }
+    int st;
+    waitpid(pid, &st, 0);
+    printf("exec'd child: %d\n", WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+    show_read("what the exec'd child wrote", a, 64, 0);
+    close(keep);
+    close(gone);
+    await(a, POLLRDHUP);
+    show_read("then", a, 64, 0);
+}
+
+static int exec_child(int keep, int gone) {
+    /* The CLOEXEC copy is gone, the other one works. */
+    printf("cloexec copy closed: %d\n", fcntl(gone, F_GETFD) < 0 && errno == EBADF);
+    fflush(stdout);
+    return send(keep, "written after exec", 18, MSG_NOSIGNAL) == 18 ? 0 : 1;
+}
+
+/* Many connections at once, each carrying a message each way. */
+static void sc_many(int n) {
+    struct sockaddr_in addr;
+    int l = listener(&addr);
+    listen(l, n + 16);
+    int *cs = calloc(n, sizeof *cs), *as = calloc(n, sizeof *as);
+    for (int i = 0; i < n; i++) {
+        cs[i] = socket(AF_INET, SOCK_STREAM, 0);
+        if (connect(cs[i], (struct sockaddr *)&addr, sizeof addr) < 0) die("connect");
+    }
+    for (int i = 0; i < n; i++)
+        if ((as[i] = accept(l, NULL, NULL)) < 0) die("accept");
+    for (int i = 0; i < n; i++)
+        if (send(cs[i], &i, sizeof i, 0) != sizeof i) die("send");
+    long ok = 0;
+    for (int i = 0; i < n; i++) {
+        int v;
+        if (recv(as[i], &v, sizeof v, MSG_WAITALL) != sizeof v) die("recv");
+        if (send(as[i], &v, sizeof v, 0) != sizeof v) die("echo");
+    }
+    for (int i = 0; i < n; i++) {
+        int v;
+        if (recv(cs[i], &v, sizeof v, MSG_WAITALL) != sizeof v) die("recv back");
+        ok += v == i;
+    }
+    printf("%d connections, answers in order: %ld\n", n, ok);
+}
+
+int main(int argc, char **argv) {
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    if (argc < 2) {
+        fprintf(stderr, "usage: sockets SCENARIO\n");
+        return 2;
+    }
+    const char *s = argv[1];
+    if (!strcmp(s, "exec-child") && argc == 4) return exec_child(atoi(argv[2]), atoi(argv[3]));
+    if (!strcmp(s, "connect-blocking")) sc_connect_blocking();
+    else if (!strcmp(s, "connect-nonblocking")) sc_connect_nonblocking();
+    else if (!strcmp(s, "accept4")) sc_accept4_flags();
+    else if (!strcmp(s, "read-write")) sc_read_write_calls();
+    else if (!strcmp(s, "peek-dontwait")) sc_peek_dontwait();
+    else if (!strcmp(s, "partial-writes")) sc_partial_writes();
+    else if (!strcmp(s, "shutdown")) sc_shutdown();
+    else if (!strcmp(s, "close-reset")) sc_close_and_reset();
+    else if (!strcmp(s, "peer-dies")) sc_peer_dies();
+    else if (!strcmp(s, "dup")) sc_dup();
+    else if (!strcmp(s, "nonblock-fionread")) sc_nonblock_fionread();
+    else if (!strcmp(s, "names-options")) sc_names_and_options();
+    else if (!strcmp(s, "poll-select")) sc_poll_select();
+    else if (!strcmp(s, "epoll")) sc_epoll();
+    else if (!strcmp(s, "fork")) sc_fork_share();
+    else if (!strcmp(s, "exec")) sc_exec(argv[0]);
+    else if (!strcmp(s, "many")) sc_many(argc > 2 ? atoi(argv[2]) : 1000);
+    else {
+        fprintf(stderr, "sockets: unknown scenario %s\n", s);
+        return 2;
+    }
+    return 0;
+}

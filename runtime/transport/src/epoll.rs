@@ -116,13 +116,8 @@ impl Default for Shadow {
     }
 }
 
-/// A user `struct epoll_event` (packed on x86-64, as the kernel's).
-#[repr(C, packed)]
-#[derive(Clone, Copy)]
-pub struct EpollEvent {
-    pub events: u32,
-    pub data: u64,
-}
+/// A user `struct epoll_event` (the kernel's layout lives with the raw calls).
+pub use crate::sys::EpollEvent;
 
 fn snapshot(e: &Entry) -> Snapshot {
     let Some(end) = e.end else { return Snapshot::default() };

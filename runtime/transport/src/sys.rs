@@ -403,9 +403,17 @@ pub fn epoll_create(flags: i32) -> Sysret {
     unsafe { syscall1(libc::SYS_epoll_create1, flags as u64) }
 }
 
+/// A user `struct epoll_event` (packed on x86-64, as the kernel's).
+#[repr(C, packed)]
+#[derive(Clone, Copy)]
+pub struct EpollEvent {
+    pub events: u32,
+    pub data: u64,
+}
+
 /// `epoll_ctl` with an event (or none, for `EPOLL_CTL_DEL`).
-pub fn epoll_ctl(epfd: i32, op: i32, fd: i32, ev: Option<&mut crate::epoll::EpollEvent>) -> Sysret {
-    let p = ev.map_or(0, |e| e as *mut crate::epoll::EpollEvent as u64);
+pub fn epoll_ctl(epfd: i32, op: i32, fd: i32, ev: Option<&mut EpollEvent>) -> Sysret {
+    let p = ev.map_or(0, |e| e as *mut EpollEvent as u64);
     // SAFETY: `p` is null or a live, writable epoll_event.
     unsafe { syscall4(libc::SYS_epoll_ctl, epfd as u64, op as u64, fd as u64, p) }
 }

@@ -75,7 +75,7 @@ fn stack(dir: &Path) {
 
 fn shunt_in(dir: &Path, args: &[&str]) -> Outcome {
     let mut cmd = Command::new(shunt());
-    cmd.current_dir(dir).args(args);
+    cmd.current_dir(dir).args(args).env("SHUNT_STATE_DIR", dir.join(".state")); // the image store, not the machine's
     // No faas-cli here: shunt's own shrink-wrap is what is tested.
     cmd.env("PATH", "/usr/local/bin:/usr/bin:/bin");
     run(cmd, None, Duration::from_secs(300))
@@ -192,7 +192,7 @@ fn a_faas_cli_on_path_does_the_shrinkwrap() {
     let log = d.path().join("faas-cli.log");
     let build = |fail: bool| {
         let mut cmd = Command::new(shunt());
-        cmd.current_dir(d.path()).args(["faas", "build", "-f", "stack.yml"]);
+        cmd.current_dir(d.path()).args(["faas", "build", "-f", "stack.yml"]).env("SHUNT_STATE_DIR", d.path().join(".state"));
         cmd.env("PATH", format!("{}:/usr/local/bin:/usr/bin:/bin", bin.display())).env("FAKE_LOG", &log);
         if fail {
             cmd.env("FAKE_FAIL", "1");

@@ -62,6 +62,9 @@ enum Command {
     /// OpenFaaS stacks without Docker: shrink-wrap, build and run functions.
     #[command(subcommand)]
     Faas(faas::FaasCommand),
+    /// The function manager: OpenFaaS gateway and faas-provider API (what
+    /// faas-cli login/deploy/list/invoke/logs/secret/remove drive), every function an instance.
+    Daemon(shunt_manager::cli::DaemonArgs),
     /// Internal: run a static program inside this process (used by `run`).
     #[command(hide = true)]
     Load {
@@ -91,6 +94,7 @@ fn main() -> ExitCode {
         Command::Go(a) => commands::go::run(a),
         Command::Glibc(a) => commands::glibc::run(a),
         Command::Faas(c) => faas::run(c),
+        Command::Daemon(a) => faas::daemon::run(a),
         Command::Load { argv0, command } => commands::load::run(argv0, command),
     };
     match result {

@@ -134,6 +134,16 @@ pub fn build(a: &BuildArgs) -> Result<Vec<Bundle>> {
     all.sort_by(|x, y| (&x.name, &x.variant).cmp(&(&y.name, &y.variant)));
     std::fs::create_dir_all(manifest.parent().unwrap())?;
     std::fs::write(&manifest, serde_json::to_string_pretty(&all)? + "\n")?;
+    // The daemon's image store (interim: bundle records; see
+    // `shunt_manager::images::bundles`), found by the daemon's own rule.
+    let state = a.state_dir.clone().unwrap_or_else(shunt_manager::state::dir::default_state_dir);
+    for b in &bundles {
+        if let Some(image) = fns.iter().find(|(n, _)| **n == b.name).and_then(|(_, f)| f.image.as_deref()) {
+            shunt_manager::images::bundles::record(&state, image, &b.variant, &b.binary, &b.dir, b.environment.clone())
+                .with_context(|| format!("function {}: cannot record image {image} in {}", b.name, state.display()))?;
+            eprintln!("shunt faas: {}: image {image} ({}) in {}", b.name, b.variant, shunt_manager::state::dir::images_dir(&state).display());
+        }
+    }
     for b in &bundles {
         println!("{:<20} {:<14} {:<7} {}", b.name, b.lang, b.variant, b.binary.display());
     }

@@ -30,6 +30,7 @@ use anyhow::Result;
 use clap::{Args, Subcommand};
 
 pub mod build;
+pub mod daemon;
 pub mod shrinkwrap;
 pub mod stack;
 pub mod up;
@@ -64,6 +65,10 @@ pub struct BuildArgs {
     /// Also build each function natively (the benchmark's baseline).
     #[arg(long)]
     pub native: bool,
+    /// The state directory of the `shunt daemon` whose image store gets the
+    /// functions (under their stack `image:`) [default: as `shunt daemon`].
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
 }
 
 #[derive(Args)]

@@ -18,6 +18,9 @@ pub struct Stack {
 pub struct Function {
     pub lang: Option<String>,
     pub handler: Option<String>,
+    /// The image the function is deployed as (`shunt faas build` records
+    /// its bundles under this reference in the daemon's image store).
+    pub image: Option<String>,
     #[serde(default)]
     pub environment: BTreeMap<String, serde_yaml_ng::Value>,
     #[serde(default)]
@@ -133,5 +136,5 @@ pub fn read_template(dir: &Path) -> Result<Template> {
 
 /// A function with no stack settings (for the benchmarks).
 pub fn bare_function(lang: &str) -> Function {
-    Function { lang: Some(lang.into()), handler: None, environment: BTreeMap::new(), build_options: Vec::new() }
+    Function { lang: Some(lang.into()), handler: None, image: None, environment: BTreeMap::new(), build_options: Vec::new() }
 }

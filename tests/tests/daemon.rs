@@ -1,0 +1,340 @@
+//! `shunt daemon` as a program: its flags and their mistakes, the image
+//! store `shunt faas build` fills (a missing image, a binary that no longer
+//! matches its digest, a variant that was not built), and SIGKILL of the
+//! daemon process then a restart — natively and on the runtime — with
+//! deployments, replicas, secrets and logs back and no instance of the
+//! killed daemon left running. What the crate tests (toolchain/manager/
+//! tests) cover in-process is not repeated here.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use shunt_tests::http::{Conn, Response};
+use shunt_tests::*;
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+const TEMPLATE_YML: &str = r#"language: py-shunt
+fprocess: ./handler
+shunt:
+  build: [sh, build.sh]
+  native_build: [sh, build.sh]
+  binary: handler
+"#;
+
+/// The "build" writes the function: a Python server that answers its pid,
+/// its secret and the request path, and logs each request.
+const BUILD_SH: &str = r#"set -e
+cat > handler <<'PY'
+#!/usr/bin/python3
+import http.server, os, sys, signal
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def log_message(self, *a): pass
+    def reply(self, code, text):
+        b = text.encode(); self.send_response(code)
+        self.send_header("Content-Length", str(len(b))); self.end_headers(); self.wfile.write(b)
+    def do_GET(self):
+        if self.path == "/_/health":
+            return self.reply(200, "OK")
+        try:
+            secret = open("/var/openfaas/secrets/tok").read()
+        except OSError as e:
+            secret = "none"
+        print("request " + self.path, flush=True)
+        self.reply(200, "pid=%d secret=%s path=%s" % (os.getpid(), secret, self.path))
+    do_POST = do_GET
+signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
+http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["port"])), H).serve_forever()
+PY
+chmod +x handler
+"#;
+
+fn write(p: &Path, text: &str) {
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, text).unwrap();
+}
+
+/// A stack of one function `pyfn` (image `pyfn:latest`) built into the
+/// image store of `state` (both variants unless `shunt_only`).
+fn build_into(dir: &Path, state: &Path, shunt_only: bool) {
+    write(&dir.join("template/py-shunt/template.yml"), TEMPLATE_YML);
+    write(&dir.join("template/py-shunt/build.sh"), BUILD_SH);
+    write(&dir.join("pyfn/handler.txt"), "");
+    write(&dir.join("stack.yml"), "version: 1.0\nprovider:\n  name: openfaas\nfunctions:\n  pyfn:\n    lang: py-shunt\n    handler: ./pyfn\n    image: pyfn:latest\n");
+    let mut cmd = Command::new(shunt());
+    cmd.current_dir(dir).args(["faas", "build", "-f", "stack.yml", "--state-dir"]).arg(state);
+    if !shunt_only {
+        cmd.arg("--native");
+    }
+    // shunt's own shrink-wrap (no faas-cli needed for this template).
+    cmd.env("PATH", "/usr/local/bin:/usr/bin:/bin");
+    let o = run(cmd, None, LIMIT);
+    assert!(o.status.success(), "shunt faas build: {}", o.stderr_str());
+}
+
+struct Daemon {
+    child: Child,
+    port: u16,
+    state: PathBuf,
+    stderr: PathBuf,
+}
+
+impl Daemon {
+    fn start(state: &Path, native: bool) -> Daemon {
+        let stderr = state.with_extension(format!("stderr.{}", std::process::id()));
+        let mut cmd = Command::new(shunt());
+        cmd.args(["daemon", "--listen", "127.0.0.1:0", "--state-dir"]).arg(state);
+        if native {
+            cmd.arg("--native");
+        }
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(std::fs::File::create(&stderr).unwrap());
+        let mut child = cmd.spawn().expect("start shunt daemon");
+        let out = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let url = loop {
+            match rx.recv_timeout(LIMIT) {
+                Ok(line) => {
+                    if let Some(u) = line.strip_prefix("shunt daemon: listening on ") {
+                        break u.trim().to_string();
+                    }
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!("shunt daemon did not start listening:\n{}", std::fs::read_to_string(&stderr).unwrap_or_default());
+                }
+            }
+        };
+        let port = url.rsplit(':').next().unwrap().parse().unwrap();
+        Daemon { child, port, state: state.to_path_buf(), stderr }
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    fn api(&self, method: &str, path: &str, body: &str) -> Response {
+        let password = std::fs::read_to_string(self.state.join("auth/basic-auth-password")).unwrap();
+        let auth = format!("Basic {}", base64(format!("admin:{}", password.trim()).as_bytes()));
+        Conn::open(self.port).request(method, path, &[("Authorization", &auth), ("Content-Type", "application/json")], body.as_bytes())
+    }
+
+    fn call(&self, path: &str) -> Response {
+        Conn::open(self.port).request("GET", path, &[], b"")
+    }
+
+    /// SIGKILL, and the exit.
+    fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let pid = self.child.id() as i32;
+        let (tx, rx) = mpsc::channel::<()>();
+        let killer = std::thread::spawn(move || {
+            if rx.recv_timeout(LIMIT).is_err() {
+                // SAFETY: our own child, past its limit.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        });
+        let _ = self.child.wait();
+        let _ = tx.send(());
+        let _ = killer.join();
+    }
+}
+
+fn base64(data: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in data.chunks(3) {
+        let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
+        for i in 0..4 {
+            out.push(if i <= c.len() { A[(n >> (18 - 6 * i) & 63) as usize] as char } else { '=' });
+        }
+    }
+    out
+}
+
+/// Waits (bounded) until process `pid` has ended: poll(2) on its pidfd,
+/// which becomes readable when the process exits.
+fn assert_ends(pid: i32, what: &str) {
+    // SAFETY: pidfd_open takes a pid and flags; the fd it returns is ours.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as i32;
+    if fd < 0 {
+        return; // already gone (ESRCH)
+    }
+    let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    // SAFETY: one valid pollfd.
+    let n = unsafe { libc::poll(&mut p, 1, LIMIT.as_millis() as i32) };
+    // SAFETY: closing the fd opened above.
+    unsafe { libc::close(fd) };
+    assert_eq!(n, 1, "{what} (pid {pid}) still runs {LIMIT:?} after its daemon was killed");
+}
+
+fn field<'a>(text: &'a str, key: &str) -> &'a str {
+    text.split_whitespace().find_map(|w| w.strip_prefix(key)).unwrap_or_else(|| panic!("no {key} in {text:?}"))
+}
+
+#[test]
+fn flags_and_their_mistakes() {
+    let mut cmd = Command::new(shunt());
+    cmd.args(["daemon", "--help"]);
+    let help = run(cmd, None, LIMIT);
+    assert!(help.status.success());
+    for flag in ["--listen", "--state-dir", "--no-auth", "--native", "--max-body", "--async-queue-limit", "--async-workers",
+                 "--upstream-timeout", "--ready-timeout", "--cold-start-timeout", "--ready-file"] {
+        assert!(help.stdout_str().contains(flag), "--help lacks {flag}:\n{}", help.stdout_str());
+    }
+    assert!(!help.stdout_str().contains("--on-runtime"), "the internal flag is hidden");
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    for (args, why) in [
+        (vec!["--async-workers", "0"], "--async-workers 0"),
+        (vec!["--async-queue-limit", "0"], "--async-queue-limit 0"),
+        (vec!["--ready-timeout", "0"], "--ready-timeout 0"),
+        (vec!["--cold-start-timeout", "99999"], "--cold-start-timeout 99999"),
+        (vec!["--listen", "nowhere"], "nowhere"),
+    ] {
+        let mut cmd = Command::new(shunt());
+        cmd.args(["daemon", "--state-dir"]).arg(&state).args(&args);
+        let o = run(cmd, None, LIMIT);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", o.stderr_str());
+        assert!(o.stderr_str().contains(why), "{args:?}: {}", o.stderr_str());
+        assert!(!state.exists(), "{args:?}: a refused start wrote the state dir");
+    }
+    // A taken address: one line that says what to do, natively and on the runtime.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    for native in [true, false] {
+        let mut cmd = Command::new(shunt());
+        cmd.args(["daemon", "--listen", &addr, "--state-dir"]).arg(&state);
+        if native {
+            cmd.arg("--native");
+        }
+        let o = run(cmd, None, LIMIT);
+        assert!(!o.status.success(), "native={native}: started on a taken address");
+        let err = o.stderr_str();
+        assert!(err.contains(&format!("cannot listen on {addr}")) && err.contains("--listen"), "native={native}: {err}");
+    }
+}
+
+#[test]
+fn images_the_store_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    build_into(&dir.path().join("stack"), &state, true);
+    let record = |reference: &str| -> serde_json::Value {
+        let path = state.join("images/bundles").join(format!("{}.json", reference.replace(':', "%3a")));
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
+    };
+    let rec = record("pyfn:latest");
+    assert!(rec["variants"]["native"].is_null(), "built without --native: {rec}");
+    let d = Daemon::start(&state, true);
+    let deploy = |image: &str| d.api("POST", "/system/functions", &format!(r#"{{"service":"f1","image":"{image}"}}"#));
+    let r = deploy("nothere:latest");
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("nothere:latest is not in the store"), "{}", r.text());
+    let r = deploy("pyfn:latest");
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("has no native build") && r.text().contains("--native"), "{}", r.text());
+    drop(d);
+
+    // On the runtime the shunt variant deploys; after its binary changes,
+    // a new deployment is refused and the stored one shows why.
+    let d = Daemon::start(&state, false);
+    let r = d.api("POST", "/system/functions", r#"{"service":"f1","image":"pyfn:latest"}"#);
+    assert_eq!(r.status, 202, "{}\n{}", r.text(), d.stderr());
+    let r = d.call("/function/f1/hello");
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), d.stderr());
+    let binary = PathBuf::from(rec["variants"]["shunt"]["binary"].as_str().unwrap());
+    let mut text = std::fs::read(&binary).unwrap();
+    text.extend_from_slice(b"\n# changed\n");
+    std::fs::write(&binary, text).unwrap();
+    let r = d.api("POST", "/system/functions", r#"{"service":"f2","image":"pyfn:latest"}"#);
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("fails its digest"), "{}", r.text());
+    drop(d);
+    let d = Daemon::start(&state, false);
+    let r = d.api("GET", "/system/function/f1", "");
+    assert_eq!(r.status, 200, "the deployment is kept: {}", r.text());
+    let s: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    let err = s["annotations"]["com.shunt.last-error"].as_str().unwrap_or_default();
+    assert!(err.contains("fails its digest"), "describe says why it cannot start: {s}");
+    let functions = d.api("GET", "/system/functions", "");
+    assert!(functions.text().contains("\"f1\""), "{}", functions.text());
+    assert!(!functions.text().contains("\"f2\""), "the refused deployment was not stored: {}", functions.text());
+}
+
+/// SIGKILL of the daemon, then a restart: everything stored comes back and
+/// nothing of the killed daemon runs on.
+fn killed_and_restarted(native: bool) {
+    let mode = if native { "native" } else { "shunt" };
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    build_into(&dir.path().join("stack"), &state, false);
+    let d = Daemon::start(&state, native);
+    assert_eq!(d.api("POST", "/system/secrets", r#"{"name":"tok","value":"kept"}"#).status, 201, "{mode}");
+    let r = d.api("POST", "/system/functions", r#"{"service":"pyfn","image":"pyfn:latest","secrets":["tok"],"envVars":{"A":"b"}}"#);
+    assert_eq!(r.status, 202, "{mode}: {}", r.text());
+    let first = d.call("/function/pyfn/before");
+    assert_eq!(first.status, 200, "{mode}: {}\n{}", first.text(), d.stderr());
+    assert_eq!(field(&first.text(), "secret="), "kept", "{mode}");
+    assert_eq!(d.api("POST", "/system/scale-function/pyfn", r#"{"serviceName":"pyfn","replicas":2}"#).status, 202);
+    // The second replica's pid, from the daemon's own log line about it.
+    let pids = |d: &Daemon| -> Vec<i32> {
+        let logs = d.api("GET", "/system/logs?name=pyfn&follow=false", "").text();
+        logs.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter_map(|v| v["text"].as_str().and_then(|t| t.split_once("(pid ")).and_then(|(_, r)| r.split(',').next()).and_then(|p| p.parse().ok()))
+            .collect()
+    };
+    let pid = field(&first.text(), "pid=").parse::<i32>().unwrap();
+    let started = pids(&d);
+    assert!(!started.is_empty(), "{mode}: no 'started instance … (pid N' line in the logs");
+    d.kill();
+    assert_ends(pid, "the instance that answered");
+    for p in &started {
+        assert_ends(*p, "an instance");
+    }
+
+    let d = Daemon::start(&state, native);
+    let r = d.api("GET", "/system/function/pyfn", "");
+    assert_eq!(r.status, 200, "{mode}: {}", r.text());
+    let s: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(s["replicas"], 2, "{mode}: {s}");
+    assert_eq!(s["envVars"]["A"], "b", "{mode}: {s}");
+    let secrets = d.api("GET", "/system/secrets", "").text();
+    assert!(secrets.contains("\"tok\""), "{mode}: {secrets}");
+    let again = d.call("/function/pyfn/after");
+    assert_eq!(again.status, 200, "{mode}: {}", again.text());
+    assert_eq!(field(&again.text(), "secret="), "kept", "{mode}");
+    assert_ne!(field(&again.text(), "pid="), pid.to_string(), "{mode}: a new instance");
+    let logs = d.api("GET", "/system/logs?name=pyfn&follow=false", "").text();
+    assert!(logs.contains("request /before") && logs.contains("request /after"), "{mode}: logs from before the kill are kept:\n{logs}");
+}
+
+#[test]
+fn sigkill_of_the_daemon_then_restart_natively() {
+    killed_and_restarted(true);
+}
+
+#[test]
+fn sigkill_of_the_daemon_then_restart_on_the_runtime() {
+    killed_and_restarted(false);
+}

@@ -1,7 +1,7 @@
 //! `shunt`: the command-line tool that drives the shunt toolchain.
 //!
 //! Layout: [`commands`] (one module per command: run, load, policy, stats,
-//! audit, cc/c++, go, glibc), [`faas`] (stacks: stack files, shrink-wrap,
+//! audit, cc/c++, go, glibc, image), [`faas`] (stacks: stack files, shrink-wrap,
 //! build, up), [`bench`] (the benchmarks and what they share), [`fsutil`].
 //! The command list below is the one place a new command is added: a
 //! variant in `Command` and its line in `main`'s match.
@@ -59,6 +59,8 @@ enum Command {
     Go(commands::go::GoArgs),
     /// Make the plans that patch this machine's glibc in memory.
     Glibc(commands::glibc::GlibcArgs),
+    /// The local OCI image store: import, list, inspect, remove.
+    Image(commands::image::ImageArgs),
     /// OpenFaaS stacks without Docker: shrink-wrap, build and run functions.
     #[command(subcommand)]
     Faas(faas::FaasCommand),
@@ -95,6 +97,7 @@ fn main() -> ExitCode {
         Command::Glibc(a) => commands::glibc::run(a),
         Command::Faas(c) => faas::run(c),
         Command::Daemon(a) => faas::daemon::run(a),
+        Command::Image(a) => ok(commands::image::run(a)),
         Command::Load { argv0, command } => commands::load::run(argv0, command),
     };
     match result {

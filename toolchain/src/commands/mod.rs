@@ -5,6 +5,7 @@ pub mod audit;
 pub mod cc;
 pub mod glibc;
 pub mod go;
+pub mod image;
 pub mod load;
 pub mod policy;
 pub mod run;

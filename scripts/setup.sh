@@ -13,6 +13,9 @@ PACKAGES="gcc g++ make cmake python3 coreutils sqlite3 libssl-dev libgmp-dev git
 # containerd, runc, umoci: the benchmark's stock container path (a private
 # containerd started by shunt-containerd; images made with umoci).
 PACKAGES="$PACKAGES containerd runc umoci"
+# skopeo, docker-registry: shunt-image's pull and its tests (a registry on 127.0.0.1,
+# images pushed to it from OCI layouts).
+PACKAGES="$PACKAGES skopeo docker-registry"
 missing=""
 for p in $PACKAGES; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

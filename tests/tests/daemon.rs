@@ -1,5 +1,5 @@
 //! `shunt daemon` as a program: its flags and their mistakes, the image
-//! store `shunt faas build` fills (a missing image, a binary that no longer
+//! store `shunt faas build` fills (a missing image, a blob that no longer
 //! matches its digest, a variant that was not built), and SIGKILL of the
 //! daemon process then a restart — natively and on the runtime — with
 //! deployments, replicas, secrets and logs back and no instance of the
@@ -239,12 +239,16 @@ fn images_the_store_refuses() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     build_into(&dir.path().join("stack"), &state, true);
-    let record = |reference: &str| -> serde_json::Value {
-        let path = state.join("images/bundles").join(format!("{}.json", reference.replace(':', "%3a")));
-        serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
+    let inspect = |reference: &str| -> serde_json::Value {
+        let mut c = Command::new(shunt());
+        c.args(["image", "inspect", reference, "--state-dir"]).arg(&state);
+        let o = run(c, None, LIMIT);
+        assert!(o.status.success(), "shunt image inspect: {}", o.stderr_str());
+        serde_json::from_slice(&o.stdout).unwrap()
     };
-    let rec = record("pyfn:latest");
-    assert!(rec["variants"]["native"].is_null(), "built without --native: {rec}");
+    let rec = inspect("pyfn:latest");
+    assert!(rec["labels"]["dev.shunt.binary.native"].is_null(), "built without --native: {rec}");
+    assert!(rec["labels"]["dev.shunt.binary.shunt"].is_string(), "{rec}");
     let d = Daemon::start(&state, true);
     let deploy = |image: &str| d.api("POST", "/system/functions", &format!(r#"{{"service":"f1","image":"{image}"}}"#));
     let r = deploy("nothere:latest");
@@ -255,27 +259,27 @@ fn images_the_store_refuses() {
     assert!(r.text().contains("has no native build") && r.text().contains("--native"), "{}", r.text());
     drop(d);
 
-    // On the runtime the shunt variant deploys; after its binary changes,
-    // a new deployment is refused and the stored one shows why.
+    // On the runtime the shunt variant deploys; after the image's config
+    // blob is damaged, a new deployment is refused and the stored one shows why.
     let d = Daemon::start(&state, false);
     let r = d.api("POST", "/system/functions", r#"{"service":"f1","image":"pyfn:latest"}"#);
     assert_eq!(r.status, 202, "{}\n{}", r.text(), d.stderr());
     let r = d.call("/function/f1/hello");
     assert_eq!(r.status, 200, "{}\n{}", r.text(), d.stderr());
-    let binary = PathBuf::from(rec["variants"]["shunt"]["binary"].as_str().unwrap());
-    let mut text = std::fs::read(&binary).unwrap();
-    text.extend_from_slice(b"\n# changed\n");
-    std::fs::write(&binary, text).unwrap();
+    let config = state.join("images/blobs/sha256").join(rec["config"].as_str().unwrap().trim_start_matches("sha256:"));
+    let mut text = std::fs::read(&config).unwrap();
+    text.extend_from_slice(b" ");
+    std::fs::write(&config, text).unwrap();
     let r = d.api("POST", "/system/functions", r#"{"service":"f2","image":"pyfn:latest"}"#);
     assert_eq!(r.status, 400, "{}", r.text());
-    assert!(r.text().contains("fails its digest"), "{}", r.text());
+    assert!(r.text().contains("in the image store is damaged"), "{}", r.text());
     drop(d);
     let d = Daemon::start(&state, false);
     let r = d.api("GET", "/system/function/f1", "");
     assert_eq!(r.status, 200, "the deployment is kept: {}", r.text());
     let s: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
     let err = s["annotations"]["com.shunt.last-error"].as_str().unwrap_or_default();
-    assert!(err.contains("fails its digest"), "describe says why it cannot start: {s}");
+    assert!(err.contains("in the image store is damaged"), "describe says why it cannot start: {s}");
     let functions = d.api("GET", "/system/functions", "");
     assert!(functions.text().contains("\"f1\""), "{}", functions.text());
     assert!(!functions.text().contains("\"f2\""), "the refused deployment was not stored: {}", functions.text());

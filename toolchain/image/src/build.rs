@@ -20,20 +20,26 @@ pub struct Config {
     pub cmd: Vec<String>,
     /// `(KEY, VALUE)` in order.
     pub env: Vec<(String, String)>,
-    /// The absolute directory inside the image that `dir`'s files go to;
-    /// also the working directory.
+    /// The working directory (absolute, inside the image).
     pub workdir: String,
     pub labels: HashMap<String, String>,
 }
 
-/// Stores `dir` as the one layer of image `reference`, placed at
-/// `config.workdir`.
-pub fn image_from_dir(store: &Store, reference: &str, dir: &Path, config: &Config) -> Result<Image> {
-    let prefix = config.workdir.trim_matches('/');
-    if !config.workdir.starts_with('/') || prefix.split('/').any(|c| c == ".." || c == ".") {
-        bail!("the image's directory {:?} must be an absolute path without . or ..", config.workdir);
+/// Stores the directories `dirs` — each `(host directory, absolute path
+/// inside the image)` — as the one layer of image `reference`.
+pub fn image_from_dirs(store: &Store, reference: &str, dirs: &[(&Path, &str)], config: &Config) -> Result<Image> {
+    let mut b = tar::Builder::new(Vec::new());
+    b.mode(tar::HeaderMode::Deterministic);
+    b.follow_symlinks(false);
+    let mut made = std::collections::HashSet::new();
+    for (dir, inside) in dirs {
+        let prefix = inside.trim_matches('/');
+        if !inside.starts_with('/') || prefix.split('/').any(|c| c == ".." || c == "." || c.is_empty()) {
+            bail!("the image directory {inside:?} must be an absolute path without . or ..");
+        }
+        add_dir(&mut b, dir, prefix, &mut made).with_context(|| format!("cannot make a layer of {}", dir.display()))?;
     }
-    let tar = layer_of(dir, prefix).with_context(|| format!("cannot make a layer of {}", dir.display()))?;
+    let tar = b.into_inner()?;
     let diff_id = crate::digest::of_bytes(&tar);
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     gz.write_all(&tar)?;
@@ -63,22 +69,20 @@ pub fn image_from_dir(store: &Store, reference: &str, dir: &Path, config: &Confi
     store.put_manifest(reference, &manifest)
 }
 
-fn layer_of(dir: &Path, prefix: &str) -> Result<Vec<u8>> {
-    let mut b = tar::Builder::new(Vec::new());
-    b.mode(tar::HeaderMode::Deterministic);
-    b.follow_symlinks(false);
+fn add_dir(b: &mut tar::Builder<Vec<u8>>, dir: &Path, prefix: &str, made: &mut std::collections::HashSet<String>) -> Result<()> {
     let mut path = String::new();
-    for c in prefix.split('/').filter(|c| !c.is_empty()) {
+    for c in prefix.split('/') {
         path.push_str(c);
         path.push('/');
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(tar::EntryType::Directory);
-        h.set_mode(0o755);
-        h.set_size(0);
-        b.append_data(&mut h, &path, std::io::empty())?;
+        if made.insert(path.clone()) {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(tar::EntryType::Directory);
+            h.set_mode(0o755);
+            h.set_size(0);
+            b.append_data(&mut h, &path, std::io::empty())?;
+        }
     }
-    add_sorted(&mut b, dir, Path::new(prefix))?;
-    Ok(b.into_inner()?)
+    add_sorted(b, dir, Path::new(prefix))
 }
 
 fn add_sorted(b: &mut tar::Builder<Vec<u8>>, dir: &Path, inside: &Path) -> Result<()> {

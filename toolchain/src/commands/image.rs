@@ -93,6 +93,8 @@ pub fn run(a: ImageArgs) -> Result<()> {
                 "env": img.env().iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
                 "workingDir": img.workdir(),
                 "user": img.user(),
+                "labels": img.config.config().as_ref().and_then(|c| c.labels().clone()).unwrap_or_default(),
+                "config": img.manifest.config().digest().to_string(),
                 "layers": layers,
                 "unpacked": store.unpack_report(&img),
             });

@@ -134,15 +134,22 @@ pub fn build(a: &BuildArgs) -> Result<Vec<Bundle>> {
     all.sort_by(|x, y| (&x.name, &x.variant).cmp(&(&y.name, &y.variant)));
     std::fs::create_dir_all(manifest.parent().unwrap())?;
     std::fs::write(&manifest, serde_json::to_string_pretty(&all)? + "\n")?;
-    // The daemon's image store (interim: bundle records; see
-    // `shunt_manager::images::bundles`), found by the daemon's own rule.
+    // The daemon's image store (found by the daemon's own rule) gets one
+    // OCI image per function, named by its stack `image:`.
     let state = a.state_dir.clone().unwrap_or_else(shunt_manager::state::dir::default_state_dir);
-    for b in &bundles {
-        if let Some(image) = fns.iter().find(|(n, _)| **n == b.name).and_then(|(_, f)| f.image.as_deref()) {
-            shunt_manager::images::bundles::record(&state, image, &b.variant, &b.binary, &b.dir, b.environment.clone())
-                .with_context(|| format!("function {}: cannot record image {image} in {}", b.name, state.display()))?;
-            eprintln!("shunt faas: {}: image {image} ({}) in {}", b.name, b.variant, shunt_manager::state::dir::images_dir(&state).display());
+    let mut store = None;
+    for (name, f) in &fns {
+        let Some(image) = f.image.as_deref() else { continue };
+        let built: Vec<&Bundle> = bundles.iter().filter(|b| b.name == **name).collect();
+        if built.is_empty() {
+            continue;
         }
+        if store.is_none() {
+            store = Some(shunt_image::Store::open(&state)?);
+        }
+        let store = store.as_ref().expect("opened");
+        let img = function_image(store, image, &built).with_context(|| format!("function {name}: cannot store image {image} in {}", store.dir().display()))?;
+        eprintln!("shunt faas: {name}: image {} ({}) in {}", img.reference, img.digest, store.dir().display());
     }
     for b in &bundles {
         println!("{:<20} {:<14} {:<7} {}", b.name, b.lang, b.variant, b.binary.display());
@@ -150,3 +157,38 @@ pub fn build(a: &BuildArgs) -> Result<Vec<Bundle>> {
     Ok(bundles)
 }
 
+
+/// Where a function image keeps each variant it was built in.
+pub const IMAGE_APP_DIR: &str = "/home/app";
+/// The config label saying an image runs on the host's root (its binaries
+/// need the host's patched glibc and the shunt runtime).
+pub const LABEL_ROOT: &str = "dev.shunt.root";
+/// `dev.shunt.binary.<variant>`: the variant's program, relative to its
+/// directory `IMAGE_APP_DIR/<variant>`.
+pub const LABEL_BINARY: &str = "dev.shunt.binary.";
+
+/// The image of one function: its layer holds the variants built
+/// (`/home/app/shunt/`, `/home/app/native/`), its config the stack's
+/// environment and which binary each variant runs. The shunt variant (else
+/// the first built) is also the config's entrypoint.
+fn function_image(store: &shunt_image::Store, reference: &str, built: &[&Bundle]) -> Result<shunt_image::Image> {
+    let mut labels = std::collections::HashMap::from([(LABEL_ROOT.to_string(), "host".to_string())]);
+    let mut dirs = Vec::new();
+    for b in built {
+        let rel = b.binary.strip_prefix(&b.dir).with_context(|| format!("{} is not inside {}", b.binary.display(), b.dir.display()))?;
+        labels.insert(format!("{LABEL_BINARY}{}", b.variant), rel.display().to_string());
+        dirs.push((b.dir.as_path(), format!("{IMAGE_APP_DIR}/{}", b.variant)));
+    }
+    let first = built.iter().find(|b| b.variant == "shunt").unwrap_or(&built[0]);
+    let workdir = format!("{IMAGE_APP_DIR}/{}", first.variant);
+    let rel = first.binary.strip_prefix(&first.dir).unwrap_or(&first.binary);
+    let config = shunt_image::build::Config {
+        entrypoint: vec![format!("{workdir}/{}", rel.display())],
+        cmd: Vec::new(),
+        env: first.environment.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        workdir,
+        labels,
+    };
+    let dirs: Vec<(&Path, &str)> = dirs.iter().map(|(d, i)| (*d, i.as_str())).collect();
+    shunt_image::build::image_from_dirs(store, reference, &dirs, &config)
+}

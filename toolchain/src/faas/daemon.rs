@@ -1,17 +1,70 @@
 //! `shunt daemon`: the manager crate (`shunt-manager`) with the image store
-//! functions are deployed from. Until `shunt-image`'s OCI store lands, that
-//! is the record of bundles `shunt faas build` leaves in the state
-//! directory (`shunt_manager::images::bundles`).
+//! functions are deployed from: `shunt-image`'s OCI store in the state
+//! directory, which `shunt faas build` and `shunt image import` fill.
 
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Result;
+use shunt_image::Store;
 use shunt_manager::cli::DaemonArgs;
-use shunt_manager::images::bundles::BundleStore;
-use shunt_manager::images::Images;
+use shunt_manager::images::{Images, ResolvedImage};
+
+use super::build::{IMAGE_APP_DIR, LABEL_BINARY, LABEL_ROOT};
 
 pub fn run(args: DaemonArgs) -> Result<ExitCode> {
     let native = args.native;
-    shunt_manager::cli::run(args, move |state| Ok(Arc::new(BundleStore::new(state, native)) as Arc<dyn Images>))
+    shunt_manager::cli::run(args, move |state| Ok(Arc::new(StoreImages { store: Store::open(state)?, native }) as Arc<dyn Images>))
+}
+
+/// The manager's view of the store. An image is resolved to its unpacked
+/// root (layers verified when unpacked, manifest and config on every
+/// resolve). Images `shunt faas build` made (label `dev.shunt.root=host`)
+/// run on the host's root from their unpacked directory, in the variant
+/// the daemon runs (`--native`: native, else shunt); every other image runs
+/// in its own root.
+pub struct StoreImages {
+    pub store: Store,
+    pub native: bool,
+}
+
+impl Images for StoreImages {
+    fn resolve(&self, reference: &str) -> Result<ResolvedImage, String> {
+        let img = self.store.get(reference).map_err(|e| format!("{e:#}"))?;
+        let root = self.store.rootfs(&img).map_err(|e| format!("{e:#}"))?;
+        let labels = img.config.config().as_ref().and_then(|c| c.labels().clone()).unwrap_or_default();
+        if labels.get(LABEL_ROOT).map(String::as_str) == Some("host") {
+            let variant = if self.native { "native" } else { "shunt" };
+            let Some(rel) = labels.get(&format!("{LABEL_BINARY}{variant}")) else {
+                return Err(format!(
+                    "image {} has no {variant} build (build it with `shunt faas build{}`)",
+                    img.reference,
+                    if self.native { " --native" } else { "" }
+                ));
+            };
+            let dir = root.join(IMAGE_APP_DIR.trim_start_matches('/')).join(variant);
+            return Ok(ResolvedImage {
+                reference: img.reference.clone(),
+                digest: img.digest.clone(),
+                entrypoint: vec![dir.join(rel).display().to_string()],
+                cmd: Vec::new(),
+                env: img.env(),
+                workdir: Some(dir.display().to_string()),
+                user: None,
+                root: None,
+                host_dir: Some(dir),
+            });
+        }
+        Ok(ResolvedImage {
+            reference: img.reference.clone(),
+            digest: img.digest.clone(),
+            entrypoint: img.entrypoint(),
+            cmd: img.cmd(),
+            env: img.env(),
+            workdir: img.workdir(),
+            user: img.user(),
+            root: Some(root),
+            host_dir: None,
+        })
+    }
 }

@@ -70,7 +70,14 @@ pub fn install(opts: Options) -> Result<(), InstallError> {
     }
     let text = own_text().ok_or(InstallError::NoText)?;
     if let Some(dir) = &opts.instance_dir {
-        std::fs::create_dir_all(dir).map_err(|e| InstallError::InstanceDir(dir.clone(), e))?;
+        // The supervisor made it; it is never created here: a process that
+        // outlives its instance must not recreate (and leak) the directory,
+        // and under `--isolate` a policy may deny `mkdir` to everyone.
+        match std::fs::metadata(dir) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => return Err(InstallError::InstanceDir(dir.clone(), std::io::Error::from_raw_os_error(libc::ENOTDIR))),
+            Err(e) => return Err(InstallError::InstanceDir(dir.clone(), e)),
+        }
     }
     let (vars, preload_index, loader) = exec_injection(&opts);
     let var_refs: Vec<&[u8]> = vars.iter().map(Vec::as_slice).collect();

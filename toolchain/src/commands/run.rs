@@ -40,6 +40,12 @@ pub struct RunArgs {
     /// runtime through the trap fallback.
     #[arg(long)]
     pub no_patch: bool,
+    /// Enforce the policy's deny and kill rules in the kernel as well (a
+    /// seccomp filter on every process of the instance, installed before
+    /// its first instruction): they then hold even for a program that
+    /// bypasses the runtime.
+    #[arg(long)]
+    pub isolate: bool,
     /// The program and its arguments.
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "PROG [ARGS]...")]
     pub command: Vec<OsString>,
@@ -52,6 +58,7 @@ impl From<RunArgs> for Request {
             policy: a.policy,
             trap: !a.no_trap,
             patch: !a.no_patch,
+            isolate: a.isolate,
             command: a.command,
         }
     }
@@ -63,6 +70,7 @@ pub struct Request {
     pub policy: Option<PathBuf>,
     pub trap: bool,
     pub patch: bool,
+    pub isolate: bool,
     pub command: Vec<OsString>,
 }
 
@@ -85,9 +93,11 @@ pub fn run(req: Request) -> Result<ExitCode> {
             patch: req.patch,
             stats_file: req.stats.clone(),
             keep_instance_dir: keep,
+            isolate: req.isolate,
             ..Default::default()
         }));
     let instance = sup.spawn(spec, &tx)?;
+    let mut runtime_killed = false;
     let exit = loop {
         let Some(ev) = events.blocking_recv() else { anyhow::bail!("the supervisor stopped unexpectedly") };
         match ev.kind {
@@ -96,6 +106,7 @@ pub fn run(req: Request) -> Result<ExitCode> {
                 eprintln!("shunt: policy denied {syscall} ({}) to pid {pid}", errno_name(errno))
             }
             EventKind::PolicyKill { pid, syscall } => {
+                runtime_killed = true;
                 eprintln!("shunt: policy killed the instance: pid {pid} called {syscall}, which the policy forbids")
             }
             EventKind::RuntimeError { pid, message } => eprintln!("shunt: runtime error in pid {pid}: {message}"),
@@ -108,6 +119,14 @@ pub fn run(req: Request) -> Result<ExitCode> {
             _ => {}
         }
     };
+    if req.isolate && !runtime_killed && exit.status.signal() == Some(libc::SIGSYS) {
+        // The kernel killed the program without the runtime seeing the call:
+        // it went around the runtime.
+        eprintln!(
+            "shunt: the isolation seccomp filter killed the program: it made a call its policy kills, \
+             around the runtime"
+        );
+    }
     if exit.leftovers > 0 {
         let n = exit.leftovers;
         eprintln!(

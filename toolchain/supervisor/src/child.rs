@@ -54,12 +54,13 @@ pub(crate) enum Stage {
     PreExec = 5,
     Exec = 6,
     Fork = 7,
+    Isolate = 8,
 }
 
 impl Stage {
     pub(crate) fn from_u8(b: u8) -> Option<Stage> {
         use Stage::*;
-        [ProcessGroup, Cgroup, Stdio, Chdir, PreExec, Exec, Fork].into_iter().find(|s| *s as u8 == b)
+        [ProcessGroup, Cgroup, Stdio, Chdir, PreExec, Exec, Fork, Isolate].into_iter().find(|s| *s as u8 == b)
     }
 
     pub(crate) fn what(self) -> &'static str {
@@ -71,6 +72,7 @@ impl Stage {
             Stage::PreExec => "its sandbox hook failed",
             Stage::Exec => "cannot execute it",
             Stage::Fork => "cannot create its process",
+            Stage::Isolate => "cannot install its seccomp filter",
         }
     }
 }
@@ -96,6 +98,9 @@ pub(crate) struct ChildPlan<'a> {
     pub control_r: RawFd,
     pub exec_err_w: RawFd,
     pub pre_exec: Option<&'a mut (dyn FnMut() -> std::io::Result<()> + Send + 'static)>,
+    /// Installed last before `execve` (after the hook, which may need calls
+    /// the filter refuses, such as `mount`).
+    pub seccomp: Option<&'a shunt_seccomp::Filter>,
 }
 
 /// Creates the reaper. Returns its pidfd and pid in the supervisor; never
@@ -535,6 +540,12 @@ unsafe fn program(plan: &mut ChildPlan<'_>) -> ! {
                 rec[1..].copy_from_slice(&code.to_le_bytes());
                 libc::write(plan.exec_err_w, rec.as_ptr().cast(), 5);
                 libc::_exit(127);
+            }
+        }
+        if let Some(filter) = plan.seccomp {
+            if let Err(e) = filter.install() {
+                *libc::__errno_location() = e;
+                fail(Stage::Isolate);
             }
         }
         let mut none: libc::sigset_t = core::mem::zeroed();

@@ -210,6 +210,8 @@ pub(crate) struct Prepared {
     pub argv: Vec<OsString>,
     pub env: BTreeMap<OsString, OsString>,
     pub warnings: Vec<String>,
+    /// The seccomp filter installed just before `execve` (`--isolate`).
+    pub filter: Option<shunt_seccomp::Filter>,
 }
 
 /// Prepares `spec` (on the runtime: in `dir`, which exists).
@@ -235,7 +237,7 @@ pub(crate) fn prepare(spec: &LaunchSpec, dir: Option<&Path>) -> Result<Prepared>
         Runtime::Native => {
             let mut argv = vec![arg0];
             argv.extend(spec.args.iter().cloned());
-            return Ok(Prepared { path, argv, env, warnings: Vec::new() });
+            return Ok(Prepared { path, argv, env, warnings: Vec::new(), filter: None });
         }
         Runtime::Shunt(o) => o,
     };
@@ -251,6 +253,7 @@ pub(crate) fn prepare(spec: &LaunchSpec, dir: Option<&Path>) -> Result<Prepared>
         None => shunt_executable(&lib)?,
     };
     let policy = opts.policy.clone().unwrap_or_else(Compiled::builtin);
+    let filter = if opts.isolate { Some(shunt_seccomp::Filter::new(&policy)?) } else { None };
     std::fs::write(dir.join("policy"), policy.to_text()).context("cannot write the policy")?;
     std::fs::write(dir.join("events"), b"").context("cannot create the events file")?;
 
@@ -292,14 +295,11 @@ pub(crate) fn prepare(spec: &LaunchSpec, dir: Option<&Path>) -> Result<Prepared>
             env.insert(k.into(), "0".into());
         }
     }
-    Ok(Prepared { path, argv, env, warnings })
+    Ok(Prepared { path, argv, env, warnings, filter })
 }
 
 /// Options that later issues implement are refused, not ignored.
 fn check_supported(o: &ShuntOptions) -> Result<()> {
-    if o.isolate {
-        bail!("isolation (a seccomp filter from the policy) is not implemented yet");
-    }
     if o.transport != Transport::Kernel {
         bail!("the shared-memory transport is not implemented yet");
     }

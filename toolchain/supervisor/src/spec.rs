@@ -93,8 +93,10 @@ pub struct ShuntOptions {
     pub stats_file: Option<PathBuf>,
     /// Keep the instance directory (segments, events) for inspection.
     pub keep_instance_dir: bool,
-    /// Kernel-enforced policy (a seccomp filter). Not implemented yet: a
-    /// launch that asks for it is refused rather than run unprotected.
+    /// Kernel-enforced policy: every process of the instance runs under a
+    /// seccomp filter made from the policy's deny and kill rules
+    /// (`shunt-seccomp`), installed before `execve`, so the rules hold
+    /// even against a program that bypasses the runtime.
     pub isolate: bool,
     /// The socket transport between co-located instances. Only the kernel's
     /// exists yet.

@@ -480,6 +480,7 @@ impl Supervisor {
             control_r: control_r.as_raw_fd(),
             exec_err_w: err_w.as_raw_fd(),
             pre_exec: spec.pre_exec.as_deref_mut(),
+            seccomp: prepared.filter.as_ref(),
         };
         // SAFETY: every descriptor in `plan` is open (owned above, closed
         // only after this call), and the child side only makes system

@@ -13,13 +13,13 @@ demo: setup
 test: build check
 	cargo test --release --workspace
 
-RUNTIME_CRATES = shunt-abi shunt-core shunt-install shunt-patch shunt-loader shunt-policy shunt-stats shunt-paths shunt-transport
+RUNTIME_CRATES = shunt-abi shunt-core shunt-install shunt-patch shunt-loader shunt-policy shunt-stats shunt-paths shunt-transport shunt-seccomp
 
 # Static checks of the runtime: no module cycles in its crates, and every
 # unsafe block and unsafe fn documented (clippy's undocumented_unsafe_blocks
 # and missing_safety_doc, and unsafe_op_in_unsafe_fn, as errors).
 check:
 	./scripts/check-module-cycles runtime/abi/src runtime/core/src runtime/install/src runtime/patch/src \
-		runtime/loader/src runtime/policy/src runtime/stats/src runtime/transport/src
+		runtime/loader/src runtime/policy/src runtime/stats/src runtime/transport/src runtime/seccomp/src
 	cargo clippy --release $(addprefix -p ,$(RUNTIME_CRATES)) --lib -- -A clippy::all \
 		-D clippy::undocumented_unsafe_blocks -D clippy::missing_safety_doc -D unsafe_op_in_unsafe_fn

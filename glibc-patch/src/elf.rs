@@ -438,6 +438,33 @@ impl Image {
     }
 }
 
+/// What a plan of the ELF file `data` is keyed by, as [`Image::key`]: its GNU
+/// build-id (from a PT_NOTE, else a note section: Go writes its GNU note
+/// outside PT_NOTE), else [`content_key`]. Cheap: no decoding.
+pub fn plan_key(data: &[u8]) -> String {
+    build_id_in(data).unwrap_or_else(|| content_key(data))
+}
+
+fn build_id_in(d: &[u8]) -> Option<String> {
+    let hdr = elf::FileHeader64::<LE>::parse(d).ok()?;
+    let e = LE;
+    for ph in hdr.program_headers(e, d).ok()? {
+        if ph.p_type(e) == elf::PT_NOTE {
+            if let Some(id) = ph.data(e, d).ok().and_then(shunt_patch::gnu_build_id) {
+                return Some(shunt_patch::hex(id));
+            }
+        }
+    }
+    for s in hdr.sections(e, d).ok()?.iter() {
+        if s.sh_type(e) == elf::SHT_NOTE {
+            if let Some(id) = s.data(e, d).ok().and_then(shunt_patch::gnu_build_id) {
+                return Some(shunt_patch::hex(id));
+            }
+        }
+    }
+    None
+}
+
 /// `sha256-<hex>` of `data`: the key of an object without a GNU build-id.
 pub fn content_key(data: &[u8]) -> String {
     use sha2::Digest;

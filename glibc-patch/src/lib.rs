@@ -186,3 +186,34 @@ pub fn ensure_plans(lib_dir: Option<&Path>) -> Result<Vec<PathBuf>> {
     }
     Ok(out)
 }
+
+/// The plan of an image that is about to run (`data` is its file, `key` its
+/// [`Image::key`]): the cached plan when one made by this planner exists in
+/// [`plan_dirs`], else a new one, cached in the first writable plan
+/// directory when there is one (best effort: a read-only cache only costs
+/// planning again next time). Used by the loader for every static image it
+/// maps.
+pub fn cached_or_new_plan(path: &Path, data: &[u8], key: &str) -> Result<Plan> {
+    let name = plan_file_name(key);
+    for d in plan_dirs(None) {
+        let p = d.join(&name);
+        let Ok(text) = std::fs::read_to_string(&p) else { continue };
+        if let Ok(plan) = Plan::parse(&text) {
+            if plan.planner == PLANNER && plan.build_id == key {
+                return Ok(plan);
+            }
+        }
+    }
+    let img = Image::parse(path, data.to_vec())?;
+    if img.key != key {
+        bail!("{}: its key changed while it was read ({} vs {key})", path.display(), img.key);
+    }
+    let analysis = analyse(&img);
+    if let Ok(dir) = writable_plan_dir(None) {
+        let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+        if std::fs::write(&tmp, analysis.plan.to_text()).is_ok() {
+            let _ = std::fs::rename(&tmp, dir.join(&name));
+        }
+    }
+    Ok(analysis.plan)
+}

@@ -35,24 +35,37 @@ extern "C" fn shunt_init(_argc: i32, _argv: *const *const c_char, _envp: *const 
         Ok(o) => o,
         Err(e) => fail(&e),
     };
-    let patch = opts.patch;
+    let (patch, rewrite) = (opts.patch, opts.rewrite);
     // Children of a stand-alone instance join it: execve adds the instance's
     // variables to every new image (runtime/core/src/sys/exec.rs).
     if let Err(e) = shunt_install::install(opts) {
         fail(&format!("cannot start the runtime: {e}"));
     }
-    if !patch {
+    if !patch && !rewrite {
         return;
     }
     let debug = std::env::var_os("SHUNT_DEBUG").is_some_and(|v| !v.is_empty() && v != "0");
     // glibc is called while patching (plan files, dl_iterate_phdr): keep those
     // calls out of the trap statistics.
     shunt_core::trap::with_allow(|| {
-        let report = shunt_patch::apply_loaded();
+        let make = |file: &std::path::Path, id: Option<&str>| plan_object(file, id);
+        let report = shunt_patch::apply_loaded(patch, rewrite.then_some(&make as shunt_patch::PlanMaker));
         if debug {
             eprintln!("shunt: {report}");
         }
     });
+}
+
+/// The plan of a loaded object other than glibc (the program, its other
+/// libraries): cached by key like glibc's, or planned now, once per build of
+/// the object (`shunt_glibc_patch::cached_or_new_plan`).
+fn plan_object(file: &std::path::Path, loaded_id: Option<&str>) -> Result<shunt_patch::Plan, String> {
+    let data = std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    let key = shunt_glibc_patch::elf::plan_key(&data);
+    if loaded_id.is_some_and(|id| id != key) {
+        return Err(format!("{} on disk is not the loaded object (build-id {key})", file.display()));
+    }
+    shunt_glibc_patch::cached_or_new_plan(file, &data, &key).map_err(|e| format!("{e:#}"))
 }
 
 fn fail(msg: &str) -> ! {

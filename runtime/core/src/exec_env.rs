@@ -6,13 +6,14 @@ use crate::mem::copy_slice;
 
 /// Variables of the runtime that the program does not see and that `execve`
 /// replaces with the instance's own.
-pub(crate) const INJECTED_PREFIXES: [&[u8]; 7] = [
+pub(crate) const INJECTED_PREFIXES: [&[u8]; 8] = [
     b"SHUNT_INSTANCE=",
     b"SHUNT_LIB=",
     b"SHUNT_EXE=",
     b"SHUNT_TRAP=",
     b"SHUNT_STATS=",
     b"SHUNT_PATCH=",
+    b"SHUNT_REWRITE=",
     b"SHUNT_FDS=",
 ];
 

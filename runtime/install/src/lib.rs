@@ -37,6 +37,10 @@ pub struct Options {
     /// Patch glibc's syscall sites in memory (the preload reads this; off
     /// with `SHUNT_PATCH=0`).
     pub patch: bool,
+    /// Rewrite the syscall sites of every other image at load time, from
+    /// plans (the loader and the preload read this; off with
+    /// `SHUNT_REWRITE=0`, `shunt run --no-rewrite`).
+    pub rewrite: bool,
     /// Subsystems that own fds (registered at installation, before the
     /// inherited marks are restored).
     pub fd_owners: Vec<&'static shunt_core::fd_owner::FdOwner>,
@@ -145,6 +149,9 @@ fn exec_injection(opts: &Options) -> (Vec<Vec<u8>>, Option<usize>, Vec<u8>) {
     if !opts.patch {
         vars.push(b"SHUNT_PATCH=0\0".to_vec());
     }
+    if !opts.rewrite {
+        vars.push(b"SHUNT_REWRITE=0\0".to_vec());
+    }
     (vars, preload_index, loader)
 }
 
@@ -212,7 +219,7 @@ fn vdso_functions() -> vdso::Functions {
 /// `Options` from the environment that `shunt run` (or a stand-alone
 /// `SHUNT_STATS=FILE ./prog`) sets, for the library constructor and the
 /// loader: `SHUNT_INSTANCE`, `SHUNT_STATS`, `SHUNT_TRAP`, `SHUNT_LIB`,
-/// `SHUNT_EXE`, `SHUNT_PATCH`; the policy is read from `<instance>/policy`
+/// `SHUNT_EXE`, `SHUNT_PATCH`, `SHUNT_REWRITE`; the policy is read from `<instance>/policy`
 /// if present.
 ///
 /// The variables are then removed from the environment, and libshunt.so from
@@ -226,6 +233,7 @@ pub fn options_from_env() -> Result<Options, String> {
         lib: var("SHUNT_LIB").map(PathBuf::from).or_else(own_shared_object),
         exe: var("SHUNT_EXE").map(PathBuf::from).or_else(own_executable),
         patch: var("SHUNT_PATCH").is_none_or(|v| v != "0"),
+        rewrite: var("SHUNT_REWRITE").is_none_or(|v| v != "0"),
         ..Default::default()
     };
     if let Some(dir) = var("SHUNT_INSTANCE") {
@@ -253,7 +261,7 @@ pub fn options_from_env() -> Result<Options, String> {
         None => opts.instance_dir.is_some(),
     };
     opts.inherited_fds = var("SHUNT_FDS").map(|v| v.to_string_lossy().into_owned());
-    for k in ["SHUNT_INSTANCE", "SHUNT_STATS", "SHUNT_TRAP", "SHUNT_LIB", "SHUNT_EXE", "SHUNT_PATCH", "SHUNT_FDS"] {
+    for k in ["SHUNT_INSTANCE", "SHUNT_STATS", "SHUNT_TRAP", "SHUNT_LIB", "SHUNT_EXE", "SHUNT_PATCH", "SHUNT_REWRITE", "SHUNT_FDS"] {
         // (SHUNT_SIGPIPE is the loader's, read and removed by `shunt load`.)
         std::env::remove_var(k);
     }

@@ -31,6 +31,8 @@ use object::read::elf::{Dyn, FileHeader, ProgramHeader, Rela};
 use object::Endianness;
 
 use shunt_abi::AT_SHUNT_ENTRY;
+
+pub mod rewrite;
 use shunt_core::kernel::{self, KernelSigaction};
 
 #[derive(Debug, thiserror::Error)]
@@ -511,12 +513,15 @@ unsafe fn reset_signals(sigpipe_ignored: bool) {
 }
 
 /// Loads `path` and runs it with `argv` (argv[0] included) and `envp`,
-/// in this process, with the runtime installed by `install`. Returns only on
+/// in this process, with the runtime installed by `install`; with
+/// `rewrite`, its syscall sites are rewritten into calls of the gate first
+/// ([`rewrite`]). Returns only on
 /// error, before anything irreversible happened.
 pub fn exec_static<E: std::error::Error + 'static>(
     path: &Path,
     argv: &[&OsStr],
     envp: &[(&OsStr, &OsStr)],
+    rewrite: bool,
     install: impl FnOnce() -> Result<(), E>,
 ) -> Result<std::convert::Infallible, Box<dyn std::error::Error>> {
     let image = Image::open(path)?;
@@ -535,6 +540,22 @@ pub fn exec_static<E: std::error::Error + 'static>(
     // SAFETY: before installation, on the loader's only thread.
     unsafe { shunt_core::program::set_program_path(abs.as_os_str().as_bytes()) };
     let bias = image.map()?;
+    if rewrite {
+        let debug = std::env::var_os("SHUNT_DEBUG").is_some_and(|v| !v.is_empty() && v != "0");
+        match rewrite::rewrite(&image, bias) {
+            Ok(r) if debug => eprintln!(
+                "shunt: rewrote {} of {} syscall sites of {} ({} B of trampolines, plan {} µs, apply {} µs)",
+                r.patched,
+                r.patched + r.skipped_total(),
+                r.name,
+                r.trampoline_bytes,
+                r.parse_micros,
+                r.apply_micros
+            ),
+            Ok(_) => {}
+            Err(e) => eprintln!("shunt: {}: not rewritten, its syscalls are trapped: {e}", image.path.display()),
+        }
+    }
     let sp = build_stack(&image, bias, &cargs, &cenv, &execfn)?;
     let entry = image.entry + bias;
     drop(image);

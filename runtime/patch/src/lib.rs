@@ -97,7 +97,7 @@ pub mod dirs;
 pub mod plan;
 pub mod report;
 
-pub use apply::{apply_loaded, gnu_build_id};
+pub use apply::{apply_loaded, apply_plan, gnu_build_id, Mapped, PlanMaker};
 pub use dirs::{plan_dirs, plan_file_name};
 pub use plan::*;
 pub use report::{ObjectReport, Report};

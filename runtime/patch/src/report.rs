@@ -28,7 +28,7 @@ impl ObjectReport {
     pub fn skipped_total(&self) -> usize {
         self.skipped.iter().map(|(_, n)| n).sum()
     }
-    pub(crate) fn skip(&mut self, reason: String, n: usize) {
+    pub fn skip(&mut self, reason: String, n: usize) {
         if n == 0 {
             return;
         }

@@ -13,7 +13,8 @@ pub fn run(argv0: OsString, command: Vec<OsString>) -> Result<ExitCode> {
     let env_refs: Vec<(&OsStr, &OsStr)> = env.iter().map(|(k, v)| (k.as_os_str(), v.as_os_str())).collect();
     let mut argv: Vec<&OsStr> = vec![argv0.as_os_str()];
     argv.extend(args.iter().map(|a| a.as_os_str()));
-    match shunt_loader::exec_static(std::path::Path::new(path), &argv, &env_refs, || shunt_install::install(opts)) {
+    let rewrite = opts.rewrite;
+    match shunt_loader::exec_static(std::path::Path::new(path), &argv, &env_refs, rewrite, || shunt_install::install(opts)) {
         Ok(never) => match never {},
         Err(e) => Err(anyhow!("{e}")),
     }

@@ -46,6 +46,10 @@ pub struct RunArgs {
     /// bypasses the runtime.
     #[arg(long)]
     pub isolate: bool,
+    /// Do not rewrite syscall sites at load time (static programs, a dynamic
+    /// program's own objects): their calls then reach the runtime as traps.
+    #[arg(long)]
+    pub no_rewrite: bool,
     /// The program and its arguments.
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "PROG [ARGS]...")]
     pub command: Vec<OsString>,
@@ -59,6 +63,7 @@ impl From<RunArgs> for Request {
             trap: !a.no_trap,
             patch: !a.no_patch,
             isolate: a.isolate,
+            rewrite: !a.no_rewrite,
             command: a.command,
         }
     }
@@ -71,6 +76,7 @@ pub struct Request {
     pub trap: bool,
     pub patch: bool,
     pub isolate: bool,
+    pub rewrite: bool,
     pub command: Vec<OsString>,
 }
 
@@ -91,6 +97,7 @@ pub fn run(req: Request) -> Result<ExitCode> {
             policy: Some(policy),
             trap: req.trap,
             patch: req.patch,
+            rewrite: req.rewrite,
             stats_file: req.stats.clone(),
             keep_instance_dir: keep,
             isolate: req.isolate,

@@ -11,7 +11,7 @@
 //!   the runtime's own process.
 //!
 //! `SHUNT_INSTANCE`, `SHUNT_LIB`, `SHUNT_EXE` (and `SHUNT_TRAP=0`,
-//! `SHUNT_PATCH=0`) tell the runtime where it is; it hides them, and its own
+//! `SHUNT_PATCH=0`, `SHUNT_REWRITE=0`) tell the runtime where it is; it hides them, and its own
 //! `LD_PRELOAD` entry, from the program, and `execve` puts them back for
 //! every new image.
 
@@ -258,9 +258,10 @@ pub(crate) fn prepare(spec: &LaunchSpec, dir: Option<&Path>) -> Result<Prepared>
     std::fs::write(dir.join("events"), b"").context("cannot create the events file")?;
 
     let mut warnings = Vec::new();
-    if opts.patch && kind != Kind::Static {
+    if opts.patch {
         // The plans that let libshunt.so patch glibc in memory (made once per
         // glibc build); without them glibc's calls are trapped, still counted.
+        // Also for a static program: the dynamic programs it execs preload.
         if let Err(e) = shunt_glibc_patch::ensure_plans(lib.parent()) {
             warnings.push(format!("{e:#} (glibc stays unpatched: its calls are trapped)"));
         }
@@ -288,7 +289,7 @@ pub(crate) fn prepare(spec: &LaunchSpec, dir: Option<&Path>) -> Result<Prepared>
     env.insert("SHUNT_LIB".into(), lib.into());
     env.insert("SHUNT_EXE".into(), exe.into());
     env.remove(OsStr::new("SHUNT_STATS"));
-    for (k, on) in [("SHUNT_TRAP", opts.trap), ("SHUNT_PATCH", opts.patch)] {
+    for (k, on) in [("SHUNT_TRAP", opts.trap), ("SHUNT_PATCH", opts.patch), ("SHUNT_REWRITE", opts.rewrite)] {
         if on {
             env.remove(OsStr::new(k));
         } else {

@@ -88,6 +88,10 @@ pub struct ShuntOptions {
     pub trap: bool,
     /// Patch glibc in memory (off: glibc's calls reach the runtime as traps).
     pub patch: bool,
+    /// Rewrite the syscall sites of every other image (static programs the
+    /// loader maps, a dynamic program's own objects) at load time from plans
+    /// (off: those calls reach the runtime as traps).
+    pub rewrite: bool,
     /// Write the instance's stats report (JSON) here when it ends. Refused
     /// at launch unless it is a new path or a regular file.
     pub stats_file: Option<PathBuf>,
@@ -118,6 +122,7 @@ impl Default for ShuntOptions {
             policy: None,
             trap: true,
             patch: true,
+            rewrite: true,
             stats_file: None,
             keep_instance_dir: false,
             isolate: false,

@@ -1,0 +1,119 @@
+//! Load-time rewriting of unmodified Go programs: binaries built with the
+//! plain Go toolchain (`go build`, nothing of shunt's), run natively and
+//! under `shunt run`, where the loader rewrites their `syscall` sites into
+//! calls of the gate from a plan. Same output and exit status, and not one
+//! trapped call; with `--no-rewrite` the same programs trap (the comparison
+//! that shows the rewrite did the work).
+//!
+//! The programs stress what the rewrite must not disturb: thousands of
+//! goroutines on several threads (clone through a rewritten site), async
+//! preemption of tight loops (SIGURG landing anywhere), a signal storm,
+//! os/exec of the program itself and of a dynamic `sh` (fork/exec through
+//! rewritten sites), net/http over loopback, timers.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use shunt_tests::*;
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("gofixtures").join(name)
+}
+
+/// `go build` with the plain toolchain (no overlay, no shunt).
+fn go_build(dir: &Path, out: &Path, flags: &[&str]) {
+    let mut cmd = Command::new("go");
+    cmd.current_dir(dir).arg("build").args(flags).arg("-o").arg(out).arg(".");
+    cmd.env("CGO_ENABLED", "0").env("GOTOOLCHAIN", "local").env_remove("GOFLAGS");
+    let o = run(cmd, None, Duration::from_secs(600));
+    assert!(o.status.success(), "go build failed (is Go installed? scripts/setup.sh checks): {}", o.stderr_str());
+}
+
+/// A plan cache of the test's own, so that the first run plans the image.
+fn with_cache(cache: &Path, argv: &[&str], shunt_args: &[&str]) -> (Outcome, Stats) {
+    let dir = tempfile::tempdir().unwrap();
+    let stats = dir.path().join("stats.json");
+    let mut cmd = Command::new(shunt());
+    cmd.arg("run").arg("--stats").arg(&stats).args(shunt_args).arg("--").args(argv);
+    cmd.env("SHUNT_CACHE", cache).env_remove("SHUNT_PLANS");
+    let out = run(cmd, None, Duration::from_secs(300));
+    let text = std::fs::read_to_string(&stats)
+        .unwrap_or_else(|e| panic!("no stats report from {argv:?} ({e}); stderr:\n{}", out.stderr_str()));
+    (out, Stats::parse(&text))
+}
+
+/// Traps of the processes whose program is `name` (`by_program`).
+fn trapped_of(stats: &Stats, name: &str) -> u64 {
+    stats.0["by_program"].as_object().map_or(0, |progs| {
+        progs.iter().filter(|(k, _)| k.as_str() == name).map(|(_, p)| p["trapped"].as_u64().unwrap_or(0)).sum()
+    })
+}
+
+/// Runs `bin args` natively, rewritten and with `--no-rewrite`; returns the
+/// stats of the rewritten run.
+fn compare(what: &str, bin: &Path, args: &[&str]) -> Stats {
+    let cache = tempfile::tempdir().unwrap();
+    let mut argv = vec![bin.to_str().unwrap()];
+    argv.extend_from_slice(args);
+    // The same environment natively (the loader fixture prints it).
+    let mut cmd = Command::new(argv[0]);
+    cmd.args(&argv[1..]).env("SHUNT_CACHE", cache.path()).env_remove("SHUNT_PLANS");
+    let n = run(cmd, None, Duration::from_secs(300));
+    let (s, stats) = with_cache(cache.path(), &argv, &[]);
+    assert_same(what, &n, &s);
+    stats.assert_accounted();
+    assert_eq!(stats.total("trapped"), 0, "{what}: rewritten, yet calls were trapped: {}", stats.0);
+    assert!(stats.total("redirected") > 100, "{what}: the gate saw the calls: {}", stats.0);
+    // The plan was cached by the first run: a second one uses it.
+    let plans: Vec<_> = std::fs::read_dir(cache.path().join("glibc-plans")).unwrap().collect();
+    assert!(!plans.is_empty(), "{what}: no plan cached");
+    let (again, stats2) = with_cache(cache.path(), &argv, &[]);
+    assert_same(what, &n, &again);
+    assert_eq!(stats2.total("trapped"), 0, "{what} (cached plan): {}", stats2.0);
+    // Without the rewrite the same program traps.
+    let (off, off_stats) = with_cache(cache.path(), &argv, &["--no-rewrite"]);
+    assert_same(what, &n, &off);
+    off_stats.assert_accounted();
+    let name = bin.file_name().unwrap().to_str().unwrap();
+    assert!(trapped_of(&off_stats, name) > 100, "{what} --no-rewrite: {}", off_stats.0);
+    stats
+}
+
+#[test]
+fn plain_go_build_runs_with_zero_traps() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("loader");
+    go_build(&fixture("loader"), &bin, &[]);
+    let stats = compare("plain go build", &bin, &["a", "b c"]);
+    // The self-exec went through the loader again (rewritten too), the
+    // shell through the preload.
+    assert!(stats.processes() >= 3, "{}", stats.0);
+}
+
+#[test]
+fn stripped_go_binary_runs_with_zero_traps() {
+    // No symbol table: the planner finds Go's functions in .gopclntab.
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("loader");
+    go_build(&fixture("loader"), &bin, &["-ldflags=-s -w"]);
+    compare("stripped go build", &bin, &["stripped"]);
+}
+
+#[test]
+fn go_pie_runs_with_zero_traps() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("loader");
+    go_build(&fixture("loader"), &bin, &["-buildmode=pie", "-ldflags=-linkmode=internal"]);
+    compare("go PIE", &bin, &["pie"]);
+}
+
+#[test]
+fn go_stress_http_preemption_signals_exec_with_zero_traps() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("stress");
+    go_build(&fixture("stress"), &bin, &[]);
+    let stats = compare("stress", &bin, &[]);
+    assert!(stats.get("clone", "passthrough") >= 2, "threads were created through rewritten sites: {}", stats.0);
+    assert!(stats.get("rt_sigreturn", "trapped") == 0);
+}

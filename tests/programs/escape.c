@@ -15,6 +15,8 @@
  *                                mkdir() through glibc
  *   escape io_uring              io_uring_setup through the gadget
  *   escape kill                  unshare(0) through the gadget
+ *   escape setgs                 arch_prctl(ARCH_SET_GS) through glibc, then
+ *                                getppid() through glibc
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -113,6 +115,10 @@ int main(int argc, char **argv) {
     } else if (!strcmp(mode, "kill")) {
         printf("calling unshare\n");
         report("unshare", via_gadget(SYS_unshare, 0, 0, 0));
+    } else if (!strcmp(mode, "setgs")) {
+        static char elsewhere[4096];
+        report("arch_prctl", syscall(SYS_arch_prctl, 0x1001 /* ARCH_SET_GS */, (long)elsewhere) < 0 ? -errno : 0);
+        report("getppid", getppid() > 0 ? 0 : -errno);
     } else {
         fprintf(stderr, "usage: escape gadget|sud-off|selector|actions|io_uring|kill ...\n");
         return 2;

@@ -102,7 +102,7 @@ impl Filter {
             }
             by_action.entry(key).or_default().push(nr);
         }
-        let mut programs = vec![abi_guard()];
+        let mut programs = vec![abi_guard(), gs_guard()?];
         for (key, nrs) in by_action {
             let action = match key {
                 None => SeccompAction::KillProcess,
@@ -150,6 +150,23 @@ fn errno() -> i32 {
     std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EINVAL)
 }
 
+/// `arch_prctl(ARCH_SET_GS)` → EPERM: GS is the runtime's (the gate finds
+/// its per-thread stack through it, and sets it with `wrgsbase`, never
+/// with this call). A program that moved it would make the gate write
+/// through its new base. Only `arch_prctl` is looked at by argument, so only
+/// it loses the kernel's cache (it is made once per thread, for FS).
+/// `wrgsbase` itself cannot be filtered: that is cooperative (README).
+fn gs_guard() -> Result<BpfProgram, FilterError> {
+    use seccompiler::{SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompRule};
+    const ARCH_SET_GS: u64 = 0x1001;
+    let build = |e: seccompiler::BackendError| FilterError::Build(e.to_string());
+    let cond = SeccompCondition::new(0, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, ARCH_SET_GS).map_err(build)?;
+    let rules = [(libc::SYS_arch_prctl, vec![SeccompRule::new(vec![cond]).map_err(build)?])].into_iter().collect();
+    let filter = SeccompFilter::new(rules, SeccompAction::Allow, SeccompAction::Errno(libc::EPERM as u32), TargetArch::x86_64)
+        .map_err(build)?;
+    BpfProgram::try_from(filter).map_err(build)
+}
+
 /// Kills a call made through another ABI than x86-64's: `int 0x80` (the
 /// i386 table) and x32 numbers. Only the architecture and the number are
 /// read, so the kernel can still cache the answer per number.
@@ -181,10 +198,10 @@ mod tests {
     fn one_program_per_action_after_the_abi_guard() {
         let p = Compiled::from_toml("p", "[syscalls]\nmkdirat = \"deny:EACCES\"\nunshare = \"kill\"\n").unwrap();
         let f = Filter::new(&p).unwrap();
-        // guard, kill, EPERM (the base profile), EACCES
-        assert_eq!(f.programs().len(), 4);
+        // ABI guard, GS guard, kill, EPERM (the base profile), EACCES
+        assert_eq!(f.programs().len(), 5);
         let none = Compiled::from_toml("p", "base = \"none\"\n").unwrap();
-        assert_eq!(Filter::new(&none).unwrap().programs().len(), 1);
+        assert_eq!(Filter::new(&none).unwrap().programs().len(), 2);
     }
 
     #[test]

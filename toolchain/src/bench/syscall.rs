@@ -5,6 +5,11 @@
 //! The runtime is installed in this process. The measuring thread attaches to
 //! it; the trapping calls execute a `syscall` instruction placed in a page
 //! outside the runtime's text, so the trap fallback catches them.
+//!
+//! The `--isolate` rows run in a second process (this command again, with
+//! the hidden `--isolated-worker`) that installed the built-in profile's
+//! seccomp filter first: a filter cannot be removed, so the two sides are
+//! interleaved round by round over a pipe instead of inside one process.
 
 use std::arch::asm;
 use std::time::Instant;
@@ -26,6 +31,9 @@ pub struct SyscallArgs {
     /// Also write the results as JSON to this file.
     #[arg(long, value_name = "FILE")]
     json: Option<std::path::PathBuf>,
+    /// Internal: measure the `--isolate` rows, one round per line on stdin.
+    #[arg(long, hide = true)]
+    isolated_worker: bool,
 }
 
 /// One call through the gate, as a patched `syscall` site makes it. The
@@ -106,6 +114,9 @@ pub fn syscall(args: SyscallArgs) -> Result<()> {
     if args.calls == 0 || args.rounds == 0 {
         bail!("--calls and --rounds must be at least 1");
     }
+    if args.isolated_worker {
+        return isolated_worker(args.calls);
+    }
     shunt_install::install(shunt_install::Options { trap: true, ..Default::default() })
         .context("cannot install the runtime in the benchmark process")?;
     // install() attached and armed the main thread, which goes on printing
@@ -127,6 +138,8 @@ pub fn syscall(args: SyscallArgs) -> Result<()> {
         println!("{name:<44} {ns:>9.1} {note:>12}");
     }
     let get = |n: &str| results.iter().find(|(k, _)| *k == n).map(|(_, v)| *v).unwrap_or(f64::NAN);
+    let filter_tax = get(ISO_KERNEL) - base;
+    let gate_tax = get(ISO_PASSTHROUGH) - get(PASSTHROUGH);
     let emu = base / get(EMULATED);
     let pass = get(PASSTHROUGH) / base - 1.0;
     println!();
@@ -139,6 +152,8 @@ pub fn syscall(args: SyscallArgs) -> Result<()> {
         println!("gate -> passthrough {what} on a kernel fd costs {:+.1}% over the kernel syscall (fd-table test included)",
                  tax * 100.0);
     }
+    println!("--isolate (seccomp filter of the built-in profile) adds {filter_tax:+.1} ns to a kernel syscall, \
+              {gate_tax:+.1} ns to a gate passthrough (a cacheable filter costs the kernel ~+60 ns here)");
     if let Some(path) = args.json {
         let obj: serde_json::Map<String, serde_json::Value> = results
             .iter()
@@ -158,6 +173,92 @@ const KERNEL_READ: &str = "kernel syscall read 1 B (/dev/zero)";
 const GATE_READ: &str = "gate -> passthrough read 1 B (/dev/zero)";
 const KERNEL_WRITE: &str = "kernel syscall write 1 B (/dev/null)";
 const GATE_WRITE: &str = "gate -> passthrough write 1 B (/dev/null)";
+const ISO_KERNEL: &str = "kernel syscall getppid, --isolate";
+const ISO_PASSTHROUGH: &str = "gate -> passthrough (getppid), --isolate";
+const ISO_EMULATED: &str = "gate -> emulated (getpid), --isolate";
+/// The worker's rows, in the order it prints them.
+const ISOLATED_ROWS: [&str; 3] = [ISO_KERNEL, ISO_PASSTHROUGH, ISO_EMULATED];
+
+/// The `--isolate` side: this command again, under the filter.
+struct IsolatedWorker {
+    child: std::process::Child,
+    to: std::process::ChildStdin,
+    from: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl IsolatedWorker {
+    fn start(calls: u32) -> Result<Self> {
+        use std::process::{Command, Stdio};
+        let exe = std::env::current_exe().context("cannot find the shunt executable")?;
+        let mut child = Command::new(exe)
+            .args(["bench", "syscall", "--isolated-worker", "--calls", &calls.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("cannot start the --isolate side of the benchmark")?;
+        let to = child.stdin.take().context("no pipe to the worker")?;
+        let from = std::io::BufReader::new(child.stdout.take().context("no pipe from the worker")?);
+        Ok(IsolatedWorker { child, to, from })
+    }
+
+    /// One round of the worker's rows (ns per call).
+    fn round(&mut self) -> Result<Vec<f64>> {
+        use std::io::{BufRead, Write};
+        writeln!(self.to, "round").and_then(|_| self.to.flush()).context("the --isolate worker is gone")?;
+        let mut line = String::new();
+        self.from.read_line(&mut line).context("the --isolate worker is gone")?;
+        let v: Vec<f64> = line.split_whitespace().filter_map(|w| w.parse().ok()).collect();
+        if v.len() != ISOLATED_ROWS.len() {
+            bail!("the --isolate worker failed (it said {line:?})");
+        }
+        Ok(v)
+    }
+}
+
+impl Drop for IsolatedWorker {
+    fn drop(&mut self) {
+        // Its stdin closes with us: it ends at EOF.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The worker: the built-in profile's filter first, then the runtime, then
+/// one line of timings per line read.
+fn isolated_worker(calls: u32) -> Result<()> {
+    let filter = shunt_seccomp::Filter::new(&shunt_policy::Compiled::builtin())?;
+    filter.install().map_err(|e| anyhow::anyhow!("cannot install the seccomp filter: {}", std::io::Error::from_raw_os_error(e)))?;
+    shunt_install::install(shunt_install::Options { trap: true, ..Default::default() })
+        .context("cannot install the runtime in the benchmark process")?;
+    thread::detach_current();
+    std::thread::spawn(move || -> Result<()> {
+        use std::io::{BufRead, Write};
+        thread::attach_current(false).context("cannot attach the benchmark thread")?;
+        let gate = gate::gate_address();
+        let site = foreign_syscall_site()?;
+        let (getpid, getppid) = (libc::SYS_getpid as usize, libc::SYS_getppid as usize);
+        let runs: [Box<dyn Fn(u32)>; 3] = [
+            Box::new(move |n| for _ in 0..n { unsafe { via_site(site, getppid); } }),
+            Box::new(move |n| for _ in 0..n { unsafe { via_gate(gate, getppid); } }),
+            Box::new(move |n| for _ in 0..n { unsafe { via_gate(gate, getpid); } }),
+        ];
+        let mut out = std::io::stdout().lock();
+        for line in std::io::stdin().lock().lines() {
+            line?;
+            let mut row = String::new();
+            for run in &runs {
+                let t = Instant::now();
+                run(calls);
+                row.push_str(&format!("{} ", t.elapsed().as_nanos() as f64 / calls as f64));
+            }
+            writeln!(out, "{row}")?;
+            out.flush()?;
+        }
+        Ok(())
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("the benchmark thread failed"))?
+}
 
 fn measure(calls: u32, rounds: u32) -> Result<Vec<(&'static str, f64)>> {
     let tb = thread::attach_current(false).context("cannot attach the benchmark thread")?;
@@ -201,7 +302,8 @@ fn measure(calls: u32, rounds: u32) -> Result<Vec<(&'static str, f64)>> {
         Path { name: "trap -> emulated (getpid)", armed: true, run: Box::new(move |n| for _ in 0..n { unsafe { via_site(site, getpid); } }) },
         Path { name: "trap -> passthrough (getppid)", armed: true, run: Box::new(move |n| for _ in 0..n { unsafe { via_site(site, getppid); } }) },
     ];
-    let mut samples = vec![Vec::new(); paths.len()];
+    let mut worker = IsolatedWorker::start(calls)?;
+    let mut samples = vec![Vec::new(); paths.len() + ISOLATED_ROWS.len()];
     // Traps are ~15x slower: give them fewer calls so rounds stay comparable.
     for round in 0..=rounds {
         for (i, p) in paths.iter().enumerate() {
@@ -221,9 +323,15 @@ fn measure(calls: u32, rounds: u32) -> Result<Vec<(&'static str, f64)>> {
                 }
             }
         }
+        for (i, ns) in worker.round()?.into_iter().enumerate() {
+            if round > 0 {
+                samples[paths.len() + i].push(ns);
+            }
+        }
     }
     thread::detach_current();
-    Ok(paths.iter().zip(samples.iter_mut()).map(|(p, s)| (p.name, median(s))).collect())
+    let names = paths.iter().map(|p| p.name).chain(ISOLATED_ROWS);
+    Ok(names.zip(samples.iter_mut()).map(|(n, s)| (n, median(s))).collect())
 }
 
 /// A raw `syscall` inside this binary's text (exempt from the trap fallback):

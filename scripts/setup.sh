@@ -16,6 +16,9 @@ PACKAGES="$PACKAGES containerd runc umoci"
 # skopeo, docker-registry: shunt-image's pull and its tests (a registry on 127.0.0.1,
 # images pushed to it from OCI layouts).
 PACKAGES="$PACKAGES skopeo docker-registry"
+# patchelf, mmdebstrap: shunt-oci (the shunt executable given its own loader inside
+# containers) and its tests (a Debian root filesystem with python3, built once).
+PACKAGES="$PACKAGES patchelf mmdebstrap"
 missing=""
 for p in $PACKAGES; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

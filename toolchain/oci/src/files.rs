@@ -1,0 +1,203 @@
+//! The runtime's files as a container sees them, read-only at `/.shunt`:
+//!
+//! ```text
+//! /.shunt/shunt          the shunt executable (for `shunt load`), given its own loader:
+//! /.shunt/lib/           ... the host's ld.so and the libraries shunt needs (it must start
+//!                        in any image: a busybox or scratch image has no glibc at all)
+//! /.shunt/libshunt.so    the runtime library, preloaded into the image's own programs
+//!                        (which keep the image's glibc: libshunt.so has no RUNPATH)
+//! /.shunt/glibc-plans/   in-memory patch plans of the images' glibc builds (libshunt.so
+//!                        looks next to itself), made on the host at `create`
+//! /.shunt/instance/      the mount point of the container's stats directory
+//! ```
+//!
+//! Made once per build of shunt on the host, under `<cache root>/oci/<key>`
+//! (the key names the source files' identity: inode, size, mtime), in a
+//! temporary directory renamed into place, so concurrent `create`s never see
+//! it half made. The shunt copy gets its interpreter and library path
+//! rewritten by `patchelf` (Debian's); nothing else is changed.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, anyhow, bail};
+use object::read::elf::{Dyn, FileHeader, ProgramHeader};
+use object::{Endianness, elf};
+
+/// Where the runtime's files appear inside a container.
+pub const MOUNT: &str = "/.shunt";
+/// The container's stats directory inside it.
+pub const INSTANCE: &str = "/.shunt/instance";
+
+pub struct RuntimeFiles {
+    /// The host directory bound at [`MOUNT`].
+    pub dir: PathBuf,
+}
+
+/// Directories searched for a library, on the host and in images.
+pub const LIB_DIRS: [&str; 6] = ["/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib64", "/lib", "/usr/lib"];
+
+/// `libshunt.so` and `shunt` of this installation: next to `shunt-oci`
+/// (the cargo build layout), or `$SHUNT_LIB`.
+fn sources() -> Result<(PathBuf, PathBuf)> {
+    let lib = shunt_supervisor::runtime_library()?;
+    let exe = std::env::current_exe().context("cannot find the shunt-oci executable")?;
+    let dir = lib.parent().map(Path::to_path_buf).unwrap_or_default();
+    for c in [dir.join("shunt"), exe.with_file_name("shunt")] {
+        if c.is_file() {
+            return Ok((c, lib));
+        }
+    }
+    bail!("the shunt executable is not next to {} — build the whole workspace (cargo build --release)", lib.display())
+}
+
+fn cache_root() -> PathBuf {
+    shunt_paths::cache_root().unwrap_or_else(|| PathBuf::from("/var/cache/shunt"))
+}
+
+fn identity(p: &Path) -> Result<String> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(p).with_context(|| format!("cannot read {}", p.display()))?;
+    Ok(format!("{:x}-{:x}-{:x}-{:x}", m.dev(), m.ino(), m.size(), m.mtime_nsec() as u64 ^ (m.mtime() as u64) << 30))
+}
+
+/// The runtime's files for containers, made if missing.
+pub fn prepare() -> Result<RuntimeFiles> {
+    let (exe, lib) = sources()?;
+    let key = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (identity(&exe)?, identity(&lib)?).hash(&mut h);
+        format!("{:016x}", h.finish())
+    };
+    let base = cache_root().join("oci");
+    let dir = base.join(&key);
+    if dir.join("shunt").is_file() {
+        return Ok(RuntimeFiles { dir });
+    }
+    std::fs::create_dir_all(&base).with_context(|| format!("cannot create {}", base.display()))?;
+    let tmp = base.join(format!(".{key}.{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let made = make(&tmp, &exe, &lib);
+    if let Err(e) = made {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e);
+    }
+    if std::fs::rename(&tmp, &dir).is_err() {
+        // Another create made it first.
+        let _ = std::fs::remove_dir_all(&tmp);
+        if !dir.join("shunt").is_file() {
+            bail!("cannot put the runtime's files in {}", dir.display());
+        }
+    }
+    Ok(RuntimeFiles { dir })
+}
+
+fn make(tmp: &Path, exe: &Path, lib: &Path) -> Result<()> {
+    for d in ["lib", "glibc-plans", "instance"] {
+        std::fs::create_dir_all(tmp.join(d)).with_context(|| format!("cannot create {}", tmp.join(d).display()))?;
+    }
+    std::fs::copy(lib, tmp.join("libshunt.so")).with_context(|| format!("cannot copy {}", lib.display()))?;
+    let shunt = tmp.join("shunt");
+    std::fs::copy(exe, &shunt).with_context(|| format!("cannot copy {}", exe.display()))?;
+    // The host's loader and shunt's libraries, under their sonames.
+    let interp = interpreter(exe)?.ok_or_else(|| anyhow!("{}: not dynamically linked", exe.display()))?;
+    let interp_name = interp.file_name().context("the interpreter has no file name")?.to_owned();
+    std::fs::copy(&interp, tmp.join("lib").join(&interp_name)).with_context(|| format!("cannot copy {}", interp.display()))?;
+    let mut todo = vec![exe.to_path_buf()];
+    let mut seen: Vec<String> = Vec::new();
+    while let Some(obj) = todo.pop() {
+        for name in needed(&obj)? {
+            if seen.contains(&name) || Path::new(&name).file_name() == Some(interp_name.as_os_str()) {
+                continue;
+            }
+            let found = LIB_DIRS
+                .iter()
+                .map(|d| Path::new(d).join(&name))
+                .find(|p| p.is_file())
+                .ok_or_else(|| anyhow!("{}: needs {name}, which is in none of {}", obj.display(), LIB_DIRS.join(", ")))?;
+            std::fs::copy(&found, tmp.join("lib").join(&name)).with_context(|| format!("cannot copy {}", found.display()))?;
+            seen.push(name);
+            todo.push(found);
+        }
+    }
+    let loader = Path::new(MOUNT).join("lib").join(&interp_name);
+    let out = Command::new("patchelf")
+        .arg("--set-interpreter")
+        .arg(&loader)
+        .arg("--set-rpath")
+        .arg(Path::new(MOUNT).join("lib"))
+        .arg(&shunt)
+        .output()
+        .map_err(|e| anyhow!("cannot run patchelf ({e}): apt-get install patchelf (scripts/setup.sh does)"))?;
+    if !out.status.success() {
+        bail!("patchelf {}: {}", shunt.display(), String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(())
+}
+
+/// The program interpreter (`PT_INTERP`) of an ELF file.
+pub fn interpreter(path: &Path) -> Result<Option<PathBuf>> {
+    let data = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let hdr = elf::FileHeader64::<Endianness>::parse(&*data).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    let e = hdr.endian().map_err(|err| anyhow!("{}: {err}", path.display()))?;
+    for ph in hdr.program_headers(e, &*data).map_err(|err| anyhow!("{}: {err}", path.display()))? {
+        if let Some(bytes) = ph.interpreter(e, &*data).map_err(|err| anyhow!("{}: {err}", path.display()))? {
+            return Ok(Some(PathBuf::from(String::from_utf8_lossy(bytes).into_owned())));
+        }
+    }
+    Ok(None)
+}
+
+/// The `DT_NEEDED` names of an ELF file.
+fn needed(path: &Path) -> Result<Vec<String>> {
+    let data = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let bad = |err: object::Error| anyhow!("{}: {err}", path.display());
+    let hdr = elf::FileHeader64::<Endianness>::parse(&*data).map_err(bad)?;
+    let e = hdr.endian().map_err(bad)?;
+    let sections = hdr.sections(e, &*data).map_err(bad)?;
+    let mut out = Vec::new();
+    if let Some((dyns, link)) = sections.dynamic(e, &*data).map_err(bad)? {
+        let strings = sections.strings(e, &*data, link).map_err(bad)?;
+        for d in dyns {
+            if d.d_tag(e) == elf::DT_NEEDED {
+                let name = strings.get(d.val(e) as u32).map_err(|()| anyhow!("{}: a bad DT_NEEDED entry", path.display()))?;
+                out.push(String::from_utf8_lossy(name).into_owned());
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Makes sure `files` holds patch plans for the glibc of the image at
+/// `rootfs` (its libc and ld.so, wherever the image keeps them), so that
+/// the image's programs run with glibc patched instead of trapping.
+pub fn plan_image_glibc(files: &RuntimeFiles, rootfs: &Path) -> Vec<String> {
+    let plans = files.dir.join("glibc-plans");
+    let mut warnings = Vec::new();
+    let mut done: Vec<String> = Vec::new();
+    for d in LIB_DIRS {
+        for name in ["libc.so.6", "ld-linux-x86-64.so.2"] {
+            let Ok(host) = shunt_supervisor::in_root(rootfs, &Path::new(d).join(name)) else { continue };
+            let key = match shunt_glibc_patch::plan_key_of(&host) {
+                Ok(k) => k,
+                Err(e) => {
+                    warnings.push(format!("{e:#}"));
+                    continue;
+                }
+            };
+            if done.contains(&key) {
+                continue;
+            }
+            done.push(key.clone());
+            let plan = plans.join(shunt_glibc_patch::plan_file_name(&key));
+            if plan.is_file() && shunt_glibc_patch::planner_of(&plan).as_deref() == Some(shunt_glibc_patch::PLANNER) {
+                continue;
+            }
+            if let Err(e) = shunt_glibc_patch::write_plan(&host, &plans) {
+                warnings.push(format!("cannot plan the patch of the image's {name} ({e:#}); its calls are trapped"));
+            }
+        }
+    }
+    warnings
+}

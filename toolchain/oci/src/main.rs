@@ -75,8 +75,9 @@ fn run(inv: &Invocation) -> Result<ExitCode> {
             Ok(ExitCode::from(code))
         }
         Command::Create { bundle, id } => {
+            let runc = runc::find()?;
             bundle::wrap_container(inv, bundle, id)?;
-            runc::exec_replacing(&runc::find()?, &inv.argv)
+            runc::exec_replacing(&runc, &inv.argv)
         }
         Command::Exec { id, process: Some(process) } => {
             let runc = runc::find()?;

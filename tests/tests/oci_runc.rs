@@ -106,7 +106,17 @@ fn fields(s: &Value, bundle: &Path) -> Value {
     })
 }
 
+/// Deletes the container (forced) when a failed assertion leaves it.
+struct Removed<'a>(&'a Runtime, &'a str);
+
+impl Drop for Removed<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.call(&["delete", "--force", self.1]);
+    }
+}
+
 fn life(rt: &Runtime, bundle: &Path, id: &str) -> Seen {
+    let _removed = Removed(rt, id);
     // The container's stdout is this pipe; its process becomes our child.
     let mut create = rt.cmd(&["create", "--bundle", bundle.to_str().unwrap(), id]);
     // (stderr to a file: the container holds the pipe open as long as it runs)

@@ -7,7 +7,9 @@
 //! merged with any the program set, `SHUNT_INSTANCE`, …) and what the exec
 //! hooks add, and sends a *static* ELF — which no preload can reach — to the
 //! loader: `execve(shunt, ["shunt", "load", "--argv0", argv[0], "--", path,
-//! argv[1..]…])`.
+//! argv[1..]…])`. An exec whose environment names `SHUNT_INSTANCE` is a
+//! supervisor on the runtime starting an instance of its own (the daemon's
+//! functions): it goes to the kernel as given.
 //!
 //! Everything runs on the runtime stack with raw syscalls (the caller may be
 //! a vfork child sharing its parent's memory: nothing here allocates in the
@@ -115,6 +117,18 @@ fn execve_in_instance(
     let (Some(nargs), Some(nenv)) = (umem::count_ptrs(argv, 1 << 20), umem::count_ptrs(envp, 1 << 20)) else {
         return forward();
     };
+    // A supervisor on the runtime (`shunt daemon`'s) starting an instance
+    // of its own hands the new image that instance's variables: this exec
+    // leaves the caller's instance, as given. The runtime hides its
+    // variables from the program, so only such a deliberate launch carries
+    // `SHUNT_INSTANCE`.
+    let starts_instance = (0..nenv).any(|i| {
+        let s = umem::read::<u64>(envp + 8 * i as u64).unwrap_or(0);
+        s != 0 && umem::plausible(s, 1) && umem::starts_with(s, b"SHUNT_INSTANCE=")
+    });
+    if starts_instance {
+        return forward();
+    }
     let reroute = may_reroute && !inj.loader().is_empty() && umem::plausible(path, 1) && is_static_elf(path);
     // `shunt load` cannot see whether SIGPIPE was ignored here (std ignores
     // it in every Rust program): say so.

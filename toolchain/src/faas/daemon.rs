@@ -13,6 +13,14 @@ use shunt_manager::images::{Images, ResolvedImage};
 use super::build::{IMAGE_APP_DIR, LABEL_BINARY, LABEL_ROOT};
 
 pub fn run(args: DaemonArgs) -> Result<ExitCode> {
+    // A long-running server: a closed stdout, pipe or peer is an error to
+    // report, never a reason to die (`main` restores SIGPIPE's default for
+    // the commands that print to pipes). A handler that does nothing, not
+    // SIG_IGN: exec resets handlers, so the functions start with SIGPIPE
+    // as usual, while an ignored signal would stay ignored in them.
+    extern "C" fn nothing(_: libc::c_int) {}
+    // SAFETY: installing an async-signal-safe handler (it does nothing).
+    unsafe { libc::signal(libc::SIGPIPE, nothing as extern "C" fn(libc::c_int) as libc::sighandler_t) };
     let native = args.native;
     shunt_manager::cli::run(args, move |state| Ok(Arc::new(StoreImages { store: Store::open(state)?, native }) as Arc<dyn Images>))
 }

@@ -13,6 +13,7 @@ pub mod functions;
 pub mod glibc;
 pub mod go;
 pub mod invoke;
+pub mod manager;
 pub mod plots;
 pub mod stats;
 pub mod syscall;
@@ -29,6 +30,9 @@ pub enum BenchCommand {
     /// The Junctiond report's invocation benchmark (Figures 5 and 6): AES
     /// functions, stock vs native vs shunt.
     Invoke(invoke::InvokeArgs),
+    /// The function manager: deploy-to-ready time and the gateway hop's
+    /// added latency, `shunt daemon --native` vs on the runtime.
+    Manager(manager::ManagerArgs),
     /// The bypass transport: shared-memory rings vs kernel loopback TCP,
     /// ping-pong and stream, spin off vs auto, same core and across cores.
     Transport(transport::TransportArgs),
@@ -41,5 +45,6 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Glibc(a) => glibc::run(a),
         BenchCommand::Invoke(a) => invoke::run(a),
         BenchCommand::Transport(a) => transport::run(a),
+        BenchCommand::Manager(a) => manager::run(a),
     }
 }

@@ -41,5 +41,14 @@ pub fn write_json(t: &Totals, out: &mut dyn Write) -> fmt::Result {
         }
         out.write_str("}")?;
     }
-    out.write_str("}}\n")
+    out.write_str("}")?;
+    if t.has_transport() {
+        let [c, k, b] = t.transport;
+        write!(out, ", \"transport\": {{\"shm_connections\": {c}, \"kernel_connections\": {k}, \"shm_bytes\": {b}}}")?;
+    }
+    if t.has_waits() {
+        let [s, p, ns] = t.waits;
+        write!(out, ", \"waits\": {{\"spun\": {s}, \"parked\": {p}, \"spin_ns\": {ns}}}")?;
+    }
+    out.write_str("}\n")
 }

@@ -25,9 +25,10 @@ use crate::syscalls::TABLE_LEN;
 
 /// The segment file's first word once its header is complete: `SHUNTSG1`.
 pub const SEGMENT_MAGIC: u64 = u64::from_ne_bytes(*b"SHUNTSG1");
-/// Version 4: no `unaccounted` word (it was never counted); the magic is
-/// stored last, so a reader never sees a half-written header.
-pub const SEGMENT_VERSION: u32 = 4;
+/// Version 5: the transport's and the waits' counters in the header
+/// (version 4: no `unaccounted` word; the magic is stored last, so a reader
+/// never sees a half-written header).
+pub const SEGMENT_VERSION: u32 = 5;
 
 /// Distance between two slots in the stats segment.
 pub const SLOT_STRIDE: usize = 32 * 1024;
@@ -74,7 +75,23 @@ pub struct SegmentHeader {
     /// File name of the program this process runs (NUL-padded), so that a
     /// report can say which program of the instance made which calls.
     pub program: [u8; 64],
+    /// The bypass transport's counters ([`TR_SHM_CONNECTIONS`], …), counted
+    /// by the process's runtime with `Relaxed` adds.
+    pub transport: [AtomicU64; TRANSPORT_COUNTERS],
+    /// Blocking waits: answered while spinning, parked, time spun (ns) —
+    /// in this order, the layout of `shunt_transport::spin::WaitStats`.
+    pub waits: [AtomicU64; 3],
 }
+
+/// `SegmentHeader::transport[..]`: connections carried by rings.
+pub const TR_SHM_CONNECTIONS: usize = 0;
+/// Loopback TCP connections of a transport-enabled process that stayed on
+/// the kernel (the peer is not a shunt process, or did not agree).
+pub const TR_KERNEL_CONNECTIONS: usize = 1;
+/// Bytes written into rings.
+pub const TR_SHM_BYTES: usize = 2;
+/// How many transport counters there are.
+pub const TRANSPORT_COUNTERS: usize = 3;
 
 impl SegmentHeader {
     /// Fills a zeroed header and publishes it: `program` is the file name
@@ -200,16 +217,27 @@ impl<'a> Segment<'a> {
 pub struct Totals {
     pub cells: [[u64; TABLE_LEN]; CELLS],
     pub processes: u64,
+    /// The transport counters, summed (indices `TR_*`).
+    pub transport: [u64; TRANSPORT_COUNTERS],
+    /// Waits: spun, parked, spin_ns.
+    pub waits: [u64; 3],
 }
 
 impl Totals {
     pub const fn new() -> Self {
-        Totals { cells: [[0; TABLE_LEN]; CELLS], processes: 0 }
+        Totals { cells: [[0; TABLE_LEN]; CELLS], processes: 0, transport: [0; TRANSPORT_COUNTERS], waits: [0; 3] }
     }
 
     /// Adds the counters of one segment (one more process).
     pub fn add(&mut self, seg: &Segment<'_>) {
         seg.for_each_counter(|cell, nr, n| self.cells[cell][nr] += n);
+        let h = seg.header();
+        for (t, w) in self.transport.iter_mut().zip(h.transport.iter()) {
+            *t += w.load(Ordering::Relaxed);
+        }
+        for (t, w) in self.waits.iter_mut().zip(h.waits.iter()) {
+            *t += w.load(Ordering::Relaxed);
+        }
         self.processes += 1;
     }
 
@@ -227,6 +255,22 @@ impl Totals {
             }
         }
         self.processes += other.processes;
+        for (m, t) in self.transport.iter_mut().zip(other.transport.iter()) {
+            *m += t;
+        }
+        for (m, t) in self.waits.iter_mut().zip(other.waits.iter()) {
+            *m += t;
+        }
+    }
+
+    /// Whether any transport counter moved.
+    pub fn has_transport(&self) -> bool {
+        self.transport.iter().any(|&n| n != 0)
+    }
+
+    /// Whether any wait was counted.
+    pub fn has_waits(&self) -> bool {
+        self.waits.iter().any(|&n| n != 0)
     }
 
     /// The count of `class` for syscall `nr`.

@@ -24,6 +24,9 @@ pub struct FdOwner {
     /// `newfd` now refers to the object of `fd` (dup, dup2, dup3,
     /// `F_DUPFD`): the token of `newfd`.
     pub dup: fn(fd: i32, newfd: i32, token: u64) -> u64,
+    /// `fd` is about to be closed by `close` or `close_range` (the kernel
+    /// descriptor is still open: last words on it, such as draining it).
+    pub closing: fn(fd: i32, token: u64),
     /// `fd` was closed (by `close`, `close_range`, or `dup2`/`dup3` onto it).
     pub close: fn(fd: i32, token: u64),
     /// `fd` (without `FD_CLOEXEC`) survives an `execve`: the token the new
@@ -42,6 +45,13 @@ static OWNERS: [AtomicPtr<FdOwner>; MAX_OWNERS] = [const { AtomicPtr::new(core::
 pub fn lookup(table: &FdTable, fd: i32) -> Option<(&'static FdOwner, OwnerId, u64)> {
     let (id, token) = table.lookup(fd)?;
     owner(id).map(|o| (o, id, token))
+}
+
+/// `fd` is about to be closed: tell its owner.
+pub fn closing(table: &FdTable, fd: i32) {
+    if let Some((o, _, token)) = lookup(table, fd) {
+        (o.closing)(fd, token);
+    }
 }
 
 /// `fd` was closed: unmark it and tell its owner.

@@ -44,6 +44,10 @@ pub struct InstallParams<'a> {
     /// NUL-terminated path of the shunt binary, whose `shunt load` runs
     /// exec'd static programs (empty: they run outside the instance).
     pub loader: &'a [u8],
+    /// Carry loopback TCP between shunt processes over shared memory.
+    pub transport: bool,
+    /// How blocking waits spin before they park.
+    pub spin: shunt_transport::spin::SpinMode,
 }
 
 /// Why installation failed.
@@ -55,6 +59,7 @@ pub enum InstallError {
     InjectionTooLarge,
     Sigsys(i64),
     Attach(AttachError),
+    TooManyOwners,
 }
 
 impl fmt::Display for InstallError {
@@ -68,6 +73,7 @@ impl fmt::Display for InstallError {
             }
             InstallError::Sigsys(e) => write!(f, "could not install the SIGSYS handler (errno {e})"),
             InstallError::Attach(e) => e.fmt(f),
+            InstallError::TooManyOwners => f.write_str("too many subsystems own file descriptors"),
         }
     }
 }
@@ -131,8 +137,9 @@ pub unsafe fn install(params: &InstallParams<'_>) -> Result<(), InstallError> {
     unsafe {
         *core::ptr::addr_of_mut!(SLOT_BITMAP_PTR) =
             (*(seg as *mut SegmentHeader)).slot_bitmap.as_mut_ptr() as *mut u64;
-        table::configure(params.rules);
+        table::configure(params.rules, params.transport, params.spin != shunt_transport::spin::SpinMode::Off);
     }
+    crate::net::configure(params.transport, params.spin).map_err(|_| InstallError::TooManyOwners)?;
     register_builtin_hooks();
     if params.trap {
         // SAFETY: single-threaded; the caller vouches for the text range.

@@ -25,6 +25,8 @@
 //!   hooks, the fd table
 //! - [`process`], [`task`], [`fd_owner`]: the process's shared state, the
 //!   task context handlers take (`fn(&mut Call) -> Ret`), the fds' owners
+//! - [`net`]: the bypass transport's fd owner (TCP sockets carried by
+//!   shared-memory rings, `shunt_transport`) and the waits' spin context
 //! - [`trap`], [`thread`], [`fork`], [`standalone`]: the trap fallback,
 //!   attaching threads, a fork child's first steps, stand-alone reports
 //! - [`sys`]: handlers by family; [`dispatch`]: the full path; [`entry`]:
@@ -47,6 +49,7 @@ pub mod install;
 pub mod kernel;
 pub mod layout;
 pub mod mem;
+pub mod net;
 pub mod process;
 pub mod program;
 pub mod raw;

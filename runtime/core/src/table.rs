@@ -21,7 +21,9 @@ static mut DENY_ERRNO: [u16; TABLE_LEN] = [0; TABLE_LEN];
 /// # Safety
 /// No thread may be inside the gate or the trap fallback, nor enter them,
 /// while this runs (installation, single-threaded).
-pub(crate) unsafe fn configure(policy: Option<&Rules>) {
+/// `socket` and `futex` have handlers only for the transport and the spin
+/// (`sys::net`): with `transport` (`spin`) off they take the kernel route.
+pub(crate) unsafe fn configure(policy: Option<&Rules>, transport: bool, spin: bool) {
     // SAFETY: the caller guarantees that nothing reads the tables meanwhile,
     // so these are the only references to them.
     let (actions, errnos) =
@@ -34,6 +36,8 @@ pub(crate) unsafe fn configure(policy: Option<&Rules>) {
             Route::Handler => match n {
                 nr::GETPID => Action::Getpid,
                 nr::GETTID => Action::Gettid,
+                nr::SOCKET if !transport => Action::Kernel,
+                nr::FUTEX if !spin => Action::Kernel,
                 _ => Action::Rust,
             },
             Route::Gate => match n {

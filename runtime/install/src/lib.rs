@@ -46,6 +46,12 @@ pub struct Options {
     pub fd_owners: Vec<&'static shunt_core::fd_owner::FdOwner>,
     /// Marks of owned fds inherited across `execve` (`SHUNT_FDS`).
     pub inherited_fds: Option<String>,
+    /// Carry loopback TCP between shunt processes over shared-memory rings
+    /// (`SHUNT_TRANSPORT=shm`; `kernel`, the default, leaves sockets alone).
+    pub transport: bool,
+    /// How blocking waits spin before they park (`SHUNT_SPIN=auto|off|µs`;
+    /// off by default).
+    pub spin: Option<shunt_core::net::SpinMode>,
 }
 
 /// Why the runtime could not be installed.
@@ -98,6 +104,8 @@ pub fn install(opts: Options) -> Result<(), InstallError> {
         exec_vars: &var_refs,
         preload_index,
         loader: &loader,
+        transport: opts.transport,
+        spin: opts.spin.unwrap_or(shunt_core::net::SpinMode::Off),
     };
     // SAFETY: FSGSBASE was checked; `text` is this object's executable
     // segment and the vDSO functions come from glibc's own lookup; the
@@ -151,6 +159,14 @@ fn exec_injection(opts: &Options) -> (Vec<Vec<u8>>, Option<usize>, Vec<u8>) {
     }
     if !opts.rewrite {
         vars.push(b"SHUNT_REWRITE=0\0".to_vec());
+    }
+    if opts.transport {
+        vars.push(b"SHUNT_TRANSPORT=shm\0".to_vec());
+    }
+    match opts.spin {
+        None | Some(shunt_core::net::SpinMode::Off) => {}
+        Some(shunt_core::net::SpinMode::Auto) => vars.push(b"SHUNT_SPIN=auto\0".to_vec()),
+        Some(shunt_core::net::SpinMode::Fixed(ns)) => vars.push(format!("SHUNT_SPIN={}\0", ns / 1000).into_bytes()),
     }
     (vars, preload_index, loader)
 }
@@ -261,7 +277,31 @@ pub fn options_from_env() -> Result<Options, String> {
         None => opts.instance_dir.is_some(),
     };
     opts.inherited_fds = var("SHUNT_FDS").map(|v| v.to_string_lossy().into_owned());
-    for k in ["SHUNT_INSTANCE", "SHUNT_STATS", "SHUNT_TRAP", "SHUNT_LIB", "SHUNT_EXE", "SHUNT_PATCH", "SHUNT_REWRITE", "SHUNT_FDS"] {
+    if let Some(t) = var("SHUNT_TRANSPORT") {
+        opts.transport = match t.to_str() {
+            Some("shm") => true,
+            Some("kernel") => false,
+            _ => return Err(format!("SHUNT_TRANSPORT={}: expected shm or kernel", t.to_string_lossy())),
+        };
+    }
+    if let Some(s) = var("SHUNT_SPIN") {
+        let mode = s.to_str().and_then(shunt_core::net::SpinMode::parse);
+        opts.spin = Some(mode.ok_or_else(|| {
+            format!("SHUNT_SPIN={}: expected auto, off or a number of microseconds (at most 1000000)", s.to_string_lossy())
+        })?);
+    }
+    for k in [
+        "SHUNT_INSTANCE",
+        "SHUNT_STATS",
+        "SHUNT_TRAP",
+        "SHUNT_LIB",
+        "SHUNT_EXE",
+        "SHUNT_PATCH",
+        "SHUNT_REWRITE",
+        "SHUNT_FDS",
+        "SHUNT_TRANSPORT",
+        "SHUNT_SPIN",
+    ] {
         // (SHUNT_SIGPIPE is the loader's, read and removed by `shunt load`.)
         std::env::remove_var(k);
     }

@@ -61,6 +61,7 @@ static OWNER: FdOwner = FdOwner {
     name: "test",
     call: owner_call,
     dup: owner_dup,
+    closing: |_, _| {},
     close: owner_close,
     exec: owner_exec,
     restore: owner_restore,

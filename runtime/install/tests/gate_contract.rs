@@ -248,6 +248,7 @@ static PASS_OWNER: shunt_core::fd_owner::FdOwner = shunt_core::fd_owner::FdOwner
     name: "contract",
     call: |_, _, _| None,
     dup: |_, _, t| t,
+    closing: |_, _| {},
     close: |_, _| {},
     exec: |_, _| None,
     restore: |_, _| false,

@@ -175,6 +175,17 @@ impl Report {
                 r.by_syscall.insert(name_of(nr as u64).to_string(), c);
             }
         }
+        if t.has_transport() {
+            use shunt_abi::segment::{TR_KERNEL_CONNECTIONS, TR_SHM_BYTES, TR_SHM_CONNECTIONS};
+            r.transport = Some(Transport {
+                shm_connections: t.transport[TR_SHM_CONNECTIONS],
+                kernel_connections: t.transport[TR_KERNEL_CONNECTIONS],
+                shm_bytes: t.transport[TR_SHM_BYTES],
+            });
+        }
+        if t.has_waits() {
+            r.waits = Some(Waits { spun: t.waits[0], parked: t.waits[1], spin_ns: t.waits[2] });
+        }
         r
     }
 

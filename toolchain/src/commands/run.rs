@@ -21,7 +21,25 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Args;
 use shunt_policy::errno_name;
-use shunt_supervisor::{EventKind, LaunchSpec, ProcessGroup, Runtime, ShuntOptions, Supervisor};
+use shunt_supervisor::{EventKind, LaunchSpec, ProcessGroup, Runtime, ShuntOptions, Spin, Supervisor, Transport};
+
+/// The transport asked for, else `$SHUNT_TRANSPORT`, else the kernel's.
+fn transport_of(arg: Option<Transport>) -> Result<Transport> {
+    match (arg, std::env::var("SHUNT_TRANSPORT")) {
+        (Some(t), _) => Ok(t),
+        (None, Ok(v)) if !v.is_empty() => v.parse().map_err(|e| anyhow::anyhow!("SHUNT_TRANSPORT={e}")),
+        _ => Ok(Transport::Kernel),
+    }
+}
+
+/// The spin asked for, else `$SHUNT_SPIN`, else the default.
+fn spin_of(arg: Option<Spin>) -> Result<Spin> {
+    match (arg, std::env::var("SHUNT_SPIN")) {
+        (Some(s), _) => Ok(s),
+        (None, Ok(v)) if !v.is_empty() => v.parse().map_err(|e| anyhow::anyhow!("SHUNT_SPIN={e}")),
+        _ => Ok(Spin::Default),
+    }
+}
 
 #[derive(Args)]
 pub struct RunArgs {
@@ -50,6 +68,16 @@ pub struct RunArgs {
     /// program's own objects): their calls then reach the runtime as traps.
     #[arg(long)]
     pub no_rewrite: bool,
+    /// How loopback TCP between shunt processes travels: `shm` (shared-memory
+    /// rings when both ends are shunt processes and agree, kernel TCP
+    /// otherwise) or `kernel` [default: kernel; $SHUNT_TRANSPORT].
+    #[arg(long, value_name = "shm|kernel")]
+    pub transport: Option<Transport>,
+    /// How blocking waits poll before they park: `auto` (adaptive, under a
+    /// host-wide cap on spinning threads), `off`, or a number of
+    /// microseconds [default: off; $SHUNT_SPIN].
+    #[arg(long, value_name = "auto|off|MICROSECONDS")]
+    pub spin: Option<Spin>,
     /// The program and its arguments.
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "PROG [ARGS]...")]
     pub command: Vec<OsString>,
@@ -64,6 +92,8 @@ impl From<RunArgs> for Request {
             patch: !a.no_patch,
             isolate: a.isolate,
             rewrite: !a.no_rewrite,
+            transport: a.transport,
+            spin: a.spin,
             command: a.command,
         }
     }
@@ -77,6 +107,8 @@ pub struct Request {
     pub patch: bool,
     pub isolate: bool,
     pub rewrite: bool,
+    pub transport: Option<Transport>,
+    pub spin: Option<Spin>,
     pub command: Vec<OsString>,
 }
 
@@ -101,6 +133,8 @@ pub fn run(req: Request) -> Result<ExitCode> {
             stats_file: req.stats.clone(),
             keep_instance_dir: keep,
             isolate: req.isolate,
+            transport: transport_of(req.transport)?,
+            spin: spin_of(req.spin)?,
             ..Default::default()
         }));
     let instance = sup.spawn(spec, &tx)?;

@@ -289,6 +289,16 @@ pub(crate) fn prepare(spec: &LaunchSpec, dir: Option<&Path>) -> Result<Prepared>
     env.insert("SHUNT_LIB".into(), lib.into());
     env.insert("SHUNT_EXE".into(), exe.into());
     env.remove(OsStr::new("SHUNT_STATS"));
+    match opts.transport {
+        Transport::SharedMemory => env.insert("SHUNT_TRANSPORT".into(), "shm".into()),
+        Transport::Kernel => env.remove(OsStr::new("SHUNT_TRANSPORT")),
+    };
+    match opts.spin {
+        Spin::Default => env.remove(OsStr::new("SHUNT_SPIN")),
+        Spin::Never => env.insert("SHUNT_SPIN".into(), "off".into()),
+        Spin::Auto => env.insert("SHUNT_SPIN".into(), "auto".into()),
+        Spin::Micros(n) => env.insert("SHUNT_SPIN".into(), n.to_string().into()),
+    };
     for (k, on) in [("SHUNT_TRAP", opts.trap), ("SHUNT_PATCH", opts.patch), ("SHUNT_REWRITE", opts.rewrite)] {
         if on {
             env.remove(OsStr::new(k));
@@ -301,11 +311,10 @@ pub(crate) fn prepare(spec: &LaunchSpec, dir: Option<&Path>) -> Result<Prepared>
 
 /// Options that later issues implement are refused, not ignored.
 fn check_supported(o: &ShuntOptions) -> Result<()> {
-    if o.transport != Transport::Kernel {
-        bail!("the shared-memory transport is not implemented yet");
-    }
-    if o.spin != Spin::Default {
-        bail!("spin policies are not implemented yet");
+    if let Spin::Micros(n) = o.spin {
+        if n > 1_000_000 {
+            bail!("spin of {n} µs: at most 1000000");
+        }
     }
     if let Some(f) = &o.stats_file {
         crate::report::check_stats_path(f)?;

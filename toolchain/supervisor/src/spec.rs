@@ -102,10 +102,9 @@ pub struct ShuntOptions {
     /// (`shunt-seccomp`), installed before `execve`, so the rules hold
     /// even against a program that bypasses the runtime.
     pub isolate: bool,
-    /// The socket transport between co-located instances. Only the kernel's
-    /// exists yet.
+    /// The socket transport between co-located instances.
     pub transport: Transport,
-    /// How blocking waits spin before they park. Only the default exists yet.
+    /// How blocking waits spin before they park.
     pub spin: Spin,
     /// The runtime library [default: `$SHUNT_LIB`, else found next to the
     /// shunt executable].
@@ -144,14 +143,44 @@ pub enum Transport {
     SharedMemory,
 }
 
-/// The spin policy of blocking waits (issue: the bypass transport).
+/// The spin policy of blocking waits (`--spin auto|off|MICROSECONDS`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Spin {
-    /// The runtime's default.
+    /// The runtime's default (no spinning yet).
     #[default]
     Default,
     /// Never spin: park at once.
     Never,
+    /// Spin adaptively, under the host-wide cap on spinning threads.
+    Auto,
+    /// Always spin this many microseconds (at most 1,000,000) before parking.
+    Micros(u32),
+}
+
+impl std::str::FromStr for Spin {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Spin, String> {
+        match s {
+            "auto" => Ok(Spin::Auto),
+            "off" => Ok(Spin::Never),
+            _ => match s.parse::<u32>() {
+                Ok(0) => Ok(Spin::Never),
+                Ok(n) if n <= 1_000_000 => Ok(Spin::Micros(n)),
+                _ => Err(format!("{s:?}: expected auto, off or a number of microseconds (at most 1000000)")),
+            },
+        }
+    }
+}
+
+impl std::str::FromStr for Transport {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Transport, String> {
+        match s {
+            "shm" => Ok(Transport::SharedMemory),
+            "kernel" => Ok(Transport::Kernel),
+            _ => Err(format!("{s:?}: expected shm or kernel")),
+        }
+    }
 }
 
 impl LaunchSpec {

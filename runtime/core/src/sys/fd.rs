@@ -39,6 +39,7 @@ pub fn on_fd0(c: &mut Call) -> Ret {
     let Some((owner, _, token)) = fd_owner::lookup(table, fd) else { return forward(c) };
     match c.nr as usize {
         nr::CLOSE => {
+            fd_owner::closing(table, fd);
             let r = forward(c);
             // Linux has closed the fd whatever close returned, except EBADF.
             if r.value != -(libc::EBADF as i64) {
@@ -81,6 +82,14 @@ pub fn sys_dup3(c: &mut Call) -> Ret {
 pub fn sys_close_range(c: &mut Call) -> Ret {
     const CLOSE_RANGE_CLOEXEC: u64 = 1 << 2;
     let (first, last, flags) = (c.args[0], c.args[1], c.args[2]);
+    if flags & CLOSE_RANGE_CLOEXEC == 0 {
+        let table = c.task.process().fds;
+        table.for_each_marked(|fd| {
+            if (first..=last).contains(&(fd as u64)) {
+                fd_owner::closing(table, fd);
+            }
+        });
+    }
     let r = forward(c);
     if r.value == 0 && flags & CLOSE_RANGE_CLOEXEC == 0 {
         let table = c.task.process().fds;

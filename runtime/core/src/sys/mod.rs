@@ -17,6 +17,7 @@ pub mod exec;
 pub mod fd;
 pub mod fs;
 pub mod ids;
+pub mod net;
 pub mod ns;
 pub mod process;
 pub mod random;

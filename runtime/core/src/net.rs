@@ -1,0 +1,694 @@
+//! The bypass transport in a process: the fd owner of TCP sockets
+//! (`shunt_transport` is the mechanism; this is where the program's calls
+//! meet it).
+//!
+//! With the transport on (`SHUNT_TRANSPORT=shm`, installed by
+//! [`configure`]), every `AF_INET`/`AF_INET6` stream socket the program
+//! creates is marked in the fd table as *fresh* (`sys::net::sys_socket`),
+//! so that its `connect` and `listen` come here:
+//!
+//! - `listen` on a loopback or wildcard address registers the listener in
+//!   the host-wide registry (`rendezvous::register`); the fd stays marked as
+//!   a *listener*, so its `accept`s come here too. Any other address: the fd
+//!   is unmarked and is the kernel's from then on.
+//! - `connect` to a loopback address whose listener is registered deposits
+//!   a fresh connection segment with the connector's socket as proof, then
+//!   connects; the fd becomes a *connection* (connector end). No registered
+//!   listener, or any other address: unmarked, plain kernel TCP.
+//! - `accept`/`accept4` on a listener claims the deposit of the accepted
+//!   socket's peer; found, the new fd is a connection (acceptor end), else
+//!   it is left to the kernel (a plain client).
+//!
+//! A connection's fd stays the kernel socket (the placeholder): names,
+//! options and the peer's close are the kernel's; the bytes travel through
+//! the rings ([`shunt_transport::conn`]). Calls on it that the rings
+//! answer: `read`, `readv`, `recvfrom`, `recvmsg`, `write`, `writev`,
+//! `sendto`, `sendmsg`, `shutdown`, `ioctl(FIONREAD, SIOCOUTQ)`,
+//! `getsockopt(SO_ERROR)`; mirrored and then forwarded: `fcntl(F_SETFL)`,
+//! `ioctl(FIONBIO)`, `setsockopt(SO_RCVTIMEO, SO_SNDTIMEO)`; everything else
+//! goes to the kernel socket as it is.
+//!
+//! Objects (listeners and connections) live in a fixed table of this
+//! process, indexed by the fd token; each counts the fds of this process
+//! that refer to it (`dup` adds one, a close drops one, the last one
+//! unmaps the segment or closes the registry socket). A fork child copies
+//! the table with the fds and the mappings (shared memory stays shared).
+//!
+//! Invariants:
+//! - an object slot goes FREE → BUSY (claimed by `alloc`, filled) → its kind
+//!   (`Release`) and back to FREE when its last fd closes; readers load the
+//!   kind with `Acquire` before they read the rest;
+//! - a token names a live object for as long as an fd marked with it is
+//!   open (each such fd holds a reference).
+//!
+//! Departures from the design (docs of the issue): a connection's fd that
+//! survives `execve` goes back to the kernel in the new image (its segment
+//! is not carried over), so only connections made after the exec are
+//! upgraded; a blocking ring read or write interrupted by a signal returns
+//! `EINTR` even under `SA_RESTART`.
+
+use core::cell::UnsafeCell;
+use core::mem::MaybeUninit;
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
+
+use shunt_abi::segment::{SegmentHeader, TR_KERNEL_CONNECTIONS, TR_SHM_BYTES, TR_SHM_CONNECTIONS};
+use shunt_abi::syscalls::nr;
+use shunt_transport::conn::{End, IoVec, DEFAULT_RING_BYTES};
+use shunt_transport::rendezvous::{self, Claims, SockKey};
+pub use shunt_transport::spin::SpinMode;
+use shunt_transport::spin::{SpinCap, SpinPolicy, WaitCtx, WaitStats};
+
+use crate::fd::{FdTable, OwnerId};
+use crate::fd_owner::FdOwner;
+use crate::layout::{Answer, MAX_SLOTS};
+use crate::task::{Call, Ret};
+use crate::{raw, umem};
+
+/// Objects (listeners and connections) a process can hold at once.
+pub const MAX_OBJECTS: usize = 4096;
+/// Iovecs of one call the rings take (a longer vector is cut there: a short
+/// read or write, which stream sockets allow).
+const MAX_IOV: usize = 64;
+
+// Token kinds (the high 32 bits of a token; the low 32 are the object).
+const K_FRESH: u64 = 1;
+const K_LISTENER: u64 = 2;
+const K_CONN: u64 = 3;
+
+// Object states.
+const FREE: u32 = 0;
+const BUSY: u32 = 1;
+const LISTENER: u32 = 2;
+const CONN: u32 = 3;
+
+struct Object {
+    state: AtomicU32,
+    /// Fds of this process that refer to the object.
+    refs: AtomicU32,
+    /// A listener's registry socket.
+    registry: AtomicU32,
+    /// A connection's end (written while BUSY, read once the state says CONN).
+    end: UnsafeCell<MaybeUninit<End>>,
+}
+
+// SAFETY: `end` is written only by the thread that claimed the slot (BUSY)
+// before it publishes the kind with Release, and only read after an Acquire
+// load of that kind; it is never written while the kind is published.
+unsafe impl Sync for Object {}
+
+static OBJECTS: [Object; MAX_OBJECTS] = [const {
+    Object {
+        state: AtomicU32::new(FREE),
+        refs: AtomicU32::new(0),
+        registry: AtomicU32::new(0),
+        end: UnsafeCell::new(MaybeUninit::uninit()),
+    }
+}; MAX_OBJECTS];
+
+/// Whether the transport is on in this process.
+static ON: AtomicBool = AtomicBool::new(false);
+/// The spin mode: 0 off, 1 auto, 2 fixed (`SPIN_NS`).
+static SPIN: AtomicU8 = AtomicU8::new(0);
+static SPIN_NS: AtomicU64 = AtomicU64::new(0);
+/// The host-wide spin cap's segment (0: none).
+static CAP: AtomicU64 = AtomicU64::new(0);
+/// Our owner id in the fd table.
+static OWNER_ID: AtomicU32 = AtomicU32::new(0);
+/// Deposits received by this process's listeners.
+static CLAIMS: Claims = Claims::new();
+/// Wait counters when the process has no stats segment.
+static SPARE_WAITS: WaitStats = WaitStats { spun: AtomicU64::new(0), parked: AtomicU64::new(0), spin_ns: AtomicU64::new(0) };
+
+/// Per-thread spin policies, by slot (plain data of one thread: a nested
+/// signal handler's wait may overwrite a learnt value, which only costs a
+/// worse guess).
+struct Policies([UnsafeCell<SpinPolicy>; MAX_SLOTS]);
+// SAFETY: slot `i` is used only by the thread that holds slot `i`; values
+// are copied in and out (`read_volatile`/`write_volatile`), never borrowed
+// across a wait.
+unsafe impl Sync for Policies {}
+static POLICIES: Policies = Policies([const { UnsafeCell::new(SpinPolicy::new()) }; MAX_SLOTS]);
+
+/// The fd owner (registered by [`configure`]).
+pub static OWNER: FdOwner = FdOwner { name: "tcp", call, dup, close, closing, exec, restore };
+
+/// Turns the transport on (`transport`) and sets the spin mode of blocking
+/// waits; opens the host-wide spin cap. Called once at installation.
+pub fn configure(transport: bool, spin: SpinMode) -> Result<(), ()> {
+    let (m, ns) = match spin {
+        SpinMode::Off => (0, 0),
+        SpinMode::Auto => (1, 0),
+        SpinMode::Fixed(ns) => (2, ns),
+    };
+    SPIN_NS.store(ns, Ordering::Relaxed);
+    SPIN.store(m, Ordering::Relaxed);
+    if m != 0 {
+        open_cap();
+    }
+    if transport {
+        let id = crate::fd_owner::register_owner(&OWNER).map_err(|_| ())?;
+        OWNER_ID.store(id.0, Ordering::Relaxed);
+        ON.store(true, Ordering::Release);
+    }
+    Ok(())
+}
+
+/// Whether the transport is on.
+#[inline(always)]
+pub fn on() -> bool {
+    ON.load(Ordering::Acquire)
+}
+
+/// The spin mode of this process.
+pub fn spin_mode() -> SpinMode {
+    match SPIN.load(Ordering::Relaxed) {
+        0 => SpinMode::Off,
+        1 => SpinMode::Auto,
+        _ => SpinMode::Fixed(SPIN_NS.load(Ordering::Relaxed)),
+    }
+}
+
+fn open_cap() {
+    let mut tmp = [0u8; 64];
+    let mut w = crate::text::FixedBuf::new(&mut tmp);
+    let pid = raw::getpid();
+    if core::fmt::Write::write_fmt(&mut w, format_args!("{}.{pid}\0", shunt_transport::spin::HOST_CAP_PATH_STR)).is_err() {
+        return;
+    }
+    let n = w.len;
+    if let Ok(cap) = SpinCap::open(shunt_transport::spin::HOST_CAP_PATH, &tmp[..n], shunt_transport::spin::default_cap()) {
+        // The handle is a pointer to a mapping that stays for the process's
+        // life (a fork child inherits it).
+        // SAFETY: SpinCap is one pointer, as the const assertion below checks.
+        let bits: usize = unsafe { core::mem::transmute::<SpinCap, usize>(cap) };
+        CAP.store(bits as u64, Ordering::Release);
+    }
+}
+const _: () = assert!(core::mem::size_of::<SpinCap>() == core::mem::size_of::<usize>());
+
+fn cap() -> Option<SpinCap> {
+    match CAP.load(Ordering::Acquire) {
+        0 => None,
+        // SAFETY: only `open_cap` stores non-zero values, from a SpinCap.
+        bits => Some(unsafe { core::mem::transmute::<usize, SpinCap>(bits as usize) }),
+    }
+}
+
+fn header() -> Option<&'static SegmentHeader> {
+    if !crate::slot::ready() {
+        return None;
+    }
+    // SAFETY: the runtime is installed (checked just above).
+    Some(unsafe { crate::slot::header() })
+}
+
+fn count(i: usize, n: u64) {
+    if let Some(h) = header() {
+        h.transport[i].fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+fn wait_stats() -> &'static WaitStats {
+    match header() {
+        // SAFETY: `waits` is three AtomicU64 in the order of WaitStats's
+        // three AtomicU64 fields (both repr(C)), in a mapping that lives as
+        // long as the process.
+        Some(h) => unsafe { &*(h.waits.as_ptr() as *const WaitStats) },
+        None => &SPARE_WAITS,
+    }
+}
+const _: () = assert!(core::mem::size_of::<WaitStats>() == 3 * 8);
+
+/// Runs `f` with the calling thread's wait context.
+pub fn with_wait<R>(c: &Call, f: impl FnOnce(&mut WaitCtx<'_>) -> R) -> R {
+    // SAFETY: the task's block is this thread's.
+    let slot = unsafe { (*c.task.block()).slot } as usize;
+    let cell = POLICIES.0[slot.min(MAX_SLOTS - 1)].get();
+    // SAFETY: this thread's own cell (see `Policies`).
+    let mut policy = unsafe { core::ptr::read_volatile(cell) };
+    let who = ((raw::getpid() as u32 as u64) << 32) | tid(c) as u64;
+    let mut ctx = WaitCtx { mode: spin_mode(), who, policy: &mut policy, cap: cap(), stats: wait_stats() };
+    let r = f(&mut ctx);
+    // SAFETY: as above.
+    unsafe { core::ptr::write_volatile(cell, policy) };
+    r
+}
+
+fn tid(c: &Call) -> u32 {
+    match c.task.tid() {
+        0 => raw::gettid() as u32,
+        t => t as u32,
+    }
+}
+
+fn owner_id() -> OwnerId {
+    OwnerId(OWNER_ID.load(Ordering::Relaxed))
+}
+
+fn token(kind: u64, idx: usize) -> u64 {
+    kind << 32 | idx as u64
+}
+
+fn fds() -> &'static FdTable {
+    crate::process::PROCESS.fds
+}
+
+/// Marks a new TCP socket as fresh (`sys_socket`).
+pub(crate) fn adopt_socket(fd: i32) {
+    let _ = fds().mark(fd, owner_id(), token(K_FRESH, 0));
+}
+
+/// Re-marks `fd` with another token (the fd stays open throughout; a call
+/// racing on another thread may see it unmarked for a moment and go to the
+/// kernel, which is what it would have done before the change).
+fn remark(fd: i32, t: u64) {
+    let table = fds();
+    table.unmark(fd);
+    let _ = table.mark(fd, owner_id(), t);
+}
+
+fn alloc(state: u32, registry: i32, end: Option<End>) -> Option<usize> {
+    for (i, o) in OBJECTS.iter().enumerate() {
+        if o.state.compare_exchange(FREE, BUSY, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+            o.refs.store(1, Ordering::Relaxed);
+            o.registry.store(registry as u32, Ordering::Relaxed);
+            if let Some(e) = end {
+                // SAFETY: we hold the slot (BUSY): nobody reads `end` now.
+                unsafe { (*o.end.get()).write(e) };
+            }
+            o.state.store(state, Ordering::Release);
+            return Some(i);
+        }
+    }
+    None
+}
+
+fn object(t: u64) -> Option<&'static Object> {
+    OBJECTS.get((t & 0xffff_ffff) as usize)
+}
+
+fn end_of(t: u64) -> Option<End> {
+    let o = object(t)?;
+    if t >> 32 != K_CONN || o.state.load(Ordering::Acquire) != CONN {
+        return None;
+    }
+    // SAFETY: the state is CONN, published after `end` was written.
+    Some(unsafe { (*o.end.get()).assume_init() })
+}
+
+/// Drops one reference; the last one frees the object.
+fn release(t: u64) {
+    let Some(o) = object(t) else { return };
+    if t >> 32 == K_FRESH || o.refs.fetch_sub(1, Ordering::AcqRel) != 1 {
+        return;
+    }
+    match o.state.load(Ordering::Acquire) {
+        LISTENER => {
+            raw::close(o.registry.load(Ordering::Relaxed) as i32);
+        }
+        CONN => {
+            // SAFETY: CONN: `end` is initialised; no fd of this process
+            // refers to it any more, so no call can be using it.
+            unsafe { (*o.end.get()).assume_init().unmap() };
+        }
+        _ => {}
+    }
+    o.state.store(FREE, Ordering::Release);
+}
+
+// ------------------------------------------------------------ the owner
+
+fn dup(_fd: i32, _newfd: i32, t: u64) -> u64 {
+    if t >> 32 != K_FRESH {
+        if let Some(o) = object(t) {
+            o.refs.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+    t
+}
+
+fn closing(fd: i32, t: u64) {
+    let Some(o) = object(t) else { return };
+    if o.refs.load(Ordering::Acquire) == 1 {
+        if let Some(e) = end_of(t) {
+            e.closing(fd);
+        }
+    }
+}
+
+fn close(_fd: i32, t: u64) {
+    let end = end_of(t);
+    let last = object(t).is_some_and(|o| t >> 32 != K_FRESH && o.refs.load(Ordering::Acquire) == 1);
+    if let (Some(e), true) = (end, last) {
+        e.closed();
+    }
+    release(t);
+}
+
+fn exec(_fd: i32, t: u64) -> Option<u64> {
+    // A fresh socket stays fresh; listeners and connections go back to the
+    // kernel in the new image (module docs).
+    (t >> 32 == K_FRESH).then_some(t)
+}
+
+fn restore(_fd: i32, t: u64) -> bool {
+    on() && t >> 32 == K_FRESH
+}
+
+fn call(c: &mut Call<'_>, fd: i32, t: u64) -> Option<Ret> {
+    match t >> 32 {
+        K_FRESH => fresh(c, fd),
+        K_LISTENER => listener(c, fd, t),
+        K_CONN => {
+            let e = end_of(t)?;
+            connection(c, fd, e)
+        }
+        _ => None,
+    }
+}
+
+/// Forwards the call (counted first: it may block).
+fn kernel(c: &Call) -> i64 {
+    c.count_now(Answer::Passthrough);
+    // SAFETY: the program's own call with its own arguments.
+    unsafe { raw::syscall6(c.nr as usize, c.args) }
+}
+
+fn fresh(c: &mut Call<'_>, fd: i32) -> Option<Ret> {
+    match c.nr as usize {
+        nr::CONNECT => Some(connect(c, fd)),
+        nr::LISTEN => Some(listen(c, fd)),
+        _ => None,
+    }
+}
+
+fn connect(c: &mut Call<'_>, fd: i32) -> Ret {
+    let (addr, len) = (c.args[1], c.args[2] as u32);
+    let mut buf = [0u8; core::mem::size_of::<libc::sockaddr_storage>()];
+    let n = (len as usize).min(buf.len());
+    let dst = if umem::read_bytes(addr, &mut buf[..n]) {
+        // SAFETY: `buf` holds `n` readable bytes.
+        unsafe { SockKey::from_raw(buf.as_ptr(), n as u32) }
+    } else {
+        None
+    };
+    let Some(dst) = dst.filter(|d| d.is_loopback() && d.port != 0) else {
+        // Not loopback (or not an address we read): the kernel's for good.
+        fds().unmark(fd);
+        return Ret::counted(kernel(c));
+    };
+    let (names, k) = rendezvous::connect_names(&dst);
+    let mut end = None;
+    if let Ok((e, memfd)) = End::create(DEFAULT_RING_BYTES) {
+        if rendezvous::deposit(&names[..k], memfd, fd, DEFAULT_RING_BYTES) {
+            end = Some(e);
+        } else {
+            // SAFETY: nobody else knows this mapping.
+            unsafe { e.unmap() };
+        }
+        raw::close(memfd);
+    }
+    let r = kernel(c);
+    let started = r == 0 || r == -(libc::EINPROGRESS as i64) || r == -(libc::EINTR as i64);
+    match end {
+        Some(e) if started => {
+            // SAFETY: fcntl(F_GETFL) reads the file description's flags.
+            let fl = unsafe { raw::syscall2(libc::SYS_fcntl as usize, fd as u64, libc::F_GETFL as u64) };
+            e.set_nonblock(fl >= 0 && fl & libc::O_NONBLOCK as i64 != 0);
+            match alloc(CONN, -1, Some(e)) {
+                Some(i) => {
+                    remark(fd, token(K_CONN, i));
+                    count(TR_SHM_CONNECTIONS, 1);
+                }
+                None => {
+                    // No room: stays kernel TCP (the acceptor sees us
+                    // never switch, which is plain TCP on both sides).
+                    fds().unmark(fd);
+                    // SAFETY: not referenced by any object or fd.
+                    unsafe { e.unmap() };
+                    count(TR_KERNEL_CONNECTIONS, 1);
+                }
+            }
+        }
+        Some(e) => {
+            // The connection failed: the deposit is never claimed; the fd
+            // stays fresh for another attempt.
+            // SAFETY: not referenced by any object or fd.
+            unsafe { e.unmap() };
+        }
+        None => {
+            if started {
+                fds().unmark(fd);
+                count(TR_KERNEL_CONNECTIONS, 1);
+            }
+        }
+    }
+    Ret::counted(r)
+}
+
+fn listen(c: &mut Call<'_>, fd: i32) -> Ret {
+    let r = kernel(c);
+    if r != 0 {
+        return Ret::counted(r);
+    }
+    let name = SockKey::of_socket(fd, false).ok().and_then(|key| {
+        let v6only = key.family == 6
+            && shunt_transport::sys::getsockopt_int(fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY) == Ok(1);
+        rendezvous::listener_name(&key, v6only)
+    });
+    let registry = name.map_or(-1, |n| rendezvous::register(&n));
+    if registry < 0 {
+        fds().unmark(fd);
+        return Ret::counted(r);
+    }
+    match alloc(LISTENER, registry as i32, None) {
+        Some(i) => remark(fd, token(K_LISTENER, i)),
+        None => {
+            raw::close(registry as i32);
+            fds().unmark(fd);
+        }
+    }
+    Ret::counted(r)
+}
+
+fn listener(c: &mut Call<'_>, fd: i32, t: u64) -> Option<Ret> {
+    let flags = match c.nr as usize {
+        nr::ACCEPT => 0,
+        nr::ACCEPT4 => c.args[3] as i32,
+        _ => return None,
+    };
+    let _ = fd;
+    let o = object(t)?;
+    if o.state.load(Ordering::Acquire) != LISTENER {
+        return None;
+    }
+    let r = kernel(c);
+    if r < 0 {
+        return Some(Ret::counted(r));
+    }
+    let newfd = r as i32;
+    let registry = o.registry.load(Ordering::Relaxed) as i32;
+    match CLAIMS.claim(registry, newfd, tid(c)) {
+        Some(e) => {
+            e.set_nonblock(flags & libc::SOCK_NONBLOCK != 0);
+            match alloc(CONN, -1, Some(e)) {
+                Some(i) => {
+                    let _ = fds().mark(newfd, owner_id(), token(K_CONN, i));
+                    count(TR_SHM_CONNECTIONS, 1);
+                }
+                None => {
+                    // SAFETY: not referenced by any object or fd. (The
+                    // connector switched to a ring nobody reads: the
+                    // connection stalls; only at MAX_OBJECTS connections.)
+                    unsafe { e.unmap() };
+                    count(TR_KERNEL_CONNECTIONS, 1);
+                }
+            }
+        }
+        None => count(TR_KERNEL_CONNECTIONS, 1),
+    }
+    Some(Ret::counted(r))
+}
+
+// ------------------------------------------------------- a connection
+
+/// Reads `cnt` iovecs at `p` from the program; `None` when not plausible.
+fn read_iov(p: u64, cnt: u64, out: &mut [IoVec; MAX_IOV]) -> Option<usize> {
+    let n = (cnt as usize).min(MAX_IOV);
+    for (i, v) in out.iter_mut().enumerate().take(n) {
+        let raw: [u64; 2] = umem::read(p.wrapping_add(16 * i as u64))?;
+        if !umem::plausible(raw[0], raw[1]) && raw[1] != 0 {
+            return None;
+        }
+        *v = IoVec { iov_base: raw[0] as *mut libc::c_void, iov_len: raw[1] as usize };
+    }
+    Some(n)
+}
+
+fn empty_iov() -> [IoVec; MAX_IOV] {
+    [IoVec { iov_base: core::ptr::null_mut(), iov_len: 0 }; MAX_IOV]
+}
+
+fn connection(c: &mut Call<'_>, fd: i32, e: End) -> Option<Ret> {
+    let a = c.args;
+    let mut iov = empty_iov();
+    match c.nr as usize {
+        nr::READ => {
+            if !umem::plausible(a[1], a[2]) {
+                return None;
+            }
+            iov[0] = IoVec { iov_base: a[1] as *mut libc::c_void, iov_len: a[2] as usize };
+            Some(recv(c, fd, e, &iov[..1], 0))
+        }
+        nr::RECVFROM => {
+            if !umem::plausible(a[1], a[2]) {
+                return None;
+            }
+            iov[0] = IoVec { iov_base: a[1] as *mut libc::c_void, iov_len: a[2] as usize };
+            let r = recv(c, fd, e, &iov[..1], a[3] as i32);
+            if r.value >= 0 && a[4] != 0 && a[5] != 0 {
+                // A TCP socket reports no source address.
+                umem::write::<u32>(a[5], &0);
+            }
+            Some(r)
+        }
+        nr::READV => {
+            let n = read_iov(a[1], a[2], &mut iov)?;
+            Some(recv(c, fd, e, &iov[..n], 0))
+        }
+        nr::RECVMSG => {
+            let mut m: [u64; 7] = umem::read(a[1])?;
+            let n = read_iov(m[2], m[3], &mut iov)?;
+            let r = recv(c, fd, e, &iov[..n], a[2] as i32);
+            if r.value >= 0 {
+                // No name, no control data, no flags (MSG_TRUNC and friends
+                // do not happen on a stream).
+                m[1] = 0;
+                m[5] = 0;
+                m[6] &= 0xffff_ffff_0000_0000;
+                umem::write(a[1], &m);
+            }
+            Some(r)
+        }
+        nr::WRITE => {
+            if !umem::plausible(a[1], a[2]) {
+                return None;
+            }
+            iov[0] = IoVec { iov_base: a[1] as *mut libc::c_void, iov_len: a[2] as usize };
+            Some(send(c, fd, e, &iov[..1], 0))
+        }
+        nr::SENDTO => {
+            if !umem::plausible(a[1], a[2]) {
+                return None;
+            }
+            iov[0] = IoVec { iov_base: a[1] as *mut libc::c_void, iov_len: a[2] as usize };
+            Some(send(c, fd, e, &iov[..1], a[3] as i32))
+        }
+        nr::WRITEV => {
+            let n = read_iov(a[1], a[2], &mut iov)?;
+            Some(send(c, fd, e, &iov[..n], 0))
+        }
+        nr::SENDMSG => {
+            let m: [u64; 7] = umem::read(a[1])?;
+            if m[5] != 0 {
+                // Control data (SCM_RIGHTS on TCP is refused by the kernel
+                // anyway): let the kernel answer.
+                return None;
+            }
+            let n = read_iov(m[2], m[3], &mut iov)?;
+            Some(send(c, fd, e, &iov[..n], a[2] as i32))
+        }
+        nr::SHUTDOWN => {
+            c.count_now(Answer::Emulated);
+            Some(Ret::counted(e.shutdown(fd, tid(c), a[1] as i32)))
+        }
+        nr::FCNTL if a[1] as i32 == libc::F_SETFL => {
+            let r = kernel(c);
+            if r == 0 {
+                e.set_nonblock(a[2] as i32 & libc::O_NONBLOCK != 0);
+            }
+            Some(Ret::counted(r))
+        }
+        nr::IOCTL => match a[1] {
+            x if x == libc::FIONBIO => {
+                let on: u32 = umem::read(a[2])?;
+                let r = kernel(c);
+                if r == 0 {
+                    e.set_nonblock(on != 0);
+                }
+                Some(Ret::counted(r))
+            }
+            x if x == libc::FIONREAD => {
+                let n = e.fionread(fd);
+                if n < 0 {
+                    return Some(Ret::emulated(n));
+                }
+                Some(Ret::emulated(if umem::write::<u32>(a[2], &(n as u32)) { 0 } else { -(libc::EFAULT as i64) }))
+            }
+            x if x == libc::TIOCOUTQ => {
+                let n = e.unread_by_peer().min(i32::MAX as u64) as u32;
+                Some(Ret::emulated(if umem::write::<u32>(a[2], &n) { 0 } else { -(libc::EFAULT as i64) }))
+            }
+            _ => None,
+        },
+        nr::GETSOCKOPT if a[1] as i32 == libc::SOL_SOCKET && a[2] as i32 == libc::SO_ERROR => {
+            let len: u32 = umem::read(a[4])?;
+            if len < 4 {
+                return None;
+            }
+            let mut v = e.take_error(fd);
+            if v == 0 {
+                // The kernel's own pending error (a failed connect).
+                v = shunt_transport::sys::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_ERROR).unwrap_or(0);
+            }
+            let ok = umem::write::<u32>(a[3], &(v as u32)) && umem::write::<u32>(a[4], &4);
+            Some(Ret::emulated(if ok { 0 } else { -(libc::EFAULT as i64) }))
+        }
+        nr::SETSOCKOPT if a[1] as i32 == libc::SOL_SOCKET => {
+            let which = a[2] as i32;
+            if which != libc::SO_RCVTIMEO && which != libc::SO_SNDTIMEO {
+                return None;
+            }
+            let tv: [i64; 2] = umem::read::<[u64; 2]>(a[3]).map(|v| [v[0] as i64, v[1] as i64])?;
+            let r = kernel(c);
+            if r == 0 {
+                let ns = (tv[0].max(0) as u64).saturating_mul(1_000_000_000).saturating_add(tv[1].max(0) as u64 * 1000);
+                if which == libc::SO_RCVTIMEO {
+                    e.set_timeouts(Some(ns), None);
+                } else {
+                    e.set_timeouts(None, Some(ns));
+                }
+            }
+            Some(Ret::counted(r))
+        }
+        _ => None,
+    }
+}
+
+fn recv(c: &mut Call<'_>, fd: i32, e: End, iov: &[IoVec], flags: i32) -> Ret {
+    c.count_now(Answer::Emulated);
+    let tid = tid(c);
+    // SAFETY: every iovec was checked plausible (program memory; a bad one
+    // faults as it would in a libc copy, module docs of `umem`).
+    let r = with_wait(c, |w| unsafe { e.read(fd, tid, iov, flags, Some(w)) });
+    Ret::counted(r)
+}
+
+fn send(c: &mut Call<'_>, fd: i32, e: End, iov: &[IoVec], flags: i32) -> Ret {
+    c.count_now(Answer::Emulated);
+    let tid = tid(c);
+    let switched_before = e.switched();
+    // SAFETY: as in `recv`.
+    let r = with_wait(c, |w| unsafe { e.write(fd, tid, iov, flags, Some(w)) });
+    if r > 0 && switched_before {
+        count(TR_SHM_BYTES, r as u64);
+    }
+    if r == -(libc::EPIPE as i64) && flags & libc::MSG_NOSIGNAL == 0 {
+        // What the kernel does for a stream write to a closed peer.
+        // SAFETY: tgkill with integer arguments.
+        unsafe {
+            raw::syscall3(libc::SYS_tgkill as usize, raw::getpid() as u64, tid as u64, libc::SIGPIPE as u64);
+        }
+    }
+    Ret::counted(r)
+}

@@ -54,6 +54,7 @@ use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use shunt_abi::segment::{SegmentHeader, TR_KERNEL_CONNECTIONS, TR_SHM_BYTES, TR_SHM_CONNECTIONS};
 use shunt_abi::syscalls::nr;
 use shunt_transport::conn::{End, IoVec, DEFAULT_RING_BYTES};
+use shunt_transport::epoll::{EpollEvent, Shadow};
 use shunt_transport::rendezvous::{self, Claims, SockKey};
 pub use shunt_transport::spin::SpinMode;
 use shunt_transport::spin::{SpinCap, SpinPolicy, WaitCtx, WaitStats};
@@ -74,6 +75,9 @@ const MAX_IOV: usize = 64;
 const K_FRESH: u64 = 1;
 const K_LISTENER: u64 = 2;
 const K_CONN: u64 = 3;
+/// An epoll set that shadows connections (no object: the entries are in
+/// `SHADOW`).
+const K_EPOLL: u64 = 4;
 
 // Object states.
 const FREE: u32 = 0;
@@ -116,6 +120,11 @@ static CAP: AtomicU64 = AtomicU64::new(0);
 static OWNER_ID: AtomicU32 = AtomicU32::new(0);
 /// Deposits received by this process's listeners.
 static CLAIMS: Claims = Claims::new();
+/// The program's epoll registrations of connections.
+static SHADOW: Shadow = Shadow::new();
+/// `poll` arrays longer than this go to the kernel as they are (the copy
+/// lives on the runtime stack).
+const MAX_POLL: usize = 256;
 /// Wait counters when the process has no stats segment.
 static SPARE_WAITS: WaitStats = WaitStats { spun: AtomicU64::new(0), parked: AtomicU64::new(0), spin_ns: AtomicU64::new(0) };
 
@@ -299,7 +308,7 @@ fn end_of(t: u64) -> Option<End> {
 /// Drops one reference; the last one frees the object.
 fn release(t: u64) {
     let Some(o) = object(t) else { return };
-    if t >> 32 == K_FRESH || o.refs.fetch_sub(1, Ordering::AcqRel) != 1 {
+    if (t >> 32 != K_LISTENER && t >> 32 != K_CONN) || o.refs.fetch_sub(1, Ordering::AcqRel) != 1 {
         return;
     }
     match o.state.load(Ordering::Acquire) {
@@ -319,7 +328,7 @@ fn release(t: u64) {
 // ------------------------------------------------------------ the owner
 
 fn dup(_fd: i32, _newfd: i32, t: u64) -> u64 {
-    if t >> 32 != K_FRESH {
+    if t >> 32 == K_LISTENER || t >> 32 == K_CONN {
         if let Some(o) = object(t) {
             o.refs.fetch_add(1, Ordering::AcqRel);
         }
@@ -336,11 +345,20 @@ fn closing(fd: i32, t: u64) {
     }
 }
 
-fn close(_fd: i32, t: u64) {
+fn close(fd: i32, t: u64) {
+    let tid = raw::gettid() as u32;
+    if t >> 32 == K_EPOLL {
+        SHADOW.forget_epfd(fd, tid);
+        return;
+    }
     let end = end_of(t);
     let last = object(t).is_some_and(|o| t >> 32 != K_FRESH && o.refs.load(Ordering::Acquire) == 1);
-    if let (Some(e), true) = (end, last) {
-        e.closed();
+    if let Some(e) = end {
+        SHADOW.forget_fd(fd, tid);
+        if last {
+            SHADOW.forget_end(&e, tid);
+            e.closed();
+        }
     }
     release(t);
 }
@@ -359,6 +377,7 @@ fn call(c: &mut Call<'_>, fd: i32, t: u64) -> Option<Ret> {
     match t >> 32 {
         K_FRESH => fresh(c, fd),
         K_LISTENER => listener(c, fd, t),
+        K_EPOLL => epoll_set(c, fd),
         K_CONN => {
             let e = end_of(t)?;
             connection(c, fd, e)
@@ -598,6 +617,7 @@ fn connection(c: &mut Call<'_>, fd: i32, e: End) -> Option<Ret> {
             let n = read_iov(m[2], m[3], &mut iov)?;
             Some(send(c, fd, e, &iov[..n], a[2] as i32))
         }
+        nr::EPOLL_CTL => epoll_ctl(c, fd, e),
         nr::SHUTDOWN => {
             c.count_now(Answer::Emulated);
             Some(Ret::counted(e.shutdown(fd, tid(c), a[1] as i32)))
@@ -677,11 +697,10 @@ fn recv(c: &mut Call<'_>, fd: i32, e: End, iov: &[IoVec], flags: i32) -> Ret {
 fn send(c: &mut Call<'_>, fd: i32, e: End, iov: &[IoVec], flags: i32) -> Ret {
     c.count_now(Answer::Emulated);
     let tid = tid(c);
-    let switched_before = e.switched();
     // SAFETY: as in `recv`.
-    let r = with_wait(c, |w| unsafe { e.write(fd, tid, iov, flags, Some(w)) });
-    if r > 0 && switched_before {
-        count(TR_SHM_BYTES, r as u64);
+    let (r, ring) = with_wait(c, |w| unsafe { e.write_ex(fd, tid, iov, flags, Some(w)) });
+    if ring > 0 {
+        count(TR_SHM_BYTES, ring as u64);
     }
     if r == -(libc::EPIPE as i64) && flags & libc::MSG_NOSIGNAL == 0 {
         // What the kernel does for a stream write to a closed peer.
@@ -691,4 +710,155 @@ fn send(c: &mut Call<'_>, fd: i32, e: End, iov: &[IoVec], flags: i32) -> Ret {
         }
     }
     Ret::counted(r)
+}
+
+// ------------------------------------------------------------ readiness
+
+/// The connection end of `fd`, if it is one.
+fn conn_of(fd: i32) -> Option<End> {
+    let (id, t) = fds().lookup(fd)?;
+    if id != owner_id() {
+        return None;
+    }
+    end_of(t)
+}
+
+/// `epoll_ctl(epfd, op, fd, ev)` with `fd` a connection: a shadow entry
+/// (`shunt_transport::epoll`); the set is marked so that its waits come here.
+fn epoll_ctl(c: &mut Call<'_>, fd: i32, e: End) -> Option<Ret> {
+    let (epfd, op) = (c.args[0] as i32, c.args[1] as i32);
+    let ev = if op == libc::EPOLL_CTL_DEL {
+        None
+    } else {
+        let mut b = [0u8; 12];
+        if !umem::read_bytes(c.args[3], &mut b) {
+            return None;
+        }
+        let events = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]);
+        let mut d = [0u8; 8];
+        d.copy_from_slice(&b[4..12]);
+        Some(EpollEvent { events, data: u64::from_ne_bytes(d) })
+    };
+    c.count_now(Answer::Emulated);
+    let r = SHADOW.ctl(epfd, op, fd, e, ev, tid(c));
+    if r == 0 && op == libc::EPOLL_CTL_ADD && !fds().is_marked(epfd) {
+        let _ = fds().mark(epfd, owner_id(), token(K_EPOLL, 0));
+    }
+    Some(Ret::counted(r))
+}
+
+/// Calls on a marked epoll set.
+fn epoll_set(c: &mut Call<'_>, epfd: i32) -> Option<Ret> {
+    match c.nr as usize {
+        nr::EPOLL_CTL => {
+            let fd = c.args[2] as i32;
+            let e = conn_of(fd)?;
+            epoll_ctl(c, fd, e)
+        }
+        nr::EPOLL_WAIT => epoll_wait(c, epfd, c.args[3] as i32, 0),
+        _ => None,
+    }
+}
+
+/// `epoll_wait`/`epoll_pwait` (`sigmask`: the mask pointer to apply, SIGSYS
+/// stripped, or 0): through the shadow when the set holds connections, or
+/// polled before parking when waits spin; `None` leaves it to the kernel.
+pub(crate) fn epoll_wait(c: &mut Call<'_>, epfd: i32, timeout_ms: i32, sigmask: u64) -> Option<Ret> {
+    let (out, max, sigsetsize) = (c.args[1], c.args[2] as i32, c.args[5]);
+    if max <= 0 || !umem::plausible(out, max as u64 * 12) {
+        return None;
+    }
+    let tid = tid(c);
+    let shadowed = on() && fds().is_marked(epfd) && SHADOW.shadows(epfd, tid);
+    if !shadowed && (spin_mode() == SpinMode::Off || timeout_ms == 0 || sigmask != 0) {
+        return None;
+    }
+    c.count_now(if shadowed { Answer::Emulated } else { Answer::Passthrough });
+    let out = out as *mut EpollEvent;
+    let r = with_wait(c, |w| {
+        // SAFETY: `out` is plausible for `max` events (program memory, see
+        // `umem`); the mask is the program's (or our stripped copy).
+        unsafe {
+            if shadowed {
+                SHADOW.wait(epfd, out, max, timeout_ms, sigmask, sigsetsize, tid, w)
+            } else {
+                shunt_transport::epoll::wait_kernel_only(epfd, out, max, timeout_ms, sigmask, sigsetsize, w)
+            }
+        }
+    });
+    Some(Ret::counted(r))
+}
+
+/// `poll`/`ppoll` over fds some of which may be connections (`sigmask`: as
+/// for [`epoll_wait`]); `None` leaves it to the kernel.
+pub(crate) fn poll(c: &mut Call<'_>, fds_p: u64, nfds: u64, timeout_ms: i64, sigmask: u64, sigsetsize: u64) -> Option<Ret> {
+    if nfds as usize > MAX_POLL || !umem::plausible(fds_p, nfds * 8) {
+        return None;
+    }
+    let n = nfds as usize;
+    let mut local = [libc::pollfd { fd: -1, events: 0, revents: 0 }; MAX_POLL];
+    for (i, p) in local.iter_mut().enumerate().take(n) {
+        let v: u64 = umem::read(fds_p + 8 * i as u64)?;
+        *p = libc::pollfd { fd: v as u32 as i32, events: (v >> 32) as u16 as i16, revents: 0 };
+    }
+    let any = on() && local[..n].iter().any(|p| p.fd >= 0 && conn_of(p.fd).is_some());
+    if !any && (spin_mode() == SpinMode::Off || timeout_ms == 0 || sigmask != 0) {
+        return None;
+    }
+    c.count_now(if any { Answer::Emulated } else { Answer::Passthrough });
+    let r = with_wait(c, |w| shunt_transport::poll::poll(&mut local[..n], timeout_ms, sigmask, sigsetsize, conn_of, w));
+    if r >= 0 {
+        for (i, p) in local.iter().enumerate().take(n) {
+            umem::write::<u16>(fds_p + 8 * i as u64 + 6, &(p.revents as u16));
+        }
+    }
+    Some(Ret::counted(r))
+}
+
+/// `select`/`pselect6` over fds some of which may be connections.
+/// `timeout_ns`: the time left (`None`: no limit).
+pub(crate) fn select(c: &mut Call<'_>, timeout_ns: Option<u64>, sigmask: u64, sigsetsize: u64) -> Option<Ret> {
+    let nfds = c.args[0] as i64;
+    if !(0..=libc::FD_SETSIZE as i64).contains(&nfds) {
+        return None;
+    }
+    let words = (nfds as usize).div_ceil(64);
+    let mut sets = [[0u64; libc::FD_SETSIZE / 64]; 3];
+    for (k, set) in sets.iter_mut().enumerate() {
+        let p = c.args[1 + k];
+        if p != 0 {
+            for (w, word) in set.iter_mut().enumerate().take(words) {
+                *word = umem::read(p + 8 * w as u64)?;
+            }
+        }
+    }
+    let mut any = false;
+    for fd in 0..nfds as i32 {
+        let (w, b) = (fd as usize / 64, 1u64 << (fd % 64));
+        if sets.iter().enumerate().any(|(k, s)| c.args[1 + k] != 0 && s[w] & b != 0) && conn_of(fd).is_some() {
+            any = true;
+            break;
+        }
+    }
+    if !on() || !any {
+        return None;
+    }
+    c.count_now(Answer::Emulated);
+    let ptrs = [0, 1, 2].map(|k| if c.args[1 + k] == 0 { core::ptr::null_mut() } else { sets[k].as_mut_ptr() });
+    // SAFETY: each non-null pointer is one of our local sets of FD_SETSIZE
+    // bits, and `nfds <= FD_SETSIZE`.
+    let r = with_wait(c, |w| unsafe {
+        shunt_transport::poll::select(nfds as i32, ptrs, timeout_ns, sigmask, sigsetsize, conn_of, w)
+    });
+    if r >= 0 {
+        for (k, set) in sets.iter().enumerate() {
+            let p = c.args[1 + k];
+            if p != 0 {
+                for (w, word) in set.iter().enumerate().take(words) {
+                    umem::write(p + 8 * w as u64, word);
+                }
+            }
+        }
+    }
+    Some(Ret::counted(r))
 }

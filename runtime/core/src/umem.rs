@@ -41,6 +41,8 @@ pub unsafe trait Plain: Copy {}
 // SAFETY: integers and arrays of them accept every bit pattern.
 unsafe impl Plain for u8 {}
 // SAFETY: as above.
+unsafe impl Plain for u16 {}
+// SAFETY: as above.
 unsafe impl Plain for u32 {}
 // SAFETY: as above.
 unsafe impl Plain for u64 {}

@@ -579,13 +579,15 @@ impl End {
     /// Each iovec must describe memory writable by this process.
     pub unsafe fn read(&self, kfd: i32, tid: u32, iov: &[IoVec], flags: i32, mut wait: Option<&mut WaitCtx<'_>>) -> Sysret {
         let total = iov_total(iov);
-        if total == 0 {
-            return 0;
-        }
         let peek = flags & libc::MSG_PEEK != 0;
         let waitall = flags & libc::MSG_WAITALL != 0 && !peek;
         let nonblock = flags & libc::MSG_DONTWAIT != 0 || self.nonblock() || wait.is_none();
         let deadline = Self::deadline(&self.me().rcvtimeo_ns);
+        if total == 0 {
+            // Linux's TCP waits for one byte (or the end) even for an empty
+            // buffer, then returns 0: EAGAIN when that would block.
+            return self.read_nothing(kfd, nonblock, deadline, wait);
+        }
         let mut done = 0usize;
         loop {
             self.maybe_switch(kfd, tid);
@@ -618,6 +620,26 @@ impl End {
                 Waited::TimedOut => return partial(done, err(libc::EAGAIN)),
                 Waited::Interrupted => return partial(done, err(libc::EINTR)),
             }
+        }
+    }
+
+    /// A read of zero bytes: 0 once something (or the end) is readable.
+    fn read_nothing(&self, kfd: i32, nonblock: bool, deadline: Option<u64>, wait: Option<&mut WaitCtx<'_>>) -> Sysret {
+        let something = || {
+            self.read_ready() || (self.prefix_left() != 0 && matches!(self.probe(kfd), Probe::Bytes | Probe::Eof | Probe::Reset))
+        };
+        if something() {
+            return 0;
+        }
+        self.drain(kfd);
+        if something() {
+            return 0;
+        }
+        let Some(ctx) = wait.filter(|_| !nonblock) else { return err(libc::EAGAIN) };
+        match self.wait_event(kfd, ctx, deadline, false) {
+            Waited::Ready => 0,
+            Waited::TimedOut => err(libc::EAGAIN),
+            Waited::Interrupted => err(libc::EINTR),
         }
     }
 

@@ -14,11 +14,11 @@
 //! owner's [`FdOwner::call`], which answers it or gives it back to the
 //! kernel.
 //!
-//! `poll` and `select` read their fds from memory; with owned fds present
-//! they are forwarded as they are: an owner keeps its objects' readiness on
-//! the kernel descriptor under them (the placeholder). (`ppoll`, `pselect6`
-//! and `epoll_pwait*` have handlers of their own in `signal.rs`, which
-//! forward the same way.)
+//! `poll` and `select` read their fds from memory; when some are
+//! connections of the transport (or waits spin) `crate::net` answers them,
+//! else they are forwarded as they are. (`ppoll`, `pselect6` and
+//! `epoll_pwait*` have handlers of their own in `signal.rs`, which ask
+//! `crate::net` the same way.)
 //!
 //! [`FdOwner::dup`]: crate::fd_owner::FdOwner
 //! [`FdOwner::close`]: crate::fd_owner::FdOwner
@@ -140,9 +140,19 @@ pub fn sys_copy_file_range(c: &mut Call) -> Ret {
 }
 
 pub fn sys_poll(c: &mut Call) -> Ret {
-    forward(c)
+    let (p, n, ms) = (c.args[0], c.args[1], c.args[2] as i32 as i64);
+    crate::net::poll(c, p, n, ms, 0, 0).unwrap_or_else(|| forward(c))
 }
 
 pub fn sys_select(c: &mut Call) -> Ret {
-    forward(c)
+    let tv = c.args[4];
+    let timeout = if tv == 0 {
+        None
+    } else {
+        match crate::umem::read::<[u64; 2]>(tv) {
+            Some([s, us]) => Some(s.saturating_mul(1_000_000_000).saturating_add(us.saturating_mul(1000))),
+            None => return forward(c),
+        }
+    };
+    crate::net::select(c, timeout, 0, 0).unwrap_or_else(|| forward(c))
 }

@@ -192,21 +192,77 @@ pub fn sys_rt_sigsuspend(f: &mut Call) -> Ret {
     with_stripped_mask(f, 0)
 }
 
+/// A `timespec` at `p` in ns (`Some(None)` for a null `p`: no limit);
+/// `None` when it cannot be read.
+fn timespec_ns(p: u64) -> Option<Option<u64>> {
+    if p == 0 {
+        return Some(None);
+    }
+    let [s, ns] = umem::read::<[u64; 2]>(p)?;
+    Some(Some(s.saturating_mul(1_000_000_000).saturating_add(ns)))
+}
+
+/// The mask argument `i` as the transport should apply it: SIGSYS stripped
+/// into `local` when the trap fallback runs. `None`: unreadable.
+fn mask_arg(f: &Call, i: usize, local: &mut u64) -> Option<u64> {
+    if !trap::enabled() {
+        return Some(f.args[i]);
+    }
+    strip_mask(f.args[i], local)
+}
+
+fn ms_of(ns: Option<u64>) -> i64 {
+    ns.map_or(-1, |n| n.div_ceil(1_000_000).min(i32::MAX as u64) as i64)
+}
+
 pub fn sys_ppoll(f: &mut Call) -> Ret {
+    let mut local = 0u64;
+    if let (Some(t), Some(mask)) = (timespec_ns(f.args[2]), mask_arg(f, 3, &mut local)) {
+        let (p, n, size) = (f.args[0], f.args[1], f.args[4]);
+        if let Some(r) = crate::net::poll(f, p, n, ms_of(t), mask, size) {
+            return r;
+        }
+    }
     with_stripped_mask(f, 3)
 }
 
 pub fn sys_epoll_pwait(f: &mut Call) -> Ret {
+    let mut local = 0u64;
+    if let Some(mask) = mask_arg(f, 4, &mut local) {
+        let (epfd, ms) = (f.args[0] as i32, f.args[3] as i32);
+        if let Some(r) = crate::net::epoll_wait(f, epfd, ms, mask) {
+            return r;
+        }
+    }
     with_stripped_mask(f, 4)
 }
 
 pub fn sys_epoll_pwait2(f: &mut Call) -> Ret {
+    let mut local = 0u64;
+    if let (Some(t), Some(mask)) = (timespec_ns(f.args[3]), mask_arg(f, 4, &mut local)) {
+        let epfd = f.args[0] as i32;
+        if let Some(r) = crate::net::epoll_wait(f, epfd, ms_of(t) as i32, mask) {
+            return r;
+        }
+    }
     with_stripped_mask(f, 4)
 }
 
 /// pselect6 passes `{const sigset_t *ss; size_t ss_len}` as its last argument.
 pub fn sys_pselect6(f: &mut Call) -> Ret {
     let data = f.args[5];
+    if let Some(t) = timespec_ns(f.args[4]) {
+        let pair = if data == 0 { Some([0, 0]) } else { umem::read::<[u64; 2]>(data) };
+        if let Some([ss, len]) = pair {
+            let mut local = 0u64;
+            let ss = if trap::enabled() { strip_mask(ss, &mut local) } else { Some(ss) };
+            if let Some(ss) = ss {
+                if let Some(r) = crate::net::select(f, t, ss, len) {
+                    return r;
+                }
+            }
+        }
+    }
     if !trap::enabled() || data == 0 {
         return forward(f);
     }

@@ -792,7 +792,8 @@ pub(crate) fn epoll_wait(c: &mut Call<'_>, epfd: i32, timeout_ms: i32, sigmask: 
 /// `poll`/`ppoll` over fds some of which may be connections (`sigmask`: as
 /// for [`epoll_wait`]); `None` leaves it to the kernel.
 pub(crate) fn poll(c: &mut Call<'_>, fds_p: u64, nfds: u64, timeout_ms: i64, sigmask: u64, sigsetsize: u64) -> Option<Ret> {
-    if nfds as usize > MAX_POLL || !umem::plausible(fds_p, nfds * 8) {
+    let spins = spin_mode() != SpinMode::Off && timeout_ms != 0 && sigmask == 0;
+    if (!on() && !spins) || nfds as usize > MAX_POLL || !umem::plausible(fds_p, nfds * 8) {
         return None;
     }
     let n = nfds as usize;
@@ -819,7 +820,7 @@ pub(crate) fn poll(c: &mut Call<'_>, fds_p: u64, nfds: u64, timeout_ms: i64, sig
 /// `timeout_ns`: the time left (`None`: no limit).
 pub(crate) fn select(c: &mut Call<'_>, timeout_ns: Option<u64>, sigmask: u64, sigsetsize: u64) -> Option<Ret> {
     let nfds = c.args[0] as i64;
-    if !(0..=libc::FD_SETSIZE as i64).contains(&nfds) {
+    if !on() || !(0..=libc::FD_SETSIZE as i64).contains(&nfds) {
         return None;
     }
     let words = (nfds as usize).div_ceil(64);

@@ -261,9 +261,18 @@ pub fn options_from_env() -> Result<Options, String> {
         }
         opts.instance_dir = Some(dir);
     } else if let Some(report) = var("SHUNT_STATS") {
-        // Stand-alone: this process is the root of its own instance.
+        // Stand-alone: this process is the root of its own instance. No
+        // supervisor made the directory, so this process does (private to
+        // its user; the report writer removes it at exit).
         let report = PathBuf::from(report);
         let dir = std::env::temp_dir().join(format!("shunt-{}-{}", std::process::id(), nanos()));
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .mode(0o700)
+                .create(&dir)
+                .map_err(|e| format!("cannot create the instance directory {}: {e}", dir.display()))?;
+        }
         opts.instance_dir = Some(dir);
         opts.report_to = Some(report);
     }

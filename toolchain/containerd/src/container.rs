@@ -3,6 +3,7 @@
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -43,6 +44,15 @@ pub struct RunSpec {
     pub memory_limit: Option<u64>,
     /// A read-only root filesystem.
     pub read_only: bool,
+    /// The OCI runtime the runc shim runs in runc's place (`ctr run
+    /// --runc-binary`: the `io.containerd.runc.v2` shim's `BinaryName`
+    /// option), e.g. `shunt-oci`; default: runc.
+    pub runtime_binary: Option<PathBuf>,
+    /// OCI annotations added to the container's spec (`ctr run --annotation`).
+    pub annotations: Vec<(String, String)>,
+    /// Directories that get a fresh tmpfs (`ctr run --mount type=tmpfs`),
+    /// as a Kubernetes `emptyDir` with `medium: Memory` would.
+    pub tmpfs: Vec<String>,
 }
 
 impl RunSpec {
@@ -56,6 +66,9 @@ impl RunSpec {
             seccomp: true,
             memory_limit: None,
             read_only: false,
+            runtime_binary: None,
+            annotations: Vec::new(),
+            tmpfs: Vec::new(),
         }
     }
 
@@ -105,35 +118,12 @@ impl Containerd {
         let log = i.logs.join(format!("{}.log", spec.id));
         let pid_file = i.logs.join(format!("{}.pid", spec.id));
         let _ = std::fs::remove_file(&pid_file);
-        let mut args: Vec<String> = vec!["run".into(), "--detach".into(), "--runc-root".into(), i.runc_root.display().to_string()];
+        let mut args: Vec<String> = vec!["run".into(), "--detach".into()];
         args.push("--log-uri".into());
         args.push(format!("file://{}", log.display()));
         args.push("--pid-file".into());
         args.push(pid_file.display().to_string());
-        if spec.network == Network::Host {
-            args.push("--net-host".into());
-        }
-        if spec.seccomp {
-            args.push("--seccomp".into());
-        }
-        if spec.read_only {
-            args.push("--read-only".into());
-        }
-        if let Some(m) = spec.memory_limit {
-            args.push("--memory-limit".into());
-            args.push(m.to_string());
-        }
-        for (k, v) in &spec.env {
-            if k.is_empty() || k.contains('=') {
-                bail!("environment variable name {k:?} is not valid");
-            }
-            args.push("--env".into());
-            args.push(format!("{k}={v}"));
-        }
-        args.push(spec.image.clone());
-        args.push(spec.id.clone());
-        args.extend(spec.args.iter().cloned());
-
+        args.extend(run_options(i, spec)?);
         i.started.lock().unwrap_or_else(|p| p.into_inner()).insert(spec.id.clone());
         let ran = i.ctr.run(&args).and_then(|_| {
             let text = std::fs::read_to_string(&pid_file).with_context(|| format!("ctr wrote no pid file {}", pid_file.display()))?;
@@ -157,6 +147,86 @@ impl Containerd {
         };
         i.live.lock().unwrap_or_else(|p| p.into_inner()).insert(spec.id.clone());
         Ok(Container { inner: Arc::clone(i), id: spec.id.clone(), pid, network: spec.network, netns, log, removed: false })
+    }
+}
+
+/// `ctr run`'s arguments after its mode options: the spec's options, the
+/// image, the id and the command.
+fn run_options(i: &Inner, spec: &RunSpec) -> Result<Vec<String>> {
+    let mut args: Vec<String> = vec!["--runc-root".into(), i.runc_root.display().to_string()];
+    if let Some(bin) = &spec.runtime_binary {
+        if !bin.is_absolute() {
+            bail!("runtime binary {}: give an absolute path (the shim does not search PATH as this process does)", bin.display());
+        }
+        args.push("--runc-binary".into());
+        args.push(bin.display().to_string());
+    }
+    for (k, v) in &spec.annotations {
+        if k.is_empty() || k.contains('=') {
+            bail!("annotation name {k:?} is not valid");
+        }
+        args.push("--annotation".into());
+        args.push(format!("{k}={v}"));
+    }
+    for dir in &spec.tmpfs {
+        if !dir.starts_with('/') || dir.contains([',', ':', '=']) {
+            bail!("tmpfs mount point {dir:?}: give an absolute path without ',', ':' or '='");
+        }
+        args.push("--mount".into());
+        args.push(format!("type=tmpfs,src=tmpfs,dst={dir},options=nosuid:nodev:mode=1777"));
+    }
+    if spec.network == Network::Host {
+        args.push("--net-host".into());
+    }
+    if spec.seccomp {
+        args.push("--seccomp".into());
+    }
+    if spec.read_only {
+        args.push("--read-only".into());
+    }
+    if let Some(m) = spec.memory_limit {
+        args.push("--memory-limit".into());
+        args.push(m.to_string());
+    }
+    for (k, v) in &spec.env {
+        if k.is_empty() || k.contains('=') {
+            bail!("environment variable name {k:?} is not valid");
+        }
+        args.push("--env".into());
+        args.push(format!("{k}={v}"));
+    }
+    args.push(spec.image.clone());
+    args.push(spec.id.clone());
+    args.extend(spec.args.iter().cloned());
+    Ok(args)
+}
+
+impl Containerd {
+    /// `ctr run --rm` of `spec` in the foreground, not started: the caller
+    /// runs it, owns its stdin, stdout and stderr (the container's), and
+    /// gets the container's exit status as ctr's (128 + signal for a
+    /// killed one). ctr removes the container when it ends; should it not
+    /// (ctr killed), [`Containerd::stop`] does.
+    pub fn run_command(&self, spec: &RunSpec) -> Result<Command> {
+        let i = &self.inner;
+        if i.stopped.load(Ordering::SeqCst) {
+            bail!("containerd in {} is stopped", i.dir.display());
+        }
+        check_id(&spec.id)?;
+        let mut c = i.ctr.command();
+        c.args(["run", "--rm"]).args(run_options(i, spec)?);
+        let mut live = i.live.lock().unwrap_or_else(|p| p.into_inner());
+        if !live.insert(spec.id.clone()) {
+            bail!("a container {} runs already", spec.id);
+        }
+        i.started.lock().unwrap_or_else(|p| p.into_inner()).insert(spec.id.clone());
+        Ok(c)
+    }
+
+    /// The state root the shim gives the OCI runtime of this daemon's
+    /// containers (`--root`): runc's, and `shunt-oci`'s beside it.
+    pub fn runtime_root(&self) -> PathBuf {
+        self.inner.runc_root.join(&self.inner.ctr.namespace)
     }
 }
 

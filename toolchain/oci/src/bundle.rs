@@ -11,7 +11,7 @@
 //! - `mounts` += the runtime's files, read-only, at `/.shunt`, and the
 //!   container's stats directory at `/.shunt/instance`;
 //! - `process.env` += where the runtime is (`SHUNT_INSTANCE`, `SHUNT_LIB`,
-//!   `SHUNT_EXE`, and `SHUNT_TRAP=0` / `SHUNT_PATCH=0` when asked), and for
+//!   `SHUNT_EXE`, `SHUNT_PLANS`: the plans made on the host, and `SHUNT_TRAP=0` / `SHUNT_PATCH=0` / `SHUNT_REWRITE=0` when asked), and for
 //!   a dynamically linked program or a script `LD_PRELOAD` of
 //!   `libshunt.so` (the runtime hides all of these from the program);
 //! - for a static program, `process.args` becomes
@@ -93,7 +93,7 @@ pub fn wrap_container(inv: &Invocation, bundle: &Path, id: &str) -> Result<()> {
     let stats_dir = settings.stats_dir.clone().unwrap_or_else(|| stats::default_stats_dir(&inv.root, id));
     let owner = host_owner(&spec, process);
     stats::prepare_dir(&stats_dir, &settings.policy.to_text(), owner)?;
-    let record = Record { rootfs, stats_dir: stats_dir.clone(), trap: settings.trap, patch: settings.patch, files: files.dir.clone() };
+    let record = Record { rootfs, stats_dir: stats_dir.clone(), trap: settings.trap, patch: settings.patch, rewrite: settings.rewrite, files: files.dir.clone() };
 
     let proc_tree = tree.get_mut("process").ok_or_else(|| anyhow!("config.json: no process"))?;
     wrap_process(proc_tree, process, &record)?;
@@ -150,6 +150,11 @@ fn wrap_process(tree: &mut Value, p: &Process, r: &Record) -> Result<()> {
     let kind = shunt_supervisor::classify(&host).with_context(|| {
         format!("{arg0}: cannot run it on shunt (set the annotation io.shunt.runtime=native to run it on plain runc)")
     })?;
+    let files = files::RuntimeFiles { dir: r.files.clone() };
+    let program = (kind != Kind::Script).then_some(host.as_path());
+    for w in files::plan_program(&files, &r.rootfs, program, kind != Kind::Static) {
+        eprintln!("shunt-oci: warning: {w}");
+    }
 
     let exe = format!("{MOUNT}/shunt");
     let lib = format!("{MOUNT}/libshunt.so");
@@ -157,7 +162,7 @@ fn wrap_process(tree: &mut Value, p: &Process, r: &Record) -> Result<()> {
         .iter()
         .filter(|e| {
             let k = e.split_once('=').map_or(e.as_str(), |(k, _)| k);
-            !matches!(k, "SHUNT_STATS" | "SHUNT_INSTANCE" | "SHUNT_LIB" | "SHUNT_EXE" | "SHUNT_TRAP" | "SHUNT_PATCH")
+            !matches!(k, "SHUNT_STATS" | "SHUNT_INSTANCE" | "SHUNT_LIB" | "SHUNT_EXE" | "SHUNT_TRAP" | "SHUNT_PATCH" | "SHUNT_REWRITE" | "SHUNT_PLANS")
                 && !(k == "LD_PRELOAD" && kind != Kind::Static)
         })
         .cloned()
@@ -172,11 +177,15 @@ fn wrap_process(tree: &mut Value, p: &Process, r: &Record) -> Result<()> {
     new_env.push(format!("SHUNT_INSTANCE={INSTANCE}"));
     new_env.push(format!("SHUNT_LIB={lib}"));
     new_env.push(format!("SHUNT_EXE={exe}"));
+    new_env.push(format!("SHUNT_PLANS={MOUNT}/glibc-plans"));
     if !r.trap {
         new_env.push("SHUNT_TRAP=0".into());
     }
     if !r.patch {
         new_env.push("SHUNT_PATCH=0".into());
+    }
+    if !r.rewrite {
+        new_env.push("SHUNT_REWRITE=0".into());
     }
     let obj = tree.as_object_mut().context("the process is not an object")?;
     obj.insert("env".into(), json!(new_env));

@@ -7,7 +7,9 @@
 //! /.shunt/libshunt.so    the runtime library, preloaded into the image's own programs
 //!                        (which keep the image's glibc: libshunt.so has no RUNPATH)
 //! /.shunt/glibc-plans/   in-memory patch plans of the images' glibc builds (libshunt.so
-//!                        looks next to itself), made on the host at `create`
+//!                        looks next to itself) and load-time rewrite plans of the
+//!                        containers' programs and their libraries (found through
+//!                        `SHUNT_PLANS`), all made on the host at `create`
 //! /.shunt/instance/      the mount point of the container's stats directory
 //! ```
 //!
@@ -197,6 +199,60 @@ pub fn plan_image_glibc(files: &RuntimeFiles, rootfs: &Path) -> Vec<String> {
             if let Err(e) = shunt_glibc_patch::write_plan(&host, &plans) {
                 warnings.push(format!("cannot plan the patch of the image's {name} ({e:#}); its calls are trapped"));
             }
+        }
+    }
+    warnings
+}
+
+/// Makes sure `files` holds the load-time rewrite plans of `program` (its
+/// file on the host, inside the image at `rootfs`; none for a script) and
+/// of the libraries it needs, and with `preloaded` of those `libshunt.so`
+/// needs (found in the image's library directories), so that the runtime
+/// inside the container finds them (`SHUNT_PLANS`) instead of planning at
+/// every start and caching the plans in the container's own filesystem
+/// (its `$HOME`) with calls counted as the program's. Libraries the
+/// program opens later (`dlopen`) are planned in the container as before.
+pub fn plan_program(files: &RuntimeFiles, rootfs: &Path, program: Option<&Path>, preloaded: bool) -> Vec<String> {
+    let plans = files.dir.join("glibc-plans");
+    let mut warnings = Vec::new();
+    let mut todo: Vec<PathBuf> = program.map(Path::to_path_buf).into_iter().collect();
+    let mut seen: Vec<String> = Vec::new();
+    let in_image = |name: &str| {
+        LIB_DIRS.iter().find_map(|d| shunt_supervisor::in_root(rootfs, &Path::new(d).join(name)).ok().filter(|p| p.is_file()))
+    };
+    if preloaded {
+        // libshunt.so itself is the runtime (never rewritten); its
+        // libraries come from the image.
+        for name in needed(&files.dir.join("libshunt.so")).unwrap_or_default() {
+            if !seen.contains(&name) {
+                todo.extend(in_image(&name));
+                seen.push(name);
+            }
+        }
+    }
+    while let Some(obj) = todo.pop() {
+        let key = match shunt_glibc_patch::plan_key_of(&obj) {
+            Ok(k) => k,
+            Err(e) => {
+                warnings.push(format!("{e:#}"));
+                continue;
+            }
+        };
+        let plan = plans.join(shunt_glibc_patch::plan_file_name(&key));
+        let current = plan.is_file() && shunt_glibc_patch::planner_of(&plan).as_deref() == Some(shunt_glibc_patch::PLANNER);
+        if !current {
+            if let Err(e) = shunt_glibc_patch::write_plan(&obj, &plans) {
+                warnings.push(format!("cannot plan the rewrite of {} ({e:#}); it is planned in the container", obj.display()));
+            }
+        }
+        let Ok(names) = needed(&obj) else { continue };
+        for name in names {
+            if seen.contains(&name) || name.contains('/') {
+                continue;
+            }
+            // Not found: the dynamic linker will say so when it runs.
+            todo.extend(in_image(&name));
+            seen.push(name);
         }
     }
     warnings

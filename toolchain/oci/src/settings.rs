@@ -9,9 +9,18 @@
 //! | `io.shunt.transport` | `kernel` | `kernel` |
 //! | `io.shunt.trap` | `on`, `off` (no trap fallback) | `on` |
 //! | `io.shunt.patch` | `on`, `off` (glibc unpatched: its calls trap) | `on` |
+//! | `io.shunt.rewrite` | `on`, `off` (static programs' syscall sites not rewritten at load: their calls trap) | `on` |
 //!
 //! An `io.shunt.*` annotation this list does not have is refused, so that
 //! a misspelt one is not silently ignored.
+//!
+//! A Kubernetes pod's sandbox container (`io.kubernetes.cri.container-type`
+//! = `sandbox`, the CRI's `pause` process, which holds the pod's
+//! namespaces and only waits for signals) always goes to runc untouched:
+//! the pod's `io.shunt.*` annotations reach it too (containerd's
+//! `pod_annotations` passes them to every container of the pod), and
+//! running it on shunt would only count `pause`'s calls into no one's
+//! stats.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -20,6 +29,8 @@ use anyhow::{Context, Result, bail};
 use shunt_policy::Compiled;
 
 pub const PREFIX: &str = "io.shunt.";
+/// The CRI's annotation saying which container of a pod this is.
+const CRI_CONTAINER_TYPE: &str = "io.kubernetes.cri.container-type";
 
 pub struct Settings {
     pub enabled: bool,
@@ -28,6 +39,7 @@ pub struct Settings {
     pub stats_dir: Option<PathBuf>,
     pub trap: bool,
     pub patch: bool,
+    pub rewrite: bool,
 }
 
 fn on_off(key: &str, v: &str) -> Result<bool> {
@@ -39,7 +51,7 @@ fn on_off(key: &str, v: &str) -> Result<bool> {
 }
 
 pub fn from_annotations(a: &HashMap<String, String>) -> Result<Settings> {
-    let mut s = Settings { enabled: true, policy: Compiled::builtin(), stats_dir: None, trap: true, patch: true };
+    let mut s = Settings { enabled: true, policy: Compiled::builtin(), stats_dir: None, trap: true, patch: true, rewrite: true };
     let mut keys: Vec<&String> = a.keys().filter(|k| k.starts_with(PREFIX)).collect();
     keys.sort();
     for key in keys {
@@ -75,8 +87,12 @@ pub fn from_annotations(a: &HashMap<String, String>) -> Result<Settings> {
             },
             "trap" => s.trap = on_off(key, v)?,
             "patch" => s.patch = on_off(key, v)?,
-            _ => bail!("unknown annotation {key}: shunt-oci reads io.shunt.runtime, policy, stats, transport, trap and patch"),
+            "rewrite" => s.rewrite = on_off(key, v)?,
+            _ => bail!("unknown annotation {key}: shunt-oci reads io.shunt.runtime, policy, stats, transport, trap, patch and rewrite"),
         }
+    }
+    if a.get(CRI_CONTAINER_TYPE).is_some_and(|t| t == "sandbox") {
+        s.enabled = false;
     }
     Ok(s)
 }
@@ -93,11 +109,20 @@ mod tests {
     fn defaults_and_choices() {
         let s = of(&[("org.other", "x")]).unwrap();
         assert!(s.enabled && s.trap && s.patch && s.stats_dir.is_none());
-        let s = of(&[("io.shunt.runtime", "native"), ("io.shunt.trap", "off"), ("io.shunt.stats", "/var/s")]).unwrap();
-        assert!(!s.enabled && !s.trap);
+        assert!(s.rewrite);
+        let s = of(&[("io.shunt.runtime", "native"), ("io.shunt.trap", "off"), ("io.shunt.stats", "/var/s"), ("io.shunt.rewrite", "off")]).unwrap();
+        assert!(!s.enabled && !s.trap && !s.rewrite);
         assert_eq!(s.stats_dir, Some(PathBuf::from("/var/s")));
         let s = of(&[("io.shunt.policy", "base = \"none\"\n[syscalls]\nmkdirat = \"deny\"\n")]).unwrap();
         assert_eq!(s.policy.to_text().lines().filter(|l| !l.starts_with('#')).collect::<Vec<_>>(), ["258 deny 1"], "mkdirat (258) alone, denied with EPERM");
+    }
+
+    #[test]
+    fn a_pods_sandbox_runs_on_plain_runc() {
+        let s = of(&[("io.kubernetes.cri.container-type", "sandbox"), ("io.shunt.runtime", "shunt")]).unwrap();
+        assert!(!s.enabled);
+        let s = of(&[("io.kubernetes.cri.container-type", "container")]).unwrap();
+        assert!(s.enabled);
     }
 
     #[test]

@@ -27,8 +27,16 @@ pub struct Record {
     pub stats_dir: PathBuf,
     pub trap: bool,
     pub patch: bool,
+    /// Rewriting static programs' syscall sites at load (absent in the
+    /// records of an older shunt-oci: on).
+    #[serde(default = "on")]
+    pub rewrite: bool,
     /// The runtime's files bound at `/.shunt`.
     pub files: PathBuf,
+}
+
+fn on() -> bool {
+    true
 }
 
 /// `<root>-shunt`.

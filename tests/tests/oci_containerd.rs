@@ -1,0 +1,423 @@
+//! `shunt-oci` under the real containerd: a private daemon
+//! (`shunt-containerd`: its own root, state and socket under a temporary
+//! directory, no CRI, no CNI) whose stock `io.containerd.runc.v2` shim is
+//! pointed at `shunt-oci` with its `BinaryName` option (`ctr run
+//! --runc-binary`). Each image runs twice through `ctr`, on plain runc and
+//! on `shunt-oci`, and what containerd reports — output, exit status, `ctr
+//! tasks ps`, `ctr tasks exec`, `ctr tasks kill`, the removal — must be the
+//! same, while the shunt run is counted: its stats are read back (live with
+//! `shunt-oci stats ID`, and after the shim's delete from
+//! `<root>-shunt/<id>/stats.json`) and checked against what the program
+//! visibly did.
+//!
+//! Images: busybox (an unmodified static binary: rewritten at load, or
+//! with `io.shunt.rewrite=off` every call trapped), a
+//! Debian bookworm root filesystem with python3 (the image's own glibc,
+//! patched in memory: nothing traps), and the Go AES function built by
+//! `shunt faas build` (a shunt-built Go program: nothing traps), served
+//! in a network namespace that holds only `lo`.
+//!
+//! Needs root, containerd, runc, umoci, skopeo, patchelf, mmdebstrap and
+//! busybox-static (scripts/setup.sh installs them) and the workspace built.
+//! The Debian image is made once with mmdebstrap from the machine's apt
+//! sources and kept in the cache (`$SHUNT_CACHE`, else `~/.cache/shunt`).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use shunt_containerd::{Containerd, ImageConfig, Network, Options, RunSpec, build_oci_archive};
+use shunt_tests::templates::{BUILD_LIMIT, copy_tree, scratch, templates};
+use shunt_tests::{Outcome, Stats, run, shunt, target_dir};
+
+const BUSYBOX: &str = "/bin/busybox";
+/// How long one container may take to run to its end.
+const LIMIT: Duration = Duration::from_secs(120);
+
+fn shunt_oci() -> PathBuf {
+    let p = target_dir().join("shunt-oci");
+    assert!(p.is_file(), "{} is missing: cargo build --release --workspace", p.display());
+    p
+}
+
+/// An image of busybox alone, as `shunt.test/busybox:latest`.
+fn busybox_image(d: &Containerd, work: &Path) {
+    assert!(
+        std::fs::read(BUSYBOX).is_ok_and(|b| b.len() > 100_000),
+        "{BUSYBOX} is missing: apt-get install busybox-static (scripts/setup.sh does)"
+    );
+    let root = work.join("busybox-root");
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    std::fs::create_dir_all(root.join("tmp")).unwrap();
+    std::fs::copy(BUSYBOX, root.join("bin/busybox")).unwrap();
+    let config = ImageConfig { env: vec![("PATH".into(), "/bin".into())], workdir: Some("/".into()), ..Default::default() };
+    let archive = work.join("busybox.tar");
+    build_oci_archive(&root, &config, "latest", &archive).unwrap();
+    d.import(&archive, "shunt.test/busybox:latest").unwrap();
+}
+
+fn started() -> Containerd {
+    Containerd::start(&Options::default()).unwrap_or_else(|e| panic!("{e:#}"))
+}
+
+/// The two ways a container runs: the shim's runc, or `shunt-oci` as its
+/// `BinaryName`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Runtime {
+    Runc,
+    Shunt,
+}
+
+fn spec(id: &str, image: &str, network: Network, rt: Runtime, args: &[&str]) -> RunSpec {
+    let mut s = RunSpec::new(id, image, network);
+    s.args = args.iter().map(|a| a.to_string()).collect();
+    if rt == Runtime::Shunt {
+        s.runtime_binary = Some(shunt_oci());
+    }
+    s
+}
+
+/// `ctr run --rm` of a container to its end: its output and exit status.
+fn run_to_end(d: &Containerd, s: &RunSpec) -> Outcome {
+    run(d.run_command(s).unwrap(), None, LIMIT)
+}
+
+/// `ctr ARGS…` against `d`, to its end.
+fn ctr(d: &Containerd, args: &[&str]) -> Outcome {
+    let mut c = d.ctr_command();
+    c.args(args);
+    run(c, None, LIMIT)
+}
+
+/// Where `shunt-oci` puts container `id`'s stats under `d`.
+fn stats_dir(d: &Containerd, id: &str) -> PathBuf {
+    let mut root = d.runtime_root().into_os_string();
+    root.push("-shunt");
+    PathBuf::from(root).join(id)
+}
+
+/// The report the shim's delete left for container `id`.
+fn final_stats(d: &Containerd, id: &str) -> Stats {
+    let p = stats_dir(d, id).join("stats.json");
+    let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    let s = Stats::parse(&text);
+    s.assert_accounted();
+    s
+}
+
+/// `shunt-oci stats ID`: the container's report while it runs.
+fn live_stats(d: &Containerd, id: &str) -> Stats {
+    let mut c = Command::new(shunt_oci());
+    c.arg("--root").arg(d.runtime_root()).args(["stats", id]);
+    let o = run(c, None, LIMIT);
+    assert!(o.status.success(), "shunt-oci stats {id}: {}", o.stderr_str());
+    let s = Stats::parse(&o.stdout_str());
+    s.assert_accounted();
+    s
+}
+
+/// Calls of `name` however they reached the runtime (gate or trap).
+fn calls(s: &Stats, name: &str) -> u64 {
+    s.get(name, "redirected") + s.get(name, "trapped")
+}
+
+fn visible(o: &Outcome) -> (Option<i32>, String, String) {
+    (o.status.code(), o.stdout_str(), o.stderr_str())
+}
+
+#[test]
+fn busybox_output_and_exit_status_as_runc_rewritten_or_trapped() {
+    let work = tempfile::tempdir().unwrap();
+    let d = started();
+    busybox_image(&d, work.path());
+    let args = ["/bin/busybox", "sh", "-c", "echo one; echo two; echo three >&2; exit 3"];
+    let image = "shunt.test/busybox:latest";
+    let native = run_to_end(&d, &spec("bb-runc", image, Network::Loopback, Runtime::Runc, &args));
+    assert_eq!(visible(&native), (Some(3), "one\ntwo\n".into(), "three\n".into()), "runc's run");
+    // One write per line the program printed (echo is a shell built-in).
+    let lines = (native.stdout_str() + &native.stderr_str()).lines().count() as u64;
+
+    // By default its syscall sites are rewritten at load: every call
+    // reaches the gate, nothing traps.
+    let rewritten = run_to_end(&d, &spec("bb-shunt", image, Network::Loopback, Runtime::Shunt, &args));
+    assert_eq!(visible(&native), visible(&rewritten), "runc and shunt-oci under containerd");
+    let s = final_stats(&d, "bb-shunt");
+    assert_eq!(s.processes(), 1, "{}", s.0);
+    assert_eq!(s.total("trapped"), 0, "{}", s.0);
+    assert_eq!(s.get("write", "redirected"), lines, "{}", s.0);
+    assert_eq!(s.get("exit_group", "redirected"), 1, "{}", s.0);
+
+    // io.shunt.rewrite=off: the unmodified binary, every call trapped.
+    let mut trapping = spec("bb-trap", image, Network::Loopback, Runtime::Shunt, &args);
+    trapping.annotations.push(("io.shunt.rewrite".into(), "off".into()));
+    let trapped = run_to_end(&d, &trapping);
+    assert_eq!(visible(&native), visible(&trapped), "runc and shunt-oci (rewrite off) under containerd");
+    let t = final_stats(&d, "bb-trap");
+    assert_eq!(t.processes(), 1, "{}", t.0);
+    assert_eq!(t.total("redirected"), 0, "nothing rewritten, so no gate calls: {}", t.0);
+    assert_eq!(t.get("write", "trapped"), lines, "{}", t.0);
+    assert_eq!(t.get("exit_group", "trapped"), 1, "{}", t.0);
+    // The same program made the same calls either way.
+    assert_eq!(s.total("redirected"), t.total("trapped"), "rewritten {} / trapped {}", s.0, t.0);
+    assert!(!stats_dir(&d, "bb-runc").exists(), "runc's container has no shunt stats");
+    d.stop().unwrap();
+}
+
+/// Kills `child` if it has not ended within `limit` (a hung container
+/// must fail the test, not hang it).
+fn watchdog(child: &Child, limit: Duration) -> std::sync::mpsc::Sender<()> {
+    let pid = child.id() as i32;
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        if rx.recv_timeout(limit) == Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
+            // SAFETY: signalling the ctr child we started and have not reaped.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    });
+    tx
+}
+
+/// What containerd shows of one container's life: started, listed by
+/// `ps`, a process exec'd into it, killed, removed.
+#[derive(Debug, PartialEq)]
+struct Life {
+    first_line: String,
+    ps_rows: usize,
+    exec: (Option<i32>, String, String),
+    after_exec_ps_rows: usize,
+    kill: Option<i32>,
+    exit: Option<i32>,
+    rest_of_stdout: String,
+    listed_after: bool,
+}
+
+fn ps_rows(d: &Containerd, id: &str) -> usize {
+    let o = ctr(d, &["tasks", "ps", id]);
+    assert!(o.status.success(), "ctr tasks ps: {}", o.stderr_str());
+    // A header, then one row per process.
+    o.stdout_str().lines().skip(1).filter(|l| !l.trim().is_empty()).count()
+}
+
+fn life(d: &Containerd, id: &str, rt: Runtime, live: &mut Option<Stats>) -> Life {
+    let args = ["/bin/busybox", "sh", "-c", "echo ready; read x; echo got $x"];
+    let mut cmd = d.run_command(&spec(id, "shunt.test/busybox:latest", Network::Loopback, rt, &args)).unwrap();
+    let err = tempfile::NamedTempFile::new().unwrap();
+    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(err.reopen().unwrap()).spawn().unwrap();
+    let done = watchdog(&child, LIMIT);
+    // stdin held open: the container waits in `read` until it is killed.
+    let stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut first_line = String::new();
+    stdout.read_line(&mut first_line).unwrap();
+    let stderr = || std::fs::read_to_string(err.path()).unwrap_or_default();
+    assert_eq!(first_line, "ready\n", "{rt:?}: ctr run: {}", stderr());
+
+    let ps = ps_rows(d, id);
+    let exec = ctr(d, &["tasks", "exec", "--exec-id", "e1", id, "/bin/busybox", "sh", "-c", "echo exec $((2+3)); echo oops >&2; exit 5"]);
+    let after_exec = ps_rows(d, id);
+    if rt == Runtime::Shunt {
+        *live = Some(live_stats(d, id));
+    }
+    let kill = ctr(d, &["tasks", "kill", "--signal", "SIGKILL", id]);
+    assert!(kill.status.success(), "ctr tasks kill: {}", kill.stderr_str());
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    let status = child.wait().unwrap();
+    let _ = done.send(());
+    drop(stdin);
+    let listed = ctr(d, &["containers", "ls", "-q"]).stdout_str().lines().any(|l| l == id);
+    Life {
+        first_line,
+        ps_rows: ps,
+        exec: visible(&exec),
+        after_exec_ps_rows: after_exec,
+        kill: kill.status.code(),
+        exit: status.code(),
+        rest_of_stdout: rest,
+        listed_after: listed,
+    }
+}
+
+#[test]
+fn ps_exec_kill_and_delete_behave_as_with_runc() {
+    let work = tempfile::tempdir().unwrap();
+    let d = started();
+    busybox_image(&d, work.path());
+    let mut unused = None;
+    let native = life(&d, "life-runc", Runtime::Runc, &mut unused);
+    let mut live = None;
+    let on_shunt = life(&d, "life-shunt", Runtime::Shunt, &mut live);
+    assert_eq!(native.exec, (Some(5), "exec 5\n".into(), "oops\n".into()), "runc's exec");
+    assert_eq!(native.exit, Some(128 + libc::SIGKILL), "runc's killed container");
+    assert_eq!((native.ps_rows, native.after_exec_ps_rows), (1, 1));
+    assert!(!native.listed_after, "ctr run --rm removed it");
+    assert_eq!(native, on_shunt, "runc and shunt-oci under containerd");
+
+    // While it ran: the first process and the exec'd one, each counted,
+    // one write per line each printed.
+    let live = live.unwrap();
+    assert_eq!(live.processes(), 2, "{}", live.0);
+    assert_eq!(calls(&live, "write"), 3, "ready, exec 5, oops: {}", live.0);
+    assert_eq!(live.total("trapped"), 0, "busybox rewritten at load: {}", live.0);
+    // After the shim's delete: the same, and the record is gone.
+    let s = final_stats(&d, "life-shunt");
+    assert_eq!(s.processes(), 2, "{}", s.0);
+    assert_eq!(calls(&s, "write"), 3, "{}", s.0);
+    assert_eq!(s.total("trapped"), 0, "{}", s.0);
+    let mut c = Command::new(shunt_oci());
+    c.arg("--root").arg(d.runtime_root()).args(["stats", "life-shunt"]);
+    let o = run(c, None, LIMIT);
+    assert!(!o.status.success() && o.stderr_str().contains("does not run on shunt"), "stats after delete: {}", o.stderr_str());
+    d.stop().unwrap();
+}
+
+/// A Debian bookworm root filesystem with python3 as an OCI archive. The
+/// root filesystem is made once by mmdebstrap from the machine's apt
+/// sources (a tarball, cached), the archive from it (cached too).
+fn debian_python_archive() -> PathBuf {
+    let cache = std::env::var_os("SHUNT_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/shunt"))
+        .join("oci-tests");
+    // The recipe's version: change it when the recipe below changes.
+    let tarball = cache.join("debian-bookworm-python3-v1.rootfs.tar");
+    let archive = cache.join("debian-bookworm-python3-v1.oci.tar");
+    if archive.is_file() {
+        return archive;
+    }
+    std::fs::create_dir_all(&cache).unwrap();
+    let work = tempfile::Builder::new().prefix(".debian-").tempdir_in(&cache).unwrap();
+    if !tarball.is_file() {
+        let tmp = work.path().join("rootfs.tar");
+        let mut c = Command::new("mmdebstrap");
+        c.args(["--variant=essential", "--include=python3-minimal"])
+            .args(["--dpkgopt=path-exclude=/usr/share/doc/*", "--dpkgopt=path-exclude=/usr/share/man/*", "--dpkgopt=path-exclude=/usr/share/locale/*"])
+            .arg("bookworm")
+            .arg(&tmp);
+        let o = run(c, None, Duration::from_secs(1800));
+        assert!(o.status.success(), "mmdebstrap (apt-get install mmdebstrap; needs the Debian mirror): {}", o.stderr_str());
+        std::fs::rename(&tmp, &tarball).unwrap();
+    }
+    let root = work.path().join("rootfs");
+    std::fs::create_dir_all(&root).unwrap();
+    let mut c = Command::new("tar");
+    c.arg("-xf").arg(&tarball).arg("-C").arg(&root).args(["--numeric-owner", "--same-permissions"]);
+    let o = run(c, None, Duration::from_secs(600));
+    assert!(o.status.success(), "tar -xf {}: {}", tarball.display(), o.stderr_str());
+    let config = ImageConfig {
+        env: vec![("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into())],
+        cmd: vec!["python3".into()],
+        workdir: Some("/".into()),
+        ..Default::default()
+    };
+    let tmp = work.path().join("image.tar");
+    build_oci_archive(&root, &config, "latest", &tmp).unwrap();
+    std::fs::rename(&tmp, &archive).unwrap();
+    archive
+}
+
+#[test]
+fn python3_in_a_debian_image_as_with_runc_and_nothing_trapped() {
+    let archive = debian_python_archive();
+    let d = started();
+    d.import(&archive, "shunt.test/debian-python:latest").unwrap();
+    // Five writes by hand, then print's one (stdout is a pipe: buffered).
+    let program = "import os, sys\n\
+                   for i in range(5): os.write(1, b'line %d\\n' % i)\n\
+                   print(sorted(os.listdir('/usr/lib/python3.11'))[:3], os.getpid(), os.getuid(), sys.argv[1:], sys.version_info[:2])\n\
+                   sys.exit(4)\n";
+    // -B: no bytecode cache written (its write would be one more).
+    let args = ["python3", "-B", "-c", program, "a", "b"];
+    let native = run_to_end(&d, &spec("py-runc", "shunt.test/debian-python:latest", Network::Loopback, Runtime::Runc, &args));
+    let shunt = run_to_end(&d, &spec("py-shunt", "shunt.test/debian-python:latest", Network::Loopback, Runtime::Shunt, &args));
+    assert_eq!(native.status.code(), Some(4), "runc's run: {}", native.stderr_str());
+    assert!(native.stdout_str().ends_with("1 0 ['a', 'b'] (3, 11)\n"), "{}", native.stdout_str());
+    assert_eq!(visible(&native), visible(&shunt), "runc and shunt-oci under containerd");
+
+    let s = final_stats(&d, "py-shunt");
+    assert_eq!(s.processes(), 1, "{}", s.0);
+    assert_eq!(s.total("trapped"), 0, "the image's glibc is patched: nothing traps: {}", s.0);
+    assert!(s.total("redirected") > 100, "{}", s.0);
+    assert_eq!(calls(&s, "write"), 6, "{}", s.0);
+    d.stop().unwrap();
+}
+
+/// POSTs `body` to the function on port 8080 of container `c`'s loopback
+/// (its port accepts once the function listens; tried until a deadline).
+fn post(c: &shunt_containerd::Container, body: &str) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut stream = loop {
+        match c.connect(8080) {
+            Ok(s) => break s,
+            Err(e) if std::time::Instant::now() < deadline && e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                std::thread::sleep(Duration::from_millis(10))
+            }
+            Err(e) => panic!("{}: port 8080 never accepted: {e}; log: {:?}", c.id(), std::fs::read_to_string(c.log_path())),
+        }
+    };
+    stream.set_read_timeout(Some(LIMIT)).unwrap();
+    write!(stream, "POST / HTTP/1.0\r\nHost: fn\r\nContent-Length: {}\r\n\r\n{body}", body.len()).unwrap();
+    let mut out = String::new();
+    stream.read_to_string(&mut out).unwrap();
+    let (head, text) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+    assert!(head.starts_with("HTTP/1.") && head.contains(" 200 "), "{}: {head}", c.id());
+    text.to_string()
+}
+
+#[test]
+fn the_go_aes_function_built_by_shunt_faas_serves_as_with_runc_and_nothing_trapped() {
+    // `shunt faas build` of aes-go into a state directory of its own: its
+    // image store is an OCI layout, which ctr imports.
+    let dir = scratch("oci-aes");
+    std::fs::copy(templates().join("stack.yml"), dir.join("stack.yml")).unwrap();
+    copy_tree(&templates().join("template"), &dir.join("template"));
+    copy_tree(&templates().join("functions"), &dir.join("functions"));
+    let state = dir.join(".state");
+    let mut c = Command::new(shunt());
+    c.current_dir(&dir).env("GOTOOLCHAIN", "local").args(["faas", "build", "-f", "stack.yml", "--filter", "aes-go", "--state-dir"]).arg(&state);
+    for v in ["SHUNT_STATS", "SHUNT_INSTANCE", "SHUNT_TRAP", "LD_PRELOAD"] {
+        c.env_remove(v);
+    }
+    let o = run(c, None, BUILD_LIMIT);
+    assert!(o.status.success(), "shunt faas build: {}{}", o.stdout_str(), o.stderr_str());
+    // One image of the store as an OCI archive, tagged `latest` (skopeo
+    // reads the store's layout by its ref name).
+    let archive = dir.join("aes-go.tar");
+    let mut copy = Command::new("skopeo");
+    copy.arg("copy")
+        .arg(format!("oci:{}:shunt-aes-go:latest", state.join("images").display()))
+        .arg(format!("oci-archive:{}:latest", archive.display()));
+    let o = run(copy, None, LIMIT);
+    assert!(o.status.success(), "skopeo copy (apt-get install skopeo; scripts/setup.sh does): {}", o.stderr_str());
+
+    let d = started();
+    d.import(&archive, "shunt.test/aes-go:latest").unwrap_or_else(|e| panic!("{e:#}"));
+    let mut answers = Vec::new();
+    for (id, rt) in [("aes-runc", Runtime::Runc), ("aes-shunt", Runtime::Shunt)] {
+        // The front keeps its lock file in /tmp, which the image lacks: a
+        // tmpfs, as an OpenFaaS function's pod gets an emptyDir there.
+        let mut s = spec(id, "shunt.test/aes-go:latest", Network::Loopback, rt, &[]);
+        s.tmpfs.push("/tmp".into());
+        let c = d.run(&s).unwrap_or_else(|e| panic!("{e:#}"));
+        let answer = (post(&c, "A unique message"), post(&c, ""));
+        if rt == Runtime::Shunt {
+            let s = live_stats(&d, id);
+            assert_eq!(s.total("trapped"), 0, "a shunt-built Go function traps nothing: {}", s.0);
+            assert!(s.get("accept4", "redirected") >= 2, "two requests accepted through the gate: {}", s.0);
+        }
+        c.remove().unwrap();
+        answers.push(answer);
+    }
+    assert_eq!(
+        answers[0].0,
+        "fn: AES | plaintext: A unique message | ciphertext: fd4b8dc72677cafa719c946be09d1bb8 | runtime: golang",
+        "runc's answer"
+    );
+    assert!(answers[0].1.contains("ciphertext: d80e9ec83a6acbef3d909876e79904a9"), "{}", answers[0].1);
+    assert_eq!(answers[0], answers[1], "runc and shunt-oci under containerd");
+    let s = final_stats(&d, "aes-shunt");
+    assert_eq!(s.total("trapped"), 0, "{}", s.0);
+    assert!(s.total("redirected") > 0, "{}", s.0);
+    d.stop().unwrap();
+}

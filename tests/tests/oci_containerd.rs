@@ -421,3 +421,36 @@ fn the_go_aes_function_built_by_shunt_faas_serves_as_with_runc_and_nothing_trapp
     assert!(s.total("redirected") > 0, "{}", s.0);
     d.stop().unwrap();
 }
+
+/// A failure of `shunt-oci` reaches containerd's user as one line, through
+/// the shim (which reads the runtime's JSON log), and leaves nothing: no
+/// container, no `shunt-oci` record.
+#[test]
+fn errors_reach_ctr_through_the_shim_and_leave_nothing() {
+    let work = tempfile::tempdir().unwrap();
+    let d = started();
+    busybox_image(&d, work.path());
+    let image = "shunt.test/busybox:latest";
+    // A misspelt setting: refused, not ignored.
+    let mut typo = spec("bad-typo", image, Network::Loopback, Runtime::Shunt, &["/bin/busybox", "true"]);
+    typo.annotations.push(("io.shunt.polcy".into(), "x".into()));
+    // A program the image does not have: runc refuses it too.
+    let absent = |id: &str, rt| spec(id, image, Network::Loopback, rt, &["nosuchprogram"]);
+    let cases = [
+        (typo, "unknown annotation io.shunt.polcy"),
+        (absent("bad-absent", Runtime::Shunt), "nosuchprogram: not found in the container's PATH"),
+    ];
+    for (s, says) in cases {
+        let o = run_to_end(&d, &s);
+        assert!(!o.status.success(), "{}: ctr run succeeded", s.id);
+        assert!(o.stderr_str().contains(says), "{}: ctr says {:?}, not {says:?}", s.id, o.stderr_str());
+        assert!(o.stdout.is_empty(), "{}: {}", s.id, o.stdout_str());
+        let listed = ctr(&d, &["containers", "ls", "-q"]).stdout_str();
+        assert!(!listed.lines().any(|l| l == s.id), "{} left: {listed}", s.id);
+        let record = stats_dir(&d, &s.id).with_extension("json");
+        assert!(!record.exists(), "{} left", record.display());
+    }
+    let native = run_to_end(&d, &absent("bad-absent-runc", Runtime::Runc));
+    assert!(!native.status.success(), "runc ran a program the image lacks");
+    d.stop().unwrap();
+}

@@ -264,6 +264,23 @@ fn bad_input_is_one_line_in_runcs_log_format() {
     c["annotations"] = serde_json::json!({"io.shunt.polcy": "x"});
     std::fs::write(&path, serde_json::to_vec(&c).unwrap()).unwrap();
     assert_one_line_error("annotation typo", failing(&["create", "--bundle", b.to_str().unwrap(), "x"], &[]), "unknown annotation io.shunt.polcy");
+    // runc's own refusal (a bind mount of nothing), after shunt-oci's edit:
+    // runc's error, and the delete that follows leaves no record behind.
+    let b = bundle(&work.path().join("nomount"), &["/bin/busybox", "true"]);
+    let path = b.join("config.json");
+    let mut c: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    c["mounts"].as_array_mut().unwrap().push(serde_json::json!({"destination": "/x", "type": "bind", "source": "/nonexistent/src", "options": ["rbind"]}));
+    std::fs::write(&path, serde_json::to_vec(&c).unwrap()).unwrap();
+    let rt = Runtime { bin: shunt_oci(), root: work.path().join("nomount-root") };
+    let (code, _, err) = rt.call(&["create", "--bundle", b.to_str().unwrap(), "nm"]);
+    assert_ne!(code, 0, "runc created a container with a missing bind source");
+    assert!(err.contains("/nonexistent/src"), "{err}");
+    let record = work.path().join("nomount-root-shunt/nm.json");
+    assert!(record.is_file(), "the edit's record");
+    let (code, _, _) = rt.call(&["delete", "nm"]);
+    assert_ne!(code, 0, "runc has no container nm to delete");
+    assert!(!record.exists(), "{} outlived the container", record.display());
+
     let b = bundle(&work.path().join("absent"), &["nosuchprogram"]);
     assert_one_line_error("no program", failing(&["create", "--bundle", b.to_str().unwrap(), "x"], &[]), "nosuchprogram: not found");
 }

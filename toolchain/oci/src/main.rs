@@ -87,7 +87,9 @@ fn run(inv: &Invocation) -> Result<ExitCode> {
         Command::Delete { id } => {
             let runc = runc::find()?;
             let code = runc::status(&runc, &inv.argv)?;
-            if code == 0 {
+            // Also when runc has no such container (its create failed
+            // after our edit): the record must not outlive it.
+            if code == 0 || !runc::knows(&runc, &inv.root, id) {
                 stats::finish(&inv.root, id)?;
             }
             Ok(ExitCode::from(code))

@@ -49,3 +49,17 @@ pub fn status(runc: &Path, args: &[OsString]) -> Result<u8> {
         _ => 1,
     })
 }
+
+/// Whether runc (with state root `root`) has a container `id`.
+pub fn knows(runc: &Path, root: &Path, id: &str) -> bool {
+    std::process::Command::new(runc)
+        .arg0("runc")
+        .arg("--root")
+        .arg(root)
+        .args(["state", id])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}

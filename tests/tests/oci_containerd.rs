@@ -454,3 +454,34 @@ fn errors_reach_ctr_through_the_shim_and_leave_nothing() {
     assert!(!native.status.success(), "runc ran a program the image lacks");
     d.stop().unwrap();
 }
+
+/// A container chooses its policy and its stats directory with
+/// annotations (as a pod does through containerd's `pod_annotations`): the
+/// denied call fails in the program with the policy's errno and is
+/// counted, and the report lands in the chosen host directory.
+#[test]
+fn annotations_choose_the_policy_and_the_stats_directory() {
+    let work = tempfile::tempdir().unwrap();
+    let d = started();
+    busybox_image(&d, work.path());
+    let args = ["/bin/busybox", "sh", "-c", "mkdir /tmp/a; echo mkdir $?; mkdir /tmp/a; echo again $?"];
+    let native = run_to_end(&d, &spec("pol-runc", "shunt.test/busybox:latest", Network::Loopback, Runtime::Runc, &args));
+    assert_eq!(visible(&native), (Some(0), "mkdir 0\nagain 1\n".into(), "mkdir: can't create directory '/tmp/a': File exists\n".into()));
+
+    let chosen = work.path().join("chosen-stats");
+    let mut s = spec("pol-shunt", "shunt.test/busybox:latest", Network::Loopback, Runtime::Shunt, &args);
+    s.annotations.push(("io.shunt.policy".into(), "base = \"none\"\n[syscalls]\nmkdir = \"deny:EACCES\"\nmkdirat = \"deny:EACCES\"\n".into()));
+    s.annotations.push(("io.shunt.stats".into(), chosen.display().to_string()));
+    let o = run_to_end(&d, &s);
+    // Both tries refused with EACCES (the directory never exists).
+    let err = o.stderr_str();
+    assert_eq!((o.status.code(), o.stdout_str()), (Some(0), "mkdir 1\nagain 1\n".into()), "{err}");
+    assert_eq!(err.matches("Permission denied").count(), 2, "{err}");
+    let text = std::fs::read_to_string(chosen.join("stats.json")).unwrap_or_else(|e| panic!("{}: {e}", chosen.display()));
+    let st = Stats::parse(&text);
+    st.assert_accounted();
+    assert_eq!(st.total("denied"), 2, "{}", st.0);
+    assert_eq!(st.get("mkdir", "denied") + st.get("mkdirat", "denied"), 2, "{}", st.0);
+    assert!(!stats_dir(&d, "pol-shunt").exists(), "the default stats directory is not used");
+    d.stop().unwrap();
+}

@@ -19,6 +19,9 @@ PACKAGES="$PACKAGES skopeo docker-registry"
 # patchelf, mmdebstrap: shunt-oci (the shunt executable given its own loader inside
 # containers) and its tests (a Debian root filesystem with python3, built once).
 PACKAGES="$PACKAGES patchelf mmdebstrap"
+# libclang-dev, clang: bindgen (runtime/abi/build.rs) reads the kernel's uapi
+# headers through libclang to generate the syscall numbers and kernel structs.
+PACKAGES="$PACKAGES libclang-dev clang"
 missing=""
 for p in $PACKAGES; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -407,6 +407,30 @@ fn durations_from_the_environment(v: Mode) {
     assert!(s.stderr().contains("write timeout must be over 0s"), "{}", s.stderr());
 }
 
+/// The startup log says whether the runtime is in the process, through
+/// `shunt.h` (the header generated from the runtime's ABI): a g++ build has
+/// none; a shunt build has the gate's address from libshunt.so and the
+/// segment version the runtime writes.
+fn runtime_in_the_log(v: Mode) {
+    let mut s = start_healthy(v, &[]);
+    let log = s.stderr();
+    let line = log
+        .lines()
+        .find_map(|l| l.split_once("Runtime: ").map(|(_, t)| t.to_string()))
+        .unwrap_or_else(|| panic!("no Runtime line:\n{log}"));
+    if v.built_with_shunt() {
+        let want = format!(", stats segment v{})", shunt_abi::segment::SEGMENT_VERSION);
+        let gate = line
+            .strip_prefix("shunt (gate at 0x")
+            .and_then(|r| r.strip_suffix(want.as_str()))
+            .unwrap_or_else(|| panic!("not `shunt (gate at 0x…{want}`: {line}"));
+        assert_ne!(u64::from_str_radix(gate, 16).unwrap_or(0), 0, "{line}");
+    } else {
+        assert_eq!(line, "none (built without shunt)");
+    }
+    s.stop();
+}
+
 /// The front's own C++ unit tests (durations, parsing), in the test
 /// handler's context: `make front-test`.
 fn front_unit_tests(v: Mode) {
@@ -445,6 +469,7 @@ macro_rules! every_behaviour {
                 drain_is_bounded_by_write_timeout,
                 read_timeout_closes_idle_connections,
                 durations_from_the_environment,
+                runtime_in_the_log,
                 front_unit_tests
             );
         )*
@@ -453,4 +478,4 @@ macro_rules! every_behaviour {
 
 every_behaviour!(native = super::Mode::Native, shunt = super::Mode::Shunt);
 
-variants!(shunt_direct, super::Mode::ShuntDirect, http_basics);
+variants!(shunt_direct, super::Mode::ShuntDirect, http_basics, runtime_in_the_log);

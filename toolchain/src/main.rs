@@ -43,13 +43,13 @@ enum Command {
     Stats(commands::stats::StatsArgs),
     /// List an ELF's syscall instructions and whether shunt covers them.
     Audit(commands::audit::AuditArgs),
-    /// The C compiler (gcc) with the shunt runtime linked in.
+    /// The C compiler (gcc) with the shunt runtime linked in and shunt.h on its include path.
     #[command(disable_help_flag = true)]
     Cc {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
     },
-    /// The C++ compiler (g++) with the shunt runtime linked in.
+    /// The C++ compiler (g++) with the shunt runtime linked in and shunt.h on its include path.
     #[command(name = "c++", disable_help_flag = true)]
     Cxx {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]

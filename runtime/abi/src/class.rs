@@ -72,7 +72,8 @@ impl Class {
     }
 }
 
-/// Counter cells per syscall: one per (entry, answer) pair.
+/// Counter cells per syscall: one per (entry, answer) pair, at index
+/// `entry * 3 + answer` ([`cell_index`]).
 pub const CELLS: usize = 6;
 
 /// Every cell, in layout order (`cell = entry * 3 + answer`).

@@ -14,6 +14,8 @@
 //! - [`report`]: the report's JSON, written without allocating;
 //! - [`policy`]: the compiled policy that `shunt run` hands every process;
 //! - [`errno`]: errno names;
+//! - [`uapi`]: the kernel's structures and syscall numbers, generated from
+//!   its uapi headers;
 //! - [`AT_SHUNT_ENTRY`]: how a loader hands a program the gate's address.
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -25,6 +27,8 @@ pub mod policy;
 pub mod report;
 pub mod segment;
 pub mod syscalls;
+mod table_len;
+pub mod uapi;
 
 /// Private auxiliary-vector tag with which a loader (`shunt run` of a static
 /// Go binary) hands a program the gate's address. Unknown tags are ignored by

@@ -23,8 +23,10 @@ use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use crate::class::{Class, ALL_CELLS, CELLS};
 use crate::syscalls::TABLE_LEN;
 
-/// The segment file's first word once its header is complete: `SHUNTSG1`.
-pub const SEGMENT_MAGIC: u64 = u64::from_ne_bytes(*b"SHUNTSG1");
+/// The segment file's first word once its header is complete: the bytes
+/// `SHUNTSG1` (a literal, so that the C header can carry it too).
+pub const SEGMENT_MAGIC: u64 = 0x3147_5354_4e55_4853;
+const _: () = assert!(SEGMENT_MAGIC == u64::from_le_bytes(*b"SHUNTSG1"));
 /// Version 5: the transport's and the waits' counters in the header
 /// (version 4: no `unaccounted` word; the magic is stored last, so a reader
 /// never sees a half-written header).
@@ -34,6 +36,8 @@ pub const SEGMENT_VERSION: u32 = 5;
 pub const SLOT_STRIDE: usize = 32 * 1024;
 /// Threads a process may have inside the runtime at once.
 pub const MAX_SLOTS: usize = 1024;
+/// Words of the header's slot bitmap (one bit per slot).
+pub const SLOT_BITMAP_WORDS: usize = MAX_SLOTS / 64;
 /// Offset of the counters from the start of a slot (the thread block is
 /// before them).
 pub const COUNTERS_OFFSET: usize = 4096;
@@ -71,7 +75,7 @@ pub struct SegmentHeader {
     /// One more than the highest slot ever claimed (readers scan only these).
     pub slots_high: AtomicU32,
     /// Claimed slots (the runtime core's lock-free slot allocator).
-    pub slot_bitmap: [AtomicU64; MAX_SLOTS / 64],
+    pub slot_bitmap: [AtomicU64; SLOT_BITMAP_WORDS],
     /// File name of the program this process runs (NUL-padded), so that a
     /// report can say which program of the instance made which calls.
     pub program: [u8; 64],
@@ -80,7 +84,7 @@ pub struct SegmentHeader {
     pub transport: [AtomicU64; TRANSPORT_COUNTERS],
     /// Blocking waits: answered while spinning, parked, time spun (ns) —
     /// in this order, the layout of `shunt_transport::spin::WaitStats`.
-    pub waits: [AtomicU64; 3],
+    pub waits: [AtomicU64; WAIT_COUNTERS],
 }
 
 /// `SegmentHeader::transport[..]`: connections carried by rings.
@@ -92,6 +96,8 @@ pub const TR_KERNEL_CONNECTIONS: usize = 1;
 pub const TR_SHM_BYTES: usize = 2;
 /// How many transport counters there are.
 pub const TRANSPORT_COUNTERS: usize = 3;
+/// How many wait counters there are (`SegmentHeader::waits`).
+pub const WAIT_COUNTERS: usize = 3;
 
 impl SegmentHeader {
     /// Fills a zeroed header and publishes it: `program` is the file name
@@ -220,12 +226,12 @@ pub struct Totals {
     /// The transport counters, summed (indices `TR_*`).
     pub transport: [u64; TRANSPORT_COUNTERS],
     /// Waits: spun, parked, spin_ns.
-    pub waits: [u64; 3],
+    pub waits: [u64; WAIT_COUNTERS],
 }
 
 impl Totals {
     pub const fn new() -> Self {
-        Totals { cells: [[0; TABLE_LEN]; CELLS], processes: 0, transport: [0; TRANSPORT_COUNTERS], waits: [0; 3] }
+        Totals { cells: [[0; TABLE_LEN]; CELLS], processes: 0, transport: [0; TRANSPORT_COUNTERS], waits: [0; WAIT_COUNTERS] }
     }
 
     /// Adds the counters of one segment (one more process).

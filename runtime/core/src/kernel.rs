@@ -1,27 +1,14 @@
-//! Kernel structures the runtime passes to raw system calls.
+//! Kernel structures the runtime passes to raw system calls: the kernel's
+//! own layouts, generated from its uapi headers (`shunt_abi::uapi`).
 
 /// The kernel's `struct sigaction` on x86-64 (not glibc's: no padding mask,
-/// the restorer is a field).
-#[repr(C)]
-#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
-pub struct KernelSigaction {
-    pub handler: u64,
-    pub flags: u64,
-    pub restorer: u64,
-    pub mask: u64,
-}
+/// the restorer is a field); handler and restorer are addresses.
+pub use shunt_abi::uapi::sigaction as KernelSigaction;
 
-/// `sa_flags`: `restorer` is the signal trampoline.
-pub const SA_RESTORER: u64 = 0x0400_0000;
+/// `sa_flags`: `sa_restorer` is the signal trampoline.
+pub const SA_RESTORER: u64 = shunt_abi::uapi::SA_RESTORER as u64;
 /// Size of the kernel's `sigset_t` (the fourth argument of `rt_sigaction`).
-pub const SIGSET_SIZE: u64 = 8;
-
-impl KernelSigaction {
-    /// The default disposition: no handler, no flags, empty mask.
-    pub const DEFAULT: KernelSigaction = KernelSigaction { handler: 0, flags: 0, restorer: 0, mask: 0 };
-    /// Ignore the signal.
-    pub const IGNORE: KernelSigaction = KernelSigaction { handler: 1, flags: 0, restorer: 0, mask: 0 };
-}
+pub const SIGSET_SIZE: u64 = core::mem::size_of::<shunt_abi::uapi::sigset_t>() as u64;
 
 /// `rt_sigaction(sig, new, old)` by a raw syscall.
 pub fn sigaction(sig: i32, new: Option<&KernelSigaction>, old: Option<&mut KernelSigaction>) -> i64 {

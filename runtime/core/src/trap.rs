@@ -63,10 +63,10 @@ pub fn enabled() -> bool {
 /// `[exempt_start, exempt_start + exempt_len)` is the runtime's own text.
 pub unsafe fn install(exempt_start: u64, exempt_len: u64) -> Result<(), i64> {
     let act = KernelSigaction {
-        handler: on_sigsys as *const () as usize as u64,
-        flags: (libc::SA_SIGINFO | libc::SA_ONSTACK | libc::SA_NODEFER) as u64 | SA_RESTORER,
-        restorer: gate::shunt_restorer as *const () as usize as u64,
-        mask: 0,
+        sa_handler: on_sigsys as *const () as usize as u64,
+        sa_flags: (libc::SA_SIGINFO | libc::SA_ONSTACK | libc::SA_NODEFER) as u64 | SA_RESTORER,
+        sa_restorer: gate::shunt_restorer as *const () as usize as u64,
+        sa_mask: 0,
     };
     let mut old = KernelSigaction::default();
     let r = kernel::sigaction(libc::SIGSYS, Some(&act), Some(&mut old));
@@ -205,10 +205,10 @@ pub(crate) fn set_app_sigsys(a: &KernelSigaction) {
     let seq = APP_SIGSYS_SEQ.load(Ordering::Relaxed);
     APP_SIGSYS_SEQ.store(seq + 1, Ordering::Relaxed);
     fence(Ordering::Release);
-    APP_SIGSYS[0].store(a.handler, Ordering::Relaxed);
-    APP_SIGSYS[1].store(a.flags, Ordering::Relaxed);
-    APP_SIGSYS[2].store(a.restorer, Ordering::Relaxed);
-    APP_SIGSYS[3].store(a.mask, Ordering::Relaxed);
+    APP_SIGSYS[0].store(a.sa_handler, Ordering::Relaxed);
+    APP_SIGSYS[1].store(a.sa_flags, Ordering::Relaxed);
+    APP_SIGSYS[2].store(a.sa_restorer, Ordering::Relaxed);
+    APP_SIGSYS[3].store(a.sa_mask, Ordering::Relaxed);
     APP_SIGSYS_SEQ.store(seq + 2, Ordering::Release);
     APP_SIGSYS_WRITER.store(false, Ordering::Release);
     // SAFETY: as above; restores the mask the caller had.
@@ -232,10 +232,10 @@ pub(crate) fn app_sigsys() -> KernelSigaction {
             continue;
         }
         let a = KernelSigaction {
-            handler: APP_SIGSYS[0].load(Ordering::Relaxed),
-            flags: APP_SIGSYS[1].load(Ordering::Relaxed),
-            restorer: APP_SIGSYS[2].load(Ordering::Relaxed),
-            mask: APP_SIGSYS[3].load(Ordering::Relaxed),
+            sa_handler: APP_SIGSYS[0].load(Ordering::Relaxed),
+            sa_flags: APP_SIGSYS[1].load(Ordering::Relaxed),
+            sa_restorer: APP_SIGSYS[2].load(Ordering::Relaxed),
+            sa_mask: APP_SIGSYS[3].load(Ordering::Relaxed),
         };
         fence(Ordering::Acquire);
         if APP_SIGSYS_SEQ.load(Ordering::Relaxed) == s1 {
@@ -360,7 +360,7 @@ unsafe extern "C" fn on_sigsys(sig: i32, info: *mut libc::siginfo_t, ctx: *mut l
 /// As [`on_sigsys`]: called from the SIGSYS handler with its arguments.
 unsafe fn forward(sig: i32, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
     let app = app_sigsys();
-    match app.handler as usize {
+    match app.sa_handler as usize {
         libc::SIG_IGN => {}
         libc::SIG_DFL => {
             // Let the default action happen: drop our handler, re-raise.
@@ -375,7 +375,7 @@ unsafe fn forward(sig: i32, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) 
             // these flags; it is called as the kernel would have called it,
             // with this signal's own siginfo and ucontext.
             unsafe {
-                if app.flags & libc::SA_SIGINFO as u64 != 0 {
+                if app.sa_flags & libc::SA_SIGINFO as u64 != 0 {
                     let f: unsafe extern "C" fn(i32, *mut libc::siginfo_t, *mut libc::c_void) =
                         core::mem::transmute(h);
                     f(sig, info, ctx);

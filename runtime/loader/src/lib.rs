@@ -498,7 +498,7 @@ unsafe fn reset_signals(sigpipe_ignored: bool) {
         }
         let mut old = KernelSigaction::default();
         kernel::sigaction(sig, None, Some(&mut old));
-        let ignored = old.handler == libc::SIG_IGN as u64;
+        let ignored = old.sa_handler == libc::SIG_IGN as u64;
         let keep = if sig == libc::SIGPIPE { sigpipe_ignored && ignored } else { ignored };
         kernel::sigaction(sig, Some(if keep { &KernelSigaction::IGNORE } else { &KernelSigaction::DEFAULT }), None);
     }

@@ -403,13 +403,9 @@ pub fn epoll_create(flags: i32) -> Sysret {
     unsafe { syscall1(libc::SYS_epoll_create1, flags as u64) }
 }
 
-/// A user `struct epoll_event` (packed on x86-64, as the kernel's).
-#[repr(C, packed)]
-#[derive(Clone, Copy)]
-pub struct EpollEvent {
-    pub events: u32,
-    pub data: u64,
-}
+/// A user `struct epoll_event`: the kernel's (packed on x86-64), from its
+/// uapi headers.
+pub use shunt_abi::uapi::epoll_event as EpollEvent;
 
 /// `epoll_ctl` with an event (or none, for `EPOLL_CTL_DEL`).
 pub fn epoll_ctl(epfd: i32, op: i32, fd: i32, ev: Option<&mut EpollEvent>) -> Sysret {

@@ -134,7 +134,7 @@ fn execve_in_instance(
     // it in every Rust program): say so.
     let sigpipe_ignored = reroute && {
         let mut old = KernelSigaction::default();
-        kernel::sigaction(libc::SIGPIPE, None, Some(&mut old)) == 0 && old.handler == libc::SIG_IGN as u64
+        kernel::sigaction(libc::SIGPIPE, None, Some(&mut old)) == 0 && old.sa_handler == libc::SIG_IGN as u64
     };
     // What exec hooks add (the fd table's inherited marks, …).
     let mut hook_bytes = [0u8; 2048];

@@ -43,11 +43,11 @@ pub fn sys_rt_sigaction(f: &mut Call) -> Ret {
     }
     let new = new.map(|mut new| {
         if trap::enabled() {
-            new.mask &= !SIGSYS_BIT;
+            new.sa_mask &= !SIGSYS_BIT;
         }
-        if new.flags & SA_RESTORER != 0 && new.restorer != ours {
-            APP_RESTORER[sig as usize].store(new.restorer, Ordering::Relaxed);
-            new.restorer = ours;
+        if new.sa_flags & SA_RESTORER != 0 && new.sa_restorer != ours {
+            APP_RESTORER[sig as usize].store(new.sa_restorer, Ordering::Relaxed);
+            new.sa_restorer = ours;
         }
         new
     });
@@ -58,8 +58,8 @@ pub fn sys_rt_sigaction(f: &mut Call) -> Ret {
     let r = unsafe { raw::syscall4(libc::SYS_rt_sigaction as usize, sig as u64, newp, old, SIGSET_SIZE) };
     if r == 0 && old != 0 {
         if let Some(mut o) = umem::read::<KernelSigaction>(old) {
-            if o.restorer == ours {
-                o.restorer = APP_RESTORER[sig as usize].load(Ordering::Relaxed);
+            if o.sa_restorer == ours {
+                o.sa_restorer = APP_RESTORER[sig as usize].load(Ordering::Relaxed);
                 umem::write(old, &o);
             }
         }

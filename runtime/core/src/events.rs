@@ -103,10 +103,10 @@ fn die_by_signal(sig: i32) -> ! {
     unsafe {
         // No core file: this is a policy decision, not a crash to debug.
         let zero = [0u64; 2];
-        raw::syscall4(libc::SYS_prlimit64 as usize, 0, libc::RLIMIT_CORE as u64, zero.as_ptr() as u64, 0);
+        raw::syscall4(shunt_abi::syscalls::nr::PRLIMIT64, 0, libc::RLIMIT_CORE as u64, zero.as_ptr() as u64, 0);
         let set: u64 = 1 << (sig - 1);
-        raw::syscall4(libc::SYS_rt_sigprocmask as usize, libc::SIG_UNBLOCK as u64, &set as *const u64 as u64, 0, 8);
-        raw::syscall2(libc::SYS_kill as usize, raw::getpid() as u64, sig as u64);
+        raw::syscall4(shunt_abi::syscalls::nr::RT_SIGPROCMASK, libc::SIG_UNBLOCK as u64, &set as *const u64 as u64, 0, 8);
+        raw::syscall2(shunt_abi::syscalls::nr::KILL, raw::getpid() as u64, sig as u64);
     }
     raw::exit_group(128 + sig)
 }

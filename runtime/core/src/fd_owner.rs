@@ -118,7 +118,7 @@ pub(crate) fn exec_hook(env: &mut crate::exec_env::ExecEnv<'_>) {
     let mut any = false;
     table.for_each_marked(|fd| {
         // SAFETY: fcntl(F_GETFD) reads a descriptor's flags; no memory.
-        let flags = unsafe { crate::raw::syscall2(libc::SYS_fcntl as usize, fd as u64, libc::F_GETFD as u64) };
+        let flags = unsafe { crate::raw::syscall2(shunt_abi::syscalls::nr::FCNTL, fd as u64, libc::F_GETFD as u64) };
         if flags < 0 || flags & libc::FD_CLOEXEC as i64 != 0 {
             return;
         }

@@ -59,7 +59,7 @@ pub(crate) unsafe fn after_fork_in_child(tb: *mut ThreadBlock, snap: &BlockSnaps
         unsafe {
             crate::mem::copy((fresh + block_off) as *mut u8, snap.0.as_ptr() as *const u8, COUNTERS_OFFSET);
             let r = raw::syscall6(
-                libc::SYS_mremap as usize,
+                shunt_abi::syscalls::nr::MREMAP,
                 [
                     fresh as u64,
                     SEGMENT_SIZE as u64,

@@ -16,5 +16,5 @@ pub fn sigaction(sig: i32, new: Option<&KernelSigaction>, old: Option<&mut Kerne
     let oldp = old.map_or(0, |o| o as *mut KernelSigaction as u64);
     // SAFETY: both pointers are null or point at a live KernelSigaction,
     // which is the kernel's layout; the kernel reads `new` and writes `old`.
-    unsafe { crate::raw::syscall4(libc::SYS_rt_sigaction as usize, sig as u64, newp, oldp, SIGSET_SIZE) }
+    unsafe { crate::raw::syscall4(shunt_abi::syscalls::nr::RT_SIGACTION, sig as u64, newp, oldp, SIGSET_SIZE) }
 }

@@ -432,7 +432,7 @@ fn connect(c: &mut Call<'_>, fd: i32) -> Ret {
     match end {
         Some(e) if started => {
             // SAFETY: fcntl(F_GETFL) reads the file description's flags.
-            let fl = unsafe { raw::syscall2(libc::SYS_fcntl as usize, fd as u64, libc::F_GETFL as u64) };
+            let fl = unsafe { raw::syscall2(shunt_abi::syscalls::nr::FCNTL, fd as u64, libc::F_GETFL as u64) };
             e.set_nonblock(fl >= 0 && fl & libc::O_NONBLOCK as i64 != 0);
             match alloc(CONN, -1, Some(e)) {
                 Some(i) => {
@@ -706,7 +706,7 @@ fn send(c: &mut Call<'_>, fd: i32, e: End, iov: &[IoVec], flags: i32) -> Ret {
         // What the kernel does for a stream write to a closed peer.
         // SAFETY: tgkill with integer arguments.
         unsafe {
-            raw::syscall3(libc::SYS_tgkill as usize, raw::getpid() as u64, tid as u64, libc::SIGPIPE as u64);
+            raw::syscall3(shunt_abi::syscalls::nr::TGKILL, raw::getpid() as u64, tid as u64, libc::SIGPIPE as u64);
         }
     }
     Ret::counted(r)

@@ -34,7 +34,7 @@ pub(crate) fn program_name(buf: &mut [u8; 4096]) -> &[u8] {
             // SAFETY: readlink into a live 4096-byte buffer.
             let n = unsafe {
                 raw::syscall3(
-                    libc::SYS_readlink as usize,
+                    shunt_abi::syscalls::nr::READLINK,
                     c"/proc/self/exe".as_ptr() as u64,
                     buf.as_mut_ptr() as u64,
                     buf.len() as u64,

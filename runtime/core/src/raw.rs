@@ -105,7 +105,7 @@ pub fn is_err(r: i64) -> bool {
 pub fn write_all(fd: i32, mut bytes: &[u8]) -> Result<(), i64> {
     while !bytes.is_empty() {
         // SAFETY: write reads `bytes`, a live slice of that length.
-        let r = unsafe { syscall3(libc::SYS_write as usize, fd as u64, bytes.as_ptr() as u64, bytes.len() as u64) };
+        let r = unsafe { syscall3(shunt_abi::syscalls::nr::WRITE, fd as u64, bytes.as_ptr() as u64, bytes.len() as u64) };
         if r == -(libc::EINTR as i64) {
             continue;
         }
@@ -119,12 +119,12 @@ pub fn write_all(fd: i32, mut bytes: &[u8]) -> Result<(), i64> {
 
 pub fn getpid() -> i32 {
     // SAFETY: no arguments, no effect on memory.
-    unsafe { syscall0(libc::SYS_getpid as usize) as i32 }
+    unsafe { syscall0(shunt_abi::syscalls::nr::GETPID) as i32 }
 }
 
 pub fn gettid() -> i32 {
     // SAFETY: no arguments, no effect on memory.
-    unsafe { syscall0(libc::SYS_gettid as usize) as i32 }
+    unsafe { syscall0(shunt_abi::syscalls::nr::GETTID) as i32 }
 }
 
 /// `openat(AT_FDCWD, path, flags, mode)`; `path` must contain a NUL byte
@@ -135,27 +135,27 @@ pub fn open(path: &[u8], flags: i32, mode: u32) -> i64 {
     }
     // SAFETY: the kernel reads the name up to its NUL, inside `path`.
     unsafe {
-        syscall4(libc::SYS_openat as usize, libc::AT_FDCWD as u64, path.as_ptr() as u64, flags as u64, mode as u64)
+        syscall4(shunt_abi::syscalls::nr::OPENAT, libc::AT_FDCWD as u64, path.as_ptr() as u64, flags as u64, mode as u64)
     }
 }
 
 pub fn close(fd: i32) {
     // SAFETY: closing a descriptor touches no memory of this process.
-    unsafe { syscall1(libc::SYS_close as usize, fd as u64) };
+    unsafe { syscall1(shunt_abi::syscalls::nr::CLOSE, fd as u64) };
 }
 
 /// # Safety
 /// With `MAP_FIXED`, `[addr, addr + len)` holds nothing Rust still uses.
 pub unsafe fn mmap(addr: usize, len: usize, prot: i32, flags: i32, fd: i32, off: u64) -> i64 {
     // SAFETY: the caller's promise.
-    unsafe { syscall6(libc::SYS_mmap as usize, [addr as u64, len as u64, prot as u64, flags as u64, fd as u64, off]) }
+    unsafe { syscall6(shunt_abi::syscalls::nr::MMAP, [addr as u64, len as u64, prot as u64, flags as u64, fd as u64, off]) }
 }
 
 /// # Safety
 /// Nothing uses `[addr, addr + len)` any more.
 pub unsafe fn munmap(addr: usize, len: usize) -> i64 {
     // SAFETY: the caller's promise.
-    unsafe { syscall2(libc::SYS_munmap as usize, addr as u64, len as u64) }
+    unsafe { syscall2(shunt_abi::syscalls::nr::MUNMAP, addr as u64, len as u64) }
 }
 
 /// # Safety
@@ -163,7 +163,7 @@ pub unsafe fn munmap(addr: usize, len: usize) -> i64 {
 /// new protection takes away.
 pub unsafe fn mprotect(addr: usize, len: usize, prot: i32) -> i64 {
     // SAFETY: the caller's promise.
-    unsafe { syscall3(libc::SYS_mprotect as usize, addr as u64, len as u64, prot as u64) }
+    unsafe { syscall3(shunt_abi::syscalls::nr::MPROTECT, addr as u64, len as u64, prot as u64) }
 }
 
 /// Fills `buf` from the kernel's CSPRNG.
@@ -172,7 +172,7 @@ pub fn getrandom(buf: &mut [u8]) -> Result<(), i64> {
     while done < buf.len() {
         // SAFETY: the kernel writes at most the remaining length of `buf`.
         let r = unsafe {
-            syscall3(libc::SYS_getrandom as usize, buf[done..].as_mut_ptr() as u64, (buf.len() - done) as u64, 0)
+            syscall3(shunt_abi::syscalls::nr::GETRANDOM, buf[done..].as_mut_ptr() as u64, (buf.len() - done) as u64, 0)
         };
         if r == -(libc::EINTR as i64) {
             continue;
@@ -189,7 +189,7 @@ pub fn getrandom(buf: &mut [u8]) -> Result<(), i64> {
 pub fn exit_group(code: i32) -> ! {
     // SAFETY: ends the process; exit_group does not return.
     unsafe {
-        syscall1(libc::SYS_exit_group as usize, code as u64);
+        syscall1(shunt_abi::syscalls::nr::EXIT_GROUP, code as u64);
         core::hint::unreachable_unchecked()
     }
 }

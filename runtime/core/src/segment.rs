@@ -86,7 +86,7 @@ pub(crate) fn map_new() -> Result<usize, i64> {
         };
         // SAFETY: ftruncate and a shared mapping of the file just created.
         let r = unsafe {
-            let r = raw::syscall2(libc::SYS_ftruncate as usize, fd as u64, SEGMENT_SIZE as u64);
+            let r = raw::syscall2(shunt_abi::syscalls::nr::FTRUNCATE, fd as u64, SEGMENT_SIZE as u64);
             if r < 0 {
                 raw::close(fd);
                 return Err(r);

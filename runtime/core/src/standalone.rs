@@ -78,7 +78,7 @@ fn write_report(dir: &[u8], out: &[u8]) -> Result<(), &'static [u8]> {
         loop {
             // SAFETY: getdents64 into the live scratch buffer.
             let got = unsafe {
-                raw::syscall3(libc::SYS_getdents64 as usize, dfd as u64, dents.as_mut_ptr() as u64, dents.len() as u64)
+                raw::syscall3(shunt_abi::syscalls::nr::GETDENTS64, dfd as u64, dents.as_mut_ptr() as u64, dents.len() as u64)
             };
             if got <= 0 {
                 break;
@@ -98,13 +98,13 @@ fn write_report(dir: &[u8], out: &[u8]) -> Result<(), &'static [u8]> {
                     add_segment_file(totals, &path[..n]);
                 }
                 // SAFETY: unlink of a NUL-terminated path in a live buffer.
-                unsafe { raw::syscall1(libc::SYS_unlink as usize, path.as_ptr() as u64) };
+                unsafe { raw::syscall1(shunt_abi::syscalls::nr::UNLINK, path.as_ptr() as u64) };
             }
         }
         close(dfd);
         join(&mut path, &[dir]).ok_or(TOO_LONG)?;
         // SAFETY: rmdir of a NUL-terminated path in a live buffer.
-        unsafe { raw::syscall1(libc::SYS_rmdir as usize, path.as_ptr() as u64) };
+        unsafe { raw::syscall1(shunt_abi::syscalls::nr::RMDIR, path.as_ptr() as u64) };
 
         let mut w = FixedBuf::new(json);
         shunt_abi::report::write_json(totals, &mut w).map_err(|_| &b"stats: report too large"[..])?;
@@ -118,7 +118,7 @@ fn write_report(dir: &[u8], out: &[u8]) -> Result<(), &'static [u8]> {
         close(fd as i32);
         join(&mut dst, &[out]).ok_or(TOO_LONG)?;
         // SAFETY: rename of two NUL-terminated paths in live buffers.
-        let r = unsafe { raw::syscall2(libc::SYS_rename as usize, path.as_ptr() as u64, dst.as_ptr() as u64) };
+        let r = unsafe { raw::syscall2(shunt_abi::syscalls::nr::RENAME, path.as_ptr() as u64, dst.as_ptr() as u64) };
         if wrote.is_err() || r < 0 {
             return Err(b"stats: could not write the report file");
         }

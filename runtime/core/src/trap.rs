@@ -96,7 +96,7 @@ pub unsafe fn arm_thread(tb: *mut ThreadBlock) -> Result<(), i64> {
     unsafe {
         (*tb).selector = SELECTOR_BLOCK;
         let r = raw::syscall6(
-            libc::SYS_prctl as usize,
+            shunt_abi::syscalls::nr::PRCTL,
             [
                 PR_SET_SYSCALL_USER_DISPATCH as u64,
                 PR_SYS_DISPATCH_ON,
@@ -124,7 +124,7 @@ pub unsafe fn disarm_thread(tb: *mut ThreadBlock) {
     unsafe {
         if (*tb).flags & TBF_SUD_ARMED != 0 {
             raw::syscall6(
-                libc::SYS_prctl as usize,
+                shunt_abi::syscalls::nr::PRCTL,
                 [PR_SET_SYSCALL_USER_DISPATCH as u64, PR_SYS_DISPATCH_OFF, 0, 0, 0, 0],
             );
             (*tb).flags &= !TBF_SUD_ARMED;
@@ -192,7 +192,7 @@ pub(crate) fn set_app_sigsys(a: &KernelSigaction) {
     // sigset_t is 8 bytes).
     unsafe {
         raw::syscall4(
-            libc::SYS_rt_sigprocmask as usize,
+            shunt_abi::syscalls::nr::RT_SIGPROCMASK,
             libc::SIG_SETMASK as u64,
             &all as *const u64 as u64,
             &mut saved as *mut u64 as u64,
@@ -214,7 +214,7 @@ pub(crate) fn set_app_sigsys(a: &KernelSigaction) {
     // SAFETY: as above; restores the mask the caller had.
     unsafe {
         raw::syscall4(
-            libc::SYS_rt_sigprocmask as usize,
+            shunt_abi::syscalls::nr::RT_SIGPROCMASK,
             libc::SIG_SETMASK as u64,
             &saved as *const u64 as u64,
             0,
@@ -367,7 +367,7 @@ unsafe fn forward(sig: i32, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) 
             kernel::sigaction(sig, Some(&KernelSigaction::DEFAULT), None);
             // SAFETY: tgkill of this very thread.
             unsafe {
-                raw::syscall3(libc::SYS_tgkill as usize, raw::getpid() as u64, raw::gettid() as u64, sig as u64);
+                raw::syscall3(shunt_abi::syscalls::nr::TGKILL, raw::getpid() as u64, raw::gettid() as u64, sig as u64);
             }
         }
         h => {

@@ -61,14 +61,14 @@ fn is_static_elf(path: u64) -> bool {
     // SAFETY: the kernel reads the program's path (it answers EFAULT for a
     // bad one); the file is read into a live local buffer.
     let fd = unsafe {
-        raw::syscall4(libc::SYS_openat as usize, libc::AT_FDCWD as u64, path, (libc::O_RDONLY | libc::O_CLOEXEC) as u64, 0)
+        raw::syscall4(shunt_abi::syscalls::nr::OPENAT, libc::AT_FDCWD as u64, path, (libc::O_RDONLY | libc::O_CLOEXEC) as u64, 0)
     };
     if fd < 0 {
         return false;
     }
     let mut head = [0u8; 4096];
     // SAFETY: pread into `head`, at most its length.
-    let n = unsafe { raw::syscall4(libc::SYS_pread64 as usize, fd as u64, head.as_mut_ptr() as u64, head.len() as u64, 0) };
+    let n = unsafe { raw::syscall4(shunt_abi::syscalls::nr::PREAD64, fd as u64, head.as_mut_ptr() as u64, head.len() as u64, 0) };
     raw::close(fd as i32);
     if n < 64 || head[..4] != *b"\x7fELF" || head[4] != 2 {
         return false;
@@ -113,7 +113,7 @@ fn execve_in_instance(
     may_reroute: bool,
 ) -> i64 {
     // SAFETY: the program's own call, unchanged.
-    let forward = || unsafe { raw::syscall6(libc::SYS_execveat as usize, [dirfd, path, argv, envp, flags, 0]) };
+    let forward = || unsafe { raw::syscall6(shunt_abi::syscalls::nr::EXECVEAT, [dirfd, path, argv, envp, flags, 0]) };
     let (Some(nargs), Some(nenv)) = (umem::count_ptrs(argv, 1 << 20), umem::count_ptrs(envp, 1 << 20)) else {
         return forward();
     };
@@ -243,7 +243,7 @@ fn execve_in_instance(
         // arrays that live until the call returns (it returns only on error).
         unsafe {
             raw::syscall3(
-                libc::SYS_execve as usize,
+                shunt_abi::syscalls::nr::EXECVE,
                 inj.loader().as_ptr() as u64,
                 new_argv.as_ptr() as u64,
                 new_envp.as_ptr() as u64,
@@ -251,6 +251,6 @@ fn execve_in_instance(
         }
     } else {
         // SAFETY: as above; argv and path are the program's own.
-        unsafe { raw::syscall6(libc::SYS_execveat as usize, [dirfd, path, argv, new_envp.as_ptr() as u64, flags, 0]) }
+        unsafe { raw::syscall6(shunt_abi::syscalls::nr::EXECVEAT, [dirfd, path, argv, new_envp.as_ptr() as u64, flags, 0]) }
     }
 }

@@ -77,8 +77,8 @@ fn creds(t: &Task) -> (CredCache, Answer) {
         let mut c = CredCache { gen, uid: [0; 3], gid: [0; 3] };
         let u = c.uid.as_mut_ptr();
         let g = c.gid.as_mut_ptr();
-        let r1 = raw::syscall3(libc::SYS_getresuid as usize, u as u64, u.add(1) as u64, u.add(2) as u64);
-        let r2 = raw::syscall3(libc::SYS_getresgid as usize, g as u64, g.add(1) as u64, g.add(2) as u64);
+        let r1 = raw::syscall3(shunt_abi::syscalls::nr::GETRESUID, u as u64, u.add(1) as u64, u.add(2) as u64);
+        let r2 = raw::syscall3(shunt_abi::syscalls::nr::GETRESGID, g as u64, g.add(1) as u64, g.add(2) as u64);
         if r1 == 0 && r2 == 0 && !shares_parent_memory(t) {
             let cache = core::ptr::addr_of_mut!((*tb).creds);
             core::ptr::write_volatile(core::ptr::addr_of_mut!((*cache).gen), 0);

@@ -55,7 +55,7 @@ pub fn sys_rt_sigaction(f: &mut Call) -> Ret {
     f.count_now(Answer::Passthrough);
     // SAFETY: `newp` is null or a live local; `old` is the program's own
     // pointer, which the kernel writes (or answers EFAULT for).
-    let r = unsafe { raw::syscall4(libc::SYS_rt_sigaction as usize, sig as u64, newp, old, SIGSET_SIZE) };
+    let r = unsafe { raw::syscall4(shunt_abi::syscalls::nr::RT_SIGACTION, sig as u64, newp, old, SIGSET_SIZE) };
     if r == 0 && old != 0 {
         if let Some(mut o) = umem::read::<KernelSigaction>(old) {
             if o.sa_restorer == ours {
@@ -104,7 +104,7 @@ pub fn sys_sigaltstack(f: &mut Call) -> Ret {
     f.count_now(Answer::Passthrough);
     // SAFETY: `ssp` is null or a live local; `old` is the program's own
     // pointer, which the kernel writes (or answers EFAULT for).
-    let r = unsafe { raw::syscall2(libc::SYS_sigaltstack as usize, ssp, old) };
+    let r = unsafe { raw::syscall2(shunt_abi::syscalls::nr::SIGALTSTACK, ssp, old) };
     if r == 0 {
         if old != 0 && !app_asked_before {
             if let Some(mut o) = umem::read::<libc::stack_t>(old) {
@@ -154,7 +154,7 @@ pub fn sys_rt_sigprocmask(f: &mut Call) -> Ret {
     f.count_now(Answer::Passthrough);
     // SAFETY: `setp` is null or a live local; `old` is the program's own
     // pointer, checked plausible, which the kernel writes.
-    let r = unsafe { raw::syscall4(libc::SYS_rt_sigprocmask as usize, how as u64, setp, old, SIGSET_SIZE) };
+    let r = unsafe { raw::syscall4(shunt_abi::syscalls::nr::RT_SIGPROCMASK, how as u64, setp, old, SIGSET_SIZE) };
     if r != 0 {
         return Ret::counted(r);
     }

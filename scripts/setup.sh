@@ -41,6 +41,12 @@ if command -v go >/dev/null 2>&1; then
         echo "setup: installing hey (go install github.com/rakyll/hey@v0.1.5)"
         GOTOOLCHAIN=local go install github.com/rakyll/hey@v0.1.5
     fi
+    # crictl: the CRI client oci_containerd drives containerd's CRI plugin with
+    # (the kubelet's path to shunt-oci).
+    if [ ! -x "$GOBIN_DIR/crictl" ] && ! command -v crictl >/dev/null 2>&1; then
+        echo "setup: installing crictl (go install sigs.k8s.io/cri-tools/cmd/crictl@v1.34.0)"
+        GOTOOLCHAIN=local go install sigs.k8s.io/cri-tools/cmd/crictl@v1.34.0
+    fi
     # vegeta: the constant-rate (open-loop) generator of the load sweep.
     if [ ! -x "$GOBIN_DIR/vegeta" ] && ! command -v vegeta >/dev/null 2>&1; then
         echo "setup: installing vegeta (go install github.com/tsenart/vegeta/v12@v12.13.0)"

@@ -485,3 +485,122 @@ fn annotations_choose_the_policy_and_the_stats_directory() {
     assert!(!stats_dir(&d, "pol-shunt").exists(), "the default stats directory is not used");
     d.stop().unwrap();
 }
+
+/// `crictl`, the CRI's command-line client (`go install
+/// sigs.k8s.io/cri-tools/cmd/crictl`; scripts/setup.sh installs it).
+fn crictl_bin() -> PathBuf {
+    let gopath = Command::new("go").args(["env", "GOPATH"]).output().ok().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    let candidates = gopath.into_iter().map(|g| PathBuf::from(g).join("bin/crictl")).chain([PathBuf::from("/usr/local/bin/crictl"), PathBuf::from("/usr/bin/crictl")]);
+    candidates.into_iter().find(|p| p.is_file()).expect("crictl is missing: go install sigs.k8s.io/cri-tools/cmd/crictl@v1.34.0 (scripts/setup.sh does)")
+}
+
+/// The README's containerd runtime entry, as the kubelet's path uses it:
+/// the CRI plugin of a private containerd gets a runtime `shunt` (the runc
+/// shim with `BinaryName` = shunt-oci, the pod's `io.shunt.*` annotations
+/// passed on), and a pod asks for it by handler name, as a `RuntimeClass`
+/// does. The pod's sandbox stays on runc; its container runs on shunt with
+/// the pod's policy.
+#[test]
+fn a_pod_through_the_cri_runs_its_container_on_shunt() {
+    let crictl = crictl_bin();
+    let work = tempfile::tempdir().unwrap();
+    // `Root`: the shim's runc root inside the private directory (the
+    // default is the host's /run/containerd/runc), written below.
+    let root_marker = "@RUNC_ROOT@";
+    let entry = format!(
+        "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.shunt]\n  runtime_type = \"io.containerd.runc.v2\"\n  pod_annotations = [\"io.shunt.*\"]\n  container_annotations = [\"io.shunt.*\"]\n  [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.shunt.options]\n    BinaryName = {:?}\n    Root = \"{root_marker}\"\n",
+        shunt_oci().display().to_string()
+    );
+    let dir = tempfile::Builder::new().prefix("shunt-containerd-").tempdir_in("/tmp").unwrap().keep();
+    let runc_root = dir.join("runc");
+    let opts = Options { dir: Some(dir.clone()), cri: Some(entry.replace(root_marker, &runc_root.display().to_string())), ..Default::default() };
+    let d = Containerd::start(&opts).unwrap_or_else(|e| panic!("{e:#}"));
+    let sock = format!("unix://{}", d.socket().display());
+    let k8s_ctr = |args: &[&str]| {
+        let mut c = Command::new("ctr");
+        c.arg("--address").arg(d.socket()).args(["--namespace", "k8s.io"]).args(args);
+        let o = run(c, None, LIMIT);
+        assert!(o.status.success(), "ctr -n k8s.io {args:?}: {}", o.stderr_str());
+    };
+    // The images, in the CRI's containerd namespace: busybox, and a
+    // sandbox ("pause") image whose process only waits.
+    let bb = work.path().join("bb");
+    std::fs::create_dir_all(bb.join("bin")).unwrap();
+    std::fs::create_dir_all(bb.join("tmp")).unwrap();
+    std::fs::copy(BUSYBOX, bb.join("bin/busybox")).unwrap();
+    for (name, entrypoint) in [("busybox", vec![]), ("pause", vec!["/bin/busybox".to_string(), "sleep".into(), "3600".into()])] {
+        let config = ImageConfig { entrypoint, env: vec![("PATH".into(), "/bin".into())], workdir: Some("/".into()), ..Default::default() };
+        let archive = work.path().join(format!("{name}.tar"));
+        build_oci_archive(&bb, &config, "latest", &archive).unwrap();
+        k8s_ctr(&["images", "import", "--base-name", &format!("shunt.test/{name}"), archive.to_str().unwrap()]);
+    }
+    let cfg = work.path().join("crictl.yaml");
+    std::fs::write(&cfg, "").unwrap();
+    let cri = |args: &[&str]| {
+        let mut c = Command::new(&crictl);
+        c.arg("--config").arg(&cfg).args(["--runtime-endpoint", &sock, "--image-endpoint", &sock, "--timeout", "60s"]).args(args);
+        let o = run(c, None, LIMIT);
+        assert!(o.status.success(), "crictl {args:?}: {}{}; containerd's log:\n{}", o.stdout_str(), o.stderr_str(), d.log_tail(30));
+        o.stdout_str().trim().to_string()
+    };
+    let logs = work.path().join("podlogs");
+    std::fs::create_dir_all(&logs).unwrap();
+    // Host network (no CNI); cgroups under the daemon's namespace (swept).
+    let pod = serde_json::json!({
+        "metadata": {"name": "fn", "namespace": "default", "uid": "shunt-test-pod", "attempt": 0},
+        "log_directory": logs,
+        "annotations": {"io.shunt.policy": "base = \"none\"\n[syscalls]\nmkdir = \"deny:EACCES\"\nmkdirat = \"deny:EACCES\"\n"},
+        "linux": {"security_context": {"namespace_options": {"network": 2}}},
+    });
+    let container = serde_json::json!({
+        "metadata": {"name": "fn"},
+        "image": {"image": "shunt.test/busybox:latest"},
+        "command": ["/bin/busybox", "sh", "-c", "echo hello from the pod; mkdir /tmp/x; echo mkdir $?"],
+        "log_path": "fn.log",
+        "linux": {},
+    });
+    let pod_file = work.path().join("pod.json");
+    let ctr_file = work.path().join("container.json");
+    std::fs::write(&pod_file, pod.to_string()).unwrap();
+    std::fs::write(&ctr_file, container.to_string()).unwrap();
+    let pod_id = cri(&["runp", "--runtime", "shunt", pod_file.to_str().unwrap()]);
+    let cid = cri(&["create", &pod_id, ctr_file.to_str().unwrap(), pod_file.to_str().unwrap()]);
+    cri(&["start", &cid]);
+    // Until the container has exited (bounded), as the kubelet's status poll.
+    let deadline = std::time::Instant::now() + LIMIT;
+    let status = loop {
+        let v: serde_json::Value = serde_json::from_str(&cri(&["inspect", &cid])).unwrap();
+        if v["status"]["state"] == "CONTAINER_EXITED" {
+            break v;
+        }
+        assert!(std::time::Instant::now() < deadline, "container still running: {v}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let log = std::fs::read_to_string(logs.join("fn.log")).unwrap_or_default();
+    // CRI log lines: "<time> stdout F <text>".
+    let text: Vec<&str> = log.lines().filter_map(|l| l.splitn(4, ' ').nth(3)).collect();
+    assert_eq!(status["status"]["exitCode"], 0, "{status}");
+    assert_eq!(
+        text,
+        ["hello from the pod", "mkdir: can't create directory '/tmp/x': Permission denied", "mkdir 1"],
+        "the pod's policy denied mkdir: {log}"
+    );
+
+    // The CRI deletes an exited container's task (the shim's runtime
+    // delete) before it reports it exited: the report is there.
+    let stats = runc_root.join("k8s.io-shunt");
+    let report = stats.join(&cid).join("stats.json");
+    let st = Stats::parse(&std::fs::read_to_string(&report).unwrap_or_else(|e| panic!("{}: {e}", report.display())));
+    st.assert_accounted();
+    assert_eq!(st.processes(), 2, "sh and the mkdir it forks: {}", st.0);
+    assert_eq!(st.total("denied"), 1, "{}", st.0);
+    assert_eq!(st.total("trapped"), 0, "{}", st.0);
+    // Three lines, one write each.
+    assert_eq!(calls(&st, "write"), 3, "{}", st.0);
+    assert!(!stats.join(&pod_id).exists(), "the sandbox ran on shunt");
+    cri(&["rm", &cid]);
+    cri(&["stopp", &pod_id]);
+    cri(&["rmp", &pod_id]);
+    d.stop().unwrap();
+}
+

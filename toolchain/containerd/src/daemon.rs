@@ -29,11 +29,17 @@ pub struct Options {
     pub cpus: Option<String>,
     /// How long containerd may take to boot.
     pub start_timeout: Duration,
+    /// Runs containerd's CRI plugin (what the kubelet talks to), with its
+    /// state under the directory, its streaming server on an ephemeral
+    /// loopback port and no CNI configuration (so only pods on the host's
+    /// network start); the text is added to the configuration (the CRI's
+    /// runtime entries). Default: no CRI.
+    pub cri: Option<String>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { dir: None, cpus: None, start_timeout: Duration::from_secs(30) }
+        Options { dir: None, cpus: None, start_timeout: Duration::from_secs(30), cri: None }
     }
 }
 
@@ -152,7 +158,16 @@ impl Containerd {
             std::fs::create_dir_all(i.dir.join(sub))?;
         }
         let config = i.dir.join("config.toml");
-        std::fs::write(&config, config_toml(&i.dir, &i.ctr.socket))?;
+        let mut text = config_toml(&i.dir, &i.ctr.socket, opts.cri.is_some());
+        if let Some(cri) = &opts.cri {
+            for sub in ["cni/bin", "cni/conf"] {
+                std::fs::create_dir_all(i.dir.join(sub))?;
+            }
+            text.push_str(&cri_toml(&i.dir));
+            text.push_str(cri);
+            text.push('\n');
+        }
+        std::fs::write(&config, text)?;
         let affinity = match &opts.cpus {
             Some(cpus) => {
                 let set = parse_cpu_list(cpus)?;
@@ -369,14 +384,14 @@ fn parse_cpu_list(list: &str) -> Result<libc::cpu_set_t> {
 
 /// containerd's configuration: everything under `dir`, no CRI (so no CNI),
 /// no metrics or debug listeners.
-fn config_toml(dir: &Path, socket: &Path) -> String {
+fn config_toml(dir: &Path, socket: &Path, cri: bool) -> String {
     let q = |p: &Path| format!("{:?}", p.display().to_string());
     format!(
         r#"# Written by shunt-containerd: a private daemon, nothing shared with the host's.
 version = 2
 root = {root}
 state = {state}
-disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.zfs"]
+disabled_plugins = [{cri}"io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.zfs"]
 
 [grpc]
   address = {sock}
@@ -398,6 +413,38 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.a
         sock = q(socket),
         ttrpc = q(&socket.with_extension("sock.ttrpc")),
         opt = q(&dir.join("opt")),
+        cri = if cri { "" } else { "\"io.containerd.grpc.v1.cri\", " },
+    )
+}
+
+/// The CRI plugin's own settings: private CNI directories (left empty),
+/// the streaming server on an ephemeral loopback port, a sandbox image
+/// the caller imports (`shunt.test/pause:latest`: nothing is pulled), and
+/// the default runtime `runc` with its root in the directory.
+fn cri_toml(dir: &Path) -> String {
+    let q = |p: &Path| format!("{:?}", p.display().to_string());
+    format!(
+        r#"
+[plugins."io.containerd.grpc.v1.cri"]
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+  sandbox_image = "shunt.test/pause:latest"
+  # Never below containerd's own OOM score (lowering it needs
+  # CAP_SYS_RESOURCE, which a test's session may lack).
+  restrict_oom_score_adj = true
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = {bin}
+    conf_dir = {conf}
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    default_runtime_name = "runc"
+  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+    runtime_type = "io.containerd.runc.v2"
+  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+    Root = {runc}
+"#,
+        bin = q(&dir.join("cni/bin")),
+        conf = q(&dir.join("cni/conf")),
+        runc = q(&dir.join("runc")),
     )
 }
 

@@ -227,6 +227,12 @@ impl Store {
         self.get(&name)
     }
 
+    /// Whether the index names `reference` (whatever state its blobs are in).
+    pub fn has(&self, reference: &str) -> bool {
+        let Ok(name) = normalize(reference) else { return false };
+        self.read_index().is_ok_and(|i| i.manifests().iter().any(|m| ref_name(m) == Some(name.as_str())))
+    }
+
     /// The image `reference` names.
     pub fn get(&self, reference: &str) -> Result<Image> {
         let name = normalize(reference)?;

@@ -30,6 +30,12 @@ pub enum ImageCommand {
         #[arg(long, value_name = "REF")]
         name: Option<String>,
     },
+    /// Pull an image from a registry (credentials from the Docker config
+    /// file; plain HTTP only for registries on the loopback).
+    Pull {
+        /// `host[:port]/repository[:tag][@digest]` (no host: Docker Hub).
+        reference: String,
+    },
     /// List the images in the store.
     #[command(alias = "ls")]
     List {
@@ -59,6 +65,11 @@ pub fn run(a: ImageArgs) -> Result<()> {
             for img in shunt_image::import::import(&store, &path, name.as_deref())? {
                 println!("{}\t{}", img.reference, img.digest);
             }
+        }
+        ImageCommand::Pull { reference } => {
+            eprintln!("shunt image: pulling {reference} (every blob is hashed)");
+            let img = shunt_image::pull::pull(&store, &reference)?;
+            println!("{}\t{}", img.reference, img.digest);
         }
         ImageCommand::List { json } => {
             let list = store.list()?;

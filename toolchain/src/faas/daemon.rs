@@ -25,6 +25,11 @@ pub fn run(args: DaemonArgs) -> Result<ExitCode> {
     shunt_manager::cli::run(args, move |state| Ok(Arc::new(StoreImages { store: Store::open(state)?, native }) as Arc<dyn Images>))
 }
 
+/// Whether `reference` names its registry (`host[:port]/…`, `docker.io/…`).
+fn names_registry(reference: &str) -> bool {
+    reference.split_once('/').is_some_and(|(first, _)| first.contains(['.', ':']) || first == "localhost")
+}
+
 /// The manager's view of the store. An image is resolved to its unpacked
 /// root (layers verified when unpacked, manifest and config on every
 /// resolve). Images `shunt faas build` made (label `dev.shunt.root=host`)
@@ -38,7 +43,16 @@ pub struct StoreImages {
 
 impl Images for StoreImages {
     fn resolve(&self, reference: &str) -> Result<ResolvedImage, String> {
-        let img = self.store.get(reference).map_err(|e| format!("{e:#}"))?;
+        let img = match self.store.get(reference) {
+            Ok(img) => img,
+            // Not in the store: pulled when the name says from where
+            // (a deployment of a bare name may mean Docker Hub, which
+            // is pulled only when named: docker.io/...).
+            Err(_) if !self.store.has(reference) && names_registry(reference) => {
+                shunt_image::pull::pull(&self.store, reference).map_err(|e| format!("{e:#}"))?
+            }
+            Err(e) => return Err(format!("{e:#}")),
+        };
         let root = self.store.rootfs(&img).map_err(|e| format!("{e:#}"))?;
         let labels = img.config.config().as_ref().and_then(|c| c.labels().clone()).unwrap_or_default();
         if labels.get(LABEL_ROOT).map(String::as_str) == Some("host") {
@@ -63,6 +77,9 @@ impl Images for StoreImages {
                 host_dir: Some(dir),
             });
         }
+        if !self.native {
+            plan_image_glibc(&root);
+        }
         Ok(ResolvedImage {
             reference: img.reference.clone(),
             digest: img.digest.clone(),
@@ -74,5 +91,46 @@ impl Images for StoreImages {
             root: Some(root),
             host_dir: None,
         })
+    }
+}
+
+/// Where images keep glibc and its loader (Debian's multiarch paths, then
+/// the classic ones).
+const IMAGE_GLIBC: &[&str] = &[
+    "/lib/x86_64-linux-gnu/libc.so.6",
+    "/usr/lib/x86_64-linux-gnu/libc.so.6",
+    "/lib64/libc.so.6",
+    "/usr/lib64/libc.so.6",
+    "/lib64/ld-linux-x86-64.so.2",
+    "/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
+];
+
+/// Plans the in-memory patch of an image's own glibc (once per glibc build,
+/// keyed by build-id, beside the runtime library where `libshunt.so` finds
+/// it inside the instance), so that its programs reach the runtime by call
+/// as the host's do. A glibc that cannot be planned stays unpatched: its
+/// calls are trapped, and counted so. Images without glibc (musl, static)
+/// have nothing to plan.
+fn plan_image_glibc(root: &std::path::Path) {
+    let Some(lib_dir) = shunt_supervisor::runtime_library().ok().and_then(|l| l.parent().map(|d| d.to_path_buf())) else { return };
+    let mut seen = Vec::new();
+    for inside in IMAGE_GLIBC {
+        let Ok(file) = shunt_supervisor::in_root(root, std::path::Path::new(inside)) else { continue };
+        if !file.is_file() || seen.contains(&file) {
+            continue;
+        }
+        seen.push(file.clone());
+        match shunt_glibc_patch::current_plan(&file, Some(&lib_dir)) {
+            Ok(Some(_)) => continue,
+            Ok(None) => {}
+            Err(e) => {
+                eprintln!("shunt daemon: cannot read {inside} of an image ({e:#}); its calls will be trapped");
+                continue;
+            }
+        }
+        match shunt_glibc_patch::write_plan(&file, &lib_dir.join("glibc-plans")) {
+            Ok((path, a)) => eprintln!("shunt daemon: planned the image's {inside}: {}", shunt_glibc_patch::summary(&a, &path)),
+            Err(e) => eprintln!("shunt daemon: cannot plan the image's {inside} ({e:#}); its calls will be trapped"),
+        }
     }
 }

@@ -100,6 +100,27 @@ fn exit_of(e: &sup::Exit) -> Exit {
     Exit { code, signal, reason, calls: e.stats.as_ref().map(calls_of) }
 }
 
+/// The program of an instance in an image root, as an absolute path inside
+/// it: a bare name is looked up in the instance's `PATH` there, as a
+/// container runtime does.
+fn program_in_root(root: &std::path::Path, spec: &LaunchSpec) -> Result<std::path::PathBuf> {
+    let p = &spec.program;
+    if p.is_absolute() {
+        return Ok(p.clone());
+    }
+    if p.as_os_str().as_encoded_bytes().contains(&b'/') {
+        return Ok(spec.cwd.join(p));
+    }
+    let path = spec.env.iter().rev().find(|(k, _)| k == "PATH").map(|(_, v)| v.to_string_lossy().into_owned()).unwrap_or_default();
+    for dir in path.split(':').filter(|d| d.starts_with('/')) {
+        let candidate = std::path::Path::new(dir).join(p);
+        if sup::in_root(root, &candidate).is_ok_and(|f| f.is_file()) {
+            return Ok(candidate);
+        }
+    }
+    anyhow::bail!("{}: not found in the image's PATH ({path})", p.display())
+}
+
 impl Backend for Supervised {
     fn kind(&self) -> &'static str {
         self.kind
@@ -107,12 +128,15 @@ impl Backend for Supervised {
 
     fn launch(&self, spec: LaunchSpec, sink: Sink) -> Result<Arc<dyn Instance>> {
         let (tx, mut events) = self.sup.events();
-        let mut ls = sup::LaunchSpec::new(&spec.program)
+        let program = match &spec.root {
+            Some(root) => program_in_root(root, &spec)?,
+            None => spec.program.clone(),
+        };
+        let mut ls = sup::LaunchSpec::new(&program)
             .arg0(&spec.argv0)
             .args(&spec.args)
             .env_clear()
             .envs(spec.env.iter().map(|(k, v)| (k, v)))
-            .current_dir(&spec.cwd)
             .stdin(sup::Stdio::Null)
             .stdout(sup::Stdio::Lines)
             .stderr(sup::Stdio::Lines)
@@ -120,7 +144,19 @@ impl Backend for Supervised {
         if let Some(m) = spec.memory_limit {
             ls = ls.memory_limit(m);
         }
-        if let Some(hook) = super::sandbox::hook(&spec)? {
+        // In an image root the sandbox's hook sets the working directory.
+        ls = match &spec.root {
+            Some(root) => ls.root(root),
+            None => ls.current_dir(&spec.cwd),
+        };
+        let mut runtime_dirs = Vec::new();
+        if matches!(self.runtime, sup::Runtime::Shunt(_)) {
+            runtime_dirs.push(self.sup.instance_root().to_path_buf());
+            if let Some(dir) = sup::runtime_library()?.parent() {
+                runtime_dirs.push(dir.to_path_buf());
+            }
+        }
+        if let Some(hook) = super::sandbox::hook(&spec, &runtime_dirs)? {
             ls = ls.pre_exec(hook);
         }
         let inner = self.sup.spawn(ls, &tx)?;

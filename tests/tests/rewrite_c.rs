@@ -117,7 +117,10 @@ fn busybox_static_runs_with_zero_traps() {
     let text = data_file(dir.path(), "lines.txt", 200_000, 0x9e3779b97f4a7c15);
     let d = dir.path().to_str().unwrap();
     compare("busybox ls", &[busybox, "ls", "-l", "/usr/lib"], "busybox", 10);
-    compare("busybox sort | sha256sum", &[busybox, "sh", "-c", &format!("sort {text} | busybox sha256sum")], "busybox", 10);
+    compare("busybox sort", &[busybox, "sort", &text], "busybox", 10);
+    compare("busybox sha256sum", &[busybox, "sha256sum", &text], "busybox", 10);
+    // (Not `busybox sh -c 'busybox …'`: busybox runs its own applets by
+    // exec'ing /proc/self/exe, which under the loader is shunt itself.)
     compare("busybox find", &[busybox, "find", d, "-name", "*.txt"], "busybox", 5);
 }
 

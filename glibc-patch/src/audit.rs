@@ -4,7 +4,11 @@
 //! Coverage: glibc's libc.so.6 and ld.so are patched in memory from their
 //! plan, so their sites are `patched`, `allowlisted` (with the reason) or
 //! `uncovered` (no safe patch: the trap fallback catches them, ~2 µs each).
-//! Nothing else is patched: a `syscall` in any other object is `uncovered`.
+//! Every other object (a static Go, musl or glibc program, musl's `libc.so`,
+//! a dynamic program's own text and libraries) is rewritten by `shunt run`
+//! when it is loaded, from a plan made by the same planner: its sites are
+//! `rewritten`, `allowlisted` or `uncovered` (with the planner's reason; the
+//! trap fallback catches them), unless `--no-rewrite` is given.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -17,7 +21,10 @@ use crate::planner::{analyse, Analysis, Verdict};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
+    /// glibc's, patched in memory when `libshunt.so` loads.
     Patched,
+    /// Another object's, rewritten when `shunt run` loads it.
+    Rewritten,
     Allowlisted,
     Uncovered,
 }
@@ -26,6 +33,7 @@ impl Status {
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Patched => "patched",
+            Status::Rewritten => "rewritten",
             Status::Allowlisted => "allowlisted",
             Status::Uncovered => "uncovered",
         }
@@ -55,10 +63,12 @@ pub struct Audit {
     pub file: String,
     pub build_id: Option<String>,
     pub soname: Option<String>,
-    /// `glibc` (patched in memory) or `elf` (not patched).
+    /// `glibc` (patched in memory by `libshunt.so`) or `elf` (rewritten at
+    /// load time by `shunt run`).
     pub mode: String,
     pub sites: Vec<AuditSite>,
     pub patched: usize,
+    pub rewritten: usize,
     pub allowlisted: usize,
     pub uncovered: usize,
 }
@@ -80,8 +90,8 @@ pub fn audit_image(img: &Image, a: &Analysis) -> Audit {
     for f in &a.found {
         let (status, detail) = match &f.verdict {
             Verdict::Leave(l) if f.not_code => (Status::Allowlisted, l.reason.clone()),
-            Verdict::Patch { site, mode, displaced } if glibc => (
-                Status::Patched,
+            Verdict::Patch { site, mode, displaced } => (
+                if glibc { Status::Patched } else { Status::Rewritten },
                 format!(
                     "{} {} B{}: {displaced}",
                     serde_json::to_value(mode).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
@@ -89,15 +99,10 @@ pub fn audit_image(img: &Image, a: &Analysis) -> Audit {
                     if site.kind == shunt_patch::Kind::NoRedZone { ", no red zone" } else { "" }
                 ),
             ),
-            Verdict::Leave(l) if glibc => match l.status {
+            Verdict::Leave(l) => match l.status {
                 shunt_patch::LeftStatus::Allowlisted => (Status::Allowlisted, l.reason.clone()),
                 shunt_patch::LeftStatus::Uncovered => (Status::Uncovered, l.reason.clone()),
             },
-            _ => (
-                Status::Uncovered,
-                "raw system call outside glibc: shunt patches only libc.so.6 and ld.so, so the trap fallback catches it"
-                    .to_string(),
-            ),
         };
         sites.push(AuditSite {
             address: format!("{:#x}", f.addr),
@@ -117,6 +122,7 @@ pub fn audit_image(img: &Image, a: &Analysis) -> Audit {
         soname: img.soname.clone(),
         mode: if glibc { "glibc" } else { "elf" }.to_string(),
         patched: count(Status::Patched),
+        rewritten: count(Status::Rewritten),
         allowlisted: count(Status::Allowlisted),
         uncovered: count(Status::Uncovered),
         sites,
@@ -135,7 +141,11 @@ impl Audit {
             s,
             "{} ({}{})",
             self.file,
-            if self.mode == "glibc" { "glibc, patched in memory" } else { "not patched by shunt" },
+            if self.mode == "glibc" {
+                "glibc, patched in memory by libshunt.so"
+            } else {
+                "rewritten at load time by shunt run, unless --no-rewrite"
+            },
             self.build_id.as_ref().map(|b| format!(", build-id {b}")).unwrap_or_default()
         );
         if self.sites.is_empty() {
@@ -162,9 +172,10 @@ impl Audit {
         }
         let _ = writeln!(
             s,
-            "{} sites: {} patched, {} allowlisted, {} uncovered",
+            "{} sites: {} patched, {} rewritten, {} allowlisted, {} uncovered",
             self.sites.len(),
             self.patched,
+            self.rewritten,
             self.allowlisted,
             self.uncovered
         );

@@ -1,7 +1,9 @@
 //! The planner and the audit over small fixtures built here with gcc: one
-//! function per site shape (snapshots of the audit table and JSON), a raw
-//! `syscall` in an ordinary program (uncovered), and the machine's own glibc
-//! (every site patched or allowlisted).
+//! function per site shape (snapshots of the audit table and JSON), the same
+//! shapes in an object that is not glibc (rewritten at load time where
+//! glibc's would be patched), a raw `syscall` in an ordinary program
+//! (rewritten), and the machine's own glibc (every site patched or
+//! allowlisted).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -162,8 +164,28 @@ fn plan_of_site_shapes() {
     insta::assert_snapshot!("shapes_plan", redact(&text, &so, &id));
 }
 
+/// Not glibc: the same verdicts, as load-time rewriting (`shunt run`).
 #[test]
-fn raw_syscall_in_a_program_is_uncovered() {
+fn site_shapes_outside_glibc_are_rewritten_or_uncovered() {
+    let tmp = tempfile::tempdir().unwrap();
+    let so = gcc(tmp.path(), "libshapes.so", SHAPES, "S", &["-shared", "-nostdlib", "-Wl,--build-id=sha1"]);
+    let audit = audit_file(&so).unwrap();
+    assert_eq!(audit.mode, "elf");
+    let status = |sym: &str| audit.sites.iter().find(|s| s.symbol.starts_with(sym)).map(|s| s.status).unwrap();
+    for s in ["plain_mov", "short_pred", "rip_rel_before", "syscall_is_target", "clone_site", "hoisted"] {
+        assert_eq!(status(s), Status::Rewritten, "{s}: {}", audit.table());
+    }
+    assert_eq!(status("restore_rt"), Status::Allowlisted);
+    for s in ["nothing_safe", "clone_red_zone", "flags_live", "int80", "sysenter_site"] {
+        assert_eq!(status(s), Status::Uncovered, "{s}");
+    }
+    assert_eq!(audit.patched, 0);
+    assert_eq!(audit.rewritten, 6, "{}", audit.table());
+    assert!(audit.table().contains("rewritten at load time"), "{}", audit.table());
+}
+
+#[test]
+fn raw_syscall_in_a_program_is_rewritten() {
     let tmp = tempfile::tempdir().unwrap();
     let exe = gcc(
         tmp.path(),
@@ -174,8 +196,8 @@ fn raw_syscall_in_a_program_is_uncovered() {
     );
     let audit = audit_file(&exe).unwrap();
     assert_eq!(audit.mode, "elf");
-    assert!(audit.uncovered >= 1, "{}", audit.table());
-    assert!(audit.sites.iter().all(|s| s.status == Status::Uncovered));
+    assert!(audit.rewritten >= 1, "{}", audit.table());
+    assert!(audit.sites.iter().all(|s| s.status == Status::Rewritten), "{}", audit.table());
     assert!(audit.sites.iter().any(|s| s.symbol.starts_with("main")), "{}", audit.table());
 }
 
@@ -217,8 +239,8 @@ fn bad_input() {
 }
 
 /// Data in `.text` (like OpenSSL's tables in libcrypto) that happens to hold
-/// the bytes of `syscall` is not reported as an uncovered site; a real one
-/// next to it is.
+/// the bytes of `syscall` is not reported as a site; a real one next to it
+/// is (and rewritten).
 #[test]
 fn data_in_text_is_not_code() {
     let tmp = tempfile::tempdir().unwrap();
@@ -240,7 +262,7 @@ table:
     let audit = audit_file(&so).unwrap();
     let real: Vec<_> = audit.sites.iter().filter(|s| s.symbol.starts_with("real")).collect();
     assert_eq!(real.len(), 1, "{}", audit.table());
-    assert_eq!(real[0].status, Status::Uncovered, "a raw syscall outside glibc");
+    assert_eq!(real[0].status, Status::Rewritten, "a raw syscall outside glibc");
     let data: Vec<_> = audit.sites.iter().filter(|s| !s.symbol.starts_with("real")).collect();
     assert!(!data.is_empty(), "{}", audit.table());
     for d in data {

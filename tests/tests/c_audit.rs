@@ -28,16 +28,25 @@ fn machine_libc_is_covered() {
 }
 
 #[test]
-fn raw_syscall_is_uncovered() {
+fn raw_syscall_is_rewritten_or_uncovered() {
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("raw.c");
     std::fs::write(&src, "int main(void){long r; __asm__ volatile(\"syscall\" : \"=a\"(r) : \"a\"(39L) : \"rcx\", \"r11\", \"memory\"); return r < 0;}\n").unwrap();
     let exe = tmp.path().join("raw");
     assert!(Command::new("gcc").arg("-O2").arg("-o").arg(&exe).arg(&src).status().unwrap().success());
     let out = audit(&[exe.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "rewritten at load time: {}", out.stdout_str());
+    assert!(out.stdout_str().contains(" rewritten "), "{}", out.stdout_str());
+    assert!(out.stdout_str().contains("main+"), "{}", out.stdout_str());
+    // A site no run of instructions can be moved from (a branch target
+    // right before, a branch right after): uncovered, exit 1.
+    let src = tmp.path().join("stuck.c");
+    std::fs::write(&src, "int main(int c, char **v){long r = 39; __asm__ volatile(\"test %%edi,%%edi\\n jz 1f\\n 1: syscall\\n jz 2f\\n 2:\" : \"+a\"(r) : \"D\"(c) : \"rcx\", \"r11\", \"memory\", \"cc\"); (void)v; return r < 0;}\n").unwrap();
+    let exe = tmp.path().join("stuck");
+    assert!(Command::new("gcc").arg("-O2").arg("-o").arg(&exe).arg(&src).status().unwrap().success());
+    let out = audit(&[exe.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1), "{}", out.stdout_str());
     assert!(out.stdout_str().contains("uncovered"), "{}", out.stdout_str());
-    assert!(out.stdout_str().contains("main+"), "{}", out.stdout_str());
     // No syscall at all: covered.
     let out = audit(&["/bin/true"]);
     assert_eq!(out.status.code(), Some(0), "{}", out.stdout_str());

@@ -56,8 +56,50 @@ fn aes_upstream(dir: &Path) -> PathBuf {
 }
 
 /// Both watchdogs serve metrics on 8081 whatever they are told, and
-/// golang-middleware listens on 8082: one watchdog at a time.
-static PORTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+/// golang-middleware listens on 8082 (both hard-coded upstream): each test
+/// runs in a network namespace of its own, where only loopback exists, so
+/// that tests, helpers and CI jobs running at the same time never meet on
+/// those ports. The namespace is the calling thread's (`unshare` moves only
+/// it), inherited by every process it starts; the test body runs on that
+/// thread, and so do its connections.
+fn in_own_netns<T: Send + 'static>(body: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::spawn(move || {
+        // SAFETY: unshare of this thread's network namespace only.
+        let r = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+        assert_eq!(
+            r,
+            0,
+            "cannot make a network namespace (needs root or CAP_SYS_ADMIN): {}",
+            std::io::Error::last_os_error()
+        );
+        loopback_up();
+        body()
+    })
+    .join()
+    .unwrap_or_else(|e| std::panic::resume_unwind(e))
+}
+
+/// Brings `lo` up in this thread's network namespace (a new one has it down).
+fn loopback_up() {
+    #[repr(C)]
+    struct IfReq {
+        name: [u8; 16],
+        flags: libc::c_short,
+        _pad: [u8; 22],
+    }
+    let mut req = IfReq { name: [0; 16], flags: 0, _pad: [0; 22] };
+    req.name[..2].copy_from_slice(b"lo");
+    // SAFETY: a socket of our own, and ioctls that read and write `req`,
+    // laid out as the kernel's `struct ifreq` (name, then the flags union).
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+        assert_eq!(libc::ioctl(fd, libc::SIOCGIFFLAGS as _, &mut req), 0, "SIOCGIFFLAGS lo: {}", std::io::Error::last_os_error());
+        req.flags |= libc::IFF_UP as libc::c_short;
+        assert_eq!(libc::ioctl(fd, libc::SIOCSIFFLAGS as _, &req), 0, "SIOCSIFFLAGS lo: {}", std::io::Error::last_os_error());
+        libc::close(fd);
+    }
+}
 
 /// A watchdog whose whole process group ends with it, also when a test
 /// fails: natively, of-watchdog's upstream outlives it (under shunt the
@@ -96,9 +138,6 @@ fn start(mode: Mode, watchdog: &Path, env: &[(&str, &str)]) -> Watchdog {
     ];
     all.extend_from_slice(env);
     let s = Watchdog(Server::start(mode, &[watchdog], &all));
-    if std::net::TcpStream::connect(("127.0.0.1", 8081)).is_ok() && s.0.stderr().contains("bind: address already in use") {
-        panic!("port 8081, which the watchdogs' metrics always take, is used by another process");
-    }
     s.wait_healthy();
     s
 }
@@ -116,12 +155,16 @@ fn end_group(s: &Server) {
 
 #[test]
 fn of_watchdog_and_golang_middleware_run_with_zero_traps() {
-    let _one = PORTS.lock().unwrap_or_else(|e| e.into_inner());
+    in_own_netns(of_watchdog_and_golang_middleware);
+}
+
+fn of_watchdog_and_golang_middleware() {
     let dir = tempfile::tempdir().unwrap();
     let upstream = aes_upstream(dir.path());
     let fwatchdog = tool("fwatchdog");
     let fprocess = upstream.display().to_string();
-    // golang-middleware listens on 8082, as it does in OpenFaaS.
+    // golang-middleware listens on 8082, as it does in OpenFaaS (in this
+    // test's own network namespace).
     let env = [("mode", "http"), ("fprocess", fprocess.as_str()), ("upstream_url", "http://127.0.0.1:8082")];
     let mut answers = Vec::new();
     for mode in [Mode::Native, Mode::Shunt] {
@@ -162,7 +205,10 @@ fn of_watchdog_and_golang_middleware_run_with_zero_traps() {
 
 #[test]
 fn classic_watchdog_forking_per_request_runs_with_zero_traps() {
-    let _one = PORTS.lock().unwrap_or_else(|e| e.into_inner());
+    in_own_netns(classic_watchdog_forking_per_request);
+}
+
+fn classic_watchdog_forking_per_request() {
     let watchdog = tool("classic-watchdog");
     let mut answers = Vec::new();
     for mode in [Mode::Native, Mode::Shunt] {

@@ -13,7 +13,13 @@
 //!    loaded libc.so.6 and ld.so (`shunt_patch`; `SHUNT_PATCH=0`
 //!    turns this off). Without a plan nothing is patched and, with
 //!    `SHUNT_DEBUG=1`, one line on stderr says so. `SHUNT_DEBUG=1` also
-//!    prints what was patched and what it cost.
+//!    prints what was patched and what it cost;
+//! 4. rewrites every other loaded object (the program, its libraries) from
+//!    its plan, made on first sight (`SHUNT_REWRITE=0`, `shunt run
+//!    --no-rewrite`, turns this off), and, through the interposed
+//!    [`dlopen`], every object loaded later while the process is still
+//!    single-threaded (once other threads exist, text they may be running is
+//!    never rewritten: such objects stay on the trap fallback).
 //!
 //! The trap fallback (Syscall User Dispatch) is armed when it has something to
 //! report: inside an instance (`shunt run`, or a process of a stand-alone
@@ -25,7 +31,8 @@
 //! If the runtime cannot start, the program does not run: it exits with 127
 //! and one line on stderr, rather than running unobserved.
 
-use std::os::raw::c_char;
+use std::os::raw::{c_char, c_int, c_void};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 extern "C" fn shunt_init(_argc: i32, _argv: *const *const c_char, _envp: *const *const c_char) {
     // Decides the trap fallback too (armed inside an instance, unless
@@ -44,6 +51,7 @@ extern "C" fn shunt_init(_argc: i32, _argv: *const *const c_char, _envp: *const 
     if !patch && !rewrite {
         return;
     }
+    REWRITE_LATER.store(rewrite, Ordering::Relaxed);
     let debug = std::env::var_os("SHUNT_DEBUG").is_some_and(|v| !v.is_empty() && v != "0");
     // glibc is called while patching (plan files, dl_iterate_phdr): keep those
     // calls out of the trap statistics.
@@ -54,6 +62,49 @@ extern "C" fn shunt_init(_argc: i32, _argv: *const *const c_char, _envp: *const 
             eprintln!("shunt: {report}");
         }
     });
+}
+
+/// Whether objects `dlopen` loads are rewritten (set by the constructor).
+static REWRITE_LATER: AtomicBool = AtomicBool::new(false);
+/// glibc's `dlopen`, found on first use.
+static REAL_DLOPEN: AtomicUsize = AtomicUsize::new(0);
+
+type Dlopen = unsafe extern "C" fn(*const c_char, c_int) -> *mut c_void;
+
+/// `dlopen`, interposed (the preload comes first in the lookup order): glibc's
+/// `dlopen`, then the rewrite of the objects it loaded, as at start-up
+/// (`shunt_patch::apply_loaded` looks only at objects it has not seen, and
+/// refuses a multi-threaded process).
+///
+/// # Safety
+/// As glibc's `dlopen`: `file` is null or a NUL-terminated path.
+#[no_mangle]
+pub unsafe extern "C" fn dlopen(file: *const c_char, mode: c_int) -> *mut c_void {
+    let mut real = REAL_DLOPEN.load(Ordering::Acquire);
+    if real == 0 {
+        // SAFETY: dlsym with a NUL-terminated name; RTLD_NEXT finds the next
+        // definition after this library's (glibc's).
+        real = unsafe { libc::dlsym(libc::RTLD_NEXT, c"dlopen".as_ptr()) } as usize;
+        if real == 0 {
+            return std::ptr::null_mut();
+        }
+        REAL_DLOPEN.store(real, Ordering::Release);
+    }
+    // SAFETY: `real` is glibc's dlopen, whose type this is.
+    let real: Dlopen = unsafe { std::mem::transmute::<usize, Dlopen>(real) };
+    // SAFETY: the caller's arguments, passed on.
+    let handle = unsafe { real(file, mode) };
+    if !handle.is_null() && REWRITE_LATER.load(Ordering::Relaxed) && shunt_core::installed() {
+        let debug = std::env::var_os("SHUNT_DEBUG").is_some_and(|v| !v.is_empty() && v != "0");
+        shunt_core::trap::with_allow(|| {
+            let make = |file: &std::path::Path, id: Option<&str>| plan_object(file, id);
+            let report = shunt_patch::apply_loaded(false, Some(&make as shunt_patch::PlanMaker));
+            if debug && (!report.objects.is_empty() || report.refused.is_some()) {
+                eprintln!("shunt: after dlopen: {report}");
+            }
+        });
+    }
+    handle
 }
 
 /// The plan of a loaded object other than glibc (the program, its other

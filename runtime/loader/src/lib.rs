@@ -15,6 +15,15 @@
 //! free address and its `R_X86_64_RELATIVE` relocations applied; any other
 //! relocation type is refused.
 //!
+//! A dynamic program whose interpreter is not glibc's (musl's
+//! `/lib/ld-musl-x86_64.so.1`, which is musl's `libc.so`) is loaded as the
+//! kernel would: the program and its interpreter are mapped (the
+//! interpreter anywhere, the program at its address or, a PIE, anywhere),
+//! neither is relocated (the interpreter relocates both), `AT_BASE` names
+//! the interpreter, and the jump goes to the interpreter's entry. The
+//! preload cannot serve such a program: `libshunt.so` is built on glibc.
+//! glibc's own dynamic programs stay the preload's business.
+//!
 //! After the jump, the process belongs to the program: the Rust side's glibc
 //! and thread-local storage are never used again (the program sets its own
 //! `FS`), which is why the gate path uses neither.
@@ -49,8 +58,10 @@ pub enum LoadError {
     Malformed(PathBuf, String),
     #[error("{0}: not an executable (ELF type {1})")]
     NotExecutable(PathBuf, u16),
-    #[error("{0}: dynamically linked; load it with its interpreter (shunt run does)")]
+    #[error("{0}: dynamically linked with glibc; load it with its interpreter (shunt run does)")]
     Dynamic(PathBuf),
+    #[error("{0}: its interpreter {1} is itself dynamic or not an ELF shared object")]
+    Interpreter(PathBuf, PathBuf),
     #[error("{0}: built with cgo (static glibc inside); shunt loads pure-Go static binaries (CGO_ENABLED=0)")]
     Cgo(PathBuf),
     #[error("{0}: segment at {1:#x}..{2:#x} collides with memory the runtime already uses")]
@@ -83,15 +94,36 @@ pub struct Image {
     loads: Vec<(u64, u64, u64, u64, u32)>,
     /// R_X86_64_RELATIVE relocations of a PIE: (offset, addend).
     relocs: Vec<(u64, i64)>,
+    /// A foreign (non-glibc) interpreter, which relocates this image.
+    interp: Option<PathBuf>,
 }
 
-/// Whether `data` is a self-contained x86-64 ELF (no interpreter, or one that
-/// loads no library): the loader's business rather than the preload's.
-pub fn is_self_contained(data: &[u8]) -> bool {
+/// Whether `interp` (a PT_INTERP path) is glibc's dynamic loader, whose
+/// programs `libshunt.so` is preloaded into.
+pub fn is_glibc_interpreter(interp: &[u8]) -> bool {
+    let name = interp.rsplit(|&b| b == b'/').next().unwrap_or(interp);
+    name.starts_with(b"ld-linux")
+}
+
+/// The PT_INTERP path of an ELF, without its NUL.
+fn interpreter_of<'d>(data: &'d [u8], hdr: &elf::FileHeader64<Endianness>, endian: Endianness) -> Option<&'d [u8]> {
+    let phdrs = hdr.program_headers(endian, data).ok()?;
+    let ph = phdrs.iter().find(|p| p.p_type(endian) == elf::PT_INTERP)?;
+    let bytes = ph.data(endian, data).ok()?;
+    Some(bytes.split(|&b| b == 0).next().unwrap_or(bytes))
+}
+
+/// Whether `data` is an x86-64 ELF the loader runs rather than the preload:
+/// one without an interpreter, one whose interpreter loads no library (Go's
+/// internally linked PIE), or one with an interpreter other than glibc's
+/// (musl's), which `libshunt.so` cannot be preloaded into.
+pub fn loader_runs(data: &[u8]) -> bool {
     let Ok(hdr) = elf::FileHeader64::<Endianness>::parse(data) else { return false };
     let Ok(endian) = hdr.endian() else { return false };
-    let Ok(phdrs) = hdr.program_headers(endian, data) else { return false };
-    !phdrs.iter().any(|p| p.p_type(endian) == elf::PT_INTERP) || !needs_libraries(data, hdr, endian)
+    match interpreter_of(data, hdr, endian) {
+        None => true,
+        Some(interp) => !is_glibc_interpreter(interp) || !needs_libraries(data, hdr, endian),
+    }
 }
 
 /// Whether the dynamic section names any library (DT_NEEDED).
@@ -112,8 +144,14 @@ fn needs_libraries(data: &[u8], hdr: &elf::FileHeader64<Endianness>, endian: End
 }
 
 impl Image {
-    /// Reads and checks `path`.
+    /// Reads and checks `path`, a program (what `shunt load` runs).
     pub fn open(path: &Path) -> Result<Image, LoadError> {
+        Image::read(path, false)
+    }
+
+    /// Reads and checks `path`: a program, or (`interpreter`) the dynamic
+    /// loader of one, which relocates itself.
+    fn read(path: &Path, interpreter: bool) -> Result<Image, LoadError> {
         let p = || path.to_path_buf();
         let data = std::fs::read(path).map_err(|e| LoadError::Read(p(), e))?;
         if !data.starts_with(b"\x7fELF") {
@@ -134,9 +172,22 @@ impl Image {
         }
         let phdrs = hdr.program_headers(endian, &*data).map_err(bad)?;
         // An interpreter that loads no library is there only to relocate
-        // (Go's internally linked PIE): the loader does that itself.
-        if phdrs.iter().any(|ph| ph.p_type(endian) == elf::PT_INTERP) && needs_libraries(&data, hdr, endian) {
-            return Err(LoadError::Dynamic(p()));
+        // (Go's internally linked PIE): the loader does that itself. A
+        // foreign interpreter is mapped with the program and relocates it.
+        let mut interp = None;
+        if let Some(i) = interpreter_of(&data, hdr, endian) {
+            if interpreter {
+                return Err(LoadError::Interpreter(PathBuf::new(), p()));
+            }
+            if needs_libraries(&data, hdr, endian) {
+                if is_glibc_interpreter(i) {
+                    return Err(LoadError::Dynamic(p()));
+                }
+                interp = Some(PathBuf::from(OsStr::from_bytes(i)));
+            }
+        }
+        if interpreter && ty != elf::ET_DYN {
+            return Err(LoadError::Interpreter(PathBuf::new(), p()));
         }
         let mut loads = Vec::new();
         for ph in phdrs {
@@ -163,12 +214,14 @@ impl Image {
             }
         }
         // cgo binaries carry glibc's start-up; they cannot share this process.
+        // (A C program's own libc, static or its foreign interpreter, is
+        // alone in the program's part of the process: it may.)
         let file = object::File::parse(&*data).map_err(bad)?;
-        {
+        if interp.is_none() && !interpreter {
             use object::{Object, ObjectSymbol};
             let cgo = file.symbols().chain(file.dynamic_symbols()).any(|s| {
                 // (pure Go has a `_cgo_init` variable too: look for cgo's C side)
-                matches!(s.name(), Ok("x_cgo_init") | Ok("__libc_start_main"))
+                matches!(s.name(), Ok("x_cgo_init"))
             });
             if cgo {
                 return Err(LoadError::Cgo(p()));
@@ -176,7 +229,7 @@ impl Image {
         }
         let mut relocs = Vec::new();
         let pie = ty == elf::ET_DYN;
-        if pie {
+        if pie && interp.is_none() && !interpreter {
             relocs = relative_relocs(&data, hdr, endian).map_err(|e| match e {
                 RelocError::Type(t) => LoadError::Relocation(p(), t),
                 RelocError::Bad(m) => LoadError::Malformed(p(), m),
@@ -191,6 +244,7 @@ impl Image {
             pie,
             loads,
             relocs,
+            interp,
         })
     }
 
@@ -265,6 +319,12 @@ impl Image {
         Ok(bias)
     }
 
+    /// Where its first segment's page starts once mapped at `bias`: the
+    /// address of its ELF header, what `AT_BASE` names for an interpreter.
+    fn base(&self, bias: u64) -> u64 {
+        down(self.loads[0].0) + bias
+    }
+
     /// Address of the program headers once mapped (for AT_PHDR).
     fn phdr_addr(&self, bias: u64) -> u64 {
         for &(vaddr, _, offset, filesz, _) in &self.loads {
@@ -328,8 +388,16 @@ fn relative_relocs(
     Ok(out)
 }
 
-/// Builds the initial process stack and returns the stack pointer (at argc).
-fn build_stack(image: &Image, bias: u64, argv: &[CString], envp: &[CString], execfn: &CString) -> Result<u64, LoadError> {
+/// Builds the initial process stack and returns the stack pointer (at argc);
+/// `interp_base` is where the program's interpreter is mapped (0: none).
+fn build_stack(
+    image: &Image,
+    bias: u64,
+    interp_base: u64,
+    argv: &[CString],
+    envp: &[CString],
+    execfn: &CString,
+) -> Result<u64, LoadError> {
     // SAFETY: a fresh anonymous mapping for the program's stack.
     let base = unsafe {
         libc::mmap(std::ptr::null_mut(), STACK_SIZE + PAGE as usize, libc::PROT_READ | libc::PROT_WRITE,
@@ -365,7 +433,7 @@ fn build_stack(image: &Image, bias: u64, argv: &[CString], envp: &[CString], exe
         (libc::AT_PHENT, core::mem::size_of::<elf::ProgramHeader64<Endianness>>() as u64),
         (libc::AT_PHNUM, image.phnum as u64),
         (libc::AT_PAGESZ, PAGE),
-        (libc::AT_BASE, 0),
+        (libc::AT_BASE, interp_base),
         (libc::AT_FLAGS, 0),
         (libc::AT_ENTRY, image.entry + bias),
         (libc::AT_UID, aux(libc::AT_UID)),
@@ -540,9 +608,26 @@ pub fn exec_static<E: std::error::Error + 'static>(
     // SAFETY: before installation, on the loader's only thread.
     unsafe { shunt_core::program::set_program_path(abs.as_os_str().as_bytes()) };
     let bias = image.map()?;
-    if rewrite {
+    // A foreign interpreter (musl's): mapped too, relocating itself and the
+    // program; the jump goes to it.
+    let interp = match &image.interp {
+        Some(path) => {
+            let i = Image::read(path, true).map_err(|e| match e {
+                LoadError::Interpreter(_, i) => LoadError::Interpreter(image.path.clone(), i),
+                e => e,
+            })?;
+            let ibias = i.map()?;
+            Some((i, ibias))
+        }
+        None => None,
+    };
+    let mut objects = vec![(&image, bias)];
+    if let Some((i, ibias)) = &interp {
+        objects.push((i, *ibias));
+    }
+    for (object, bias) in objects.into_iter().filter(|_| rewrite) {
         let debug = std::env::var_os("SHUNT_DEBUG").is_some_and(|v| !v.is_empty() && v != "0");
-        match rewrite::rewrite(&image, bias) {
+        match rewrite::rewrite(object, bias) {
             Ok(r) if debug => eprintln!(
                 "shunt: rewrote {} of {} syscall sites of {} ({} B of trampolines, plan {} µs, apply {} µs)",
                 r.patched,
@@ -553,12 +638,17 @@ pub fn exec_static<E: std::error::Error + 'static>(
                 r.apply_micros
             ),
             Ok(_) => {}
-            Err(e) => eprintln!("shunt: {}: not rewritten, its syscalls are trapped: {e}", image.path.display()),
+            Err(e) => eprintln!("shunt: {}: not rewritten, its syscalls are trapped: {e}", object.path.display()),
         }
     }
-    let sp = build_stack(&image, bias, &cargs, &cenv, &execfn)?;
-    let entry = image.entry + bias;
+    let interp_base = interp.as_ref().map_or(0, |(i, ibias)| i.base(*ibias));
+    let sp = build_stack(&image, bias, interp_base, &cargs, &cenv, &execfn)?;
+    let entry = match &interp {
+        Some((i, ibias)) => i.entry + ibias,
+        None => image.entry + bias,
+    };
     drop(image);
+    drop(interp);
     let sigpipe_ignored = std::env::var_os("SHUNT_SIGPIPE").is_some_and(|v| v == "ign");
     install()?;
     // SAFETY: the program is mapped and its stack built; this thread becomes

@@ -106,14 +106,20 @@ extern "C" {
 /// crate (`shunt_glibc_patch`), which depends on it.
 pub type PlanMaker<'a> = &'a dyn Fn(&std::path::Path, Option<&str>) -> Result<Plan, String>;
 
+/// The loaded objects [`apply_loaded`] has looked at, by (load base, name):
+/// a later call (after `dlopen`) looks only at objects loaded since.
+static SEEN: std::sync::Mutex<Vec<(u64, String)>> = std::sync::Mutex::new(Vec::new());
+
 /// Patches every loaded object for which a plan exists (glibc's only if
 /// `glibc`, the others only with `make`); with `make`, also
 /// every other loaded object (the program's executable, its libraries —
 /// all but glibc's, whose plans `shunt run` makes, the runtime's own
-/// library and the vDSO), planned by `make` on first sight. Call once, after
-/// `shunt_install::install` and while the process is single-threaded (the
-/// `libshunt.so` constructor). Never fails: what it cannot patch is left to
-/// the trap fallback and listed in the report.
+/// library and the vDSO), planned by `make` on first sight. Call after
+/// `shunt_install::install` (the `libshunt.so` constructor), and again after
+/// `dlopen` loaded more objects: each call looks only at objects no earlier
+/// call saw. Refused unless the process is single-threaded. Never fails:
+/// what it cannot patch is left to the trap fallback and listed in the
+/// report.
 pub fn apply_loaded(glibc_too: bool, make: Option<PlanMaker>) -> Report {
     let start = std::time::Instant::now();
     let mut report = Report::default();
@@ -130,6 +136,16 @@ pub fn apply_loaded(glibc_too: bool, make: Option<PlanMaker>) -> Report {
     // SAFETY: `collect` reads what glibc gives it into `loaded`, which lives
     // across the call.
     unsafe { libc::dl_iterate_phdr(Some(collect), &mut loaded as *mut Vec<Loaded> as *mut libc::c_void) };
+    let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+    loaded.retain(|o| {
+        let key = (o.base, o.name.clone());
+        let new = !seen.contains(&key);
+        if new {
+            seen.push(key);
+        }
+        new
+    });
+    drop(seen);
     let dirs = plan_dirs(own_dir().as_deref());
     let gate = shunt_core::gate::gate_address() as u64;
     let own = apply_loaded as *const () as usize as u64;

@@ -2,8 +2,10 @@
 //! whether shunt covers it. Exits 1 when a site is uncovered, 2 on bad input.
 //!
 //! The mode is chosen per file ([`detect_mode`]): C/C++ objects (glibc and
-//! everything else) are audited by `shunt_glibc_patch::audit`; Go binaries go
-//! to [`audit_go`], the hook where the Go target's verifier plugs in.
+//! everything else) are audited by `shunt_glibc_patch::audit`; Go binaries
+//! built with `shunt go build` go to [`audit_go`], the Go target's verifier.
+//! A Go binary built otherwise (plain `go build`) is audited like any other
+//! object: what the load-time rewrite of `shunt run` does to each site.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -43,11 +45,13 @@ pub fn detect_mode(data: &[u8]) -> Mode {
     }
 }
 
-/// A Go binary: the Go target's verifier (`shunt_gotarget::verify_elf`)
-/// decides, by function, which raw SYSCALLs are the target's guarded
-/// fallbacks and which bypass the gate.
+/// A Go binary built with the Go target: its verifier
+/// (`shunt_gotarget::verify_elf`) decides, by function, which raw SYSCALLs
+/// are the target's guarded fallbacks and which bypass the gate. `None`
+/// for a Go binary the target did not build.
 fn audit_go(file: &Path, json: bool) -> Option<Result<ExitCode>> {
     let report = match shunt_gotarget::verify_elf(file) {
+        Ok(r) if !r.shunt_target => return None,
         Ok(r) => r,
         Err(e) => return Some(Err(e)),
     };

@@ -195,7 +195,7 @@ pub fn classify(path: &Path) -> Result<Kind> {
     }
     hdr.program_headers(endian, &*data)
         .map_err(|e| anyhow!("{}: truncated or malformed ELF ({e})", path.display()))?;
-    if !shunt_loader::is_self_contained(&data) {
+    if !shunt_loader::loader_runs(&data) {
         return Ok(Kind::Dynamic);
     }
     // Everything the loader would refuse (cgo, collisions with fixed

@@ -53,10 +53,11 @@ pub fn sys_execveat(f: &mut Call) -> Ret {
 }
 
 /// Whether the file at `path` (a program address of a NUL-terminated name)
-/// is a static ELF (no PT_INTERP in the program headers found in its first
-/// page). (A PIE whose interpreter loads nothing, which the loader also
-/// runs, is exec'd with the preload instead: reading its dynamic section
-/// here is not worth it.)
+/// is an ELF for the loader: no PT_INTERP in the program headers found in
+/// its first page, or one that is not glibc's `ld-linux*` (musl's, which
+/// the glibc-built preload cannot serve). (A PIE whose interpreter loads
+/// nothing, which the loader also runs, is exec'd with the preload instead:
+/// reading its dynamic section here is not worth it.)
 fn is_static_elf(path: u64) -> bool {
     // SAFETY: the kernel reads the program's path (it answers EFAULT for a
     // bad one); the file is read into a live local buffer.
@@ -84,7 +85,22 @@ fn is_static_elf(path: u64) -> bool {
     if phentsize < 56 || phoff + phentsize * phnum > n as usize {
         return false; // headers beyond the first page: treat as dynamic
     }
-    (0..phnum).all(|i| rd(phoff + i * phentsize, 4) != libc::PT_INTERP as u64)
+    (0..phnum).all(|i| {
+        let ph = phoff + i * phentsize;
+        if rd(ph, 4) != libc::PT_INTERP as u64 {
+            return true;
+        }
+        // The interpreter's path, when it lies in the page read.
+        let (off, len) = (rd(ph + 8, 8) as usize, rd(ph + 32, 8) as usize);
+        match off.checked_add(len) {
+            Some(end) if len > 0 && end <= n as usize => {
+                let name = &head[off..end - 1];
+                let file = name.rsplit(|&b| b == b'/').next().unwrap_or(name);
+                !file.starts_with(b"ld-linux")
+            }
+            _ => false,
+        }
+    })
 }
 
 /// Pointer slots for the new argv and envp: on the stack, or mapped when

@@ -1,6 +1,7 @@
 """An asyncio echo server and client over loopback TCP.
 
     asyncio_echo.py server PORT_FILE CONNECTIONS   serve, write the port, exit after CONNECTIONS
+                                                   (PORT_FILE "-": the port is the first line out)
     asyncio_echo.py client PORT CONNECTIONS MESSAGES
     asyncio_echo.py both CONNECTIONS MESSAGES      both in one process
 
@@ -38,7 +39,9 @@ async def serve(port_file, connections):
 
     server = await asyncio.start_server(on_conn, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    if port_file:
+    if port_file == "-":
+        print(port, flush=True)
+    elif port_file:
         with open(port_file + ".tmp", "w") as f:
             f.write(str(port))
         import os

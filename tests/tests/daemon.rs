@@ -332,6 +332,27 @@ fn killed_and_restarted(native: bool) {
     assert!(logs.contains("request /before") && logs.contains("request /after"), "{mode}: logs from before the kill are kept:\n{logs}");
 }
 
+/// `--transport` and `--spin` are checked before anything starts: a bad
+/// value is one line naming what is expected, and a non-zero exit.
+#[test]
+fn transport_and_spin_flags_are_checked() {
+    for (args, expected) in [
+        (&["--transport", "nope"][..], "expected shm or kernel"),
+        (&["--spin", "soon"][..], "expected auto, off or a number of microseconds"),
+        (&["--spin", "2000000"][..], "at most 1000000"),
+    ] {
+        let mut cmd = Command::new(shunt());
+        cmd.arg("daemon").args(args);
+        let o = run(cmd, None, LIMIT);
+        assert!(!o.status.success(), "{args:?} was accepted");
+        assert!(o.stderr_str().contains(expected), "{args:?}: {}", o.stderr_str());
+    }
+    let mut cmd = Command::new(shunt());
+    cmd.args(["daemon", "--help"]);
+    let help = run(cmd, None, LIMIT).stdout_str();
+    assert!(help.contains("--transport") && help.contains("--spin"), "{help}");
+}
+
 #[test]
 fn sigkill_of_the_daemon_then_restart_natively() {
     killed_and_restarted(true);

@@ -62,12 +62,31 @@ pub struct DaemonArgs {
     /// Also write the daemon's URL to this file once it listens.
     #[arg(long, value_name = "FILE")]
     pub ready_file: Option<PathBuf>,
+    /// The socket transport of the daemon and its functions (without
+    /// `--native`): `shm` carries a loopback connection whose both ends are
+    /// shunt instances (the gateway and a function, a function and another)
+    /// over shared-memory rings; a client that is not a shunt process
+    /// always gets kernel TCP. `kernel`: kernel sockets only. (The default
+    /// stays `kernel` until the gateway's connections to its functions work
+    /// over rings: with `shm` the first invocation fails today.)
+    #[arg(long, value_name = "shm|kernel", default_value = "kernel")]
+    pub transport: sup::Transport,
+    /// How the daemon's and its functions' blocking waits poll before they
+    /// park: `auto` (adaptive, under the host-wide cap on spinning
+    /// threads), `off`, or a number of microseconds.
+    #[arg(long, value_name = "auto|off|MICROSECONDS", default_value = "off")]
+    pub spin: sup::Spin,
     /// Internal: this process is the daemon already on the runtime.
     #[arg(long, hide = true)]
     pub on_runtime: bool,
 }
 
 impl DaemonArgs {
+    /// The runtime options of the daemon's own instance and its functions'.
+    fn shunt_options(&self) -> sup::ShuntOptions {
+        sup::ShuntOptions { transport: self.transport, spin: self.spin, ..Default::default() }
+    }
+
     pub fn config(&self) -> Result<Config> {
         let state = self.state_dir.clone().unwrap_or_else(default_state_dir);
         if self.async_workers == 0 || self.async_workers > 64 {
@@ -134,7 +153,7 @@ pub fn run(args: DaemonArgs, images: impl FnOnce(&std::path::Path) -> Result<Arc
     }
     let images = images(&config.state_dir)?;
     let sup = sup::Supervisor::start().context("cannot start the instance supervisor")?;
-    let options = if args.native { None } else { Some(sup::ShuntOptions::default()) };
+    let options = if args.native { None } else { Some(args.shunt_options()) };
     serve_with(&args, move |rt| Arc::new(Supervised::new(sup, options, rt)) as Arc<dyn Backend>, images)
 }
 
@@ -147,7 +166,7 @@ fn run_on_runtime(args: &DaemonArgs) -> Result<ExitCode> {
     sup.relay_signals(&signals, &tx)?;
     let exe = std::env::current_exe().context("cannot find the shunt executable")?;
     let policy = sup::Policy::from_toml("the daemon's policy", DAEMON_POLICY).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let options = sup::ShuntOptions { policy: Some(policy), ..Default::default() };
+    let options = sup::ShuntOptions { policy: Some(policy), ..args.shunt_options() };
     let spec = sup::LaunchSpec::new(&exe)
         .args(std::env::args_os().skip(1))
         .arg("--on-runtime")

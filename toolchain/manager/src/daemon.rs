@@ -27,13 +27,15 @@ use crate::table::Table;
 
 /// The syscall counts in an instance directory's stats segments.
 pub fn calls_of_dir(dir: &Path) -> Option<Calls> {
-    let t = shunt_stats::read_instance(dir).ok()?.totals;
+    let r = shunt_stats::read_instance(dir).ok()?;
+    let t = &r.totals;
     Some(Calls {
         redirected: t.redirected,
         emulated: t.emulated,
         passthrough: t.passthrough,
         trapped: t.trapped,
         denied: t.denied,
+        ..crate::instances::supervised::transport_of(&r)
     })
 }
 

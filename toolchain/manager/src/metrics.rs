@@ -23,6 +23,11 @@
 //! - `shunt_async_queue_length` — gauge
 //! - `shunt_daemon_syscalls_total{class}` — counter, the daemon's own calls
 //!   when it runs on the runtime
+//! - `shunt_function_transport_total{function_name,counter}` and
+//!   `shunt_daemon_transport_total{counter}` — counters, the bypass
+//!   transport's `shm_connections`, `kernel_connections` and `shm_bytes`
+//!   (loopback connections carried by shared-memory rings, left to kernel
+//!   TCP, and bytes through the rings) of the instances and of the daemon
 
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
@@ -31,6 +36,26 @@ use prometheus::{
 use crate::instances::backend::Calls;
 
 pub const CLASSES: [&str; 5] = ["redirected", "emulated", "passthrough", "trapped", "denied"];
+
+/// The transport counters, by their stats names.
+pub const TRANSPORT: [&str; 3] = ["shm_connections", "kernel_connections", "shm_bytes"];
+
+fn transport_values(c: &Calls) -> [u64; 3] {
+    [c.shm_connections, c.kernel_connections, c.shm_bytes]
+}
+
+/// Brings each counter of `vec` (labels `prefix` + the name) up to its value.
+fn raise(vec: &IntCounterVec, prefix: &[&str], names: &[&str], values: &[u64]) {
+    for (name, &v) in names.iter().zip(values) {
+        let mut labels: Vec<&str> = prefix.to_vec();
+        labels.push(name);
+        let c = vec.with_label_values(&labels);
+        let have = c.get();
+        if v > have {
+            c.inc_by(v - have);
+        }
+    }
+}
 
 fn class_values(c: &Calls) -> [u64; 5] {
     [c.redirected, c.emulated, c.passthrough, c.trapped, c.denied]
@@ -50,6 +75,8 @@ pub struct Metrics {
     pub instance_start_seconds: HistogramVec,
     pub async_queue: IntGauge,
     pub daemon_syscalls: IntCounterVec,
+    pub transport: IntCounterVec,
+    pub daemon_transport: IntCounterVec,
     pub async_callbacks_failed: IntCounter,
 }
 
@@ -108,7 +135,15 @@ impl Metrics {
             Opts::new("shunt_daemon_syscalls_total", "System calls of the daemon itself, by class (on the runtime)"),
             &["class"],
         ));
-        for c in [&started, &total, &syscalls, &restarts, &cold_starts, &daemon_syscalls] {
+        let transport = must(IntCounterVec::new(
+            Opts::new("shunt_function_transport_total", "The bypass transport of the function's instances: connections on rings, on kernel TCP, bytes through rings"),
+            &["function_name", "counter"],
+        ));
+        let daemon_transport = must(IntCounterVec::new(
+            Opts::new("shunt_daemon_transport_total", "The bypass transport of the daemon itself: connections on rings, on kernel TCP, bytes through rings"),
+            &["counter"],
+        ));
+        for c in [&started, &total, &syscalls, &restarts, &cold_starts, &daemon_syscalls, &transport, &daemon_transport] {
             must(registry.register(Box::new((*c).clone())));
         }
         for h in [&seconds, &cold_start_seconds, &instance_start_seconds] {
@@ -133,6 +168,8 @@ impl Metrics {
             instance_start_seconds,
             async_queue,
             daemon_syscalls,
+            transport,
+            daemon_transport,
             async_callbacks_failed,
         }
     }
@@ -147,6 +184,9 @@ impl Metrics {
                 c.inc_by(v - have);
             }
         }
+        if transport_values(calls) != [0; 3] {
+            raise(&self.transport, &[function], &TRANSPORT, &transport_values(calls));
+        }
     }
 
     pub fn set_daemon_calls(&self, calls: &Calls) {
@@ -156,6 +196,9 @@ impl Metrics {
             if v > have {
                 c.inc_by(v - have);
             }
+        }
+        if transport_values(calls) != [0; 3] {
+            raise(&self.daemon_transport, &[], &TRANSPORT, &transport_values(calls));
         }
     }
 
@@ -170,6 +213,9 @@ impl Metrics {
         let _ = self.instance_start_seconds.remove_label_values(&[function]);
         for class in CLASSES {
             let _ = self.syscalls.remove_label_values(&[function, class]);
+        }
+        for name in TRANSPORT {
+            let _ = self.transport.remove_label_values(&[function, name]);
         }
         // Series with a `code` label: remove those this function has.
         for mf in self.registry.gather() {
@@ -216,8 +262,8 @@ mod tests {
         m.total.with_label_values(&["aes.openfaas-fn", "200"]).inc();
         m.seconds.with_label_values(&["aes.openfaas-fn", "200"]).observe(0.001);
         m.service_count.with_label_values(&["aes.openfaas-fn"]).set(2);
-        m.set_calls("aes.openfaas-fn", &Calls { redirected: 10, emulated: 4, passthrough: 6, trapped: 0, denied: 0 });
-        m.set_calls("aes.openfaas-fn", &Calls { redirected: 8, emulated: 4, passthrough: 4, trapped: 0, denied: 0 });
+        m.set_calls("aes.openfaas-fn", &Calls { redirected: 10, emulated: 4, passthrough: 6, ..Default::default() });
+        m.set_calls("aes.openfaas-fn", &Calls { redirected: 8, emulated: 4, passthrough: 4, ..Default::default() });
         let text = m.render();
         for want in [
             "gateway_function_invocation_started{function_name=\"aes.openfaas-fn\"} 1",

@@ -9,7 +9,16 @@
 //!   function today (`faasd-templates/stock/`);
 //! - `native`: the shunt template (front linked in-process with the handler)
 //!   built natively and run natively — what removing the proxy hop alone buys;
-//! - `shunt`: the same template built with shunt and run under `shunt run`.
+//! - `shunt`: the same template built with shunt and run under `shunt run`;
+//! - `shunt-shm`: the same shunt build with the bypass transport and
+//!   poll-before-park (`--transport shm --spin auto`), measured by a client
+//!   that is itself a shunt instance (this command's own client loop,
+//!   `shunt bench invoke-client`, under `shunt run` with the same settings),
+//!   so that the connection is carried by shared-memory rings. Both
+//!   instances' stats are read back: when they show no connection on rings
+//!   (`shm_connections == 0`: Go's listeners are MPTCP sockets, which the
+//!   transport does not adopt yet) the row is printed marked as kernel TCP. It has no Figure 6 sweep (`hey` is not a shunt
+//!   process: its connections are kernel TCP, the `shunt` row's path).
 //!
 //! Figure 5: sequential invocations (100 per round, like the report) with
 //! 600-byte random inputs from a fixed seed; latency measured at the client
@@ -35,6 +44,7 @@ use super::client::Conn;
 use super::functions::{build_aes, template_name, templates_dir};
 use super::stats::percentile;
 use crate::faas::{self, Bundle, Host, Running};
+use shunt_supervisor::{Spin, Transport};
 use crate::fsutil::copy_tree;
 
 #[derive(Args)]
@@ -78,7 +88,73 @@ pub struct InvokeArgs {
     templates: Option<PathBuf>,
 }
 
-const CONFIGS: [&str; 3] = ["stock", "native", "shunt"];
+const CONFIGS: [&str; 4] = ["stock", "native", "shunt", "shunt-shm"];
+
+/// The Figure 5 client as a process of its own, run under `shunt run` for
+/// the `shunt-shm` configuration (hidden: `shunt bench invoke` starts it).
+#[derive(Args)]
+pub struct ClientArgs {
+    /// The function's port on 127.0.0.1.
+    #[arg(long)]
+    port: u16,
+    /// One request body per line.
+    #[arg(long, value_name = "FILE")]
+    bodies: PathBuf,
+    /// Untimed invocations first (bodies taken from the start of the file).
+    #[arg(long, default_value_t = 20)]
+    warmup: usize,
+}
+
+/// `shunt bench invoke-client`: warm-up, then one timed invocation per body
+/// over one keep-alive connection; prints each latency (µs) on a line.
+pub fn client(a: ClientArgs) -> Result<()> {
+    let text = std::fs::read_to_string(&a.bodies).with_context(|| format!("cannot read {}", a.bodies.display()))?;
+    let bodies: Vec<&[u8]> = text.lines().map(str::as_bytes).collect();
+    let url = format!("http://127.0.0.1:{}/", a.port);
+    let mut conn = Conn::connect("127.0.0.1", a.port)?;
+    for b in bodies.iter().cycle().take(a.warmup.min(bodies.len() * 4)) {
+        invoke(&mut conn, &url, b)?;
+    }
+    let mut out = String::with_capacity(bodies.len() * 8);
+    for b in &bodies {
+        out.push_str(&format!("{:.3}\n", invoke(&mut conn, &url, b)?));
+    }
+    print!("{out}");
+    Ok(())
+}
+
+/// One round of the `shunt-shm` configuration: the client under `shunt run
+/// --transport shm --spin auto`; returns its latencies.
+fn shm_round(s: &Service, bodies_file: &Path, stats: &Path) -> Result<Vec<f64>> {
+    let exe = std::env::current_exe().context("cannot find the shunt executable")?;
+    let o = Command::new(&exe)
+        .args(["run", "--transport", "shm", "--spin", "auto", "--stats"])
+        .arg(stats)
+        .arg("--")
+        .arg(&exe)
+        .args(["bench", "invoke-client", "--port", &s.port.to_string(), "--bodies"])
+        .arg(bodies_file)
+        .output()
+        .context("cannot start the shunt-shm client")?;
+    if !o.status.success() {
+        bail!("the shunt-shm client failed ({}): {}", o.status, String::from_utf8_lossy(&o.stderr).trim());
+    }
+    let text = String::from_utf8_lossy(&o.stdout);
+    let v: Vec<f64> = text.lines().filter_map(|l| l.trim().parse().ok()).collect();
+    if v.is_empty() {
+        bail!("the shunt-shm client printed no latencies");
+    }
+    Ok(v)
+}
+
+/// The instance's `transport.shm_connections` and `shm_bytes` from its
+/// stats file.
+fn shm_connections(stats: &Path, who: &str) -> Result<(u64, u64)> {
+    let text = std::fs::read_to_string(stats).with_context(|| format!("cannot read the stats of {who} ({})", stats.display()))?;
+    let v: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("the stats of {who} are not JSON"))?;
+    let n = |k: &str| v["transport"][k].as_u64().unwrap_or(0);
+    Ok((n("shm_connections"), n("shm_bytes")))
+}
 
 /// Deterministic printable inputs (xorshift, fixed seed).
 fn inputs(n: usize, bytes: usize) -> Vec<Vec<u8>> {
@@ -153,7 +229,7 @@ fn build_configs(tpl_root: &Path, lang: &str, work: &Path) -> Result<Vec<(&'stat
     let (native, shunt) = build_aes(tpl_root, lang, work)?;
     let handler = tpl_root.join("functions").join("aes").join(lang);
     let stock = build_stock(tpl_root, lang, &handler, &native, work)?;
-    Ok(vec![("stock", stock), ("native", native), ("shunt", shunt)])
+    Ok(vec![("stock", stock), ("native", native), ("shunt", shunt.clone()), ("shunt-shm", shunt)])
 }
 
 /// The stock configuration: the stock front (its own process) with the
@@ -211,7 +287,7 @@ fn build_stock(tpl_root: &Path, lang: &str, handler: &Path, native: &Bundle, wor
 /// The upstream port of the stock configuration (golang-middleware's).
 const STOCK_UPSTREAM_PORT: u16 = 8082;
 
-fn start(host: &Host, config: &'static str, b: &Bundle, port: u16) -> Result<Service> {
+fn start(host: &Host, config: &'static str, b: &Bundle, port: u16, stats: &Path) -> Result<Service> {
     // Generous timeouts (no request should hit them); no post-SIGTERM grace.
     let extra = [
         ("exec_timeout", "30s".to_string()),
@@ -219,7 +295,11 @@ fn start(host: &Host, config: &'static str, b: &Bundle, port: u16) -> Result<Ser
         ("read_timeout", "30s".to_string()),
         ("healthcheck_interval", "0".to_string()),
     ];
-    let running = host.start_function(b, port, &extra)?;
+    let running = if config == "shunt-shm" {
+        host.start_function_with(b, port, &extra, Some(stats.to_path_buf()), Transport::SharedMemory, Spin::Auto)?
+    } else {
+        host.start_function(b, port, &extra)?
+    };
     if let Err(e) = faas::wait_healthy(&running, Duration::from_secs(60)) {
         faas::stop(&running, Duration::from_secs(5));
         return Err(e.context(format!("starting the {config} configuration")));
@@ -314,6 +394,9 @@ pub fn run(a: InvokeArgs) -> Result<()> {
     let body_file = a.out.join("input.txt");
     let bodies = inputs(invocations, a.input_bytes);
     std::fs::write(&body_file, &bodies[0])?;
+    let bodies_file = a.out.join("inputs.txt");
+    std::fs::write(&bodies_file, bodies.iter().map(|b| String::from_utf8_lossy(b) + "\n").collect::<String>())?;
+    let mut shm_counts: BTreeMap<String, serde_json::Value> = BTreeMap::new();
 
     let host = Host::start()?;
     let mut fig5: BTreeMap<String, BTreeMap<&str, Vec<f64>>> = BTreeMap::new();
@@ -329,34 +412,47 @@ pub fn run(a: InvokeArgs) -> Result<()> {
         let base = 18080u16;
         let started = (|| -> Result<()> {
             for (i, (config, b)) in built.iter().enumerate() {
-                services.push(start(&host, config, b, base + i as u16)?);
+                let stats = a.out.join(format!("{lang}-{config}-stats.json"));
+                let _ = std::fs::remove_file(&stats);
+                services.push(start(&host, config, b, base + i as u16, &stats)?);
             }
             Ok(())
         })();
         if let Some((client_cpu, _)) = cpus {
             pin_this_thread(client_cpu)?;
         }
+        let client_stats = a.out.join(format!("{lang}-shunt-shm-client-stats.json"));
         let result = started.and_then(|()| {
             // Figure 5: rounds of sequential invocations, configurations in turn.
-            let mut conns: Vec<Conn> =
-                services.iter().map(|s| Conn::connect("127.0.0.1", s.port)).collect::<Result<_>>()?;
+            // The shunt-shm client is a process of its own per round.
+            let mut conns: Vec<Option<Conn>> = services
+                .iter()
+                .map(|s| (s.config != "shunt-shm").then(|| Conn::connect("127.0.0.1", s.port)).transpose())
+                .collect::<Result<_>>()?;
             for (s, c) in services.iter().zip(conns.iter_mut()) {
                 for b in bodies.iter().take(20) {
-                    invoke(c, &s.url, b)?; // warm-up, not recorded
+                    if let Some(c) = c {
+                        invoke(c, &s.url, b)?; // warm-up, not recorded
+                    }
                 }
             }
             for round in 0..rounds {
                 eprintln!("shunt bench invoke: {lang}: sequential invocations, round {}/{rounds}", round + 1);
                 for (s, c) in services.iter().zip(conns.iter_mut()) {
                     let v = fig5.entry(lang.clone()).or_default().entry(s.config).or_default();
-                    for b in &bodies {
-                        v.push(invoke(c, &s.url, b)?);
+                    match c {
+                        Some(c) => {
+                            for b in &bodies {
+                                v.push(invoke(c, &s.url, b)?);
+                            }
+                        }
+                        None => v.extend(shm_round(s, &bodies_file, &client_stats)?),
                     }
                 }
             }
             // Figure 6: the open-loop sweep, one configuration at a time.
             if let Some(hey) = &hey {
-                for s in &services {
+                for s in services.iter().filter(|s| s.config != "shunt-shm") {
                     eprintln!("shunt bench invoke: {lang}: load sweep of {}", s.config);
                     for &rate in &rates {
                         let (achieved, p50, p99, errors) = hey_step(hey, &s.url, &body_file, rate, step)?;
@@ -373,24 +469,37 @@ pub fn run(a: InvokeArgs) -> Result<()> {
         });
         let all: Vec<&Running> = services.iter().map(|s| &s.running).collect();
         faas::stop_all(&all, Duration::from_secs(60));
+        let result = result.and_then(|()| {
+            // The function's own count, independent of the client's.
+            let stats = a.out.join(format!("{lang}-shunt-shm-stats.json"));
+            let (conns, bytes) = shm_connections(&stats, &format!("the {lang} shunt-shm function"))?;
+            let (cc, cb) = shm_connections(&client_stats, &format!("the {lang} shunt-shm client"))?;
+            shm_counts.insert(lang.clone(), json!({"function_shm_connections": conns, "function_shm_bytes": bytes,
+                                                   "client_shm_connections": cc, "client_shm_bytes": cb}));
+            Ok(())
+        });
         if cpus.is_some() {
             unpin_this_thread(); // the next language builds on every CPU
         }
         result?;
     }
-    report(&a, &fig5, &fig6, rounds, invocations)
+    report(&a, &fig5, &fig6, &shm_counts, rounds, invocations)
 }
 
 fn report(
     a: &InvokeArgs,
     fig5: &BTreeMap<String, BTreeMap<&str, Vec<f64>>>,
     fig6: &BTreeMap<String, BTreeMap<&str, Vec<serde_json::Value>>>,
+    shm_counts: &BTreeMap<String, serde_json::Value>,
     rounds: usize,
     invocations: usize,
 ) -> Result<()> {
     let mut out5 = serde_json::Map::new();
     println!("Figure 5: {rounds} x {invocations} sequential AES invocations, {}-byte inputs, latency at the client (us)", a.input_bytes);
-    println!("{:<5} {:<8} {:>10} {:>10} {:>16} {:>16}", "lang", "config", "p50", "p99", "p50 vs stock", "p99 vs stock");
+    println!(
+        "{:<5} {:<9} {:>10} {:>10} {:>16} {:>16} {:>10} {:>10}",
+        "lang", "config", "p50", "p99", "p50 vs stock", "p99 vs stock", "native/p50", "native/p99"
+    );
     for (lang, by) in fig5 {
         let stats: BTreeMap<&str, (f64, f64)> = by
             .iter()
@@ -401,14 +510,26 @@ fn report(
             })
             .collect();
         let (s50, s99) = stats.get("stock").copied().unwrap_or((f64::NAN, f64::NAN));
+        let (n50, n99) = stats.get("native").copied().unwrap_or((f64::NAN, f64::NAN));
         let mut m = serde_json::Map::new();
         for c in CONFIGS {
             let Some(&(p50, p99)) = stats.get(c) else { continue };
             let d50 = (p50 / s50 - 1.0) * 100.0;
             let d99 = (p99 / s99 - 1.0) * 100.0;
-            println!("{lang:<5} {c:<8} {p50:>10.1} {p99:>10.1} {d50:>+15.1}% {d99:>+15.1}%");
+            println!("{lang:<5} {c:<9} {p50:>10.1} {p99:>10.1} {d50:>+15.1}% {d99:>+15.1}% {:>9.2}x {:>9.2}x", n50 / p50, n99 / p99);
             m.insert(c.into(), json!({"p50_us": p50, "p99_us": p99, "p50_change_vs_stock_pct": d50,
-                                      "p99_change_vs_stock_pct": d99, "samples_us": by[c]}));
+                                      "p99_change_vs_stock_pct": d99, "native_over_this_p50": n50 / p50,
+                                      "native_over_this_p99": n99 / p99, "samples_us": by[c]}));
+        }
+        if let Some(&(p50, _)) = stats.get("shunt-shm") {
+            let k = n50 / p50;
+            println!("{lang:<5} target: shunt-shm p50 at least 2x lower than native: {k:.2}x — {}", if k >= 2.0 { "met" } else { "NOT met" });
+        }
+        if let Some(c) = shm_counts.get(lang) {
+            let on = c["function_shm_connections"].as_u64().unwrap_or(0) > 0 && c["client_shm_connections"].as_u64().unwrap_or(0) > 0;
+            println!("{lang:<5} shunt-shm transport (stats of both ends): {c} — {}",
+                     if on { "carried by shared-memory rings" } else { "NOT on rings: this row is kernel TCP" });
+            m.insert("shunt-shm-transport".into(), c.clone());
         }
         out5.insert(lang.clone(), serde_json::Value::Object(m));
     }

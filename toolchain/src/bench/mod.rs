@@ -12,6 +12,7 @@ pub mod client;
 pub mod functions;
 pub mod glibc;
 pub mod go;
+pub mod idle;
 pub mod invoke;
 pub mod manager;
 pub mod plots;
@@ -30,12 +31,19 @@ pub enum BenchCommand {
     /// The Junctiond report's invocation benchmark (Figures 5 and 6): AES
     /// functions, stock vs native vs shunt.
     Invoke(invoke::InvokeArgs),
+    /// The Figure 5 client of `shunt bench invoke` as a process of its own
+    /// (started by it, under `shunt run`, for the shunt-shm configuration).
+    #[command(hide = true)]
+    InvokeClient(invoke::ClientArgs),
     /// The function manager: deploy-to-ready time and the gateway hop's
     /// added latency, `shunt daemon --native` vs on the runtime.
     Manager(manager::ManagerArgs),
     /// The bypass transport: shared-memory rings vs kernel loopback TCP,
     /// ping-pong and stream, spin off vs auto, same core and across cores.
     Transport(transport::TransportArgs),
+    /// Idle functions with poll-before-park on: the CPU N idle instances use
+    /// together (`--spin auto` vs native), from /proc.
+    Idle(idle::IdleArgs),
 }
 
 pub fn run(cmd: BenchCommand) -> Result<()> {
@@ -44,7 +52,9 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Go(a) => go::run(a),
         BenchCommand::Glibc(a) => glibc::run(a),
         BenchCommand::Invoke(a) => invoke::run(a),
+        BenchCommand::InvokeClient(a) => invoke::client(a),
         BenchCommand::Transport(a) => transport::run(a),
         BenchCommand::Manager(a) => manager::run(a),
+        BenchCommand::Idle(a) => idle::run(a),
     }
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use shunt_policy::errno_name;
-use shunt_supervisor::{Event, EventKind, EventSender, Exit, Instance, LaunchSpec, Runtime, ShuntOptions, Stdio, Supervisor};
+use shunt_supervisor::{Event, EventKind, EventSender, Exit, Instance, LaunchSpec, Runtime, ShuntOptions, Spin, Stdio, Supervisor, Transport};
 
 use super::build::manifest_path;
 use super::stack::{load_stack, selected, Bundle};
@@ -31,6 +31,21 @@ impl Host {
     pub fn start_function(&self, b: &Bundle, port: u16, extra_env: &[(&str, String)]) -> Result<Running> {
         start(&self.sup, &self.events, b, port, None, extra_env)
     }
+
+    /// [`start_function`](Host::start_function) of a shunt build with the
+    /// given socket transport and spin (the benchmarks' bypass rows), its
+    /// stats written to `stats` when it exits.
+    pub fn start_function_with(
+        &self,
+        b: &Bundle,
+        port: u16,
+        extra_env: &[(&str, String)],
+        stats: Option<PathBuf>,
+        transport: Transport,
+        spin: Spin,
+    ) -> Result<Running> {
+        start_on(&self.sup, &self.events, b, port, stats, extra_env, Some((transport, spin)))
+    }
 }
 
 /// A started function.
@@ -51,13 +66,29 @@ pub fn start(
     stats: Option<PathBuf>,
     extra_env: &[(&str, String)],
 ) -> Result<Running> {
+    start_on(sup, events, b, port, stats, extra_env, None)
+}
+
+fn start_on(
+    sup: &Supervisor,
+    events: &EventSender,
+    b: &Bundle,
+    port: u16,
+    stats: Option<PathBuf>,
+    extra_env: &[(&str, String)],
+    transport: Option<(Transport, Spin)>,
+) -> Result<Running> {
     let tmp = b.dir.join("tmp");
     std::fs::create_dir_all(&tmp)?;
     let _ = std::fs::remove_file(tmp.join(".lock"));
     let runtime = if b.variant == "native" {
         Runtime::Native
     } else {
-        Runtime::Shunt(ShuntOptions { stats_file: stats.clone(), ..Default::default() })
+        let mut o = ShuntOptions { stats_file: stats.clone(), ..Default::default() };
+        if let Some((t, s)) = transport {
+            (o.transport, o.spin) = (t, s);
+        }
+        Runtime::Shunt(o)
     };
     let spec = LaunchSpec::new(&b.binary)
         .current_dir(&b.dir)

@@ -112,7 +112,8 @@ pub enum Event {
 /// must not block.
 pub type Sink = Arc<dyn Fn(Event) + Send + Sync>;
 
-/// Per-class syscall counts of an instance (the runtime's stats).
+/// Per-class syscall counts of an instance (the runtime's stats), and its
+/// bypass transport's counters (zero when the transport is off).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Calls {
     pub redirected: u64,
@@ -120,6 +121,9 @@ pub struct Calls {
     pub passthrough: u64,
     pub trapped: u64,
     pub denied: u64,
+    pub shm_connections: u64,
+    pub kernel_connections: u64,
+    pub shm_bytes: u64,
 }
 
 impl Calls {
@@ -129,6 +133,9 @@ impl Calls {
         self.passthrough += o.passthrough;
         self.trapped += o.trapped;
         self.denied += o.denied;
+        self.shm_connections += o.shm_connections;
+        self.kernel_connections += o.kernel_connections;
+        self.shm_bytes += o.shm_bytes;
     }
 }
 

@@ -42,6 +42,20 @@ pub fn calls_of(r: &sup::Report) -> Calls {
         passthrough: t.passthrough,
         trapped: t.trapped,
         denied: t.denied,
+        ..transport_of(r)
+    }
+}
+
+/// The transport counters of a report (zero when the transport was off).
+pub fn transport_of(r: &sup::Report) -> Calls {
+    match &r.transport {
+        Some(t) => Calls {
+            shm_connections: t.shm_connections,
+            kernel_connections: t.kernel_connections,
+            shm_bytes: t.shm_bytes,
+            ..Default::default()
+        },
+        None => Calls::default(),
     }
 }
 

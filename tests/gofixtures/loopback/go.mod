@@ -1,0 +1,3 @@
+module loopback
+
+go 1.25

@@ -52,6 +52,29 @@ if command -v go >/dev/null 2>&1; then
         echo "setup: installing vegeta (go install github.com/tsenart/vegeta/v12@v12.13.0)"
         GOTOOLCHAIN=local go install github.com/tsenart/vegeta/v12@v12.13.0
     fi
+    # faas-cli 0.18.12: the OpenFaaS client the daemon's end-to-end test and
+    # the demo drive `shunt daemon` with. Where the Go proxy refuses
+    # github.com/openfaas/* (it answers 403 on some machines), the machine's
+    # shared copy (shared/tools/faas-cli in a folder above this checkout) is
+    # linked into Go's bin directory instead.
+    if [ ! -x "$GOBIN_DIR/faas-cli" ] && ! command -v faas-cli >/dev/null 2>&1; then
+        echo "setup: installing faas-cli (go install github.com/openfaas/faas-cli@0.18.12)"
+        if ! GOTOOLCHAIN=local go install github.com/openfaas/faas-cli@0.18.12 2>"${TMPDIR:-/tmp}/shunt-setup-faas-cli.err"; then
+            shared=""
+            d=$(cd "$(dirname "$0")/.." && pwd)
+            while [ "$d" != / ]; do
+                if [ -x "$d/shared/tools/faas-cli" ]; then shared="$d/shared/tools/faas-cli"; break; fi
+                d=$(dirname "$d")
+            done
+            if [ -n "$shared" ]; then
+                echo "setup: go install failed ($(head -n 1 "${TMPDIR:-/tmp}/shunt-setup-faas-cli.err")); linking $shared"
+                mkdir -p "$GOBIN_DIR"
+                ln -sf "$shared" "$GOBIN_DIR/faas-cli"
+            else
+                echo "setup: cannot install faas-cli 0.18.12 ($(head -n 1 "${TMPDIR:-/tmp}/shunt-setup-faas-cli.err")); put it on PATH or set FAAS_CLI (the demo then uses curl; the faas-cli test needs it)" >&2
+            fi
+        fi
+    fi
 else
     echo "setup: go is missing; install Go 1.25+ (https://go.dev/dl) and retry" >&2
     exit 1

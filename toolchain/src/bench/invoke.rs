@@ -81,7 +81,7 @@ pub struct InvokeArgs {
 const CONFIGS: [&str; 3] = ["stock", "native", "shunt"];
 
 /// Deterministic printable inputs (xorshift, fixed seed).
-fn inputs(n: usize, bytes: usize) -> Vec<Vec<u8>> {
+pub(crate) fn inputs(n: usize, bytes: usize) -> Vec<Vec<u8>> {
     let mut x: u64 = 0x5eed_1e55_600d_cafe;
     (0..n)
         .map(|_| {

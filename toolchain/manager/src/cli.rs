@@ -21,6 +21,7 @@ use shunt_supervisor as sup;
 
 use crate::images::Images;
 use crate::instances::backend::Backend;
+use crate::instances::container::Containers;
 use crate::instances::supervised::Supervised;
 use crate::shared::Config;
 use crate::state::dir::default_state_dir;
@@ -62,20 +63,25 @@ pub struct DaemonArgs {
     /// Also write the daemon's URL to this file once it listens.
     #[arg(long, value_name = "FILE")]
     pub ready_file: Option<PathBuf>,
-    /// The socket transport of the daemon and its functions (without
-    /// `--native`): `shm` carries a loopback connection whose both ends are
-    /// shunt instances (the gateway and a function, a function and another)
-    /// over shared-memory rings; a client that is not a shunt process
-    /// always gets kernel TCP. `kernel`: kernel sockets only. (The default
-    /// stays `kernel` until the gateway's connections to its functions work
-    /// over rings: with `shm` the first invocation fails today.)
-    #[arg(long, value_name = "shm|kernel", default_value = "kernel")]
+    /// Run each function as a container of a private containerd with runc
+    /// (containerd's default seccomp profile, a loopback-only network
+    /// namespace), as faasd does: the stock path of `shunt bench
+    /// platform`. Needs --native, root, containerd and runc.
+    #[arg(long)]
+    pub containerd: bool,
+    /// The socket transport on the runtime, for the daemon and its
+    /// functions: `kernel` (loopback TCP through the kernel) or `shm`
+    /// (shared-memory rings wherever both ends are shunt processes; a
+    /// client that is not a shunt process always gets kernel TCP). The
+    /// default stays `kernel` until the gateway's connections to its
+    /// functions work over rings.
+    #[arg(long, value_name = "kernel|shm", default_value = "kernel")]
     pub transport: sup::Transport,
-    /// How the daemon's and its functions' blocking waits poll before they
-    /// park: `auto` (adaptive, under the host-wide cap on spinning
-    /// threads), `off`, or a number of microseconds.
-    #[arg(long, value_name = "auto|off|MICROSECONDS", default_value = "off")]
-    pub spin: sup::Spin,
+    /// How blocking waits spin before they park on the runtime, for the
+    /// daemon and its functions: `auto`, `off` or microseconds
+    /// [default: the runtime's, off].
+    #[arg(long, value_name = "auto|off|MICROSECONDS")]
+    pub spin: Option<sup::Spin>,
     /// Internal: this process is the daemon already on the runtime.
     #[arg(long, hide = true)]
     pub on_runtime: bool,
@@ -83,10 +89,6 @@ pub struct DaemonArgs {
 
 impl DaemonArgs {
     /// The runtime options of the daemon's own instance and its functions'.
-    fn shunt_options(&self) -> sup::ShuntOptions {
-        sup::ShuntOptions { transport: self.transport, spin: self.spin, ..Default::default() }
-    }
-
     pub fn config(&self) -> Result<Config> {
         let state = self.state_dir.clone().unwrap_or_else(default_state_dir);
         if self.async_workers == 0 || self.async_workers > 64 {
@@ -100,6 +102,12 @@ impl DaemonArgs {
                 bail!("{name} {v}: give 1 to 3600 seconds");
             }
         }
+        if self.native && (self.transport != sup::Transport::Kernel || self.spin.is_some()) {
+            bail!("--transport and --spin set the runtime's transport: leave them out with --native");
+        }
+        if self.containerd && !self.native {
+            bail!("--containerd runs functions in containers, without the runtime: give --native too");
+        }
         let mut c = Config::new(self.listen, state);
         c.auth = !self.no_auth;
         c.max_body = self.max_body;
@@ -110,6 +118,14 @@ impl DaemonArgs {
         c.cold_start_timeout = Duration::from_secs(self.cold_start_timeout);
         c.self_instance = if self.on_runtime { own_instance_dir() } else { None };
         Ok(c)
+    }
+}
+
+impl DaemonArgs {
+    /// The runtime's options for the daemon's own instance and its
+    /// functions' (`--transport`, `--spin`).
+    fn runtime_options(&self) -> sup::ShuntOptions {
+        sup::ShuntOptions { transport: self.transport, spin: self.spin.unwrap_or_default(), ..Default::default() }
     }
 }
 
@@ -152,8 +168,18 @@ pub fn run(args: DaemonArgs, images: impl FnOnce(&std::path::Path) -> Result<Arc
         return run_on_runtime(&args);
     }
     let images = images(&config.state_dir)?;
+    if args.containerd {
+        let containers = Containers::start(config.state_dir.join("images")).context("cannot start containerd for the functions")?;
+        let containerd = containers.containerd().clone();
+        let served = serve_with(&args, move |_| Arc::new(containers) as Arc<dyn Backend>, images);
+        // Its containers and the daemon itself go, whatever still holds the backend.
+        if let Err(e) = containerd.stop() {
+            eprintln!("shunt daemon: {e:#}");
+        }
+        return served;
+    }
     let sup = sup::Supervisor::start().context("cannot start the instance supervisor")?;
-    let options = if args.native { None } else { Some(args.shunt_options()) };
+    let options = if args.native { None } else { Some(args.runtime_options()) };
     serve_with(&args, move |rt| Arc::new(Supervised::new(sup, options, rt)) as Arc<dyn Backend>, images)
 }
 
@@ -166,7 +192,7 @@ fn run_on_runtime(args: &DaemonArgs) -> Result<ExitCode> {
     sup.relay_signals(&signals, &tx)?;
     let exe = std::env::current_exe().context("cannot find the shunt executable")?;
     let policy = sup::Policy::from_toml("the daemon's policy", DAEMON_POLICY).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let options = sup::ShuntOptions { policy: Some(policy), ..args.shunt_options() };
+    let options = sup::ShuntOptions { policy: Some(policy), ..args.runtime_options() };
     let spec = sup::LaunchSpec::new(&exe)
         .args(std::env::args_os().skip(1))
         .arg("--on-runtime")
@@ -174,7 +200,6 @@ fn run_on_runtime(args: &DaemonArgs) -> Result<ExitCode> {
         .stdout(sup::Stdio::Inherit)
         .stderr(sup::Stdio::Inherit)
         .runtime(sup::Runtime::Shunt(options));
-    let _ = args;
     let instance = sup.spawn(spec, &tx).context("cannot start the daemon on the runtime")?;
     while let Some(ev) = events.blocking_recv() {
         match ev.kind {

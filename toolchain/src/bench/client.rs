@@ -18,6 +18,10 @@ pub struct Conn {
     host: String,
     /// Bytes read but not yet consumed (a response may arrive in pieces).
     buf: Vec<u8>,
+    /// A response header to keep ([`Conn::watch`]), and its value in the
+    /// last response.
+    watch: Option<&'static str>,
+    watched: Option<String>,
 }
 
 /// How the response body is framed.
@@ -31,7 +35,18 @@ impl Conn {
         let stream = TcpStream::connect((host, port)).with_context(|| format!("cannot connect to {host}:{port}"))?;
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-        Ok(Conn { stream, host: format!("{host}:{port}"), buf: Vec::with_capacity(8192) })
+        Ok(Conn { stream, host: format!("{host}:{port}"), buf: Vec::with_capacity(8192), watch: None, watched: None })
+    }
+
+    /// Keeps the value of response header `name` (lower case) of every
+    /// response, for [`Conn::watched`].
+    pub fn watch(&mut self, name: &'static str) {
+        self.watch = Some(name);
+    }
+
+    /// The watched header's value in the last response, if it had one.
+    pub fn watched(&self) -> Option<&str> {
+        self.watched.as_deref()
     }
 
     /// POSTs `body` to `path`; returns (status, response body).
@@ -79,6 +94,7 @@ impl Conn {
                     } else {
                         bail!("response without Content-Length or chunked encoding")
                     };
+                    self.watched = self.watch.and_then(|w| value(w));
                     self.buf.drain(..head_len);
                     return Ok((status, framing));
                 }
@@ -155,8 +171,11 @@ mod tests {
             b"HTTP/1.1 504 Gateway Timeout\r\ncontent-length: 0\r\n\r\n",
         ]);
         let mut c = Conn::connect("127.0.0.1", port).unwrap();
+        c.watch("content-length");
         assert_eq!(c.post("/", b"x").unwrap(), (200, b"hello".to_vec()));
+        assert_eq!(c.watched(), Some("5"));
         assert_eq!(c.post("/", b"y").unwrap(), (201, b"abcde".to_vec()));
+        assert_eq!(c.watched(), None);
         assert_eq!(c.post("/", b"z").unwrap(), (504, Vec::new()));
     }
 

@@ -157,7 +157,7 @@ fn shm_connections(stats: &Path, who: &str) -> Result<(u64, u64)> {
 }
 
 /// Deterministic printable inputs (xorshift, fixed seed).
-fn inputs(n: usize, bytes: usize) -> Vec<Vec<u8>> {
+pub(crate) fn inputs(n: usize, bytes: usize) -> Vec<Vec<u8>> {
     let mut x: u64 = 0x5eed_1e55_600d_cafe;
     (0..n)
         .map(|_| {

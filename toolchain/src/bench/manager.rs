@@ -16,15 +16,14 @@
 //!
 //! Medians over rounds; ratios of shunt against native from the same run.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::Args;
 
 use super::client::Conn;
+use super::daemon::Daemon;
 use super::functions::templates_dir;
 use super::stats::{median, percentile};
 use crate::fsutil::copy_tree;
@@ -49,111 +48,18 @@ const FUNCTION: &str = "aes-go";
 const IMAGE: &str = "bench-aes-go:latest";
 const INPUT: &[u8] = b"A unique message";
 
-/// A daemon of this benchmark (stopped with SIGTERM on drop).
-struct Daemon {
-    child: Child,
-    port: u16,
-    native: bool,
-}
-
-impl Daemon {
-    fn start(state: &Path, native: bool) -> Result<Daemon> {
-        let exe = std::env::current_exe()?;
-        let mut cmd = Command::new(exe);
-        cmd.args(["daemon", "--no-auth", "--listen", "127.0.0.1:0", "--state-dir"]).arg(state);
-        if native {
-            cmd.arg("--native");
-        }
-        let log = std::fs::File::create(state.with_extension("log"))?;
-        let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(log).spawn().context("cannot start shunt daemon")?;
-        let out = child.stdout.take().expect("piped");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let mut d = Daemon { child, port: 0, native };
-        loop {
-            let line = rx.recv_timeout(Duration::from_secs(120)).map_err(|_| {
-                anyhow!("shunt daemon did not start (its log: {})", state.with_extension("log").display())
-            })?;
-            if let Some(url) = line.strip_prefix("shunt daemon: listening on ") {
-                d.port = url.rsplit(':').next().and_then(|p| p.trim().parse().ok()).ok_or_else(|| anyhow!("bad address {url}"))?;
-                return Ok(d);
-            }
-        }
+/// Deploys, then calls through the gateway (which waits for the
+/// instance); the time from the deploy request to the answer.
+fn deploy_to_ready(d: &Daemon) -> Result<Duration> {
+    let t0 = Instant::now();
+    d.deploy(FUNCTION, IMAGE, "")?;
+    let mut c = Conn::connect("127.0.0.1", d.port)?;
+    let (status, body) = c.post(&format!("/function/{FUNCTION}"), INPUT)?;
+    let took = t0.elapsed();
+    if status != 200 {
+        bail!("{}: the first call answered {status}: {}", d.name, String::from_utf8_lossy(&body));
     }
-
-    fn name(&self) -> &'static str {
-        if self.native {
-            "native"
-        } else {
-            "shunt"
-        }
-    }
-
-    fn api(&self, method: &str, path: &str, body: &str) -> Result<(u16, String)> {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_global(Some(Duration::from_secs(120)))
-            .http_status_as_error(false)
-            .build()
-            .into();
-        let url = format!("http://127.0.0.1:{}{path}", self.port);
-        let mut resp = match method {
-            "POST" => agent.post(&url).content_type("application/json").send(body)?,
-            "DELETE" => agent.delete(&url).force_send_body().content_type("application/json").send(body)?,
-            _ => agent.get(&url).call()?,
-        };
-        let status = resp.status().as_u16();
-        Ok((status, resp.body_mut().read_to_string()?))
-    }
-
-    /// Deploys, then calls through the gateway (which waits for the
-    /// instance); the time from the deploy request to the answer.
-    fn deploy_to_ready(&self) -> Result<Duration> {
-        let t0 = Instant::now();
-        let (status, text) = self.api("POST", "/system/functions", &format!(r#"{{"service":"{FUNCTION}","image":"{IMAGE}"}}"#))?;
-        if status != 202 {
-            bail!("{}: deploy answered {status}: {text}", self.name());
-        }
-        let mut c = Conn::connect("127.0.0.1", self.port)?;
-        let (status, body) = c.post(&format!("/function/{FUNCTION}"), INPUT)?;
-        let took = t0.elapsed();
-        if status != 200 {
-            bail!("{}: the first call answered {status}: {}", self.name(), String::from_utf8_lossy(&body));
-        }
-        Ok(took)
-    }
-
-    fn remove(&self) -> Result<()> {
-        let (status, text) = self.api("DELETE", "/system/functions", &format!(r#"{{"functionName":"{FUNCTION}"}}"#))?;
-        if status != 202 && status != 200 {
-            bail!("{}: remove answered {status}: {text}", self.name());
-        }
-        Ok(())
-    }
-
-    /// The port the daemon gave the function's running instance (from the
-    /// daemon's `started instance … (pid N, port P, …)` log line).
-    fn instance_port(&self) -> Result<u16> {
-        let (_, logs) = self.api("GET", &format!("/system/logs?name={FUNCTION}&follow=false"), "")?;
-        logs.lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter_map(|v| v["text"].as_str().map(str::to_string))
-            .filter(|t| t.starts_with("shunt: started instance "))
-            .filter_map(|t| t.split(", port ").nth(1).and_then(|r| r.split(',').next()).and_then(|p| p.trim().parse().ok()))
-            .last()
-            .ok_or_else(|| anyhow!("{}: no 'started instance' line in the function's logs", self.name()))
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let _ = self.child.wait();
-    }
+    Ok(took)
 }
 
 /// `calls` sequential keep-alive calls; latencies in µs.
@@ -209,20 +115,21 @@ pub fn run(a: ManagerArgs) -> Result<()> {
     for native in [true, false] {
         let state = work.path().join(if native { "state-native" } else { "state-shunt" });
         copy_tree(&store, &state, &[])?;
-        daemons.push(Daemon::start(&state, native)?);
+        let (name, flags): (&str, &[&str]) = if native { ("native", &["--native"]) } else { ("shunt", &[]) };
+        daemons.push(Daemon::start(name, &state, flags)?);
     }
     let mut samples: Vec<Samples> = daemons.iter().map(|_| Samples::default()).collect();
     for round in 0..rounds {
         eprintln!("shunt bench manager: round {}/{rounds}", round + 1);
         for (d, s) in daemons.iter().zip(samples.iter_mut()) {
-            s.deploy_ms.push(d.deploy_to_ready()?.as_secs_f64() * 1e3);
-            let port = d.instance_port()?;
+            s.deploy_ms.push(deploy_to_ready(d)?.as_secs_f64() * 1e3);
+            let port = d.instance_port(FUNCTION)?;
             // Direct and through the gateway, in turn, warmed up first.
             measure(port, "/", 20)?;
             measure(d.port, &format!("/function/{FUNCTION}"), 20)?;
             s.direct.push(p50_p99(measure(port, "/", calls)?));
             s.gateway.push(p50_p99(measure(d.port, &format!("/function/{FUNCTION}"), calls)?));
-            d.remove()?;
+            d.remove(FUNCTION)?;
         }
     }
     println!("shunt bench manager: {FUNCTION}, {rounds} rounds × {calls} sequential keep-alive calls per path; medians over rounds");
@@ -239,7 +146,7 @@ pub fn run(a: ManagerArgs) -> Result<()> {
         let (d50, d99, g50, g99) = (m(&s.direct, false), m(&s.direct, true), m(&s.gateway, false), m(&s.gateway, true));
         println!(
             "| {} | {deploy:.1} | {d50:.0} / {d99:.0} | {g50:.0} / {g99:.0} | {:.0} / {:.0} | {:.2}x |",
-            d.name(),
+            d.name,
             g50 - d50,
             g99 - d99,
             g50 / d50

@@ -9,14 +9,17 @@ use anyhow::Result;
 use clap::Subcommand;
 
 pub mod client;
+pub mod daemon;
 pub mod functions;
 pub mod glibc;
 pub mod go;
 pub mod idle;
 pub mod invoke;
 pub mod manager;
+pub mod platform;
 pub mod plots;
 pub mod stats;
+pub mod stock;
 pub mod syscall;
 pub mod transport;
 
@@ -38,6 +41,11 @@ pub enum BenchCommand {
     /// The function manager: deploy-to-ready time and the gateway hop's
     /// added latency, `shunt daemon --native` vs on the runtime.
     Manager(manager::ManagerArgs),
+    /// The Junctiond report's evaluation through the platform: AES
+    /// invocations through `shunt daemon` (Figure 5), cold starts,
+    /// configurations stock (of-watchdog in containerd/runc) / native /
+    /// shunt-kernel / shunt.
+    Platform(platform::PlatformArgs),
     /// The bypass transport: shared-memory rings vs kernel loopback TCP,
     /// ping-pong and stream, spin off vs auto, same core and across cores.
     Transport(transport::TransportArgs),
@@ -56,5 +64,6 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Transport(a) => transport::run(a),
         BenchCommand::Manager(a) => manager::run(a),
         BenchCommand::Idle(a) => idle::run(a),
+        BenchCommand::Platform(a) => platform::run(a),
     }
 }

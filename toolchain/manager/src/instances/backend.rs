@@ -5,7 +5,7 @@
 //! written, and the exit. The manager never waits on a process itself; it
 //! reacts to these events. Backends: the shunt runtime (default), a plain
 //! process (`--native`), and — for the benchmark's stock path — a container
-//! (containerd/runc) can be added behind the same two traits.
+//! (containerd/runc, `--containerd`, in `container`).
 //!
 //! `launch` may block (a container start takes a while): the manager calls
 //! it on a blocking thread, never on the request path. An instance is
@@ -38,6 +38,8 @@ pub struct LaunchSpec {
     /// The deployment's image reference (a container backend imports the
     /// image itself rather than using `root`).
     pub image: String,
+    /// The image's manifest digest (`sha256:…`).
+    pub digest: String,
     pub program: PathBuf,
     pub argv0: OsString,
     pub args: Vec<OsString>,

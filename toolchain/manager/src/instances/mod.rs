@@ -17,6 +17,7 @@
 //! and deploys change it and are stored by the API before it answers.
 
 pub mod backend;
+pub mod container;
 pub mod health;
 pub mod plan;
 pub mod sandbox;
@@ -474,6 +475,7 @@ impl Controller {
             id: instance.clone(),
             function: plan.key.to_string(),
             image: plan.image.clone(),
+            digest: plan.digest.clone(),
             program: plan.program.clone(),
             argv0: plan.argv0.clone(),
             args: plan.args.clone(),

@@ -1,0 +1,79 @@
+//! `shunt bench platform` at a tiny scale: every configuration answers
+//! every invocation (through `shunt daemon`) with the vSwarm AES reference
+//! output, the result file has its documented shape, and the plots exist.
+//! No timing is asserted (the benchmark prints ratios from one run).
+//!
+//! The stock configuration runs real containerd and runc: needs root,
+//! containerd, runc, umoci and Go (scripts/setup.sh installs them).
+
+use std::process::Command;
+
+use shunt_tests::templates::{scratch, templates, BUILD_LIMIT};
+use shunt_tests::*;
+
+const CONFIGS: [&str; 4] = ["stock", "native", "shunt-kernel", "shunt"];
+
+#[test]
+fn bench_platform_quick_answers_every_request_and_writes_its_schema() {
+    let out = scratch("bench-platform");
+    let (rounds, invocations, reps) = (2u64, 7u64, 2u64);
+    let mut c = Command::new(shunt());
+    c.args(["bench", "platform", "--quick", "--lang", "go", "--out"])
+        .arg(&out)
+        .args(["--rounds", &rounds.to_string(), "--invocations", &invocations.to_string()])
+        .args(["--cold-starts", &reps.to_string(), "--templates"])
+        .arg(templates());
+    let o = run(c, None, BUILD_LIMIT);
+    assert!(o.status.success(), "shunt bench platform failed:\n{}{}", o.stdout_str(), o.stderr_str());
+    let text = o.stdout_str();
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    assert_eq!(v["benchmark"], "shunt bench platform");
+    assert_eq!(v["schema"], 1);
+    assert_eq!(v["configurations"], serde_json::json!(CONFIGS));
+    assert_eq!((v["rounds"].as_u64(), v["invocations_per_round"].as_u64(), v["input_bytes"].as_u64()), (Some(rounds), Some(invocations), Some(600)));
+    assert!(v["notes"].as_array().is_some_and(|n| n.iter().any(|t| t.as_str().unwrap_or("").contains("one hop fewer"))), "{}", v["notes"]);
+    let want = rounds * invocations;
+    for config in CONFIGS {
+        assert!(text.lines().any(|l| l.starts_with(&format!("| go | {config} |"))), "no Figure 5 row for {config}:\n{text}");
+        let f = &v["fig5"]["go"][config];
+        // The benchmark compares each answer with its own AES-CTR; both
+        // counts are the requests this test asked for.
+        assert_eq!(f["answered"].as_u64(), Some(want), "{config}: {f}");
+        assert_eq!(f["correct"].as_u64(), Some(want), "{config}: {f}");
+        for side in ["client", "gateway"] {
+            for k in ["p50_us", "p99_us", "p50_vs_native", "p99_vs_native"] {
+                assert!(f[side][k].as_f64().is_some_and(|x| x > 0.0), "{config} {side} {k}: {f}");
+            }
+            for k in ["p50_change_vs_stock_pct", "p99_change_vs_stock_pct"] {
+                assert!(f[side][k].as_f64().is_some_and(|x| x.is_finite() && x > -100.0), "{config} {side} {k}: {f}");
+            }
+        }
+        for k in ["samples_client_us", "samples_gateway_us"] {
+            let s = f[k].as_array().unwrap();
+            assert_eq!(s.len() as u64, want, "{config} {k}");
+            assert!(s.iter().all(|x| x.as_f64().is_some_and(|x| x > 0.0)), "{config} {k}: {s:?}");
+        }
+        let cold = &v["cold_start"]["go"][config];
+        for k in ["deploy_to_first_response_ms", "scale_from_zero_ms", "instance_start_ms", "gateway_wait_ms"] {
+            let s = cold[k]["samples"].as_array().unwrap_or_else(|| panic!("{config} {k}: {cold}"));
+            assert_eq!(s.len() as u64, reps, "{config} {k}");
+            assert!(cold[k]["p50"].as_f64().is_some_and(|x| x > 0.0), "{config} {k}: {cold}");
+        }
+    }
+    for plot in ["fig5-cdf.svg", "fig5-gateway-cdf.svg", "cold-start.svg"] {
+        let svg = std::fs::read_to_string(out.join(plot)).unwrap_or_else(|e| panic!("{plot}: {e}"));
+        assert!(svg.contains("<svg") && svg.contains("</svg>"), "{plot} is not an SVG");
+    }
+}
+
+#[test]
+fn bench_platform_refuses_bad_settings() {
+    for args in [&["--configs", "nope"][..], &["--configs", "native,native"], &["--rounds", "0"], &["--lang", "rust"]] {
+        let mut cmd = Command::new(shunt());
+        cmd.args(["bench", "platform"]).args(args);
+        let o = run(cmd, None, std::time::Duration::from_secs(30));
+        assert!(!o.status.success(), "{args:?} was accepted");
+        let err = o.stderr_str();
+        assert_eq!(err.trim().lines().count(), 1, "one line for {args:?}: {err}");
+    }
+}

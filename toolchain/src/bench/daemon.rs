@@ -1,0 +1,181 @@
+//! A `shunt daemon` that a benchmark starts, drives through the
+//! faas-provider API and stops (shared by `bench manager` and `bench
+//! platform`).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+
+/// A daemon of this benchmark, listening on a free loopback port, without
+/// auth; stopped with SIGTERM on drop.
+pub struct Daemon {
+    child: Child,
+    pub port: u16,
+    /// What the benchmark calls this configuration.
+    pub name: String,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    /// Starts `shunt daemon` on the state directory `state` with `flags`
+    /// added; returns once it accepts connections. Its stderr goes to
+    /// `<state>.log`.
+    pub fn start(name: &str, state: &Path, flags: &[&str]) -> Result<Daemon> {
+        let exe = std::env::current_exe()?;
+        let mut cmd = Command::new(exe);
+        cmd.args(["daemon", "--no-auth", "--listen", "127.0.0.1:0", "--state-dir"]).arg(state).args(flags);
+        let log_path = state.with_extension("log");
+        let log = std::fs::File::create(&log_path)?;
+        let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(log).spawn().context("cannot start shunt daemon")?;
+        let out = child.stdout.take().expect("piped");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let mut d = Daemon { child, port: 0, name: name.into(), log: log_path };
+        loop {
+            let line = rx
+                .recv_timeout(Duration::from_secs(120))
+                .map_err(|_| anyhow!("shunt daemon ({name}) did not start (its log: {})", d.log.display()))?;
+            if let Some(url) = line.strip_prefix("shunt daemon: listening on ") {
+                d.port = url.rsplit(':').next().and_then(|p| p.trim().parse().ok()).ok_or_else(|| anyhow!("bad address {url}"))?;
+                return Ok(d);
+            }
+        }
+    }
+
+    /// One API call; (status, body).
+    pub fn api(&self, method: &str, path: &str, body: &str) -> Result<(u16, String)> {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(120)))
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let url = format!("http://127.0.0.1:{}{path}", self.port);
+        let mut resp = match method {
+            "POST" => agent.post(&url).content_type("application/json").send(body)?,
+            "DELETE" => agent.delete(&url).force_send_body().content_type("application/json").send(body)?,
+            _ => agent.get(&url).call()?,
+        };
+        let status = resp.status().as_u16();
+        Ok((status, resp.body_mut().read_to_string()?))
+    }
+
+    /// `POST /system/functions` (202 expected); `extra` is more JSON
+    /// members of the deployment (e.g. `"labels": {…}`), or empty.
+    pub fn deploy(&self, function: &str, image: &str, extra: &str) -> Result<()> {
+        let sep = if extra.is_empty() { "" } else { "," };
+        let body = format!(r#"{{"service":"{function}","image":"{image}"{sep}{extra}}}"#);
+        let (status, text) = self.api("POST", "/system/functions", &body)?;
+        if status != 202 {
+            bail!("{}: deploying {function} answered {status}: {}", self.name, text.trim());
+        }
+        Ok(())
+    }
+
+    pub fn remove(&self, function: &str) -> Result<()> {
+        let (status, text) = self.api("DELETE", "/system/functions", &format!(r#"{{"functionName":"{function}"}}"#))?;
+        if status != 202 && status != 200 {
+            bail!("{}: removing {function} answered {status}: {}", self.name, text.trim());
+        }
+        Ok(())
+    }
+
+    pub fn scale(&self, function: &str, replicas: u64) -> Result<()> {
+        let body = format!(r#"{{"serviceName":"{function}","replicas":{replicas}}}"#);
+        let (status, text) = self.api("POST", &format!("/system/scale-function/{function}"), &body)?;
+        if status != 202 && status != 200 {
+            bail!("{}: scaling {function} to {replicas} answered {status}: {}", self.name, text.trim());
+        }
+        Ok(())
+    }
+
+    /// The function's `availableReplicas`, `None` once it is not deployed.
+    pub fn available(&self, function: &str) -> Result<Option<u64>> {
+        let (status, text) = self.api("GET", &format!("/system/function/{function}"), "")?;
+        match status {
+            404 => Ok(None),
+            200 => {
+                let v: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{}: bad function status {text}", self.name))?;
+                Ok(Some(v["availableReplicas"].as_u64().unwrap_or(0)))
+            }
+            _ => bail!("{}: the status of {function} answered {status}: {}", self.name, text.trim()),
+        }
+    }
+
+    /// Polls the function's status (every 2 ms, up to `timeout`) until
+    /// `done` holds for it.
+    pub fn wait_for(&self, function: &str, timeout: Duration, what: &str, done: impl Fn(Option<u64>) -> bool) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if done(self.available(function)?) {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                bail!("{}: {function} was not {what} after {}s (the daemon's log: {})", self.name, timeout.as_secs(), self.log.display());
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// The port the daemon gave the function's running instance (from the
+    /// daemon's `started instance … (pid N, port P, …)` log line).
+    pub fn instance_port(&self, function: &str) -> Result<u16> {
+        let (_, logs) = self.api("GET", &format!("/system/logs?name={function}&follow=false"), "")?;
+        logs.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter_map(|v| v["text"].as_str().map(str::to_string))
+            .filter(|t| t.starts_with("shunt: started instance "))
+            .filter_map(|t| t.split(", port ").nth(1).and_then(|r| r.split(',').next()).and_then(|p| p.trim().parse().ok()))
+            .last()
+            .ok_or_else(|| anyhow!("{}: no 'started instance' line in the logs of {function}", self.name))
+    }
+
+    /// `/metrics`, as text.
+    pub fn metrics(&self) -> Result<String> {
+        let (status, text) = self.api("GET", "/metrics", "")?;
+        if status != 200 {
+            bail!("{}: /metrics answered {status}", self.name);
+        }
+        Ok(text)
+    }
+}
+
+/// The value of one sample line of Prometheus text (`name{labels} value`):
+/// the first line whose name is `name` and whose labels contain every one
+/// of `labels` (`key="value"`).
+pub fn metric(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        let (head, value) = l.rsplit_once(' ')?;
+        let (n, rest) = head.split_once('{').map(|(n, r)| (n, r)).unwrap_or((head, ""));
+        (n == name && labels.iter().all(|want| rest.contains(want))).then(|| value.parse().ok()).flatten()
+    })
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::metric;
+
+    #[test]
+    fn reads_prometheus_samples() {
+        let text = "# HELP x y\nshunt_instance_start_seconds_sum{function_name=\"aes-go.openfaas-fn\"} 0.25\n\
+                    shunt_instance_start_seconds_count{function_name=\"aes-go.openfaas-fn\"} 3\nplain 7\n";
+        assert_eq!(metric(text, "shunt_instance_start_seconds_sum", &["function_name=\"aes-go.openfaas-fn\""]), Some(0.25));
+        assert_eq!(metric(text, "shunt_instance_start_seconds_count", &[]), Some(3.0));
+        assert_eq!(metric(text, "plain", &[]), Some(7.0));
+        assert_eq!(metric(text, "shunt_instance_start_seconds_sum", &["function_name=\"other\""]), None);
+    }
+}

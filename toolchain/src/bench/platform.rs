@@ -1,0 +1,501 @@
+//! `shunt bench platform`: the Junctiond report's evaluation through the
+//! platform — every invocation goes through `shunt daemon` as gateway and
+//! provider, as the report measures faasd against faasd on Junction.
+//!
+//! Configurations (one daemon each, all measured in one run, rounds
+//! interleaved, the same function code — faasd-templates' vSwarm AES):
+//!
+//! - `stock`: the function packaged the ordinary OpenFaaS way — the real
+//!   of-watchdog in front of the golang-middleware template's server
+//!   (plain `go build`), or of the C++ function built with g++ — in a
+//!   container of a private containerd with runc (default seccomp profile,
+//!   a loopback-only network namespace): `shunt daemon --native
+//!   --containerd` ([`super::stock`] builds the image);
+//! - `native`: `shunt daemon --native`, the shunt template's function as a
+//!   plain process (no runtime, no container);
+//! - `shunt-kernel`: the daemon and the function on the runtime,
+//!   `--transport kernel --spin off`;
+//! - `shunt`: on the runtime with the bypass, `--transport shm --spin auto`
+//!   (gateway → function over shared-memory rings).
+//!
+//! Measured, per language (Go, C++):
+//!
+//! - **Figure 5**: rounds of sequential invocations (100 each, as the
+//!   report) with 600-byte random inputs from a fixed seed, over one
+//!   keep-alive connection to the gateway. Latency at the client, and at
+//!   the gateway (request received → response head ready, the daemon's
+//!   `X-Shunt-Gateway-Us`). Every answer is checked against the vSwarm AES
+//!   reference output, computed here independently (RustCrypto's AES-CTR).
+//! - **Cold start**: deploy → first successful response (the function is
+//!   removed between repetitions), and scale 0 → 1 (scaled to zero, then
+//!   the first request's latency), repetitions interleaved across
+//!   configurations. Broken down with the daemon's metrics per repetition:
+//!   the instance's start (launch → first successful health check,
+//!   `shunt_instance_start_seconds`) and the time the request waited for
+//!   it at the gateway (`shunt_function_cold_start_seconds`).
+//!
+//! `<out>/results.json` (schema 1):
+//!
+//! ```text
+//! { "benchmark": "shunt bench platform", "schema": 1, "quick": bool,
+//!   "configurations": [name…], "notes": [text…],
+//!   "input_bytes": N, "rounds": N, "invocations_per_round": N, "cold_start_repetitions": N,
+//!   "fig5": { lang: { config: {
+//!       "answered": N, "correct": N,            // requests sent / answers equal to the reference
+//!       "client":  {"p50_us", "p99_us", "p50_vs_native", "p99_vs_native",
+//!                   "p50_change_vs_stock_pct", "p99_change_vs_stock_pct"},   // null without stock
+//!       "gateway": { same keys },
+//!       "samples_client_us": [..], "samples_gateway_us": [..] } } },
+//!   "cold_start": { lang: { config: {
+//!       "deploy_to_first_response_ms": {"p50", "p99", "samples"},
+//!       "scale_from_zero_ms": {…}, "instance_start_ms": {…}, "gateway_wait_ms": {…} } } } }
+//! ```
+//!
+//! Plots: `fig5-cdf.svg` (client latency CDF), `fig5-gateway-cdf.svg`
+//! (gateway latency CDF), `cold-start.svg` (p50 bars).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use aes::cipher::{KeyIvInit, StreamCipher};
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use serde_json::{json, Value};
+
+use super::client::Conn;
+use super::daemon::{metric, Daemon};
+use super::functions::{template_name, templates_dir};
+use super::invoke::inputs;
+use super::stats::percentile;
+use crate::fsutil::copy_tree;
+
+#[derive(Args)]
+pub struct PlatformArgs {
+    /// Small and fast (under two minutes once built): 2 rounds, 5 cold starts.
+    #[arg(long)]
+    quick: bool,
+    /// Languages to measure (go, cpp).
+    #[arg(long, value_delimiter = ',', default_value = "go,cpp")]
+    lang: Vec<String>,
+    /// Configurations to measure [default: all].
+    #[arg(long, value_delimiter = ',', value_name = "NAME,…")]
+    configs: Option<Vec<String>>,
+    /// Directory for results.json and the plots.
+    #[arg(long, default_value = "bench-platform")]
+    out: PathBuf,
+    /// Sequential invocations per round in Figure 5 (the report: 100).
+    #[arg(long, default_value_t = 100)]
+    invocations: usize,
+    /// Rounds of Figure 5 (each runs every configuration once, in turn)
+    /// [default: 5, --quick 2].
+    #[arg(long)]
+    rounds: Option<usize>,
+    /// Bytes of each random input.
+    #[arg(long, default_value_t = 600)]
+    input_bytes: usize,
+    /// Repetitions of each cold start measurement [default: 20, --quick 5].
+    #[arg(long)]
+    cold_starts: Option<usize>,
+    /// The faasd-templates directory [default: next to the shunt build].
+    #[arg(long, value_name = "DIR")]
+    templates: Option<PathBuf>,
+}
+
+/// The configurations, in the order of the report's figures.
+pub const CONFIGS: [&str; 4] = ["stock", "native", "shunt-kernel", "shunt"];
+
+/// The daemon's flags for a configuration.
+fn daemon_flags(config: &str) -> &'static [&'static str] {
+    match config {
+        "stock" => &["--native", "--containerd"],
+        "native" => &["--native"],
+        "shunt-kernel" => &["--transport", "kernel", "--spin", "off"],
+        _ => &["--transport", "shm", "--spin", "auto"],
+    }
+}
+
+/// What the output says about the comparison, whatever the numbers.
+const NOTES: [&str; 2] = [
+    "every invocation goes through shunt daemon (gateway and provider in one process, cached replica lookup): one hop fewer than faasd's gateway -> provider -> container",
+    "client, daemon and function share this machine's CPUs, placement left to the scheduler",
+];
+
+/// The functions' settings, the same in every configuration: timeouts no
+/// request meets, and no wait after SIGTERM (of-watchdog's and the
+/// templates' `healthcheck_interval`), so removals end at once.
+const ENV: &str = r#""envVars":{"exec_timeout":"30s","read_timeout":"30s","write_timeout":"30s","healthcheck_interval":"0"}"#;
+
+/// Each request's and each wait's bound.
+const WAIT: Duration = Duration::from_secs(60);
+
+/// vSwarm's AES key ("change this pass").
+const KEY: [u8; 16] = *b"change this pass";
+
+/// The vSwarm AES function's answer for `plaintext`, computed here.
+pub fn reference_answer(plaintext: &[u8], runtime: &str) -> String {
+    let pt: &[u8] = if plaintext.is_empty() || plaintext == b"world" { b"defaultplaintext" } else { plaintext };
+    let mut buf = pt.to_vec();
+    let mut c = ctr::Ctr128BE::<aes::Aes128>::new(&KEY.into(), &[0u8; 16].into());
+    c.apply_keystream(&mut buf);
+    let hex: String = buf.iter().map(|b| format!("{b:02x}")).collect();
+    format!("fn: AES | plaintext: {} | ciphertext: {hex} | runtime: {runtime}", String::from_utf8_lossy(pt))
+}
+
+/// The `runtime:` field each language's function answers with.
+fn runtime_field(lang: &str) -> &'static str {
+    if lang == "go" {
+        "golang"
+    } else {
+        "cpp"
+    }
+}
+
+fn function(lang: &str) -> String {
+    format!("aes-{lang}")
+}
+
+pub(crate) fn image(lang: &str) -> String {
+    format!("bench-aes-{lang}:latest")
+}
+
+/// One configuration's samples for one language.
+#[derive(Default)]
+struct Samples {
+    client_us: Vec<f64>,
+    gateway_us: Vec<f64>,
+    answered: usize,
+    correct: usize,
+    deploy_ms: Vec<f64>,
+    from_zero_ms: Vec<f64>,
+    instance_start_ms: Vec<f64>,
+    gateway_wait_ms: Vec<f64>,
+}
+
+/// A POST through the gateway: (µs at the client, µs at the gateway);
+/// counts the answer and whether it is the reference one.
+fn invoke(conn: &mut Conn, d: &Daemon, lang: &str, body: &[u8], s: &mut Samples) -> Result<(f64, Option<f64>)> {
+    let path = format!("/function/{}", function(lang));
+    let t = Instant::now();
+    let (status, resp) = conn.post(&path, body).with_context(|| format!("{}: POST {path}", d.name))?;
+    let us = t.elapsed().as_secs_f64() * 1e6;
+    s.answered += 1;
+    let want = reference_answer(body, runtime_field(lang));
+    if status != 200 || resp != want.as_bytes() {
+        let got = String::from_utf8_lossy(&resp);
+        bail!("{}: {path} answered {status} {:?}, not the reference {:?}", d.name, &got[..got.len().min(100)], &want[..want.len().min(100)]);
+    }
+    s.correct += 1;
+    Ok((us, conn.watched().and_then(|v| v.parse().ok())))
+}
+
+/// Sum and count of a histogram of the function, from the daemon's metrics.
+fn histogram(d: &Daemon, name: &str, lang: &str) -> Result<(f64, f64)> {
+    let text = d.metrics()?;
+    let label = format!("function_name=\"{}.", function(lang));
+    let sum = metric(&text, &format!("{name}_sum"), &[&label]).unwrap_or(0.0);
+    let count = metric(&text, &format!("{name}_count"), &[&label]).unwrap_or(0.0);
+    Ok((sum, count))
+}
+
+/// The mean of a histogram's observations since `before`, in ms (NaN if none).
+fn since(after: (f64, f64), before: (f64, f64)) -> f64 {
+    let n = after.1 - before.1;
+    if n <= 0.0 {
+        f64::NAN
+    } else {
+        (after.0 - before.0) / n * 1e3
+    }
+}
+
+/// One repetition of both cold starts on `d`: deploy → first response,
+/// then scale to zero → first response.
+fn cold_start(d: &Daemon, lang: &str, body: &[u8], s: &mut Samples) -> Result<()> {
+    let f = function(lang);
+    let path = format!("/function/{f}");
+    d.remove(&f)?;
+    d.wait_for(&f, WAIT, "removed", |a| a.is_none())?;
+    let started = histogram(d, "shunt_instance_start_seconds", lang)?;
+    let t0 = Instant::now();
+    d.deploy(&f, &image(lang), ENV)?;
+    let mut c = Conn::connect("127.0.0.1", d.port)?;
+    let (status, resp) = c.post(&path, body)?;
+    let took = t0.elapsed();
+    if status != 200 || resp != reference_answer(body, runtime_field(lang)).as_bytes() {
+        bail!("{}: the first call after deploying {f} answered {status}: {}", d.name, String::from_utf8_lossy(&resp));
+    }
+    s.deploy_ms.push(took.as_secs_f64() * 1e3);
+    s.instance_start_ms.push(since(histogram(d, "shunt_instance_start_seconds", lang)?, started));
+
+    d.scale(&f, 0)?;
+    d.wait_for(&f, WAIT, "scaled to zero", |a| a == Some(0))?;
+    let waited = histogram(d, "shunt_function_cold_start_seconds", lang)?;
+    let mut c = Conn::connect("127.0.0.1", d.port)?;
+    let t0 = Instant::now();
+    let (status, resp) = c.post(&path, body)?;
+    let took = t0.elapsed();
+    if status != 200 || resp != reference_answer(body, runtime_field(lang)).as_bytes() {
+        bail!("{}: the first call after scaling {f} to zero answered {status}: {}", d.name, String::from_utf8_lossy(&resp));
+    }
+    s.from_zero_ms.push(took.as_secs_f64() * 1e3);
+    s.gateway_wait_ms.push(since(histogram(d, "shunt_function_cold_start_seconds", lang)?, waited));
+    Ok(())
+}
+
+/// Builds both languages' AES functions, natively and with shunt, into the
+/// image store of `store` (as `shunt faas build --native` does).
+fn build(tpl: &Path, langs: &[String], work: &Path, store: &Path) -> Result<()> {
+    let stack = work.join("stack");
+    copy_tree(&tpl.join("template"), &stack.join("template"), &[])?;
+    let mut yml = String::from("version: 1.0\nprovider:\n  name: openfaas\nfunctions:\n");
+    for lang in langs {
+        copy_tree(&tpl.join("functions/aes").join(lang), &stack.join(function(lang)), &[])?;
+        yml += &format!(
+            "  {f}:\n    lang: {t}\n    handler: ./{f}\n    image: {i}\n",
+            f = function(lang),
+            t = template_name(lang)?,
+            i = image(lang)
+        );
+    }
+    std::fs::write(stack.join("stack.yml"), yml)?;
+    eprintln!("shunt bench platform: building the AES functions ({}) natively and with shunt", langs.join(", "));
+    crate::faas::build::build(&crate::faas::BuildArgs {
+        stack: crate::faas::StackArgs { file: Some(stack.join("stack.yml")), filter: Vec::new() },
+        native: true,
+        state_dir: Some(store.to_path_buf()),
+    })?;
+    Ok(())
+}
+
+pub fn run(a: PlatformArgs) -> Result<()> {
+    for lang in &a.lang {
+        template_name(lang)?; // every language checked before anything is built
+    }
+    let configs: Vec<&'static str> = match &a.configs {
+        None => CONFIGS.to_vec(),
+        Some(names) => {
+            let mut v = Vec::new();
+            for n in names {
+                match CONFIGS.iter().find(|c| **c == n.as_str()) {
+                    Some(c) if !v.contains(c) => v.push(*c),
+                    Some(_) => bail!("--configs names {n} twice"),
+                    None => bail!("--configs: unknown configuration {n:?} (use {})", CONFIGS.join(", ")),
+                }
+            }
+            v
+        }
+    };
+    let rounds = a.rounds.unwrap_or(if a.quick { 2 } else { 5 });
+    let reps = a.cold_starts.unwrap_or(if a.quick { 5 } else { 20 });
+    if !(1..=100).contains(&rounds) || !(1..=100_000).contains(&a.invocations) || reps > 1000 || !(1..=1 << 20).contains(&a.input_bytes) {
+        bail!("--rounds 1..100, --invocations 1..100000, --cold-starts 0..1000 and --input-bytes 1..1048576, please");
+    }
+    let tpl = templates_dir(a.templates.as_deref())?;
+    std::fs::create_dir_all(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;
+    let work = tempfile::Builder::new().prefix("shunt-bench-platform-").tempdir()?;
+    let store = work.path().join("state0");
+    build(&tpl, &a.lang, work.path(), &store)?;
+    let bodies = inputs(a.invocations, a.input_bytes);
+
+    let mut daemons = Vec::new();
+    for c in &configs {
+        let state = work.path().join(format!("state-{c}"));
+        if *c == "stock" {
+            for lang in &a.lang {
+                eprintln!("shunt bench platform: building the stock image ({lang}): of-watchdog and the upstream");
+                super::stock::build_image(lang, &tpl, &store, work.path(), &state, &image(lang))?;
+            }
+        } else {
+            copy_tree(&store, &state, &[])?;
+        }
+        daemons.push(Daemon::start(c, &state, daemon_flags(c))?);
+    }
+    let mut all: BTreeMap<String, Vec<Samples>> = BTreeMap::new();
+    for lang in &a.lang {
+        let samples = all.entry(lang.clone()).or_default();
+        samples.extend(daemons.iter().map(|_| Samples::default()));
+        let f = function(lang);
+        for d in &daemons {
+            d.deploy(&f, &image(lang), ENV)?;
+        }
+        let mut conns = Vec::new();
+        for d in &daemons {
+            let mut c = Conn::connect("127.0.0.1", d.port)?;
+            c.watch(shunt_manager::proxy::GATEWAY_US);
+            let mut warm = Samples::default(); // not recorded
+            for b in bodies.iter().cycle().take(20) {
+                invoke(&mut c, d, lang, b, &mut warm)?; // the first call waits for the instance
+            }
+            conns.push(c);
+        }
+        for round in 0..rounds {
+            eprintln!("shunt bench platform: {lang}: sequential invocations, round {}/{rounds}", round + 1);
+            for ((d, s), c) in daemons.iter().zip(samples.iter_mut()).zip(conns.iter_mut()) {
+                for b in &bodies {
+                    let (client, gateway) = invoke(c, d, lang, b, s)?;
+                    s.client_us.push(client);
+                    s.gateway_us.push(gateway.unwrap_or(f64::NAN));
+                }
+            }
+        }
+        drop(conns);
+        for rep in 0..reps {
+            eprintln!("shunt bench platform: {lang}: cold starts, repetition {}/{reps}", rep + 1);
+            for (d, s) in daemons.iter().zip(samples.iter_mut()) {
+                cold_start(d, lang, &bodies[rep % bodies.len()], s)?;
+            }
+        }
+        for d in &daemons {
+            d.remove(&f)?;
+        }
+    }
+    drop(daemons);
+    report(&a, &configs, &all, rounds, reps)
+}
+
+fn p50_p99(v: &[f64]) -> (f64, f64) {
+    let mut s: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+    s.sort_by(f64::total_cmp);
+    (percentile(&s, 50.0), percentile(&s, 99.0))
+}
+
+/// JSON numbers for finite values, null for the rest.
+fn num(x: f64) -> Value {
+    if x.is_finite() {
+        json!(x)
+    } else {
+        Value::Null
+    }
+}
+
+fn dist(v: &[f64]) -> Value {
+    let (p50, p99) = p50_p99(v);
+    json!({"p50": num(p50), "p99": num(p99), "samples": v.iter().map(|x| num(*x)).collect::<Vec<_>>()})
+}
+
+fn report(a: &PlatformArgs, configs: &[&'static str], all: &BTreeMap<String, Vec<Samples>>, rounds: usize, reps: usize) -> Result<()> {
+    let mut fig5 = serde_json::Map::new();
+    let mut cold = serde_json::Map::new();
+    let mut cdf_client: BTreeMap<String, BTreeMap<&str, Vec<f64>>> = BTreeMap::new();
+    let mut cdf_gateway: BTreeMap<String, BTreeMap<&str, Vec<f64>>> = BTreeMap::new();
+    let mut bars: BTreeMap<String, BTreeMap<&str, Vec<(String, f64)>>> = BTreeMap::new();
+    println!(
+        "Figure 5: {rounds} x {} sequential AES invocations through shunt daemon, {}-byte inputs; p50 / p99 in µs",
+        a.invocations, a.input_bytes
+    );
+    for n in NOTES {
+        println!("  note: {n}");
+    }
+    println!();
+    println!("| lang | config | client p50 / p99 | vs native | vs stock | gateway p50 / p99 | vs native | vs stock |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for (lang, samples) in all {
+        let idx = |name: &str| configs.iter().position(|c| *c == name);
+        let base = |i: Option<usize>, gw: bool| {
+            i.map(|i| p50_p99(if gw { &samples[i].gateway_us } else { &samples[i].client_us })).unwrap_or((f64::NAN, f64::NAN))
+        };
+        let mut m = serde_json::Map::new();
+        let mut cm = serde_json::Map::new();
+        for (c, s) in configs.iter().zip(samples) {
+            let side = |gw: bool| {
+                let (p50, p99) = p50_p99(if gw { &s.gateway_us } else { &s.client_us });
+                let (n50, n99) = base(idx("native"), gw);
+                let (s50, s99) = base(idx("stock"), gw);
+                let text = format!(
+                    "{p50:.0} / {p99:.0} | {:.2}x / {:.2}x | {} ",
+                    p50 / n50,
+                    p99 / n99,
+                    if s50.is_finite() { format!("{:+.1}% / {:+.1}%", (p50 / s50 - 1.0) * 100.0, (p99 / s99 - 1.0) * 100.0) } else { "-".into() }
+                );
+                let v = json!({
+                    "p50_us": num(p50), "p99_us": num(p99),
+                    "p50_vs_native": num(p50 / n50), "p99_vs_native": num(p99 / n99),
+                    "p50_change_vs_stock_pct": num((p50 / s50 - 1.0) * 100.0), "p99_change_vs_stock_pct": num((p99 / s99 - 1.0) * 100.0),
+                });
+                (text, v)
+            };
+            let (ct, cv) = side(false);
+            let (gt, gv) = side(true);
+            println!("| {lang} | {c} | {ct}| {gt}|");
+            m.insert(
+                c.to_string(),
+                json!({
+                    "answered": s.answered, "correct": s.correct, "client": cv, "gateway": gv,
+                    "samples_client_us": s.client_us.iter().map(|x| num(*x)).collect::<Vec<_>>(),
+                    "samples_gateway_us": s.gateway_us.iter().map(|x| num(*x)).collect::<Vec<_>>(),
+                }),
+            );
+            cdf_client.entry(lang.clone()).or_default().insert(c, s.client_us.clone());
+            cdf_gateway.entry(lang.clone()).or_default().insert(c, s.gateway_us.iter().copied().filter(|x| x.is_finite()).collect());
+            cm.insert(
+                c.to_string(),
+                json!({
+                    "deploy_to_first_response_ms": dist(&s.deploy_ms), "scale_from_zero_ms": dist(&s.from_zero_ms),
+                    "instance_start_ms": dist(&s.instance_start_ms), "gateway_wait_ms": dist(&s.gateway_wait_ms),
+                }),
+            );
+            bars.entry(lang.clone()).or_default().insert(
+                c,
+                vec![("deploy → first response".into(), p50_p99(&s.deploy_ms).0), ("scale 0 → 1, first request".into(), p50_p99(&s.from_zero_ms).0)],
+            );
+        }
+        fig5.insert(lang.clone(), Value::Object(m));
+        cold.insert(lang.clone(), Value::Object(cm));
+    }
+    if reps > 0 {
+        println!();
+        println!("Cold start: {reps} repetitions each, interleaved; p50 / p99 in ms");
+        println!();
+        println!("| lang | config | deploy → first response | vs native | scale 0 → 1, first request | vs native | of which: instance start | gateway wait |");
+        println!("|---|---|---|---|---|---|---|---|");
+        for (lang, samples) in all {
+            let ni = configs.iter().position(|c| *c == "native");
+            for (c, s) in configs.iter().zip(samples) {
+                let (d50, d99) = p50_p99(&s.deploy_ms);
+                let (z50, z99) = p50_p99(&s.from_zero_ms);
+                let (i50, i99) = p50_p99(&s.instance_start_ms);
+                let (w50, w99) = p50_p99(&s.gateway_wait_ms);
+                let (nd, nz) = ni.map(|i| (p50_p99(&samples[i].deploy_ms).0, p50_p99(&samples[i].from_zero_ms).0)).unwrap_or((f64::NAN, f64::NAN));
+                println!(
+                    "| {lang} | {c} | {d50:.1} / {d99:.1} | {:.2}x | {z50:.1} / {z99:.1} | {:.2}x | {i50:.1} / {i99:.1} | {w50:.1} / {w99:.1} |",
+                    d50 / nd,
+                    z50 / nz
+                );
+            }
+        }
+    }
+    let doc = json!({
+        "benchmark": "shunt bench platform", "schema": 1, "quick": a.quick,
+        "configurations": configs, "notes": NOTES,
+        "input_bytes": a.input_bytes, "rounds": rounds, "invocations_per_round": a.invocations,
+        "cold_start_repetitions": reps,
+        "fig5": fig5, "cold_start": cold,
+    });
+    std::fs::write(a.out.join("results.json"), serde_json::to_string_pretty(&doc)? + "\n")?;
+    super::plots::cdf(&a.out.join("fig5-cdf.svg"), &cdf_client)?;
+    super::plots::cdf(&a.out.join("fig5-gateway-cdf.svg"), &cdf_gateway)?;
+    if reps > 0 {
+        super::plots::bars(&a.out.join("cold-start.svg"), "cold start p50 (ms)", &bars)?;
+    }
+    println!();
+    println!("results: {}; plots: fig5-cdf.svg, fig5-gateway-cdf.svg{} in {}", a.out.join("results.json").display(), if reps > 0 { ", cold-start.svg" } else { "" }, a.out.display());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reference_answer;
+
+    #[test]
+    fn reference_answers_are_vswarms() {
+        assert_eq!(
+            reference_answer(b"", "golang"),
+            "fn: AES | plaintext: defaultplaintext | ciphertext: d80e9ec83a6acbef3d909876e79904a9 | runtime: golang"
+        );
+        assert_eq!(
+            reference_answer(b"A unique message", "cpp"),
+            "fn: AES | plaintext: A unique message | ciphertext: fd4b8dc72677cafa719c946be09d1bb8 | runtime: cpp"
+        );
+        assert_eq!(reference_answer(b"world", "cpp"), reference_answer(b"", "cpp"));
+    }
+}

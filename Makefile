@@ -1,5 +1,5 @@
 # The two entry points of the README. Both install their prerequisites first.
-.PHONY: demo test setup build check
+.PHONY: demo test setup build check fuzz
 
 setup:
 	./scripts/setup.sh
@@ -13,13 +13,18 @@ demo: setup
 test: build check
 	cargo test --release --workspace
 
-RUNTIME_CRATES = shunt-abi shunt-core shunt-install shunt-patch shunt-loader shunt-policy shunt-stats shunt-paths shunt-transport shunt-seccomp
+# Every fuzz target for FUZZ_SECONDS (30) each; fails on a crash.
+# Longer: ./scripts/fuzz --seconds 3600 [TARGET...]
+fuzz:
+	./scripts/fuzz
+
+RUNTIME_CRATES = shunt-abi shunt-core shunt-install shunt-patch shunt-loader shunt-policy shunt-stats shunt-paths shunt-transport shunt-seccomp shunt-userfile
 
 # Static checks of the runtime: no module cycles in its crates, and every
 # unsafe block and unsafe fn documented (clippy's undocumented_unsafe_blocks
 # and missing_safety_doc, and unsafe_op_in_unsafe_fn, as errors).
 check:
 	./scripts/check-module-cycles runtime/abi/src runtime/core/src runtime/install/src runtime/patch/src \
-		runtime/loader/src runtime/policy/src runtime/stats/src runtime/transport/src runtime/seccomp/src
+		runtime/loader/src runtime/policy/src runtime/stats/src runtime/transport/src runtime/seccomp/src runtime/userfile/src
 	cargo clippy --release $(addprefix -p ,$(RUNTIME_CRATES)) --lib -- -A clippy::all \
 		-D clippy::undocumented_unsafe_blocks -D clippy::missing_safety_doc -D unsafe_op_in_unsafe_fn

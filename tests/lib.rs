@@ -181,7 +181,11 @@ impl Stats {
         assert!(self.0.get(class_name).is_some(), "stats have no total {class_name:?}: {}", self.0);
         self.1.total(class(class_name))
     }
+    /// The count of one class for the syscall `name`; a name that is no
+    /// syscall fails the test (a misspelled name would read 0, and an
+    /// `== 0` check would pass without checking anything).
     pub fn get(&self, name: &str, class_name: &str) -> u64 {
+        assert!(shunt_abi::syscalls::number_of(name).is_some(), "{name:?} is not a system call name");
         self.1.get(name, class(class_name))
     }
     pub fn processes(&self) -> u64 {

@@ -14,8 +14,8 @@ use object::LittleEndian as LE;
 /// Bad input, reported as one line.
 #[derive(Debug, thiserror::Error)]
 pub enum ElfError {
-    #[error("{0}: cannot read: {1}")]
-    Read(PathBuf, std::io::Error),
+    #[error(transparent)]
+    Input(#[from] shunt_userfile::InputError),
     #[error("{0}: not an ELF file")]
     NotElf(PathBuf),
     #[error("{0}: a 32-bit ELF; shunt handles x86-64 (64-bit) objects")]
@@ -95,12 +95,13 @@ impl Image {
     /// `/usr/lib/debug/.build-id/` (libc6-dbg) adds local symbol names when
     /// present; nothing depends on it.
     pub fn load(path: &Path, debug_symbols: bool) -> Result<Image, ElfError> {
-        let data = std::fs::read(path).map_err(|e| ElfError::Read(path.to_path_buf(), e))?;
+        let data = shunt_userfile::read(path, shunt_userfile::limit::ELF)?;
         let mut img = Image::parse(path, data)?;
         if debug_symbols {
-            if let Some(id) = img.build_id.clone() {
-                let dbg = PathBuf::from(format!("/usr/lib/debug/.build-id/{}/{}.debug", &id[..2], &id[2..]));
-                if let Ok(bytes) = std::fs::read(&dbg) {
+            if let Some((dir, rest)) = img.build_id.clone().and_then(|id| id.get(2..).map(|r| (id[..2].to_string(), r.to_string()))) {
+                let id = format!("{dir}{rest}");
+                let dbg = PathBuf::from(format!("/usr/lib/debug/.build-id/{dir}/{rest}.debug"));
+                if let Ok(bytes) = shunt_userfile::read(&dbg, shunt_userfile::limit::ELF) {
                     if let Ok(d) = Image::parse(&dbg, bytes) {
                         if d.build_id.as_deref() == Some(&id) {
                             img.symbols.extend(d.symbols);

@@ -60,7 +60,7 @@ fn bad_policies() {
         std::fs::write(&p, text).unwrap();
         p.to_string_lossy().into_owned()
     };
-    shunt_fails(&["run", "--policy", "/no/such/policy.toml", "--", "true"], "cannot read policy");
+    shunt_fails(&["run", "--policy", "/no/such/policy.toml", "--", "true"], "policy /no/such/policy.toml: cannot read");
     let typo = write("typo.toml", "[syscalls]\nptrce = \"deny\"\n");
     shunt_fails(&["run", "--policy", &typo, "--", "true"], "unknown system call \"ptrce\" (did you mean \"ptrace\"?)");
     let rule = write("rule.toml", "[syscalls]\nptrace = \"forbid\"\n");

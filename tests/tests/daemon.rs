@@ -26,7 +26,8 @@ shunt:
 "#;
 
 /// The "build" writes the function: a Python server that answers its pid,
-/// its secret and the request path, and logs each request.
+/// its secret, its seccomp mode (the kernel's `Seccomp:` line: 2 = under a
+/// filter) and the request path, and logs each request.
 const BUILD_SH: &str = r#"set -e
 cat > handler <<'PY'
 #!/usr/bin/python3
@@ -44,8 +45,9 @@ class H(http.server.BaseHTTPRequestHandler):
             secret = open("/var/openfaas/secrets/tok").read()
         except OSError as e:
             secret = "none"
+        seccomp = [l.split()[1] for l in open("/proc/self/status") if l.startswith("Seccomp:")][0]
         print("request " + self.path, flush=True)
-        self.reply(200, "pid=%d secret=%s path=%s" % (os.getpid(), secret, self.path))
+        self.reply(200, "pid=%d secret=%s seccomp=%s path=%s" % (os.getpid(), secret, seccomp, self.path))
     do_POST = do_GET
 signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
 http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["port"])), H).serve_forever()
@@ -85,12 +87,17 @@ struct Daemon {
 
 impl Daemon {
     fn start(state: &Path, native: bool) -> Daemon {
+        Daemon::start_with(state, native, &[])
+    }
+
+    fn start_with(state: &Path, native: bool, flags: &[&str]) -> Daemon {
         let stderr = state.with_extension(format!("stderr.{}", std::process::id()));
         let mut cmd = Command::new(shunt());
         cmd.args(["daemon", "--listen", "127.0.0.1:0", "--state-dir"]).arg(state);
         if native {
             cmd.arg("--native");
         }
+        cmd.args(flags);
         cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(std::fs::File::create(&stderr).unwrap());
         let mut child = cmd.spawn().expect("start shunt daemon");
         let out = child.stdout.take().unwrap();
@@ -298,6 +305,8 @@ fn killed_and_restarted(native: bool) {
     let first = d.call("/function/pyfn/before");
     assert_eq!(first.status, 200, "{mode}: {}\n{}", first.text(), d.stderr());
     assert_eq!(field(&first.text(), "secret="), "kept", "{mode}");
+    // On the runtime every function is isolated by default; natively none is.
+    assert_eq!(field(&first.text(), "seccomp="), if native { "0" } else { "2" }, "{mode}: {}", first.text());
     assert_eq!(d.api("POST", "/system/scale-function/pyfn", r#"{"serviceName":"pyfn","replicas":2}"#).status, 202);
     // The second replica's pid, from the daemon's own log line about it.
     let pids = |d: &Daemon| -> Vec<i32> {
@@ -361,4 +370,19 @@ fn sigkill_of_the_daemon_then_restart_natively() {
 #[test]
 fn sigkill_of_the_daemon_then_restart_on_the_runtime() {
     killed_and_restarted(false);
+}
+
+/// `--no-isolate`: the functions on the runtime run without the seccomp
+/// filter (the default puts one on each: checked in the restart test).
+#[test]
+fn no_isolate_leaves_functions_unfiltered() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    build_into(&dir.path().join("stack"), &state, true);
+    let d = Daemon::start_with(&state, false, &["--no-isolate"]);
+    let r = d.api("POST", "/system/functions", r#"{"service":"pyfn","image":"pyfn:latest"}"#);
+    assert_eq!(r.status, 202, "{}", r.text());
+    let answer = d.call("/function/pyfn/x");
+    assert_eq!(answer.status, 200, "{}\n{}", answer.text(), d.stderr());
+    assert_eq!(field(&answer.text(), "seccomp="), "0", "{}", answer.text());
 }

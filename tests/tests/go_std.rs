@@ -3,9 +3,9 @@
 //! under shunt, and the Go test binaries must make no trapped call (every
 //! system call through the gate).
 //!
-//! Timing-sensitive tests can flip on a loaded 2-core machine: a test that
-//! fails under shunt after passing natively is run again on its own, up to
-//! twice, natively and under shunt, before it counts as a regression.
+//! Each binary runs once natively and once under shunt; the sets of passed
+//! tests and the exit statuses are compared, and any difference fails: no
+//! re-runs that would let a flaky or crashing runtime pass.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -23,6 +23,8 @@ struct Results {
     pass: BTreeSet<String>,
     fail: BTreeSet<String>,
     skip: BTreeSet<String>,
+    /// The test binary's exit status (`-1` for a signal).
+    code: i32,
 }
 
 fn parse(out: &str) -> Results {
@@ -59,7 +61,7 @@ fn permissive_policy() -> PathBuf {
     p
 }
 
-fn test_cmd(bin: &Path, dir: &Path, under_shunt: Option<&Path>, run: Option<&str>) -> Command {
+fn test_cmd(bin: &Path, dir: &Path, under_shunt: Option<&Path>) -> Command {
     let mut cmd = match under_shunt {
         Some(stats) => {
             let mut c = Command::new(shunt());
@@ -69,17 +71,14 @@ fn test_cmd(bin: &Path, dir: &Path, under_shunt: Option<&Path>, run: Option<&str
         None => Command::new(bin),
     };
     cmd.current_dir(dir).args(["-test.short", "-test.v", "-test.timeout=600s", "-test.count=1"]);
-    if let Some(name) = run {
-        cmd.arg(format!("-test.run=^{name}$"));
-    }
     cmd
 }
 
-fn run_tests(bin: &Path, dir: &Path, under_shunt: Option<&Path>, only: Option<&str>) -> Results {
-    let o = run(test_cmd(bin, dir, under_shunt, only), None, Duration::from_secs(900));
+fn run_tests(bin: &Path, dir: &Path, under_shunt: Option<&Path>) -> Results {
+    let o = run(test_cmd(bin, dir, under_shunt), None, Duration::from_secs(900));
     let mut text = o.stdout_str();
     text.push_str(&o.stderr_str());
-    parse(&text)
+    Results { code: o.status.code().unwrap_or(-1), ..parse(&text) }
 }
 
 #[test]
@@ -97,9 +96,9 @@ fn go_std_tests_pass_under_shunt_with_zero_traps() {
         assert!(o.status.success(), "shunt go test -c {pkg} failed:\n{}", o.stderr_str());
         let dir = package_dir(pkg);
 
-        let native = run_tests(&bin, &dir, None, None);
+        let native = run_tests(&bin, &dir, None);
         let stats_file = work.path().join(format!("{name}.stats.json"));
-        let shunted = run_tests(&bin, &dir, Some(&stats_file), None);
+        let shunted = run_tests(&bin, &dir, Some(&stats_file));
         let stats: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&stats_file).unwrap_or_else(|e| panic!("{pkg}: no stats ({e})")))
                 .unwrap();
@@ -113,17 +112,12 @@ fn go_std_tests_pass_under_shunt_with_zero_traps() {
             }
         }
 
-        let mut lost: Vec<String> = native.pass.difference(&shunted.pass).cloned().collect();
-        // Retry each, natively and under shunt, before calling it a regression.
-        lost.retain(|t| {
-            (0..2).all(|_| {
-                let n = run_tests(&bin, &dir, None, Some(t));
-                let s = run_tests(&bin, &dir, Some(&work.path().join("retry.json")), Some(t));
-                n.pass.contains(t) && !s.pass.contains(t)
-            })
-        });
-        for t in &lost {
-            regressions.push(format!("{pkg}: {t}"));
+        for t in native.pass.symmetric_difference(&shunted.pass) {
+            let (n, s) = if native.pass.contains(t) { ("passes", "does not") } else { ("does not pass", "passes") };
+            regressions.push(format!("{pkg}: {t} {n} natively and {s} under shunt"));
+        }
+        if native.code != shunted.code {
+            regressions.push(format!("{pkg}: the test binary exits {} natively and {} under shunt", native.code, shunted.code));
         }
         summary.push(format!(
             "{pkg:<14} native: {:>4} pass {:>3} fail {:>3} skip | shunt: {:>4} pass {:>3} fail {:>3} skip | gate entries {:>8} trapped {}",
@@ -133,7 +127,7 @@ fn go_std_tests_pass_under_shunt_with_zero_traps() {
         ));
     }
     println!("Go standard-library tests, natively and under shunt:\n{}", summary.join("\n"));
-    assert!(regressions.is_empty(), "tests that pass natively but fail under shunt:\n{}\n\n{}", regressions.join("\n"), summary.join("\n"));
+    assert!(regressions.is_empty(), "differences between native and shunt runs:\n{}\n\n{}", regressions.join("\n"), summary.join("\n"));
     let go_traps: Vec<_> = trapped_programs.iter().filter(|(k, _)| k.ends_with(".test")).collect();
     assert!(go_traps.is_empty(), "Go test binaries made trapped calls: {go_traps:?}\n{}", summary.join("\n"));
     println!("trapped calls of other programs the tests ran: {trapped_programs:?}");

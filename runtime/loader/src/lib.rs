@@ -46,8 +46,8 @@ use shunt_core::kernel::{self, KernelSigaction};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("{0}: cannot read: {1}")]
-    Read(PathBuf, std::io::Error),
+    #[error(transparent)]
+    Input(#[from] shunt_userfile::InputError),
     #[error("{0}: not an ELF file")]
     NotElf(PathBuf),
     #[error("{0}: a 32-bit ELF; shunt runs x86-64 programs")]
@@ -73,6 +73,8 @@ pub enum LoadError {
 }
 
 const PAGE: u64 = 4096;
+/// The end of x86-64 user memory (4-level paging): no segment reaches it.
+const USER_TOP: u64 = 1 << 47;
 const STACK_SIZE: usize = 8 << 20;
 
 fn down(x: u64) -> u64 {
@@ -152,13 +154,28 @@ impl Image {
     /// Reads and checks `path`: a program, or (`interpreter`) the dynamic
     /// loader of one, which relocates itself.
     fn read(path: &Path, interpreter: bool) -> Result<Image, LoadError> {
+        let data = shunt_userfile::read(path, shunt_userfile::limit::ELF)?;
+        Image::check(path, data, interpreter)
+    }
+
+    /// Checks the ELF `data` of a program (read from `path`, which names it
+    /// in errors): everything [`Image::map`] relies on is checked here, so a
+    /// hostile file is refused with a message rather than crashing the
+    /// loader.
+    pub fn parse(path: &Path, data: Vec<u8>) -> Result<Image, LoadError> {
+        Image::check(path, data, false)
+    }
+
+    /// [`Image::parse`] of a program, or (`interpreter`) of a dynamic loader.
+    fn check(path: &Path, data: Vec<u8>, interpreter: bool) -> Result<Image, LoadError> {
         let p = || path.to_path_buf();
-        let data = std::fs::read(path).map_err(|e| LoadError::Read(p(), e))?;
         if !data.starts_with(b"\x7fELF") {
             return Err(LoadError::NotElf(p()));
         }
-        if data.get(4) != Some(&2) {
-            return Err(LoadError::Class32(p()));
+        match data.get(4) {
+            Some(2) => {}
+            Some(1) => return Err(LoadError::Class32(p())),
+            _ => return Err(LoadError::Malformed(p(), "no valid ELF class".into())),
         }
         let bad = |e: object::read::Error| LoadError::Malformed(p(), e.to_string());
         let hdr = elf::FileHeader64::<Endianness>::parse(&*data).map_err(bad)?;
@@ -199,6 +216,11 @@ impl Image {
             if filesz > memsz || offset.checked_add(filesz).is_none_or(|end| end > data.len() as u64) {
                 return Err(LoadError::Malformed(p(), format!("segment at {vaddr:#x} lies outside the file")));
             }
+            // The whole segment, rounded to pages, must lie in the user
+            // half of the address space (no wrap-around).
+            if vaddr.checked_add(memsz).is_none_or(|end| end > USER_TOP) {
+                return Err(LoadError::Malformed(p(), format!("segment at {vaddr:#x} of {memsz:#x} bytes lies outside user memory")));
+            }
             if vaddr % PAGE != offset % PAGE {
                 return Err(LoadError::Malformed(p(), format!("segment at {vaddr:#x} is not page-congruent")));
             }
@@ -234,6 +256,14 @@ impl Image {
                 RelocError::Type(t) => LoadError::Relocation(p(), t),
                 RelocError::Bad(m) => LoadError::Malformed(p(), m),
             })?;
+            // Each relocation writes 8 bytes: they must lie in a segment
+            // the image maps (the loader writes them before protecting it).
+            for &(off, _) in &relocs {
+                let inside = off.checked_add(8).is_some_and(|end| loads.iter().any(|l| off >= l.0 && end <= l.0 + l.1));
+                if !inside {
+                    return Err(LoadError::Malformed(p(), format!("relocation at {off:#x} lies outside the image's segments")));
+                }
+            }
         }
         Ok(Image {
             path: p(),
@@ -370,11 +400,12 @@ fn relative_relocs(
         let off = phdrs
             .iter()
             .filter(|p| p.p_type(endian) == elf::PT_LOAD)
-            .find(|p| rela >= p.p_vaddr(endian) && rela < p.p_vaddr(endian) + p.p_filesz(endian))
+            .find(|p| rela >= p.p_vaddr(endian) && rela - p.p_vaddr(endian) < p.p_filesz(endian))
             .map(|p| rela - p.p_vaddr(endian) + p.p_offset(endian))
             .ok_or_else(|| RelocError::Bad("DT_RELA outside the file".into()))?;
         let n = relasz as usize / core::mem::size_of::<elf::Rela64<Endianness>>();
-        let table: &[elf::Rela64<Endianness>] = object::pod::slice_from_bytes(&data[off as usize..], n)
+        let rest = data.get(off as usize..).ok_or_else(|| RelocError::Bad("DT_RELA outside the file".into()))?;
+        let table: &[elf::Rela64<Endianness>] = object::pod::slice_from_bytes(rest, n)
             .map(|(t, _)| t)
             .map_err(|_| RelocError::Bad("truncated relocation table".into()))?;
         for r in table {

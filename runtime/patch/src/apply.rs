@@ -48,8 +48,21 @@ unsafe extern "C" fn collect(info: *mut libc::dl_phdr_info, _size: usize, data: 
     for p in phdrs {
         if p.p_type == libc::PT_LOAD {
             loads.push((p.p_vaddr, p.p_memsz, p.p_flags));
-        } else if p.p_type == libc::PT_NOTE && build_id.is_none() {
-            // SAFETY: a PT_NOTE segment lies in a PT_LOAD of the loaded object.
+        }
+    }
+    for p in phdrs {
+        if p.p_type != libc::PT_NOTE || build_id.is_some() {
+            continue;
+        }
+        // A note is read only where a readable PT_LOAD maps it: the headers
+        // of a hostile library may point it anywhere (the kernel and ld.so
+        // never read it, so such a library loads).
+        let inside = p.p_vaddr.checked_add(p.p_memsz).is_some_and(|end| {
+            loads.iter().any(|&(v, m, f)| f & libc::PF_R != 0 && p.p_vaddr >= v && v.checked_add(m).is_some_and(|e| end <= e))
+        });
+        if inside {
+            // SAFETY: the notes lie inside a readable PT_LOAD segment of
+            // the loaded object (checked just above), mapped while it is loaded.
             let notes = unsafe { core::slice::from_raw_parts((base + p.p_vaddr) as *const u8, p.p_memsz as usize) };
             build_id = gnu_build_id(notes).map(hex);
         }
@@ -70,7 +83,8 @@ pub fn gnu_build_id(mut notes: &[u8]) -> Option<&[u8]> {
         if desc_end > notes.len() {
             return None;
         }
-        if ty == NT_GNU_BUILD_ID && namesz == 4 && &notes[12..16] == b"GNU\0" {
+        // (an empty build-id identifies nothing: no build-id)
+        if ty == NT_GNU_BUILD_ID && namesz == 4 && &notes[12..16] == b"GNU\0" && descsz > 0 {
             return Some(&notes[name_end..name_end + descsz]);
         }
         notes = &notes[desc_end..];
@@ -165,7 +179,7 @@ pub fn apply_loaded(glibc_too: bool, make: Option<PlanMaker>) -> Report {
         let t0 = std::time::Instant::now();
         let (plan, path) = match (found, make) {
             (Some(path), _) => {
-                let plan = std::fs::read_to_string(&path)
+                let plan = shunt_userfile::read_to_string(&path, shunt_userfile::limit::PLAN)
                     .map_err(|e| e.to_string())
                     .and_then(|t| Plan::parse(&t).map_err(|e| e.to_string()));
                 (plan, path)

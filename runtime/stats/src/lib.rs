@@ -149,6 +149,8 @@ pub struct Report {
 pub enum StatsError {
     #[error("{0}: {1}")]
     Io(String, std::io::Error),
+    #[error(transparent)]
+    Input(#[from] shunt_userfile::InputError),
     #[error("{0}: {1}")]
     Segment(String, SegmentError),
     #[error("{0} is not a stats report: {1}")]
@@ -236,12 +238,13 @@ impl Report {
 
     /// Reads a report file.
     pub fn read(path: &Path) -> Result<Report, StatsError> {
-        let text = std::fs::read_to_string(path).map_err(|e| StatsError::Io(path.display().to_string(), e))?;
+        let text = shunt_userfile::read_to_string(path, shunt_userfile::limit::STATS)?;
         Report::from_json(&path.display().to_string(), &text)
     }
 
     /// Writes the report to `path` atomically (a temporary file, then rename).
     pub fn write(&self, path: &Path) -> Result<(), StatsError> {
+        shunt_userfile::check_output(path)?;
         let tmp = path.with_extension("tmp-shunt");
         std::fs::write(&tmp, self.to_json()).map_err(|e| StatsError::Io(tmp.display().to_string(), e))?;
         std::fs::rename(&tmp, path).map_err(|e| StatsError::Io(path.display().to_string(), e))

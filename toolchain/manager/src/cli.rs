@@ -6,7 +6,9 @@
 //! a policy that also lets it set up its functions' mount namespaces),
 //! passes signals on, and exits as it exits; the copy serves, with its own
 //! stats in `/metrics` (`shunt_daemon_syscalls_total`). Its functions run on
-//! the runtime too, each an instance of its own. `--native` runs the daemon
+//! the runtime too, each an instance of its own, isolated by default (a
+//! seccomp filter of its policy, `--no-isolate` to leave it cooperative
+//! only). `--native` runs the daemon
 //! and every function without the runtime, for comparison.
 
 use std::net::SocketAddr;
@@ -39,9 +41,16 @@ pub struct DaemonArgs {
     /// No basic auth on /system/* (for local development only).
     #[arg(long)]
     pub no_auth: bool,
-    /// Run the daemon and every function without the shunt runtime.
+    /// Run the daemon and every function without the shunt runtime (and
+    /// so without the isolation filter).
     #[arg(long)]
     pub native: bool,
+    /// Do not put the functions under a seccomp filter of their policy. By
+    /// default every function instance on the runtime is isolated as with
+    /// `shunt run --isolate`: its policy's deny and kill rules hold in the
+    /// kernel even for a function that goes around the runtime.
+    #[arg(long)]
+    pub no_isolate: bool,
     /// Largest request body for a function, bytes (413 above it).
     #[arg(long, value_name = "BYTES", default_value_t = 32 << 20)]
     pub max_body: u64,
@@ -179,7 +188,9 @@ pub fn run(args: DaemonArgs, images: impl FnOnce(&std::path::Path) -> Result<Arc
         return served;
     }
     let sup = sup::Supervisor::start().context("cannot start the instance supervisor")?;
-    let options = if args.native { None } else { Some(args.runtime_options()) };
+    // Functions are the untrusted code: each instance gets the kernel
+    // filter of its policy (the daemon's own instance does not need one).
+    let options = if args.native { None } else { Some(sup::ShuntOptions { isolate: !args.no_isolate, ..args.runtime_options() }) };
     serve_with(&args, move |rt| Arc::new(Supervised::new(sup, options, rt)) as Arc<dyn Backend>, images)
 }
 

@@ -80,7 +80,7 @@ fn audit_go(file: &Path, json: bool) -> Option<Result<ExitCode>> {
 
 pub fn run(a: AuditArgs) -> Result<ExitCode> {
     // Reading errors and non-ELF input are reported by the ELF auditor below.
-    if let Ok(data) = std::fs::read(&a.file) {
+    if let Ok(data) = shunt_userfile::read(&a.file, shunt_userfile::limit::ELF) {
         if detect_mode(&data) == Mode::Go {
             if let Some(r) = audit_go(&a.file, a.json) {
                 return r;

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
 use shunt_stats::{Class, Report};
 
@@ -20,7 +20,7 @@ pub fn run(a: StatsArgs) -> Result<()> {
 }
 
 pub fn show(file: &Path, top: usize) -> Result<()> {
-    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let text = shunt_userfile::read_to_string(file, shunt_userfile::limit::STATS)?;
     let r = Report::from_json(&file.display().to_string(), &text)?;
     println!("{} process(es)", r.processes);
     print!("{:<22}", "");

@@ -93,11 +93,30 @@ pub(crate) fn manifest_path(l: &Loaded) -> PathBuf {
     l.dir.join("build").join(".shunt").join("bundles.json")
 }
 
+/// The bundles recorded in the manifest (none when it does not exist yet).
+/// A manifest that cannot be read is an error, never an empty list: the
+/// next write would drop every function it recorded.
+pub(crate) fn read_manifest(manifest: &Path) -> Result<Vec<Bundle>> {
+    let text = match shunt_userfile::read_to_string(manifest, shunt_userfile::limit::STACK) {
+        Ok(t) => t,
+        Err(e) if e.io_kind() == Some(std::io::ErrorKind::NotFound) => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    };
+    serde_json::from_str(&text).map_err(|e| {
+        anyhow!(
+            "{}: not a bundle manifest ({e}); fix it, or remove it and rebuild every function of the stack",
+            manifest.display()
+        )
+    })
+}
+
 /// `shunt faas build`: returns the bundles made.
 pub fn build(a: &BuildArgs) -> Result<Vec<Bundle>> {
     let l = load_stack(a.stack.file.as_deref())?;
     let fns = selected(&l, &a.stack.filter)?;
     // Check everything before building anything.
+    let manifest = manifest_path(&l);
+    let mut all = read_manifest(&manifest)?;
     let mut plan = Vec::new();
     for (name, f) in &fns {
         let (lang, tdir, t) = template_of(&l, name, f)?;
@@ -124,16 +143,15 @@ pub fn build(a: &BuildArgs) -> Result<Vec<Bundle>> {
             bundles.push(build_variant(name, &lang, &ctx, &recipe, true, f)?);
         }
     }
-    let manifest = manifest_path(&l);
-    let mut all: Vec<Bundle> = std::fs::read_to_string(&manifest)
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or_default();
     all.retain(|b| !bundles.iter().any(|n| n.name == b.name && n.variant == b.variant));
     all.extend(bundles.iter().cloned());
     all.sort_by(|x, y| (&x.name, &x.variant).cmp(&(&y.name, &y.variant)));
     std::fs::create_dir_all(manifest.parent().unwrap())?;
-    std::fs::write(&manifest, serde_json::to_string_pretty(&all)? + "\n")?;
+    // Through a temporary file and rename: a build stopped half-way
+    // leaves the old manifest whole.
+    let tmp = manifest.with_extension(format!("json.{}.tmp", std::process::id()));
+    std::fs::write(&tmp, serde_json::to_string_pretty(&all)? + "\n").with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, &manifest).with_context(|| format!("cannot write {}", manifest.display()))?;
     // The daemon's image store (found by the daemon's own rule) gets one
     // OCI image per function, named by its stack `image:`.
     let state = a.state_dir.clone().unwrap_or_else(shunt_manager::state::dir::default_state_dir);

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use serde::{Deserialize, Serialize};
 
 /// The parts of an OpenFaaS stack file shunt uses (unknown keys ignored).
@@ -81,14 +81,78 @@ pub fn load_stack(file: Option<&Path>) -> Result<Loaded> {
             .find(|p| p.is_file())
             .ok_or_else(|| anyhow!("no stack.yaml or stack.yml here; name one with -f"))?,
     };
-    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-    let stack: Stack = serde_yaml_ng::from_str(&text)
+    let text = shunt_userfile::read_to_string(&path, shunt_userfile::limit::STACK)?;
+    let stack = parse_stack(&path, &text)?;
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
+    Ok(Loaded { path, dir, stack })
+}
+
+/// How deep brackets may nest in a stack file. Real stack files nest a few
+/// levels; the YAML parser takes time quadratic in the depth (100,000
+/// nested `[` took 24 s), so deeper input is refused before it is parsed.
+const MAX_NESTING: usize = 64;
+
+/// Parses the text of the stack file `path` (named in errors).
+pub fn parse_stack(path: &Path, text: &str) -> Result<Stack> {
+    check_nesting(path, text)?;
+    let stack: Stack = serde_yaml_ng::from_str(text)
         .map_err(|e| anyhow!("{}: not a valid stack file: {}", path.display(), one_line(&e.to_string())))?;
     if stack.functions.is_empty() {
         bail!("{}: no functions", path.display());
     }
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
-    Ok(Loaded { path, dir, stack })
+    // Names and paths become directories that builds clear and fill
+    // (`build/<name>/`, `build/.shunt/<name>/`): `..`, `/x` or `""` there
+    // would delete the stack or files outside it. Checked before any file
+    // is touched.
+    for (name, f) in &stack.functions {
+        shunt_manager::names::check("function", name)
+            .map_err(|e| anyhow!("{}: {e} (function names are RFC 1123 labels, as faas-cli requires)", path.display()))?;
+        if let Some(h) = &f.handler {
+            inside("handler", h).map_err(|why| anyhow!("{}: function {name}: handler {h:?} {why}", path.display()))?;
+        }
+        if let Some(lang) = &f.lang {
+            if lang.is_empty() || lang.contains('/') || lang == "." || lang == ".." || lang.contains('\0') {
+                bail!("{}: function {name}: lang {lang:?} is not a template name", path.display());
+            }
+        }
+    }
+    Ok(stack)
+}
+
+/// Whether `p` names a path inside the directory it is relative to: not
+/// absolute, no `..` (a handler of `..` would be copied into itself).
+pub(crate) fn inside(what: &str, p: &str) -> std::result::Result<(), String> {
+    let path = Path::new(p);
+    if p.is_empty() || p.contains('\0') {
+        return Err(format!("is not a {what} path"));
+    }
+    if path.is_absolute() {
+        return Err("is absolute; give a path inside the stack's directory".into());
+    }
+    if path.components().any(|c| c == std::path::Component::ParentDir) {
+        return Err("leaves the stack's directory (`..`); give a path inside it".into());
+    }
+    Ok(())
+}
+
+/// Refuses YAML whose flow collections (`[`, `{`) nest deeper than
+/// [`MAX_NESTING`]. Brackets inside quoted strings count too: harmless,
+/// since no stack file has 64 unbalanced ones.
+fn check_nesting(path: &Path, text: &str) -> Result<()> {
+    let mut depth = 0usize;
+    for b in text.bytes() {
+        match b {
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    bail!("{}: brackets nest more than {MAX_NESTING} levels deep; not a stack file", path.display());
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn one_line(s: &str) -> String {
@@ -117,9 +181,13 @@ pub(crate) fn template_of(l: &Loaded, name: &str, f: &Function) -> Result<(Strin
             file.display()
         );
     }
-    let text = std::fs::read_to_string(&file)?;
+    let text = shunt_userfile::read_to_string(&file, shunt_userfile::limit::STACK)?;
+    check_nesting(&file, &text)?;
     let t: Template = serde_yaml_ng::from_str(&text)
         .map_err(|e| anyhow!("{}: not a valid template.yml: {}", file.display(), one_line(&e.to_string())))?;
+    if let Some(folder) = &t.handler_folder {
+        inside("handler_folder", folder).map_err(|why| anyhow!("{}: handler_folder {folder:?} {why}", file.display()))?;
+    }
     if t.shunt.is_none() {
         bail!("{stack}: function {name}: template `{lang}` is not a shunt template ({} has no `shunt:` section)", file.display());
     }
@@ -130,7 +198,7 @@ pub(crate) fn template_of(l: &Loaded, name: &str, f: &Function) -> Result<(Strin
 /// function outside a stack, like the benchmarks).
 pub fn read_template(dir: &Path) -> Result<Template> {
     let file = dir.join("template.yml");
-    let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
+    let text = shunt_userfile::read_to_string(&file, shunt_userfile::limit::STACK)?;
     serde_yaml_ng::from_str(&text).map_err(|e| anyhow!("{}: {}", file.display(), one_line(&e.to_string())))
 }
 

@@ -169,10 +169,10 @@ pub(crate) fn up(a: &UpArgs) -> Result<ExitCode> {
     let l = load_stack(a.stack.file.as_deref())?;
     let fns = selected(&l, &a.stack.filter)?;
     let manifest = manifest_path(&l);
-    let all: Vec<Bundle> = std::fs::read_to_string(&manifest)
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .ok_or_else(|| anyhow!("{}: no built functions; run `shunt faas build -f {}` first", manifest.display(), l.path.display()))?;
+    let all: Vec<Bundle> = super::build::read_manifest(&manifest)?;
+    if all.is_empty() {
+        bail!("{}: no built functions; run `shunt faas build -f {}` first", manifest.display(), l.path.display());
+    }
     let variant = if a.native { "native" } else { "shunt" };
     let mut bundles = Vec::new();
     for (name, _) in &fns {

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
 /// The report of an instance: the one schema (`shunt_stats::Report`).
 pub use shunt_stats::Report;
@@ -36,30 +36,5 @@ pub fn write_to(report: &Report, out: &Path) -> Result<()> {
 /// a directory or a symbolic link (a report path of `/dev/null` must not
 /// destroy `/dev/null`), and its directory must exist.
 pub fn check_stats_path(out: &Path) -> Result<()> {
-    match std::fs::symlink_metadata(out) {
-        Ok(m) if m.file_type().is_file() => {
-            if m.permissions().readonly() {
-                bail!("{}: the stats file is read-only; remove it or name another", out.display());
-            }
-            Ok(())
-        }
-        Ok(m) => {
-            let what = if m.file_type().is_symlink() {
-                "a symbolic link"
-            } else if m.is_dir() {
-                "a directory"
-            } else {
-                "not a regular file"
-            };
-            bail!("{}: {what}; the stats report replaces only a regular file — name a new path", out.display())
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let dir = out.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-            if !dir.is_dir() {
-                bail!("{}: directory {} does not exist", out.display(), dir.display());
-            }
-            Ok(())
-        }
-        Err(e) => bail!("{}: {e}", out.display()),
-    }
+    Ok(shunt_userfile::check_output(out)?)
 }

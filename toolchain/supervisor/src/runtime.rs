@@ -34,7 +34,7 @@ pub fn load_policy(file: Option<&Path>) -> Result<Compiled> {
     match file {
         None => Ok(Compiled::builtin()),
         Some(f) => {
-            let text = std::fs::read_to_string(f).with_context(|| format!("cannot read policy {}", f.display()))?;
+            let text = shunt_userfile::read_to_string(f, shunt_userfile::limit::POLICY).map_err(|e| anyhow!("policy {e}"))?;
             Ok(Compiled::from_toml(&f.display().to_string(), &text)?)
         }
     }
@@ -171,17 +171,17 @@ pub fn classify(path: &Path) -> Result<Kind> {
     if meta.permissions().mode() & 0o111 == 0 {
         bail!("{}: not executable (chmod +x it, or run its interpreter)", path.display());
     }
-    let data = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let data = shunt_userfile::read(path, shunt_userfile::limit::ELF)?;
     if data.starts_with(b"#!") {
         return Ok(Kind::Script);
     }
     if !data.starts_with(b"\x7fELF") {
         bail!("{}: not an ELF executable or a #! script", path.display());
     }
-    if data.len() < 5 || data[4] != 2
-    /* ELFCLASS64 */
-    {
-        bail!("{}: a 32-bit ELF; shunt runs x86-64 programs", path.display());
+    match data.get(4) {
+        Some(2) => {} // ELFCLASS64
+        Some(1) => bail!("{}: a 32-bit ELF; shunt runs x86-64 programs", path.display()),
+        _ => bail!("{}: truncated or malformed ELF (no valid ELF class)", path.display()),
     }
     let hdr = elf::FileHeader64::<Endianness>::parse(&*data)
         .map_err(|e| anyhow!("{}: malformed ELF header ({e})", path.display()))?;

@@ -189,6 +189,20 @@ fn invoke(conn: &mut Conn, d: &Daemon, lang: &str, body: &[u8], s: &mut Samples)
     Ok((us, conn.watched().and_then(|v| v.parse().ok())))
 }
 
+/// POSTs until the first successful answer (bounded by [`WAIT`]): a
+/// container's of-watchdog reports healthy before its upstream listens
+/// and answers 500 until it does, so "first successful response" is the
+/// first 200. Returns that answer's status and body.
+fn first_success(c: &mut Conn, path: &str, body: &[u8]) -> Result<(u16, Vec<u8>)> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (status, resp) = c.post(path, body)?;
+        if status == 200 || Instant::now() >= deadline {
+            return Ok((status, resp));
+        }
+    }
+}
+
 /// Sum and count of a histogram of the function, from the daemon's metrics.
 fn histogram(d: &Daemon, name: &str, lang: &str) -> Result<(f64, f64)> {
     let text = d.metrics()?;
@@ -219,7 +233,7 @@ fn cold_start(d: &Daemon, lang: &str, body: &[u8], s: &mut Samples) -> Result<()
     let t0 = Instant::now();
     d.deploy(&f, &image(lang), ENV)?;
     let mut c = Conn::connect("127.0.0.1", d.port)?;
-    let (status, resp) = c.post(&path, body)?;
+    let (status, resp) = first_success(&mut c, &path, body)?;
     let took = t0.elapsed();
     if status != 200 || resp != reference_answer(body, runtime_field(lang)).as_bytes() {
         bail!("{}: the first call after deploying {f} answered {status}: {}", d.name, String::from_utf8_lossy(&resp));
@@ -232,7 +246,7 @@ fn cold_start(d: &Daemon, lang: &str, body: &[u8], s: &mut Samples) -> Result<()
     let waited = histogram(d, "shunt_function_cold_start_seconds", lang)?;
     let mut c = Conn::connect("127.0.0.1", d.port)?;
     let t0 = Instant::now();
-    let (status, resp) = c.post(&path, body)?;
+    let (status, resp) = first_success(&mut c, &path, body)?;
     let took = t0.elapsed();
     if status != 200 || resp != reference_answer(body, runtime_field(lang)).as_bytes() {
         bail!("{}: the first call after scaling {f} to zero answered {status}: {}", d.name, String::from_utf8_lossy(&resp));
@@ -322,6 +336,7 @@ pub fn run(a: PlatformArgs) -> Result<()> {
         for d in &daemons {
             let mut c = Conn::connect("127.0.0.1", d.port)?;
             c.watch(shunt_manager::proxy::GATEWAY_US);
+            first_success(&mut c, &format!("/function/{f}"), &bodies[0])?; // waits for the instance
             let mut warm = Samples::default(); // not recorded
             for b in bodies.iter().cycle().take(20) {
                 invoke(&mut c, d, lang, b, &mut warm)?; // the first call waits for the instance

@@ -25,7 +25,7 @@ pub const TARGETS: &[(&str, fn(&[u8]))] = &[
 /// The static loader's checks (`shunt load`, `shunt run` of a static
 /// program): everything it maps and relocates later is checked here.
 pub fn loader_elf(data: &[u8]) {
-    let _ = shunt_loader::is_self_contained(data);
+    let _ = shunt_loader::loader_runs(data);
     let _ = shunt_loader::Image::parse(Path::new("fuzz.elf"), data.to_vec());
 }
 

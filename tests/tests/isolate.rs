@@ -23,6 +23,12 @@ fn policy(dir: &Path) -> String {
 /// Runs `escape <args>` natively, under shunt, and under shunt --isolate,
 /// each with its own target directory `<tmp>/<which>/made` in place of
 /// `{DIR}`. Returns the three outcomes and whether each made the directory.
+///
+/// The shunt runs load the program without rewriting its syscall sites
+/// (`--no-rewrite`): the escapes attack the trap fallback, which is the path
+/// of every site load-time rewriting cannot reach (code generated at run
+/// time, sites the planner leaves alone). A rewritten site calls the gate,
+/// where disarming SUD or flipping the selector changes nothing.
 fn three_ways(args: &[&str]) -> [(Outcome, bool); 3] {
     let tmp = tempfile::tempdir().unwrap();
     let pol = policy(tmp.path());
@@ -38,7 +44,7 @@ fn three_ways(args: &[&str]) -> [(Outcome, bool); 3] {
         let o = match extra {
             None => native(&argv, None),
             Some(extra) => {
-                let mut shunt_args = vec!["--policy", pol.as_str()];
+                let mut shunt_args = vec!["--policy", pol.as_str(), "--no-rewrite"];
                 shunt_args.extend_from_slice(extra);
                 under_shunt(&argv, None, &shunt_args).0
             }

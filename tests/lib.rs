@@ -80,6 +80,7 @@ pub fn run(mut cmd: Command, stdin: Option<&[u8]>, limit: Duration) -> Outcome {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+        // SAFETY: kill(2) takes plain integers; no memory is shared.
         unsafe { libc::kill(pid as i32, libc::SIGKILL) };
         true
     });

@@ -145,9 +145,11 @@ fn start(mode: Mode, watchdog: &Path, env: &[(&str, &str)]) -> Watchdog {
 /// Ends what is left of the process group a watchdog led.
 fn end_group(s: &Server) {
     let group = -(s.child.id() as i32);
+    // SAFETY: kill(2) takes plain integers; no memory is shared.
     unsafe { libc::kill(group, libc::SIGKILL) };
     // Until every member is gone (and its ports with it); bounded.
     let t0 = std::time::Instant::now();
+    // SAFETY: as above (signal 0 only probes whether the group exists).
     while unsafe { libc::kill(group, 0) } == 0 && t0.elapsed() < Duration::from_secs(10) {
         std::thread::yield_now();
     }

@@ -15,11 +15,30 @@
 //!    `SHUNT_DEBUG=1`, one line on stderr says so. `SHUNT_DEBUG=1` also
 //!    prints what was patched and what it cost;
 //! 4. rewrites every other loaded object (the program, its libraries) from
-//!    its plan, made on first sight (`SHUNT_REWRITE=0`, `shunt run
-//!    --no-rewrite`, turns this off), and, through the interposed
-//!    [`dlopen`], every object loaded later while the process is still
-//!    single-threaded (once other threads exist, text they may be running is
-//!    never rewritten: such objects stay on the trap fallback).
+//!    its plan (`SHUNT_REWRITE=0`, `shunt run --no-rewrite`, turns this
+//!    off), and, through the interposed [`dlopen`], every object loaded
+//!    later while the process is still single-threaded (once other threads
+//!    exist, text they may be running is never rewritten: such objects stay
+//!    on the trap fallback).
+//!
+//! # Plans are made out of process
+//!
+//! This library only *applies* plans (`shunt_patch`'s applier: no x86
+//! decoder, no ELF parser, no serde). A plan is found in the plan
+//! directories by the object's build-id; an object seen for the first time
+//! is planned by a helper process, `shunt glibc plan-for FILE`, which
+//! checks the file is the loaded object, plans it (or finds its cached
+//! plan), caches it for the next process and prints it on a pipe. The
+//! helper is started with raw system calls from the runtime's own text
+//! (`clone` without `SIGCHLD`, so the program's `wait` never sees it, then
+//! `execve` of the shunt binary with a small clean environment): it is no
+//! process of the instance and none of its calls is counted. Why a helper
+//! rather than plans made only by `shunt run` before the program starts:
+//! the objects a program will load are known only as it loads them
+//! (`dlopen`, programs it `exec`s), and planning in process would put the
+//! planner (iced-x86, `object`, serde) into every program's address space.
+//! When no helper can run (no shunt binary found, or it fails), the object
+//! is not rewritten and its calls stay on the trap fallback, counted.
 //!
 //! The trap fallback (Syscall User Dispatch) is armed when it has something to
 //! report: inside an instance (`shunt run`, or a process of a stand-alone
@@ -34,6 +53,8 @@
 use std::os::raw::{c_char, c_int, c_void};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+mod planner;
+
 extern "C" fn shunt_init(_argc: i32, _argv: *const *const c_char, _envp: *const *const c_char) {
     // Decides the trap fallback too (armed inside an instance, unless
     // SHUNT_TRAP=0; off for a program run natively, unless SHUNT_TRAP=1), and
@@ -43,6 +64,9 @@ extern "C" fn shunt_init(_argc: i32, _argv: *const *const c_char, _envp: *const 
         Err(e) => fail(&e),
     };
     let (patch, rewrite) = (opts.patch, opts.rewrite);
+    if rewrite {
+        planner::set_helper(opts.exe.clone(), opts.lib.clone());
+    }
     // Children of a stand-alone instance join it: execve adds the instance's
     // variables to every new image (runtime/core/src/sys/exec.rs).
     if let Err(e) = shunt_install::install(opts) {
@@ -56,7 +80,7 @@ extern "C" fn shunt_init(_argc: i32, _argv: *const *const c_char, _envp: *const 
     // glibc is called while patching (plan files, dl_iterate_phdr): keep those
     // calls out of the trap statistics.
     shunt_core::trap::with_allow(|| {
-        let make = |file: &std::path::Path, id: Option<&str>| plan_object(file, id);
+        let make = |file: &std::path::Path, id: Option<&str>| planner::plan_out_of_process(file, id);
         let report = shunt_patch::apply_loaded(patch, rewrite.then_some(&make as shunt_patch::PlanMaker));
         if debug {
             eprintln!("shunt: {report}");
@@ -97,7 +121,7 @@ pub unsafe extern "C" fn dlopen(file: *const c_char, mode: c_int) -> *mut c_void
     if !handle.is_null() && REWRITE_LATER.load(Ordering::Relaxed) && shunt_core::installed() {
         let debug = std::env::var_os("SHUNT_DEBUG").is_some_and(|v| !v.is_empty() && v != "0");
         shunt_core::trap::with_allow(|| {
-            let make = |file: &std::path::Path, id: Option<&str>| plan_object(file, id);
+            let make = |file: &std::path::Path, id: Option<&str>| planner::plan_out_of_process(file, id);
             let report = shunt_patch::apply_loaded(false, Some(&make as shunt_patch::PlanMaker));
             if debug && (!report.objects.is_empty() || report.refused.is_some()) {
                 eprintln!("shunt: after dlopen: {report}");
@@ -105,18 +129,6 @@ pub unsafe extern "C" fn dlopen(file: *const c_char, mode: c_int) -> *mut c_void
         });
     }
     handle
-}
-
-/// The plan of a loaded object other than glibc (the program, its other
-/// libraries): cached by key like glibc's, or planned now, once per build of
-/// the object (`shunt_glibc_patch::cached_or_new_plan`).
-fn plan_object(file: &std::path::Path, loaded_id: Option<&str>) -> Result<shunt_patch::Plan, String> {
-    let data = std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-    let key = shunt_glibc_patch::elf::plan_key(&data);
-    if loaded_id.is_some_and(|id| id != key) {
-        return Err(format!("{} on disk is not the loaded object (build-id {key})", file.display()));
-    }
-    shunt_glibc_patch::cached_or_new_plan(file, &data, &key).map_err(|e| format!("{e:#}"))
 }
 
 fn fail(msg: &str) -> ! {

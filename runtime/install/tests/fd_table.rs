@@ -6,6 +6,7 @@
 
 mod common;
 
+use shunt_abi::syscalls::nr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use common::{gate0, gate6};
@@ -26,7 +27,7 @@ const PATTERN: u8 = 0x5a;
 /// Answers `read` on its fds with PATTERN bytes, leaves everything else to
 /// the kernel.
 fn owner_call(c: &mut Call<'_>, _fd: i32, token: u64) -> Option<Ret> {
-    if c.nr != libc::SYS_read as u64 {
+    if c.nr != nr::READ as u64 {
         return None;
     }
     READS.fetch_add(1, Ordering::SeqCst);
@@ -75,11 +76,11 @@ fn pipe() -> [i32; 2] {
 }
 
 fn read_via_gate(fd: i32, buf: &mut [u8]) -> i64 {
-    gate6(libc::SYS_read, [fd as u64, buf.as_mut_ptr() as u64, buf.len() as u64, 0, 0, 0])
+    gate6(nr::READ as i64, [fd as u64, buf.as_mut_ptr() as u64, buf.len() as u64, 0, 0, 0])
 }
 
 fn write_via_gate(fd: i32, bytes: &[u8]) -> i64 {
-    gate6(libc::SYS_write, [fd as u64, bytes.as_ptr() as u64, bytes.len() as u64, 0, 0, 0])
+    gate6(nr::WRITE as i64, [fd as u64, bytes.as_ptr() as u64, bytes.len() as u64, 0, 0, 0])
 }
 
 fn marked(fd: i32) -> bool {
@@ -120,7 +121,7 @@ fn marked_fds_take_the_full_path_and_unmarked_ones_the_kernel_route() {
         assert_eq!(write_via_gate(owned[1], b"k"), 1);
 
         // dup: the new fd shares the owner (with the token the owner chose).
-        let d = gate6(libc::SYS_dup, [owned[0] as u64, 0, 0, 0, 0, 0]);
+        let d = gate6(nr::DUP as i64, [owned[0] as u64, 0, 0, 0, 0, 0]);
         assert!(d >= 0, "dup: {d}");
         let d = d as i32;
         assert!(marked(d));
@@ -128,24 +129,24 @@ fn marked_fds_take_the_full_path_and_unmarked_ones_the_kernel_route() {
         assert_eq!(read_via_gate(d, &mut buf), 16);
         assert_eq!(LAST_TOKEN.load(Ordering::SeqCst), 107);
         // close: unmarked, the owner told.
-        assert_eq!(gate6(libc::SYS_close, [d as u64, 0, 0, 0, 0, 0]), 0);
+        assert_eq!(gate6(nr::CLOSE as i64, [d as u64, 0, 0, 0, 0, 0]), 0);
         assert!(!marked(d));
         assert_eq!((CLOSES.load(Ordering::SeqCst), CLOSED_TOKEN.load(Ordering::SeqCst)), (1, 107));
 
         // fcntl(F_DUPFD_CLOEXEC): as dup.
-        let f = gate6(libc::SYS_fcntl, [owned[0] as u64, libc::F_DUPFD_CLOEXEC as u64, 100, 0, 0, 0]);
+        let f = gate6(nr::FCNTL as i64, [owned[0] as u64, libc::F_DUPFD_CLOEXEC as u64, 100, 0, 0, 0]);
         assert!(f >= 100, "fcntl: {f}");
         assert!(marked(f as i32));
         // close_range over it: unmarked.
-        assert_eq!(gate6(libc::SYS_close_range, [f as u64, f as u64, 0, 0, 0, 0]), 0);
+        assert_eq!(gate6(nr::CLOSE_RANGE as i64, [f as u64, f as u64, 0, 0, 0, 0]), 0);
         assert!(!marked(f as i32));
         assert_eq!(CLOSES.load(Ordering::SeqCst), 2);
 
         // dup2 of a kernel fd onto an owned one: the owned object is closed
         // and the fd is the kernel's again.
-        let target = gate6(libc::SYS_dup, [owned[0] as u64, 0, 0, 0, 0, 0]) as i32;
+        let target = gate6(nr::DUP as i64, [owned[0] as u64, 0, 0, 0, 0, 0]) as i32;
         assert!(marked(target));
-        assert_eq!(gate6(libc::SYS_dup2, [kernel[0] as u64, target as u64, 0, 0, 0, 0]), target as i64);
+        assert_eq!(gate6(nr::DUP2 as i64, [kernel[0] as u64, target as u64, 0, 0, 0, 0]), target as i64);
         assert!(!marked(target), "dup2 onto an owned fd replaces it");
         assert_eq!(CLOSES.load(Ordering::SeqCst), 3);
         assert_eq!(write_via_gate(kernel[1], b"z"), 1);
@@ -154,7 +155,7 @@ fn marked_fds_take_the_full_path_and_unmarked_ones_the_kernel_route() {
         assert_eq!(buf[0], b'z', "the kernel's pipe now");
         assert_eq!(READS.load(Ordering::SeqCst), reads);
         // dup2 of an owned fd onto a kernel one: the target shares the owner.
-        assert_eq!(gate6(libc::SYS_dup2, [owned[0] as u64, target as u64, 0, 0, 0, 0]), target as i64);
+        assert_eq!(gate6(nr::DUP2 as i64, [owned[0] as u64, target as u64, 0, 0, 0, 0]), target as i64);
         assert!(marked(target));
 
         // Out of range, and twice.
@@ -163,12 +164,12 @@ fn marked_fds_take_the_full_path_and_unmarked_ones_the_kernel_route() {
         assert_eq!(table.mark(owned[0], id, 1), Err(fd::MarkError::Marked));
 
         // A fork child inherits the marks (its read is answered by the owner).
-        let r = gate0(libc::SYS_fork);
+        let r = gate0(nr::FORK as i64);
         if r == 0 {
             let mut b = [0u8; 4];
             let ok = marked(owned[0]) && read_via_gate(owned[0], &mut b) == 4 && b == [PATTERN; 4];
             // SAFETY: ends the child at once (raw exit_group).
-            unsafe { libc::syscall(libc::SYS_exit_group, if ok { 0 } else { 1 }) };
+            unsafe { libc::syscall(nr::EXIT_GROUP as i64, if ok { 0 } else { 1 }) };
         }
         assert!(r > 0, "fork: {r}");
         let mut st = 0;
@@ -177,7 +178,7 @@ fn marked_fds_take_the_full_path_and_unmarked_ones_the_kernel_route() {
         assert!(libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0, "the fork child did not see its parent's marks: {st:#x}");
 
         for fd in [target, owned[0]] {
-            assert_eq!(gate6(libc::SYS_close, [fd as u64, 0, 0, 0, 0, 0]), 0);
+            assert_eq!(gate6(nr::CLOSE as i64, [fd as u64, 0, 0, 0, 0, 0]), 0);
             assert!(!marked(fd));
         }
         for fd in [owned[1], kernel[0], kernel[1]] {

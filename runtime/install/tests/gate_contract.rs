@@ -13,6 +13,7 @@
 
 mod common;
 
+use shunt_abi::syscalls::nr;
 use std::arch::global_asm;
 
 #[repr(C, align(64))]
@@ -265,85 +266,85 @@ fn cases() -> std::vec::Vec<Case> {
     let uid = unsafe { libc::getuid() } as i64;
     let ppid = unsafe { libc::getppid() } as i64;
     vec![
-        Case { name: "getpid (gate fast path)", nr: libc::SYS_getpid, args: [0; 6], check: expect_eq(pid) },
+        Case { name: "getpid (gate fast path)", nr: nr::GETPID as i64, args: [0; 6], check: expect_eq(pid) },
         Case {
             name: "gettid (gate fast path)",
-            nr: libc::SYS_gettid,
+            nr: nr::GETTID as i64,
             args: [0; 6],
             check: {
                 let tid = unsafe { libc::gettid() } as i64;
                 expect_eq(tid)
             },
         },
-        Case { name: "getuid (dispatcher, cache fill)", nr: libc::SYS_getuid, args: [0; 6], check: expect_eq(uid) },
-        Case { name: "getuid (dispatcher, cached)", nr: libc::SYS_getuid, args: [0; 6], check: expect_eq(uid) },
-        Case { name: "getppid (kernel route)", nr: libc::SYS_getppid, args: [0; 6], check: expect_eq(ppid) },
+        Case { name: "getuid (dispatcher, cache fill)", nr: nr::GETUID as i64, args: [0; 6], check: expect_eq(uid) },
+        Case { name: "getuid (dispatcher, cached)", nr: nr::GETUID as i64, args: [0; 6], check: expect_eq(uid) },
+        Case { name: "getppid (kernel route)", nr: nr::GETPPID as i64, args: [0; 6], check: expect_eq(ppid) },
         Case {
             name: "write to a kernel fd (fd-table test, kernel route)",
-            nr: libc::SYS_write,
+            nr: nr::WRITE as i64,
             args: [null, buf, 16, 0, 0, 0],
             check: expect_eq(16),
         },
         Case {
             name: "write to an owned fd (full path, forwarded)",
-            nr: libc::SYS_write,
+            nr: nr::WRITE as i64,
             args: [owned_null, buf, 16, 0, 0, 0],
             check: expect_eq(16),
         },
         Case {
             name: "read of fd -1 (fd-table test, kernel route)",
-            nr: libc::SYS_read,
+            nr: nr::READ as i64,
             args: [u64::MAX, buf, 16, 0, 0, 0],
             check: expect_eq(-(libc::EBADF as i64)),
         },
         Case {
             name: "close of an fd beyond the fd table (kernel route)",
-            nr: libc::SYS_close,
+            nr: nr::CLOSE as i64,
             args: [1 << 20, 0, 0, 0, 0, 0],
             check: expect_eq(-(libc::EBADF as i64)),
         },
         Case {
             name: "poll of nothing, an fd owned (full path, forwarded)",
-            nr: libc::SYS_poll,
+            nr: nr::POLL as i64,
             args: [0, 0, 0, 0, 0, 0],
             check: expect_eq(0),
         },
         Case {
             name: "clock_gettime (vDSO)",
-            nr: libc::SYS_clock_gettime,
+            nr: nr::CLOCK_GETTIME as i64,
             args: [libc::CLOCK_MONOTONIC as u64, buf, 0, 0, 0, 0],
             check: expect_eq(0),
         },
-        Case { name: "gettimeofday (vDSO)", nr: libc::SYS_gettimeofday, args: [buf, 0, 0, 0, 0, 0], check: expect_eq(0) },
+        Case { name: "gettimeofday (vDSO)", nr: nr::GETTIMEOFDAY as i64, args: [buf, 0, 0, 0, 0, 0], check: expect_eq(0) },
         Case {
             name: "time (vDSO)",
-            nr: libc::SYS_time,
+            nr: nr::TIME as i64,
             args: [0; 6],
             check: Box::new(|r| if r > 1_700_000_000 { Ok(()) } else { Err(format!("time = {r}")) }),
         },
-        Case { name: "getcpu (vDSO)", nr: libc::SYS_getcpu, args: [buf, buf + 8, 0, 0, 0, 0], check: expect_eq(0) },
-        Case { name: "getrandom 64 (RNG)", nr: libc::SYS_getrandom, args: [buf, 64, 0, 0, 0, 0], check: expect_eq(64) },
-        Case { name: "getrandom 5000 (RNG refills)", nr: libc::SYS_getrandom, args: [buf, 5000, 0, 0, 0, 0], check: expect_eq(5000) },
-        Case { name: "uname (cache fill)", nr: libc::SYS_uname, args: [buf, 0, 0, 0, 0, 0], check: expect_eq(0) },
-        Case { name: "uname (cached)", nr: libc::SYS_uname, args: [buf, 0, 0, 0, 0, 0], check: expect_eq(0) },
+        Case { name: "getcpu (vDSO)", nr: nr::GETCPU as i64, args: [buf, buf + 8, 0, 0, 0, 0], check: expect_eq(0) },
+        Case { name: "getrandom 64 (RNG)", nr: nr::GETRANDOM as i64, args: [buf, 64, 0, 0, 0, 0], check: expect_eq(64) },
+        Case { name: "getrandom 5000 (RNG refills)", nr: nr::GETRANDOM as i64, args: [buf, 5000, 0, 0, 0, 0], check: expect_eq(5000) },
+        Case { name: "uname (cache fill)", nr: nr::UNAME as i64, args: [buf, 0, 0, 0, 0, 0], check: expect_eq(0) },
+        Case { name: "uname (cached)", nr: nr::UNAME as i64, args: [buf, 0, 0, 0, 0, 0], check: expect_eq(0) },
         Case {
             name: "rt_sigaction query (handler)",
-            nr: libc::SYS_rt_sigaction,
+            nr: nr::RT_SIGACTION as i64,
             args: [libc::SIGUSR2 as u64, 0, buf, 8, 0, 0],
             check: expect_eq(0),
         },
         Case {
             name: "rt_sigprocmask query (handler)",
-            nr: libc::SYS_rt_sigprocmask,
+            nr: nr::RT_SIGPROCMASK as i64,
             args: [libc::SIG_BLOCK as u64, 0, buf, 8, 0, 0],
             check: expect_eq(0),
         },
-        Case { name: "acct (denied by policy)", nr: libc::SYS_acct, args: [0; 6], check: expect_eq(-(libc::EACCES as i64)) },
+        Case { name: "acct (denied by policy)", nr: nr::ACCT as i64, args: [0; 6], check: expect_eq(-(libc::EACCES as i64)) },
         Case { name: "number 1000 (outside the table)", nr: 1000, args: [0; 6], check: expect_eq(-(libc::ENOSYS as i64)) },
         Case { name: "number -1", nr: -1, args: [0; 6], check: expect_eq(-(libc::ENOSYS as i64)) },
         Case {
             name: "getrandom bad flags (emulated error)",
-            nr: libc::SYS_getrandom,
+            nr: nr::GETRANDOM as i64,
             args: [buf, 8, 0x100, 0, 0, 0],
             check: expect_eq(-(libc::EINVAL as i64)),
         },
@@ -373,8 +374,8 @@ fn results_match_the_kernel() {
     common::on_attached_thread(|| unsafe {
         let mut a: libc::utsname = std::mem::zeroed();
         let mut b: libc::utsname = std::mem::zeroed();
-        assert_eq!(common::gate6(libc::SYS_uname, [&mut a as *mut _ as u64, 0, 0, 0, 0, 0]), 0);
-        assert_eq!(common::gate6(libc::SYS_uname, [&mut a as *mut _ as u64, 0, 0, 0, 0, 0]), 0);
+        assert_eq!(common::gate6(nr::UNAME as i64, [&mut a as *mut _ as u64, 0, 0, 0, 0, 0]), 0);
+        assert_eq!(common::gate6(nr::UNAME as i64, [&mut a as *mut _ as u64, 0, 0, 0, 0, 0]), 0);
         libc::uname(&mut b);
         assert_eq!(std::slice::from_raw_parts(&a as *const _ as *const u8, std::mem::size_of::<libc::utsname>()),
                    std::slice::from_raw_parts(&b as *const _ as *const u8, std::mem::size_of::<libc::utsname>()));
@@ -382,28 +383,28 @@ fn results_match_the_kernel() {
         let mut r = [0u32; 3];
         let mut k = [0u32; 3];
         let p = r.as_mut_ptr() as u64;
-        assert_eq!(common::gate6(libc::SYS_getresuid, [p, p + 4, p + 8, 0, 0, 0]), 0);
+        assert_eq!(common::gate6(nr::GETRESUID as i64, [p, p + 4, p + 8, 0, 0, 0]), 0);
         libc::getresuid(&mut k[0], &mut k[1], &mut k[2]);
         assert_eq!(r, k);
 
         let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
         let mut kts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
         libc::clock_gettime(libc::CLOCK_REALTIME, &mut kts);
-        assert_eq!(common::gate6(libc::SYS_clock_gettime, [0, &mut ts as *mut _ as u64, 0, 0, 0, 0]), 0);
+        assert_eq!(common::gate6(nr::CLOCK_GETTIME as i64, [0, &mut ts as *mut _ as u64, 0, 0, 0, 0]), 0);
         assert!((ts.tv_sec - kts.tv_sec).abs() <= 1, "realtime from the gate is off: {} vs {}", ts.tv_sec, kts.tv_sec);
         // A CPU-time clock is not served by the vDSO: forwarded, and still right.
-        assert_eq!(common::gate6(libc::SYS_clock_gettime, [libc::CLOCK_THREAD_CPUTIME_ID as u64, &mut ts as *mut _ as u64, 0, 0, 0, 0]), 0);
+        assert_eq!(common::gate6(nr::CLOCK_GETTIME as i64, [libc::CLOCK_THREAD_CPUTIME_ID as u64, &mut ts as *mut _ as u64, 0, 0, 0, 0]), 0);
 
         // Bad pointers get the kernel's EFAULT, not a crash.
-        assert_eq!(common::gate6(libc::SYS_uname, [8, 0, 0, 0, 0, 0]), -(libc::EFAULT as i64));
-        assert_eq!(common::gate6(libc::SYS_getrandom, [16, 8, 0, 0, 0, 0]), -(libc::EFAULT as i64));
-        assert_eq!(common::gate6(libc::SYS_clock_gettime, [0, 24, 0, 0, 0, 0]), -(libc::EFAULT as i64));
+        assert_eq!(common::gate6(nr::UNAME as i64, [8, 0, 0, 0, 0, 0]), -(libc::EFAULT as i64));
+        assert_eq!(common::gate6(nr::GETRANDOM as i64, [16, 8, 0, 0, 0, 0]), -(libc::EFAULT as i64));
+        assert_eq!(common::gate6(nr::CLOCK_GETTIME as i64, [0, 24, 0, 0, 0, 0]), -(libc::EFAULT as i64));
 
         // Random bytes differ call to call and are not all zero.
         let mut x = [0u8; 32];
         let mut y = [0u8; 32];
-        assert_eq!(common::gate6(libc::SYS_getrandom, [x.as_mut_ptr() as u64, 32, 0, 0, 0, 0]), 32);
-        assert_eq!(common::gate6(libc::SYS_getrandom, [y.as_mut_ptr() as u64, 32, 0, 0, 0, 0]), 32);
+        assert_eq!(common::gate6(nr::GETRANDOM as i64, [x.as_mut_ptr() as u64, 32, 0, 0, 0, 0]), 32);
+        assert_eq!(common::gate6(nr::GETRANDOM as i64, [y.as_mut_ptr() as u64, 32, 0, 0, 0, 0]), 32);
         assert_ne!(x, y);
         assert_ne!(x, [0; 32]);
     });

@@ -4,6 +4,7 @@
 
 mod common;
 
+use shunt_abi::syscalls::nr;
 use std::arch::global_asm;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -23,14 +24,14 @@ static EXPECT_UID: AtomicI64 = AtomicI64::new(0);
 extern "C" fn storm_handler(sig: i32) {
     let depth = unsafe { (*shunt_core::thread::current()).depth };
     MAX_DEPTH_SEEN.fetch_max(depth, Ordering::Relaxed);
-    let mut ok = gate0(libc::SYS_getpid) == EXPECT_PID.load(Ordering::Relaxed);
-    ok &= gate0(libc::SYS_getuid) == EXPECT_UID.load(Ordering::Relaxed);
+    let mut ok = gate0(nr::GETPID as i64) == EXPECT_PID.load(Ordering::Relaxed);
+    ok &= gate0(nr::GETUID as i64) == EXPECT_UID.load(Ordering::Relaxed);
     let mut ts = [0u64; 2];
-    ok &= gate6(libc::SYS_clock_gettime, [libc::CLOCK_MONOTONIC as u64, ts.as_mut_ptr() as u64, 0, 0, 0, 0]) == 0;
+    ok &= gate6(nr::CLOCK_GETTIME as i64, [libc::CLOCK_MONOTONIC as u64, ts.as_mut_ptr() as u64, 0, 0, 0, 0]) == 0;
     // A long call keeps the handler inside the gate, where the next signal
     // of the storm nests.
     let mut r = [0u8; 4096];
-    ok &= gate6(libc::SYS_getrandom, [r.as_mut_ptr() as u64, 4096, 0, 0, 0, 0]) == 4096;
+    ok &= gate6(nr::GETRANDOM as i64, [r.as_mut_ptr() as u64, 4096, 0, 0, 0, 0]) == 4096;
     ok &= ts[0] != 0 || ts[1] != 0;
     if !ok {
         HANDLER_ERRORS.fetch_add(1, Ordering::Relaxed);
@@ -43,10 +44,10 @@ extern "C" fn storm_handler(sig: i32) {
     if CHAIN.load(Ordering::Relaxed) && next < libc::SIGRTMIN() + STORM_SIGNALS {
         let set: u64 = 1 << (next - 1);
         unsafe {
-            libc::syscall(libc::SYS_rt_sigprocmask, libc::SIG_BLOCK, &set, 0, 8);
-            libc::syscall(libc::SYS_tgkill, libc::getpid(), libc::gettid(), next);
+            libc::syscall(nr::RT_SIGPROCMASK as i64, libc::SIG_BLOCK, &set, 0, 8);
+            libc::syscall(nr::TGKILL as i64, libc::getpid(), libc::gettid(), next);
         }
-        gate6(libc::SYS_rt_sigprocmask, [libc::SIG_UNBLOCK as u64, &set as *const u64 as u64, 0, 8, 0, 0]);
+        gate6(nr::RT_SIGPROCMASK as i64, [libc::SIG_UNBLOCK as u64, &set as *const u64 as u64, 0, 8, 0, 0]);
     }
 }
 
@@ -90,9 +91,9 @@ fn signal_storm(on_altstack: bool) {
         if on_altstack {
             // Through the gate, as a program running under shunt would.
             let ss = libc::stack_t { ss_sp: alt.as_mut_ptr() as *mut _, ss_flags: 0, ss_size: alt.len() };
-            assert_eq!(gate6(libc::SYS_sigaltstack, [&ss as *const _ as u64, 0, 0, 0, 0, 0]), 0);
+            assert_eq!(gate6(nr::SIGALTSTACK as i64, [&ss as *const _ as u64, 0, 0, 0, 0, 0]), 0);
             let mut back: libc::stack_t = unsafe { std::mem::zeroed() };
-            assert_eq!(gate6(libc::SYS_sigaltstack, [0, &mut back as *mut _ as u64, 0, 0, 0, 0]), 0);
+            assert_eq!(gate6(nr::SIGALTSTACK as i64, [0, &mut back as *mut _ as u64, 0, 0, 0, 0]), 0);
             assert_eq!((back.ss_sp as usize, back.ss_size, back.ss_flags), (alt.as_ptr() as usize, alt.len(), 0),
                        "the program reads back the alternate stack it set");
         }
@@ -103,17 +104,17 @@ fn signal_storm(on_altstack: bool) {
         let mut pfd = libc::pollfd { fd: fds[0], events: libc::POLLIN, revents: 0 };
         let mut polled;
         loop {
-            polled = gate6(libc::SYS_ppoll, [&mut pfd as *mut _ as u64, 1, 0, 0, 8, 0]);
+            polled = gate6(nr::PPOLL as i64, [&mut pfd as *mut _ as u64, 1, 0, 0, 8, 0]);
             if polled != -(libc::EINTR as i64) {
                 break;
             }
         }
         let mut b = [0u8; 1];
-        let n = if polled == 1 { gate6(libc::SYS_read, [fds[0] as u64, b.as_mut_ptr() as u64, 1, 0, 0, 0]) } else { polled };
+        let n = if polled == 1 { gate6(nr::READ as i64, [fds[0] as u64, b.as_mut_ptr() as u64, 1, 0, 0, 0]) } else { polled };
         let depth_after = unsafe { (*shunt_core::thread::current()).depth };
         if on_altstack {
             let ss = libc::stack_t { ss_sp: std::ptr::null_mut(), ss_flags: libc::SS_DISABLE, ss_size: 0 };
-            gate6(libc::SYS_sigaltstack, [&ss as *const _ as u64, 0, 0, 0, 0, 0]);
+            gate6(nr::SIGALTSTACK as i64, [&ss as *const _ as u64, 0, 0, 0, 0, 0]);
         }
         shunt_core::thread::detach_current();
         drop(alt);
@@ -125,7 +126,7 @@ fn signal_storm(on_altstack: bool) {
     std::thread::sleep(Duration::from_millis(20));
     let pid = unsafe { libc::getpid() };
     CHAIN.store(true, Ordering::Relaxed);
-    unsafe { libc::syscall(libc::SYS_tgkill, pid, tid.load(Ordering::SeqCst), sigs[0]) };
+    unsafe { libc::syscall(nr::TGKILL as i64, pid, tid.load(Ordering::SeqCst), sigs[0]) };
     let deadline = Instant::now() + Duration::from_secs(10);
     while HANDLER_RUNS.load(Ordering::Relaxed) < STORM_SIGNALS as u64 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(1));
@@ -136,7 +137,7 @@ fn signal_storm(on_altstack: bool) {
     let mut sent = 0usize;
     while sent < 20_000 && start.elapsed() < Duration::from_secs(3) {
         let sig = sigs[sent % sigs.len()];
-        unsafe { libc::syscall(libc::SYS_tgkill, pid, tid.load(Ordering::SeqCst), sig) };
+        unsafe { libc::syscall(nr::TGKILL as i64, pid, tid.load(Ordering::SeqCst), sig) };
         sent += 1;
     }
     std::thread::sleep(Duration::from_millis(20));
@@ -276,7 +277,7 @@ fn wait_cleartid(ctid: &TidWord) {
         assert!(Instant::now() < deadline, "thread did not exit");
         unsafe {
             let ts = libc::timespec { tv_sec: 0, tv_nsec: 10_000_000 };
-            libc::syscall(libc::SYS_futex, ctid.0.as_ptr(), libc::FUTEX_WAIT, v, &ts);
+            libc::syscall(nr::FUTEX as i64, ctid.0.as_ptr(), libc::FUTEX_WAIT, v, &ts);
         }
     }
 }
@@ -335,8 +336,8 @@ fn vfork_through_the_gate() {
         assert!(libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 7, "child status {st:#x}");
         assert_eq!(out, [child as u64, child as u64], "the vfork child must see its own pid and tid");
         // The parent's cached ids and depth are intact.
-        assert_eq!(gate0(libc::SYS_getpid), unsafe { libc::getpid() } as i64);
-        assert_eq!(gate0(libc::SYS_gettid), unsafe { libc::gettid() } as i64);
+        assert_eq!(gate0(nr::GETPID as i64), unsafe { libc::getpid() } as i64);
+        assert_eq!(gate0(nr::GETTID as i64), unsafe { libc::gettid() } as i64);
         assert_eq!(unsafe { (*shunt_core::thread::current()).depth }, 0);
 
         // A child that leaves with `exit` runs the gate's thread-exit path on
@@ -361,20 +362,20 @@ fn fork_through_the_gate_gives_the_child_fresh_ids_and_randomness() {
         let mut fds = [0i32; 2];
         assert_eq!(libc::pipe(fds.as_mut_ptr()), 0);
         let parent = libc::getpid() as i64;
-        let r = gate0(libc::SYS_fork);
+        let r = gate0(nr::FORK as i64);
         if r == 0 {
             // Child: raw calls only (other threads' locks are gone).
             let mut msg = [0u64; 6];
-            msg[0] = gate0(libc::SYS_getpid) as u64;
-            msg[1] = libc::syscall(libc::SYS_getpid) as u64;
-            msg[2] = gate0(libc::SYS_gettid) as u64;
-            gate6(libc::SYS_getrandom, [msg.as_mut_ptr().add(3) as u64, 24, 0, 0, 0, 0]);
+            msg[0] = gate0(nr::GETPID as i64) as u64;
+            msg[1] = libc::syscall(nr::GETPID as i64) as u64;
+            msg[2] = gate0(nr::GETTID as i64) as u64;
+            gate6(nr::GETRANDOM as i64, [msg.as_mut_ptr().add(3) as u64, 24, 0, 0, 0, 0]);
             libc::write(fds[1], msg.as_ptr() as *const _, 48);
             libc::_exit(0);
         }
         assert!(r > 0, "fork failed: {r}");
         let mut mine = [0u64; 3];
-        gate6(libc::SYS_getrandom, [mine.as_mut_ptr() as u64, 24, 0, 0, 0, 0]);
+        gate6(nr::GETRANDOM as i64, [mine.as_mut_ptr() as u64, 24, 0, 0, 0, 0]);
         let mut msg = [0u64; 6];
         assert_eq!(libc::read(fds[0], msg.as_mut_ptr() as *mut _, 48), 48);
         let mut st = 0;
@@ -386,6 +387,6 @@ fn fork_through_the_gate_gives_the_child_fresh_ids_and_randomness() {
         assert_eq!(msg[2] as i64, r, "child's gettid via the gate");
         assert_ne!(msg[0] as i64, parent);
         assert_ne!(&msg[3..], &mine[..], "parent and child drew the same random bytes after fork");
-        assert_eq!(gate0(libc::SYS_getpid), parent);
+        assert_eq!(gate0(nr::GETPID as i64), parent);
     });
 }

@@ -606,8 +606,8 @@ unsafe fn reset_signals(sigpipe_ignored: bool) {
     // SAFETY: sigaltstack and rt_sigprocmask read live locals of the
     // kernel's layouts; the caller's promise covers their effect.
     unsafe {
-        shunt_core::raw::syscall2(libc::SYS_sigaltstack as usize, &ss as *const _ as u64, 0);
-        shunt_core::raw::syscall4(libc::SYS_rt_sigprocmask as usize, libc::SIG_SETMASK as u64, &empty as *const u64 as u64, 0, 8);
+        shunt_core::raw::syscall2(shunt_abi::syscalls::nr::SIGALTSTACK, &ss as *const _ as u64, 0);
+        shunt_core::raw::syscall4(shunt_abi::syscalls::nr::RT_SIGPROCMASK, libc::SIG_SETMASK as u64, &empty as *const u64 as u64, 0, 8);
     }
 }
 

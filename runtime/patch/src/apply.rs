@@ -413,7 +413,7 @@ impl SignalsBlocked {
         // kernel's 8-byte sigset); SIGKILL/SIGSTOP stay unblockable.
         unsafe {
             raw::syscall4(
-                libc::SYS_rt_sigprocmask as usize,
+                shunt_abi::syscalls::nr::RT_SIGPROCMASK,
                 libc::SIG_SETMASK as u64,
                 &all as *const u64 as u64,
                 &mut old as *mut u64 as u64,
@@ -428,7 +428,7 @@ impl Drop for SignalsBlocked {
     fn drop(&mut self) {
         // SAFETY: as in `new`, restoring the mask saved there.
         unsafe {
-            raw::syscall4(libc::SYS_rt_sigprocmask as usize, libc::SIG_SETMASK as u64, &self.0 as *const u64 as u64, 0, 8)
+            raw::syscall4(shunt_abi::syscalls::nr::RT_SIGPROCMASK, libc::SIG_SETMASK as u64, &self.0 as *const u64 as u64, 0, 8)
         };
     }
 }

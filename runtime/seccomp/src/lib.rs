@@ -136,7 +136,7 @@ impl Filter {
             // kernel's sock_filter (seccompiler's type is repr(C) with the
             // same fields); the kernel copies them during the call.
             let r = unsafe {
-                libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, 0u64, &prog as *const libc::sock_fprog)
+                libc::syscall(shunt_abi::syscalls::nr::SECCOMP as libc::c_long, libc::SECCOMP_SET_MODE_FILTER, 0u64, &prog as *const libc::sock_fprog)
             };
             if r != 0 {
                 return Err(errno());
@@ -161,7 +161,7 @@ fn gs_guard() -> Result<BpfProgram, FilterError> {
     const ARCH_SET_GS: u64 = 0x1001;
     let build = |e: seccompiler::BackendError| FilterError::Build(e.to_string());
     let cond = SeccompCondition::new(0, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, ARCH_SET_GS).map_err(build)?;
-    let rules = [(libc::SYS_arch_prctl, vec![SeccompRule::new(vec![cond]).map_err(build)?])].into_iter().collect();
+    let rules = [(shunt_abi::syscalls::nr::ARCH_PRCTL as i64, vec![SeccompRule::new(vec![cond]).map_err(build)?])].into_iter().collect();
     let filter = SeccompFilter::new(rules, SeccompAction::Allow, SeccompAction::Errno(libc::EPERM as u32), TargetArch::x86_64)
         .map_err(build)?;
     BpfProgram::try_from(filter).map_err(build)

@@ -64,6 +64,7 @@
 //! stay readable, then one `ECONNRESET`, then 0, and writes fail with
 //! `EPIPE`.
 
+use shunt_abi::syscalls::nr;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::lock::{Guard, Reentered, SharedLock};
@@ -699,7 +700,7 @@ impl End {
             let _ = rd.park_prepare(Park::Doorbell);
         }
         // SAFETY: `p` is writable for `len >= want` bytes (caller).
-        let n = unsafe { sys::syscall6(libc::SYS_recvfrom, kfd as u64, p as u64, want as u64, f as u64, 0, 0) };
+        let n = unsafe { sys::syscall6(nr::RECVFROM, kfd as u64, p as u64, want as u64, f as u64, 0, 0) };
         if blocking {
             rd.unpark(Park::Doorbell);
         }
@@ -1105,7 +1106,7 @@ impl End {
         if left != 0 {
             let mut k: i32 = 0;
             // SAFETY: `k` is a writable int, what FIONREAD fills.
-            let r = unsafe { sys::syscall3(libc::SYS_ioctl, kfd as u64, libc::FIONREAD, &mut k as *mut i32 as u64) };
+            let r = unsafe { sys::syscall3(nr::IOCTL, kfd as u64, libc::FIONREAD, &mut k as *mut i32 as u64) };
             if r < 0 {
                 return r;
             }

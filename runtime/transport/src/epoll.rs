@@ -33,6 +33,7 @@
 //! set that holds upgraded sockets sees only their kernel events;
 //! `EPOLLEXCLUSIVE` is accepted and ignored for upgraded sockets.
 
+use shunt_abi::syscalls::nr;
 use core::cell::UnsafeCell;
 use core::sync::atomic::Ordering;
 
@@ -335,7 +336,7 @@ impl Shadow {
             };
             // SAFETY: `out`/`sigmask` per the caller; the kernel writes at
             // most `max` events.
-            let k = unsafe { sys::syscall6(libc::SYS_epoll_pwait, epfd as u64, out as u64, max as u64, left as u64, sigmask, sigsetsize) };
+            let k = unsafe { sys::syscall6(nr::EPOLL_PWAIT, epfd as u64, out as u64, max as u64, left as u64, sigmask, sigsetsize) };
             self.watch(epfd, tid, false);
             if k < 0 {
                 return k;
@@ -374,7 +375,7 @@ impl Shadow {
     /// reports, into `out`.
     unsafe fn collect(&self, epfd: i32, out: *mut EpollEvent, max: usize, tid: u32) -> Sysret {
         // SAFETY: the caller's contract for `out`.
-        let k = unsafe { sys::syscall4(libc::SYS_epoll_wait, epfd as u64, out as u64, max as u64, 0) };
+        let k = unsafe { sys::syscall4(nr::EPOLL_WAIT, epfd as u64, out as u64, max as u64, 0) };
         if k < 0 {
             return k;
         }
@@ -519,7 +520,7 @@ pub unsafe fn wait_kernel_only(
         let mut got: Sysret = 0;
         // SAFETY: the caller's contract for `out`.
         match ctx.spin_phase(deadline, || unsafe {
-            got = sys::syscall4(libc::SYS_epoll_wait, epfd as u64, out as u64, max as u64, 0);
+            got = sys::syscall4(nr::EPOLL_WAIT, epfd as u64, out as u64, max as u64, 0);
             got != 0
         }) {
             SpinOutcome::Ready => return got,
@@ -529,13 +530,13 @@ pub unsafe fn wait_kernel_only(
             // The kernel waits out the rest of the timeout (0 if spent).
             let left = d.saturating_sub(crate::clock::now_ns()).div_ceil(1_000_000);
             // SAFETY: as above.
-            let r = unsafe { sys::syscall6(libc::SYS_epoll_pwait, epfd as u64, out as u64, max as u64, left, 0, 0) };
+            let r = unsafe { sys::syscall6(nr::EPOLL_PWAIT, epfd as u64, out as u64, max as u64, left, 0, 0) };
             ctx.parked(ticket.take().unwrap_or_else(|| unreachable!()));
             return r;
         }
     }
     // SAFETY: as above; the kernel checks the rest.
-    let r = unsafe { sys::syscall6(libc::SYS_epoll_pwait, epfd as u64, out as u64, max as u64, timeout_ms as i64 as u64, sigmask, sigsetsize) };
+    let r = unsafe { sys::syscall6(nr::EPOLL_PWAIT, epfd as u64, out as u64, max as u64, timeout_ms as i64 as u64, sigmask, sigsetsize) };
     if let Some(t) = ticket {
         ctx.parked(t);
     }

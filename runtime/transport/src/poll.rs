@@ -17,6 +17,7 @@
 //! `select` is `poll` over the fds of its sets (at most `FD_SETSIZE`), with
 //! Linux's mapping of poll bits to the three sets.
 
+use shunt_abi::syscalls::nr;
 use crate::conn::{End, EV_IN, EV_OUT, EV_PRI, EV_RDHUP};
 use crate::epoll::EpollEvent;
 use crate::spin::{SpinOutcome, WaitCtx};
@@ -200,7 +201,7 @@ fn park_in(ep: i32, fds: &mut [libc::pollfd], ends: &Ends<'_>, deadline: Option<
         } else {
             // SAFETY: `buf` is writable for 16 events; `sigmask` is the
             // caller's (checked by the kernel).
-            unsafe { sys::syscall6(libc::SYS_epoll_pwait, ep as u64, buf.as_mut_ptr() as u64, 16, left as u64, sigmask, sigsetsize) }
+            unsafe { sys::syscall6(nr::EPOLL_PWAIT, ep as u64, buf.as_mut_ptr() as u64, 16, left as u64, sigmask, sigsetsize) }
         };
         for (i, p) in fds.iter().enumerate() {
             if let Some(end) = ends.get(i, p.fd) {

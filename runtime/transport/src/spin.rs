@@ -39,6 +39,7 @@
 //! (both ends on one core), which spinning only delays — and the misses make
 //! the policy back off.
 
+use shunt_abi::syscalls::nr;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::clock::now_ns;
@@ -323,7 +324,7 @@ impl SpinCap {
             if r == 0 {
                 // The file mode was cut by the umask; the segment is host-wide.
                 // SAFETY: integer arguments only.
-                unsafe { sys::syscall2(libc::SYS_fchmod, t as u64, mode as u64) };
+                unsafe { sys::syscall2(nr::FCHMOD, t as u64, mode as u64) };
                 // Whoever links first wins; the loser maps the winner's file.
                 r = sys::link(tmp, path);
                 if r == sys::err(libc::EEXIST) {
@@ -697,7 +698,7 @@ pub unsafe fn futex_wait(word: *const AtomicU32, val: u32, rel_timeout_ns: Optio
     }
     // SAFETY: the caller's arguments (with our timespec, live until the
     // call returns, in place of a relative timeout).
-    let r = unsafe { sys::syscall6(libc::SYS_futex, a[0], a[1], a[2], a[3], a[4], a[5]) };
+    let r = unsafe { sys::syscall6(nr::FUTEX, a[0], a[1], a[2], a[3], a[4], a[5]) };
     ctx.parked(ticket);
     r
 }

@@ -3,6 +3,7 @@
 
 use std::sync::atomic::Ordering;
 
+use shunt_abi::syscalls::nr;
 use shunt_transport::spin::*;
 
 #[test]
@@ -261,7 +262,7 @@ fn futex_waits_poll_before_they_park() {
         sc.spawn(|| {
             // Wake until the waiter is gone (it may not have slept yet).
             // SAFETY: a futex wake on a live word.
-            while unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, 1) } == 0 {
+            while unsafe { libc::syscall(nr::FUTEX as libc::c_long, word.as_ptr(), libc::FUTEX_WAKE, 1) } == 0 {
                 std::thread::yield_now();
             }
         });

@@ -27,6 +27,20 @@ pub enum GlibcCommand {
     /// Compute and store the patch plans of the machine's libc.so.6 and ld.so
     /// (or of FILEs), so that the runtime patches them in memory.
     Plan(PlanArgs),
+    /// Print the plan of one object (cached, or made and cached now): the
+    /// helper `libshunt.so` runs for an object it has no plan for, so that
+    /// no planner runs inside the program.
+    #[command(hide = true)]
+    PlanFor(PlanForArgs),
+}
+
+#[derive(Args)]
+pub struct PlanForArgs {
+    /// The object.
+    pub file: PathBuf,
+    /// The build-id of the loaded object: refuse a file that is another build.
+    #[arg(long, value_name = "ID")]
+    pub loaded_id: Option<String>,
 }
 
 #[derive(Args)]
@@ -44,6 +58,7 @@ pub struct PlanArgs {
 pub fn run(a: GlibcArgs) -> Result<ExitCode> {
     match a.command {
         GlibcCommand::Plan(p) => plan(p).map(|()| ExitCode::SUCCESS),
+        GlibcCommand::PlanFor(p) => Ok(plan_for(p)),
     }
 }
 
@@ -64,6 +79,29 @@ fn plan(a: PlanArgs) -> Result<()> {
         println!("{}: {}", f.display(), gp::summary(&analysis, &path));
     }
     Ok(())
+}
+
+/// `plan-for`: the plan on stdout and exit 0, or one error line on stdout
+/// (the preload reads only the pipe) and exit 1.
+fn plan_for(a: PlanForArgs) -> ExitCode {
+    let plan = || -> Result<String> {
+        let data = shunt_userfile::read(&a.file, shunt_userfile::limit::ELF)?;
+        let key = gp::elf::plan_key(&data);
+        if a.loaded_id.as_ref().is_some_and(|id| *id != key) {
+            anyhow::bail!("{} on disk is not the loaded object (build-id {key})", a.file.display());
+        }
+        Ok(gp::cached_or_new_plan(&a.file, &data, &key)?.to_text())
+    };
+    match plan() {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            println!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// The directory of `libshunt.so`, if it can be found.

@@ -38,7 +38,9 @@
 //! (`dlopen`, programs it `exec`s), and planning in process would put the
 //! planner (iced-x86, `object`, serde) into every program's address space.
 //! When no helper can run (no shunt binary found, or it fails), the object
-//! is not rewritten and its calls stay on the trap fallback, counted.
+//! is not rewritten and its calls stay on the trap fallback, counted; with
+//! no shunt binary at all (a copy of `libshunt.so` alone), only objects
+//! that already have a plan are rewritten, silently for the others.
 //!
 //! The trap fallback (Syscall User Dispatch) is armed when it has something to
 //! report: inside an instance (`shunt run`, or a process of a stand-alone
@@ -63,10 +65,10 @@ extern "C" fn shunt_init(_argc: i32, _argv: *const *const c_char, _envp: *const 
         Ok(o) => o,
         Err(e) => fail(&e),
     };
-    let (patch, rewrite) = (opts.patch, opts.rewrite);
-    if rewrite {
-        planner::set_helper(opts.exe.clone(), opts.lib.clone());
-    }
+    // Without a planner to run (a copy of libshunt.so with no shunt binary
+    // beside it), objects with no plan yet are left to the trap fallback.
+    let patch = opts.patch;
+    let rewrite = opts.rewrite && planner::set_helper(opts.exe.clone(), opts.lib.clone());
     // Children of a stand-alone instance join it: execve adds the instance's
     // variables to every new image (runtime/core/src/sys/exec.rs).
     if let Err(e) = shunt_install::install(opts) {

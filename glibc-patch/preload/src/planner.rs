@@ -30,10 +30,13 @@ const MAX_PLAN: usize = 64 << 20;
 
 /// Chooses the helper: the instance's shunt binary (`SHUNT_EXE`), else a
 /// `shunt` beside `libshunt.so` (a `shunt cc` program run natively).
-pub(crate) fn set_helper(exe: Option<PathBuf>, lib: Option<PathBuf>) {
+/// Whether there is one.
+pub(crate) fn set_helper(exe: Option<PathBuf>, lib: Option<PathBuf>) -> bool {
     let beside = lib.and_then(|l| l.parent().map(|d| d.join("shunt")));
     let found = exe.filter(|e| e.is_file()).or_else(|| beside.filter(|e| e.is_file()));
+    let some = found.is_some();
     *HELPER.lock().unwrap_or_else(|e| e.into_inner()) = found;
+    some
 }
 
 fn cstring(bytes: &[u8], what: &str) -> Result<CString, String> {

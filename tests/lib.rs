@@ -16,6 +16,7 @@ use shunt_stats::{Class, Report};
 
 pub mod front;
 pub mod http;
+pub mod image;
 pub mod registry;
 pub mod templates;
 

@@ -27,18 +27,10 @@ pub fn scratch(name: &str) -> PathBuf {
     d
 }
 
-/// Copies the tree `src` into `dst` (created), files and directories only.
+/// Copies the tree `src` into `dst` (created): `shunt_paths::copy_tree`
+/// (the one copy), failing the test with the path that could not be copied.
 pub fn copy_tree(src: &Path, dst: &Path) {
-    std::fs::create_dir_all(dst).unwrap_or_else(|e| panic!("mkdir {}: {e}", dst.display()));
-    for e in std::fs::read_dir(src).unwrap_or_else(|e| panic!("read {}: {e}", src.display())) {
-        let e = e.unwrap();
-        let to = dst.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_tree(&e.path(), &to);
-        } else {
-            std::fs::copy(e.path(), &to).unwrap_or_else(|err| panic!("copy {}: {err}", e.path().display()));
-        }
-    }
+    shunt_paths::copy_tree(src, dst, &[]).unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// What `faas-cli build --shrinkwrap` makes: the whole template, then the

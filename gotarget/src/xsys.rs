@@ -184,7 +184,7 @@ fn module_copy(
     }
     let staging = cache::staging_dir(&entry)?;
     let result = (|| -> Result<()> {
-        copy_tree(&found.module_dir, &staging.join("mod"))?;
+        shunt_paths::copy_tree_writable(&found.module_dir, &staging.join("mod"))?;
         for f in rewritten {
             let rel = f.key.strip_prefix(&found.module_dir).context("rewritten file outside the module")?;
             let dst = staging.join("mod").join(rel);
@@ -204,24 +204,6 @@ fn module_copy(
     Ok(module)
 }
 
-/// Copies a directory tree, making the copies writable (module-cache files
-/// are read-only).
-fn copy_tree(from: &Path, to: &Path) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    fs::create_dir_all(to).with_context(|| format!("cannot create {}", to.display()))?;
-    for e in fs::read_dir(from).with_context(|| format!("cannot read {}", from.display()))? {
-        let e = e?;
-        let ty = e.file_type()?;
-        let dst = to.join(e.file_name());
-        if ty.is_dir() {
-            copy_tree(&e.path(), &dst)?;
-        } else if ty.is_file() {
-            fs::copy(e.path(), &dst).with_context(|| format!("cannot copy {}", e.path().display()))?;
-            fs::set_permissions(&dst, fs::Permissions::from_mode(0o644))?;
-        }
-    }
-    Ok(())
-}
 
 /// A temporary copy of the module's go.mod (or the user's -modfile) and its
 /// go.sum, with x/sys replaced by the rewritten copy.

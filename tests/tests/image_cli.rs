@@ -3,36 +3,9 @@
 //! `docker save` archive skopeo makes of it. What the store reports is
 //! compared with what those tools were told; bad input ends in one line.
 
-use std::path::Path;
-use std::process::Command;
-use std::time::Duration;
 
-use shunt_tests::{run, shunt, Outcome};
-
-fn tool(prog: &str, args: &[&str]) {
-    let o = Command::new(prog).args(args).output().unwrap_or_else(|e| panic!("cannot run {prog} ({e}): run scripts/setup.sh"));
-    assert!(o.status.success(), "{prog} {args:?}: {}", String::from_utf8_lossy(&o.stderr));
-}
-
-fn image(state: &Path, args: &[&str]) -> Outcome {
-    let mut c = Command::new(shunt());
-    c.arg("image").arg("--state-dir").arg(state).args(args);
-    run(c, None, Duration::from_secs(120))
-}
-
-fn ok(o: &Outcome) -> String {
-    assert!(o.status.success(), "{}", o.stderr_str());
-    o.stdout_str()
-}
-
-/// A one-line error (after at most the progress line) and exit status 2.
-fn refused(o: &Outcome, says: &str) {
-    assert_eq!(o.status.code(), Some(2), "stdout {} stderr {}", o.stdout_str(), o.stderr_str());
-    let err = o.stderr_str();
-    let lines: Vec<&str> = err.trim_end().lines().filter(|l| !l.starts_with("shunt image: importing")).collect();
-    assert_eq!(lines.len(), 1, "{err}");
-    assert!(lines[0].starts_with("shunt: ") && lines[0].contains(says), "{err:?} lacks {says:?}");
-}
+use shunt_tests::image::{image, ok, refused};
+use shunt_tests::registry::tool;
 
 #[test]
 fn images_from_umoci_and_skopeo() {

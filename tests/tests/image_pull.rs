@@ -5,32 +5,9 @@
 //! another architecture are refused in one line, and nothing is stored.
 
 use std::path::Path;
-use std::process::Command;
-use std::time::Duration;
 
 use shunt_tests::registry::{free_port, tool, Registry};
-use shunt_tests::{run, shunt, Outcome};
-
-fn image(state: &Path, args: &[&str]) -> Outcome {
-    let mut c = Command::new(shunt());
-    // No Docker config on the test machine's account decides anything here.
-    c.env("DOCKER_CONFIG", state.join("no-docker-config"));
-    c.arg("image").arg("--state-dir").arg(state).args(args);
-    run(c, None, Duration::from_secs(120))
-}
-
-fn ok(o: &Outcome) -> String {
-    assert!(o.status.success(), "{}", o.stderr_str());
-    o.stdout_str()
-}
-
-fn refused(o: &Outcome, says: &str) {
-    assert_eq!(o.status.code(), Some(2), "stdout {} stderr {}", o.stdout_str(), o.stderr_str());
-    let err = o.stderr_str();
-    let lines: Vec<&str> = err.trim_end().lines().filter(|l| !l.starts_with("shunt image: pulling")).collect();
-    assert_eq!(lines.len(), 1, "{err}");
-    assert!(lines[0].starts_with("shunt: ") && lines[0].contains(says), "{err:?} lacks {says:?}");
-}
+use shunt_tests::image::{image, ok, refused};
 
 /// A busybox layout (`layout:latest`), its config set; `arch` as the config says.
 fn busybox_layout(dir: &Path, arch: &str) {

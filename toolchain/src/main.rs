@@ -2,7 +2,8 @@
 //!
 //! Layout: [`commands`] (one module per command: run, load, policy, stats,
 //! audit, cc/c++, go, glibc, image), [`faas`] (stacks: stack files, shrink-wrap,
-//! build, up), [`bench`] (the benchmarks and what they share), [`fsutil`].
+//! build, up), [`bench`] (the benchmarks and what they share); trees are
+//! copied with `shunt_paths::copy_tree`.
 //! The command list below is the one place a new command is added: a
 //! variant in `Command` and its line in `main`'s match.
 
@@ -14,7 +15,6 @@ use clap::{Parser, Subcommand};
 mod bench;
 mod commands;
 mod faas;
-mod fsutil;
 
 #[derive(Parser)]
 #[command(name = "shunt", version, about = "Kernel-bypass toolchain kit for FaaS functions",

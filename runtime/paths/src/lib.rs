@@ -1,6 +1,10 @@
 //! Where shunt keeps things on disk: one cache root, shared by the glibc
 //! patch plans (read by `libshunt.so` in every process) and the Go target's
-//! overlays (written by `shunt go`).
+//! overlays (written by `shunt go`); and the one tree copy ([`tree`]).
+
+pub mod tree;
+
+pub use tree::{copy_tree, copy_tree_writable};
 
 use std::ffi::OsString;
 use std::path::PathBuf;

@@ -45,7 +45,7 @@ use super::functions::{build_aes, template_name, templates_dir};
 use super::stats::percentile;
 use crate::faas::{self, Bundle, Host, Running};
 use shunt_supervisor::{Spin, Transport};
-use crate::fsutil::copy_tree;
+use shunt_paths::copy_tree;
 
 #[derive(Args)]
 pub struct InvokeArgs {

@@ -26,7 +26,7 @@ use super::client::Conn;
 use super::daemon::Daemon;
 use super::functions::templates_dir;
 use super::stats::{median, percentile};
-use crate::fsutil::copy_tree;
+use shunt_paths::copy_tree;
 
 #[derive(Args)]
 pub struct ManagerArgs {

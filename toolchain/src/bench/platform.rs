@@ -68,7 +68,7 @@ use super::daemon::{metric, Daemon};
 use super::functions::{template_name, templates_dir};
 use super::invoke::inputs;
 use super::stats::percentile;
-use crate::fsutil::copy_tree;
+use shunt_paths::copy_tree;
 
 #[derive(Args)]
 pub struct PlatformArgs {

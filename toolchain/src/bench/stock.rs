@@ -23,7 +23,7 @@ use shunt_containerd::{build_oci_archive, ImageConfig};
 use shunt_manager::images::Images;
 
 use crate::faas;
-use crate::fsutil::copy_tree;
+use shunt_paths::copy_tree;
 
 /// Where the upstream parts live: `SHUNT_SHARED`, else `../shared` from
 /// the checkout the templates are in.

@@ -10,7 +10,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use super::shrinkwrap::{handler_dir, shrinkwrap};
 use super::stack::{load_stack, selected, template_of, Bundle, Function, Loaded, Recipe, Template};
 use super::BuildArgs;
-use crate::fsutil::copy_tree;
+use shunt_paths::copy_tree;
 
 pub fn run_step(cmd: &mut Command, what: &str) -> Result<()> {
     let o = cmd.output().with_context(|| format!("{what}: cannot start {:?}", cmd.get_program()))?;

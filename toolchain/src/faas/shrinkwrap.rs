@@ -7,7 +7,7 @@ use anyhow::{anyhow, bail, Context, Result};
 
 use super::build::run_step;
 use super::stack::{Function, Loaded, Template};
-use crate::fsutil::copy_tree;
+use shunt_paths::copy_tree;
 
 /// `build/<fn>/` as `faas-cli build --shrinkwrap` makes it: the template,
 /// then the handler over its handler folder (top-level `build` and
@@ -51,6 +51,6 @@ pub fn shrinkwrap_dirs(tdir: &Path, t: &Template, handler: &Path, out: &Path) ->
         std::fs::remove_dir_all(out)?;
     }
     copy_tree(tdir, out, &[])?;
-    copy_tree(handler, &out.join(t.handler_folder.as_deref().unwrap_or("function")), &["build", "template"])
+    Ok(copy_tree(handler, &out.join(t.handler_folder.as_deref().unwrap_or("function")), &["build", "template"])?)
 }
 

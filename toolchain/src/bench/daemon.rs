@@ -49,6 +49,11 @@ impl Daemon {
         }
     }
 
+    /// The daemon's process id (the `shunt daemon` this benchmark started).
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
     /// One API call; (status, body).
     pub fn api(&self, method: &str, path: &str, body: &str) -> Result<(u16, String)> {
         let agent: ureq::Agent = ureq::Agent::config_builder()

@@ -10,11 +10,13 @@ use clap::Subcommand;
 
 pub mod client;
 pub mod daemon;
+pub mod density;
 pub mod functions;
 pub mod glibc;
 pub mod go;
 pub mod idle;
 pub mod invoke;
+pub mod load;
 pub mod manager;
 pub mod platform;
 pub mod plots;

@@ -100,6 +100,32 @@ pub struct PlatformArgs {
     /// The faasd-templates directory [default: next to the shunt build].
     #[arg(long, value_name = "DIR")]
     templates: Option<PathBuf>,
+    /// Figure 6: the p99 bound (ms) under which a load counts as sustained.
+    #[arg(long, default_value_t = 10.0)]
+    p99_bound_ms: f64,
+    /// Figure 6: offered rates of the sweep, requests/s, rising
+    /// [default: 250,500,1000,2000,3000,4000,6000,8000,12000,16000; --quick 200,1000,3000].
+    #[arg(long, value_delimiter = ',', value_name = "RPS,…")]
+    rates: Option<Vec<f64>>,
+    /// Figure 6: seconds per step of the sweep [default: 3, --quick 1].
+    #[arg(long)]
+    step_seconds: Option<f64>,
+    /// Skip Figure 6 (the load sweep).
+    #[arg(long)]
+    no_sweep: bool,
+    /// Density: replica counts of the Go function, rising, on the stock and
+    /// shunt configurations [default: 1,10,100,300,1000; --quick 1,4].
+    #[arg(long, value_delimiter = ',', value_name = "N,…")]
+    density: Option<Vec<usize>>,
+    /// Density: seconds of each idle window [default: 60, --quick 3].
+    #[arg(long)]
+    idle_seconds: Option<f64>,
+    /// Density: time budget per configuration, seconds [default: 1200, --quick 60].
+    #[arg(long)]
+    density_seconds: Option<u64>,
+    /// Skip the density curve.
+    #[arg(long)]
+    no_density: bool,
 }
 
 /// The configurations, in the order of the report's figures.
@@ -128,6 +154,10 @@ const ENV: &str = r#""envVars":{"exec_timeout":"30s","read_timeout":"30s","write
 
 /// Each request's and each wait's bound.
 const WAIT: Duration = Duration::from_secs(60);
+
+/// How long a first call keeps being retried while the function answers
+/// 5xx (of-watchdog in front of an upstream that does not listen yet).
+const FIRST_SUCCESS: Duration = Duration::from_secs(10);
 
 /// vSwarm's AES key ("change this pass").
 const KEY: [u8; 16] = *b"change this pass";
@@ -170,6 +200,7 @@ struct Samples {
     from_zero_ms: Vec<f64>,
     instance_start_ms: Vec<f64>,
     gateway_wait_ms: Vec<f64>,
+    sweep: Vec<super::load::Step>,
 }
 
 /// A POST through the gateway: (µs at the client, µs at the gateway);
@@ -189,17 +220,22 @@ fn invoke(conn: &mut Conn, d: &Daemon, lang: &str, body: &[u8], s: &mut Samples)
     Ok((us, conn.watched().and_then(|v| v.parse().ok())))
 }
 
-/// POSTs until the first successful answer (bounded by [`WAIT`]): a
-/// container's of-watchdog reports healthy before its upstream listens
-/// and answers 500 until it does, so "first successful response" is the
-/// first 200. Returns that answer's status and body.
+/// POSTs until the first successful answer: a container's of-watchdog
+/// reports healthy before its upstream listens and answers 5xx until it
+/// does, so "first successful response" is the first 200. The gateway
+/// itself holds a call to a function that is not ready (its cold-start
+/// wait), so the first POST is the event; only 5xx answers are retried,
+/// each after 1 ms (that much resolution on a cold start of tens of ms),
+/// for at most [`FIRST_SUCCESS`]. Any other answer ends the wait at once.
+/// Returns that answer's status and body.
 fn first_success(c: &mut Conn, path: &str, body: &[u8]) -> Result<(u16, Vec<u8>)> {
-    let deadline = Instant::now() + WAIT;
+    let deadline = Instant::now() + FIRST_SUCCESS;
     loop {
         let (status, resp) = c.post(path, body)?;
-        if status == 200 || Instant::now() >= deadline {
+        if !(500..600).contains(&status) || Instant::now() >= deadline {
             return Ok((status, resp));
         }
+        std::thread::sleep(Duration::from_millis(1));
     }
 }
 
@@ -304,6 +340,21 @@ pub fn run(a: PlatformArgs) -> Result<()> {
     if !(1..=100).contains(&rounds) || !(1..=100_000).contains(&a.invocations) || reps > 1000 || !(1..=1 << 20).contains(&a.input_bytes) {
         bail!("--rounds 1..100, --invocations 1..100000, --cold-starts 0..1000 and --input-bytes 1..1048576, please");
     }
+    let rates = a.rates.clone().unwrap_or_else(|| super::load::rates(a.quick));
+    let step_secs = a.step_seconds.unwrap_or(if a.quick { 1.0 } else { 3.0 });
+    if rates.is_empty() || rates.iter().any(|r| !(1.0..=1e6).contains(r)) || rates.windows(2).any(|w| w[1] <= w[0]) || !(0.1..=600.0).contains(&step_secs) {
+        bail!("--rates: rising rates within 1..1000000 requests/s; --step-seconds 0.1..600, please");
+    }
+    if !(a.p99_bound_ms > 0.0) {
+        bail!("--p99-bound-ms must be positive");
+    }
+    let counts = a.density.clone().unwrap_or_else(|| super::density::counts(a.quick));
+    let idle = a.idle_seconds.unwrap_or(if a.quick { 3.0 } else { 60.0 });
+    let density_budget = Duration::from_secs(a.density_seconds.unwrap_or(if a.quick { 60 } else { 1200 }));
+    if counts.is_empty() || counts.iter().any(|n| !(1..=super::density::MAX).contains(n)) || counts.windows(2).any(|w| w[1] <= w[0]) || !(0.1..=3600.0).contains(&idle) {
+        bail!("--density: rising replica counts within 1..{}; --idle-seconds 0.1..3600, please", super::density::MAX);
+    }
+    let vegeta = if a.no_sweep { None } else { Some(super::load::find_vegeta()?) };
     let tpl = templates_dir(a.templates.as_deref())?;
     std::fs::create_dir_all(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;
     let work = tempfile::Builder::new().prefix("shunt-bench-platform-").tempdir()?;
@@ -354,6 +405,14 @@ pub fn run(a: PlatformArgs) -> Result<()> {
             }
         }
         drop(conns);
+        if let Some(vegeta) = &vegeta {
+            let answers: std::collections::HashSet<Vec<u8>> = bodies.iter().map(|b| reference_answer(b, runtime_field(lang)).into_bytes()).collect();
+            for (d, s) in daemons.iter().zip(samples.iter_mut()) {
+                eprintln!("shunt bench platform: {lang}: load sweep (vegeta) of {}", d.name);
+                let url = format!("http://127.0.0.1:{}/function/{f}", d.port);
+                s.sweep = super::load::sweep(vegeta, work.path(), &url, &bodies, &answers, &rates, step_secs, a.p99_bound_ms)?;
+            }
+        }
         for rep in 0..reps {
             eprintln!("shunt bench platform: {lang}: cold starts, repetition {}/{reps}", rep + 1);
             for (d, s) in daemons.iter().zip(samples.iter_mut()) {
@@ -364,9 +423,20 @@ pub fn run(a: PlatformArgs) -> Result<()> {
             d.remove(&f)?;
         }
     }
+    let mut density: BTreeMap<&'static str, (Vec<super::density::Point>, &'static str)> = BTreeMap::new();
+    if !a.no_density && a.lang.iter().any(|l| l == "go") {
+        for (c, d) in configs.iter().zip(&daemons).filter(|(c, _)| DENSITY_CONFIGS.contains(c)) {
+            let answer = |b: &[u8]| reference_answer(b, runtime_field("go"));
+            let curve = super::density::curve(d, "density-go", &image("go"), ENV, &counts, Duration::from_secs_f64(idle), density_budget, &bodies, &answer)?;
+            density.insert(c, curve);
+        }
+    }
     drop(daemons);
-    report(&a, &configs, &all, rounds, reps)
+    report(&a, &configs, &all, rounds, reps, &density)
 }
+
+/// The configurations of the density curve (the issue's: shunt against stock containers).
+const DENSITY_CONFIGS: [&str; 2] = ["stock", "shunt"];
 
 fn p50_p99(v: &[f64]) -> (f64, f64) {
     let mut s: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
@@ -388,7 +458,14 @@ fn dist(v: &[f64]) -> Value {
     json!({"p50": num(p50), "p99": num(p99), "samples": v.iter().map(|x| num(*x)).collect::<Vec<_>>()})
 }
 
-fn report(a: &PlatformArgs, configs: &[&'static str], all: &BTreeMap<String, Vec<Samples>>, rounds: usize, reps: usize) -> Result<()> {
+fn report(
+    a: &PlatformArgs,
+    configs: &[&'static str],
+    all: &BTreeMap<String, Vec<Samples>>,
+    rounds: usize,
+    reps: usize,
+    density: &BTreeMap<&'static str, (Vec<super::density::Point>, &'static str)>,
+) -> Result<()> {
     let mut fig5 = serde_json::Map::new();
     let mut cold = serde_json::Map::new();
     let mut cdf_client: BTreeMap<String, BTreeMap<&str, Vec<f64>>> = BTreeMap::new();
@@ -479,8 +556,64 @@ fn report(a: &PlatformArgs, configs: &[&'static str], all: &BTreeMap<String, Vec
             }
         }
     }
+    let mut fig6 = serde_json::Map::new();
+    let mut curves: BTreeMap<String, BTreeMap<&str, Vec<Value>>> = BTreeMap::new();
+    if !a.no_sweep {
+        println!();
+        println!("Figure 6: open-loop constant-rate sweep through the gateway (vegeta); the highest offered load sustained with p99 <= {} ms, and the peak throughput", a.p99_bound_ms);
+        println!();
+        println!("| lang | config | sustained (req/s) | vs stock | p50 / p99 ms there | peak (req/s) | vs stock | steps |");
+        println!("|---|---|---|---|---|---|---|---|");
+        for (lang, samples) in all {
+            let si = configs.iter().position(|c| *c == "stock");
+            let (smax, speak) = si.map(|i| super::load::summary(&samples[i].sweep, a.p99_bound_ms)).unwrap_or((f64::NAN, f64::NAN));
+            let mut m = serde_json::Map::new();
+            for (c, s) in configs.iter().zip(samples) {
+                let (max, peak) = super::load::summary(&s.sweep, a.p99_bound_ms);
+                let at = s.sweep.iter().filter(|p| p.sustained(a.p99_bound_ms)).last();
+                let at_text = at.map(|p| format!("{:.2} / {:.2}", p.p50_ms, p.p99_ms)).unwrap_or_else(|| "-".into());
+                let ratio = |x: f64, base: f64| if base > 0.0 { format!("{:.2}x", x / base) } else { "-".into() };
+                println!("| {lang} | {c} | {max:.0} | {} | {at_text} | {peak:.0} | {} | {} |", ratio(max, smax), ratio(peak, speak), s.sweep.len());
+                let points: Vec<Value> = s.sweep.iter().map(|p| p.json()).collect();
+                curves.entry(lang.clone()).or_default().insert(c, points.clone());
+                m.insert(c.to_string(), json!({
+                    "max_rps_under_bound": max, "peak_achieved_rps": num(peak),
+                    "max_vs_stock": if smax > 0.0 { num(max / smax) } else { Value::Null },
+                    "peak_vs_stock": if speak > 0.0 { num(peak / speak) } else { Value::Null },
+                    "points": points,
+                }));
+            }
+            fig6.insert(lang.clone(), Value::Object(m));
+        }
+    }
+    let mut dens = serde_json::Map::new();
+    if !density.is_empty() {
+        println!();
+        println!("Density: N idle replicas of the Go AES function; PSS from /proc (smaps_rollup), idle CPU over each window; latency of one instance while the others idle (client, µs)");
+        println!();
+        println!("| config | N running | PSS / instance MiB | + shim MiB | manager MiB | idle CPU, % of one core | p50 / p99 µs | scale-up s |");
+        println!("|---|---|---|---|---|---|---|---|");
+        for (c, (points, stopped)) in density {
+            for p in points {
+                println!(
+                    "| {c} | {} | {:.2} | {:.2} | {:.1} | {:.2} | {:.0} / {:.0} | {:.1} |",
+                    p.running,
+                    p.pss_per_instance_kib / 1024.0,
+                    p.shim_pss_per_instance_kib / 1024.0,
+                    p.manager_pss_kib / 1024.0,
+                    p.idle_cpu_pct_of_core,
+                    p.p50_us,
+                    p.p99_us,
+                    p.scale_seconds
+                );
+            }
+            println!("| {c} | (curve ended: {stopped}) | | | | | | |");
+            dens.insert(c.to_string(), json!({"stopped": stopped, "points": points.iter().map(|p| p.json()).collect::<Vec<_>>()}));
+        }
+    }
     let doc = json!({
-        "benchmark": "shunt bench platform", "schema": 1, "quick": a.quick,
+        "benchmark": "shunt bench platform", "schema": 2, "quick": a.quick,
+        "p99_bound_ms": a.p99_bound_ms, "fig6": fig6, "density": dens,
         "configurations": configs, "notes": NOTES,
         "input_bytes": a.input_bytes, "rounds": rounds, "invocations_per_round": a.invocations,
         "cold_start_repetitions": reps,
@@ -492,8 +625,21 @@ fn report(a: &PlatformArgs, configs: &[&'static str], all: &BTreeMap<String, Vec
     if reps > 0 {
         super::plots::bars(&a.out.join("cold-start.svg"), "cold start p50 (ms)", &bars)?;
     }
+    let mut plots = vec!["fig5-cdf.svg", "fig5-gateway-cdf.svg"];
+    if reps > 0 {
+        plots.push("cold-start.svg");
+    }
+    if !curves.is_empty() {
+        super::plots::load_curves(&a.out.join("fig6-load.svg"), &curves)?;
+        plots.push("fig6-load.svg");
+    }
+    if !density.is_empty() {
+        let series = super::density::series(density.iter().map(|(c, (p, _))| (*c, p.as_slice())));
+        super::plots::lines(&a.out.join("density.svg"), "idle replicas (N)", &series)?;
+        plots.push("density.svg");
+    }
     println!();
-    println!("results: {}; plots: fig5-cdf.svg, fig5-gateway-cdf.svg{} in {}", a.out.join("results.json").display(), if reps > 0 { ", cold-start.svg" } else { "" }, a.out.display());
+    println!("results: {}; plots: {} in {}", a.out.join("results.json").display(), plots.join(", "), a.out.display());
     Ok(())
 }
 

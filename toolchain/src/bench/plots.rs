@@ -151,3 +151,37 @@ pub fn bars(path: &Path, y_desc: &str, data: &BTreeMap<String, BTreeMap<&str, Ve
     root.present().map_err(|e| anyhow!("{e}"))?;
     Ok(())
 }
+
+/// Lines against x, one panel per measure: `data[measure][config]` = (x, y)
+/// points (the density curve).
+pub fn lines(path: &Path, x_desc: &str, data: &BTreeMap<String, BTreeMap<&str, Vec<(f64, f64)>>>) -> Result<()> {
+    let panels = data.len().max(1) as u32;
+    let root = SVGBackend::new(path, (560 * panels, 420)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
+    for ((measure, by), area) in data.iter().zip(root.split_evenly((1, panels as usize))) {
+        let finite = |v: &Vec<(f64, f64)>| v.iter().copied().filter(|(x, y)| x.is_finite() && y.is_finite()).collect::<Vec<_>>();
+        let xmax = by.values().flat_map(finite).map(|(x, _)| x).fold(0.0f64, f64::max) * 1.05;
+        let ymax = by.values().flat_map(finite).map(|(_, y)| y).fold(0.0f64, f64::max) * 1.15;
+        let mut chart = ChartBuilder::on(&area)
+            .caption(measure.clone(), ("sans-serif", 16))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(55)
+            .build_cartesian_2d(0.0..xmax.max(1.0), 0.0..ymax.max(0.1))
+            .map_err(|e| anyhow!("{e}"))?;
+        chart.configure_mesh().x_desc(x_desc).draw().map_err(|e| anyhow!("{e}"))?;
+        for (config, v) in by {
+            let c = color(config);
+            let pts = finite(v);
+            chart
+                .draw_series(LineSeries::new(pts.clone(), c.stroke_width(2)))
+                .map_err(|e| anyhow!("{e}"))?
+                .label(config.to_string())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+            chart.draw_series(pts.into_iter().map(|p| Circle::new(p, 3, c.filled()))).map_err(|e| anyhow!("{e}"))?;
+        }
+        chart.configure_series_labels().background_style(WHITE).border_style(BLACK).draw().map_err(|e| anyhow!("{e}"))?;
+    }
+    root.present().map_err(|e| anyhow!("{e}"))?;
+    Ok(())
+}

@@ -1,0 +1,315 @@
+//! Density in `shunt bench platform`: N idle replicas of the Go AES
+//! function on one daemon, N rising in steps (the daemon scales the
+//! function up), measured at each N from `/proc`:
+//!
+//! - **memory per instance**: the PSS (`smaps_rollup`) of each replica's
+//!   processes (the instance's pid from the daemon's `started instance`
+//!   log line, and its descendants), averaged over the replicas; for
+//!   containers, their runc shim's PSS separately (one shim per container,
+//!   as containerd runs them);
+//! - **the manager's memory**: the daemon's own processes (its process
+//!   tree without the instances; for the stock path that includes the
+//!   daemon's private containerd);
+//! - **idle CPU**: user + system time of all those processes (instances,
+//!   shims, manager) over the idle window, as a percentage of one core;
+//! - **latency of one instance while the others idle**: sequential
+//!   invocations through the gateway after the window, each answer checked.
+//!
+//! Bounded: each step's scale-up waits at most 60 s + 1 s per new
+//! instance; a step is not started when the memory it would take
+//! (estimated from the previous step, with 20% margin) would leave less
+//! than [`RESERVE_KIB`] available on the machine, or when the budget of
+//! time for the configuration is spent. Where the curve stops, and why, is
+//! in the result.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde_json::{json, Value};
+
+use super::client::Conn;
+use super::daemon::Daemon;
+use super::stats::percentile;
+
+/// The most replicas asked for (the daemon's own cap).
+pub const MAX: usize = shunt_manager::instances::plan::MAX_REPLICAS as usize;
+
+/// Memory left for everything else on the machine (KiB): 6 GiB.
+pub const RESERVE_KIB: u64 = 6 << 20;
+
+/// The replica counts of the curve.
+pub fn counts(quick: bool) -> Vec<usize> {
+    if quick {
+        vec![1, 4]
+    } else {
+        vec![1, 10, 100, 300, 1000]
+    }
+}
+
+/// One process: parent, name, CPU ticks (user + system).
+struct Proc {
+    ppid: i32,
+    comm: String,
+    ticks: u64,
+}
+
+fn procs() -> HashMap<i32, Proc> {
+    let mut m = HashMap::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else { return m };
+    for e in dir.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
+        if let Some(p) = stat(pid) {
+            m.insert(pid, p);
+        }
+    }
+    m
+}
+
+fn stat(pid: i32) -> Option<Proc> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (head, rest) = text.rsplit_once(')')?;
+    let comm = head.split_once('(')?.1.to_string();
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // After "pid (comm)": state ppid pgrp session tty tpgid flags minflt
+    // cminflt majflt cmajflt utime stime …
+    Some(Proc { ppid: f.get(1)?.parse().ok()?, comm, ticks: f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()? })
+}
+
+/// `pid` and its descendants.
+fn tree(all: &HashMap<i32, Proc>, pid: i32) -> Vec<i32> {
+    let mut children: HashMap<i32, Vec<i32>> = HashMap::new();
+    for (p, info) in all {
+        children.entry(info.ppid).or_default().push(*p);
+    }
+    let mut out = Vec::new();
+    let mut todo = vec![pid];
+    while let Some(p) = todo.pop() {
+        if all.contains_key(&p) {
+            out.push(p);
+            todo.extend(children.get(&p).into_iter().flatten());
+        }
+    }
+    out
+}
+
+/// PSS of a process in KiB (0 once it is gone).
+fn pss_kib(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+        .ok()
+        .and_then(|t| t.lines().find_map(|l| l.strip_prefix("Pss:").and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())))
+        .unwrap_or(0)
+}
+
+fn mem_available_kib() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| t.lines().find_map(|l| l.strip_prefix("MemAvailable:").and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())))
+        .unwrap_or(0)
+}
+
+fn clock_ticks() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 {
+        t as f64
+    } else {
+        100.0
+    }
+}
+
+/// The processes of a daemon at one moment: each replica's, the shims', the manager's.
+struct Groups {
+    instances: Vec<Vec<i32>>,
+    shims: Vec<i32>,
+    manager: Vec<i32>,
+}
+
+/// The pids of the function's running instances, from the daemon's logs.
+fn instance_pids(d: &Daemon, function: &str, all: &HashMap<i32, Proc>) -> Result<Vec<i32>> {
+    let (_, logs) = d.api("GET", &format!("/system/logs?name={function}&follow=false"), "")?;
+    let mut pids: Vec<i32> = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|v| v["text"].as_str().map(str::to_string))
+        .filter(|t| t.starts_with("shunt: started instance "))
+        .filter_map(|t| t.split("(pid ").nth(1).and_then(|r| r.split(',').next()).and_then(|p| p.trim().parse().ok()))
+        .filter(|p| all.contains_key(p))
+        .collect();
+    pids.sort_unstable();
+    pids.dedup();
+    Ok(pids)
+}
+
+fn groups(d: &Daemon, function: &str) -> Result<Groups> {
+    let all = procs();
+    let mut taken = HashSet::new();
+    let mut instances = Vec::new();
+    let mut shims = Vec::new();
+    for pid in instance_pids(d, function, &all)? {
+        let t = tree(&all, pid);
+        taken.extend(t.iter().copied());
+        instances.push(t);
+        if let Some(parent) = all.get(&pid).map(|p| p.ppid) {
+            if all.get(&parent).is_some_and(|p| p.comm.starts_with("containerd-shim")) && !shims.contains(&parent) {
+                shims.push(parent);
+                taken.insert(parent);
+            }
+        }
+    }
+    let manager = tree(&all, d.pid()).into_iter().filter(|p| !taken.contains(p)).collect();
+    Ok(Groups { instances, shims, manager })
+}
+
+fn ticks(pids: &[i32]) -> HashMap<i32, u64> {
+    pids.iter().filter_map(|p| stat(*p).map(|s| (*p, s.ticks))).collect()
+}
+
+/// One point of the curve.
+pub struct Point {
+    pub requested: usize,
+    pub running: usize,
+    pub scale_seconds: f64,
+    pub pss_per_instance_kib: f64,
+    pub shim_pss_per_instance_kib: f64,
+    pub manager_pss_kib: f64,
+    pub idle_cpu_pct_of_core: f64,
+    pub idle_seconds: f64,
+    pub p50_us: f64,
+    pub p99_us: f64,
+    pub answered: usize,
+    pub correct: usize,
+}
+
+impl Point {
+    pub fn json(&self) -> Value {
+        let n = |x: f64| if x.is_finite() { json!(x) } else { Value::Null };
+        json!({
+            "replicas_requested": self.requested, "replicas_running": self.running, "scale_up_seconds": n(self.scale_seconds),
+            "pss_per_instance_kib": n(self.pss_per_instance_kib), "shim_pss_per_instance_kib": n(self.shim_pss_per_instance_kib),
+            "manager_pss_kib": n(self.manager_pss_kib), "idle_cpu_pct_of_one_core": n(self.idle_cpu_pct_of_core),
+            "idle_seconds": self.idle_seconds, "latency_p50_us": n(self.p50_us), "latency_p99_us": n(self.p99_us),
+            "answered": self.answered, "correct": self.correct,
+        })
+    }
+}
+
+/// The density curve of one daemon: the function `function` (image
+/// `image`, deployed with `extra`) scaled through `counts`. Returns the
+/// points and why the curve stopped (`"done"`, `"memory"`, `"time"`,
+/// `"scale-up timeout"`).
+#[allow(clippy::too_many_arguments)]
+pub fn curve(
+    d: &Daemon,
+    function: &str,
+    image: &str,
+    extra: &str,
+    counts: &[usize],
+    idle: Duration,
+    budget: Duration,
+    bodies: &[Vec<u8>],
+    answer: &dyn Fn(&[u8]) -> String,
+) -> Result<(Vec<Point>, &'static str)> {
+    let started = Instant::now();
+    let path = format!("/function/{function}");
+    d.deploy(function, image, extra)?;
+    d.wait_for(function, Duration::from_secs(120), "ready", |a| a.is_some_and(|n| n >= 1))?;
+    let mut points: Vec<Point> = Vec::new();
+    let mut stopped = "done";
+    let mut current = 1usize;
+    for &n in counts {
+        if started.elapsed() >= budget {
+            stopped = "time";
+            break;
+        }
+        if let Some(last) = points.last() {
+            let per = last.pss_per_instance_kib + last.shim_pss_per_instance_kib;
+            let need = (per * 1.2 * n.saturating_sub(current) as f64) as u64;
+            if mem_available_kib().saturating_sub(need) < RESERVE_KIB {
+                eprintln!("shunt bench platform: density on {}: not scaling to {n} (it would leave less than {} GiB available)", d.name, RESERVE_KIB >> 20);
+                stopped = "memory";
+                break;
+            }
+        }
+        eprintln!("shunt bench platform: density on {}: {n} idle replicas", d.name);
+        let t0 = Instant::now();
+        d.scale(function, n as u64)?;
+        let limit = Duration::from_secs(60 + n as u64);
+        let reached = d.wait_for(function, limit, "scaled up", |a| a.is_some_and(|k| k as usize >= n));
+        let scale_seconds = t0.elapsed().as_secs_f64();
+        current = n;
+        if let Err(e) = reached {
+            eprintln!("shunt bench platform: density on {}: {e:#}", d.name);
+            stopped = "scale-up timeout";
+        }
+        // The idle window: every process of the daemon, counted from its start to its end.
+        let g = groups(d, function)?;
+        let everyone: Vec<i32> = g.instances.iter().flatten().chain(&g.shims).chain(&g.manager).copied().collect();
+        let before = ticks(&everyone);
+        let w0 = Instant::now();
+        std::thread::sleep(idle);
+        let after = ticks(&everyone);
+        let window = w0.elapsed().as_secs_f64();
+        let used: u64 = after.iter().filter_map(|(p, t)| before.get(p).map(|b| t.saturating_sub(*b))).sum();
+        let per_instance: Vec<u64> = g.instances.iter().map(|t| t.iter().map(|p| pss_kib(*p)).sum()).collect();
+        let running = per_instance.len();
+        let mean = |v: &[u64]| if v.is_empty() { f64::NAN } else { v.iter().sum::<u64>() as f64 / v.len() as f64 };
+        let shims: Vec<u64> = g.shims.iter().map(|p| pss_kib(*p)).collect();
+        let manager: u64 = g.manager.iter().map(|p| pss_kib(*p)).sum();
+        // One instance's latency while the others idle.
+        let mut c = Conn::connect("127.0.0.1", d.port)?;
+        let mut lat = Vec::new();
+        let (mut answered, mut correct) = (0, 0);
+        for b in bodies {
+            let t = Instant::now();
+            let (status, resp) = c.post(&path, b).with_context(|| format!("{}: POST {path}", d.name))?;
+            lat.push(t.elapsed().as_secs_f64() * 1e6);
+            answered += 1;
+            if status == 200 && resp == answer(b).as_bytes() {
+                correct += 1;
+            }
+        }
+        lat.sort_by(f64::total_cmp);
+        points.push(Point {
+            requested: n,
+            running,
+            scale_seconds,
+            pss_per_instance_kib: mean(&per_instance),
+            shim_pss_per_instance_kib: if shims.is_empty() { 0.0 } else { mean(&shims) },
+            manager_pss_kib: manager as f64,
+            idle_cpu_pct_of_core: used as f64 / clock_ticks() / window * 100.0,
+            idle_seconds: window,
+            p50_us: percentile(&lat, 50.0),
+            p99_us: percentile(&lat, 99.0),
+            answered,
+            correct,
+        });
+        if correct != answered {
+            bail!("{}: with {running} replicas of {function}, {} of {answered} answers were not the reference", d.name, answered - correct);
+        }
+        if stopped != "done" {
+            break;
+        }
+    }
+    d.remove(function)?;
+    d.wait_for(function, Duration::from_secs(60 + current as u64), "removed", |a| a.is_none())?;
+    if points.is_empty() {
+        return Err(anyhow!("{}: no density point measured (budget {}s)", d.name, budget.as_secs()));
+    }
+    Ok((points, stopped))
+}
+
+/// The curve's series for the plot: measure → config → (N, value).
+pub fn series<'a, 'b>(by: impl Iterator<Item = (&'a str, &'b [Point])>) -> BTreeMap<String, BTreeMap<&'a str, Vec<(f64, f64)>>> {
+    let mut m: BTreeMap<String, BTreeMap<&str, Vec<(f64, f64)>>> = BTreeMap::new();
+    for (c, pts) in by {
+        for p in pts {
+            let x = p.running as f64;
+            let per = (p.pss_per_instance_kib + p.shim_pss_per_instance_kib) / 1024.0;
+            m.entry("PSS per instance (MiB, incl. shim)".into()).or_default().entry(c).or_default().push((x, per));
+            m.entry("idle CPU, all processes (% of one core)".into()).or_default().entry(c).or_default().push((x, p.idle_cpu_pct_of_core));
+            m.entry("one instance's p50 latency (us)".into()).or_default().entry(c).or_default().push((x, p.p50_us));
+        }
+    }
+    m
+}

@@ -1,6 +1,8 @@
 //! `shunt bench platform` at a tiny scale: every configuration answers
 //! every invocation (through `shunt daemon`) with the vSwarm AES reference
-//! output, the result file has its documented shape, and the plots exist.
+//! output — sequentially (Figure 5), under vegeta's constant rate (Figure
+//! 6) and with N idle replicas (density) — the result file has its
+//! documented shape, and the plots exist.
 //! No timing is asserted (the benchmark prints ratios from one run).
 //!
 //! The stock configuration runs real containerd and runc: needs root,
@@ -22,13 +24,14 @@ fn bench_platform_quick_answers_every_request_and_writes_its_schema() {
         .arg(&out)
         .args(["--rounds", &rounds.to_string(), "--invocations", &invocations.to_string()])
         .args(["--cold-starts", &reps.to_string(), "--templates"])
-        .arg(templates());
+        .arg(templates())
+        .args(["--rates", "50,100", "--step-seconds", "0.5", "--density", "1,2", "--idle-seconds", "0.5"]);
     let o = run(c, None, BUILD_LIMIT);
     assert!(o.status.success(), "shunt bench platform failed:\n{}{}", o.stdout_str(), o.stderr_str());
     let text = o.stdout_str();
     let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
     assert_eq!(v["benchmark"], "shunt bench platform");
-    assert_eq!(v["schema"], 1);
+    assert_eq!(v["schema"], 2);
     assert_eq!(v["configurations"], serde_json::json!(CONFIGS));
     assert_eq!((v["rounds"].as_u64(), v["invocations_per_round"].as_u64(), v["input_bytes"].as_u64()), (Some(rounds), Some(invocations), Some(600)));
     assert!(v["notes"].as_array().is_some_and(|n| n.iter().any(|t| t.as_str().unwrap_or("").contains("one hop fewer"))), "{}", v["notes"]);
@@ -60,7 +63,38 @@ fn bench_platform_quick_answers_every_request_and_writes_its_schema() {
             assert!(cold[k]["p50"].as_f64().is_some_and(|x| x > 0.0), "{config} {k}: {cold}");
         }
     }
-    for plot in ["fig5-cdf.svg", "fig5-gateway-cdf.svg", "cold-start.svg"] {
+    for config in CONFIGS {
+        // Figure 6: the sweep's steps, each answer checked by the benchmark
+        // against the reference; what was sent is what was counted.
+        let f = &v["fig6"]["go"][config];
+        let points = f["points"].as_array().unwrap_or_else(|| panic!("{config}: no Figure 6 points: {f}"));
+        assert!(!points.is_empty() && points.len() <= 2, "{config}: {f}");
+        assert_eq!(points[0]["offered_rps"].as_f64(), Some(50.0), "{config}: {f}");
+        for p in points {
+            let (sent, ok, errors) = (p["sent"].as_u64().unwrap(), p["ok"].as_u64().unwrap(), p["errors"].as_u64().unwrap());
+            assert_eq!(ok + errors, sent, "{config}: {p}");
+            // vegeta sends rate x duration requests (25 at 50/s for 0.5 s).
+            assert!(sent >= 20, "{config}: {p}");
+        }
+        assert!(points[0]["ok"].as_u64() > Some(0), "{config}: no reference answer under load: {f}");
+        assert!(f["max_rps_under_bound"].as_f64().is_some() && f["peak_achieved_rps"].as_f64().is_some_and(|x| x > 0.0), "{config}: {f}");
+    }
+    for config in ["stock", "shunt"] {
+        let d = &v["density"][config];
+        let points = d["points"].as_array().unwrap_or_else(|| panic!("{config}: no density points: {d}"));
+        assert_eq!(points.len(), 2, "{config}: {d}");
+        for (p, n) in points.iter().zip([1u64, 2]) {
+            assert_eq!(p["replicas_requested"].as_u64(), Some(n), "{config}: {p}");
+            assert_eq!(p["replicas_running"].as_u64(), Some(n), "{config}: {p}");
+            assert!(p["pss_per_instance_kib"].as_f64().is_some_and(|x| x > 0.0), "{config}: {p}");
+            assert!(p["manager_pss_kib"].as_f64().is_some_and(|x| x > 0.0), "{config}: {p}");
+            assert!(p["idle_cpu_pct_of_one_core"].as_f64().is_some_and(|x| x >= 0.0), "{config}: {p}");
+            assert_eq!(p["answered"], p["correct"], "{config}: {p}");
+            assert_eq!(p["answered"].as_u64(), Some(invocations), "{config}: {p}");
+        }
+    }
+    assert!(v["density"].get("native").is_none(), "density is measured for stock and shunt only");
+    for plot in ["fig5-cdf.svg", "fig5-gateway-cdf.svg", "cold-start.svg", "fig6-load.svg", "density.svg"] {
         let svg = std::fs::read_to_string(out.join(plot)).unwrap_or_else(|e| panic!("{plot}: {e}"));
         assert!(svg.contains("<svg") && svg.contains("</svg>"), "{plot} is not an SVG");
     }
@@ -68,7 +102,16 @@ fn bench_platform_quick_answers_every_request_and_writes_its_schema() {
 
 #[test]
 fn bench_platform_refuses_bad_settings() {
-    for args in [&["--configs", "nope"][..], &["--configs", "native,native"], &["--rounds", "0"], &["--lang", "rust"]] {
+    for args in [
+        &["--configs", "nope"][..],
+        &["--configs", "native,native"],
+        &["--rounds", "0"],
+        &["--lang", "rust"],
+        &["--rates", "100,50"],
+        &["--density", "0"],
+        &["--density", "5,2"],
+        &["--p99-bound-ms", "0"],
+    ] {
         let mut cmd = Command::new(shunt());
         cmd.args(["bench", "platform"]).args(args);
         let o = run(cmd, None, std::time::Duration::from_secs(30));

@@ -4,9 +4,11 @@
 //!
 //! - **memory per instance**: the PSS (`smaps_rollup`) of each replica's
 //!   processes (the instance's pid from the daemon's `started instance`
-//!   log line, and its descendants), averaged over the replicas; for
-//!   containers, their runc shim's PSS separately (one shim per container,
-//!   as containerd runs them);
+//!   log line, and its descendants), averaged over the replicas; and
+//!   separately the instance's helper process, the parent it alone has:
+//!   for containers their runc shim (one per container, as containerd runs
+//!   them), for shunt instances the supervisor process the daemon forks for
+//!   each (it waits on the instance and sums its stats);
 //! - **the manager's memory**: the daemon's own processes (its process
 //!   tree without the instances; for the stock path that includes the
 //!   daemon's private containerd);
@@ -47,10 +49,9 @@ pub fn counts(quick: bool) -> Vec<usize> {
     }
 }
 
-/// One process: parent, name, CPU ticks (user + system).
+/// One process: parent, CPU ticks (user + system).
 struct Proc {
     ppid: i32,
-    comm: String,
     ticks: u64,
 }
 
@@ -68,12 +69,11 @@ fn procs() -> HashMap<i32, Proc> {
 
 fn stat(pid: i32) -> Option<Proc> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let (head, rest) = text.rsplit_once(')')?;
-    let comm = head.split_once('(')?.1.to_string();
+    let (_, rest) = text.rsplit_once(')')?;
     let f: Vec<&str> = rest.split_whitespace().collect();
     // After "pid (comm)": state ppid pgrp session tty tpgid flags minflt
     // cminflt majflt cmajflt utime stime …
-    Some(Proc { ppid: f.get(1)?.parse().ok()?, comm, ticks: f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()? })
+    Some(Proc { ppid: f.get(1)?.parse().ok()?, ticks: f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()? })
 }
 
 /// `pid` and its descendants.
@@ -150,8 +150,12 @@ fn groups(d: &Daemon, function: &str) -> Result<Groups> {
         let t = tree(&all, pid);
         taken.extend(t.iter().copied());
         instances.push(t);
+        // The instance's own helper: a parent that has no other child
+        // (containerd's runc shim; the supervisor process the daemon forks
+        // for each shunt instance), never the daemon's main process.
         if let Some(parent) = all.get(&pid).map(|p| p.ppid) {
-            if all.get(&parent).is_some_and(|p| p.comm.starts_with("containerd-shim")) && !shims.contains(&parent) {
+            let only_child = all.values().filter(|p| p.ppid == parent).count() == 1;
+            if only_child && parent != d.pid() && parent > 1 && !shims.contains(&parent) {
                 shims.push(parent);
                 taken.insert(parent);
             }
@@ -186,7 +190,7 @@ impl Point {
         let n = |x: f64| if x.is_finite() { json!(x) } else { Value::Null };
         json!({
             "replicas_requested": self.requested, "replicas_running": self.running, "scale_up_seconds": n(self.scale_seconds),
-            "pss_per_instance_kib": n(self.pss_per_instance_kib), "shim_pss_per_instance_kib": n(self.shim_pss_per_instance_kib),
+            "pss_per_instance_kib": n(self.pss_per_instance_kib), "helper_pss_per_instance_kib": n(self.shim_pss_per_instance_kib),
             "manager_pss_kib": n(self.manager_pss_kib), "idle_cpu_pct_of_one_core": n(self.idle_cpu_pct_of_core),
             "idle_seconds": self.idle_seconds, "latency_p50_us": n(self.p50_us), "latency_p99_us": n(self.p99_us),
             "answered": self.answered, "correct": self.correct,
@@ -306,7 +310,7 @@ pub fn series<'a, 'b>(by: impl Iterator<Item = (&'a str, &'b [Point])>) -> BTree
         for p in pts {
             let x = p.running as f64;
             let per = (p.pss_per_instance_kib + p.shim_pss_per_instance_kib) / 1024.0;
-            m.entry("PSS per instance (MiB, incl. shim)".into()).or_default().entry(c).or_default().push((x, per));
+            m.entry("PSS per instance (MiB, incl. its shim/supervisor)".into()).or_default().entry(c).or_default().push((x, per));
             m.entry("idle CPU, all processes (% of one core)".into()).or_default().entry(c).or_default().push((x, p.idle_cpu_pct_of_core));
             m.entry("one instance's p50 latency (us)".into()).or_default().entry(c).or_default().push((x, p.p50_us));
         }

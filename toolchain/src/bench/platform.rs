@@ -591,7 +591,7 @@ fn report(
         println!();
         println!("Density: N idle replicas of the Go AES function; PSS from /proc (smaps_rollup), idle CPU over each window; latency of one instance while the others idle (client, µs)");
         println!();
-        println!("| config | N running | PSS / instance MiB | + shim MiB | manager MiB | idle CPU, % of one core | p50 / p99 µs | scale-up s |");
+        println!("| config | N running | PSS / instance MiB | + its shim / supervisor MiB | manager MiB | idle CPU, % of one core | p50 / p99 µs | scale-up s |");
         println!("|---|---|---|---|---|---|---|---|");
         for (c, (points, stopped)) in density {
             for p in points {

@@ -143,6 +143,11 @@ impl Image {
         let mut build_id = None;
         for ph in phdrs {
             if ph.p_type(e) == elf::PT_LOAD {
+                // Every later address computation adds within a segment or
+                // section: one that wraps the address space is refused here.
+                if ph.p_vaddr(e).checked_add(ph.p_memsz(e).max(ph.p_filesz(e))).is_none() {
+                    return Err(malformed(path, "a PT_LOAD segment wraps the address space"));
+                }
                 loads.push((ph.p_vaddr(e), ph.p_offset(e), ph.p_filesz(e)));
             }
             if ph.p_type(e) == elf::PT_NOTE && build_id.is_none() {
@@ -171,6 +176,9 @@ impl Image {
             match ty {
                 elf::SHT_PROGBITS if s.sh_flags(e).contains(elf::SHF_EXECINSTR) && s.sh_size(e) > 0 => {
                     let bytes = s.data(e, d).map_err(|x| malformed(path, format!("section {name}: {x}")))?;
+                    if s.sh_addr(e).checked_add(bytes.len() as u64).is_none() {
+                        return Err(malformed(path, format!("section {name} wraps the address space")));
+                    }
                     if name == ".text" {
                         text_addr = Some(s.sh_addr(e));
                     }
@@ -187,7 +195,8 @@ impl Image {
                     for sym in table.iter() {
                         let st = sym.st_type();
                         let val = sym.st_value(e);
-                        if val == 0 || sym.st_shndx(e) == elf::SHN_UNDEF {
+                        // A symbol only names code: one that wraps names nothing.
+                        if val == 0 || sym.st_shndx(e) == elf::SHN_UNDEF || val.checked_add(sym.st_size(e)).is_none() {
                             continue;
                         }
                         if st != elf::STT_FUNC && st != elf::STT_GNU_IFUNC && st != elf::STT_NOTYPE {
@@ -248,6 +257,9 @@ impl Image {
         if let Some(funcs) = &go_funcs {
             let named: std::collections::HashSet<u64> = symbols.iter().map(|s| s.addr).collect();
             for (addr, size, name) in funcs {
+                if addr.checked_add(*size).is_none() {
+                    continue;
+                }
                 fdes.push((*addr, *size));
                 if !named.contains(addr) {
                     symbols.push(Symbol { addr: *addr, size: *size, name: name.clone(), global: true });
@@ -339,7 +351,7 @@ impl Image {
             };
             let skew = ((8 - vaddr % 8) % 8) as usize;
             for (i, w) in bytes.get(skew..).unwrap_or(&[]).chunks_exact(8).enumerate() {
-                let at = vaddr + (skew + 8 * i) as u64;
+                let at = vaddr + (skew + 8 * i) as u64; // within the segment: checked in parse
                 if self.in_code(at) {
                     continue; // code is decoded, not scanned
                 }
@@ -531,7 +543,7 @@ impl Reader<'_> {
     /// A pointer in DW_EH_PE encoding `enc` (pc-relative applied; indirect
     /// and data-relative ones are not followed: `None`).
     fn encoded(&mut self, enc: u8) -> Option<u64> {
-        let at = self.base + self.pos as u64;
+        let at = self.base.wrapping_add(self.pos as u64);
         let v = match enc & 0x0f {
             0x00 | 0x04 => u64::from_le_bytes(self.fixed()?),
             0x01 => self.uleb()?,
@@ -617,10 +629,11 @@ fn parse_eh_frame(
             if let Some(c) = parse(&mut r) {
                 cies.insert(pos, c);
             }
-        } else if let Some(&(fde_enc, lsda_enc, z, sig)) = cies.get(&(start - id)) {
+        } else if let Some(&(fde_enc, lsda_enc, z, sig)) = start.checked_sub(id).and_then(|c| cies.get(&c)) {
             let mut parse = |r: &mut Reader| -> Option<()> {
                 let begin = r.encoded(fde_enc)?;
                 let range = r.encoded(fde_enc & 0x0f)?;
+                begin.checked_add(range)?; // a wrapping FDE covers nothing
                 fdes.push((begin, range));
                 if sig {
                     signal.push(begin);
@@ -636,7 +649,7 @@ fn parse_eh_frame(
                                 }
                             }
                         }
-                        r.pos = save + aug_len;
+                        r.pos = save.saturating_add(aug_len);
                     }
                 }
                 Some(())

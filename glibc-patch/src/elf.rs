@@ -246,6 +246,16 @@ impl Image {
             }
             let _ = i;
         }
+        // Executable sections never overlap in a linked object; in a
+        // hostile one the same bytes would decode (and be planned) twice.
+        {
+            let mut spans: Vec<(u64, u64, &str)> = code.iter().map(|c| (c.addr, c.addr + c.bytes.len() as u64, c.name.as_str())).collect();
+            spans.sort();
+            if let Some(w) = spans.windows(2).find(|w| w[1].0 < w[0].1) {
+                let what = if hdr.e_type(e) == elf::ET_REL { " (a relocatable object: audit or plan the linked program)" } else { "" };
+                return Err(malformed(path, format!("executable sections {:?} and {:?} overlap{what}", w[0].2, w[1].2)));
+            }
+        }
         // A Go binary: its function table names and bounds every function,
         // also when the symbol table was stripped (`-ldflags=-s -w`); the
         // runtime itself needs the table, so it is always there.

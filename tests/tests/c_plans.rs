@@ -81,7 +81,6 @@ fn mismatching_plan_is_refused_whole() {
     assert_eq!(out.status.code(), reference.status.code());
     let err = out.stderr_str();
     assert!(err.contains("plan refused: bytes at"), "{err}");
-    stats.assert_accounted();
     assert!(stats.total("trapped") > 0, "libc is not patched, so its calls are trapped: {}", stats.0);
 }
 
@@ -105,7 +104,6 @@ fn no_plan_no_patch() {
     let err = out.stderr_str();
     assert_eq!(err.lines().filter(|l| l.starts_with("shunt:")).count(), 1, "{err}");
     assert!(err.contains("glibc not patched: no plan for"), "{err}");
-    stats.assert_accounted();
     assert!(stats.total("trapped") > 0, "{}", stats.0);
     assert_eq!(stats.total("redirected"), 0, "{}", stats.0);
 }

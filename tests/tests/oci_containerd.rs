@@ -102,7 +102,6 @@ fn final_stats(d: &Containerd, id: &str) -> Stats {
     let p = stats_dir(d, id).join("stats.json");
     let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
     let s = Stats::parse(&text);
-    s.assert_accounted();
     s
 }
 
@@ -113,7 +112,6 @@ fn live_stats(d: &Containerd, id: &str) -> Stats {
     let o = run(c, None, LIMIT);
     assert!(o.status.success(), "shunt-oci stats {id}: {}", o.stderr_str());
     let s = Stats::parse(&o.stdout_str());
-    s.assert_accounted();
     s
 }
 
@@ -479,7 +477,6 @@ fn annotations_choose_the_policy_and_the_stats_directory() {
     assert_eq!(err.matches("Permission denied").count(), 2, "{err}");
     let text = std::fs::read_to_string(chosen.join("stats.json")).unwrap_or_else(|e| panic!("{}: {e}", chosen.display()));
     let st = Stats::parse(&text);
-    st.assert_accounted();
     assert_eq!(st.total("denied"), 2, "{}", st.0);
     assert_eq!(st.get("mkdir", "denied") + st.get("mkdirat", "denied"), 2, "{}", st.0);
     assert!(!stats_dir(&d, "pol-shunt").exists(), "the default stats directory is not used");
@@ -591,7 +588,6 @@ fn a_pod_through_the_cri_runs_its_container_on_shunt() {
     let stats = runc_root.join("k8s.io-shunt");
     let report = stats.join(&cid).join("stats.json");
     let st = Stats::parse(&std::fs::read_to_string(&report).unwrap_or_else(|e| panic!("{}: {e}", report.display())));
-    st.assert_accounted();
     assert_eq!(st.processes(), 2, "sh and the mkdir it forks: {}", st.0);
     assert_eq!(st.total("denied"), 1, "{}", st.0);
     assert_eq!(st.total("trapped"), 0, "{}", st.0);

@@ -186,7 +186,6 @@ fn runc_is_the_oracle_for_a_containers_life() {
     // one `write` for the one line it printed.
     let stats_file = work.path().join("shunt-root-shunt/c1/stats.json");
     let stats = Stats::parse(&std::fs::read_to_string(&stats_file).unwrap());
-    stats.assert_accounted();
     assert_eq!(stats.total("trapped"), 0, "{}", stats.0);
     assert!(stats.total("redirected") > 0, "{}", stats.0);
     assert_eq!(stats.get("write", "redirected"), 1, "one write for `echo ready`: {}", stats.0);

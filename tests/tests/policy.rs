@@ -20,7 +20,6 @@ fn deny_returns_the_configured_errno() {
     assert!(o.status.success(), "{}", o.stderr_str());
     assert_eq!(o.stdout_str(), "mkdir: -1 EACCES\nmkdir again: -1 EACCES\n");
     assert!(!target.exists(), "the denied mkdir must not have happened");
-    stats.assert_accounted();
     assert_eq!(stats.get("mkdirat", "denied") + stats.get("mkdir", "denied"), 2, "{}", stats.0);
     // Logged once per number, however often it is called.
     let lines: Vec<_> = o.stderr_str().lines().filter(|l| l.contains("policy denied")).map(String::from).collect();
@@ -53,7 +52,6 @@ fn builtin_profile_denies_ptrace() {
     let (o, stats) = under_shunt(&[&p, "ptrace"], None, &[]);
     assert_eq!(o.stdout_str(), "ptrace: -1 EPERM\n");
     assert_eq!(stats.get("ptrace", "denied"), 1);
-    stats.assert_accounted();
 }
 
 #[test]

@@ -62,7 +62,6 @@ fn compare(what: &str, bin: &Path, args: &[&str]) -> Stats {
     let n = run(cmd, None, Duration::from_secs(300));
     let (s, stats) = with_cache(cache.path(), &argv, &[]);
     assert_same(what, &n, &s);
-    stats.assert_accounted();
     assert_eq!(stats.total("trapped"), 0, "{what}: rewritten, yet calls were trapped: {}", stats.0);
     assert!(stats.total("redirected") > 100, "{what}: the gate saw the calls: {}", stats.0);
     // The plan was cached by the first run: a second one uses it.
@@ -74,7 +73,6 @@ fn compare(what: &str, bin: &Path, args: &[&str]) -> Stats {
     // Without the rewrite the same program traps.
     let (off, off_stats) = with_cache(cache.path(), &argv, &["--no-rewrite"]);
     assert_same(what, &n, &off);
-    off_stats.assert_accounted();
     let name = bin.file_name().unwrap().to_str().unwrap();
     assert!(trapped_of(&off_stats, name) > 100, "{what} --no-rewrite: {}", off_stats.0);
     stats

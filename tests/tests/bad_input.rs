@@ -1,5 +1,5 @@
-//! Hostile and mistaken input found by trying shunt as a new user would
-//! (issue 14): FIFOs and devices where a file is expected, ELF files that
+//! Hostile and mistaken input found by trying shunt as a new user would:
+//! FIFOs and devices where a file is expected, ELF files that
 //! crashed the auditor, the loader or every program under shunt, stack
 //! files that deleted the stack, a corrupt bundle manifest. Each case
 //! failed (hung, crashed or destroyed files) before its fix.

@@ -1,4 +1,4 @@
-//! C and C++ programs built with `shunt cc`/`shunt c++` (issue 3): they run
+//! C and C++ programs built with `shunt cc`/`shunt c++`: they run
 //! natively and under shunt exactly like the same source built with plain
 //! gcc/g++, and every system call they make after start-up reaches the gate
 //! through the in-memory patched glibc: `trapped == 0`.

@@ -1,4 +1,4 @@
-//! The bypass transport under real programs (issue 11): Python's asyncio
+//! The bypass transport under real programs: Python's asyncio
 //! (`tests/programs/asyncio_echo.py`) natively (the kernel is the oracle)
 //! and under `shunt run --transport shm`, in one process and as two
 //! instances, with the same transcript and exit status and the stats'
@@ -11,7 +11,7 @@
 //! Not here yet: Go programs with both ends on rings. Go (1.24 on) makes its
 //! listeners `IPPROTO_MPTCP` sockets, which the transport does not adopt,
 //! so Go's listeners stay kernel TCP; adopting them exposed a hang of Go's
-//! netpoller over rings (issue 11 notes).
+//! netpoller over rings, not yet understood.
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};

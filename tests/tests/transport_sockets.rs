@@ -1,4 +1,4 @@
-//! The bypass transport under glibc (issue 11): `tests/programs/sockets.c`
+//! The bypass transport under glibc: `tests/programs/sockets.c`
 //! runs each loopback TCP scenario natively (the kernel is the oracle) and
 //! under `shunt run --transport shm`, with the same transcript and exit
 //! status, and the stats show that the connections were carried by rings.

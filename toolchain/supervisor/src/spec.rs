@@ -133,7 +133,8 @@ impl Default for ShuntOptions {
     }
 }
 
-/// The socket transport of an instance (issue: the bypass transport).
+/// The socket transport of an instance: kernel TCP, or the shared-memory
+/// bypass transport between shunt processes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Transport {
     /// Kernel sockets only.

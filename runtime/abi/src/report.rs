@@ -50,5 +50,8 @@ pub fn write_json(t: &Totals, out: &mut dyn Write) -> fmt::Result {
         let [s, p, ns] = t.waits;
         write!(out, ", \"waits\": {{\"spun\": {s}, \"parked\": {p}, \"spin_ns\": {ns}}}")?;
     }
+    if t.rewritten != 0 {
+        write!(out, ", \"rewritten_at_runtime\": {}", t.rewritten)?;
+    }
     out.write_str("}\n")
 }

@@ -30,7 +30,7 @@ const _: () = assert!(SEGMENT_MAGIC == u64::from_le_bytes(*b"SHUNTSG1"));
 /// Version 5: the transport's and the waits' counters in the header
 /// (version 4: no `unaccounted` word; the magic is stored last, so a reader
 /// never sees a half-written header).
-pub const SEGMENT_VERSION: u32 = 5;
+pub const SEGMENT_VERSION: u32 = 6;
 
 /// Distance between two slots in the stats segment.
 pub const SLOT_STRIDE: usize = 32 * 1024;
@@ -85,6 +85,9 @@ pub struct SegmentHeader {
     /// Blocking waits: answered while spinning, parked, time spun (ns) —
     /// in this order, the layout of `shunt_transport::spin::WaitStats`.
     pub waits: [AtomicU64; WAIT_COUNTERS],
+    /// Syscall sites rewritten into gate calls on their first trap
+    /// (`shunt_core::lazy`), counted with `Relaxed` adds.
+    pub rewritten: AtomicU64,
 }
 
 /// `SegmentHeader::transport[..]`: connections carried by rings.
@@ -227,11 +230,13 @@ pub struct Totals {
     pub transport: [u64; TRANSPORT_COUNTERS],
     /// Waits: spun, parked, spin_ns.
     pub waits: [u64; WAIT_COUNTERS],
+    /// Sites rewritten on their first trap, summed.
+    pub rewritten: u64,
 }
 
 impl Totals {
     pub const fn new() -> Self {
-        Totals { cells: [[0; TABLE_LEN]; CELLS], processes: 0, transport: [0; TRANSPORT_COUNTERS], waits: [0; WAIT_COUNTERS] }
+        Totals { cells: [[0; TABLE_LEN]; CELLS], processes: 0, transport: [0; TRANSPORT_COUNTERS], waits: [0; WAIT_COUNTERS], rewritten: 0 }
     }
 
     /// Adds the counters of one segment (one more process).
@@ -244,6 +249,7 @@ impl Totals {
         for (t, w) in self.waits.iter_mut().zip(h.waits.iter()) {
             *t += w.load(Ordering::Relaxed);
         }
+        self.rewritten += h.rewritten.load(Ordering::Relaxed);
         self.processes += 1;
     }
 
@@ -267,6 +273,7 @@ impl Totals {
         for (m, t) in self.waits.iter_mut().zip(other.waits.iter()) {
             *m += t;
         }
+        self.rewritten += other.rewritten;
     }
 
     /// Whether any transport counter moved.

@@ -27,6 +27,7 @@
 //!   task context handlers take (`fn(&mut Call) -> Ret`), the fds' owners
 //! - [`net`]: the bypass transport's fd owner (TCP sockets carried by
 //!   shared-memory rings, `shunt_transport`) and the waits' spin context
+//! - [`lazy`]: rewriting a trapped site into a gate call on its first trap
 //! - [`trap`], [`thread`], [`fork`], [`standalone`]: the trap fallback,
 //!   attaching threads, a fork child's first steps, stand-alone reports
 //! - [`sys`]: handlers by family; [`dispatch`]: the full path; [`entry`]:
@@ -48,6 +49,7 @@ pub mod hooks;
 pub mod install;
 pub mod kernel;
 pub mod layout;
+pub mod lazy;
 pub mod mem;
 pub mod net;
 pub mod process;

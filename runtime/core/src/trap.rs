@@ -351,6 +351,9 @@ unsafe extern "C" fn on_sigsys(sig: i32, info: *mut libc::siginfo_t, ctx: *mut l
     f.kind = ENTRY_TRAP;
     g[libc::REG_RSP as usize] = f as *mut GateFrame as i64;
     g[libc::REG_RIP as usize] = gate::shunt_trap_resume as *const () as usize as i64;
+    // This call completes through the trap path; the site's next execution
+    // calls the gate, when it can be rewritten safely (see `lazy`).
+    crate::lazy::on_trap(f.rip, nr);
 }
 
 /// A SIGSYS that is not ours (seccomp, `kill`): give it to the program's own

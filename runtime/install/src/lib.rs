@@ -117,6 +117,9 @@ pub fn install(opts: Options) -> Result<(), InstallError> {
     if let Some(spec) = &opts.inherited_fds {
         shunt_core::fd_owner::restore_inherited(spec);
     }
+    if opts.trap && opts.rewrite {
+        shunt_core::lazy::enable();
+    }
     Ok(())
 }
 

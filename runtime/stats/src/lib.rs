@@ -188,6 +188,9 @@ impl Report {
         if t.has_waits() {
             r.waits = Some(Waits { spun: t.waits[0], parked: t.waits[1], spin_ns: t.waits[2] });
         }
+        if t.rewritten != 0 {
+            r.rewritten_at_runtime = Some(t.rewritten);
+        }
         r
     }
 

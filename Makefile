@@ -25,8 +25,11 @@ RUNTIME_CRATES = shunt-abi shunt-core shunt-install shunt-patch shunt-loader shu
 
 # Static checks of the runtime: no module cycles in its crates, and every
 # unsafe block and unsafe fn documented (clippy's undocumented_unsafe_blocks
-# and missing_safety_doc, and unsafe_op_in_unsafe_fn, as errors).
+# and missing_safety_doc, and unsafe_op_in_unsafe_fn, as errors); and
+# libshunt.so links no parser or decoder (plans are made out of process).
 check:
+	@if cargo tree -p shunt-preload -e normal --prefix none | grep -E '^(toml|serde|serde_json|object|goblin|iced-x86) '; then \
+		echo "check: libshunt.so (shunt-preload) links the crates above; it must only apply plans"; exit 1; fi
 	./scripts/check-module-cycles runtime/abi/src runtime/core/src runtime/install/src runtime/patch/src \
 		runtime/loader/src runtime/policy/src runtime/stats/src runtime/transport/src runtime/seccomp/src runtime/userfile/src
 	cargo clippy --release $(addprefix -p ,$(RUNTIME_CRATES)) --lib -- -A clippy::all \

@@ -317,3 +317,39 @@ fn a_corrupt_bundle_manifest_is_not_overwritten() {
     assert!(!o.status.success() && o.stderr_str().contains("not a bundle manifest"), "{}", o.stderr_str());
     assert_eq!(std::fs::read_to_string(&manifest).unwrap(), "[{\"name\": \"other\", trunc");
 }
+
+// ------------------------------------------------- stand-alone stats
+
+/// A program built by `shunt cc` and run with `SHUNT_STATS` naming a file
+/// in a directory that does not exist: its output and exit status are its
+/// own, one line says no report was written (before: every exit became
+/// SIGABRT, after the program's work was done). A good path still gets
+/// the report.
+#[test]
+fn a_bad_stats_directory_does_not_abort_a_standalone_program() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("p.c"), "#include <stdio.h>\nint main(void) { puts(\"done\"); return 3; }\n").unwrap();
+    let prog = d.join("p");
+    let o = shunt_cmd(&["cc", "-o", prog.to_str().unwrap(), d.join("p.c").to_str().unwrap()]);
+    assert!(o.status.success(), "shunt cc: {}", o.stderr_str());
+    let bad = d.join("missing/dir/stats.json");
+    let mut c = Command::new(&prog);
+    c.env("SHUNT_STATS", &bad);
+    let o = run(c, None, LIMIT);
+    assert_eq!(o.status.code(), Some(3), "the program's own exit status: {:?}; stderr: {}", o.status, o.stderr_str());
+    assert_eq!(o.stdout_str(), "done\n");
+    let err = o.stderr_str();
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(err.contains("no report written") && err.contains("stats.json"), "{err}");
+    assert!(!d.join("missing").exists());
+
+    let good = d.join("stats.json");
+    let mut c = Command::new(&prog);
+    c.env("SHUNT_STATS", &good);
+    let o = run(c, None, LIMIT);
+    assert_eq!(o.status.code(), Some(3), "{}", o.stderr_str());
+    assert_eq!(o.stderr_str(), "");
+    let stats = Stats::parse(&std::fs::read_to_string(&good).unwrap());
+    assert_eq!(stats.get("write", "redirected"), 1, "puts wrote once, through patched glibc: {}", stats.0);
+}

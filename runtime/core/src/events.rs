@@ -61,6 +61,7 @@ fn emit(kind: &str, args: core::fmt::Arguments<'_>, human: core::fmt::Arguments<
             raw::close(fd as i32);
             return;
         }
+        w.len = 0; // no events file (gone): the line for stderr alone
     }
     let _ = write!(w, "shunt: pid {pid}: {human}\n");
     let _ = raw::write_all(2, &w.buf[..w.len]);
@@ -87,6 +88,14 @@ pub fn killed(nr: usize) -> ! {
     let name = name_of(nr as u64);
     emit("kill", format_args!("{name}"), format_args!("killed: {name} is forbidden by the policy"));
     die_by_signal(KILL_SIGNAL)
+}
+
+/// A runtime error the program should not die of (its own work is done or
+/// unaffected), told once on stderr or in the events file.
+pub fn warning(msg: &[u8], path: &[u8]) {
+    let msg = core::str::from_utf8(msg).unwrap_or("runtime error");
+    let path = core::str::from_utf8(path).unwrap_or("(a path that is not UTF-8)");
+    emit("warn", format_args!("{msg} {path}"), format_args!("warning: {msg} {path}"));
 }
 
 /// An unrecoverable runtime error.

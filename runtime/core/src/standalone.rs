@@ -36,8 +36,10 @@ pub(crate) fn on_process_exit() {
     let dir = crate::segment::instance_dir();
     // SAFETY: written only at installation, read-only afterwards.
     let out = cstr(unsafe { &*core::ptr::addr_of!(REPORT_PATH) });
+    // The program has finished: a report that cannot be written (a missing
+    // directory, a full disk) is said, and the program's exit stays its own.
     if let Err(what) = write_report(dir, out) {
-        crate::events::fatal(what);
+        crate::events::warning(what, out);
     }
 }
 
@@ -112,7 +114,7 @@ fn write_report(dir: &[u8], out: &[u8]) -> Result<(), &'static [u8]> {
         let n = join(&mut path, &[out, b".tmp"]).ok_or(TOO_LONG)?;
         let fd = open(&path[..n], libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC, 0o644);
         if fd < 0 {
-            return Err(b"stats: cannot create the report file");
+            return Err(b"stats: no report written: cannot create");
         }
         let wrote = raw::write_all(fd as i32, &json[..len]);
         close(fd as i32);
@@ -120,7 +122,10 @@ fn write_report(dir: &[u8], out: &[u8]) -> Result<(), &'static [u8]> {
         // SAFETY: rename of two NUL-terminated paths in live buffers.
         let r = unsafe { raw::syscall2(shunt_abi::syscalls::nr::RENAME, path.as_ptr() as u64, dst.as_ptr() as u64) };
         if wrote.is_err() || r < 0 {
-            return Err(b"stats: could not write the report file");
+            // SAFETY: unlink of a NUL-terminated path in a live buffer:
+            // nothing half-written stays behind.
+            unsafe { raw::syscall1(shunt_abi::syscalls::nr::UNLINK, path.as_ptr() as u64) };
+            return Err(b"stats: no report written: could not write");
         }
         Ok(())
     })();

@@ -114,13 +114,13 @@ pub struct PlatformArgs {
     #[arg(long)]
     no_sweep: bool,
     /// Density: replica counts of the Go function, rising, on the stock and
-    /// shunt configurations [default: 1,10,100,300,1000; --quick 1,4].
+    /// shunt configurations [default: 1,10,100,1000; --quick 1,4].
     #[arg(long, value_delimiter = ',', value_name = "N,…")]
     density: Option<Vec<usize>>,
     /// Density: seconds of each idle window [default: 60, --quick 3].
     #[arg(long)]
     idle_seconds: Option<f64>,
-    /// Density: time budget per configuration, seconds [default: 1200, --quick 60].
+    /// Density: time budget per configuration, seconds (checked before each step) [default: 480, --quick 60].
     #[arg(long)]
     density_seconds: Option<u64>,
     /// Skip the density curve.
@@ -350,7 +350,7 @@ pub fn run(a: PlatformArgs) -> Result<()> {
     }
     let counts = a.density.clone().unwrap_or_else(|| super::density::counts(a.quick));
     let idle = a.idle_seconds.unwrap_or(if a.quick { 3.0 } else { 60.0 });
-    let density_budget = Duration::from_secs(a.density_seconds.unwrap_or(if a.quick { 60 } else { 1200 }));
+    let density_budget = Duration::from_secs(a.density_seconds.unwrap_or(if a.quick { 60 } else { 480 }));
     if counts.is_empty() || counts.iter().any(|n| !(1..=super::density::MAX).contains(n)) || counts.windows(2).any(|w| w[1] <= w[0]) || !(0.1..=3600.0).contains(&idle) {
         bail!("--density: rising replica counts within 1..{}; --idle-seconds 0.1..3600, please", super::density::MAX);
     }

@@ -142,6 +142,12 @@ pub fn build_image(lang: &str, templates: &Path, built: &Path, work: &Path, stat
             install(&lib, &root, &lib.display().to_string())?;
         }
     }
+    // Debian's umoci 0.4.7 ends the layer's tar right after the last
+    // entry's data (no padding, no end-of-archive blocks), which tar
+    // readers refuse when that entry is a file (/usr/bin/env, for C++). An
+    // empty /var, the last path in the walk, makes the last entry a
+    // directory: nothing is cut.
+    std::fs::create_dir_all(root.join("var"))?;
     let config = ImageConfig {
         entrypoint: vec!["/home/app/fwatchdog".into()],
         cmd: Vec::new(),

@@ -93,8 +93,16 @@ fn bench_platform_quick_answers_every_request_and_writes_its_schema() {
             assert_eq!(p["answered"].as_u64(), Some(invocations), "{config}: {p}");
         }
     }
+    let b = &v["cold_start_breakdown"]["go"];
+    let stages = b["stages_ms"].as_object().unwrap_or_else(|| panic!("no cold-start breakdown: {b}"));
+    assert_eq!(stages.len(), 5, "{b}");
+    for (name, d) in stages {
+        assert_eq!(d["samples"].as_array().map(Vec::len), Some(reps as usize), "{name}: {d}");
+        assert!(d["p50"].as_f64().is_some_and(|x| x > 0.0), "{name}: {d}");
+    }
+    assert_eq!(b["parts_p50_ms"].as_object().map(|m| m.len()), Some(6), "{b}");
     assert!(v["density"].get("native").is_none(), "density is measured for stock and shunt only");
-    for plot in ["fig5-cdf.svg", "fig5-gateway-cdf.svg", "cold-start.svg", "fig6-load.svg", "density.svg"] {
+    for plot in ["fig5-cdf.svg", "fig5-gateway-cdf.svg", "cold-start.svg", "fig6-load.svg", "density.svg", "cold-start-breakdown.svg"] {
         let svg = std::fs::read_to_string(out.join(plot)).unwrap_or_else(|e| panic!("{plot}: {e}"));
         assert!(svg.contains("<svg") && svg.contains("</svg>"), "{plot} is not an SVG");
     }

@@ -9,6 +9,7 @@ use anyhow::Result;
 use clap::Subcommand;
 
 pub mod client;
+pub mod coldstart;
 pub mod daemon;
 pub mod density;
 pub mod functions;

@@ -376,6 +376,7 @@ pub fn run(a: PlatformArgs) -> Result<()> {
         daemons.push(Daemon::start(c, &state, daemon_flags(c))?);
     }
     let mut all: BTreeMap<String, Vec<Samples>> = BTreeMap::new();
+    let mut breakdown: Option<Vec<Vec<f64>>> = None;
     for lang in &a.lang {
         let samples = all.entry(lang.clone()).or_default();
         samples.extend(daemons.iter().map(|_| Samples::default()));
@@ -422,6 +423,10 @@ pub fn run(a: PlatformArgs) -> Result<()> {
         for d in &daemons {
             d.remove(&f)?;
         }
+        if lang == "go" && reps > 0 && configs.contains(&"shunt") {
+            eprintln!("shunt bench platform: go: the shunt instance's cold start, stage by stage ({reps} repetitions)");
+            breakdown = Some(super::coldstart::stages(&store, &image(lang), reps, &bodies[0], &reference_answer(&bodies[0], runtime_field(lang)))?);
+        }
     }
     let mut density: BTreeMap<&'static str, (Vec<super::density::Point>, &'static str)> = BTreeMap::new();
     if !a.no_density && a.lang.iter().any(|l| l == "go") {
@@ -432,7 +437,7 @@ pub fn run(a: PlatformArgs) -> Result<()> {
         }
     }
     drop(daemons);
-    report(&a, &configs, &all, rounds, reps, &density)
+    report(&a, &configs, &all, rounds, reps, &density, breakdown.as_deref())
 }
 
 /// The configurations of the density curve (the issue's: shunt against stock containers).
@@ -465,6 +470,7 @@ fn report(
     rounds: usize,
     reps: usize,
     density: &BTreeMap<&'static str, (Vec<super::density::Point>, &'static str)>,
+    breakdown: Option<&[Vec<f64>]>,
 ) -> Result<()> {
     let mut fig5 = serde_json::Map::new();
     let mut cold = serde_json::Map::new();
@@ -556,6 +562,39 @@ fn report(
             }
         }
     }
+    let mut cold_parts = Value::Null;
+    let mut part_bars: BTreeMap<String, BTreeMap<&str, Vec<(String, f64)>>> = BTreeMap::new();
+    if let Some(stages) = breakdown {
+        let daemon_start = configs
+            .iter()
+            .position(|c| *c == "shunt")
+            .and_then(|i| all.get("go").map(|s| p50_p99(&s[i].instance_start_ms).0))
+            .unwrap_or(f64::NAN);
+        let p50s: Vec<f64> = stages.iter().map(|v| p50_p99(v).0).collect();
+        let parts = super::coldstart::parts(&p50s, daemon_start);
+        println!();
+        println!("Cold start of the shunt instance (Go), stage by stage: spawn -> first 200 with the reference answer; p50 / p99 in ms");
+        println!();
+        println!("| stage | p50 / p99 |");
+        println!("|---|---|");
+        for (name, v) in super::coldstart::STAGES.iter().zip(stages) {
+            let (p50, p99) = p50_p99(v);
+            println!("| {name} | {p50:.1} / {p99:.1} |");
+        }
+        println!("| the daemon's instance start (shunt configuration) | {daemon_start:.1} |");
+        println!();
+        println!("| part (differences of p50s) | ms |");
+        println!("|---|---|");
+        for (name, v) in super::coldstart::PARTS.iter().zip(&parts) {
+            println!("| {name} | {v:.1} |");
+        }
+        cold_parts = json!({
+            "stages_ms": super::coldstart::STAGES.iter().zip(stages).map(|(n, v)| (n.to_string(), dist(v))).collect::<serde_json::Map<_, _>>(),
+            "daemon_instance_start_p50_ms": num(daemon_start),
+            "parts_p50_ms": super::coldstart::PARTS.iter().zip(&parts).map(|(n, v)| (n.to_string(), num(*v))).collect::<serde_json::Map<_, _>>(),
+        });
+        part_bars.entry("go".into()).or_default().insert("shunt", super::coldstart::PARTS.iter().zip(&parts).map(|(n, v)| (n.to_string(), *v)).collect());
+    }
     let mut fig6 = serde_json::Map::new();
     let mut curves: BTreeMap<String, BTreeMap<&str, Vec<Value>>> = BTreeMap::new();
     if !a.no_sweep {
@@ -613,7 +652,7 @@ fn report(
     }
     let doc = json!({
         "benchmark": "shunt bench platform", "schema": 2, "quick": a.quick,
-        "p99_bound_ms": a.p99_bound_ms, "fig6": fig6, "density": dens,
+        "p99_bound_ms": a.p99_bound_ms, "fig6": fig6, "density": dens, "cold_start_breakdown": {"go": cold_parts},
         "configurations": configs, "notes": NOTES,
         "input_bytes": a.input_bytes, "rounds": rounds, "invocations_per_round": a.invocations,
         "cold_start_repetitions": reps,
@@ -628,6 +667,10 @@ fn report(
     let mut plots = vec!["fig5-cdf.svg", "fig5-gateway-cdf.svg"];
     if reps > 0 {
         plots.push("cold-start.svg");
+    }
+    if !part_bars.is_empty() {
+        super::plots::bars(&a.out.join("cold-start-breakdown.svg"), "shunt instance cold start, parts (ms, p50)", &part_bars)?;
+        plots.push("cold-start-breakdown.svg");
     }
     if !curves.is_empty() {
         super::plots::load_curves(&a.out.join("fig6-load.svg"), &curves)?;

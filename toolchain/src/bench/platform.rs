@@ -34,25 +34,53 @@
 //!   `shunt_instance_start_seconds`) and the time the request waited for
 //!   it at the gateway (`shunt_function_cold_start_seconds`).
 //!
-//! `<out>/results.json` (schema 1):
+//! - **Figure 6** ([`super::load`]): an open-loop constant-rate sweep with
+//!   vegeta through the gateway, rates rising until saturation, each step
+//!   bounded in time; p50/p99 against offered load, the highest load
+//!   sustained with p99 under `--p99-bound-ms`, the peak throughput.
+//! - **Cold start of the shunt instance, stage by stage** (Go,
+//!   [`super::coldstart`]).
+//! - **Density** ([`super::density`]): N idle replicas of the Go function on
+//!   `stock` and `shunt`: PSS per instance, the manager's memory, idle CPU,
+//!   one instance's latency.
+//!
+//! `<out>/results.json` (schema 2; times in the unit their key names;
+//! `null` where a value is not finite, e.g. a ratio without its base):
 //!
 //! ```text
-//! { "benchmark": "shunt bench platform", "schema": 1, "quick": bool,
+//! { "benchmark": "shunt bench platform", "schema": 2, "quick": bool,
 //!   "configurations": [name…], "notes": [text…],
 //!   "input_bytes": N, "rounds": N, "invocations_per_round": N, "cold_start_repetitions": N,
+//!   "p99_bound_ms": X,
 //!   "fig5": { lang: { config: {
 //!       "answered": N, "correct": N,            // requests sent / answers equal to the reference
 //!       "client":  {"p50_us", "p99_us", "p50_vs_native", "p99_vs_native",
 //!                   "p50_change_vs_stock_pct", "p99_change_vs_stock_pct"},   // null without stock
 //!       "gateway": { same keys },
 //!       "samples_client_us": [..], "samples_gateway_us": [..] } } },
+//!   "fig6": { lang: { config: {
+//!       "max_rps_under_bound": X,               // highest offered rate: p99 <= bound, >= 95% achieved, no error
+//!       "peak_achieved_rps": X, "max_vs_stock": X, "peak_vs_stock": X,
+//!       "points": [{"offered_rps", "achieved_rps", "p50_ms", "p99_ms",
+//!                   "sent", "ok", "errors"}…] } } },   // ok = 200 with the reference answer; ok + errors = sent
 //!   "cold_start": { lang: { config: {
 //!       "deploy_to_first_response_ms": {"p50", "p99", "samples"},
-//!       "scale_from_zero_ms": {…}, "instance_start_ms": {…}, "gateway_wait_ms": {…} } } } }
+//!       "scale_from_zero_ms": {…}, "instance_start_ms": {…}, "gateway_wait_ms": {…} } } },
+//!   "cold_start_breakdown": { "go": {                 // null when not measured
+//!       "stages_ms": { stage: {"p50", "p99", "samples"} },
+//!       "daemon_instance_start_p50_ms": X, "parts_p50_ms": { part: X } } },
+//!   "density": { "stock"|"shunt": {
+//!       "stopped": "done"|"memory"|"time"|"scale-up timeout",
+//!       "points": [{"replicas_requested", "replicas_running", "scale_up_seconds",
+//!                   "pss_per_instance_kib", "helper_pss_per_instance_kib",  // runc shim / shunt supervisor
+//!                   "manager_pss_kib", "idle_cpu_pct_of_one_core", "idle_seconds",
+//!                   "latency_p50_us", "latency_p99_us", "answered", "correct"}…] } } }
 //! ```
 //!
 //! Plots: `fig5-cdf.svg` (client latency CDF), `fig5-gateway-cdf.svg`
-//! (gateway latency CDF), `cold-start.svg` (p50 bars).
+//! (gateway latency CDF), `cold-start.svg` (p50 bars),
+//! `cold-start-breakdown.svg`, `fig6-load.svg` (p50/p99 against offered
+//! load), `density.svg` (PSS per instance, idle CPU and latency against N).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -72,7 +100,7 @@ use shunt_paths::copy_tree;
 
 #[derive(Args)]
 pub struct PlatformArgs {
-    /// Small and fast (under two minutes once built): 2 rounds, 5 cold starts.
+    /// Small and fast (under two minutes once built): 2 rounds, 5 cold starts, a 3-step sweep of 1 s steps, density at 1 and 4 replicas with 3 s idle windows.
     #[arg(long)]
     quick: bool,
     /// Languages to measure (go, cpp).

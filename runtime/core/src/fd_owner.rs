@@ -56,10 +56,21 @@ pub fn closing(table: &FdTable, fd: i32) {
 
 /// `fd` was closed: unmark it and tell its owner.
 pub fn closed(table: &FdTable, fd: i32) {
-    if let Some((id, token)) = table.unmark(fd) {
-        if let Some(o) = owner(id) {
-            (o.close)(fd, token);
-        }
+    if let Some(taken) = table.unmark(fd) {
+        tell_closed(fd, taken);
+    }
+}
+
+/// Tells the owner of a mark already taken off `fd` (by
+/// [`FdTable::unmark`] before the kernel closed it) that `fd` is closed.
+///
+/// Why the mark comes off first: the moment the kernel closes a number,
+/// another thread's `accept`/`socket`/`epoll_create` may get it back and
+/// mark it; unmarking after the kernel's close would erase that new mark
+/// (and the new object's calls would go to the kernel).
+pub fn tell_closed(fd: i32, (id, token): (OwnerId, u64)) {
+    if let Some(o) = owner(id) {
+        (o.close)(fd, token);
     }
 }
 

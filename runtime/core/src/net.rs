@@ -24,7 +24,10 @@
 //! the rings ([`shunt_transport::conn`]). Calls on it that the rings
 //! answer: `read`, `readv`, `recvfrom`, `recvmsg`, `write`, `writev`,
 //! `sendto`, `sendmsg`, `shutdown`, `ioctl(FIONREAD, SIOCOUTQ)`,
-//! `getsockopt(SO_ERROR)`; mirrored and then forwarded: `fcntl(F_SETFL)`,
+//! `getsockopt(SO_ERROR)`; refused with `EINVAL` (nothing moved, the
+//! kernel's answer for an fd without the operation, so callers fall back to
+//! read/write): `splice`, `sendfile` and `tee` with a connection on either
+//! side; mirrored and then forwarded: `fcntl(F_SETFL)`,
 //! `ioctl(FIONBIO)`, `setsockopt(SO_RCVTIMEO, SO_SNDTIMEO)`; everything else
 //! goes to the kernel socket as it is.
 //!
@@ -267,6 +270,11 @@ pub(crate) fn adopt_socket(fd: i32) {
     let _ = fds().mark(fd, owner_id(), token(K_FRESH, 0));
 }
 
+/// Marks a new epoll set (`sys_epoll_create*`), so that its waits come here.
+pub(crate) fn adopt_epoll(fd: i32) {
+    let _ = fds().mark(fd, owner_id(), token(K_EPOLL, 0));
+}
+
 /// Re-marks `fd` with another token (the fd stays open throughout; a call
 /// racing on another thread may see it unmarked for a moment and go to the
 /// kernel, which is what it would have done before the change).
@@ -354,7 +362,7 @@ fn close(fd: i32, t: u64) {
     let end = end_of(t);
     let last = object(t).is_some_and(|o| t >> 32 != K_FRESH && o.refs.load(Ordering::Acquire) == 1);
     if let Some(e) = end {
-        SHADOW.forget_fd(fd, tid);
+        SHADOW.forget_fd(fd, &e, tid);
         if last {
             SHADOW.forget_end(&e, tid);
             e.closed();
@@ -618,6 +626,16 @@ fn connection(c: &mut Call<'_>, fd: i32, e: End) -> Option<Ret> {
             Some(send(c, fd, e, &iov[..n], a[2] as i32))
         }
         nr::EPOLL_CTL => epoll_ctl(c, fd, e),
+        nr::SPLICE | nr::SENDFILE | nr::TEE => {
+            // The kernel would move the bytes through the placeholder
+            // socket, past the rings (a splice from it finds nothing, one
+            // into it corrupts the peer's stream). EINVAL is the kernel's
+            // answer for an fd that does not support the operation, and
+            // nothing moved: callers copy with read/write instead (Go's
+            // io.Copy between TCP conns and its sendfile do).
+            c.count_now(Answer::Emulated);
+            Some(Ret::counted(-(libc::EINVAL as i64)))
+        }
         nr::SHUTDOWN => {
             c.count_now(Answer::Emulated);
             Some(Ret::counted(e.shutdown(fd, tid(c), a[1] as i32)))
@@ -770,22 +788,55 @@ pub(crate) fn epoll_wait(c: &mut Call<'_>, epfd: i32, timeout_ms: i32, sigmask: 
     }
     let tid = tid(c);
     let shadowed = on() && fds().is_marked(epfd) && SHADOW.shadows(epfd, tid);
-    if !shadowed && (spin_mode() == SpinMode::Off || timeout_ms == 0 || sigmask != 0) {
+    let spins = spin_mode() != SpinMode::Off && timeout_ms != 0 && sigmask == 0;
+    if !shadowed && !spins && !on() {
         return None;
     }
     c.count_now(if shadowed { Answer::Emulated } else { Answer::Passthrough });
     let out = out as *mut EpollEvent;
-    let r = with_wait(c, |w| {
+    let start = shunt_transport::clock::now_ns();
+    if shadowed {
         // SAFETY: `out` is plausible for `max` events (program memory, see
         // `umem`); the mask is the program's (or our stripped copy).
-        unsafe {
-            if shadowed {
-                SHADOW.wait(epfd, out, max, timeout_ms, sigmask, sigsetsize, tid, w)
-            } else {
-                shunt_transport::epoll::wait_kernel_only(epfd, out, max, timeout_ms, sigmask, sigsetsize, w)
-            }
+        let r = with_wait(c, |w| unsafe { SHADOW.wait(epfd, out, max, timeout_ms, sigmask, sigsetsize, tid, w) });
+        return Some(Ret::counted(r));
+    }
+    let r = if spins {
+        // SAFETY: as above.
+        with_wait(c, |w| unsafe {
+            shunt_transport::epoll::wait_kernel_only(epfd, out, max, timeout_ms, sigmask, sigsetsize, w)
+        })
+    } else {
+        // The kernel's wait, as the program asked for it (epoll_pwait2's
+        // own timespec kept), but its events are looked at below.
+        let mut args = c.args;
+        if c.nr as usize != nr::EPOLL_WAIT {
+            args[4] = sigmask;
         }
-    });
+        // SAFETY: the program's call with its own arguments (its mask
+        // replaced by our stripped copy, as the caller would forward it).
+        unsafe { raw::syscall6(c.nr as usize, args) }
+    };
+    if r <= 0 || !on() {
+        return Some(Ret::counted(r));
+    }
+    // A connection added to this set by another thread while we slept
+    // brings a tagged event: never the program's to see.
+    // SAFETY: the kernel filled `r` events of `out`, writable for `max`.
+    let n = unsafe { SHADOW.filter_kernel(epfd, out, r as usize, max as usize, tid) };
+    if n != 0 {
+        return Some(Ret::counted(n));
+    }
+    // Only ours, and nothing to report yet: wait on, now through the
+    // shadow, for what is left of the timeout.
+    let left = if timeout_ms < 0 {
+        -1
+    } else {
+        let spent = shunt_transport::clock::now_ns().saturating_sub(start) / 1_000_000;
+        (timeout_ms as u64).saturating_sub(spent) as i32
+    };
+    // SAFETY: as above.
+    let r = with_wait(c, |w| unsafe { SHADOW.wait(epfd, out, max, left, sigmask, sigsetsize, tid, w) });
     Some(Ret::counted(r))
 }
 

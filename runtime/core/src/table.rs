@@ -36,7 +36,7 @@ pub(crate) unsafe fn configure(policy: Option<&Rules>, transport: bool, spin: bo
             Route::Handler => match n {
                 nr::GETPID => Action::Getpid,
                 nr::GETTID => Action::Gettid,
-                nr::SOCKET if !transport => Action::Kernel,
+                nr::SOCKET | nr::EPOLL_CREATE | nr::EPOLL_CREATE1 if !transport => Action::Kernel,
                 nr::FUTEX if !spin => Action::Kernel,
                 _ => Action::Rust,
             },

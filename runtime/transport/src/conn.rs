@@ -472,8 +472,32 @@ impl End {
 
     /// Drains doorbells from the kernel socket (ring mode only: before that
     /// its bytes are the stream's) and learns whether the peer is gone.
-    /// Returns whether the socket still holds something it could not drain.
+    ///
+    /// While a doorbell waiter of this end is registered, only looks (a
+    /// peek): the byte is that waiter's edge. Its edge-triggered epoll
+    /// queued the socket when the byte came, but the kernel re-polls the
+    /// socket when it hands the event out and drops it if the byte is gone,
+    /// so a byte eaten here (by a reader that found its ring empty) would
+    /// leave the waiter asleep with its `bell` still set, and no later
+    /// publish would ring again: a lost wake-up (Go's netpoller hung so).
+    /// The waiter drains its own doorbells ([`Self::watch_sync`]).
     pub fn drain(&self, kfd: i32) {
+        let waited = self.in_ctl().rd.bell_waiters.load(Ordering::SeqCst) != 0
+            || self.out_ctl().wr.bell_waiters.load(Ordering::SeqCst) != 0;
+        if waited && self.prefix_left() == 0 {
+            match self.probe(kfd) {
+                Probe::Eof if self.peer_flags() & KERNEL_SHUT == 0 => self.peer_gone(false),
+                Probe::Reset => self.peer_gone(true),
+                _ => {}
+            }
+            return;
+        }
+        self.drain_all(kfd);
+    }
+
+    /// [`Self::drain`] for the doorbell waiter itself (and for the close,
+    /// after which no waiter needs the socket's edges): consumes them.
+    fn drain_all(&self, kfd: i32) {
         if self.prefix_left() != 0 {
             // Kernel bytes are stream bytes: leave them; only a reset (or an
             // EOF after the peer switched) says something about liveness.
@@ -1016,7 +1040,7 @@ impl End {
         let rd = &self.in_ctl().rd;
         let wr = &self.out_ctl().wr;
         if kernel_saw || rd.bell_pending() || wr.bell_pending() {
-            self.drain(kfd);
+            self.drain_all(kfd);
         }
         rd.bell_clear();
         wr.bell_clear();
@@ -1172,7 +1196,7 @@ impl End {
             me.flags.fetch_or(CLOSING, Ordering::Release);
         }
         if self.prefix_left() == 0 {
-            self.drain(kfd);
+            self.drain_all(kfd);
         }
     }
 

@@ -226,12 +226,15 @@ impl Shadow {
         });
     }
 
-    /// Forgets the entry of `fd` in every set (the fd number was closed, or
-    /// reused by `dup2`; the socket may live on under another number).
-    pub fn forget_fd(&self, fd: i32, tid: u32) {
+    /// Forgets the entry of `fd` for the socket `end` in every set (the fd
+    /// number was closed, or reused by `dup2`; the socket may live on under
+    /// another number). Entries of another socket under the same number
+    /// (reused meanwhile by another thread) stay.
+    pub fn forget_fd(&self, fd: i32, end: &End, tid: u32) {
+        let base = end.base();
         let _ = self.with(tid, |t, high, _| {
             for e in t[..*high].iter_mut() {
-                if e.used && e.fd == fd {
+                if e.used && e.fd == fd && e.end.is_some_and(|x| x.base() == base) {
                     *e = FREE;
                 }
             }
@@ -395,6 +398,27 @@ impl Shadow {
         unsafe { self.collect(epfd, out, max, tid) }
     }
 
+    /// After a kernel wait on a set this table did not shadow when the wait
+    /// began: a connection may have been added meanwhile by another thread
+    /// (its socket is in the kernel set with a tag as its data), and a
+    /// tagged event must never reach the program. Returns `k` when none of
+    /// the first `k` events is ours, else what [`Self::translate`] makes of
+    /// them (the program's events, then shadow reports; possibly 0, when
+    /// the caller should wait again through [`Self::wait`]).
+    ///
+    /// # Safety
+    /// `out` must hold `k` events filled by the kernel and be writable for
+    /// `max`.
+    pub unsafe fn filter_kernel(&self, epfd: i32, out: *mut EpollEvent, k: usize, max: usize, tid: u32) -> Sysret {
+        // SAFETY: `i < k`: inside what the kernel filled.
+        let ours = (0..k).any(|i| unsafe { out.add(i).read_unaligned() }.data & TAG_MASK == TAG);
+        if !ours {
+            return k as Sysret;
+        }
+        // SAFETY: the caller's contract.
+        unsafe { self.translate(epfd, out, k, max, tid) }
+    }
+
     /// Keeps the program's events among the first `k` of `out` (compacted
     /// to the front), turns ours into marks on their entries, then appends
     /// shadow reports. Returns the total.
@@ -455,9 +479,12 @@ impl Shadow {
                         e.kernel_mask = want;
                     }
                 }
+                // The snapshot first: a change after it (bytes arriving
+                // while readiness is computed) is an edge for the next look,
+                // never absorbed into a "not ready" verdict.
+                let snap = snapshot(e);
                 let ready = end.readiness(e.fd, if end.kernel_mode() || !end.ring_mode() { None } else { Some(0) })
                     & (e.events & EVENT_BITS | ALWAYS);
-                let snap = snapshot(e);
                 let changed = snap != e.last;
                 let et = e.events & EPOLLET != 0;
                 if ready == 0 || (et && !changed) {

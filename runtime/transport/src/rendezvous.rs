@@ -462,7 +462,10 @@ fn resolve(s: &mut Slot) {
     if p < 0 {
         return;
     }
-    let is_tcp = sys::getsockopt_int(p, libc::SOL_SOCKET, libc::SO_PROTOCOL) == Ok(libc::IPPROTO_TCP)
+    let proto = sys::getsockopt_int(p, libc::SOL_SOCKET, libc::SO_PROTOCOL);
+    // An MPTCP socket (Go's default since 1.24) on loopback is plain TCP
+    // underneath; its addresses are its (single) subflow's.
+    let is_tcp = (proto == Ok(libc::IPPROTO_TCP) || proto == Ok(libc::IPPROTO_MPTCP))
         && sys::getsockopt_int(p, libc::SOL_SOCKET, libc::SO_TYPE) == Ok(libc::SOCK_STREAM);
     if !is_tcp {
         sys::close(p);

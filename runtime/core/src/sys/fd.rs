@@ -40,10 +40,13 @@ pub fn on_fd0(c: &mut Call) -> Ret {
     match c.nr as usize {
         nr::CLOSE => {
             fd_owner::closing(table, fd);
+            // Off before the kernel's close (`fd_owner::tell_closed`).
+            let taken = table.unmark(fd);
             let r = forward(c);
-            // Linux has closed the fd whatever close returned, except EBADF.
-            if r.value != -(libc::EBADF as i64) {
-                fd_owner::closed(table, fd);
+            // Linux has closed the fd whatever close returned; EBADF says it
+            // was not open, so nothing of ours refers to it either.
+            if let Some(t) = taken {
+                fd_owner::tell_closed(fd, t);
             }
             r
         }
@@ -82,22 +85,50 @@ pub fn sys_dup3(c: &mut Call) -> Ret {
 pub fn sys_close_range(c: &mut Call) -> Ret {
     const CLOSE_RANGE_CLOEXEC: u64 = 1 << 2;
     let (first, last, flags) = (c.args[0], c.args[1], c.args[2]);
-    if flags & CLOSE_RANGE_CLOEXEC == 0 {
-        let table = c.task.process().fds;
-        table.for_each_marked(|fd| {
-            if (first..=last).contains(&(fd as u64)) {
-                fd_owner::closing(table, fd);
-            }
-        });
+    let table = c.task.process().fds;
+    if flags & CLOSE_RANGE_CLOEXEC != 0 {
+        return forward(c);
     }
-    let r = forward(c);
-    if r.value == 0 && flags & CLOSE_RANGE_CLOEXEC == 0 {
-        let table = c.task.process().fds;
-        table.for_each_marked(|fd| {
-            if (first..=last).contains(&(fd as u64)) {
-                fd_owner::closed(table, fd);
+    table.for_each_marked(|fd| {
+        if (first..=last).contains(&(fd as u64)) {
+            fd_owner::closing(table, fd);
+        }
+    });
+    // Marks come off before the kernel closes the numbers, as for `close`;
+    // should the kernel refuse (ENOMEM of its unsharing, the fds stay
+    // open), they go back on.
+    let mut taken: [(i32, (crate::fd::OwnerId, u64)); 64] = [(-1, (crate::fd::OwnerId(0), 0)); 64];
+    let mut n = 0;
+    let mut all = true;
+    table.for_each_marked(|fd| {
+        if (first..=last).contains(&(fd as u64)) {
+            if n < taken.len() {
+                if let Some(t) = table.unmark(fd) {
+                    taken[n] = (fd, t);
+                    n += 1;
+                }
+            } else {
+                all = false;
             }
-        });
+        }
+    });
+    let r = forward(c);
+    if r.value == 0 {
+        for &(fd, t) in &taken[..n] {
+            fd_owner::tell_closed(fd, t);
+        }
+        if !all {
+            // More marked fds than one pass holds: the rest after the close.
+            table.for_each_marked(|fd| {
+                if (first..=last).contains(&(fd as u64)) {
+                    fd_owner::closed(table, fd);
+                }
+            });
+        }
+    } else {
+        for &(fd, (id, t)) in &taken[..n] {
+            let _ = table.mark(fd, id, t);
+        }
     }
     r
 }

@@ -1,11 +1,16 @@
-//! `socket` and `futex`: the two calls the bypass transport (`crate::net`)
-//! needs to see although no fd of theirs is owned yet.
+//! `socket`, `epoll_create*` and `futex`: the calls the bypass transport
+//! (`crate::net`) needs to see although no fd of theirs is owned yet.
 //!
-//! Both are routed here only when their feature is on (`table::configure`
+//! They are routed here only when their feature is on (`table::configure`
 //! sends them straight to the kernel otherwise): `socket` when the
 //! transport is (a new TCP socket is marked fresh, so that its `connect`
-//! and `listen` reach the transport), `futex` when waits spin (a
-//! `FUTEX_WAIT` polls its word before it parks: `shunt_transport::spin`).
+//! and `listen` reach the transport; Go's listeners, MPTCP sockets since Go
+//! 1.24, are not adopted yet: issue 11 notes),
+//! `epoll_create*` likewise (a new epoll set is marked, so that every wait
+//! on it reaches the transport: a connection another thread adds while one
+//! waits brings events that are the transport's, not the program's),
+//! `futex` when waits spin (a `FUTEX_WAIT` polls its word before it parks:
+//! `shunt_transport::spin`).
 
 use shunt_transport::spin::SpinMode;
 
@@ -24,6 +29,21 @@ pub fn sys_socket(c: &mut Call) -> Ret {
     let inet = domain == libc::AF_INET || domain == libc::AF_INET6;
     if fd >= 0 && net::on() && inet && stream && (proto == 0 || proto == libc::IPPROTO_TCP) {
         net::adopt_socket(fd as i32);
+    }
+    r
+}
+
+pub fn sys_epoll_create(c: &mut Call) -> Ret {
+    epoll_created(forward(c))
+}
+
+pub fn sys_epoll_create1(c: &mut Call) -> Ret {
+    epoll_created(forward(c))
+}
+
+fn epoll_created(r: Ret) -> Ret {
+    if r.value >= 0 && net::on() {
+        net::adopt_epoll(r.value as i32);
     }
     r
 }

@@ -20,6 +20,7 @@ pub const TARGETS: &[(&str, fn(&[u8]))] = &[
     ("policy", policy),
     ("stack_file", stack_file),
     ("manager_request", manager_request),
+    ("planner_code", planner_code),
 ];
 
 /// The static loader's checks (`shunt load`, `shunt run` of a static
@@ -105,4 +106,53 @@ pub fn manager_request(data: &[u8]) {
     let Ok(key) = Key::new("function", &d.service, &d.namespace) else { return };
     let image = shunt_manager::images::ResolvedImage { entrypoint: vec!["fn".into()], ..Default::default() };
     let _ = shunt_manager::instances::plan::Plan::new(&key, &d, &image, 1, std::time::Duration::from_secs(60));
+}
+
+/// The planner over arbitrary code (no ELF around it: no symbols, no
+/// function bounds, nothing but what it decodes), C and Go flavours, at a
+/// fixed address and a low one: it must not panic, and its plan must pass
+/// the plan checker — every changed byte lies in a run of whole
+/// instructions it decoded, a `syscall` among them, no branch lands inside
+/// a run (`shunt_glibc_patch::check_plan`) — and survive the file format.
+/// The runtime's first-trap matcher (`shunt_core::lazy::match_site`) runs
+/// on every `syscall` of the same bytes, with the number its immediate
+/// would give: a site it accepts must decode, from its start, as one
+/// `mov` of that number into `eax`/`rax` and then the `syscall`.
+pub fn planner_code(data: &[u8]) {
+    use iced_x86::{Code, Decoder, DecoderOptions};
+    use shunt_glibc_patch::{elf::Flavour, Image};
+    let Some((&mode, code)) = data.split_first() else { return };
+    let flavour = if mode & 1 == 0 { Flavour::C } else { Flavour::Go };
+    let addr = if mode & 2 == 0 { 0x40_0000 } else { 0x1000 };
+    let img = Image::from_code(addr, code.to_vec(), flavour);
+    let a = shunt_glibc_patch::analyse(&img);
+    shunt_glibc_patch::check_plan(&img, &a.plan).unwrap_or_else(|e| panic!("{e}: {code:02x?}"));
+    let text = a.plan.to_text();
+    let back = shunt_patch::Plan::parse(&text).unwrap_or_else(|e| panic!("the planner wrote a plan it cannot read: {e}\n{text}"));
+    assert_eq!(back, a.plan, "a plan changed through its file");
+
+    for end in 10..=code.len() {
+        let before: [u8; 10] = code[end - 10..end].try_into().expect("10 bytes");
+        if before[8..] != [0x0f, 0x05] {
+            continue;
+        }
+        let rip = addr + end as u64;
+        let imm = u32::from_le_bytes(before[4..8].try_into().expect("4 bytes"));
+        for rax in [imm as u64, imm as i32 as i64 as u64] {
+            let Some(site) = shunt_core::lazy::match_site(rip, &before, rax) else { continue };
+            let off = (site.at - addr) as usize;
+            let mut d = Decoder::with_ip(64, &code[off..end], site.at, DecoderOptions::NONE);
+            let mov = d.decode();
+            let sys = d.decode();
+            assert!(
+                matches!(mov.code(), Code::Mov_r32_imm32 | Code::Mov_rm64_imm32)
+                    && mov.op0_register().full_register() == iced_x86::Register::RAX
+                    && mov.len() == site.pre_len
+                    && sys.code() == Code::Syscall
+                    && sys.next_ip() == rip,
+                "the first-trap matcher took {:02x?} for mov $nr,%eax/%rax; syscall",
+                &code[off..end]
+            );
+        }
+    }
 }

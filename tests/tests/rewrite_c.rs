@@ -117,9 +117,24 @@ fn busybox_static_runs_with_zero_traps() {
     compare("busybox ls", &[busybox, "ls", "-l", "/usr/lib"], "busybox", 10);
     compare("busybox sort", &[busybox, "sort", &text], "busybox", 10);
     compare("busybox sha256sum", &[busybox, "sha256sum", &text], "busybox", 10);
-    // (Not `busybox sh -c 'busybox …'`: busybox runs its own applets by
-    // exec'ing /proc/self/exe, which under the loader is shunt itself.)
     compare("busybox find", &[busybox, "find", d, "-name", "*.txt"], "busybox", 5);
+    // busybox runs its own applets by exec'ing /proc/self/exe, which under
+    // the loader is the shunt binary: the runtime's execve substitutes the
+    // program's path.
+    let stats = compare("busybox sh", &[busybox, "sh", "-c", "busybox echo one | busybox tr o 0; busybox ls -d /usr"], "busybox", 10);
+    assert!(stats.0["by_program"]["busybox"]["processes"].as_u64().unwrap_or(0) >= 3, "{}", stats.0);
+    assert!(stats.0["by_program"].get("shunt").is_none(), "{}", stats.0);
+}
+
+#[test]
+fn exec_of_proc_self_exe_runs_the_loaded_program() {
+    let dir = tempfile::tempdir().unwrap();
+    for (cc, flags, name) in [("gcc", &["-static"][..], "selfexec_glibc"), ("musl-gcc", &["-static"][..], "selfexec_musl")] {
+        let bin = dir.path().join(name);
+        compile(cc, flags, "selfexec", &bin);
+        let stats = compare(name, &[bin.to_str().unwrap()], name, 5);
+        assert_eq!(stats.0["by_program"][name]["processes"].as_u64(), Some(3), "three generations of {name}: {}", stats.0);
+    }
 }
 
 /// A library with a raw `syscall` of its own (getppid), and a program that

@@ -11,6 +11,9 @@
 //! supervisor on the runtime starting an instance of its own (the daemon's
 //! functions): it goes to the kernel as given.
 //!
+//! An exec of `/proc/self/exe` (or `/proc/<pid>/exe`) by a program the
+//! loader runs is an exec of that program, not of shunt.
+//!
 //! Everything runs on the runtime stack with raw syscalls (the caller may be
 //! a vfork child sharing its parent's memory: nothing here allocates in the
 //! shared address space unless the arrays are too large for the stack).
@@ -128,6 +131,14 @@ fn execve_in_instance(
     flags: u64,
     may_reroute: bool,
 ) -> i64 {
+    // A loaded program runs in the shunt binary's process, so the kernel's
+    // `/proc/self/exe` is shunt: an exec of it (busybox's applets, Go's
+    // re-exec of `os.Executable()` when it is not resolved first) means the
+    // program, whose absolute path the loader recorded (NUL-terminated).
+    let path = match crate::program::program_path() {
+        Some(p) if umem::plausible(path, 1) && super::fs::names_own_exe(path) => p.as_ptr() as u64,
+        _ => path,
+    };
     // SAFETY: the program's own call, unchanged.
     let forward = || unsafe { raw::syscall6(shunt_abi::syscalls::nr::EXECVEAT, [dirfd, path, argv, envp, flags, 0]) };
     let (Some(nargs), Some(nenv)) = (umem::count_ptrs(argv, 1 << 20), umem::count_ptrs(envp, 1 << 20)) else {

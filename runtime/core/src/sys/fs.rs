@@ -10,7 +10,7 @@ use crate::umem;
 use super::forward;
 
 /// Whether the NUL-terminated string at `p` names this process's exe link.
-fn names_own_exe(p: u64) -> bool {
+pub(crate) fn names_own_exe(p: u64) -> bool {
     let mut buf = [0u8; 32];
     let Ok(s) = umem::read_cstr(p, &mut buf) else { return false };
     if s == b"/proc/self/exe" || s == b"/proc/thread-self/exe" {

@@ -34,6 +34,14 @@ done
 mkdir -p "$out"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+# Debian's umoci 0.4.7 `insert` writes a tar that ends inside its last
+# file's padding, without the end-of-archive blocks; so each layer is made
+# by GNU tar (owned by root) and added verbatim.
+add_layer() {
+    (cd "$2" && tar --numeric-owner --owner=0 --group=0 --sort=name -cf "$work/layer.tar" .)
+    umoci raw add-layer --image "$1" "$work/layer.tar"
+    rm -f "$work/layer.tar"
+}
 path=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
 # functions/alpine:latest
@@ -49,7 +57,7 @@ printf 'root:x:0:\napp:x:101:\n' >"$root/etc/group"
 rm -rf "$out/alpine"
 umoci init --layout "$out/alpine"
 umoci new --image "$out/alpine:latest"
-umoci insert --rootless --image "$out/alpine:latest" "$root" /
+add_layer "$out/alpine:latest" "$root"
 umoci config --image "$out/alpine:latest" --config.cmd fwatchdog --config.env "PATH=$path" --config.workingdir /home/app
 
 # theaxer/redirector:latest
@@ -65,7 +73,7 @@ printf 'root:x:0:0:root:/root:/bin/sh\napp:x:100:101:app:/home/app:/bin/sh\n' >"
 rm -rf "$out/redirector"
 umoci init --layout "$out/redirector"
 umoci new --image "$out/redirector:latest"
-umoci insert --rootless --image "$out/redirector:latest" "$root" /
+add_layer "$out/redirector:latest" "$root"
 umoci config --image "$out/redirector:latest" --config.cmd ./fwatchdog --config.workingdir /home/app \
     --config.env "PATH=$path" --config.env fprocess=./handler --config.env mode=http \
     --config.env upstream_url=http://127.0.0.1:8082 --config.env prefix_logs=false

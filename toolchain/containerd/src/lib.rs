@@ -36,7 +36,7 @@ mod container;
 mod ctr;
 mod daemon;
 mod image;
-mod netns;
+pub mod netns;
 
 pub use container::{Container, Network, RunSpec};
 pub use daemon::{Containerd, Options};

@@ -55,12 +55,13 @@ pub(crate) enum Stage {
     Exec = 6,
     Fork = 7,
     Isolate = 8,
+    Netns = 9,
 }
 
 impl Stage {
     pub(crate) fn from_u8(b: u8) -> Option<Stage> {
         use Stage::*;
-        [ProcessGroup, Cgroup, Stdio, Chdir, PreExec, Exec, Fork, Isolate].into_iter().find(|s| *s as u8 == b)
+        [ProcessGroup, Cgroup, Stdio, Chdir, PreExec, Exec, Fork, Isolate, Netns].into_iter().find(|s| *s as u8 == b)
     }
 
     pub(crate) fn what(self) -> &'static str {
@@ -73,6 +74,7 @@ impl Stage {
             Stage::Exec => "cannot execute it",
             Stage::Fork => "cannot create its process",
             Stage::Isolate => "cannot install its seccomp filter",
+            Stage::Netns => "cannot enter its network namespace",
         }
     }
 }
@@ -97,6 +99,8 @@ pub(crate) struct ChildPlan<'a> {
     pub status_w: RawFd,
     pub control_r: RawFd,
     pub exec_err_w: RawFd,
+    /// A network namespace to enter before the hook; -1: the supervisor's.
+    pub netns: RawFd,
     pub pre_exec: Option<&'a mut (dyn FnMut() -> std::io::Result<()> + Send + 'static)>,
     /// Installed last before `execve` (after the hook, which may need calls
     /// the filter refuses, such as `mount`).
@@ -221,6 +225,7 @@ unsafe fn reaper(plan: &mut ChildPlan<'_>) -> ! {
             plan.cgroup_procs[0],
             plan.cgroup_procs[1],
             plan.cgroup_kill,
+            plan.netns,
         ];
         close_cloexec_except(&keep);
         // The supervisor may be gone before the reaper writes: EPIPE, not death.
@@ -529,6 +534,9 @@ unsafe fn program(plan: &mut ChildPlan<'_>) -> ! {
                 dfl.sa_sigaction = libc::SIG_DFL;
                 libc::sigaction(sig, &dfl, core::ptr::null_mut());
             }
+        }
+        if plan.netns >= 0 && libc::setns(plan.netns, libc::CLONE_NEWNET) != 0 {
+            fail(Stage::Netns);
         }
         if let Some(hook) = plan.pre_exec.as_mut() {
             if let Err(e) = hook() {

@@ -28,6 +28,7 @@ pub struct LaunchSpec {
     pub(crate) memory_limit: Option<u64>,
     pub(crate) process_group: ProcessGroup,
     pub(crate) root: Option<PathBuf>,
+    pub(crate) netns: Option<std::sync::Arc<std::os::fd::OwnedFd>>,
 }
 
 /// A hook run in the instance's first process after `fork`, before `exec`
@@ -202,6 +203,7 @@ impl LaunchSpec {
             memory_limit: None,
             process_group: ProcessGroup::Own,
             root: None,
+            netns: None,
         }
     }
 
@@ -277,6 +279,14 @@ impl LaunchSpec {
 
     pub fn runtime(mut self, r: Runtime) -> Self {
         self.runtime = r;
+        self
+    }
+
+    /// The program runs in this network namespace (an open
+    /// `/proc/…/ns/net`), entered in its process before the
+    /// [`pre_exec`](Self::pre_exec) hook.
+    pub fn netns(mut self, ns: std::sync::Arc<std::os::fd::OwnedFd>) -> Self {
+        self.netns = Some(ns);
         self
     }
 

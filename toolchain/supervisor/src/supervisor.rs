@@ -479,6 +479,7 @@ impl Supervisor {
             status_w: status_w.as_raw_fd(),
             control_r: control_r.as_raw_fd(),
             exec_err_w: err_w.as_raw_fd(),
+            netns: spec.netns.as_ref().map_or(-1, |ns| ns.as_raw_fd()),
             pre_exec: spec.pre_exec.as_deref_mut(),
             seccomp: prepared.filter.as_ref(),
         };

@@ -22,6 +22,13 @@
 //!   image is changed or hidden: these are only added where the image has
 //!   nothing.
 //!
+//! - a network namespace of its own that holds only `lo` (as faasd gives
+//!   each container), entered before anything else: images are built to
+//!   own their ports (the watchdogs' fixed metrics port 8081 among them);
+//!   the supervisor enters it before this hook runs
+//!   (`LaunchSpec::netns`), and the gateway reaches the instance's port
+//!   through a dialer that connects inside it.
+//!
 //! All of it needs root (`CAP_SYS_ADMIN`); without it, an instance that
 //! needs a namespace is refused with a message saying so. Every path the
 //! hook uses is made before the fork: the hook itself makes only system

@@ -7,7 +7,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use shunt_supervisor as sup;
 
 use super::backend::{Backend, Calls, Endpoint, Event, Exit, Instance, LaunchSpec, Sink, Stream};
@@ -32,6 +32,8 @@ impl Supervised {
 struct Supervisee {
     inner: sup::Instance,
     port: u16,
+    /// The instance's own network namespace (image roots), where its port is.
+    netns: Option<Arc<std::os::fd::OwnedFd>>,
 }
 
 pub fn calls_of(r: &sup::Report) -> Calls {
@@ -65,7 +67,14 @@ impl Instance for Supervisee {
     }
 
     fn endpoint(&self) -> Endpoint {
-        Endpoint::Tcp(SocketAddr::from((Ipv4Addr::LOCALHOST, self.port)))
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.port));
+        match &self.netns {
+            None => Endpoint::Tcp(addr),
+            Some(ns) => {
+                let ns = Arc::clone(ns);
+                Endpoint::Dial(Arc::new(move || shunt_containerd::netns::connect_in(&ns, addr)))
+            }
+        }
     }
 
     fn terminate(&self, grace: Duration) {
@@ -170,6 +179,15 @@ impl Backend for Supervised {
                 runtime_dirs.push(dir.to_path_buf());
             }
         }
+        let netns = match &spec.root {
+            Some(_) => Some(Arc::new(
+                shunt_containerd::netns::new_loopback().context("cannot make the instance's network namespace (needs root)")?,
+            )),
+            None => None,
+        };
+        if let Some(ns) = &netns {
+            ls = ls.netns(Arc::clone(ns));
+        }
         if let Some(hook) = super::sandbox::hook(&spec, &runtime_dirs)? {
             ls = ls.pre_exec(hook);
         }
@@ -203,6 +221,6 @@ impl Backend for Supervised {
                 }
             }
         });
-        Ok(Arc::new(Supervisee { inner, port: spec.port }))
+        Ok(Arc::new(Supervisee { inner, port: spec.port, netns }))
     }
 }

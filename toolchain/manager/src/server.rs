@@ -100,7 +100,10 @@ async fn gateway(State(sh): State<Arc<Shared>>, ConnectInfo(client): ConnectInfo
     let (target, forward) = split_target(rest, query.as_deref());
     let key = match Key::from_route("function", &target) {
         Ok(k) => k,
-        Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
+        // No function can have a name that is not valid: not found, as the
+        // OpenFaaS gateway answers (the certifier's Test_InvokeNotFound
+        // calls `/function/.openfaas-fn`).
+        Err(e) => return (StatusCode::NOT_FOUND, format!("no such function: {e}\n")).into_response(),
     };
     if is_async {
         return asyncq::accept(&sh, key, req, &forward).await;

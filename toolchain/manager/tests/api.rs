@@ -312,8 +312,9 @@ async fn bad_input_is_refused_and_nothing_is_written() {
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     let r = call("POST", &d.url("/system/scale-function/nope"), &h, br#"{"replicas":1}"#.to_vec()).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
-    assert_eq!(call("POST", &d.url("/function/a%2Fb"), &[], "").await.status, StatusCode::BAD_REQUEST);
-    assert_eq!(call("POST", &d.url("/function/UPPER"), &[], "").await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(call("POST", &d.url("/function/a%2Fb"), &[], "").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(call("POST", &d.url("/function/UPPER"), &[], "").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(call("POST", &d.url("/function/.openfaas-fn"), &[], "").await.status, StatusCode::NOT_FOUND);
     // Nothing of the above reached the state.
     assert_eq!(call("GET", &fns, &h, "").await.json(), json!([]));
     assert!(d.shared.db.functions().unwrap().is_empty());

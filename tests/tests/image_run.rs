@@ -1,0 +1,303 @@
+//! Ordinary OpenFaaS images on `shunt daemon`: the stand-ins of the
+//! certifier's images (`scripts/certifier-images.sh`: `functions/alpine`,
+//! busybox-static behind the classic watchdog; `theaxer/redirector`,
+//! golang-middleware behind of-watchdog) run in their own roots.
+//!
+//! - `images_deployed_with_faas_cli`: imported into the store, deployed with
+//!   the real faas-cli (`deploy --image`), natively and on the runtime; the
+//!   answers checked (the image's environment, working directory and USER
+//!   from its /etc/passwd, a secret at /var/openfaas/secrets, a private
+//!   writable /tmp, `--readonly`, the redirect), the same in both modes; on
+//!   the runtime the metrics show every call on the gate (redirected > 0,
+//!   trapped counted: 0, since load-time rewriting covers busybox and the
+//!   static Go programs).
+//! - `openfaas_certifier`: the OpenFaaS certifier, built from
+//!   `shared/third_party/certifier` with `GOFLAGS=-mod=vendor`, against the
+//!   daemon on the runtime, its images pulled from a local registry
+//!   (Debian's docker-registry on 127.0.0.1) under `-registryPrefix`, and
+//!   `functions/alpine:latest` also imported under its bare name (the
+//!   certifier's logs and scaling tests name it so). Every test it runs
+//!   must pass; `Test_ScaleToZero` is the only one it skips (it needs
+//!   `idler_enabled` and 200 s of load plus an idle period).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{mpsc, OnceLock};
+use std::time::Duration;
+
+use shunt_tests::http::Conn;
+use shunt_tests::registry::{tool, Registry};
+use shunt_tests::*;
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
+}
+
+/// `shared/<rel>` beside a folder above this checkout.
+fn shared(rel: &str) -> PathBuf {
+    repo()
+        .ancestors()
+        .map(|d| d.join("shared").join(rel))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| panic!("shared/{rel} is missing beside this checkout (see scripts/setup.sh)"))
+}
+
+fn faas_cli() -> PathBuf {
+    if let Some(p) = std::env::var_os("FAAS_CLI") {
+        return PathBuf::from(p);
+    }
+    shared("tools/faas-cli")
+}
+
+fn check(what: &str, o: &Outcome) -> String {
+    assert!(o.status.success(), "{what} failed ({}):\n{}\n{}", o.status, o.stdout_str(), o.stderr_str());
+    o.stdout_str()
+}
+
+/// The stand-in layouts (`alpine`, `redirector`, tag `latest`), and
+/// `alpine:user`: the same image with `USER app` (uid 100 in its /etc/passwd).
+fn layouts() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let d = tempfile::Builder::new().prefix("shunt-images-").tempdir().unwrap();
+        let mut c = Command::new("sh");
+        c.arg(repo().join("scripts/certifier-images.sh")).arg(d.path());
+        check("scripts/certifier-images.sh", &run(c, None, Duration::from_secs(600)));
+        let alpine = d.path().join("alpine");
+        tool("umoci", &["config", "--image", &format!("{}:latest", alpine.display()), "--tag", "user", "--config.user", "app"]);
+        d
+    })
+    .path()
+}
+
+fn shunt_image(state: &Path, args: &[&str]) -> String {
+    let mut c = Command::new(shunt());
+    c.arg("image").arg("--state-dir").arg(state).args(args);
+    check(&format!("shunt image {args:?}"), &run(c, None, LIMIT))
+}
+
+/// A `shunt daemon` without auth; SIGTERM and a bounded wait on drop.
+struct Daemon {
+    child: Child,
+    url: String,
+    port: u16,
+    stderr: PathBuf,
+}
+
+impl Daemon {
+    fn start(state: &Path, native: bool) -> Daemon {
+        let stderr = state.with_extension("stderr");
+        let mut cmd = Command::new(shunt());
+        cmd.args(["daemon", "--no-auth", "--listen", "127.0.0.1:0", "--state-dir"]).arg(state);
+        if native {
+            cmd.arg("--native");
+        }
+        cmd.env("DOCKER_CONFIG", state.with_extension("no-docker-config"));
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(std::fs::File::create(&stderr).unwrap());
+        let mut child = cmd.spawn().expect("start shunt daemon");
+        let out = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let url = loop {
+            match rx.recv_timeout(LIMIT) {
+                Ok(line) => {
+                    if let Some(u) = line.strip_prefix("shunt daemon: listening on ") {
+                        break u.trim().to_string();
+                    }
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!("shunt daemon did not start listening:\n{}", std::fs::read_to_string(&stderr).unwrap_or_default());
+                }
+            }
+        };
+        let port = url.rsplit(':').next().unwrap().parse().unwrap();
+        Daemon { child, url, port, stderr }
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    fn faas(&self, args: &[&str], stdin: Option<&[u8]>) -> String {
+        let home = self.stderr.with_extension("home");
+        std::fs::create_dir_all(&home).unwrap();
+        let mut c = Command::new(faas_cli());
+        c.args(args).env("HOME", &home).env("OPENFAAS_URL", &self.url);
+        let o = run(c, stdin, LIMIT);
+        assert!(o.status.success(), "faas-cli {args:?} failed ({}):\n{}\n{}\ndaemon:\n{}", o.status, o.stdout_str(), o.stderr_str(), self.stderr());
+        o.stdout_str()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let pid = self.child.id() as i32;
+        let (tx, rx) = mpsc::channel::<()>();
+        let killer = std::thread::spawn(move || {
+            if rx.recv_timeout(LIMIT).is_err() {
+                // SAFETY: killing our own child that outlived its limit.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        });
+        let _ = self.child.wait();
+        let _ = tx.send(());
+        let _ = killer.join();
+    }
+}
+
+fn metric(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .find(|l| labels.iter().all(|want| l.contains(want)))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// What each function answers, in one mode.
+fn deploy_and_call(native: bool) -> Vec<(String, String)> {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let l = layouts();
+    shunt_image(&state, &["import", l.join("alpine").to_str().unwrap(), "--name", "functions/alpine:latest"]);
+    // The layout's `user` tag.
+    let user_layout = tmp.path().join("alpine-user");
+    tool("skopeo", &["copy", "--quiet", &format!("oci:{}:user", l.join("alpine").display()), &format!("oci:{}:latest", user_layout.display())]);
+    shunt_image(&state, &["import", user_layout.to_str().unwrap(), "--name", "functions/alpine:user"]);
+    shunt_image(&state, &["import", l.join("redirector").to_str().unwrap(), "--name", "theaxer/redirector:latest"]);
+    let d = Daemon::start(&state, native);
+    d.faas(&["secret", "create", "api-key", "--from-literal", "s3cr3t"], None);
+    let fns: &[(&str, &str, &[&str])] = &[
+        ("env", "functions/alpine:latest", &["--fprocess", "env", "--env", "GREETING=hello"]),
+        ("pwd", "functions/alpine:latest", &["--fprocess", "pwd"]),
+        ("id", "functions/alpine:user", &["--fprocess", "id"]),
+        ("secret", "functions/alpine:latest", &["--fprocess", "cat /var/openfaas/secrets/api-key", "--secret", "api-key"]),
+        ("tmp", "functions/alpine:latest", &["--fprocess", "sh -c 'cat > /tmp/f && wc -c < /tmp/f && ls -ld /tmp'"]),
+        ("ro", "functions/alpine:latest", &["--readonly", "--fprocess", "sh -c 'touch /home/app/x 2>&1; echo /tmp:; touch /tmp/y && echo ok'"]),
+        ("sha", "functions/alpine:latest", &["--fprocess", "sha512sum"]),
+        ("redirector", "theaxer/redirector:latest", &[]),
+    ];
+    for (name, image, extra) in fns {
+        let mut args = vec!["deploy", "--image", image, "--name", name];
+        args.extend_from_slice(extra);
+        d.faas(&args, None);
+    }
+    let mut answers = Vec::new();
+    for (name, _, _) in fns {
+        let r = Conn::open(d.port).request("POST", &format!("/function/{name}"), &[], b"abc");
+        let mut text = format!("{} ", r.status);
+        if *name == "redirector" {
+            text.push_str(r.header("location").unwrap_or("no location"));
+        } else {
+            text.push_str(&r.text());
+        }
+        answers.push((name.to_string(), text));
+    }
+    let get = |n: &str| answers.iter().find(|(k, _)| k == n).unwrap().1.clone();
+    let env = get("env");
+    assert!(env.starts_with("200 "), "{env}");
+    for want in ["GREETING=hello", "fprocess=env", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "Http_Method=POST"] {
+        assert!(env.lines().any(|l| l.trim_start_matches("200 ") == want), "env lacks {want}:\n{env}");
+    }
+    assert_eq!(get("pwd"), "200 /home/app\n", "the image's working directory");
+    let id = get("id");
+    assert!(id.starts_with("200 uid=100(app) gid=101(app)"), "USER app from the image's /etc/passwd: {id}");
+    assert_eq!(get("secret"), "200 s3cr3t", "the secret at /var/openfaas/secrets");
+    let t = get("tmp");
+    assert!(t.starts_with("200 3\ndrwxrwxrwt"), "a private writable /tmp: {t}");
+    let ro = get("ro");
+    assert!(ro.contains("Read-only file system") && ro.ends_with("/tmp:\nok\n"), "readOnlyRootFilesystem, /tmp still writable: {ro}");
+    let sha = get("sha");
+    let want = tool("sh", &["-c", "printf abc | sha512sum"]);
+    assert_eq!(sha, format!("200 {want}"));
+    assert_eq!(get("redirector"), "302 https://google.com");
+    let metrics = Conn::open(d.port).request("GET", "/metrics", &[], b"").text();
+    let desc = d.faas(&["describe", "env"], None);
+    assert!(desc.contains("functions/alpine:latest"), "{desc}");
+    for (name, _, _) in fns {
+        let f = format!("function_name=\"{name}.openfaas-fn\"");
+        let class = |c: &str| metric(&metrics, "shunt_function_syscalls_total", &[&f, &format!("class=\"{c}\"")]);
+        if native {
+            assert_eq!(class("redirected"), None, "{name}: no runtime natively:\n{metrics}");
+        } else {
+            // The watchdog and what it forks: every call through the gate,
+            // none left to the trap fallback.
+            assert!(class("redirected").unwrap_or(0.0) > 100.0, "{name}: calls on the gate:\n{metrics}");
+            assert_eq!(class("trapped"), Some(0.0), "{name}: trapped:\n{metrics}");
+        }
+    }
+    answers
+}
+
+#[test]
+fn images_deployed_with_faas_cli() {
+    let native = deploy_and_call(true);
+    let shunt = deploy_and_call(false);
+    assert_eq!(native, shunt, "the same answers natively and on the runtime");
+}
+
+#[test]
+fn openfaas_certifier() {
+    let tmp = tempfile::tempdir().unwrap();
+    let l = layouts();
+    let reg = Registry::start(&tmp.path().join("registry"));
+    reg.push(&l.join("alpine"), "latest", "functions/alpine:latest");
+    reg.push(&l.join("redirector"), "latest", "theaxer/redirector:latest");
+
+    // The certifier, copied to a writable place and built from its vendor/.
+    let src = tmp.path().join("certifier");
+    tool("cp", &["-r", shared("third_party/certifier").to_str().unwrap(), src.to_str().unwrap()]);
+    tool("chmod", &["-R", "u+w", src.to_str().unwrap()]);
+    let bin = tmp.path().join("certifier.test");
+    let mut c = Command::new("go");
+    c.current_dir(&src).args(["test", "-c", "-o"]).arg(&bin).arg("./tests").env("GOFLAGS", "-mod=vendor").env("GOTOOLCHAIN", "local");
+    check("building the certifier", &run(c, None, Duration::from_secs(600)));
+
+    let state = tmp.path().join("state");
+    shunt_image(&state, &["import", l.join("alpine").to_str().unwrap(), "--name", "functions/alpine:latest"]);
+    let d = Daemon::start(&state, false);
+    let mut c = Command::new(&bin);
+    c.current_dir(src.join("tests"))
+        .args(["-test.v", "-test.timeout", "900s", "-gateway", &d.url, "-registryPrefix", &reg.host])
+        .env("HOME", tmp.path());
+    let o = run(c, None, Duration::from_secs(960));
+    let out = o.stdout_str();
+    let results: Vec<(&str, &str)> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("--- "))
+        .filter_map(|l| l.split_once(": "))
+        .map(|(r, rest)| (r, rest.split_whitespace().next().unwrap_or("")))
+        .filter(|(_, name)| !name.contains('/'))
+        .collect();
+    eprintln!("certifier results: {results:?}");
+    assert!(o.status.success(), "the certifier failed ({}):\n{out}\n{}\ndaemon:\n{}", o.status, o.stderr_str(), d.stderr());
+    let with = |r: &str| results.iter().filter(|(x, _)| *x == r).map(|(_, n)| *n).collect::<Vec<_>>();
+    assert_eq!(with("FAIL"), Vec::<&str>::new());
+    assert_eq!(with("SKIP"), ["Test_ScaleToZero"], "{out}");
+    let passed = with("PASS");
+    for t in [
+        "Test_Deploy_MetaData",
+        "Test_ListNamespaces",
+        "Test_HealthEndpoint",
+        "Test_ProviderInfo",
+        "Test_InvokeNotFound",
+        "Test_Invoke",
+        "Test_FunctionLogs",
+        "Test_ScaleMinimum",
+        "Test_ScaleFromZeroDuringInvoke",
+        "Test_ScaleUpAndDownFromThroughPut",
+        "Test_ScalingDisabledViaLabels",
+        "Test_SecretCRUD",
+    ] {
+        assert!(passed.contains(&t), "{t} did not pass:\n{out}");
+    }
+}

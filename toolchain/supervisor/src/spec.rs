@@ -29,6 +29,7 @@ pub struct LaunchSpec {
     pub(crate) process_group: ProcessGroup,
     pub(crate) root: Option<PathBuf>,
     pub(crate) netns: Option<std::sync::Arc<std::os::fd::OwnedFd>>,
+    pub(crate) owner: Option<(u32, u32)>,
 }
 
 /// A hook run in the instance's first process after `fork`, before `exec`
@@ -204,6 +205,7 @@ impl LaunchSpec {
             process_group: ProcessGroup::Own,
             root: None,
             netns: None,
+            owner: None,
         }
     }
 
@@ -287,6 +289,14 @@ impl LaunchSpec {
     /// [`pre_exec`](Self::pre_exec) hook.
     pub fn netns(mut self, ns: std::sync::Arc<std::os::fd::OwnedFd>) -> Self {
         self.netns = Some(ns);
+        self
+    }
+
+    /// The uid and gid the program will run as (its hook switches to them):
+    /// on the runtime its instance directory is given to them, since the
+    /// runtime in the program's processes writes there.
+    pub fn owner(mut self, uid: u32, gid: u32) -> Self {
+        self.owner = Some((uid, gid));
         self
     }
 

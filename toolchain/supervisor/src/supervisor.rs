@@ -410,6 +410,9 @@ impl Supervisor {
         std::fs::write(dir.path.join(instance_dir::CGROUPS), cgroups.to_text())
             .with_context(|| format!("cannot write {}", dir.path.join(instance_dir::CGROUPS).display()))?;
         let prepared = runtime::prepare(&spec, on_runtime.then_some(dir.path.as_path()))?;
+        if let (true, Some((uid, gid))) = (on_runtime, spec.owner) {
+            chown_tree(&dir.path, uid, gid)?;
+        }
 
         // Everything the child side reads, built before the fork.
         let path = cstring(prepared.path.as_os_str(), "the program path")?;
@@ -544,4 +547,18 @@ impl Supervisor {
         core.push(Cmd::Add(Box::new(live)));
         Ok(Instance { shared, core: core.clone() })
     }
+}
+
+/// `chown -R` of a directory the supervisor made (no symlinks followed).
+fn chown_tree(dir: &Path, uid: u32, gid: u32) -> Result<()> {
+    std::os::unix::fs::lchown(dir, Some(uid), Some(gid)).with_context(|| format!("cannot give {} to uid {uid}", dir.display()))?;
+    for e in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
+        let e = e?;
+        if e.file_type()?.is_dir() {
+            chown_tree(&e.path(), uid, gid)?;
+        } else {
+            std::os::unix::fs::lchown(e.path(), Some(uid), Some(gid)).with_context(|| format!("cannot give {} to uid {uid}", e.path().display()))?;
+        }
+    }
+    Ok(())
 }

@@ -51,6 +51,8 @@ pub struct LaunchSpec {
     pub root: Option<PathBuf>,
     pub binds: Vec<Bind>,
     pub read_only_root: bool,
+    /// The image's USER, resolved in `root` (its /etc/passwd, /etc/group).
+    pub user: Option<String>,
     /// Bytes, from `limits.memory`.
     pub memory_limit: Option<u64>,
     /// The instance's scratch directory (its TMPDIR, its copy of secrets);

@@ -484,6 +484,7 @@ impl Controller {
             root: plan.root.clone(),
             binds,
             read_only_root: plan.read_only_root,
+            user: plan.user.clone(),
             memory_limit: plan.memory_limit,
             scratch,
             port,

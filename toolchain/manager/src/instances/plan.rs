@@ -34,6 +34,8 @@ pub struct Plan {
     pub cwd: PathBuf,
     pub root: Option<PathBuf>,
     pub read_only_root: bool,
+    /// The image's USER (`user[:group]`, names or numbers), for an image root.
+    pub user: Option<String>,
     pub secrets: Vec<String>,
     pub memory_limit: Option<u64>,
     pub scale: ScaleRules,
@@ -195,6 +197,7 @@ impl Plan {
             cwd: PathBuf::from("/"),
             root: None,
             read_only_root: false,
+            user: None,
             secrets: Vec::new(),
             memory_limit: None,
             scale: ScaleRules::from_labels(&spec.labels.clone().unwrap_or_default())
@@ -259,6 +262,7 @@ impl Plan {
             cwd,
             root: image.root.clone(),
             read_only_root: spec.read_only_root_filesystem,
+            user: image.root.as_ref().and(image.user.clone()),
             secrets: spec.secrets.clone(),
             memory_limit,
             scale,

@@ -29,6 +29,11 @@
 //!   (`LaunchSpec::netns`), and the gateway reaches the instance's port
 //!   through a dialer that connects inside it.
 //!
+//! - the image's USER (`user[:group]`, names looked up in the image's own
+//!   `/etc/passwd` and `/etc/group`, numbers taken as they are; the
+//!   supplementary groups those files list the user in): set last, after
+//!   every mount, as runc does.
+//!
 //! All of it needs root (`CAP_SYS_ADMIN`); without it, an instance that
 //! needs a namespace is refused with a message saying so. Every path the
 //! hook uses is made before the fork: the hook itself makes only system
@@ -152,8 +157,76 @@ unsafe fn bind(src: &CString, dst: &CString, read_only: bool) -> std::io::Result
     Ok(())
 }
 
+/// Credentials an instance runs with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ids {
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<u32>,
+}
+
+/// A file of the image (`/etc/passwd`), read through its own symlinks
+/// without leaving the root; none when the image has none.
+fn image_file(root: &Path, path: &str) -> Result<Option<String>> {
+    let Ok(host) = shunt_supervisor::in_root(root, Path::new(path)) else { return Ok(None) };
+    let Ok(meta) = std::fs::metadata(&host) else { return Ok(None) };
+    if !meta.is_file() || meta.len() > 1 << 20 {
+        bail!("the image's {path} is not a regular file of at most 1 MiB");
+    }
+    Ok(Some(std::fs::read_to_string(&host).with_context(|| format!("cannot read the image's {path}"))?))
+}
+
+/// Resolves an image's USER against its `/etc/passwd` and `/etc/group`.
+pub fn resolve_user(root: &Path, user: &str) -> Result<Ids> {
+    let (u, g) = match user.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (user, None),
+    };
+    let passwd = image_file(root, "/etc/passwd")?.unwrap_or_default();
+    let group = image_file(root, "/etc/group")?.unwrap_or_default();
+    let entries = |text: &str| -> Vec<Vec<String>> {
+        text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()).map(|l| l.split(':').map(str::to_string).collect()).collect()
+    };
+    let users = entries(&passwd);
+    let groups = entries(&group);
+    let num = |s: &str| s.parse::<u32>().ok();
+    let found = users.iter().find(|e| e.len() >= 4 && (e[0] == u || num(u).is_some_and(|n| num(&e[2]) == Some(n))));
+    let uid = match (num(u), found) {
+        (Some(n), _) => n,
+        (None, Some(e)) => num(&e[2]).with_context(|| format!("the image's /etc/passwd gives {u} a uid that is not a number"))?,
+        (None, None) => bail!("user {u:?} (the image's USER) is not in the image's /etc/passwd"),
+    };
+    let name = found.map(|e| e[0].clone());
+    let gid = match g {
+        Some(g) => match num(g) {
+            Some(n) => n,
+            None => groups
+                .iter()
+                .find(|e| e.len() >= 3 && e[0] == g)
+                .and_then(|e| num(&e[2]))
+                .with_context(|| format!("group {g:?} (the image's USER) is not in the image's /etc/group"))?,
+        },
+        None => found.and_then(|e| num(&e[3])).unwrap_or(0),
+    };
+    let mut extra = vec![gid];
+    if let (Some(name), None) = (&name, g) {
+        for e in groups.iter().filter(|e| e.len() >= 4 && e[3].split(',').any(|m| m == name)) {
+            if let Some(n) = num(&e[2]) {
+                if !extra.contains(&n) {
+                    extra.push(n);
+                }
+            }
+        }
+    }
+    Ok(Ids { uid, gid, groups: extra })
+}
+
 fn image_root_hook(spec: &LaunchSpec, root: &Path, runtime_dirs: &[PathBuf]) -> Result<PreExec> {
     need_root(spec, "runs in its image's root")?;
+    let ids = match &spec.user {
+        Some(u) => Some(resolve_user(root, u).with_context(|| format!("function {}", spec.function))?),
+        None => None,
+    };
     let layers = spec.scratch.join("rootfs");
     std::fs::create_dir_all(&layers).with_context(|| format!("cannot create {}", layers.display()))?;
     let lower = root.canonicalize().with_context(|| format!("the image root {} is gone", root.display()))?;
@@ -314,6 +387,11 @@ fn image_root_hook(spec: &LaunchSpec, root: &Path, runtime_dirs: &[PathBuf]) -> 
             }
             if libc::chdir(workdir.as_ptr()) != 0 {
                 return Err(err());
+            }
+            if let Some(ids) = &ids {
+                if libc::setgroups(ids.groups.len(), ids.groups.as_ptr()) != 0 || libc::setgid(ids.gid) != 0 || libc::setuid(ids.uid) != 0 {
+                    return Err(err());
+                }
             }
         }
         Ok(())

@@ -188,6 +188,10 @@ impl Backend for Supervised {
         if let Some(ns) = &netns {
             ls = ls.netns(Arc::clone(ns));
         }
+        if let (Some(root), Some(user)) = (&spec.root, &spec.user) {
+            let ids = super::sandbox::resolve_user(root, user)?;
+            ls = ls.owner(ids.uid, ids.gid);
+        }
         if let Some(hook) = super::sandbox::hook(&spec, &runtime_dirs)? {
             ls = ls.pre_exec(hook);
         }

@@ -180,7 +180,9 @@ fn deploy_and_call(native: bool) -> Vec<(String, String)> {
         ("id", "functions/alpine:user", &["--fprocess", "id"]),
         ("secret", "functions/alpine:latest", &["--fprocess", "cat /var/openfaas/secrets/api-key", "--secret", "api-key"]),
         // The classic watchdog splits fprocess at spaces (no quoting): the
-        // shell's script is the request body.
+        // shell's script is the request body. Only shell builtins: busybox
+        // sh runs other applets by exec'ing /proc/self/exe, which under the
+        // loader is shunt (not yet handled; see the README).
         ("tmp", "functions/alpine:latest", &["--fprocess", "sh"]),
         ("ro", "functions/alpine:latest", &["--readonly", "--fprocess", "sh"]),
         ("sha", "functions/alpine:latest", &["--fprocess", "sha512sum"]),
@@ -194,14 +196,21 @@ fn deploy_and_call(native: bool) -> Vec<(String, String)> {
     let mut answers = Vec::new();
     for (name, _, _) in fns {
         let body: &[u8] = match *name {
-            "tmp" => b"echo abc > /tmp/f && wc -c < /tmp/f && ls -ld /tmp | cut -c1-10",
-            "ro" => b"touch /home/app/x 2>&1; echo /tmp:; touch /tmp/y && echo ok",
+            "tmp" => b"echo abc > /tmp/f && read x < /tmp/f && echo \"$x\" && [ -k /tmp ] && [ -w /tmp ] && echo sticky",
+            "ro" => b"{ echo x > /home/app/x; } 2>&1; echo /tmp:; echo y > /tmp/y && echo ok",
             _ => b"abc",
         };
         let r = Conn::open(d.port).request("POST", &format!("/function/{name}"), &[], body);
         let mut text = format!("{} ", r.status);
         if *name == "redirector" {
             text.push_str(r.header("location").unwrap_or("no location"));
+        } else if *name == "env" {
+            // Without what differs per instance and per call.
+            let varying = ["port=", "Http_X_Call_Id=", "Http_X_Start_Time=", "Http_Host="];
+            for l in r.text().lines().filter(|l| !varying.iter().any(|v| l.starts_with(v))) {
+                text.push_str(l);
+                text.push('\n');
+            }
         } else {
             text.push_str(&r.text());
         }
@@ -218,7 +227,7 @@ fn deploy_and_call(native: bool) -> Vec<(String, String)> {
     assert!(id.starts_with("200 uid=100(app) gid=101(app)"), "USER app from the image's /etc/passwd: {id}");
     assert_eq!(get("secret"), "200 s3cr3t", "the secret at /var/openfaas/secrets");
     let t = get("tmp");
-    assert_eq!(t, "200 4\ndrwxrwxrwt\n", "a private writable /tmp");
+    assert_eq!(t, "200 abc\nsticky\n", "a private writable /tmp");
     let ro = get("ro");
     assert!(ro.contains("Read-only file system") && ro.ends_with("/tmp:\nok\n"), "readOnlyRootFilesystem, /tmp still writable: {ro}");
     let sha = get("sha");

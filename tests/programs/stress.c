@@ -8,6 +8,8 @@
  *                      itself makes one getppid, counts it) before the next
  *   stress threads N   N threads created and joined, 16 alive at a time,
  *                      each making one getppid
+ *   stress live N      N threads alive at once (64 KiB stacks), all waiting
+ *                      on one barrier, then joined; each makes one getppid
  *   stress forkexec N  N times: fork, the child execs this program
  *                      (`stress child`), which makes one getppid and exits
  *                      7; the parent checks the status
@@ -102,6 +104,31 @@ static int threads(long n) {
     return atomic_load(&ran) == n && atomic_load(&wrong) == 0 ? 0 : 1;
 }
 
+static pthread_barrier_t all;
+
+static void *live_one(void *arg) {
+    one(arg);
+    pthread_barrier_wait(&all);
+    return NULL;
+}
+
+static int live(long n) {
+    pthread_t *t = calloc(n, sizeof *t);
+    pthread_attr_t at;
+    pthread_attr_init(&at);
+    pthread_attr_setstacksize(&at, 64 * 1024);
+    pthread_barrier_init(&all, NULL, n + 1);
+    for (long i = 0; i < n; i++)
+        if (pthread_create(&t[i], &at, live_one, NULL) != 0) {
+            printf("live %ld: thread %ld could not be created\n", n, i);
+            return 1;
+        }
+    pthread_barrier_wait(&all);
+    for (long i = 0; i < n; i++) pthread_join(t[i], NULL);
+    printf("live %ld ran %ld wrong %ld\n", n, atomic_load(&ran), atomic_load(&wrong));
+    return atomic_load(&ran) == n && atomic_load(&wrong) == 0 ? 0 : 1;
+}
+
 static int forkexec(const char *self, long n) {
     long ok = 0;
     for (long i = 0; i < n; i++) {
@@ -128,6 +155,7 @@ int main(int argc, char **argv) {
     parent = getppid();
     if (strcmp(argv[1], "signals") == 0) return signals(n);
     if (strcmp(argv[1], "threads") == 0) return threads(n);
+    if (strcmp(argv[1], "live") == 0) return live(n);
     if (strcmp(argv[1], "forkexec") == 0) return forkexec(argv[0], n);
     return 2;
 }

@@ -43,6 +43,13 @@ fn thread_churn() {
     storm("threads", 5000, 1 + 5000, &[("clone3", 5000)]);
 }
 
+/// 3,000 threads alive at once (before: thread 1,023 failed, the runtime
+/// had 1,024 thread slots; now 4,096).
+#[test]
+fn three_thousand_live_threads() {
+    storm("live", 3000, 1 + 3000, &[("clone3", 3000)]);
+}
+
 /// 500 forks, each child exec'ing the program again.
 #[test]
 fn fork_exec_storm() {

@@ -27,15 +27,19 @@ use crate::syscalls::TABLE_LEN;
 /// `SHUNTSG1` (a literal, so that the C header can carry it too).
 pub const SEGMENT_MAGIC: u64 = 0x3147_5354_4e55_4853;
 const _: () = assert!(SEGMENT_MAGIC == u64::from_le_bytes(*b"SHUNTSG1"));
-/// Version 5: the transport's and the waits' counters in the header
+/// Version 7: 4,096 slots (was 1,024: a server with more live threads
+/// failed `clone` with EAGAIN). Version 5: the transport's and the waits' counters in the header
 /// (version 4: no `unaccounted` word; the magic is stored last, so a reader
 /// never sees a half-written header).
-pub const SEGMENT_VERSION: u32 = 6;
+pub const SEGMENT_VERSION: u32 = 7;
 
 /// Distance between two slots in the stats segment.
 pub const SLOT_STRIDE: usize = 32 * 1024;
-/// Threads a process may have inside the runtime at once.
-pub const MAX_SLOTS: usize = 1024;
+/// Threads a process may have inside the runtime at once. The segment is
+/// a sparse file (and, without one, sparse anonymous memory): its size is
+/// address space (128 MiB), only the slots in use take memory. A thread
+/// beyond it fails `clone` with EAGAIN, as at a kernel thread limit.
+pub const MAX_SLOTS: usize = 4096;
 /// Words of the header's slot bitmap (one bit per slot).
 pub const SLOT_BITMAP_WORDS: usize = MAX_SLOTS / 64;
 /// Offset of the counters from the start of a slot (the thread block is

@@ -82,11 +82,26 @@ pub fn check_plan(img: &Image, plan: &Plan) -> Result<(), String> {
     Ok(())
 }
 
+/// The section decoded from its start, an undecodable byte skipped alone
+/// (objdump's "(bad)"), as the planner's own linear decoding does: with
+/// iced's longer invalid instructions the two decodings could fall out of
+/// step after one, and a run the planner checked against its decoding
+/// would look misaligned here (found by the `planner_code` fuzz target).
 fn linear(bytes: &[u8], addr: u64) -> Vec<Instruction> {
     let mut d = Decoder::with_ip(64, bytes, addr, DecoderOptions::NONE);
     let mut out = Vec::new();
     while d.can_decode() {
-        out.push(d.decode());
+        let ip = d.ip();
+        let mut ins = d.decode();
+        if ins.code() == Code::INVALID && ins.len() > 1 {
+            ins.set_len(1);
+            ins.set_next_ip(ip + 1);
+            if d.set_position((ip + 1 - addr) as usize).is_err() {
+                break;
+            }
+            d.set_ip(ip + 1);
+        }
+        out.push(ins);
     }
     out
 }

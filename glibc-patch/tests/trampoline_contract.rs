@@ -123,7 +123,7 @@ fn run_site(func: &[u8], site: &Site, rax_in: u64, want_rax: u64) {
         std::ptr::copy_nonoverlapping(j.as_ptr(), page.add(site.at as usize), j.len());
 
         for (i, r) in (*std::ptr::addr_of_mut!(IN)).0.iter_mut().enumerate() {
-            *r = 0x1111_0000_0000_0000 * (i as u64 + 1) + 0x1234_5678;
+            *r = 0x1111_0000_0000_0000u64.wrapping_mul(i as u64 + 1).wrapping_add(0x1234_5678);
         }
         (*std::ptr::addr_of_mut!(IN)).0[0] = rax_in;
         SITE_FN = base;

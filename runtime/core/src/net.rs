@@ -158,11 +158,17 @@ pub fn configure(transport: bool, spin: SpinMode) -> Result<(), ()> {
         open_cap();
     }
     if transport {
+        shunt_transport::conn::set_poke(poke);
         let id = crate::fd_owner::register_owner(&OWNER).map_err(|_| ())?;
         OWNER_ID.store(id.0, Ordering::Relaxed);
         ON.store(true, Ordering::Release);
     }
     Ok(())
+}
+
+/// The connection layer's poke (`shunt_transport::conn::set_poke`).
+fn poke(base: usize) {
+    SHADOW.poke(base, raw::gettid() as u32);
 }
 
 /// Whether the transport is on.

@@ -65,7 +65,7 @@
 //! `EPIPE`.
 
 use shunt_abi::syscalls::nr;
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use crate::lock::{Guard, Reentered, SharedLock};
 use crate::ring::{Park, Ring, RingCtl, Wake};
@@ -492,12 +492,21 @@ impl End {
             }
             return;
         }
-        self.drain_all(kfd);
+        if self.drain_all(kfd) {
+            // A waiter may have registered while we drained, and the byte we
+            // ate may have been its wake-up: give its epoll sets an edge.
+            let waited = self.in_ctl().rd.bell_waiters.load(Ordering::SeqCst) != 0
+                || self.out_ctl().wr.bell_waiters.load(Ordering::SeqCst) != 0;
+            if waited {
+                poke(self.base());
+            }
+        }
     }
 
     /// [`Self::drain`] for the doorbell waiter itself (and for the close,
     /// after which no waiter needs the socket's edges): consumes them.
-    fn drain_all(&self, kfd: i32) {
+    /// Returns whether it consumed any byte.
+    fn drain_all(&self, kfd: i32) -> bool {
         if self.prefix_left() != 0 {
             // Kernel bytes are stream bytes: leave them; only a reset (or an
             // EOF after the peer switched) says something about liveness.
@@ -506,13 +515,17 @@ impl End {
                 Probe::Reset => self.peer_gone(true),
                 _ => {}
             }
-            return;
+            return false;
         }
         let mut buf = [0u8; 64];
+        let mut ate = false;
         let state = loop {
             match sys::recv(kfd, &mut buf, libc::MSG_DONTWAIT) {
                 0 => break Probe::Eof,
-                n if n > 0 => continue,
+                n if n > 0 => {
+                    ate = true;
+                    continue;
+                }
                 e if e == err(libc::EAGAIN) => break Probe::Quiet,
                 e if e == err(libc::EINTR) => continue,
                 _ => break Probe::Reset,
@@ -523,6 +536,7 @@ impl End {
             Probe::Reset => self.peer_gone(true),
             _ => {}
         }
+        ate
     }
 
     /// Records that the peer's socket is closed everywhere, deciding between
@@ -1206,6 +1220,25 @@ impl End {
     pub fn closed(&self) {
         self.out_ctl().rd.wake_futex_waiters();
         self.in_ctl().wr.wake_futex_waiters();
+    }
+}
+
+/// Who gives the epoll sets holding a connection's socket a fresh edge (the
+/// runtime's shadow table; 0: nobody). Called with the segment's base
+/// when a drain may have eaten a waiter's doorbell.
+static POKE: AtomicUsize = AtomicUsize::new(0);
+
+/// Installs the poke (see [`POKE`]).
+pub fn set_poke(f: fn(usize)) {
+    POKE.store(f as usize, Ordering::Release);
+}
+
+fn poke(base: usize) {
+    let f = POKE.load(Ordering::Acquire);
+    if f != 0 {
+        // SAFETY: only `set_poke` stores non-zero values, from a `fn(usize)`.
+        let f: fn(usize) = unsafe { core::mem::transmute::<usize, fn(usize)>(f) };
+        f(base);
     }
 }
 

@@ -241,6 +241,25 @@ impl Shadow {
         });
     }
 
+    /// Gives every set holding the socket of the segment at `base` a fresh
+    /// edge: its kernel mask gains `EPOLLOUT`, which a socket that only
+    /// carries doorbells always has, so a waiter parked on the set wakes and
+    /// looks (the next report puts the mask back). Skipped if this thread
+    /// holds the table (then it is the one reporting).
+    pub fn poke(&self, base: usize, tid: u32) {
+        let _ = self.with(tid, |t, high, _| {
+            for (i, e) in t[..*high].iter_mut().enumerate() {
+                if e.used && e.end.is_some_and(|x| x.base() == base) {
+                    let mask = e.kernel_mask | EV_OUT;
+                    let mut kev = EpollEvent { events: mask | EPOLLET, data: TAG | i as u64 };
+                    if kernel_ctl(e.epfd, libc::EPOLL_CTL_MOD, e.fd, Some(&mut kev)) == 0 {
+                        e.kernel_mask = mask;
+                    }
+                }
+            }
+        });
+    }
+
     /// Forgets the entries of an epoll set that was closed.
     pub fn forget_epfd(&self, epfd: i32, tid: u32) {
         let _ = self.with(tid, |t, high, _| {

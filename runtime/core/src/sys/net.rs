@@ -3,9 +3,9 @@
 //!
 //! They are routed here only when their feature is on (`table::configure`
 //! sends them straight to the kernel otherwise): `socket` when the
-//! transport is (a new TCP socket is marked fresh, so that its `connect`
-//! and `listen` reach the transport; Go's listeners, MPTCP sockets since Go
-//! 1.24, are not adopted yet: issue 11 notes),
+//! transport is (a new TCP or MPTCP stream socket is marked fresh, so that
+//! its `connect` and `listen` reach the transport; Go makes its listeners
+//! MPTCP sockets since 1.24, which on loopback are plain TCP underneath),
 //! `epoll_create*` likewise (a new epoll set is marked, so that every wait
 //! on it reaches the transport: a connection another thread adds while one
 //! waits brings events that are the transport's, not the program's),
@@ -27,7 +27,7 @@ pub fn sys_socket(c: &mut Call) -> Ret {
     let fd = r.value;
     let stream = ty & 0xf == libc::SOCK_STREAM;
     let inet = domain == libc::AF_INET || domain == libc::AF_INET6;
-    if fd >= 0 && net::on() && inet && stream && (proto == 0 || proto == libc::IPPROTO_TCP) {
+    if fd >= 0 && net::on() && inet && stream && (proto == 0 || proto == libc::IPPROTO_TCP || proto == libc::IPPROTO_MPTCP) {
         net::adopt_socket(fd as i32);
     }
     r

@@ -82,6 +82,26 @@ struct Entry {
     /// Counts kernel events, so that a snapshot notices them.
     kernel_events: u32,
     last: Snapshot,
+    /// Doorbell registrations parkers made on this entry's end and have not
+    /// withdrawn, and for which events (`watch_events`): a park withdraws
+    /// only what it registered, and a removed entry withdraws what is left.
+    /// (A park that withdrew from an entry added while it slept drove the
+    /// end's `bell_waiters` below zero, to u32::MAX; the next park brought it
+    /// back to 0 and no writer rang it: a lost wake-up.)
+    watching: u32,
+    watched_ev: u32,
+}
+
+impl Entry {
+    /// Withdraws every registration left on this entry (before it is freed).
+    fn unwatch_all(&mut self) {
+        if let Some(end) = self.end {
+            for _ in 0..self.watching {
+                end.watch_end(self.watched_ev);
+            }
+        }
+        self.watching = 0;
+    }
 }
 
 const FREE: Entry = Entry {
@@ -96,6 +116,8 @@ const FREE: Entry = Entry {
     kernel_saw: false,
     kernel_events: 0,
     last: Snapshot { in_tail: 0, out_head: 0, flags: 0, kernel_events: 0 },
+    watching: 0,
+    watched_ev: 0,
 };
 
 /// The process's shadow entries.
@@ -203,6 +225,7 @@ impl Shadow {
                 }
                 libc::EPOLL_CTL_DEL => {
                     let Some(i) = found else { return err(libc::ENOENT) };
+                    t[i].unwatch_all();
                     t[i] = FREE;
                     kernel_ctl(epfd, libc::EPOLL_CTL_DEL, fd, None)
                 }
@@ -220,6 +243,7 @@ impl Shadow {
         let _ = self.with(tid, |t, high, _| {
             for e in t[..*high].iter_mut() {
                 if e.used && e.end.is_some_and(|x| x.base() == base) {
+                    e.unwatch_all();
                     *e = FREE;
                 }
             }
@@ -235,6 +259,7 @@ impl Shadow {
         let _ = self.with(tid, |t, high, _| {
             for e in t[..*high].iter_mut() {
                 if e.used && e.fd == fd && e.end.is_some_and(|x| x.base() == base) {
+                    e.unwatch_all();
                     *e = FREE;
                 }
             }
@@ -265,6 +290,7 @@ impl Shadow {
         let _ = self.with(tid, |t, high, _| {
             for e in t[..*high].iter_mut() {
                 if e.used && e.epfd == epfd {
+                    e.unwatch_all();
                     *e = FREE;
                 }
             }
@@ -376,18 +402,27 @@ impl Shadow {
     /// the kernel or a bell says are there) before the caller's last look.
     fn watch(&self, epfd: i32, tid: u32, begin: bool) {
         let _ = self.with(tid, |t, high, _| {
-            for e in t[..*high].iter_mut().filter(|e| e.used && e.epfd == epfd && !e.disarmed) {
+            for e in t[..*high].iter_mut().filter(|e| e.used && e.epfd == epfd && (!e.disarmed || !begin)) {
                 let Some(end) = e.end else { continue };
-                let ev = watch_events(e.events);
-                if begin {
-                    end.watch_begin(ev);
-                    end.watch_sync(e.fd, e.kernel_saw);
-                    if e.kernel_saw {
-                        e.kernel_events = e.kernel_events.wrapping_add(1);
-                        e.kernel_saw = false;
+                if !begin {
+                    // Only what a park registered (this one or a concurrent
+                    // one: counts, not owners; the last one out clears).
+                    if e.watching > 0 {
+                        end.watch_end(e.watched_ev);
+                        e.watching -= 1;
                     }
-                } else {
-                    end.watch_end(ev);
+                    continue;
+                }
+                if e.watching == 0 {
+                    e.watched_ev = watch_events(e.events);
+                }
+                let ev = e.watched_ev;
+                e.watching += 1;
+                end.watch_begin(ev);
+                end.watch_sync(e.fd, e.kernel_saw);
+                if e.kernel_saw {
+                    e.kernel_events = e.kernel_events.wrapping_add(1);
+                    e.kernel_saw = false;
                 }
             }
         });

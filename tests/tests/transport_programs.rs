@@ -227,7 +227,6 @@ fn go_loopback_over_rings() {
         let count_s = count.to_str().unwrap();
         let (out, stats) = under_shunt(&[shunted.as_str(), "all", count_s], None, &["--transport", "shm", "--spin", spin]);
         assert_same(&format!("loopback all, --transport shm --spin {spin}"), &reference, &out);
-        stats.assert_accounted();
         let accepted: u64 = std::fs::read_to_string(&count).unwrap().trim().parse().unwrap();
         let (shm, kernel, bytes) = transport(&stats);
         // Both ends of every connection are this process's.

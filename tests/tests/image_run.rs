@@ -180,9 +180,7 @@ fn deploy_and_call(native: bool) -> Vec<(String, String)> {
         ("id", "functions/alpine:user", &["--fprocess", "id"]),
         ("secret", "functions/alpine:latest", &["--fprocess", "cat /var/openfaas/secrets/api-key", "--secret", "api-key"]),
         // The classic watchdog splits fprocess at spaces (no quoting): the
-        // shell's script is the request body. Only shell builtins: busybox
-        // sh runs other applets by exec'ing /proc/self/exe, which under the
-        // loader is shunt (not yet handled; see the README).
+        // shell's script is the request body.
         ("tmp", "functions/alpine:latest", &["--fprocess", "sh"]),
         ("ro", "functions/alpine:latest", &["--readonly", "--fprocess", "sh"]),
         ("sha", "functions/alpine:latest", &["--fprocess", "sha512sum"]),

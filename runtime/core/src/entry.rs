@@ -183,6 +183,12 @@ global_asm!(
     "    syscall",
     "    ret",
     "22:",
+    // getpid first: the most frequent emulated call is answered in a few
+    // instructions, so every compare before it is a measurable share of its
+    // cost (two fd-route compares here took it from 1.7 to 2.4 ns). The fd
+    // routes sit behind a ~100 ns syscall, where one compare is noise.
+    "    cmp ${act_getpid}, %ecx",
+    "    je 43f",
     // A call whose first argument is an fd: the kernel route unless the fd
     // is marked in the process's fd table. `edi`: the kernel reads an int;
     // fds at or above the limit are never marked. Uses only rcx and r11.
@@ -239,6 +245,7 @@ global_asm!(
     "42:",
     "    cmp ${act_getpid}, %ecx",
     "    jne 46f",
+    "43:",
     "    testb ${f_shared_ids}, %gs:{tb_flags}",
     "    jnz 24b",
     "    incq %gs:{cnt_gate_emu}(,%rax,8)",

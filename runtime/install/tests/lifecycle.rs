@@ -126,6 +126,8 @@ fn signal_storm(on_altstack: bool) {
     std::thread::sleep(Duration::from_millis(20));
     let pid = unsafe { libc::getpid() };
     CHAIN.store(true, Ordering::Relaxed);
+    // SAFETY: tgkill takes only integers; the target is this process's own
+    // blocked thread, whose handlers for `sigs` are installed above.
     unsafe { libc::syscall(nr::TGKILL as i64, pid, tid.load(Ordering::SeqCst), sigs[0]) };
     let deadline = Instant::now() + Duration::from_secs(10);
     while HANDLER_RUNS.load(Ordering::Relaxed) < STORM_SIGNALS as u64 && Instant::now() < deadline {
@@ -137,6 +139,7 @@ fn signal_storm(on_altstack: bool) {
     let mut sent = 0usize;
     while sent < 20_000 && start.elapsed() < Duration::from_secs(3) {
         let sig = sigs[sent % sigs.len()];
+        // SAFETY: as above: integers only, our own thread, handlers installed.
         unsafe { libc::syscall(nr::TGKILL as i64, pid, tid.load(Ordering::SeqCst), sig) };
         sent += 1;
     }
@@ -335,7 +338,8 @@ fn vfork_through_the_gate() {
         assert_eq!(unsafe { libc::waitpid(child as i32, &mut st, 0) }, child as i32);
         assert!(libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 7, "child status {st:#x}");
         assert_eq!(out, [child as u64, child as u64], "the vfork child must see its own pid and tid");
-        // The parent's cached ids and depth are intact.
+        // The parent's cached ids and depth are intact. (SAFETY of the two
+        // libc calls: getpid and gettid take nothing and cannot fail.)
         assert_eq!(gate0(nr::GETPID as i64), unsafe { libc::getpid() } as i64);
         assert_eq!(gate0(nr::GETTID as i64), unsafe { libc::gettid() } as i64);
         assert_eq!(unsafe { (*shunt_core::thread::current()).depth }, 0);

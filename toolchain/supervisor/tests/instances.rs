@@ -206,13 +206,18 @@ fn orphans_are_killed_and_counted(cgroups: bool) {
     let (tx, mut events) = sup.events();
     let work = tempfile::tempdir().unwrap();
     // A python process is orphaned (its subshell exits at once); it tells
-    // the shell its pid once it runs, and the shell exits.
+    // the shell its pid once it runs. The shell then waits on a second fifo
+    // until the test holds a pidfd of the orphan, and exits: without that
+    // handshake the supervisor may kill the orphan (the instance ended)
+    // before the test can open it.
     let orphan = r#"import os, time; f = open("ready", "w"); f.write(str(os.getpid())); f.close(); time.sleep(1000)"#;
-    let script = format!("mkfifo ready; (python3 -c '{orphan}' &); read pid < ready; echo $pid");
+    let script = format!("mkfifo ready go; (python3 -c '{orphan}' &); read pid < ready; echo $pid; read _ < go");
     let spec = LaunchSpec::new("sh").args(["-c", &script]).current_dir(work.path()).stdout(Stdio::Lines).runtime(on_runtime(None));
     let inst = sup.spawn(spec, &tx).unwrap();
     let orphan: i32 = next_line(&mut events, inst.id()).parse().unwrap();
     let orphan_fd = pidfd(orphan);
+    // Opening the fifo for writing waits for the shell to open it for reading.
+    std::fs::write(work.path().join("go"), "go\n").unwrap();
     let seen = until_exit(&mut events, inst.id());
     assert!(ended(&orphan_fd), "the orphan outlived its instance");
     assert_eq!(seen.exit.status.code(), Some(0), "the program's own status");

@@ -15,6 +15,7 @@ use serde_json::Value;
 use shunt_stats::{Class, Report};
 
 pub mod front;
+pub mod gostd;
 pub mod http;
 pub mod image;
 pub mod registry;

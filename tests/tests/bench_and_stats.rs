@@ -17,12 +17,14 @@ fn bench_syscall_prints_every_path_and_writes_json() {
     for row in ["kernel syscall getppid", "gate -> emulated (getpid)", "gate -> passthrough (getppid)",
                 "trap -> emulated", "trap -> passthrough", "target >= 10x", "target within 10%",
                 "gate -> passthrough read 1 B", "gate -> passthrough write 1 B",
-                "kernel syscall getppid, --isolate", "gate -> passthrough (getppid), --isolate", "--isolate (seccomp filter"] {
+                "kernel syscall getppid, --isolate", "gate -> passthrough (getppid), --isolate", "--isolate (seccomp filter",
+                "plain go build: syscall.Getpid, native", "plain go build: syscall.Getpid, --no-rewrite",
+                "plain go build: syscall.Getpid, rewritten", "rewritten at load time, is"] {
         assert!(out.contains(row), "missing {row:?} in:\n{out}");
     }
     let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let paths = v["paths"].as_object().unwrap();
-    assert_eq!(paths.len(), 15);
+    assert_eq!(paths.len(), 18);
     for (name, p) in paths {
         let ns = p["ns_per_call"].as_f64().unwrap();
         assert!(ns.is_finite() && ns > 0.0, "{name}: {ns}");

@@ -17,8 +17,8 @@ use clap::Args;
 
 use super::stats::median;
 
-const MAIN_GO: &str = include_str!("../../bench/go/main.go");
-const GO_MOD: &str = include_str!("../../bench/go/go.mod");
+pub(super) const MAIN_GO: &str = include_str!("../../bench/go/main.go");
+pub(super) const GO_MOD: &str = include_str!("../../bench/go/go.mod");
 
 #[derive(Args)]
 pub struct GoBenchArgs {
@@ -36,7 +36,7 @@ pub struct GoBenchArgs {
     json: Option<PathBuf>,
 }
 
-fn build(dir: &Path, out: &Path, with_shunt: bool) -> Result<()> {
+pub(super) fn build(dir: &Path, out: &Path, with_shunt: bool) -> Result<()> {
     let mut cmd = if with_shunt {
         let mut c = Command::new(std::env::current_exe()?);
         c.arg("go");
@@ -54,7 +54,7 @@ fn build(dir: &Path, out: &Path, with_shunt: bool) -> Result<()> {
 }
 
 /// Runs one measurement; returns its "<name> <value>" lines.
-fn measure(bin: &Path, under_shunt: Option<&[&str]>, what: &str, n: u32) -> Result<Vec<(String, f64)>> {
+pub(super) fn measure(bin: &Path, under_shunt: Option<&[&str]>, what: &str, n: u32) -> Result<Vec<(String, f64)>> {
     let mut cmd = match under_shunt {
         Some(flags) => {
             let mut c = Command::new(std::env::current_exe()?);

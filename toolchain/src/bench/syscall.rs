@@ -31,6 +31,10 @@ pub struct SyscallArgs {
     /// Also write the results as JSON to this file.
     #[arg(long, value_name = "FILE")]
     json: Option<std::path::PathBuf>,
+    /// Leave out the rows of an unmodified static Go binary (plain `go
+    /// build`, which needs the go command): native, trapped, rewritten.
+    #[arg(long)]
+    no_go: bool,
     /// Internal: measure the `--isolate` rows, one round per line on stdin.
     #[arg(long, hide = true)]
     isolated_worker: bool,
@@ -125,9 +129,12 @@ pub fn syscall(args: SyscallArgs) -> Result<()> {
     thread::detach_current();
     let calls = args.calls;
     let rounds = args.rounds;
-    let results = std::thread::spawn(move || measure(calls, rounds))
+    let mut results = std::thread::spawn(move || measure(calls, rounds))
         .join()
         .map_err(|_| anyhow::anyhow!("the benchmark thread failed"))??;
+    if !args.no_go {
+        results.extend(measure_go(calls, rounds)?);
+    }
 
     let base = results[0].1;
     println!("shunt bench syscall: {calls} calls x {rounds} rounds, interleaved; median ns per call");
@@ -154,6 +161,12 @@ pub fn syscall(args: SyscallArgs) -> Result<()> {
     }
     println!("--isolate (seccomp filter of the built-in profile) adds {filter_tax:+.1} ns to a kernel syscall, \
               {gate_tax:+.1} ns to a gate passthrough (a cacheable filter costs the kernel ~+60 ns here)");
+    if !args.no_go {
+        let (native, trapped, rewritten) = (get(GO_NATIVE), get(GO_TRAPPED), get(GO_REWRITTEN));
+        println!("plain go build syscall.Getpid, rewritten at load time, is {:.1}x faster than native (target >= 7x): {}; \
+                  {:.1}x faster than trapped (--no-rewrite)",
+                 native / rewritten, if native / rewritten >= 7.0 { "met" } else { "missed" }, trapped / rewritten);
+    }
     if let Some(path) = args.json {
         let obj: serde_json::Map<String, serde_json::Value> = results
             .iter()
@@ -178,6 +191,42 @@ const ISO_PASSTHROUGH: &str = "gate -> passthrough (getppid), --isolate";
 const ISO_EMULATED: &str = "gate -> emulated (getpid), --isolate";
 /// The worker's rows, in the order it prints them.
 const ISOLATED_ROWS: [&str; 3] = [ISO_KERNEL, ISO_PASSTHROUGH, ISO_EMULATED];
+
+const GO_NATIVE: &str = "plain go build: syscall.Getpid, native";
+const GO_TRAPPED: &str = "plain go build: syscall.Getpid, --no-rewrite";
+const GO_REWRITTEN: &str = "plain go build: syscall.Getpid, rewritten";
+
+/// The rows of an unmodified static Go binary (`shunt bench go`'s program,
+/// built by plain `go build`): run natively, under `shunt run --no-rewrite`
+/// (every call trapped) and under `shunt run` (its sites rewritten at load
+/// time), interleaved round by round. Each run times its own loop, so
+/// process start-up is not in the figures.
+fn measure_go(calls: u32, rounds: u32) -> Result<Vec<(&'static str, f64)>> {
+    let dir = tempfile::tempdir()?;
+    std::fs::write(dir.path().join("main.go"), super::go::MAIN_GO)?;
+    std::fs::write(dir.path().join("go.mod"), super::go::GO_MOD)?;
+    let bin = dir.path().join("bench-plain");
+    eprintln!("shunt bench syscall: building the Go rows' program with plain go build (--no-go leaves them out)…");
+    super::go::build(dir.path(), &bin, false)?;
+    let configs: [(&'static str, Option<&[&str]>, u32); 3] = [
+        (GO_NATIVE, None, calls),
+        // Traps are ~15x slower: fewer calls, as for the in-process trap rows.
+        (GO_TRAPPED, Some(&["--no-rewrite"]), (calls / 16).max(1)),
+        (GO_REWRITTEN, Some(&[]), calls),
+    ];
+    let mut samples = vec![Vec::new(); configs.len()];
+    for round in 0..=rounds {
+        for (i, (name, flags, n)) in configs.iter().enumerate() {
+            let out = super::go::measure(&bin, *flags, "getpid", *n)?;
+            let ns = out.iter().find(|(k, _)| k == "getpid").map(|(_, v)| *v)
+                .with_context(|| format!("{name}: the Go program printed no getpid figure"))?;
+            if round > 0 {
+                samples[i].push(ns); // round 0 warms up (and fills the plan cache)
+            }
+        }
+    }
+    Ok(configs.iter().map(|c| c.0).zip(samples.iter_mut()).map(|(n, s)| (n, median(s))).collect())
+}
 
 /// The `--isolate` side: this command again, under the filter.
 struct IsolatedWorker {

@@ -164,6 +164,7 @@ impl Image {
         let mut eh_frame = None;
         let mut relr = Vec::new();
         let mut pclntab = None;
+        let mut pclntab_range = None;
         let mut text_addr = None;
         for (i, s) in sections.enumerate() {
             let name = sections.section_name(e, s).map(|n| String::from_utf8_lossy(n).into_owned()).unwrap_or_default();
@@ -189,6 +190,7 @@ impl Image {
                 }
                 elf::SHT_PROGBITS if name == ".gopclntab" => {
                     pclntab = s.data(e, d).ok().map(<[u8]>::to_vec);
+                    pclntab_range = Some((s.sh_addr(e), s.sh_size(e)));
                 }
                 elf::SHT_SYMTAB | elf::SHT_DYNSYM => {
                     let table = sections.symbols(e, d, ty).map_err(|x| malformed(path, x))?;
@@ -311,7 +313,7 @@ impl Image {
             }
         }
         if fixed {
-            img.scan_absolute_pointers();
+            img.scan_absolute_pointers(pclntab_range);
         }
         fdes.sort_unstable();
         fdes.dedup();
@@ -350,7 +352,15 @@ impl Image {
     /// value lies in an executable section is taken as a branch target. A
     /// superset of the real ones only makes the planner leave more sites to
     /// the trap fallback, never patch a wrong one.
-    fn scan_absolute_pointers(&mut self) {
+    ///
+    /// Go's function table (`.gopclntab`, `skip`) is left out: it names
+    /// code only by 32-bit offsets from the text's start, apart from one
+    /// header word that is the text's start itself (a symbol, and the
+    /// section's address, already targets). Its 1–2 MB of offsets and
+    /// line tables otherwise match code addresses by chance: in Go 1.26
+    /// test binaries three words read 0x490049, the `syscall` of
+    /// `runtime.exit`, which then stayed a trap in every one of them.
+    fn scan_absolute_pointers(&mut self, skip: Option<(u64, u64)>) {
         let mut found = Vec::new();
         for &(vaddr, off, filesz) in &self.loads {
             let Some(bytes) = usize::try_from(off)
@@ -364,6 +374,9 @@ impl Image {
                 let at = vaddr + (skew + 8 * i) as u64; // within the segment: checked in parse
                 if self.in_code(at) {
                     continue; // code is decoded, not scanned
+                }
+                if skip.is_some_and(|(a, n)| at >= a && at - a < n) {
+                    continue;
                 }
                 let v = u64::from_le_bytes(w.try_into().unwrap_or_default());
                 if self.in_code(v) {

@@ -121,7 +121,7 @@ use crate::elf::{Flavour, Image};
 
 /// Name and revision of the planning rules. A plan made by another revision
 /// is made again by `shunt glibc plan` / `shunt cc`.
-pub const PLANNER: &str = concat!("shunt-glibc-patch ", env!("CARGO_PKG_VERSION"), "/2");
+pub const PLANNER: &str = concat!("shunt-glibc-patch ", env!("CARGO_PKG_VERSION"), "/3");
 
 const NR_MUNMAP: u32 = 11;
 const NR_RT_SIGRETURN: u32 = 15;
@@ -268,7 +268,16 @@ fn branch_targets(img: &Image, dec: &Decoded) -> HashSet<u64> {
     let mut t: HashSet<u64> = HashSet::new();
     t.extend(img.symbols.iter().map(|s| s.addr));
     t.extend(img.fdes.iter().map(|f| f.0));
-    t.extend(img.data_targets.iter().copied().filter(|&a| img.in_code(a)));
+    // A word of a Go image's data that points into the middle of an
+    // instruction is no code pointer: Go's compiler and assembler emit
+    // no overlapping code, and its text decodes linearly from each
+    // function's entry (the function table gives every entry, stripped or
+    // not), so function values, method tables and jump tables all hold
+    // instruction starts. Such words are chance matches (`0x492492` in
+    // .rodata of net/http's test binary, which left `runtime.mincore` a
+    // trap). C images keep every match: hand-written code may overlap.
+    let go = img.flavour == Flavour::Go;
+    t.extend(img.data_targets.iter().copied().filter(|&a| img.in_code(a) && (!go || dec.index_of(a).is_some())));
     t.extend(img.code.iter().map(|c| c.addr));
     for ins in &dec.insns {
         match ins.flow_control() {

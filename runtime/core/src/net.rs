@@ -57,7 +57,7 @@ use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use shunt_abi::segment::{SegmentHeader, TR_KERNEL_CONNECTIONS, TR_SHM_BYTES, TR_SHM_CONNECTIONS};
 use shunt_abi::syscalls::nr;
 use shunt_transport::conn::{End, IoVec, DEFAULT_RING_BYTES};
-use shunt_transport::epoll::{EpollEvent, Shadow};
+use shunt_transport::epoll::{EpollEvent, SetId, Shadow};
 use shunt_transport::rendezvous::{self, Claims, SockKey};
 pub use shunt_transport::spin::SpinMode;
 use shunt_transport::spin::{SpinCap, SpinPolicy, WaitCtx, WaitStats};
@@ -79,8 +79,15 @@ const K_FRESH: u64 = 1;
 const K_LISTENER: u64 = 2;
 const K_CONN: u64 = 3;
 /// An epoll set that shadows connections (no object: the entries are in
-/// `SHADOW`).
+/// `SHADOW`); the low half is its slot in `SETS` plus one (0: a set without
+/// a slot, known by its fd number alone).
 const K_EPOLL: u64 = 4;
+
+/// Epoll sets counted across `dup`s (a slot per set: the fds of this process
+/// that refer to it). A set's entries live until its last fd closes, and
+/// every fd of it names the same entries ([`SetId`]).
+const MAX_SETS: usize = 4096;
+static SETS: [AtomicU32; MAX_SETS] = [const { AtomicU32::new(0) }; MAX_SETS];
 
 // Object states.
 const FREE: u32 = 0;
@@ -278,7 +285,28 @@ pub(crate) fn adopt_socket(fd: i32) {
 
 /// Marks a new epoll set (`sys_epoll_create*`), so that its waits come here.
 pub(crate) fn adopt_epoll(fd: i32) {
-    let _ = fds().mark(fd, owner_id(), token(K_EPOLL, 0));
+    let _ = fds().mark(fd, owner_id(), token(K_EPOLL, alloc_set()));
+}
+
+/// A counted slot for a new set (one reference), as its token's low half;
+/// 0 when all are taken.
+fn alloc_set() -> usize {
+    for (i, s) in SETS.iter().enumerate() {
+        if s.compare_exchange(0, 1, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+            return i + 1;
+        }
+    }
+    0
+}
+
+/// The set `epfd` names: by its slot when it has one, else by its number.
+fn set_of(epfd: i32) -> SetId {
+    match fds().lookup(epfd) {
+        Some((id, t)) if id == owner_id() && t >> 32 == K_EPOLL && t & 0xffff_ffff != 0 => {
+            SetId { key: (t & 0xffff_ffff) as u32, fd: epfd }
+        }
+        _ => SetId::fd(epfd),
+    }
 }
 
 /// Re-marks `fd` with another token (the fd stays open throughout; a call
@@ -341,7 +369,21 @@ fn release(t: u64) {
 
 // ------------------------------------------------------------ the owner
 
+/// The counted slot of an epoll set's token, if it has one.
+fn set_slot(t: u64) -> Option<&'static AtomicU32> {
+    match (t & 0xffff_ffff) as usize {
+        0 => None,
+        i => SETS.get(i - 1),
+    }
+}
+
 fn dup(_fd: i32, _newfd: i32, t: u64) -> u64 {
+    if t >> 32 == K_EPOLL {
+        if let Some(s) = set_slot(t) {
+            s.fetch_add(1, Ordering::AcqRel);
+        }
+        return t;
+    }
     if t >> 32 == K_LISTENER || t >> 32 == K_CONN {
         if let Some(o) = object(t) {
             o.refs.fetch_add(1, Ordering::AcqRel);
@@ -362,7 +404,16 @@ fn closing(fd: i32, t: u64) {
 fn close(fd: i32, t: u64) {
     let tid = raw::gettid() as u32;
     if t >> 32 == K_EPOLL {
-        SHADOW.forget_epfd(fd, tid);
+        match set_slot(t) {
+            // The last fd of a counted set: its entries go, and the slot.
+            Some(s) => {
+                if s.load(Ordering::Acquire) == 1 {
+                    SHADOW.forget_set(SetId { key: (t & 0xffff_ffff) as u32, fd }, tid);
+                }
+                s.fetch_sub(1, Ordering::AcqRel);
+            }
+            None => SHADOW.forget_set(SetId::fd(fd), tid),
+        }
         return;
     }
     let end = end_of(t);
@@ -764,9 +815,22 @@ fn epoll_ctl(c: &mut Call<'_>, fd: i32, e: End) -> Option<Ret> {
         Some(EpollEvent { events, data: u64::from_ne_bytes(d) })
     };
     c.count_now(Answer::Emulated);
-    let r = SHADOW.ctl(epfd, op, fd, e, ev, tid(c));
-    if r == 0 && op == libc::EPOLL_CTL_ADD && !fds().is_marked(epfd) {
-        let _ = fds().mark(epfd, owner_id(), token(K_EPOLL, 0));
+    // A set made before the transport was on (or whose mark failed) gets
+    // a counted slot with its first connection (fds dup'ed from it before
+    // are not known to be its).
+    let fresh = (op == libc::EPOLL_CTL_ADD && !fds().is_marked(epfd)).then(alloc_set);
+    let set = match fresh {
+        Some(slot) if slot != 0 => SetId { key: slot as u32, fd: epfd },
+        _ => set_of(epfd),
+    };
+    let r = SHADOW.ctl(set, op, fd, e, ev, tid(c));
+    if let Some(slot) = fresh {
+        let t = token(K_EPOLL, slot);
+        if r != 0 || fds().mark(epfd, owner_id(), t).is_err() {
+            if let Some(s) = set_slot(t) {
+                s.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
     }
     Some(Ret::counted(r))
 }
@@ -793,7 +857,8 @@ pub(crate) fn epoll_wait(c: &mut Call<'_>, epfd: i32, timeout_ms: i32, sigmask: 
         return None;
     }
     let tid = tid(c);
-    let shadowed = on() && fds().is_marked(epfd) && SHADOW.shadows(epfd, tid);
+    let set = set_of(epfd);
+    let shadowed = on() && fds().is_marked(epfd) && SHADOW.shadows(set, tid);
     let spins = spin_mode() != SpinMode::Off && timeout_ms != 0 && sigmask == 0;
     if !shadowed && !spins && !on() {
         return None;
@@ -804,7 +869,7 @@ pub(crate) fn epoll_wait(c: &mut Call<'_>, epfd: i32, timeout_ms: i32, sigmask: 
     if shadowed {
         // SAFETY: `out` is plausible for `max` events (program memory, see
         // `umem`); the mask is the program's (or our stripped copy).
-        let r = with_wait(c, |w| unsafe { SHADOW.wait(epfd, out, max, timeout_ms, sigmask, sigsetsize, tid, w) });
+        let r = with_wait(c, |w| unsafe { SHADOW.wait(set, out, max, timeout_ms, sigmask, sigsetsize, tid, w) });
         return Some(Ret::counted(r));
     }
     let r = if spins {
@@ -829,7 +894,7 @@ pub(crate) fn epoll_wait(c: &mut Call<'_>, epfd: i32, timeout_ms: i32, sigmask: 
     // A connection added to this set by another thread while we slept
     // brings a tagged event: never the program's to see.
     // SAFETY: the kernel filled `r` events of `out`, writable for `max`.
-    let n = unsafe { SHADOW.filter_kernel(epfd, out, r as usize, max as usize, tid) };
+    let n = unsafe { SHADOW.filter_kernel(set, out, r as usize, max as usize, tid) };
     if n != 0 {
         return Some(Ret::counted(n));
     }
@@ -842,7 +907,7 @@ pub(crate) fn epoll_wait(c: &mut Call<'_>, epfd: i32, timeout_ms: i32, sigmask: 
         (timeout_ms as u64).saturating_sub(spent) as i32
     };
     // SAFETY: as above.
-    let r = with_wait(c, |w| unsafe { SHADOW.wait(epfd, out, max, left, sigmask, sigsetsize, tid, w) });
+    let r = with_wait(c, |w| unsafe { SHADOW.wait(set, out, max, left, sigmask, sigsetsize, tid, w) });
     Some(Ret::counted(r))
 }
 

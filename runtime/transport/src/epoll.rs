@@ -20,8 +20,9 @@
 //! waiter on every shadowed socket (the protocol of `conn::End::watch_begin`).
 //!
 //! Invariants:
-//! - an entry is live iff `used`; `(epfd, fd)` is unique among live entries
-//!   (as the kernel's (file, fd) is in one set);
+//! - an entry is live iff `used`; `(set, fd)` is unique among live entries
+//!   (as the kernel's (file, fd) is in one set); a set is named by its
+//!   [`SetId`] key, the same for every fd of one epoll instance (`dup`s);
 //! - the kernel set holds a live entry's socket with data `TAG | index`;
 //!   kernel events with a tag of a dead or different entry are stale (the
 //!   socket was removed meanwhile) and are dropped;
@@ -67,6 +68,10 @@ struct Snapshot {
 #[derive(Clone, Copy)]
 struct Entry {
     used: bool,
+    /// The set (`SetId::key`): the same for every fd of one epoll instance.
+    set: u32,
+    /// An fd of that set for the kernel calls made outside the program's
+    /// own calls on it (`poke`): the one of its last `epoll_ctl` or park.
     epfd: i32,
     fd: i32,
     end: Option<End>,
@@ -106,6 +111,7 @@ impl Entry {
 
 const FREE: Entry = Entry {
     used: false,
+    set: 0,
     epfd: -1,
     fd: -1,
     end: None,
@@ -119,6 +125,26 @@ const FREE: Entry = Entry {
     watching: 0,
     watched_ev: 0,
 };
+
+/// An epoll set as the program names it in one call: `key` identifies the
+/// kernel's epoll instance (every fd of it, `dup`s included: mio registers
+/// sockets through a `F_DUPFD_CLOEXEC` copy of the fd it waits on, so
+/// entries keyed by fd number were invisible to its waits and tokio's
+/// connects never saw `EPOLLOUT`), `fd` is the fd of this call, used for the
+/// kernel's own calls on the set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SetId {
+    pub key: u32,
+    pub fd: i32,
+}
+
+impl SetId {
+    /// A set known only by this fd (no `dup` of it is recognised): the key
+    /// is the fd number with the top bit set, apart from counted sets'.
+    pub fn fd(fd: i32) -> SetId {
+        SetId { key: fd as u32 | 1 << 31, fd }
+    }
+}
 
 /// The process's shadow entries.
 pub struct Shadow {
@@ -172,16 +198,17 @@ impl Shadow {
         unsafe { Some(f(&mut *self.entries.get(), &mut *self.high.get(), &mut *self.cursor.get())) }
     }
 
-    /// Whether `epfd` holds any shadowed socket.
-    pub fn shadows(&self, epfd: i32, tid: u32) -> bool {
-        self.with(tid, |t, high, _| t[..*high].iter().any(|e| e.used && e.epfd == epfd)).unwrap_or(false)
+    /// Whether `set` holds any shadowed socket.
+    pub fn shadows(&self, set: SetId, tid: u32) -> bool {
+        self.with(tid, |t, high, _| t[..*high].iter().any(|e| e.used && e.set == set.key)).unwrap_or(false)
     }
 
     /// `epoll_ctl(epfd, op, fd, ev)` for an upgraded socket `fd` (`end`).
     /// `ev` is the program's event (ignored for `EPOLL_CTL_DEL`).
-    pub fn ctl(&self, epfd: i32, op: i32, fd: i32, end: End, ev: Option<EpollEvent>, tid: u32) -> Sysret {
+    pub fn ctl(&self, set: SetId, op: i32, fd: i32, end: End, ev: Option<EpollEvent>, tid: u32) -> Sysret {
+        let epfd = set.fd;
         self.with(tid, |t, high, _| {
-            let found = t[..*high].iter().position(|e| e.used && e.epfd == epfd && e.fd == fd);
+            let found = t[..*high].iter().position(|e| e.used && e.set == set.key && e.fd == fd);
             match op {
                 libc::EPOLL_CTL_ADD => {
                     if found.is_some() {
@@ -191,6 +218,7 @@ impl Shadow {
                     let Some(i) = t.iter().position(|e| !e.used) else { return err(libc::ENOSPC) };
                     let mut e = Entry {
                         used: true,
+                        set: set.key,
                         epfd,
                         fd,
                         end: Some(end),
@@ -215,6 +243,7 @@ impl Shadow {
                     let Some(i) = found else { return err(libc::ENOENT) };
                     let Some(ev) = ev else { return err(libc::EFAULT) };
                     let e = &mut t[i];
+                    e.epfd = epfd;
                     e.events = ev.events;
                     e.data = ev.data;
                     e.disarmed = false;
@@ -285,11 +314,11 @@ impl Shadow {
         });
     }
 
-    /// Forgets the entries of an epoll set that was closed.
-    pub fn forget_epfd(&self, epfd: i32, tid: u32) {
+    /// Forgets the entries of an epoll set whose last fd was closed.
+    pub fn forget_set(&self, set: SetId, tid: u32) {
         let _ = self.with(tid, |t, high, _| {
             for e in t[..*high].iter_mut() {
-                if e.used && e.epfd == epfd {
+                if e.used && e.set == set.key {
                     e.unwatch_all();
                     *e = FREE;
                 }
@@ -309,7 +338,7 @@ impl Shadow {
     #[allow(clippy::too_many_arguments)]
     pub unsafe fn wait(
         &self,
-        epfd: i32,
+        set: SetId,
         out: *mut EpollEvent,
         max: i32,
         timeout_ms: i32,
@@ -324,7 +353,7 @@ impl Shadow {
         let max = max as usize;
         let deadline = (timeout_ms > 0).then(|| crate::clock::now_ns() + timeout_ms as u64 * 1_000_000);
         // SAFETY: the caller's contract for `out`.
-        let n = unsafe { self.collect(epfd, out, max, tid) };
+        let n = unsafe { self.collect(set, out, max, tid) };
         if n != 0 || timeout_ms == 0 {
             return n;
         }
@@ -333,7 +362,7 @@ impl Shadow {
             let mut got: Sysret = 0;
             // SAFETY: as above.
             match ctx.spin_phase(deadline, || unsafe {
-                got = self.collect_fast(epfd, out, max, tid);
+                got = self.collect_fast(set, out, max, tid);
                 got != 0
             }) {
                 SpinOutcome::Ready => return got,
@@ -341,7 +370,7 @@ impl Shadow {
             }
         }
         // SAFETY: the caller's contract.
-        let r = unsafe { self.park(epfd, out, max, deadline, sigmask, sigsetsize, tid) };
+        let r = unsafe { self.park(set, out, max, deadline, sigmask, sigsetsize, tid) };
         if let Some(t) = ticket {
             ctx.parked(t);
         }
@@ -353,7 +382,7 @@ impl Shadow {
     #[allow(clippy::too_many_arguments)]
     unsafe fn park(
         &self,
-        epfd: i32,
+        set: SetId,
         out: *mut EpollEvent,
         max: usize,
         deadline: Option<u64>,
@@ -364,11 +393,11 @@ impl Shadow {
         loop {
             // Park: be a doorbell waiter on every shadowed socket, look once
             // more, then sleep in the kernel.
-            self.watch(epfd, tid, true);
+            self.watch(set, tid, true);
             // SAFETY: as above.
-            let n = unsafe { self.collect(epfd, out, max, tid) };
+            let n = unsafe { self.collect(set, out, max, tid) };
             if n != 0 {
-                self.watch(epfd, tid, false);
+                self.watch(set, tid, false);
                 return n;
             }
             let left = match deadline {
@@ -376,7 +405,7 @@ impl Shadow {
                 Some(d) => {
                     let now = crate::clock::now_ns();
                     if now >= d {
-                        self.watch(epfd, tid, false);
+                        self.watch(set, tid, false);
                         return 0;
                     }
                     (d - now).div_ceil(1_000_000) as i64
@@ -384,13 +413,13 @@ impl Shadow {
             };
             // SAFETY: `out`/`sigmask` per the caller; the kernel writes at
             // most `max` events.
-            let k = unsafe { sys::syscall6(nr::EPOLL_PWAIT, epfd as u64, out as u64, max as u64, left as u64, sigmask, sigsetsize) };
-            self.watch(epfd, tid, false);
+            let k = unsafe { sys::syscall6(nr::EPOLL_PWAIT, set.fd as u64, out as u64, max as u64, left as u64, sigmask, sigsetsize) };
+            self.watch(set, tid, false);
             if k < 0 {
                 return k;
             }
             // SAFETY: the kernel filled `k` events of `out`.
-            let n = unsafe { self.translate(epfd, out, k as usize, max, tid) };
+            let n = unsafe { self.translate(set, out, k as usize, max, tid) };
             if n != 0 {
                 return n;
             }
@@ -398,11 +427,11 @@ impl Shadow {
     }
 
     /// Starts (`begin`) or ends the doorbell watch of every shadowed socket
-    /// of `epfd`; when starting, clears their doorbells (draining the ones
+    /// of `set`; when starting, clears their doorbells (draining the ones
     /// the kernel or a bell says are there) before the caller's last look.
-    fn watch(&self, epfd: i32, tid: u32, begin: bool) {
+    fn watch(&self, set: SetId, tid: u32, begin: bool) {
         let _ = self.with(tid, |t, high, _| {
-            for e in t[..*high].iter_mut().filter(|e| e.used && e.epfd == epfd && (!e.disarmed || !begin)) {
+            for e in t[..*high].iter_mut().filter(|e| e.used && e.set == set.key && (!e.disarmed || !begin)) {
                 let Some(end) = e.end else { continue };
                 if !begin {
                     // Only what a park registered (this one or a concurrent
@@ -416,6 +445,7 @@ impl Shadow {
                 if e.watching == 0 {
                     e.watched_ev = watch_events(e.events);
                 }
+                e.epfd = set.fd;
                 let ev = e.watched_ev;
                 e.watching += 1;
                 end.watch_begin(ev);
@@ -430,26 +460,26 @@ impl Shadow {
 
     /// Everything ready now: kernel events (without blocking) and shadow
     /// reports, into `out`.
-    unsafe fn collect(&self, epfd: i32, out: *mut EpollEvent, max: usize, tid: u32) -> Sysret {
+    unsafe fn collect(&self, set: SetId, out: *mut EpollEvent, max: usize, tid: u32) -> Sysret {
         // SAFETY: the caller's contract for `out`.
-        let k = unsafe { sys::syscall4(nr::EPOLL_WAIT, epfd as u64, out as u64, max as u64, 0) };
+        let k = unsafe { sys::syscall4(nr::EPOLL_WAIT, set.fd as u64, out as u64, max as u64, 0) };
         if k < 0 {
             return k;
         }
         // SAFETY: the kernel filled `k` events.
-        unsafe { self.translate(epfd, out, k as usize, max, tid) }
+        unsafe { self.translate(set, out, k as usize, max, tid) }
     }
 
     /// The spin's look: shadow entries from memory, and the kernel's set
     /// only every few looks (a system call each time).
-    unsafe fn collect_fast(&self, epfd: i32, out: *mut EpollEvent, max: usize, tid: u32) -> Sysret {
+    unsafe fn collect_fast(&self, set: SetId, out: *mut EpollEvent, max: usize, tid: u32) -> Sysret {
         // SAFETY: the caller's contract.
-        let n = unsafe { self.report(epfd, out, 0, max, tid) };
+        let n = unsafe { self.report(set, out, 0, max, tid) };
         if n != 0 {
             return n as Sysret;
         }
         // SAFETY: as above.
-        unsafe { self.collect(epfd, out, max, tid) }
+        unsafe { self.collect(set, out, max, tid) }
     }
 
     /// After a kernel wait on a set this table did not shadow when the wait
@@ -463,20 +493,20 @@ impl Shadow {
     /// # Safety
     /// `out` must hold `k` events filled by the kernel and be writable for
     /// `max`.
-    pub unsafe fn filter_kernel(&self, epfd: i32, out: *mut EpollEvent, k: usize, max: usize, tid: u32) -> Sysret {
+    pub unsafe fn filter_kernel(&self, set: SetId, out: *mut EpollEvent, k: usize, max: usize, tid: u32) -> Sysret {
         // SAFETY: `i < k`: inside what the kernel filled.
         let ours = (0..k).any(|i| unsafe { out.add(i).read_unaligned() }.data & TAG_MASK == TAG);
         if !ours {
             return k as Sysret;
         }
         // SAFETY: the caller's contract.
-        unsafe { self.translate(epfd, out, k, max, tid) }
+        unsafe { self.translate(set, out, k, max, tid) }
     }
 
     /// Keeps the program's events among the first `k` of `out` (compacted
     /// to the front), turns ours into marks on their entries, then appends
     /// shadow reports. Returns the total.
-    unsafe fn translate(&self, epfd: i32, out: *mut EpollEvent, k: usize, max: usize, tid: u32) -> Sysret {
+    unsafe fn translate(&self, set: SetId, out: *mut EpollEvent, k: usize, max: usize, tid: u32) -> Sysret {
         let mut kept = 0usize;
         for i in 0..k {
             // SAFETY: `i < k <= max`: inside the buffer the kernel filled.
@@ -484,7 +514,7 @@ impl Shadow {
             if ev.data & TAG_MASK == TAG {
                 let idx = (ev.data & !TAG_MASK) as usize;
                 let _ = self.with(tid, |t, high, _| {
-                    if idx < *high && t[idx].used && t[idx].epfd == epfd {
+                    if idx < *high && t[idx].used && t[idx].set == set.key {
                         t[idx].kernel_saw = true;
                     }
                 });
@@ -495,13 +525,13 @@ impl Shadow {
             kept += 1;
         }
         // SAFETY: `kept <= max`; the caller's contract.
-        let n = unsafe { self.report(epfd, out, kept, max, tid) };
+        let n = unsafe { self.report(set, out, kept, max, tid) };
         n as Sysret
     }
 
-    /// Appends reports of shadow entries of `epfd` after the first `start`
+    /// Appends reports of shadow entries of `set` after the first `start`
     /// events of `out`; returns the new total.
-    unsafe fn report(&self, epfd: i32, out: *mut EpollEvent, start: usize, max: usize, tid: u32) -> usize {
+    unsafe fn report(&self, set: SetId, out: *mut EpollEvent, start: usize, max: usize, tid: u32) -> usize {
         self.with(tid, |t, high, cursor| {
             let mut n = start;
             let len = *high;
@@ -515,7 +545,7 @@ impl Shadow {
                 }
                 let i = (first + j) % len;
                 let e = &mut t[i];
-                if !e.used || e.epfd != epfd || e.disarmed {
+                if !e.used || e.set != set.key || e.disarmed {
                     continue;
                 }
                 let Some(end) = e.end else { continue };
@@ -529,7 +559,7 @@ impl Shadow {
                 let want = end.kernel_interest(e.events & EVENT_BITS);
                 if want != e.kernel_mask {
                     let mut kev = EpollEvent { events: want | EPOLLET, data: TAG | i as u64 };
-                    if kernel_ctl(epfd, libc::EPOLL_CTL_MOD, e.fd, Some(&mut kev)) == 0 {
+                    if kernel_ctl(set.fd, libc::EPOLL_CTL_MOD, e.fd, Some(&mut kev)) == 0 {
                         e.kernel_mask = want;
                     }
                 }

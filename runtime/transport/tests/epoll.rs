@@ -9,7 +9,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 
 use common::*;
 use shunt_transport::conn::{End, EV_ERR, EV_HUP, EV_IN, EV_OUT, EV_RDHUP};
-use shunt_transport::epoll::{EpollEvent, Shadow};
+use shunt_transport::epoll::{EpollEvent, SetId, Shadow};
 use shunt_transport::spin::{SpinMode, SpinPolicy, WaitStats};
 
 /// An epoll world: sets, sockets and I/O, kernel or shm.
@@ -91,19 +91,19 @@ impl Shm {
 impl World for Shm {
     fn add(&self, ep: i32, fd: i32, events: u32, data: u64) -> i64 {
         match self.end(fd) {
-            Some(e) => self.shadow.ctl(ep, libc::EPOLL_CTL_ADD, fd, e, Some(EpollEvent { events, data }), tid()),
+            Some(e) => self.shadow.ctl(SetId::fd(ep), libc::EPOLL_CTL_ADD, fd, e, Some(EpollEvent { events, data }), tid()),
             None => raw_ctl(ep, libc::EPOLL_CTL_ADD, fd, events, data),
         }
     }
     fn modify(&self, ep: i32, fd: i32, events: u32, data: u64) -> i64 {
         match self.end(fd) {
-            Some(e) => self.shadow.ctl(ep, libc::EPOLL_CTL_MOD, fd, e, Some(EpollEvent { events, data }), tid()),
+            Some(e) => self.shadow.ctl(SetId::fd(ep), libc::EPOLL_CTL_MOD, fd, e, Some(EpollEvent { events, data }), tid()),
             None => raw_ctl(ep, libc::EPOLL_CTL_MOD, fd, events, data),
         }
     }
     fn del(&self, ep: i32, fd: i32) -> i64 {
         match self.end(fd) {
-            Some(e) => self.shadow.ctl(ep, libc::EPOLL_CTL_DEL, fd, e, None, tid()),
+            Some(e) => self.shadow.ctl(SetId::fd(ep), libc::EPOLL_CTL_DEL, fd, e, None, tid()),
             None => raw_ctl(ep, libc::EPOLL_CTL_DEL, fd, 0, 0),
         }
     }
@@ -112,7 +112,7 @@ impl World for Shm {
         let mut p = SpinPolicy::new();
         let mut cx = ctx(SpinMode::Auto, &mut p, stats());
         // SAFETY: a writable buffer of 16 events.
-        let n = unsafe { self.shadow.wait(ep, out.as_mut_ptr(), 16, timeout_ms, 0, 8, tid(), &mut cx) };
+        let n = unsafe { self.shadow.wait(SetId::fd(ep), out.as_mut_ptr(), 16, timeout_ms, 0, 8, tid(), &mut cx) };
         assert!(n >= 0, "wait: {n}");
         let mut v: Vec<(u32, u64)> = out[..n as usize].iter().map(|e| (e.events, e.data)).collect();
         v.sort_by_key(|e| e.1);
@@ -276,7 +276,7 @@ fn parked_epoll_wait_is_woken_by_doorbells() {
         let pairs: Vec<_> = (0..16).map(|_| conn_pair(1 << 12)).collect();
         let ep = epoll_fd();
         for (i, ((_, ka), _, a)) in pairs.iter().enumerate() {
-            assert_eq!(SHADOW.ctl(ep.as_raw_fd(), libc::EPOLL_CTL_ADD, ka.as_raw_fd(), *a, Some(EpollEvent { events: IN, data: i as u64 }), tid()), 0);
+            assert_eq!(SHADOW.ctl(SetId::fd(ep.as_raw_fd()), libc::EPOLL_CTL_ADD, ka.as_raw_fd(), *a, Some(EpollEvent { events: IN, data: i as u64 }), tid()), 0);
         }
         let writers: Vec<(i32, End)> = pairs.iter().map(|((kc, _), c, _)| (kc.as_raw_fd(), *c)).collect();
         let rounds = 500;
@@ -299,7 +299,7 @@ fn parked_epoll_wait_is_woken_by_doorbells() {
                 // Spinning off: every wake-up is a doorbell through the kernel.
                 let mut cx = ctx(SpinMode::Off, &mut p, &stats);
                 // SAFETY: writable buffer.
-                let n = unsafe { SHADOW.wait(ep.as_raw_fd(), out.as_mut_ptr(), 16, -1, 0, 8, tid(), &mut cx) };
+                let n = unsafe { SHADOW.wait(SetId::fd(ep.as_raw_fd()), out.as_mut_ptr(), 16, -1, 0, 8, tid(), &mut cx) };
                 assert_eq!(n, 1, "round {r}");
                 let i = out[0].data as usize;
                 let ((_, ka), _, a) = &pairs[i];

@@ -203,13 +203,7 @@ fn run_on_runtime(args: &DaemonArgs) -> Result<ExitCode> {
     sup.relay_signals(&signals, &tx)?;
     let exe = std::env::current_exe().context("cannot find the shunt executable")?;
     let policy = sup::Policy::from_toml("the daemon's policy", DAEMON_POLICY).map_err(|e| anyhow::anyhow!("{e}"))?;
-    // The daemon's own sockets stay on kernel TCP whatever `--transport`
-    // says (its functions still get it): its tokio gateway's connections to
-    // a function over the shared-memory rings hang or are closed on the
-    // first call (a transport bug not found yet), so carrying them on rings
-    // would break every invocation. With this, the gateway → function hop is
-    // kernel TCP in every configuration.
-    let options = sup::ShuntOptions { policy: Some(policy), transport: sup::Transport::Kernel, ..args.runtime_options() };
+    let options = sup::ShuntOptions { policy: Some(policy), ..args.runtime_options() };
     let spec = sup::LaunchSpec::new(&exe)
         .args(std::env::args_os().skip(1))
         .arg("--on-runtime")

@@ -536,6 +536,9 @@ fn end_to_end(native: bool) {
     }
     if !native {
         assert!(metric(&metrics, "shunt_daemon_syscalls_total", &["class=\"redirected\""]).unwrap_or(0.0) > 0.0, "the daemon itself on the runtime:\n{metrics}");
+        // shm is the daemon's default: its gateway reaches the functions
+        // over the rings.
+        assert!(metric(&metrics, "shunt_daemon_transport_total", &["counter=\"shm_connections\""]).unwrap_or(0.0) > 0.0, "the gateway's hop over the rings:\n{metrics}");
     }
 
     // Remove; the secret goes last.

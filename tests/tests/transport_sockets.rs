@@ -91,6 +91,17 @@ fn many_connections_at_once() {
     assert_eq!(bytes, 2000 * 4, "each end sends one int through its ring: {}", s.0);
 }
 
+/// `shm` is `shunt run`'s default: no flag, the connection is on rings.
+#[test]
+fn shm_is_the_default() {
+    let argv = [sockets()];
+    let argv = [argv[0].as_str(), "read-write"];
+    let reference = native(&argv, None);
+    let (out, stats) = under_shunt(&argv, None, &[]);
+    assert_same("read-write without --transport", &reference, &out);
+    assert_eq!(transport(&stats).0, 2, "{}", stats.0);
+}
+
 #[test]
 fn kernel_transport_upgrades_nothing() {
     let argv = [sockets()];

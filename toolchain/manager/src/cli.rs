@@ -79,13 +79,12 @@ pub struct DaemonArgs {
     #[arg(long)]
     pub containerd: bool,
     /// The socket transport on the runtime, for the daemon and its
-    /// functions: `kernel` (loopback TCP through the kernel) or `shm`
-    /// (shared-memory rings wherever both ends are shunt processes; a
-    /// client that is not a shunt process always gets kernel TCP). The
-    /// default stays `kernel` until the gateway's connections to its
-    /// functions work over rings.
-    #[arg(long, value_name = "kernel|shm", default_value = "kernel")]
-    pub transport: sup::Transport,
+    /// functions: `shm` (shared-memory rings wherever both ends are shunt
+    /// processes: the gateway's hop to a function, a function calling
+    /// another; a client that is not a shunt process always gets kernel
+    /// TCP) or `kernel` (loopback TCP through the kernel) [default: shm].
+    #[arg(long, value_name = "kernel|shm")]
+    pub transport: Option<sup::Transport>,
     /// How blocking waits spin before they park on the runtime, for the
     /// daemon and its functions: `auto`, `off` or microseconds
     /// [default: the runtime's, off].
@@ -111,7 +110,7 @@ impl DaemonArgs {
                 bail!("{name} {v}: give 1 to 3600 seconds");
             }
         }
-        if self.native && (self.transport != sup::Transport::Kernel || self.spin.is_some()) {
+        if self.native && (self.transport.is_some() || self.spin.is_some()) {
             bail!("--transport and --spin set the runtime's transport: leave them out with --native");
         }
         if self.containerd && !self.native {
@@ -134,7 +133,11 @@ impl DaemonArgs {
     /// The runtime's options for the daemon's own instance and its
     /// functions' (`--transport`, `--spin`).
     fn runtime_options(&self) -> sup::ShuntOptions {
-        sup::ShuntOptions { transport: self.transport, spin: self.spin.unwrap_or_default(), ..Default::default() }
+        sup::ShuntOptions {
+            transport: self.transport.unwrap_or(sup::Transport::SharedMemory),
+            spin: self.spin.unwrap_or_default(),
+            ..Default::default()
+        }
     }
 }
 

@@ -23,12 +23,14 @@ use clap::Args;
 use shunt_policy::errno_name;
 use shunt_supervisor::{EventKind, LaunchSpec, ProcessGroup, Runtime, ShuntOptions, Spin, Supervisor, Transport};
 
-/// The transport asked for, else `$SHUNT_TRANSPORT`, else the kernel's.
+/// The transport asked for, else `$SHUNT_TRANSPORT`, else shared memory
+/// (which a peer that is not a shunt process never notices: its
+/// connections stay kernel TCP).
 fn transport_of(arg: Option<Transport>) -> Result<Transport> {
     match (arg, std::env::var("SHUNT_TRANSPORT")) {
         (Some(t), _) => Ok(t),
         (None, Ok(v)) if !v.is_empty() => v.parse().map_err(|e| anyhow::anyhow!("SHUNT_TRANSPORT={e}")),
-        _ => Ok(Transport::Kernel),
+        _ => Ok(Transport::SharedMemory),
     }
 }
 
@@ -70,7 +72,7 @@ pub struct RunArgs {
     pub no_rewrite: bool,
     /// How loopback TCP between shunt processes travels: `shm` (shared-memory
     /// rings when both ends are shunt processes and agree, kernel TCP
-    /// otherwise) or `kernel` [default: kernel; $SHUNT_TRANSPORT].
+    /// otherwise) or `kernel` [default: shm; $SHUNT_TRANSPORT].
     #[arg(long, value_name = "shm|kernel")]
     pub transport: Option<Transport>,
     /// How blocking waits poll before they park: `auto` (adaptive, under a

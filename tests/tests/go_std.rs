@@ -35,7 +35,7 @@ fn go_std_tests_pass_under_shunt_with_zero_traps() {
 
         let native = run_tests(&bin, &dir, None, &[]);
         let stats_file = work.path().join(format!("{name}.stats.json"));
-        let shunted = run_tests(&bin, &dir, Some(&UnderShunt { stats: &stats_file, flags: &[] }), &[]);
+        let shunted = run_tests(&bin, &dir, Some(&UnderShunt { stats: &stats_file, flags: &["--transport", "kernel"] }), &[]);
         let stats: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&stats_file).unwrap_or_else(|e| panic!("{pkg}: no stats ({e})")))
                 .unwrap();

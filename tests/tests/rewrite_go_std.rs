@@ -65,7 +65,7 @@ fn plain_go_std_tests_pass_under_shunt_with_zero_traps() {
 
         let native = run_tests(&bin, &dir, None, extra);
         let stats_file = work.path().join(format!("{name}.stats.json"));
-        let shunted = run_tests(&bin, &dir, Some(&UnderShunt { stats: &stats_file, flags: &[] }), extra);
+        let shunted = run_tests(&bin, &dir, Some(&UnderShunt { stats: &stats_file, flags: &["--transport", "kernel"] }), extra);
         let text = std::fs::read_to_string(&stats_file).unwrap_or_else(|e| panic!("{pkg}: no stats ({e})"));
         let stats = Stats::parse(&text);
         let mut own_traps = None;

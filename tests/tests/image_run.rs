@@ -313,3 +313,101 @@ fn openfaas_certifier() {
         assert!(passed.contains(&t), "{t} did not pass:\n{out}");
     }
 }
+
+/// The Debian/python image of `scripts/debian-python-image.sh` (mmdebstrap
+/// bookworm + python3, a Python HTTP function behind of-watchdog), built
+/// once and cached in `$SHUNT_CACHE/image-tests` (else
+/// `~/.cache/shunt/image-tests`) under a key of the script and the
+/// watchdog's bytes (about 1.5 min cold).
+fn debian_layout() -> PathBuf {
+    let cache = std::env::var_os("SHUNT_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/shunt"))
+        .join("image-tests");
+    let script = repo().join("scripts/debian-python-image.sh");
+    let sum = tool("sh", &["-c", "cat \"$0\" \"$1\" | sha256sum", script.to_str().unwrap(), shared("tools/fwatchdog").to_str().unwrap()]);
+    let dir = cache.join(format!("debian-python-{}", &sum[..16]));
+    if dir.join("layout/index.json").is_file() {
+        return dir.join("layout");
+    }
+    std::fs::create_dir_all(&cache).unwrap();
+    let work = tempfile::Builder::new().prefix(".debian-python-").tempdir_in(&cache).unwrap();
+    let mut c = Command::new("sh");
+    c.arg(&script).arg(work.path());
+    check("scripts/debian-python-image.sh (needs mmdebstrap and the Debian mirror)", &run(c, None, Duration::from_secs(1200)));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::rename(work.path(), &dir).unwrap();
+    dir.join("layout")
+}
+
+/// The requests both runs answer, then compared.
+fn python_requests() -> Vec<(&'static str, &'static str, String)> {
+    vec![
+        ("POST", "/", "hello shunt".to_string()),
+        ("GET", "/q?x=1&y=two", String::new()),
+        ("PUT", "/big", "0123456789abcdef".repeat(4096)),
+        ("POST", "/fail", "x".to_string()),
+    ]
+}
+
+#[test]
+fn debian_python_image_as_with_runc_and_glibc_patched() {
+    let layout = debian_layout();
+    let reqs = python_requests();
+    let tmp = tempfile::tempdir().unwrap();
+
+    // runc, with the bundle umoci makes from the image (its own network
+    // namespace, loopback up): the watchdog started as the image says, and a
+    // client inside calling it once the function answers.
+    let bundle = tmp.path().join("bundle");
+    tool("umoci", &["unpack", "--image", &format!("{}:latest", layout.display()), bundle.to_str().unwrap()]);
+    let cfg_path = bundle.join("config.json");
+    let mut cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&cfg_path).unwrap()).unwrap();
+    let probe = include_str!("support/debian_probe.py");
+    let list = serde_json::to_string(&reqs.iter().map(|(m, p, b)| [*m, *p, b.as_str()]).collect::<Vec<_>>()).unwrap();
+    cfg["process"]["terminal"] = false.into();
+    cfg["process"]["args"] = serde_json::json!(["sh", "-c", "fwatchdog 2>/dev/null & exec python3 -c \"$0\" \"$1\"", probe, list]);
+    std::fs::write(&cfg_path, cfg.to_string()).unwrap();
+    let mut c = Command::new("runc");
+    c.arg("--root").arg(tmp.path().join("runc")).args(["run", "--bundle"]).arg(&bundle).arg(format!("shunt-py-{}", std::process::id()));
+    let out = check("runc run", &run(c, None, LIMIT));
+    let by_runc: Vec<(u16, String)> = out.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect();
+    assert_eq!(by_runc.len(), reqs.len(), "{out}");
+    assert_eq!(by_runc[0].0, 200, "{out}");
+    assert!(by_runc[0].1.contains("\"sha256\": \"") && by_runc[0].1.contains("HELLO SHUNT"), "{out}");
+
+    // shunt daemon, on the runtime.
+    let state = tmp.path().join("state");
+    shunt_image(&state, &["import", layout.to_str().unwrap(), "--name", "shunt.test/debian-python:latest"]);
+    let d = Daemon::start(&state, false);
+    d.faas(&["deploy", "--image", "shunt.test/debian-python:latest", "--name", "py"], None);
+    // Ready when the function itself answers (the watchdog is healthy first).
+    let ready = (0..300).any(|_| {
+        let ok = Conn::open(d.port).request("GET", "/function/py/", &[], b"").status == 200;
+        if !ok {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        ok
+    });
+    assert!(ready, "py never answered 200:\n{}", d.stderr());
+    let by_shunt: Vec<(u16, String)> = reqs
+        .iter()
+        .map(|(m, p, b)| {
+            let r = Conn::open(d.port).request(m, &format!("/function/py{p}"), &[], b.as_bytes());
+            (r.status, r.text())
+        })
+        .collect();
+    assert_eq!(by_runc, by_shunt, "the same answers under runc and on shunt daemon");
+
+    // The image's own glibc (not the host's file) has a plan, keyed by its
+    // build-id, and the function's calls all reach the gate: python and the
+    // watchdog together trapped nothing.
+    let notes = tool("readelf", &["-n", bundle.join("rootfs/usr/lib/x86_64-linux-gnu/libc.so.6").to_str().unwrap()]);
+    let id = notes.lines().find_map(|l| l.trim().strip_prefix("Build ID: ")).expect("build-id of the image's libc").trim().to_string();
+    assert!(target_dir().join("glibc-plans").join(format!("{id}.plan")).is_file(), "no plan for the image's libc {id}:\n{}", d.stderr());
+    let metrics = Conn::open(d.port).request("GET", "/metrics", &[], b"").text();
+    let f = "function_name=\"py.openfaas-fn\"";
+    let class = |c: &str| metric(&metrics, "shunt_function_syscalls_total", &[f, &format!("class=\"{c}\"")]);
+    assert!(class("redirected").unwrap_or(0.0) > 100.0, "calls on the gate:\n{metrics}");
+    assert_eq!(class("trapped"), Some(0.0), "trapped:\n{metrics}");
+}

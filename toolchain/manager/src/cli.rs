@@ -69,6 +69,11 @@ pub struct DaemonArgs {
     /// How long a request waits for a function scaled to zero, seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
     pub cold_start_timeout: u64,
+    /// How long a function labelled com.openfaas.scale.zero=true idles
+    /// before it scales to zero, seconds, when it sets no
+    /// com.openfaas.scale.zero-duration (OpenFaaS's idler default: 15 min).
+    #[arg(long, value_name = "SECONDS", default_value_t = 900)]
+    pub scale_zero_after: u64,
     /// Also write the daemon's URL to this file once it listens.
     #[arg(long, value_name = "FILE")]
     pub ready_file: Option<PathBuf>,
@@ -116,6 +121,10 @@ impl DaemonArgs {
         if self.containerd && !self.native {
             bail!("--containerd runs functions in containers, without the runtime: give --native too");
         }
+        if self.scale_zero_after == 0 || self.scale_zero_after > 7 * 24 * 3600 {
+            bail!("--scale-zero-after {}: give 1 to 604800 seconds", self.scale_zero_after);
+        }
+        crate::instances::plan::set_default_zero_after(Duration::from_secs(self.scale_zero_after));
         let mut c = Config::new(self.listen, state);
         c.auth = !self.no_auth;
         c.max_body = self.max_body;

@@ -69,6 +69,20 @@ pub struct ScaleRules {
     pub zero_after: Option<Duration>,
 }
 
+/// How long a function labelled `com.openfaas.scale.zero=true` without
+/// `com.openfaas.scale.zero-duration` may idle before it scales to zero, in
+/// milliseconds: the daemon's `--scale-zero-after` (15 min, OpenFaaS's
+/// default, unless set). Process-wide: one daemon per process.
+static DEFAULT_ZERO_AFTER_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(15 * 60 * 1000);
+
+pub fn set_default_zero_after(d: Duration) {
+    DEFAULT_ZERO_AFTER_MS.store(d.as_millis() as u64, std::sync::atomic::Ordering::Relaxed);
+}
+
+pub fn default_zero_after() -> Duration {
+    Duration::from_millis(DEFAULT_ZERO_AFTER_MS.load(std::sync::atomic::Ordering::Relaxed))
+}
+
 impl ScaleRules {
     pub fn from_labels(labels: &BTreeMap<String, String>) -> Result<ScaleRules> {
         let num = |k: &str| -> Result<Option<u64>> {
@@ -109,7 +123,7 @@ impl ScaleRules {
         };
         let zero_after = if zero {
             Some(match labels.get("com.openfaas.scale.zero-duration") {
-                None => Duration::from_secs(15 * 60),
+                None => default_zero_after(),
                 Some(v) => parse_duration(v)
                     .ok_or_else(|| anyhow::anyhow!("label com.openfaas.scale.zero-duration={v:?} is not a duration (like 30s or 15m)"))?,
             })

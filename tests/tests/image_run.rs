@@ -239,6 +239,28 @@ fn deploy_and_call(native: bool) -> Vec<(String, String)> {
     for (name, _, _) in fns {
         let f = format!("function_name=\"{name}.openfaas-fn\"");
         let class = |c: &str| metric(&metrics, "shunt_function_syscalls_total", &[&f, &format!("class=\"{c}\"")]);
+        // describe (faas-cli, and the API's GET /system/function/NAME that
+        // it reads) says how the calls reach the runtime, with the counts.
+        let desc = d.faas(&["describe", name], None);
+        let api = Conn::open(d.port).request("GET", &format!("/system/function/{name}"), &[], b"").text();
+        let ann: serde_json::Value = serde_json::from_str(&api).unwrap_or_else(|e| panic!("{name}: {e}: {api}"));
+        let ann = &ann["annotations"];
+        if native {
+            assert_eq!(ann["com.shunt.runtime"], "none: native backend", "{name}: {api}");
+            assert!(ann.get("com.shunt.syscalls").is_none(), "{name}: {api}");
+            assert!(desc.contains("none: native backend"), "{name}: describe:\n{desc}");
+        } else {
+            assert_eq!(ann["com.shunt.runtime"], "patched: every call on the gate, none trapped", "{name}: {api}");
+            let counts = ann["com.shunt.syscalls"].as_str().unwrap_or_else(|| panic!("{name}: {api}"));
+            let field = |k: &str| -> u64 {
+                let f = counts.split_whitespace().find_map(|w| w.strip_prefix(&format!("{k}="))).unwrap_or_else(|| panic!("{counts}"));
+                f.parse().unwrap()
+            };
+            assert!(field("patched") > 100 && field("trapped") == 0, "{name}: {counts}");
+            for want in ["com.shunt.runtime", "patched: every call on the gate, none trapped", "com.shunt.syscalls", "trapped=0"] {
+                assert!(desc.contains(want), "{name}: describe lacks {want:?}:\n{desc}");
+            }
+        }
         if native {
             assert_eq!(class("redirected"), None, "{name}: no runtime natively:\n{metrics}");
         } else {

@@ -134,8 +134,31 @@ fn namespace_of(q: &str) -> Result<String, ApiError> {
 }
 
 /// Annotations shunt adds to a function's status (never stored).
-pub const STATUS_ANNOTATIONS: [&str; 4] =
-    ["com.shunt.backend", "com.shunt.restarts", "com.shunt.last-error", "com.shunt.image-digest"];
+pub const STATUS_ANNOTATIONS: [&str; 6] = [
+    "com.shunt.backend",
+    "com.shunt.restarts",
+    "com.shunt.last-error",
+    "com.shunt.image-digest",
+    "com.shunt.runtime",
+    "com.shunt.syscalls",
+];
+
+/// How a function's calls reach the runtime, for `describe`: the gate
+/// (patched or rewritten sites) or the trap fallback, and the counts of every
+/// class (the same totals as `shunt_function_syscalls_total`).
+fn runtime_annotations(c: &crate::instances::backend::Calls) -> (String, String) {
+    let how = match (c.redirected, c.trapped) {
+        (0, 0) => "no calls yet".to_string(),
+        (_, 0) => "patched: every call on the gate, none trapped".to_string(),
+        (0, t) => format!("trap fallback: all {t} calls trapped"),
+        (r, t) => format!("patched {r}, trapped {t}"),
+    };
+    let counts = format!(
+        "patched={} trapped={} emulated={} passthrough={} denied={}",
+        c.redirected, c.trapped, c.emulated, c.passthrough, c.denied
+    );
+    (how, counts)
+}
 
 pub fn status_of(sh: &Shared, f: &Function) -> FunctionStatus {
     let stored = f.stored();
@@ -151,6 +174,17 @@ pub fn status_of(sh: &Shared, f: &Function) -> FunctionStatus {
     }
     if !stored.image_digest.is_empty() {
         annotations.insert("com.shunt.image-digest".into(), stored.image_digest.clone());
+    }
+    match crate::daemon::function_calls(sh, f) {
+        Some(c) => {
+            let (how, counts) = runtime_annotations(&c);
+            annotations.insert("com.shunt.runtime".into(), how);
+            annotations.insert("com.shunt.syscalls".into(), counts);
+        }
+        None if sh.backend.kind() == "native" => {
+            annotations.insert("com.shunt.runtime".into(), "none: native backend".into());
+        }
+        None => {}
     }
     FunctionStatus {
         name: f.key.name.clone(),

@@ -39,20 +39,36 @@ pub fn calls_of_dir(dir: &Path) -> Option<Calls> {
     })
 }
 
+/// A function's syscall counts so far: its live instances' stats segments
+/// plus what its ended instances left. None when it has had no instance or
+/// runs natively (no stats segment).
+pub fn function_calls(sh: &Shared, f: &crate::table::Function) -> Option<Calls> {
+    let retired = sh.retired_calls.lock().unwrap_or_else(|p| p.into_inner()).get(&f.dotted).copied();
+    let mut map = std::collections::HashMap::new();
+    if let Some(r) = retired {
+        map.insert(f.dotted.clone(), r);
+    }
+    calls_with(&map, f)
+}
+
+fn calls_with(retired: &std::collections::HashMap<String, Calls>, f: &crate::table::Function) -> Option<Calls> {
+    let mut total = retired.get(&f.dotted).copied().unwrap_or_default();
+    let live: Vec<_> = f.live.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+    let mut any = !live.is_empty() || retired.contains_key(&f.dotted);
+    for i in live {
+        match i.calls() {
+            Some(c) => total.add(&c),
+            None => any = false,
+        }
+    }
+    any.then_some(total)
+}
+
 /// Brings the syscall metrics up to date (at scrape time).
 pub fn refresh_calls(sh: &Shared) {
     let retired = sh.retired_calls.lock().unwrap_or_else(|p| p.into_inner()).clone();
     for f in sh.table.all() {
-        let mut total = retired.get(&f.dotted).copied().unwrap_or_default();
-        let live: Vec<_> = f.live.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
-        let mut any = !live.is_empty() || retired.contains_key(&f.dotted);
-        for i in live {
-            match i.calls() {
-                Some(c) => total.add(&c),
-                None => any = false,
-            }
-        }
-        if any {
+        if let Some(total) = calls_with(&retired, &f) {
             sh.metrics.set_calls(&f.dotted, &total);
         }
     }

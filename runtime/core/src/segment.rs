@@ -9,7 +9,7 @@ use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use shunt_abi::segment::{SegmentHeader, SEGMENT_SIZE};
 
-use crate::raw;
+use crate::{events, raw};
 use crate::text::{cstr, store_cstr, FixedBuf};
 
 /// Segment files need `MAP_SHARED` replacement after fork; private memory not.
@@ -44,23 +44,57 @@ pub(crate) fn is_file() -> bool {
 pub(crate) fn map_new() -> Result<usize, i64> {
     let dir = instance_dir();
     let pid = raw::getpid();
-    let at = if dir.is_empty() {
-        // SAFETY: a fresh anonymous mapping at a kernel-chosen address.
-        let r = unsafe {
-            raw::mmap(
-                0,
-                SEGMENT_SIZE,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-                -1,
-                0,
-            )
-        };
-        if r < 0 {
-            return Err(r);
+    let at = match if dir.is_empty() { Err(0) } else { map_file(dir, pid) } {
+        Ok(at) => at,
+        // A process that changed its user (setpriv --reuid, Go's
+        // SysProcAttr.Credential) may no longer create files in the instance
+        // directory, which belongs to the instance's first user. It runs on,
+        // counted in private memory nobody reports: the instance survives,
+        // this process's calls are missing from its report (told once per
+        // process). The directory is not opened to other users for it: any
+        // user of the machine could then plant segments in the report.
+        Err(e) if e == -(libc::EACCES as i64) || e == -(libc::EPERM as i64) => {
+            SEGMENT_IS_FILE.store(false, Ordering::Relaxed);
+            events::warning(
+                b"this process changed its user and may not create its stats segment (its calls are not counted) in",
+                dir,
+            );
+            map_private()?
         }
-        r as usize
-    } else {
+        Err(0) => map_private()?,
+        Err(e) => return Err(e),
+    };
+    let mut name = [0u8; 4096];
+    let program = crate::program::program_name(&mut name);
+    // SAFETY: a fresh, zeroed, page-aligned mapping of SEGMENT_SIZE bytes that
+    // nothing else refers to yet: its header may be written through `&mut`.
+    unsafe { (*(at as *mut SegmentHeader)).init(pid, program) };
+    Ok(at)
+}
+
+/// A segment in private memory (outside an instance, or when the instance
+/// directory refuses this process).
+fn map_private() -> Result<usize, i64> {
+    // SAFETY: a fresh anonymous mapping at a kernel-chosen address.
+    let r = unsafe {
+        raw::mmap(
+            0,
+            SEGMENT_SIZE,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if r < 0 {
+        return Err(r);
+    }
+    Ok(r as usize)
+}
+
+/// A segment file `<dir>/<pid>-<seq>.seg`, mapped shared.
+fn map_file(dir: &[u8], pid: i32) -> Result<usize, i64> {
+    let at = {
         // <dir>/<pid>-<seq>.seg, created exclusively (an exec'd image keeps its pid).
         let mut path = [0u8; 2100];
         let fd = loop {
@@ -100,10 +134,5 @@ pub(crate) fn map_new() -> Result<usize, i64> {
         SEGMENT_IS_FILE.store(true, Ordering::Relaxed);
         r as usize
     };
-    let mut name = [0u8; 4096];
-    let program = crate::program::program_name(&mut name);
-    // SAFETY: a fresh, zeroed, page-aligned mapping of SEGMENT_SIZE bytes that
-    // nothing else refers to yet: its header may be written through `&mut`.
-    unsafe { (*(at as *mut SegmentHeader)).init(pid, program) };
     Ok(at)
 }

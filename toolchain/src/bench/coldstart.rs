@@ -58,6 +58,13 @@ fn first_answer(cmd: &[String], dir: Option<&Path>, body: &[u8], answer: &str) -
     if let Some(d) = dir {
         c.current_dir(d);
     }
+    // SAFETY: prctl is async-signal-safe; the stage dies with the benchmark.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut c, || {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
     let t0 = Instant::now();
     let mut child = c.spawn().with_context(|| format!("cannot start {}", cmd[0]))?;
     let deadline = t0 + Duration::from_secs(10);

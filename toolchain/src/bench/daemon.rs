@@ -3,14 +3,104 @@
 //! platform`).
 
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 
+/// The running daemons of this benchmark (0: free slot), for the signal path.
+static RUNNING: [AtomicI32; 32] = [const { AtomicI32::new(0) }; 32];
+
+/// What the signal path removes after the daemons stopped (the benchmark's work directory).
+static WORK: Mutex<Option<PathBuf>> = Mutex::new(None);
+
+/// The write end of the pipe the signal handler wakes the cleanup thread with.
+static WAKE: AtomicI32 = AtomicI32::new(-1);
+
+extern "C" fn on_signal(sig: libc::c_int) {
+    let fd = WAKE.load(Ordering::Relaxed);
+    let b = sig as u8;
+    // SAFETY: write(2) is async-signal-safe; a one-byte write to our pipe.
+    unsafe { libc::write(fd, (&b as *const u8).cast(), 1) };
+}
+
+/// Makes SIGINT, SIGTERM and SIGHUP stop the benchmark cleanly: every
+/// running daemon gets SIGTERM (it stops its instances, its containerd,
+/// its mounts in order) and is waited for, `work` is removed, and the
+/// process exits with 128 + the signal. The daemons are in their own
+/// process groups (a terminal's ^C reaches the benchmark only, not the
+/// daemon's containerd halfway through its stop) and die with the
+/// benchmark's main thread whatever kills it (PR_SET_PDEATHSIG), so
+/// SIGKILL of the benchmark also stops them.
+pub fn stop_on_signals(work: &Path) -> Result<()> {
+    *WORK.lock().unwrap() = Some(work.to_path_buf());
+    if WAKE.load(Ordering::Relaxed) >= 0 {
+        return Ok(());
+    }
+    let mut fds = [0i32; 2];
+    // SAFETY: pipe2 into a local array.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        bail!("pipe2: {}", std::io::Error::last_os_error());
+    }
+    WAKE.store(fds[1], Ordering::Relaxed);
+    let read_end = fds[0];
+    std::thread::spawn(move || {
+        let mut b = 0u8;
+        // SAFETY: reading one byte from our pipe.
+        while unsafe { libc::read(read_end, (&mut b as *mut u8).cast(), 1) } != 1 {}
+        let sig = b as i32;
+        eprintln!("shunt bench: signal {sig}: stopping the daemons");
+        stop_all();
+        if let Some(w) = WORK.lock().unwrap().take() {
+            let _ = std::fs::remove_dir_all(w);
+        }
+        std::process::exit(128 + sig);
+    });
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: installing a handler that only writes to a pipe.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
+            sa.sa_flags = libc::SA_RESTART;
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(sig, &sa, std::ptr::null_mut());
+        }
+    }
+    Ok(())
+}
+
+/// SIGTERM to every running daemon, then waits for each (at most 120 s in all, then SIGKILL).
+fn stop_all() {
+    let pids: Vec<i32> = RUNNING.iter().map(|p| p.load(Ordering::SeqCst)).filter(|p| *p > 0).collect();
+    for p in &pids {
+        // SAFETY: signalling our own children.
+        unsafe { libc::kill(*p, libc::SIGTERM) };
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for p in &pids {
+        loop {
+            let mut st = 0;
+            // SAFETY: reaping our own child.
+            let r = unsafe { libc::waitpid(*p, &mut st, libc::WNOHANG) };
+            if r != 0 {
+                break; // reaped, or already reaped by its Drop
+            }
+            if Instant::now() >= deadline {
+                // SAFETY: as above.
+                unsafe { libc::kill(*p, libc::SIGKILL) };
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
 /// A daemon of this benchmark, listening on a free loopback port, without
-/// auth; stopped with SIGTERM on drop.
+/// auth; stopped with SIGTERM on drop (and on the benchmark's signals and
+/// death: [`stop_on_signals`]).
 pub struct Daemon {
     child: Child,
     pub port: u16,
@@ -29,6 +119,18 @@ impl Daemon {
         cmd.args(["daemon", "--no-auth", "--listen", "127.0.0.1:0", "--state-dir"]).arg(state).args(flags);
         let log_path = state.with_extension("log");
         let log = std::fs::File::create(&log_path)?;
+        let parent = std::process::id() as i32;
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                if libc::getppid() != parent {
+                    libc::raise(libc::SIGTERM); // the benchmark died before the prctl
+                }
+                Ok(())
+            });
+        }
+        cmd.process_group(0);
         let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(log).spawn().context("cannot start shunt daemon")?;
         let out = child.stdout.take().expect("piped");
         let (tx, rx) = std::sync::mpsc::channel();
@@ -37,6 +139,8 @@ impl Daemon {
                 let _ = tx.send(line);
             }
         });
+        let pid = child.id() as i32;
+        let _registered = RUNNING.iter().any(|s| s.compare_exchange(0, pid, Ordering::SeqCst, Ordering::SeqCst).is_ok());
         let mut d = Daemon { child, port: 0, name: name.into(), log: log_path };
         loop {
             let line = rx
@@ -167,6 +271,10 @@ impl Drop for Daemon {
         // SAFETY: signalling our own child.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let _ = self.child.wait();
+        let pid = self.child.id() as i32;
+        for s in &RUNNING {
+            let _ = s.compare_exchange(pid, 0, Ordering::SeqCst, Ordering::SeqCst);
+        }
     }
 }
 

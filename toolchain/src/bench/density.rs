@@ -20,9 +20,14 @@
 //! Bounded: each step's scale-up waits at most 60 s + 1 s per new
 //! instance; a step is not started when the memory it would take
 //! (estimated from the previous step, with 20% margin) would leave less
-//! than [`RESERVE_KIB`] available on the machine, or when the budget of
-//! time for the configuration is spent. Where the curve stops, and why, is
-//! in the result.
+//! than [`RESERVE_KIB`] available on the machine, or when the tasks
+//! (processes and threads) it would take — per instance, from the previous
+//! step — would leave fewer than [`RESERVE_TASKS`] under the machine's
+//! `kernel.pid_max`, `kernel.threads-max` or the `pids.max` of the
+//! benchmark's or the daemon's cgroups; or when the budget of time for the
+//! configuration is spent. A step that does not fit is lowered to the
+//! largest N that does (the last point of the curve). Where the curve
+//! stops, and why, is in the result.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -39,6 +44,47 @@ pub const MAX: usize = shunt_manager::instances::plan::MAX_REPLICAS as usize;
 
 /// Memory left for everything else on the machine (KiB): 6 GiB.
 pub const RESERVE_KIB: u64 = 6 << 20;
+
+/// Tasks (pids) left for everything else on the machine.
+pub const RESERVE_TASKS: u64 = 4096;
+
+/// The machine's limits on tasks: the least headroom of `kernel.pid_max`,
+/// `kernel.threads-max` (both against the tasks alive now, from
+/// `/proc/loadavg`) and the `pids.max` of every cgroup from `pids`'s own
+/// (v2) up to the root, for each of `pids`.
+pub fn task_headroom(pids: &[i32]) -> u64 {
+    let read = |p: &str| std::fs::read_to_string(p).ok().and_then(|t| t.trim().parse::<u64>().ok());
+    let alive = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|t| t.split_whitespace().nth(3).and_then(|f| f.split('/').nth(1)).and_then(|n| n.parse::<u64>().ok()))
+        .unwrap_or(0);
+    let mut room = u64::MAX;
+    for limit in [read("/proc/sys/kernel/pid_max"), read("/proc/sys/kernel/threads-max")].into_iter().flatten() {
+        room = room.min(limit.saturating_sub(alive));
+    }
+    for pid in pids {
+        let Ok(cg) = std::fs::read_to_string(format!("/proc/{pid}/cgroup")) else { continue };
+        let Some(path) = cg.lines().find_map(|l| l.strip_prefix("0::")) else { continue };
+        let mut dir = std::path::PathBuf::from(format!("/sys/fs/cgroup{}", path.trim_end_matches('/')));
+        loop {
+            if let (Some(max), Some(cur)) = (read(&format!("{}/pids.max", dir.display())), read(&format!("{}/pids.current", dir.display()))) {
+                room = room.min(max.saturating_sub(cur));
+            }
+            if !dir.pop() || dir.as_os_str() == "/sys/fs" {
+                break;
+            }
+        }
+    }
+    room
+}
+
+/// Tasks (threads) of `pids`.
+fn threads(pids: &[i32]) -> u64 {
+    pids.iter()
+        .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/stat")).ok())
+        .filter_map(|t| t.rsplit_once(')').and_then(|(_, r)| r.split_whitespace().nth(17).and_then(|n| n.parse::<u64>().ok())))
+        .sum()
+}
 
 /// The replica counts of the curve.
 pub fn counts(quick: bool) -> Vec<usize> {
@@ -183,6 +229,10 @@ pub struct Point {
     pub p99_us: f64,
     pub answered: usize,
     pub correct: usize,
+    /// Tasks (threads) per instance, its shim/supervisor included.
+    pub tasks_per_instance: f64,
+    /// Tasks the machine's limits left when the step was measured.
+    pub task_headroom: u64,
 }
 
 impl Point {
@@ -194,14 +244,15 @@ impl Point {
             "manager_pss_kib": n(self.manager_pss_kib), "idle_cpu_pct_of_one_core": n(self.idle_cpu_pct_of_core),
             "idle_seconds": self.idle_seconds, "latency_p50_us": n(self.p50_us), "latency_p99_us": n(self.p99_us),
             "answered": self.answered, "correct": self.correct,
+            "tasks_per_instance": n(self.tasks_per_instance), "task_headroom": self.task_headroom,
         })
     }
 }
 
 /// The density curve of one daemon: the function `function` (image
 /// `image`, deployed with `extra`) scaled through `counts`. Returns the
-/// points and why the curve stopped (`"done"`, `"memory"`, `"time"`,
-/// `"scale-up timeout"`).
+/// points and why the curve stopped (`"done"`, `"memory"`, `"pids"`,
+/// `"time"`, `"scale-up timeout"`).
 #[allow(clippy::too_many_arguments)]
 pub fn curve(
     d: &Daemon,
@@ -226,13 +277,30 @@ pub fn curve(
             stopped = "time";
             break;
         }
+        let mut n = n;
         if let Some(last) = points.last() {
-            let per = last.pss_per_instance_kib + last.shim_pss_per_instance_kib;
-            let need = (per * 1.2 * n.saturating_sub(current) as f64) as u64;
-            if mem_available_kib().saturating_sub(need) < RESERVE_KIB {
-                eprintln!("shunt bench platform: density on {}: not scaling to {n} (it would leave less than {} GiB available)", d.name, RESERVE_KIB >> 20);
-                stopped = "memory";
-                break;
+            // The largest N the memory and the task limits leave room for.
+            let per = (last.pss_per_instance_kib + last.shim_pss_per_instance_kib) * 1.2;
+            let mem_room = mem_available_kib().saturating_sub(RESERVE_KIB) as f64;
+            let by_mem = if per > 0.0 { current + (mem_room / per) as usize } else { usize::MAX };
+            let tasks = last.tasks_per_instance.max(1.0) * 1.2;
+            let task_room = task_headroom(&[std::process::id() as i32, d.pid()]).saturating_sub(RESERVE_TASKS) as f64;
+            let by_tasks = current + (task_room / tasks) as usize;
+            let fit = by_mem.min(by_tasks);
+            if fit < n {
+                let why = if by_mem <= by_tasks { "memory" } else { "pids" };
+                let detail = if why == "memory" {
+                    format!("less than {} GiB available", RESERVE_KIB >> 20)
+                } else {
+                    format!("fewer than {RESERVE_TASKS} tasks under pid_max/threads-max/pids.max, at {:.1} tasks per instance", last.tasks_per_instance)
+                };
+                stopped = why;
+                if fit <= current {
+                    eprintln!("shunt bench platform: density on {}: not scaling to {n} (it would leave {detail})", d.name);
+                    break;
+                }
+                eprintln!("shunt bench platform: density on {}: {n} would leave {detail}; {fit} instead, the last step", d.name);
+                n = fit;
             }
         }
         eprintln!("shunt bench platform: density on {}: {n} idle replicas", d.name);
@@ -246,6 +314,7 @@ pub fn curve(
             eprintln!("shunt bench platform: density on {}: {e:#}", d.name);
             stopped = "scale-up timeout";
         }
+        let headroom = task_headroom(&[std::process::id() as i32, d.pid()]);
         // The idle window: every process of the daemon, counted from its start to its end.
         let g = groups(d, function)?;
         let everyone: Vec<i32> = g.instances.iter().flatten().chain(&g.shims).chain(&g.manager).copied().collect();
@@ -260,6 +329,7 @@ pub fn curve(
         let mean = |v: &[u64]| if v.is_empty() { f64::NAN } else { v.iter().sum::<u64>() as f64 / v.len() as f64 };
         let shims: Vec<u64> = g.shims.iter().map(|p| pss_kib(*p)).collect();
         let manager: u64 = g.manager.iter().map(|p| pss_kib(*p)).sum();
+        let instance_tasks = threads(&g.instances.iter().flatten().chain(&g.shims).copied().collect::<Vec<_>>());
         // One instance's latency while the others idle.
         let mut c = Conn::connect("127.0.0.1", d.port)?;
         let mut lat = Vec::new();
@@ -287,6 +357,8 @@ pub fn curve(
             p99_us: percentile(&lat, 99.0),
             answered,
             correct,
+            tasks_per_instance: if running == 0 { f64::NAN } else { instance_tasks as f64 / running as f64 },
+            task_headroom: headroom,
         });
         if correct != answered {
             bail!("{}: with {running} replicas of {function}, {} of {answered} answers were not the reference", d.name, answered - correct);

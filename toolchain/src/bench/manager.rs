@@ -97,6 +97,7 @@ pub fn run(a: ManagerArgs) -> Result<()> {
     }
     let tpl = templates_dir(a.templates.as_deref())?;
     let work = tempfile::Builder::new().prefix("shunt-bench-manager-").tempdir()?;
+    super::daemon::stop_on_signals(work.path())?;
     let stack = work.path().join("stack");
     copy_tree(&tpl.join("template"), &stack.join("template"), &[])?;
     copy_tree(&tpl.join("functions/aes/go"), &stack.join("aes"), &[])?;

@@ -70,11 +70,12 @@
 //!       "stages_ms": { stage: {"p50", "p99", "samples"} },
 //!       "daemon_instance_start_p50_ms": X, "parts_p50_ms": { part: X } } },
 //!   "density": { "stock"|"shunt": {
-//!       "stopped": "done"|"memory"|"time"|"scale-up timeout",
+//!       "stopped": "done"|"memory"|"pids"|"time"|"scale-up timeout",
 //!       "points": [{"replicas_requested", "replicas_running", "scale_up_seconds",
 //!                   "pss_per_instance_kib", "helper_pss_per_instance_kib",  // runc shim / shunt supervisor
 //!                   "manager_pss_kib", "idle_cpu_pct_of_one_core", "idle_seconds",
-//!                   "latency_p50_us", "latency_p99_us", "answered", "correct"}…] } } }
+//!                   "latency_p50_us", "latency_p99_us", "answered", "correct",
+//!                   "tasks_per_instance", "task_headroom"}…] } } }   // threads incl. shim/supervisor; pids left
 //! ```
 //!
 //! Plots: `fig5-cdf.svg` (client latency CDF), `fig5-gateway-cdf.svg`
@@ -386,6 +387,7 @@ pub fn run(a: PlatformArgs) -> Result<()> {
     let tpl = templates_dir(a.templates.as_deref())?;
     std::fs::create_dir_all(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;
     let work = tempfile::Builder::new().prefix("shunt-bench-platform-").tempdir()?;
+    super::daemon::stop_on_signals(work.path())?;
     let store = work.path().join("state0");
     build(&tpl, &a.lang, work.path(), &store)?;
     let bodies = inputs(a.invocations, a.input_bytes);

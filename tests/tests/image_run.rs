@@ -426,7 +426,15 @@ fn debian_python_image_as_with_runc_and_glibc_patched() {
             (r.status, r.text())
         })
         .collect();
-    assert_eq!(by_runc, by_shunt, "the same answers under runc and on shunt daemon");
+    // The 500's body is left out of the comparison (its status is not):
+    // of-watchdog 0.11.6 passes an upstream 5xx body on or drops it from
+    // one run to the next (both seen, under runc and on shunt), so
+    // comparing it would test the watchdog's timing, not shunt.
+    let comparable = |answers: &[(u16, String)]| -> Vec<(u16, String)> {
+        answers.iter().map(|(code, body)| (*code, if *code >= 500 { String::new() } else { body.clone() })).collect()
+    };
+    assert_eq!(by_runc.last().map(|a| a.0), Some(500), "{out}");
+    assert_eq!(comparable(&by_runc), comparable(&by_shunt), "the same answers under runc and on shunt daemon: {by_runc:?} vs {by_shunt:?}");
 
     // The image's own glibc (not the host's file) has a plan, keyed by its
     // build-id, and the function's calls all reach the gate: python and the

@@ -9,13 +9,12 @@
 //!
 //! Each binary runs once each way; any difference fails (no re-runs).
 //!
-//! Not here yet: the `net` package itself. Under the rings its
-//! `TestCloseRead/tcp` hangs (a read parked in the netpoller is not woken by
-//! `shutdown(SHUT_RD)`), `TestNotTemporaryRead` reads EOF where a
-//! `SO_LINGER` 0 close must give `ECONNRESET`, and `TestSplice`/`TestSendfile*`
-//! require `splice`/`sendfile` to move the bytes, which the transport refuses
-//! with `EINVAL` (see runtime/core/src/net.rs). Those are transport bugs to
-//! fix (issue 11), after which `net` joins this list.
+//! `net` runs without three tests, on both sides (named in [`NET_SKIP`]):
+//! `TestNotTemporaryRead` reads EOF on the rings where a `SO_LINGER` 0
+//! close must give `ECONNRESET`, and `TestSplice`/`TestSendfile*` require
+//! `splice`/`sendfile` to move the bytes, which the transport refuses with
+//! `EINVAL` (runtime/core/src/net.rs). Both are open transport bugs
+//! (issue 11); the skip goes when they are fixed.
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -24,10 +23,19 @@ use std::time::Duration;
 use shunt_tests::gostd::*;
 use shunt_tests::*;
 
-/// Package, and whether its tests connect over TCP loopback (then at least
-/// one connection must have ridden the rings).
-const PACKAGES: &[(&str, bool)] =
-    &[("net/http", true), ("net/rpc", true), ("net/http/httptest", true), ("crypto/tls", true), ("os/exec", false)];
+/// The `net` tests that still differ on the rings (module docs).
+const NET_SKIP: &str = "^(TestNotTemporaryRead|TestSplice|TestSendfile.*)$";
+
+/// Package, whether its tests connect over TCP loopback (then at least one
+/// connection must have ridden the rings), and tests skipped on both sides.
+const PACKAGES: &[(&str, bool, Option<&str>)] = &[
+    ("net", true, Some(NET_SKIP)),
+    ("net/http", true, None),
+    ("net/rpc", true, None),
+    ("net/http/httptest", true, None),
+    ("crypto/tls", true, None),
+    ("os/exec", false, None),
+];
 
 #[test]
 fn go_network_tests_pass_on_the_shm_transport() {
@@ -35,7 +43,8 @@ fn go_network_tests_pass_on_the_shm_transport() {
     let mut summary = Vec::new();
     let mut problems = Vec::new();
     let mut trapped: BTreeMap<String, u64> = BTreeMap::new();
-    for &(pkg, connects) in PACKAGES {
+    for &(pkg, connects, skip) in PACKAGES {
+        let extra: Vec<&str> = skip.map(|s| vec!["-test.skip", s]).unwrap_or_default();
         let name = pkg.replace('/', "_");
         let bin = work.path().join(format!("{name}.test"));
         let mut build = Command::new(shunt());
@@ -44,9 +53,9 @@ fn go_network_tests_pass_on_the_shm_transport() {
         assert!(o.status.success(), "shunt go test -c {pkg} failed:\n{}", o.stderr_str());
         let dir = package_dir(pkg);
 
-        let native = run_tests(&bin, &dir, None, &[]);
+        let native = run_tests(&bin, &dir, None, &extra);
         let stats_file = work.path().join(format!("{name}.stats.json"));
-        let shunted = run_tests(&bin, &dir, Some(&UnderShunt { stats: &stats_file, flags: &["--transport", "shm"] }), &[]);
+        let shunted = run_tests(&bin, &dir, Some(&UnderShunt { stats: &stats_file, flags: &["--transport", "shm"] }), &extra);
         let text = std::fs::read_to_string(&stats_file).unwrap_or_else(|e| panic!("{pkg}: no stats ({e})"));
         let stats: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{pkg}: bad stats ({e}): {text}"));
         // The report leaves `transport` out when the instance made no

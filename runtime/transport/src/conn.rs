@@ -486,7 +486,7 @@ impl End {
             || self.out_ctl().wr.bell_waiters.load(Ordering::SeqCst) != 0;
         if waited && self.prefix_left() == 0 {
             match self.probe(kfd) {
-                Probe::Eof if self.peer_flags() & KERNEL_SHUT == 0 => self.peer_gone(false),
+                Probe::Eof if self.eof_is_peer() => self.peer_gone(false),
                 Probe::Reset => self.peer_gone(true),
                 _ => {}
             }
@@ -511,7 +511,9 @@ impl End {
             // Kernel bytes are stream bytes: leave them; only a reset (or an
             // EOF after the peer switched) says something about liveness.
             match self.probe(kfd) {
-                Probe::Eof if self.peer_flags() & (SWITCHED | KERNEL_SHUT) == SWITCHED => self.peer_gone(false),
+                Probe::Eof if self.peer_flags() & (SWITCHED | KERNEL_SHUT) == SWITCHED && self.eof_is_peer() => {
+                    self.peer_gone(false)
+                }
                 Probe::Reset => self.peer_gone(true),
                 _ => {}
             }
@@ -532,11 +534,20 @@ impl End {
             }
         };
         match state {
-            Probe::Eof if self.peer_flags() & KERNEL_SHUT == 0 => self.peer_gone(false),
+            Probe::Eof if self.eof_is_peer() => self.peer_gone(false),
             Probe::Reset => self.peer_gone(true),
             _ => {}
         }
         ate
+    }
+
+    /// Whether an EOF on the kernel socket (in ring mode) means the peer's
+    /// socket is closed: not when the peer only shut its kernel direction
+    /// down before switching (`KERNEL_SHUT`), nor after this end's own
+    /// `shutdown(SHUT_RD)`, which makes the kernel socket read EOF itself
+    /// (the peer's close is then learnt from a reset only).
+    fn eof_is_peer(&self) -> bool {
+        self.peer_flags() & KERNEL_SHUT == 0 && self.my_flags() & RD_SHUT == 0
     }
 
     /// Records that the peer's socket is closed everywhere, deciding between
@@ -753,7 +764,7 @@ impl End {
         }
         if n == 0 {
             let pf = self.peer_flags();
-            if pf & SWITCHED != 0 && pf & KERNEL_SHUT == 0 {
+            if pf & SWITCHED != 0 && self.eof_is_peer() {
                 // The peer switched and its socket closed: gone.
                 self.peer_gone(false);
                 return self.end_of_stream().unwrap_or(0);
@@ -1164,6 +1175,12 @@ impl End {
         if how == libc::SHUT_RD || how == libc::SHUT_RDWR {
             me.flags.fetch_or(RD_SHUT, Ordering::Release);
             self.in_ctl().rd.wake_futex_waiters();
+            // The kernel socket too: it turns readable (EOF) for good, which
+            // wakes this end's readers parked in an epoll, poll or select on
+            // it (Go's netpoller) as the kernel would. Its EOF is then ours,
+            // not the peer's close (see `eof_is_peer`). Doorbells still
+            // arrive: Linux queues data after SHUT_RD.
+            let _ = sys::shutdown(kfd, libc::SHUT_RD);
         }
         if how == libc::SHUT_WR || how == libc::SHUT_RDWR {
             let g = match me.wr_lock.lock(tid) {

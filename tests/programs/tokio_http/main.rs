@@ -17,7 +17,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -49,8 +49,11 @@ fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     s
 }
 
-/// The echo service; `quit` is notified by POST /quit.
-async fn handle(req: Request<Incoming>, quit: Arc<Notify>) -> Result<Response<Full<Bytes>>, Infallible> {
+/// The echo service. POST /quit marks its connection (`quit_here`) and
+/// answers with `Connection: close`, so hyper ends that connection once the
+/// answer is written; only then is the server told to stop (see
+/// `start_server`), so the answer is out before the process exits.
+async fn handle(req: Request<Incoming>, quit_here: Arc<AtomicBool>) -> Result<Response<Full<Bytes>>, Infallible> {
     let path = req.uri().path().to_string();
     let body = match req.into_body().collect().await {
         Ok(b) => b.to_bytes(),
@@ -61,8 +64,8 @@ async fn handle(req: Request<Incoming>, quit: Arc<Notify>) -> Result<Response<Fu
             .header("X-Len", body.len().to_string())
             .body(Full::new(Bytes::from(body.to_ascii_uppercase()))),
         "/quit" => {
-            quit.notify_one();
-            Response::builder().body(Full::new(Bytes::from_static(b"bye")))
+            quit_here.store(true, Ordering::Relaxed);
+            Response::builder().header("Connection", "close").body(Full::new(Bytes::from_static(b"bye")))
         }
         _ => Response::builder().status(404).body(Full::new(Bytes::new())),
     };
@@ -87,8 +90,15 @@ async fn start_server() -> (SocketAddr, Arc<AtomicU64>, Arc<Notify>) {
             let _ = stream.set_nodelay(true);
             let q = q.clone();
             tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req| handle(req, q.clone()));
+                let quit_here = Arc::new(AtomicBool::new(false));
+                let flag = quit_here.clone();
+                let svc = hyper::service::service_fn(move |req| handle(req, flag.clone()));
+                // Resolves when the connection is closed: for the /quit
+                // connection, after its `Connection: close` answer is flushed.
                 let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+                if quit_here.load(Ordering::Relaxed) {
+                    q.notify_one();
+                }
             });
         }
     });
@@ -182,9 +192,9 @@ async fn serve(file: String) {
         std::fs::write(&tmp, addr.to_string()).unwrap_or_else(|e| fail("write", e));
         std::fs::rename(&tmp, &file).unwrap_or_else(|e| fail("rename", e));
     }
+    // Notified once the /quit answer has been written and its connection
+    // closed (start_server).
     quit.notified().await;
-    // The answer to /quit is on its way out before the runtime stops.
-    tokio::time::sleep(Duration::from_millis(50)).await;
     println!("server: done");
 }
 

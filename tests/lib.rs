@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use shunt_stats::{Class, Report};
 
+pub mod daemon;
 pub mod front;
 pub mod gostd;
 pub mod http;

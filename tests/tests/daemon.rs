@@ -6,16 +6,12 @@
 //! killed daemon left running. What the crate tests (toolchain/manager/
 //! tests) cover in-process is not repeated here.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::path::Path;
+use std::process::Command;
 
-use shunt_tests::http::{Conn, Response};
+use shunt_tests::daemon::{Daemon, LIMIT};
 use shunt_tests::*;
 
-const LIMIT: Duration = Duration::from_secs(120);
 
 const TEMPLATE_YML: &str = r#"language: py-shunt
 fprocess: ./handler
@@ -78,104 +74,6 @@ fn build_into(dir: &Path, state: &Path, shunt_only: bool) {
     assert!(o.status.success(), "shunt faas build: {}", o.stderr_str());
 }
 
-struct Daemon {
-    child: Child,
-    port: u16,
-    state: PathBuf,
-    stderr: PathBuf,
-}
-
-impl Daemon {
-    fn start(state: &Path, native: bool) -> Daemon {
-        Daemon::start_with(state, native, &[])
-    }
-
-    fn start_with(state: &Path, native: bool, flags: &[&str]) -> Daemon {
-        let stderr = state.with_extension(format!("stderr.{}", std::process::id()));
-        let mut cmd = Command::new(shunt());
-        cmd.args(["daemon", "--listen", "127.0.0.1:0", "--state-dir"]).arg(state);
-        if native {
-            cmd.arg("--native");
-        }
-        cmd.args(flags);
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(std::fs::File::create(&stderr).unwrap());
-        let mut child = cmd.spawn().expect("start shunt daemon");
-        let out = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            // Drained to the end: the daemon's stdout stays open.
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let url = loop {
-            match rx.recv_timeout(LIMIT) {
-                Ok(line) => {
-                    if let Some(u) = line.strip_prefix("shunt daemon: listening on ") {
-                        break u.trim().to_string();
-                    }
-                }
-                Err(_) => {
-                    let _ = child.kill();
-                    panic!("shunt daemon did not start listening:\n{}", std::fs::read_to_string(&stderr).unwrap_or_default());
-                }
-            }
-        };
-        let port = url.rsplit(':').next().unwrap().parse().unwrap();
-        Daemon { child, port, state: state.to_path_buf(), stderr }
-    }
-
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-
-    fn api(&self, method: &str, path: &str, body: &str) -> Response {
-        let password = std::fs::read_to_string(self.state.join("auth/basic-auth-password")).unwrap();
-        let auth = format!("Basic {}", base64(format!("admin:{}", password.trim()).as_bytes()));
-        Conn::open(self.port).request(method, path, &[("Authorization", &auth), ("Content-Type", "application/json")], body.as_bytes())
-    }
-
-    fn call(&self, path: &str) -> Response {
-        Conn::open(self.port).request("GET", path, &[], b"")
-    }
-
-    /// SIGKILL, and the exit.
-    fn kill(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        std::mem::forget(self);
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let pid = self.child.id() as i32;
-        let (tx, rx) = mpsc::channel::<()>();
-        let killer = std::thread::spawn(move || {
-            if rx.recv_timeout(LIMIT).is_err() {
-                // SAFETY: our own child, past its limit.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-            }
-        });
-        let _ = self.child.wait();
-        let _ = tx.send(());
-        let _ = killer.join();
-    }
-}
-
-fn base64(data: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for c in data.chunks(3) {
-        let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
-        for i in 0..4 {
-            out.push(if i <= c.len() { A[(n >> (18 - 6 * i) & 63) as usize] as char } else { '=' });
-        }
-    }
-    out
-}
 
 /// Waits (bounded) until process `pid` has ended: poll(2) on its pidfd,
 /// which becomes readable when the process exits.
@@ -255,7 +153,7 @@ fn images_the_store_refuses() {
     let rec = inspect("pyfn:latest");
     assert!(rec["labels"]["dev.shunt.binary.native"].is_null(), "built without --native: {rec}");
     assert!(rec["labels"]["dev.shunt.binary.shunt"].is_string(), "{rec}");
-    let d = Daemon::start(&state, true);
+    let d = Daemon::start(&state, true, &[]);
     let deploy = |image: &str| d.api("POST", "/system/functions", &format!(r#"{{"service":"f1","image":"{image}"}}"#));
     let r = deploy("nothere:latest");
     assert_eq!(r.status, 400, "{}", r.text());
@@ -267,7 +165,7 @@ fn images_the_store_refuses() {
 
     // On the runtime the shunt variant deploys; after the image's config
     // blob is damaged, a new deployment is refused and the stored one shows why.
-    let d = Daemon::start(&state, false);
+    let d = Daemon::start(&state, false, &[]);
     let r = d.api("POST", "/system/functions", r#"{"service":"f1","image":"pyfn:latest"}"#);
     assert_eq!(r.status, 202, "{}\n{}", r.text(), d.stderr());
     let r = d.call("/function/f1/hello");
@@ -280,7 +178,7 @@ fn images_the_store_refuses() {
     assert_eq!(r.status, 400, "{}", r.text());
     assert!(r.text().contains("in the image store is damaged"), "{}", r.text());
     drop(d);
-    let d = Daemon::start(&state, false);
+    let d = Daemon::start(&state, false, &[]);
     let r = d.api("GET", "/system/function/f1", "");
     assert_eq!(r.status, 200, "the deployment is kept: {}", r.text());
     let s: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
@@ -298,7 +196,7 @@ fn killed_and_restarted(native: bool) {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     build_into(&dir.path().join("stack"), &state, false);
-    let d = Daemon::start(&state, native);
+    let d = Daemon::start(&state, native, &[]);
     assert_eq!(d.api("POST", "/system/secrets", r#"{"name":"tok","value":"kept"}"#).status, 201, "{mode}");
     let r = d.api("POST", "/system/functions", r#"{"service":"pyfn","image":"pyfn:latest","secrets":["tok"],"envVars":{"A":"b"}}"#);
     assert_eq!(r.status, 202, "{mode}: {}", r.text());
@@ -325,7 +223,7 @@ fn killed_and_restarted(native: bool) {
         assert_ends(*p, "an instance");
     }
 
-    let d = Daemon::start(&state, native);
+    let d = Daemon::start(&state, native, &[]);
     let r = d.api("GET", "/system/function/pyfn", "");
     assert_eq!(r.status, 200, "{mode}: {}", r.text());
     let s: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
@@ -379,7 +277,7 @@ fn no_isolate_leaves_functions_unfiltered() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     build_into(&dir.path().join("stack"), &state, true);
-    let d = Daemon::start_with(&state, false, &["--no-isolate"]);
+    let d = Daemon::start(&state, false, &["--no-isolate"]);
     let r = d.api("POST", "/system/functions", r#"{"service":"pyfn","image":"pyfn:latest"}"#);
     assert_eq!(r.status, 202, "{}", r.text());
     let answer = d.call("/function/pyfn/x");

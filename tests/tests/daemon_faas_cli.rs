@@ -25,6 +25,7 @@ use std::sync::mpsc;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
+use shunt_tests::daemon::{Daemon, LIMIT};
 use shunt_tests::http::Conn;
 use shunt_tests::*;
 
@@ -81,7 +82,6 @@ faas::Response handle(const faas::Request& req) {
 }
 "#;
 
-const LIMIT: Duration = Duration::from_secs(120);
 
 /// faas-cli: $FAAS_CLI, else on PATH, else the machine's shared copy
 /// (`shared/tools/faas-cli` beside a folder above this checkout).
@@ -162,112 +162,6 @@ fn built() -> &'static Built {
     })
 }
 
-/// A `shunt daemon` of this test; SIGTERM and a bounded wait on drop.
-struct Daemon {
-    child: Child,
-    url: String,
-    port: u16,
-    state: PathBuf,
-    stderr: PathBuf,
-}
-
-impl Daemon {
-    fn start(state: &Path, native: bool) -> Daemon {
-        let stderr = state.with_extension("stderr");
-        let mut cmd = Command::new(shunt());
-        cmd.args(["daemon", "--listen", "127.0.0.1:0", "--state-dir"]).arg(state);
-        if native {
-            cmd.arg("--native");
-        }
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(std::fs::File::create(&stderr).unwrap());
-        let mut child = cmd.spawn().expect("start shunt daemon");
-        let out = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            // Drained to the end: the daemon's stdout stays open.
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let url = loop {
-            match rx.recv_timeout(LIMIT) {
-                Ok(line) => {
-                    if let Some(u) = line.strip_prefix("shunt daemon: listening on ") {
-                        break u.trim().to_string();
-                    }
-                }
-                Err(_) => {
-                    let _ = child.kill();
-                    panic!("shunt daemon did not start listening:\n{}", std::fs::read_to_string(&stderr).unwrap_or_default());
-                }
-            }
-        };
-        let port = url.rsplit(':').next().unwrap().parse().unwrap();
-        Daemon { child, url, port, state: state.to_path_buf(), stderr }
-    }
-
-    fn password(&self) -> String {
-        std::fs::read_to_string(self.state.join("auth/basic-auth-password")).unwrap().trim().to_string()
-    }
-
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-
-    /// A raw request to the daemon, with the admin's basic auth.
-    fn api(&self, method: &str, path: &str, body: &[u8]) -> shunt_tests::http::Response {
-        let auth = format!("Basic {}", base64(format!("admin:{}", self.password()).as_bytes()));
-        Conn::open(self.port).request(method, path, &[("Authorization", &auth), ("Content-Type", "application/json")], body)
-    }
-
-    /// SIGTERM, then the exit status (bounded).
-    fn stop(mut self) -> std::process::ExitStatus {
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let status = wait_bounded(&mut self.child, LIMIT);
-        std::mem::forget(self);
-        status
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let _ = wait_bounded(&mut self.child, LIMIT);
-    }
-}
-
-fn wait_bounded(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
-    let pid = child.id() as i32;
-    let (tx, rx) = mpsc::channel::<()>();
-    let killer = std::thread::spawn(move || {
-        if rx.recv_timeout(limit).is_err() {
-            // SAFETY: killing our own child that outlived its limit.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-        }
-    });
-    let status = child.wait().expect("wait for the daemon");
-    let _ = tx.send(());
-    let _ = killer.join();
-    status
-}
-
-fn base64(data: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for c in data.chunks(3) {
-        let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
-        for i in 0..4 {
-            if i <= c.len() {
-                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
 
 fn sum(data: &[u8]) -> u64 {
     data.iter().fold(0u64, |s, &b| (s + b as u64) % 65521)
@@ -353,7 +247,7 @@ fn end_to_end(native: bool) {
     std::fs::create_dir_all(&state).unwrap();
     let o = Command::new("cp").arg("-r").arg(&b.images).arg(state.join("images")).status().unwrap();
     assert!(o.success(), "cannot copy the image store");
-    let d = Daemon::start(&state, native);
+    let d = Daemon::start(&state, native, &[]);
     let g = d.url.clone();
     let cli = |args: &[&str], stdin: Option<&[u8]>| -> Outcome {
         let mut all: Vec<&str> = args.to_vec();

@@ -21,17 +21,16 @@
 //!   cooldown check returns at once (`Replicas >= 0`), so it can only pass
 //!   if a function scales to zero within a second of its last request.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{mpsc, OnceLock};
+use std::process::Command;
+use std::sync::OnceLock;
 use std::time::Duration;
 
+use shunt_tests::daemon::{Daemon, LIMIT};
 use shunt_tests::http::Conn;
 use shunt_tests::registry::{tool, Registry};
 use shunt_tests::*;
 
-const LIMIT: Duration = Duration::from_secs(120);
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
@@ -81,54 +80,19 @@ fn shunt_image(state: &Path, args: &[&str]) -> String {
     check(&format!("shunt image {args:?}"), &run(c, None, LIMIT))
 }
 
-/// A `shunt daemon` without auth; SIGTERM and a bounded wait on drop.
-struct Daemon {
-    child: Child,
-    url: String,
-    port: u16,
-    stderr: PathBuf,
+/// `shunt daemon --no-auth`, with no Docker credentials, for this test.
+fn start_daemon(state: &Path, native: bool, extra: &[&str]) -> Daemon {
+    let mut flags = vec!["--no-auth"];
+    flags.extend_from_slice(extra);
+    Daemon::start_env(state, native, &flags, &[("DOCKER_CONFIG", &state.with_extension("no-docker-config"))])
 }
 
-impl Daemon {
-    fn start(state: &Path, native: bool, extra: &[&str]) -> Daemon {
-        let stderr = state.with_extension("stderr");
-        let mut cmd = Command::new(shunt());
-        cmd.args(["daemon", "--no-auth", "--listen", "127.0.0.1:0", "--state-dir"]).arg(state);
-        if native {
-            cmd.arg("--native");
-        }
-        cmd.args(extra);
-        cmd.env("DOCKER_CONFIG", state.with_extension("no-docker-config"));
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(std::fs::File::create(&stderr).unwrap());
-        let mut child = cmd.spawn().expect("start shunt daemon");
-        let out = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let url = loop {
-            match rx.recv_timeout(LIMIT) {
-                Ok(line) => {
-                    if let Some(u) = line.strip_prefix("shunt daemon: listening on ") {
-                        break u.trim().to_string();
-                    }
-                }
-                Err(_) => {
-                    let _ = child.kill();
-                    panic!("shunt daemon did not start listening:\n{}", std::fs::read_to_string(&stderr).unwrap_or_default());
-                }
-            }
-        };
-        let port = url.rsplit(':').next().unwrap().parse().unwrap();
-        Daemon { child, url, port, stderr }
-    }
+/// faas-cli against a daemon of this test.
+trait FaasCli {
+    fn faas(&self, args: &[&str], stdin: Option<&[u8]>) -> String;
+}
 
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-
+impl FaasCli for Daemon {
     fn faas(&self, args: &[&str], stdin: Option<&[u8]>) -> String {
         let home = self.stderr.with_extension("home");
         std::fs::create_dir_all(&home).unwrap();
@@ -137,24 +101,6 @@ impl Daemon {
         let o = run(c, stdin, LIMIT);
         assert!(o.status.success(), "faas-cli {args:?} failed ({}):\n{}\n{}\ndaemon:\n{}", o.status, o.stdout_str(), o.stderr_str(), self.stderr());
         o.stdout_str()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let pid = self.child.id() as i32;
-        let (tx, rx) = mpsc::channel::<()>();
-        let killer = std::thread::spawn(move || {
-            if rx.recv_timeout(LIMIT).is_err() {
-                // SAFETY: killing our own child that outlived its limit.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-            }
-        });
-        let _ = self.child.wait();
-        let _ = tx.send(());
-        let _ = killer.join();
     }
 }
 
@@ -174,7 +120,7 @@ fn deploy_and_call(native: bool) -> Vec<(String, String)> {
     shunt_image(&state, &["import", l.join("alpine").to_str().unwrap(), "--name", "functions/alpine:latest"]);
     shunt_image(&state, &["import", l.join("alpine-user").to_str().unwrap(), "--name", "functions/alpine:user"]);
     shunt_image(&state, &["import", l.join("redirector").to_str().unwrap(), "--name", "theaxer/redirector:latest"]);
-    let d = Daemon::start(&state, native, &[]);
+    let d = start_daemon(&state, native, &[]);
     d.faas(&["secret", "create", "api-key", "--from-literal", "s3cr3t"], None);
     let fns: &[(&str, &str, &[&str])] = &[
         ("env", "functions/alpine:latest", &["--fprocess", "env", "--env", "GREETING=hello"]),
@@ -310,7 +256,7 @@ fn openfaas_certifier() {
     // so returns at once; it then wants 0 replicas within ~1 s of the end of
     // its load, which no idle timeout gives (`--scale-zero-after 30` run
     // 23:50 UTC: "got 2 replicas, wanted 0" after 101.8 s).
-    let d = Daemon::start(&state, false, &[]);
+    let d = start_daemon(&state, false, &[]);
     let mut c = Command::new(&bin);
     c.current_dir(src.join("tests"))
         .args(["-test.v", "-test.timeout", "900s", "-gateway", &d.url, "-registryPrefix", &reg.host])
@@ -413,7 +359,7 @@ fn debian_python_image_as_with_runc_and_glibc_patched() {
     // shunt daemon, on the runtime.
     let state = tmp.path().join("state");
     shunt_image(&state, &["import", layout.to_str().unwrap(), "--name", "shunt.test/debian-python:latest"]);
-    let d = Daemon::start(&state, false, &[]);
+    let d = start_daemon(&state, false, &[]);
     d.faas(&["deploy", "--image", "shunt.test/debian-python:latest", "--name", "py"], None);
     // Ready when the function itself answers (the watchdog is healthy first).
     let ready = (0..300).any(|_| {

@@ -358,6 +358,96 @@ static void sc_close_and_reset(void) {
     show("write (SIGPIPE ignored)", write(c, "x", 1));
 }
 
+/* SO_LINGER {on, 0}: close aborts (a RST, not a FIN); the peer reads what
+ * was sent, then ECONNRESET, then EOF. A linger with a timeout, or one
+ * turned off again, is a normal close. The option is the socket's wherever
+ * it was set: an accepted socket takes it from its listener. */
+static void show_linger(const char *what, int fd) {
+    struct linger lg = {0, 0};
+    socklen_t len = sizeof lg;
+    if (getsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, &len) < 0) die("getsockopt SO_LINGER");
+    printf("%s: {%d, %d} len %u\n", what, lg.l_onoff, lg.l_linger, (unsigned)len);
+    fflush(stdout);
+}
+
+static long set_linger(int fd, int on, int secs) {
+    struct linger lg = {on, secs};
+    return setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+}
+
+static void sc_linger_reset(void) {
+    int c, a;
+    pair(&c, &a);
+    show_linger("default", a);
+    show("setsockopt {1, 0}", set_linger(a, 1, 0));
+    show_linger("now", a);
+    show("a write", wr(a, "last"));
+    await(c, POLLIN);
+    close(a);
+    await(c, POLLHUP | POLLERR);
+    show_poll("after the abort", c);
+    show_read("read", c, 10, 0);
+    show_read("read", c, 10, 0);
+    show_read("read", c, 10, 0);
+    show("write", wr(c, "x"));
+    close(c);
+    /* The connector aborts; the acceptor, having read nothing, asks
+     * SO_ERROR first (one-shot), then reads. */
+    pair(&c, &a);
+    show("c write", wr(c, "gone"));
+    await(a, POLLIN);
+    show("setsockopt {1, 0}", set_linger(c, 1, 0));
+    close(c);
+    await(a, POLLHUP | POLLERR);
+    int err;
+    socklen_t len = sizeof err;
+    getsockopt(a, SOL_SOCKET, SO_ERROR, &err, &len);
+    printf("SO_ERROR: %s\n", err ? errname(err) : "0");
+    show_read("read", a, 10, 0);
+    show_read("read", a, 10, 0);
+    close(a);
+    /* A write after the abort is the first to hear of it. */
+    pair(&c, &a);
+    set_linger(a, 1, 0);
+    close(a);
+    await(c, POLLHUP | POLLERR);
+    show("write", wr(c, "x"));
+    show("write", wr(c, "x"));
+    show_read("read", c, 10, 0);
+    close(c);
+    /* Inherited from the listener. */
+    struct sockaddr_in addr;
+    int l = listener(&addr);
+    show("listener setsockopt {1, 0}", set_linger(l, 1, 0));
+    c = socket(AF_INET, SOCK_STREAM, 0);
+    if (connect(c, (struct sockaddr *)&addr, sizeof addr) < 0) die("connect");
+    a = accept(l, NULL, NULL);
+    if (a < 0) die("accept");
+    close(l);
+    show_linger("accepted", a);
+    close(a);
+    await(c, POLLHUP | POLLERR);
+    show_read("read", c, 10, 0);
+    show_read("read", c, 10, 0);
+    close(c);
+    /* A timeout, or off again: a clean close. */
+    for (int i = 0; i < 2; i++) {
+        pair(&c, &a);
+        if (i == 0) show("setsockopt {1, 5}", set_linger(a, 1, 5));
+        else {
+            set_linger(a, 1, 0);
+            show("setsockopt {0, 0}", set_linger(a, 0, 0));
+        }
+        show("a write", wr(a, "bye"));
+        close(a);
+        await(c, POLLRDHUP);
+        show_poll("after the close", c);
+        show_read("read", c, 10, 0);
+        show_read("read", c, 10, 0);
+        close(c);
+    }
+}
+
 static void sc_peer_dies(void) {
     int c, a;
     pair(&c, &a);
@@ -809,6 +899,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(s, "partial-writes")) sc_partial_writes();
     else if (!strcmp(s, "shutdown")) sc_shutdown();
     else if (!strcmp(s, "close-reset")) sc_close_and_reset();
+    else if (!strcmp(s, "linger-reset")) sc_linger_reset();
     else if (!strcmp(s, "peer-dies")) sc_peer_dies();
     else if (!strcmp(s, "dup")) sc_dup();
     else if (!strcmp(s, "nonblock-fionread")) sc_nonblock_fionread();

@@ -49,7 +49,7 @@ fn connect_accept_read_write_close_over_rings() {
 /// shunt run's transcript equal to the kernel's, spin off and auto.
 #[test]
 fn every_socket_semantic_matches_the_kernel() {
-    const SCENARIOS: [&str; 17] = [
+    const SCENARIOS: [&str; 18] = [
         "connect-blocking",
         "connect-nonblocking",
         "accept4",
@@ -58,6 +58,7 @@ fn every_socket_semantic_matches_the_kernel() {
         "partial-writes",
         "shutdown",
         "close-reset",
+        "linger-reset",
         "peer-dies",
         "dup",
         "nonblock-fionread",

@@ -58,7 +58,9 @@
 //! with a RST), and drains its doorbells so they cause no RST themselves. A
 //! side that finds its kernel socket at EOF (or reset) concludes the peer is
 //! gone: *reset* if the peer said so, or died (no `CLOSING`) with bytes of
-//! ours unread; else a clean close. The semantics then follow Linux's:
+//! ours unread, or closed with `SO_LINGER` {on, 0} (`ABORTED`: the kernel
+//! sent a RST, and the flag, not the RST, says so, because a doorbell that
+//! races a clean close makes the kernel reset too); else a clean close. The semantics then follow Linux's:
 //! after a clean close, reads drain the ring and return 0, the first write
 //! succeeds and later ones fail with `EPIPE`; after a reset the unread bytes
 //! stay readable, then one `ECONNRESET`, then 0, and writes fail with
@@ -105,6 +107,10 @@ pub const RESET: u32 = 1 << 7;
 /// `shutdown(SHUT_WR)` went to the kernel (before the switch): the kernel
 /// EOF this end's peer sees is not a close.
 pub const KERNEL_SHUT: u32 = 1 << 8;
+/// The last close of this end was an abort: `SO_LINGER` {on, 0}, so the
+/// kernel sent a RST instead of a FIN, and the peer reads `ECONNRESET`
+/// after what is left in its ring (as on Linux), not EOF.
+pub const ABORTED: u32 = 1 << 9;
 
 // Readiness bits: the values of POLL*/EPOLL*, which agree for these.
 pub const EV_IN: u32 = libc::POLLIN as u32;
@@ -562,8 +568,9 @@ impl End {
         let pf = self.peer_flags();
         let unread_here = self.out_ring().used() > 0;
         let reset = if pf & CLOSING != 0 {
-            if pf & UNREAD_AT_CLOSE != 0 {
-                // It closed with our bytes unread: the kernel's RST.
+            if pf & (UNREAD_AT_CLOSE | ABORTED) != 0 {
+                // It closed with our bytes unread, or aborted (SO_LINGER
+                // {on, 0}): the kernel's RST.
                 Some(libc::ECONNRESET)
             } else if unread_here {
                 // We wrote after it closed: those bytes met a closed socket,
@@ -1220,12 +1227,21 @@ impl End {
     pub fn closing(&self, kfd: i32) {
         let me = self.me();
         let unread = self.in_ring().used() > 0 || (self.prefix_left() != 0 && self.probe(kfd) == Probe::Bytes);
+        // The kernel socket holds the option (setsockopt goes there as it
+        // is), whether it was set on this fd, before the connect, or on the
+        // listener the socket was accepted from (Linux copies it): asked
+        // once here, at the last close, it cannot be stale.
+        let abort = matches!(sys::linger(kfd), Ok(Some(0)));
+        let mut set = CLOSING;
         if unread {
-            me.flags.fetch_or(CLOSING | UNREAD_AT_CLOSE, Ordering::Release);
-        } else {
-            me.flags.fetch_and(!UNREAD_AT_CLOSE, Ordering::Relaxed);
-            me.flags.fetch_or(CLOSING, Ordering::Release);
+            set |= UNREAD_AT_CLOSE;
         }
+        if abort {
+            set |= ABORTED;
+        }
+        // A previous process's close of a shared end may have left flags.
+        me.flags.fetch_and(!((UNREAD_AT_CLOSE | ABORTED) & !set), Ordering::Relaxed);
+        me.flags.fetch_or(set, Ordering::Release);
         if self.prefix_left() == 0 {
             self.drain_all(kfd);
         }

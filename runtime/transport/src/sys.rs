@@ -364,6 +364,28 @@ pub fn getsockopt_int(fd: i32, level: i32, name: i32) -> Result<i32, Sysret> {
     Ok(v)
 }
 
+/// `SO_LINGER` of a socket: `Some(seconds)` when lingering is on.
+pub fn linger(fd: i32) -> Result<Option<i32>, Sysret> {
+    let mut v = [0i32; 2];
+    let mut len = 8u32;
+    // SAFETY: `v` (a struct linger) and `len` are writable; the kernel
+    // writes at most `len` bytes.
+    let r = unsafe {
+        syscall5(
+            nr::GETSOCKOPT,
+            fd as u64,
+            libc::SOL_SOCKET as u64,
+            libc::SO_LINGER as u64,
+            v.as_mut_ptr() as u64,
+            &mut len as *mut u32 as u64,
+        )
+    };
+    if r < 0 {
+        return Err(r);
+    }
+    Ok((v[0] != 0).then_some(v[1]))
+}
+
 /// `poll` on up to a few descriptors; `timeout_ms < 0` waits without limit.
 pub fn poll(fds: &mut [libc::pollfd], timeout_ms: i32) -> Sysret {
     // SAFETY: `fds` is a writable array of `fds.len()` pollfd entries.

@@ -13,27 +13,15 @@
 set -eu
 out=${1:?usage: scripts/certifier-images.sh OUT}
 here=$(cd "$(dirname "$0")/.." && pwd)
-# $SHUNT_SHARED, else the first shared/ with tools/ beside a parent of this checkout.
-shared=${SHUNT_SHARED:-}
-if [ -z "$shared" ]; then
-    d=$here
-    while [ "$d" != / ]; do
-        d=$(dirname "$d")
-        if [ -d "$d/shared/tools" ]; then shared=$d/shared; break; fi
-    done
-fi
-[ -n "$shared" ] || { echo "certifier-images: no shared/tools beside any parent of $here (set SHUNT_SHARED)" >&2; exit 1; }
-for f in "$shared/tools/classic-watchdog" "$shared/tools/fwatchdog" \
-         "$shared/third_party/golang-http-template/golang-middleware/main.go" \
-         "$shared/third_party/certifier/functions/redirector/handler.go" /bin/busybox; do
-    [ -e "$f" ] || { echo "certifier-images: $f is missing (see ../shared/third_party/README.md, scripts/setup.sh)" >&2; exit 1; }
-done
-for t in umoci go; do
-    command -v $t >/dev/null || { echo "certifier-images: $t is not installed: run scripts/setup.sh" >&2; exit 1; }
-done
+me=certifier-images
+. "$here/scripts/lib/image-build.sh"
+find_shared
+need_files "$shared/tools/classic-watchdog" "$shared/tools/fwatchdog" \
+    "$shared/third_party/golang-http-template/golang-middleware/main.go" \
+    "$shared/third_party/certifier/functions/redirector/handler.go" /bin/busybox
+need_tools umoci go
 mkdir -p "$out"
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+make_work
 # Debian's umoci 0.4.7 `insert` writes a tar that ends inside its last
 # file's padding, without the end-of-archive blocks; so each layer is made
 # by GNU tar (owned by root) and added verbatim.

@@ -14,21 +14,13 @@ set -eu
 out=${1:?usage: scripts/debian-python-image.sh OUT [SUITE]}
 suite=${2:-bookworm}
 here=$(cd "$(dirname "$0")/.." && pwd)
-shared=${SHUNT_SHARED:-}
-if [ -z "$shared" ]; then
-    d=$here
-    while [ "$d" != / ]; do
-        d=$(dirname "$d")
-        if [ -d "$d/shared/tools" ]; then shared=$d/shared; break; fi
-    done
-fi
-[ -n "$shared" ] && [ -x "$shared/tools/fwatchdog" ] || { echo "debian-python-image: no shared/tools/fwatchdog beside any parent of $here (set SHUNT_SHARED)" >&2; exit 1; }
-for t in mmdebstrap umoci; do
-    command -v $t >/dev/null || { echo "debian-python-image: $t is not installed: run scripts/setup.sh" >&2; exit 1; }
-done
+me=debian-python-image
+. "$here/scripts/lib/image-build.sh"
+find_shared
+need_files "$shared/tools/fwatchdog"
+need_tools mmdebstrap umoci
 mkdir -p "$out"
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+make_work
 mmdebstrap --quiet --mode=root --variant=essential --include=python3 --skip=output/dev \
     --dpkgopt=path-exclude=/usr/share/doc/* --dpkgopt=path-exclude=/usr/share/man/* \
     --dpkgopt=path-exclude=/usr/share/locale/* \

@@ -297,7 +297,7 @@ fn openfaas_certifier() {
 /// The Debian/python image of `scripts/debian-python-image.sh` (mmdebstrap
 /// bookworm + python3, a Python HTTP function behind of-watchdog), built
 /// once and cached in `$SHUNT_CACHE/image-tests` (else
-/// `~/.cache/shunt/image-tests`) under a key of the script and the
+/// `~/.cache/shunt/image-tests`) under a key of the script, its library and the
 /// watchdog's bytes (about 1.5 min cold).
 fn debian_layout() -> PathBuf {
     let cache = std::env::var_os("SHUNT_CACHE")
@@ -305,7 +305,11 @@ fn debian_layout() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/shunt"))
         .join("image-tests");
     let script = repo().join("scripts/debian-python-image.sh");
-    let sum = tool("sh", &["-c", "cat \"$0\" \"$1\" | sha256sum", script.to_str().unwrap(), shared("tools/fwatchdog").to_str().unwrap()]);
+    let lib = repo().join("scripts/lib/image-build.sh");
+    let sum = tool(
+        "sh",
+        &["-c", "cat \"$0\" \"$1\" \"$2\" | sha256sum", script.to_str().unwrap(), lib.to_str().unwrap(), shared("tools/fwatchdog").to_str().unwrap()],
+    );
     let dir = cache.join(format!("debian-python-{}", &sum[..16]));
     if dir.join("layout/index.json").is_file() {
         return dir.join("layout");

@@ -654,7 +654,7 @@ impl End {
                     Err(Reentered) => return partial(done, err(libc::EINTR)),
                 };
                 // SAFETY: the caller vouches for `iov`; `done < total`.
-                unsafe { self.read_locked(kfd, iov, done, peek, !nonblock) }
+                unsafe { self.read_locked(kfd, tid, iov, done, peek, !nonblock) }
             };
             match r {
                 n if n > 0 => {
@@ -705,7 +705,7 @@ impl End {
     /// `-EAGAIN` when a wait is needed, or another error. The first `skip`
     /// bytes of `iov` are already filled (an earlier round of `MSG_WAITALL`).
     /// `block_kernel`: a prefix read may block in the kernel.
-    unsafe fn read_locked(&self, kfd: i32, iov: &[IoVec], skip: usize, peek: bool, block_kernel: bool) -> Sysret {
+    unsafe fn read_locked(&self, kfd: i32, tid: u32, iov: &[IoVec], skip: usize, peek: bool, block_kernel: bool) -> Sysret {
         if self.prefix_left() != 0 {
             // SAFETY: the caller's contract.
             let n = unsafe { self.read_prefix(kfd, iov, skip, peek, block_kernel) };
@@ -715,7 +715,7 @@ impl End {
         }
         for attempt in 0..2 {
             // SAFETY: the caller's contract.
-            let n = unsafe { self.read_ring(kfd, iov, skip, peek) };
+            let n = unsafe { self.read_ring(kfd, tid, iov, skip, peek) };
             if n > 0 {
                 return n;
             }
@@ -784,7 +784,7 @@ impl End {
     }
 
     /// Reads (or peeks) from the ring; wakes a writer parked for space.
-    unsafe fn read_ring(&self, kfd: i32, iov: &[IoVec], skip: usize, peek: bool) -> Sysret {
+    unsafe fn read_ring(&self, kfd: i32, tid: u32, iov: &[IoVec], skip: usize, peek: bool) -> Sysret {
         let ring = self.in_ring();
         let mut tx = ring.begin_read();
         let mut skipped = 0usize;
@@ -810,9 +810,43 @@ impl End {
         let n = tx.len();
         if n > 0 && !peek {
             let w = tx.commit();
+            if w.doorbell && self.my_flags() & SWITCHED == 0 && !self.switch_before_bell(kfd, tid) {
+                return n as Sysret;
+            }
             self.ring_bell(kfd, w);
         }
         n as Sysret
+    }
+
+    /// A reader about to ring the peer's writers (it freed space in the ring
+    /// they wait on) while this end's outgoing direction is still on the
+    /// kernel. A doorbell then would land among our stream bytes and the
+    /// peer, still reading our unbounded prefix, would take it for data (a
+    /// Go server, its netpoller watching both directions, read a stray 0xdb
+    /// as the first byte of the next request). Doorbells follow the switch:
+    /// switch first (the peer attached: we read its ring), and return true
+    /// for the caller to ring. The switch's own wake-up finds the bell
+    /// already claimed by our commit, so exactly one doorbell goes out.
+    ///
+    /// If a writer of this end holds the lock (a kernel write of the
+    /// prefix), it switches when done and its wake-up rings: give the bell
+    /// back for it, unless it switched meanwhile (then ring here). Returns
+    /// false when nothing is left for the caller to ring.
+    #[cold]
+    fn switch_before_bell(&self, kfd: i32, tid: u32) -> bool {
+        if let Some(g) = self.me().wr_lock.try_lock(tid) {
+            self.switch_locked(kfd, &g);
+        }
+        if self.my_flags() & SWITCHED != 0 {
+            return true;
+        }
+        let wr = &self.in_ctl().wr;
+        wr.bell.store(0, Ordering::Release);
+        core::sync::atomic::fence(Ordering::SeqCst);
+        if self.my_flags() & SWITCHED != 0 {
+            self.ring_bell(kfd, wr.wake_all());
+        }
+        false
     }
 
     /// With the ring found empty: `Some(0)` at end of stream, `Some(-e)` for

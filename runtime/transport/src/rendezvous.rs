@@ -24,6 +24,14 @@
 //!    ([`crate::conn::End::attach`]); the connector switches to the ring
 //!    when it sees that (see `conn`'s prefix).
 //!
+//! A registry connection is accepted before its deposit may have arrived:
+//! the connector connects to the registry and only then sends, so a claim
+//! that drains the registry (for another connection) can find an
+//! established registry connection with nothing queued yet. Such a
+//! connection is *kept* (a waiting slot, read again by later claims), never
+//! closed: closing it made the connector's send fail, and that connection
+//! fell back to kernel TCP on both sides.
+//!
 //! Every failure degrades to kernel TCP and is correct: a full registry
 //! backlog (the connector does not deposit), a deposit taken by another
 //! process sharing the listener after `fork` (that connection stays on the
@@ -279,10 +287,19 @@ pub fn register(name: &Name) -> Sysret {
 /// to the first registered listener among `names`. Returns whether one took
 /// it. Never blocks: a full backlog counts as no listener.
 pub fn deposit(names: &[Name], memfd: i32, proof: i32, ring_bytes: u32) -> bool {
+    let Some(s) = open_registry(names) else { return false };
+    let ok = send_deposit(s, memfd, proof, ring_bytes);
+    sys::close(s);
+    ok
+}
+
+/// The first half of [`deposit`]: a connection to the first registered
+/// listener among `names` (non-blocking, close-on-exec), or `None`.
+pub fn open_registry(names: &[Name]) -> Option<i32> {
     for name in names {
         let s = sys::socket(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0);
         if s < 0 {
-            return false;
+            return None;
         }
         let s = s as i32;
         let (sa, len) = name.sockaddr();
@@ -293,20 +310,20 @@ pub fn deposit(names: &[Name], memfd: i32, proof: i32, ring_bytes: u32) -> bool 
             if r == err(libc::ECONNREFUSED) || r == err(libc::ENOENT) {
                 continue;
             }
-            return false;
+            return None;
         }
-        let ok = send_fds(s, memfd, proof, ring_bytes);
-        sys::close(s);
-        return ok;
+        return Some(s);
     }
-    false
+    None
 }
 
 /// Room for a control message with two fds.
 #[repr(C, align(8))]
 struct CmsgBuf([u8; 32]);
 
-fn send_fds(s: i32, memfd: i32, proof: i32, ring_bytes: u32) -> bool {
+/// The second half of [`deposit`]: sends the deposit on registry connection
+/// `s` (from [`open_registry`]); whether it went. The caller closes `s`.
+pub fn send_deposit(s: i32, memfd: i32, proof: i32, ring_bytes: u32) -> bool {
     let msg_body = DepositMsg {
         magic: DEPOSIT_MAGIC,
         version: 1,
@@ -355,12 +372,16 @@ struct Slot {
     proof: i32,
     local: SockKey,
     peer: SockKey,
+    /// A registry connection whose deposit has not arrived yet (accepted
+    /// between the connector's `connect` and its `sendmsg`), else -1; then
+    /// `memfd` and `proof` are -1.
+    conn: i32,
     /// Arrival order, for evicting the oldest.
     seq: u32,
 }
 
 const EMPTY_KEY: SockKey = SockKey { family: 0, addr: [0; 16], port: 0 };
-const EMPTY: Slot = Slot { used: false, memfd: -1, proof: -1, local: EMPTY_KEY, peer: EMPTY_KEY, seq: 0 };
+const EMPTY: Slot = Slot { used: false, memfd: -1, proof: -1, local: EMPTY_KEY, peer: EMPTY_KEY, conn: -1, seq: 0 };
 
 /// Deposits a process has received and not matched yet.
 pub const PENDING: usize = 32;
@@ -402,10 +423,13 @@ impl Claims {
         let slots = unsafe { &mut *self.slots.get() };
         // Already here?
         for s in slots.iter_mut().filter(|s| s.used) {
-            if s.proof >= 0 {
+            if s.conn >= 0 || s.proof >= 0 {
                 resolve(s);
             }
-            if s.proof < 0 && s.local == peer && s.peer == local {
+            if !s.used {
+                continue;
+            }
+            if s.conn < 0 && s.proof < 0 && s.local == peer && s.peer == local {
                 return take(s);
             }
         }
@@ -414,10 +438,13 @@ impl Claims {
             let Some(mut d) = receive(registry) else { break };
             d.seq = self.seq.fetch_add(1, Ordering::Relaxed);
             resolve(&mut d);
-            if d.proof < 0 && d.local == peer && d.peer == local {
+            if !d.used {
+                continue;
+            }
+            if d.conn < 0 && d.proof < 0 && d.local == peer && d.peer == local {
                 return take(&mut d);
             }
-            if d.proof < 0 && d.local.family == 0 {
+            if d.conn < 0 && d.proof < 0 && d.local.family == 0 {
                 // Not a TCP socket, or gone: junk.
                 discard(&mut d);
                 continue;
@@ -454,10 +481,27 @@ impl Claims {
     }
 }
 
-/// Reads the proof's addresses and closes it, if it is connected by now;
-/// marks the slot junk (`local.family == 0`, proof closed) if it is not a
-/// TCP socket or is gone.
+/// Reads a waiting slot's deposit if it has arrived (a registry connection
+/// that said nothing and hung up frees the slot). Then reads the proof's
+/// addresses and closes it, if it is connected by now; marks the slot junk
+/// (`local.family == 0`, proof closed) if it is not a TCP socket or is gone.
 fn resolve(s: &mut Slot) {
+    if s.conn >= 0 {
+        match recv_fds(s.conn) {
+            Got::Deposit(d) => {
+                sys::close(s.conn);
+                let seq = s.seq;
+                *s = d;
+                s.seq = seq;
+            }
+            Got::NotYet => return,
+            Got::Junk => {
+                sys::close(s.conn);
+                *s = EMPTY;
+                return;
+            }
+        }
+    }
     let p = s.proof;
     if p < 0 {
         return;
@@ -493,6 +537,7 @@ fn resolve(s: &mut Slot) {
 }
 
 fn take(s: &mut Slot) -> Option<End> {
+    debug_assert!(s.conn < 0);
     let r = End::attach(s.memfd).ok();
     sys::close(s.memfd);
     if s.proof >= 0 {
@@ -504,15 +549,21 @@ fn take(s: &mut Slot) -> Option<End> {
 
 fn discard(s: &mut Slot) {
     if s.used {
-        sys::close(s.memfd);
+        if s.memfd >= 0 {
+            sys::close(s.memfd);
+        }
         if s.proof >= 0 {
             sys::close(s.proof);
+        }
+        if s.conn >= 0 {
+            sys::close(s.conn);
         }
     }
     *s = EMPTY;
 }
 
-/// Accepts one registry connection and reads its deposit.
+/// Accepts one registry connection and reads its deposit; a connection
+/// whose deposit is still on its way comes back as a waiting slot.
 fn receive(registry: i32) -> Option<Slot> {
     loop {
         let c = sys::accept4(registry, libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC);
@@ -523,16 +574,29 @@ fn receive(registry: i32) -> Option<Slot> {
             return None;
         }
         let c = c as i32;
-        let got = recv_fds(c);
-        sys::close(c);
-        match got {
-            Some(s) => return Some(s),
-            None => continue,
+        match recv_fds(c) {
+            Got::Deposit(s) => {
+                sys::close(c);
+                return Some(s);
+            }
+            Got::NotYet => return Some(Slot { used: true, conn: c, ..EMPTY }),
+            Got::Junk => {
+                sys::close(c);
+            }
         }
     }
 }
 
-fn recv_fds(c: i32) -> Option<Slot> {
+/// What a registry connection had to say.
+enum Got {
+    Deposit(Slot),
+    /// Nothing yet: the connector has connected and not sent.
+    NotYet,
+    /// A malformed message, or a hang-up without one.
+    Junk,
+}
+
+fn recv_fds(c: i32) -> Got {
     let mut body = DepositMsg::default();
     let mut iov = libc::iovec {
         iov_base: &mut body as *mut _ as *mut libc::c_void,
@@ -548,6 +612,9 @@ fn recv_fds(c: i32) -> Option<Slot> {
     // SAFETY: `msg` points at live, writable buffers. The connector sent its
     // message before connecting; SEQPACKET delivers it whole or not at all.
     let n = unsafe { sys::recvmsg(c, &mut msg, libc::MSG_DONTWAIT | libc::MSG_CMSG_CLOEXEC) };
+    if n == err(libc::EAGAIN) || n == err(libc::EINTR) {
+        return Got::NotYet;
+    }
     // Collect whatever fds came, so that none leaks whatever the verdict.
     let mut fds = [-1i32; 2];
     let mut nfds = 0;
@@ -584,7 +651,7 @@ fn recv_fds(c: i32) -> Option<Slot> {
         for fd in fds.iter().take(nfds) {
             sys::close(*fd);
         }
-        return None;
+        return Got::Junk;
     }
-    Some(Slot { used: true, memfd: fds[0], proof: fds[1], local: EMPTY_KEY, peer: EMPTY_KEY, seq: 0 })
+    Got::Deposit(Slot { used: true, memfd: fds[0], proof: fds[1], ..EMPTY })
 }

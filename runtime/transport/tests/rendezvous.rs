@@ -10,7 +10,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use common::*;
 use shunt_transport::conn::{End, DEFAULT_RING_BYTES};
-use shunt_transport::rendezvous::{connect_names, deposit, listener_name, register, Claims, SockKey};
+use shunt_transport::rendezvous::{connect_names, deposit, listener_name, open_registry, register, send_deposit, Claims, SockKey};
 use shunt_transport::spin::SpinMode;
 
 fn key(a: SocketAddr) -> SockKey {
@@ -312,4 +312,66 @@ fn raise_nofile(n: u64) {
         // SAFETY: `r` is a valid rlimit.
         unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &r) };
     }
+}
+
+/// A claim that drains the registry between a connector's connect to it
+/// and its send (here: the claim of a plain client's connection) finds a
+/// registry connection with nothing queued yet. It must keep it: the
+/// deposit arrives after, and its connection upgrades. (It used to close it:
+/// the connector's send failed, and that connection stayed kernel TCP on
+/// both sides, the flake of go_loopback_over_rings.)
+#[test]
+fn a_deposit_still_on_its_way_is_waited_for() {
+    let s = shunt_listener("127.0.0.1:0");
+    let claims = Claims::new();
+    let dst = s.l.local_addr().unwrap();
+    // SAFETY: plain socket call.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    assert!(fd >= 0);
+    // SAFETY: a fresh fd we own.
+    let cfd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let (names, n) = connect_names(&key(dst));
+    let (cend, memfd) = End::create(DEFAULT_RING_BYTES).unwrap();
+    let reg = open_registry(&names[..n]).expect("the listener is registered");
+    // Another connection is accepted and claimed meanwhile.
+    let plain = std::net::TcpStream::connect(dst).unwrap();
+    let pfd = accept(&s);
+    assert!(claims.claim(s.reg.as_raw_fd(), pfd.as_raw_fd(), tid()).is_none(), "a plain client");
+    assert_eq!(claims.pending(tid()), 1, "the registry connection waits for its deposit");
+    assert!(send_deposit(reg, memfd, cfd.as_raw_fd(), DEFAULT_RING_BYTES), "the acceptor hung up on a deposit on its way");
+    // SAFETY: ours.
+    unsafe { libc::close(reg) };
+    // SAFETY: ours; the listener has its copy.
+    unsafe { libc::close(memfd) };
+    let (sa, len) = socket2_like(dst);
+    // SAFETY: `sa` is a sockaddr of `len` bytes.
+    assert_eq!(unsafe { libc::connect(cfd.as_raw_fd(), sa.as_ptr().cast(), len) }, 0);
+    let afd = accept(&s);
+    let aend = claims.claim(s.reg.as_raw_fd(), afd.as_raw_fd(), tid()).expect("the late deposit matches");
+    write_all(&cend, &cfd, b"late", SpinMode::Off);
+    let mut b = [0u8; 4];
+    read_exact(&aend, &afd, &mut b, SpinMode::Off);
+    assert_eq!(&b, b"late");
+    assert_eq!(claims.pending(tid()), 0);
+    drop(plain);
+}
+
+/// A registry connection that hangs up without a deposit frees its slot.
+#[test]
+fn a_registry_connection_that_says_nothing_is_dropped() {
+    let s = shunt_listener("127.0.0.1:0");
+    let claims = Claims::new();
+    let dst = s.l.local_addr().unwrap();
+    let (names, n) = connect_names(&key(dst));
+    let reg = open_registry(&names[..n]).unwrap();
+    let _plain = std::net::TcpStream::connect(dst).unwrap();
+    let pfd = accept(&s);
+    assert!(claims.claim(s.reg.as_raw_fd(), pfd.as_raw_fd(), tid()).is_none());
+    assert_eq!(claims.pending(tid()), 1);
+    // SAFETY: ours.
+    unsafe { libc::close(reg) };
+    let _plain2 = std::net::TcpStream::connect(dst).unwrap();
+    let pfd2 = accept(&s);
+    assert!(claims.claim(s.reg.as_raw_fd(), pfd2.as_raw_fd(), tid()).is_none());
+    assert_eq!(claims.pending(tid()), 0);
 }

@@ -226,7 +226,7 @@ impl Shadow {
                         data: ev.data,
                         ..FREE
                     };
-                    e.kernel_mask = end.kernel_interest(ev.events & EVENT_BITS);
+                    e.kernel_mask = fresh_edge(end.kernel_interest(ev.events & EVENT_BITS));
                     let mut kev = EpollEvent { events: e.kernel_mask | EPOLLET, data: TAG | i as u64 };
                     let r = kernel_ctl(epfd, libc::EPOLL_CTL_ADD, fd, Some(&mut kev));
                     if r < 0 {
@@ -248,7 +248,7 @@ impl Shadow {
                     e.data = ev.data;
                     e.disarmed = false;
                     e.last = Snapshot { in_tail: u64::MAX, ..Snapshot::default() };
-                    e.kernel_mask = end.kernel_interest(ev.events & EVENT_BITS);
+                    e.kernel_mask = fresh_edge(end.kernel_interest(ev.events & EVENT_BITS));
                     let mut kev = EpollEvent { events: e.kernel_mask | EPOLLET, data: TAG | i as u64 };
                     kernel_ctl(epfd, libc::EPOLL_CTL_MOD, fd, Some(&mut kev))
                 }
@@ -591,6 +591,24 @@ impl Shadow {
         })
         .unwrap_or(start)
     }
+}
+
+/// The kernel mask of a socket just added to a set (or modified in it):
+/// with `EPOLLOUT`, which a socket that only carries doorbells always has,
+/// so that the kernel reports an event at once and wakes whoever is parked
+/// on the set (the next report puts the mask back).
+///
+/// A thread parked in the kernel's wait on the set since before this
+/// `epoll_ctl` did not register as a doorbell waiter on this socket (its
+/// watch covered the entries of its time; a disarmed `EPOLLONESHOT` entry
+/// is not watched either; a thread waiting on a set that shadowed nothing
+/// watches nothing), and a socket on the rings is watched for `EPOLLIN`
+/// only, which an empty one does not have: without the edge, the peer's
+/// bytes arriving in the ring rang no doorbell and that thread slept on
+/// (Go's netpoller with spin off: an accepted connection, registered while
+/// the poller slept, whose request came after the server's first read).
+fn fresh_edge(mask: u32) -> u32 {
+    mask | EV_OUT
 }
 
 /// The doorbells a waiter needs for interest `events`.

@@ -310,3 +310,71 @@ fn parked_epoll_wait_is_woken_by_doorbells() {
         });
     });
 }
+
+/// A socket on the rings added to a set while a thread is parked on it (in
+/// the shadow's kernel wait, having watched the entries of its time) wakes
+/// that thread when bytes arrive in its ring: the registration gives the
+/// kernel set a fresh edge, and the woken waiter watches the new entry too.
+/// (It used to sleep on: the new entry was watched by nobody, so the
+/// writer rang no doorbell — Go's netpoller with spin off, on an accepted
+/// connection whose request came after the server's first read.)
+#[test]
+fn a_socket_added_while_a_thread_is_parked_wakes_it() {
+    static SHADOW: Shadow = Shadow::new();
+    bounded(60, "added while parked", || {
+        // Every kernel socket stays open: a closed peer would make the
+        // acceptor's socket readable (EOF), an event of its own.
+        let ((_kc0, ka0), _c0, a0) = default_pair();
+        let ((kc1, ka1), c1, a1) = default_pair();
+        let ep = epoll_fd();
+        let set = SetId::fd(ep.as_raw_fd());
+        assert_eq!(SHADOW.ctl(set, libc::EPOLL_CTL_ADD, ka0.as_raw_fd(), a0, Some(EpollEvent { events: IN, data: 0 }), tid()), 0);
+        std::thread::scope(|s| {
+            let waiter = s.spawn(|| {
+                let stats = WaitStats::default();
+                let mut p = SpinPolicy::new();
+                let mut cx = ctx(SpinMode::Off, &mut p, &stats);
+                let mut out = [EpollEvent { events: 0, data: 0 }; 4];
+                // SAFETY: writable buffer.
+                // (At its deadline a wait looks once more and reports the
+                // bytes: only a wake-up before it counts.)
+                let t0 = std::time::Instant::now();
+                let n = unsafe { SHADOW.wait(set, out.as_mut_ptr(), 4, 10_000, 0, 8, tid(), &mut cx) };
+                (n, out[0], t0.elapsed())
+            });
+            // Let it park (the first wait has nothing to report).
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            assert_eq!(SHADOW.ctl(set, libc::EPOLL_CTL_ADD, ka1.as_raw_fd(), a1, Some(EpollEvent { events: IN | libc::EPOLLET as u32, data: 1 }), tid()), 0);
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            // SAFETY: live slice.
+            assert_eq!(unsafe { c1.write(kc1.as_raw_fd(), tid(), &[iov(b"x")], 0, None) }, 1);
+            let (n, ev, took) = waiter.join().unwrap();
+            assert_eq!((n, ev.data, ev.events & IN), (1, 1, IN), "the parked waiter saw the added socket's bytes");
+            assert!(took < std::time::Duration::from_secs(5), "woken by the bytes, not by its deadline: {took:?}");
+        });
+    });
+}
+
+/// The same for a thread parked in the kernel's own `epoll_wait` on a set
+/// that shadowed nothing when it began (the runtime's path for such sets):
+/// the registration must produce a kernel event (tagged, for the runtime to
+/// translate) so that the thread looks again.
+#[test]
+fn a_socket_added_to_a_set_waited_on_by_the_kernel_produces_an_event() {
+    static SHADOW: Shadow = Shadow::new();
+    bounded(60, "added to a kernel wait", || {
+        let ((_kc, ka), _c, a) = default_pair();
+        let ep = epoll_fd();
+        let epfd = ep.as_raw_fd();
+        std::thread::scope(|s| {
+            let waiter = s.spawn(move || {
+                let mut out = [libc::epoll_event { events: 0, u64: 0 }; 4];
+                // SAFETY: a writable buffer of 4 events.
+                unsafe { libc::epoll_wait(epfd, out.as_mut_ptr(), 4, 5000) }
+            });
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            assert_eq!(SHADOW.ctl(SetId::fd(epfd), libc::EPOLL_CTL_ADD, ka.as_raw_fd(), a, Some(EpollEvent { events: IN, data: 7 }), tid()), 0);
+            assert_eq!(waiter.join().unwrap(), 1, "the kernel wait woke for the new registration");
+        });
+    });
+}

@@ -19,6 +19,14 @@
 //!   socket's peer; found, the new fd is a connection (acceptor end), else
 //!   it is left to the kernel (a plain client).
 //!
+//! Stats count each connection end once it is established: a connect that
+//! returned 0 at once; one in progress when a later call on the fd (Go's,
+//! asyncio's and tokio's `getsockopt(SO_ERROR)`) or its close finds it has
+//! a peer. A connect that fails (a listener that closed meanwhile) counts
+//! nothing. Ring ends (`shm_connections`) are those whose deposit a
+//! listener took, and accepted ends that claimed one; the rest are
+//! `kernel_connections`.
+//!
 //! A connection's fd stays the kernel socket (the placeholder): names,
 //! options and the peer's close are the kernel's; the bytes travel through
 //! the rings ([`shunt_transport::conn`]). Calls on it that the rings
@@ -82,6 +90,10 @@ const K_CONN: u64 = 3;
 /// `SHADOW`); the low half is its slot in `SETS` plus one (0: a set without
 /// a slot, known by its fd number alone).
 const K_EPOLL: u64 = 4;
+/// A kernel connect still in progress (no registered listener took a
+/// deposit; no object): counted as a kernel connection once it is
+/// established, and unmarked then or when it fails.
+const K_KPEND: u64 = 5;
 
 /// Epoll sets counted across `dup`s (a slot per set: the fds of this process
 /// that refer to it). A set's entries live until its last fd closes, and
@@ -101,6 +113,10 @@ struct Object {
     refs: AtomicU32,
     /// A listener's registry socket.
     registry: AtomicU32,
+    /// A connector's end not counted yet: its connect was in progress, and
+    /// a connection is counted once established (a connect that fails, as
+    /// to a listener closing meanwhile, is no connection).
+    uncounted: AtomicBool,
     /// A connection's end (written while BUSY, read once the state says CONN).
     end: UnsafeCell<MaybeUninit<End>>,
 }
@@ -115,6 +131,7 @@ static OBJECTS: [Object; MAX_OBJECTS] = [const {
         state: AtomicU32::new(FREE),
         refs: AtomicU32::new(0),
         registry: AtomicU32::new(0),
+        uncounted: AtomicBool::new(false),
         end: UnsafeCell::new(MaybeUninit::uninit()),
     }
 }; MAX_OBJECTS];
@@ -323,6 +340,7 @@ fn alloc(state: u32, registry: i32, end: Option<End>) -> Option<usize> {
         if o.state.compare_exchange(FREE, BUSY, Ordering::Acquire, Ordering::Relaxed).is_ok() {
             o.refs.store(1, Ordering::Relaxed);
             o.registry.store(registry as u32, Ordering::Relaxed);
+            o.uncounted.store(false, Ordering::Relaxed);
             if let Some(e) = end {
                 // SAFETY: we hold the slot (BUSY): nobody reads `end` now.
                 unsafe { (*o.end.get()).write(e) };
@@ -355,7 +373,10 @@ fn release(t: u64) {
     }
     match o.state.load(Ordering::Acquire) {
         LISTENER => {
-            raw::close(o.registry.load(Ordering::Relaxed) as i32);
+            let r = o.registry.swap(u32::MAX, Ordering::AcqRel) as i32;
+            if r >= 0 {
+                raw::close(r);
+            }
         }
         CONN => {
             // SAFETY: CONN: `end` is initialised; no fd of this process
@@ -378,6 +399,11 @@ fn set_slot(t: u64) -> Option<&'static AtomicU32> {
 }
 
 fn dup(_fd: i32, _newfd: i32, t: u64) -> u64 {
+    if t >> 32 == K_KPEND {
+        // The connection is counted once, through the original fd (it has
+        // no object to share a flag through): the copy is the kernel's.
+        return 0;
+    }
     if t >> 32 == K_EPOLL {
         if let Some(s) = set_slot(t) {
             s.fetch_add(1, Ordering::AcqRel);
@@ -393,12 +419,65 @@ fn dup(_fd: i32, _newfd: i32, t: u64) -> u64 {
 }
 
 fn closing(fd: i32, t: u64) {
+    if t >> 32 == K_KPEND {
+        if established(fd) {
+            count(TR_KERNEL_CONNECTIONS, 1);
+        }
+        return;
+    }
     let Some(o) = object(t) else { return };
     if o.refs.load(Ordering::Acquire) == 1 {
+        if t >> 32 == K_LISTENER && o.state.load(Ordering::Acquire) == LISTENER {
+            // The registry goes before the kernel frees the port: once the
+            // port is free, another process may listen on it and must find
+            // the name free too (else it stays unregistered, and connectors
+            // deposit into this dying registry).
+            let r = o.registry.swap(u32::MAX, Ordering::AcqRel) as i32;
+            if r >= 0 {
+                raw::close(r);
+            }
+        }
         if let Some(e) = end_of(t) {
+            count_established(o, fd);
             e.closing(fd);
         }
     }
+}
+
+/// Whether `fd`'s connection is established (it has a peer address).
+fn established(fd: i32) -> bool {
+    shunt_transport::rendezvous::SockKey::of_socket(fd, true).is_ok()
+}
+
+/// Counts a connector's ring connection whose connect was in progress,
+/// once it is established.
+fn count_established(o: &Object, fd: i32) {
+    if o.uncounted.load(Ordering::Relaxed) && established(fd) && o.uncounted.swap(false, Ordering::AcqRel) {
+        count(TR_SHM_CONNECTIONS, 1);
+    }
+}
+
+/// A kernel connect in progress: counted (and unmarked) once established;
+/// unmarked uncounted when `SO_ERROR` says it failed.
+fn kpend(c: &mut Call<'_>, fd: i32) -> Option<Ret> {
+    let a = c.args;
+    if c.nr as usize == nr::GETSOCKOPT && a[1] as i32 == libc::SOL_SOCKET && a[2] as i32 == libc::SO_ERROR {
+        let r = kernel(c);
+        let v: Option<u32> = if r == 0 { umem::read(a[3]) } else { None };
+        if established(fd) {
+            fds().unmark(fd);
+            count(TR_KERNEL_CONNECTIONS, 1);
+        } else if v.is_some_and(|v| v != 0) {
+            // A failed connect: no connection.
+            fds().unmark(fd);
+        }
+        return Some(Ret::counted(r));
+    }
+    if established(fd) {
+        fds().unmark(fd);
+        count(TR_KERNEL_CONNECTIONS, 1);
+    }
+    None
 }
 
 fn close(fd: i32, t: u64) {
@@ -445,8 +524,12 @@ fn call(c: &mut Call<'_>, fd: i32, t: u64) -> Option<Ret> {
         K_EPOLL => epoll_set(c, fd),
         K_CONN => {
             let e = end_of(t)?;
+            if let Some(o) = object(t) {
+                count_established(o, fd);
+            }
             connection(c, fd, e)
         }
+        K_KPEND => kpend(c, fd),
         _ => None,
     }
 }
@@ -501,8 +584,12 @@ fn connect(c: &mut Call<'_>, fd: i32) -> Ret {
             e.set_nonblock(fl >= 0 && fl & libc::O_NONBLOCK as i64 != 0);
             match alloc(CONN, -1, Some(e)) {
                 Some(i) => {
+                    if r == 0 {
+                        count(TR_SHM_CONNECTIONS, 1);
+                    } else {
+                        OBJECTS[i].uncounted.store(true, Ordering::Relaxed);
+                    }
                     remark(fd, token(K_CONN, i));
-                    count(TR_SHM_CONNECTIONS, 1);
                 }
                 None => {
                     // No room: stays kernel TCP (the acceptor sees us
@@ -520,12 +607,12 @@ fn connect(c: &mut Call<'_>, fd: i32) -> Ret {
             // SAFETY: not referenced by any object or fd.
             unsafe { e.unmap() };
         }
-        None => {
-            if started {
-                fds().unmark(fd);
-                count(TR_KERNEL_CONNECTIONS, 1);
-            }
+        None if r == 0 => {
+            fds().unmark(fd);
+            count(TR_KERNEL_CONNECTIONS, 1);
         }
+        None if started => remark(fd, token(K_KPEND, 0)),
+        None => {}
     }
     Ret::counted(r)
 }

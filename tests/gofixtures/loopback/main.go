@@ -5,7 +5,8 @@
 // and a reset peer.
 //
 //	loopback all [FILE]     every scenario, server and client in this process;
-//	                        FILE gets the number of connections accepted
+//	                        FILE gets the numbers of connections accepted and
+//	                        dialed ("A D")
 //	loopback serve FILE     an HTTP echo server; writes its address to FILE (-: the first
 //	                        line out), stops on "POST /quit"
 //	loopback client ADDR N  N keep-alive requests to ADDR, then /quit
@@ -14,6 +15,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -30,6 +32,33 @@ import (
 // accepted counts the connections every listener of this process accepted
 // (an independent count for the runtime's stats).
 var accepted atomic.Int64
+
+// dialed counts the connections this process dialed successfully. Go's HTTP
+// client dials in the background for queued requests and may close such a
+// connection unused, or the server may close its listener before accepting
+// it, so dialed >= accepted; each dialed connection is one connector end.
+var dialed atomic.Int64
+
+func dialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, network, addr)
+	if err == nil {
+		dialed.Add(1)
+	}
+	return c, err
+}
+
+func dial(addr string) (net.Conn, error) {
+	return dialContext(context.Background(), "tcp", addr)
+}
+
+// httpClient is an HTTP client whose dials are counted.
+func httpClient(keepAlive bool) *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.DialContext = dialContext
+	t.DisableKeepAlives = !keepAlive
+	return &http.Client{Transport: t}
+}
 
 type countingListener struct{ net.Listener }
 
@@ -78,14 +107,14 @@ func httpScenario() {
 	srv := &http.Server{Handler: echoHandler()}
 	go srv.Serve(ln)
 	base := "http://" + ln.Addr().String()
-	keep := &http.Client{}
+	keep := httpClient(true)
 	for i := 0; i < 50; i++ {
 		got := request(keep, base, fmt.Sprintf("hello %d", i))
 		if i%10 == 0 {
 			fmt.Println("http keep-alive:", got)
 		}
 	}
-	fresh := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	fresh := httpClient(false)
 	for i := 0; i < 20; i++ {
 		got := request(fresh, base, fmt.Sprintf("fresh %d", i))
 		if i%10 == 0 {
@@ -134,7 +163,7 @@ func manyScenario(n int) {
 	conns := make([]net.Conn, n)
 	for i := range conns {
 		var err error
-		conns[i], err = net.Dial("tcp", ln.Addr().String())
+		conns[i], err = dial(ln.Addr().String())
 		must(err)
 	}
 	var wg sync.WaitGroup
@@ -175,7 +204,7 @@ func bulkScenario(mib int) {
 		sums <- fmt.Sprintf("%d bytes %x", n, h.Sum(nil))
 		c.Close()
 	}()
-	c, err := net.Dial("tcp", ln.Addr().String())
+	c, err := dial(ln.Addr().String())
 	must(err)
 	h := sha256.New()
 	buf := make([]byte, 1<<20)
@@ -211,7 +240,7 @@ func edgeScenario() {
 		}
 	}()
 	// A read deadline with nothing to read.
-	c, err := net.Dial("tcp", ln.Addr().String())
+	c, err := dial(ln.Addr().String())
 	must(err)
 	s := <-accepted
 	c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
@@ -229,7 +258,7 @@ func edgeScenario() {
 	fmt.Printf("half-close: client read %q %v\n", b, err)
 	c.Close()
 	// Names as the kernel gives them.
-	c, err = net.Dial("tcp", ln.Addr().String())
+	c, err = dial(ln.Addr().String())
 	must(err)
 	s = <-accepted
 	fmt.Println("names agree:", c.LocalAddr().String() == s.RemoteAddr().String() && c.RemoteAddr().String() == s.LocalAddr().String())
@@ -298,7 +327,7 @@ func main() {
 		bulkScenario(64)
 		edgeScenario()
 		if len(os.Args) > 2 {
-			must(os.WriteFile(os.Args[2], []byte(strconv.FormatInt(accepted.Load(), 10)), 0o644))
+			must(os.WriteFile(os.Args[2], []byte(fmt.Sprintf("%d %d", accepted.Load(), dialed.Load())), 0o644))
 		}
 	case "serve":
 		serve(os.Args[2])

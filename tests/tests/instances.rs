@@ -186,3 +186,50 @@ fn the_stats_report_replaces_only_a_regular_file() {
     assert_eq!(v["processes"], 1);
     assert!(instance_dirs(dir.path()).is_empty());
 }
+
+/// The same in the default root, /dev/shm, where other tests' instances
+/// live too (so it looks at this instance's directory by name), with a
+/// cgroup below the instance's own — what a program that runs shunt (or
+/// any cgroup manager) itself leaves. `rmdir` of a cgroup with a child
+/// fails, and the next start used to keep the dead instance's directory,
+/// 32 MiB segments and all, for ever.
+#[test]
+fn a_killed_shunt_run_in_dev_shm_is_cleaned_up_by_name_even_with_nested_cgroups() {
+    let cg2 = "/sys/fs/cgroup/unified";
+    assert!(Path::new(cg2).join("cgroup.procs").exists(), "this test needs the cgroup2 hierarchy at {cg2}");
+    // The program names its cgroup (= the instance's name), nests one below
+    // it, then waits.
+    let script = format!(
+        "c=$(sed -n 's/^0:://p' /proc/self/cgroup); mkdir {cg2}$c/shunt {cg2}$c/shunt/inner || exit 9; echo $$ $c; exec sleep 1000"
+    );
+    let mut cmd = Command::new(shunt());
+    cmd.env_remove("SHUNT_INSTANCE_ROOT").args(["run", "--", "sh", "-c", &script]);
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let (pid, cgroup) = line.trim().split_once(' ').unwrap_or_else(|| panic!("the program said {line:?}"));
+    let pid: i32 = pid.parse().unwrap();
+    let name = cgroup.rsplit('/').next().unwrap().to_string();
+    assert!(name.starts_with("shunt-"), "the instance's cgroup: {cgroup}");
+    let dir = Path::new("/dev/shm").join(&name);
+    let cg = format!("{cg2}{cgroup}");
+    assert!(dir.join("owner.lock").is_file(), "{} is the instance's directory", dir.display());
+    let fd = pidfd(pid).expect("the program runs");
+    child.kill().unwrap(); // SIGKILL: shunt cannot clean up
+    child.wait().unwrap();
+    let gone = ends_within(fd, LIMIT);
+    if !gone {
+        // SAFETY: kill(2) of the program this test started.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    assert!(gone, "the program outlived its supervisor");
+    let o = run({
+        let mut c = Command::new(shunt());
+        c.env_remove("SHUNT_INSTANCE_ROOT").args(["run", "--", "true"]);
+        c
+    }, None, LIMIT);
+    assert!(o.status.success(), "{}", o.stderr_str());
+    assert!(!dir.exists(), "{} outlived the next start: {:?}", dir.display(), std::fs::read_dir(&dir).map(|d| d.flatten().map(|e| e.file_name()).collect::<Vec<_>>()));
+    assert!(!Path::new(&cg).exists(), "its cgroup {cg} outlived the next start");
+}

@@ -243,9 +243,33 @@ impl InstanceCgroups {
 impl Drop for InstanceCgroups {
     fn drop(&mut self) {
         for d in self.v2.iter().chain(self.v1_memory.iter()) {
-            let _ = std::fs::remove_dir(d);
+            remove_tree(d);
         }
     }
+}
+
+/// Removes the cgroup `p` and the cgroups below it, deepest first. A
+/// program of the instance that runs shunt itself (or any cgroup-aware
+/// program) leaves `p/shunt/…` behind, and `rmdir` of a cgroup with
+/// children fails. Cgroups that still hold processes stay (rmdir refuses
+/// them). Returns whether `p` is gone.
+fn remove_tree(p: &Path) -> bool {
+    remove_tree_at(p, 0)
+}
+
+fn remove_tree_at(p: &Path, depth: usize) -> bool {
+    // Bounded: a hostile program could nest cgroups deeply.
+    if depth < 32 {
+        if let Ok(entries) = std::fs::read_dir(p) {
+            for e in entries.flatten() {
+                // Cgroup directories hold only control files and child cgroups.
+                if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                    remove_tree_at(&e.path(), depth + 1);
+                }
+            }
+        }
+    }
+    std::fs::remove_dir(p).is_ok() || !p.exists()
 }
 
 /// Cleans up the cgroups a dead supervisor left (paths from its instance
@@ -259,7 +283,7 @@ pub(crate) fn remove_stale(paths: &str) -> bool {
             continue;
         }
         let _ = std::fs::write(p.join("cgroup.kill"), "1");
-        if std::fs::remove_dir(p).is_err() && p.exists() {
+        if !remove_tree(p) {
             all_gone = false;
         }
     }

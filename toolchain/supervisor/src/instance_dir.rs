@@ -81,6 +81,22 @@ impl Drop for InstanceDir {
     }
 }
 
+fn free_all_but_retry(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let n = e.file_name();
+        if n == LOCK || n == CGROUPS {
+            continue;
+        }
+        let p = e.path();
+        let _ = if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            std::fs::remove_dir_all(&p)
+        } else {
+            std::fs::remove_file(&p)
+        };
+    }
+}
+
 /// Removes the directories (and cgroups) of instances whose supervisor
 /// died. Returns how many were removed.
 pub(crate) fn remove_stale(root: &Path) -> usize {
@@ -97,8 +113,15 @@ pub(crate) fn remove_stale(root: &Path) -> usize {
             continue; // its supervisor is alive
         }
         let cgroups = std::fs::read_to_string(dir.join(CGROUPS)).unwrap_or_default();
-        if crate::cgroup::remove_stale(&cgroups) && std::fs::remove_dir_all(&dir).is_ok() {
-            removed += 1;
+        if crate::cgroup::remove_stale(&cgroups) {
+            if std::fs::remove_dir_all(&dir).is_ok() {
+                removed += 1;
+            }
+        } else {
+            // A cgroup whose killed processes have not exited yet: keep
+            // what the next start needs to retry (`owner.lock`, `cgroups`)
+            // and free the rest now (each stats segment is 32 MiB).
+            free_all_but_retry(&dir);
         }
     }
     removed

@@ -111,6 +111,12 @@ fn signal_storm(on_altstack: bool) {
         }
         let mut b = [0u8; 1];
         let n = if polled == 1 { gate6(nr::READ as i64, [fds[0] as u64, b.as_mut_ptr() as u64, 1, 0, 0, 0]) } else { polled };
+        // Signals of the storm may still be pending: block them (through the
+        // gate) before the thread leaves the runtime, so that none is
+        // delivered to a detached thread; the main thread's SIG_IGN below
+        // then discards them.
+        let storm: u64 = (0..STORM_SIGNALS).fold(0, |m, i| m | 1 << (libc::SIGRTMIN() + i - 1));
+        gate6(nr::RT_SIGPROCMASK as i64, [libc::SIG_BLOCK as u64, &storm as *const u64 as u64, 0, 8, 0, 0]);
         let depth_after = unsafe { (*shunt_core::thread::current()).depth };
         if on_altstack {
             let ss = libc::stack_t { ss_sp: std::ptr::null_mut(), ss_flags: libc::SS_DISABLE, ss_size: 0 };
@@ -123,7 +129,9 @@ fn signal_storm(on_altstack: bool) {
     while !blocked.load(Ordering::SeqCst) {
         std::thread::yield_now();
     }
-    std::thread::sleep(Duration::from_millis(20));
+    // The chain must start inside the blocked gate call: wait until the
+    // kernel says the reader sits in ppoll (not a guessed sleep).
+    wait_in_syscall(tid.load(Ordering::SeqCst), nr::PPOLL as i64);
     let pid = unsafe { libc::getpid() };
     CHAIN.store(true, Ordering::Relaxed);
     // SAFETY: tgkill takes only integers; the target is this process's own
@@ -131,7 +139,7 @@ fn signal_storm(on_altstack: bool) {
     unsafe { libc::syscall(nr::TGKILL as i64, pid, tid.load(Ordering::SeqCst), sigs[0]) };
     let deadline = Instant::now() + Duration::from_secs(10);
     while HANDLER_RUNS.load(Ordering::Relaxed) < STORM_SIGNALS as u64 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(1));
+        std::thread::yield_now();
     }
     let chain_depth = MAX_DEPTH_SEEN.load(Ordering::Relaxed);
     CHAIN.store(false, Ordering::Relaxed);
@@ -143,7 +151,6 @@ fn signal_storm(on_altstack: bool) {
         unsafe { libc::syscall(nr::TGKILL as i64, pid, tid.load(Ordering::SeqCst), sig) };
         sent += 1;
     }
-    std::thread::sleep(Duration::from_millis(20));
     assert_eq!(unsafe { libc::write(fds[1], b"x".as_ptr() as *const _, 1) }, 1);
     let (n, byte, depth_after) = reader.join().expect("reader thread");
     unsafe {
@@ -162,6 +169,23 @@ fn signal_storm(on_altstack: bool) {
         chain_depth, STORM_SIGNALS as u64,
         "the chain of {STORM_SIGNALS} handlers must nest one gate entry deeper each"
     );
+}
+
+/// Waits until thread `tid` of this process is blocked in syscall `nr`, as
+/// `/proc/self/task/<tid>/syscall` (first field: the number) and its state
+/// (`S`, sleeping) say. Bounded: panics after 10 s.
+fn wait_in_syscall(tid: i64, nr: i64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let sc = std::fs::read_to_string(format!("/proc/self/task/{tid}/syscall")).unwrap_or_default();
+        let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).unwrap_or_default();
+        let state = stat.rsplit_once(')').and_then(|(_, r)| r.split_whitespace().next()).unwrap_or("");
+        if sc.split_whitespace().next().and_then(|n| n.parse::<i64>().ok()) == Some(nr) && state == "S" {
+            return;
+        }
+        assert!(Instant::now() < deadline, "thread {tid} never blocked in syscall {nr}: {sc:?} state {state:?}");
+        std::thread::yield_now();
+    }
 }
 
 #[test]

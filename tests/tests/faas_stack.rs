@@ -84,6 +84,8 @@ struct Up {
     child: Child,
     ports: Vec<(String, u16)>,
     stderr: std::sync::Arc<std::sync::Mutex<String>>,
+    /// Says when the log reader has read the last line (end of the pipe).
+    log_ended: mpsc::Receiver<()>,
 }
 
 impl Up {
@@ -96,10 +98,12 @@ impl Up {
         // The log goes to a buffer shown when something fails.
         let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
         let (log, pipe) = (stderr.clone(), child.stderr.take().unwrap());
+        let (log_done, log_ended) = mpsc::channel();
         std::thread::spawn(move || {
             for l in BufReader::new(pipe).lines().map_while(Result::ok) {
                 log.lock().unwrap().push_str(&(l + "\n"));
             }
+            let _ = log_done.send(());
         });
         let (tx, rx) = mpsc::channel();
         let out = child.stdout.take().unwrap();
@@ -131,21 +135,31 @@ impl Up {
                 None => panic!("unexpected line from shunt faas up: {line:?}"),
             }
         }
-        Up { child, ports, stderr }
+        Up { child, ports, stderr, log_ended }
     }
 
     /// Ctrl-C; the stack must stop with exit 0.
     fn interrupt(mut self) {
+        // SAFETY: kill(2) of the child this test started (not yet reaped).
         unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
-        let limit = std::time::Instant::now() + Duration::from_secs(180);
-        let st = loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                break st;
-            }
-            assert!(std::time::Instant::now() < limit, "shunt faas up did not stop on SIGINT");
-            std::thread::sleep(Duration::from_millis(50));
+        // Its end, from a pidfd (an event, not a polling loop).
+        // SAFETY: pidfd_open(2) takes no pointers.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, self.child.id() as i32, 0) } as i32;
+        assert!(fd >= 0, "pidfd_open: {}", std::io::Error::last_os_error());
+        let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+        // SAFETY: one pollfd on the stack; then close(2) of the pidfd opened above.
+        let ended = unsafe {
+            let n = libc::poll(&mut p, 1, 180_000);
+            libc::close(fd);
+            n == 1
         };
-        std::thread::sleep(Duration::from_millis(100)); // the log reader's last lines
+        if !ended {
+            let _ = self.child.kill();
+            panic!("shunt faas up did not stop on SIGINT:\n{}", self.stderr.lock().unwrap());
+        }
+        let st = self.child.wait().unwrap();
+        // The log's last lines: the reader ends at the end of the pipe.
+        let _ = self.log_ended.recv_timeout(Duration::from_secs(30));
         assert!(st.success(), "shunt faas up exited with {st} on SIGINT:\n{}", self.stderr.lock().unwrap());
     }
 }

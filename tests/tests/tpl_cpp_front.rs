@@ -221,24 +221,25 @@ fn exec_timeout_answers_504(v: Mode) {
     let mut s = start_healthy(v, &[("exec_timeout", "1")]);
     let port = s.port;
     let mut slow = Conn::open(port);
+    // The handler sleeps far longer than any machine's delay, so "before it
+    // ends" is a behavioural bound, not a timing one.
+    let handler = Duration::from_secs(60);
     let t = Instant::now();
-    let r = slow.request("GET", "/sleep?ms=6000", &[], b"");
+    let r = slow.request("GET", "/sleep?ms=60000", &[], b"");
     let took = t.elapsed();
     assert_eq!(r.status, 504, "{r:?}");
     assert!(r.body.is_empty());
     assert_eq!(r.header("content-length"), Some("0"));
     assert!(r.header("x-duration-seconds").is_some());
-    assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(4), "504 after {:.2}s", secs(took));
+    assert!(took >= Duration::from_millis(900), "504 after {:.2}s, before exec_timeout", secs(took));
     assert!(slow.closed_by_server(Duration::from_secs(10)), "the 504's connection stayed open");
     // The handler still sleeps on its thread; the front answers others.
-    let t = Instant::now();
     assert_eq!(call(port, "POST", "/echo", b"meanwhile").text(), "POST|/echo|||9|meanwhile");
-    assert!(t.elapsed() < Duration::from_secs(2), "the front waited for the timed-out handler");
     assert_eq!(call(port, "GET", "/sleep?ms=200", b"").text(), "slept 200");
+    assert!(t.elapsed() < handler, "the front waited for the timed-out handler");
     // Stopping does not wait for the handler past its timeout (it was answered).
-    let t = Instant::now();
     s.stop();
-    assert!(t.elapsed() < Duration::from_secs(4), "stop took {:.2}s", secs(t.elapsed()));
+    assert!(t.elapsed() < handler, "stop waited for the timed-out handler");
 
     // exec_timeout=0: no limit.
     let mut s = start_healthy(v, &[("exec_timeout", "0")]);
@@ -300,15 +301,16 @@ fn drain_on_sigterm(v: Mode) {
     s.wait_status("/_/health", 503, Duration::from_secs(2));
     assert_eq!(call(port, "GET", "/_/ready", b"").status, 503);
     assert!(!s.lock().exists(), "the lock file is still there after SIGTERM");
+    // A new connection, so served during the interval: after it the
+    // listener refuses connections (checked next).
     let r = call(port, "POST", "/echo", b"late");
     assert_eq!(r.text(), "POST|/echo|||4|late");
-    assert!(t0.elapsed() < interval, "too slow to check the interval ({:.2}s)", secs(t0.elapsed()));
     // After healthcheck_interval: new connections are refused.
     let refused_at = loop {
         if Conn::try_open(port).is_err() {
             break t0.elapsed();
         }
-        assert!(t0.elapsed() < interval + Duration::from_secs(8), "still accepting connections:\n{}", s.stderr());
+        assert!(t0.elapsed() < interval + Duration::from_secs(60), "still accepting connections:\n{}", s.stderr());
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(refused_at >= interval - Duration::from_millis(200), "stopped accepting after {:.2}s", secs(refused_at));
@@ -320,7 +322,8 @@ fn drain_on_sigterm(v: Mode) {
     let exited = Instant::now();
     assert!(st.success(), "exit status {st}:\n{}", s.stderr());
     assert!(exited >= done - Duration::from_millis(50), "exited before the request in flight was answered");
-    assert!(exited.duration_since(t0) < Duration::from_secs(9), "drain took {:.2}s", secs(exited.duration_since(t0)));
+    // It ended because nothing was in flight, not at write_timeout (10 s):
+    // the log's count says so, without a bound on the machine's speed.
     let log = s.stderr();
     assert!(log.contains("SIGTERM: no new connections in 3s"), "{log}");
     assert!(log.contains("Exiting. Active connections: 0"), "{log}");
@@ -341,7 +344,9 @@ fn drain_is_bounded_by_write_timeout(v: Mode) {
     let st = s.wait(Duration::from_secs(20));
     let took = t0.elapsed();
     assert!(st.success(), "exit status {st}");
-    assert!(took >= Duration::from_millis(1400) && took < Duration::from_secs(5), "exited after {:.2}s", secs(took));
+    // interval + write_timeout at the least; that it did not wait for the
+    // 8 s handler shows in the log (one connection still active).
+    assert!(took >= Duration::from_millis(1400), "exited after {:.2}s", secs(took));
     assert!(s.stderr().contains("Exiting. Active connections: 1"), "{}", s.stderr());
     // The client of the abandoned request sees the connection end.
     assert!(stuck.join().unwrap().is_err());
@@ -349,11 +354,11 @@ fn drain_is_bounded_by_write_timeout(v: Mode) {
     let mut s = start_healthy(v, &[("healthcheck_interval", "30s")]);
     s.signal(libc::SIGTERM);
     s.wait_status("/_/health", 503, Duration::from_secs(5));
-    let t0 = Instant::now();
     s.signal(libc::SIGTERM);
-    let st = s.wait(Duration::from_secs(10));
+    // Exit 1 (not the drain's 0) shows the second signal ended it, long
+    // before the 30 s interval.
+    let st = s.wait(Duration::from_secs(25));
     assert_eq!(st.code(), Some(1), "{}", s.stderr());
-    assert!(t0.elapsed() < Duration::from_secs(5));
 }
 
 fn read_timeout_closes_idle_connections(v: Mode) {

@@ -189,10 +189,10 @@ mod behaviour {
         let r = call(s.port, "GET", "/sleep?d=3s", b"");
         let took = t.elapsed();
         assert_eq!((r.status, r.text().as_str()), (504, ""), "{kind:?}: a 3s request with exec_timeout=1");
-        assert!(
-            took >= Duration::from_millis(900) && took < Duration::from_millis(2500),
-            "{kind:?}: 504 after {took:?}"
-        );
+        // Not before the timeout; how long after it depends on the machine's
+        // load, so there is no upper bound (the 504 itself shows the handler's
+        // 3 s were not waited for: it would have answered 200).
+        assert!(took >= Duration::from_millis(900), "{kind:?}: 504 after {took:?}");
         assert!(r.header("X-Duration-Seconds").is_some(), "{kind:?}: {:?}", r.headers);
         // The front is still there for quick requests.
         let r = call(s.port, "GET", "/sleep?d=100ms", b"");
@@ -239,8 +239,9 @@ mod behaviour {
         assert_eq!(call(port, "GET", "/_/ready", b"").status, 503, "{kind:?}: ready after SIGTERM");
         assert!(!s.lock().exists(), "{kind:?}: the lock survived SIGTERM");
         // ...but still serving new requests during the interval.
+        // (A new connection: it could not be made after the interval, when
+        // the listener is closed, so its answer shows serving during it.)
         let r = call(port, "POST", "/", b"late");
-        assert!(t0.elapsed() < Duration::from_secs(4), "the machine is too slow for this test");
         assert_eq!((r.status, r.text().as_str()), (200, "POST / late"), "{kind:?}: a request after SIGTERM");
 
         // The request in flight when the listener closed (t0 + 4s) completes.

@@ -3,6 +3,33 @@
 # downloaded when everything is present already.
 set -eu
 
+# What the machine must offer before anything is installed: each miss is one
+# line saying what to install or upgrade, and setup stops (exit 1).
+hard_miss=""
+miss() { echo "setup: $1" >&2; hard_miss=1; }
+# "X.Y[.Z]" >= "A.B": compares the first two numbers.
+at_least() {
+    set -- $(echo "$1.0.0" | cut -d. -f1,2 | tr . ' ') $(echo "$2.0.0" | cut -d. -f1,2 | tr . ' ')
+    [ "$1" -gt "$3" ] 2>/dev/null || { [ "$1" -eq "$3" ] 2>/dev/null && [ "$2" -ge "$4" ] 2>/dev/null; }
+}
+[ "$(uname -m)" = x86_64 ] || miss "this is $(uname -m): shunt runs on x86-64 Linux only"
+kernel=$(uname -r | sed 's/[^0-9.].*//')
+# Syscall User Dispatch (the trap fallback) came in Linux 5.11.
+at_least "$kernel" 5.11 || miss "Linux $kernel is too old: upgrade the kernel to 5.11 or later (Syscall User Dispatch)"
+# seccomp filters (--isolate, the daemon's default).
+grep -q '^Seccomp:' /proc/self/status 2>/dev/null && [ -r /proc/sys/kernel/seccomp/actions_avail ] \
+    || miss "the kernel has no seccomp filters: use a kernel built with CONFIG_SECCOMP_FILTER"
+grep -qw kill_process /proc/sys/kernel/seccomp/actions_avail 2>/dev/null \
+    || miss "the kernel's seccomp lacks SECCOMP_RET_KILL_PROCESS: upgrade the kernel to 4.14 or later"
+# pidfds: the supervisor and the tests wait on processes through them.
+if command -v python3 >/dev/null 2>&1; then
+    python3 -c 'import os; os.close(os.pidfd_open(os.getpid()))' 2>/dev/null \
+        || miss "pidfd_open(2) fails here: upgrade the kernel to 5.3 or later (pidfds)"
+fi
+# FSGSBASE: the gate switches GS with wrgsbase.
+grep -qw fsgsbase /proc/cpuinfo || miss "this CPU or kernel does not offer FSGSBASE: the runtime needs it (Linux 5.9+ on x86-64)"
+[ -z "$hard_miss" ] || exit 1
+
 # Debian packages: the C toolchain and the programs the tests run.
 # libssl-dev and libgmp-dev: the C++ functions' build options (crypto, bigint).
 # linux-libc-dev: the kernel uapi headers the syscall table is checked against.
@@ -36,6 +63,15 @@ fi
 
 # Go tools: hey, the load generator of `shunt bench invoke` (pinned).
 if command -v go >/dev/null 2>&1; then
+    # The Go target rewrites the runtime of Go 1.25 to 1.27 (gotarget/src/rules.rs).
+    gover=$(go env GOVERSION 2>/dev/null | sed 's/^go//; s/[^0-9.].*//')
+    if ! at_least "$gover" 1.25; then
+        echo "setup: Go $gover is too old: install Go 1.25, 1.26 or 1.27 (https://go.dev/dl), or set GOTOOLCHAIN=go1.26.8" >&2
+        exit 1
+    elif at_least "$gover" 1.28; then
+        echo "setup: Go $gover is newer than the Go target knows (1.25-1.27): install one of those, or set GOTOOLCHAIN=go1.27.4" >&2
+        exit 1
+    fi
     GOBIN_DIR="$(go env GOPATH)/bin"
     if [ ! -x "$GOBIN_DIR/hey" ] && ! command -v hey >/dev/null 2>&1; then
         echo "setup: installing hey (go install github.com/rakyll/hey@v0.1.5)"
@@ -85,6 +121,12 @@ if ! command -v cargo >/dev/null 2>&1; then
     echo "setup: cargo is missing; install Rust (https://rustup.rs) and retry" >&2
     exit 1
 fi
+# The workspace's rust-version (Cargo.toml).
+rustver=$(rustc --version 2>/dev/null | awk '{print $2}')
+if ! at_least "${rustver:-0.0}" 1.85; then
+    echo "setup: Rust ${rustver:-(no rustc)} is too old: upgrade to 1.85 or later (rustup update stable)" >&2
+    exit 1
+fi
 # `make check` runs clippy over the runtime's crates.
 if ! cargo clippy --version >/dev/null 2>&1; then
     if command -v rustup >/dev/null 2>&1; then
@@ -96,8 +138,3 @@ if ! cargo clippy --version >/dev/null 2>&1; then
     fi
 fi
 
-# The kernel features the runtime relies on.
-if ! grep -qw fsgsbase /proc/cpuinfo; then
-    echo "setup: this CPU does not report FSGSBASE; the runtime needs it (Linux 5.9+ on x86-64)" >&2
-    exit 1
-fi

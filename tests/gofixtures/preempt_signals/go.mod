@@ -1,0 +1,3 @@
+module preempt_signals
+
+go 1.25

@@ -42,6 +42,13 @@ pub fn shunt() -> PathBuf {
     p
 }
 
+/// The `GOTOOLCHAIN` for Go builds in tests: the caller's (so that
+/// `GOTOOLCHAIN=go1.25.5 cargo test` runs them with that Go), else `local`
+/// (never a download the test did not ask for).
+pub fn go_toolchain() -> String {
+    std::env::var("GOTOOLCHAIN").ok().filter(|v| !v.is_empty()).unwrap_or_else(|| "local".into())
+}
+
 /// What a run did.
 #[derive(Debug)]
 pub struct Outcome {

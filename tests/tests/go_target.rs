@@ -20,7 +20,7 @@ fn build(name: &str, out: &Path, with_shunt: bool) {
     } else {
         Command::new("go")
     };
-    cmd.current_dir(fixture(name)).args(["build", "-o"]).arg(out).arg(".").env("CGO_ENABLED", "0").env("GOTOOLCHAIN", "local");
+    cmd.current_dir(fixture(name)).args(["build", "-o"]).arg(out).arg(".").env("CGO_ENABLED", "0").env("GOTOOLCHAIN", go_toolchain());
     let o = run(cmd, None, Duration::from_secs(900));
     assert!(o.status.success(), "building {name} failed: {}", o.stderr_str());
 }

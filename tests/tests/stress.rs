@@ -91,9 +91,8 @@ fn go_preemption_and_os_signal_storm() {
     let dir = tempfile::tempdir().unwrap();
     let bin = dir.path().join("preempt_signals");
     let mut c = Command::new(shunt());
-    let toolchain = std::env::var("GOTOOLCHAIN").unwrap_or_else(|_| "local".into());
     c.current_dir(go_fixture("preempt_signals")).args(["go", "build", "-o"]).arg(&bin).arg(".");
-    c.env("CGO_ENABLED", "0").env("GOTOOLCHAIN", toolchain);
+    c.env("CGO_ENABLED", "0").env("GOTOOLCHAIN", go_toolchain());
     let o = run(c, None, Duration::from_secs(900));
     assert!(o.status.success(), "shunt go build of preempt_signals: {}", o.stderr_str());
     let secs_arg = secs.to_string();

@@ -102,11 +102,14 @@ pub struct SpinPolicy {
     skip: u32,
     /// Waits since the last spin, for probing.
     since_spin: u32,
+    /// The last plan was a probe (a full-budget spin despite a long
+    /// average).
+    probing: bool,
 }
 
 impl SpinPolicy {
     pub const fn new() -> SpinPolicy {
-        SpinPolicy { ema_ns: 0, misses: 0, skip: 0, since_spin: 0 }
+        SpinPolicy { ema_ns: 0, misses: 0, skip: 0, since_spin: 0, probing: false }
     }
 
     /// The learnt average gap (ns).
@@ -116,6 +119,7 @@ impl SpinPolicy {
 
     /// How long the next wait should spin, given an optional timeout.
     pub fn plan(&mut self, mode: SpinMode, timeout_ns: Option<u64>) -> u64 {
+        self.probing = false;
         let budget = match mode {
             SpinMode::Off => return 0,
             SpinMode::Fixed(ns) => ns,
@@ -131,6 +135,7 @@ impl SpinPolicy {
                     if self.since_spin < PROBE_EVERY {
                         return 0;
                     }
+                    self.probing = true;
                     AUTO_MAX_NS
                 }
             }
@@ -145,9 +150,17 @@ impl SpinPolicy {
 
     /// Learns from a finished wait: how long it took, and whether it spun and
     /// whether the spin caught the event.
+    ///
+    /// A probe that caught its event restarts the average from that gap:
+    /// the long average it probed against is made of parked gaps, which
+    /// include the wake-up latency — and the peer's own wake-ups, while the
+    /// peer parks because this side's gaps look long. Two ends of a
+    /// request/response exchange would otherwise never both leave parking
+    /// (each one's gaps long because the other parks).
     pub fn record(&mut self, gap_ns: u64, spun: bool, hit: bool) {
         let gap = gap_ns.min(GAP_CLAMP_NS);
-        self.ema_ns = if self.ema_ns == 0 {
+        let probe_hit = core::mem::take(&mut self.probing) && spun && hit;
+        self.ema_ns = if self.ema_ns == 0 || probe_hit {
             gap.max(1)
         } else {
             let e = self.ema_ns as i64;

@@ -33,6 +33,19 @@ fn short_gaps_spin_long_gaps_park() {
     // ... but probe now and then.
     let probes = (0..PROBE_EVERY * 3).filter(|_| p.plan(SpinMode::Auto, None) > 0).count();
     assert!(probes >= 2, "probes: {probes}");
+    // A probe that hits restarts the average from its gap: the next wait
+    // spins (~3x that gap) instead of waiting for the long average to decay.
+    while p.plan(SpinMode::Auto, None) == 0 {}
+    p.record(8_000, true, true);
+    let b = p.plan(SpinMode::Auto, None);
+    assert_eq!(b, 24_000, "after a probe's hit at 8 µs");
+    // An ordinary hit only moves the average.
+    for _ in 0..100 {
+        p.record(5_000_000, false, false);
+    }
+    assert_eq!(p.plan(SpinMode::Auto, None), 0);
+    p.record(8_000, true, true);
+    assert_eq!(p.plan(SpinMode::Auto, None), 0, "a hit that was not a probe's");
     assert_eq!(p.plan(SpinMode::Off, None), 0);
     assert_eq!(p.plan(SpinMode::Fixed(7_000), None), 7_000);
     assert_eq!(p.plan(SpinMode::Fixed(7_000), Some(3_000)), 3_000, "a timeout caps the spin");

@@ -153,10 +153,7 @@ impl Shared {
     fn command(&self, op: u8, value: i32) -> bool {
         let guard = self.control.lock().unwrap_or_else(|p| p.into_inner());
         let Some(fd) = guard.as_ref() else { return false };
-        let mut rec = [0u8; 5];
-        rec[0] = op;
-        rec[1..].copy_from_slice(&value.to_le_bytes());
-        rustix::io::write(fd, &rec).is_ok()
+        send_command(fd, op, value)
     }
 
     pub(crate) fn finish(&self, exit: Exit) {
@@ -277,6 +274,27 @@ impl Instance {
             Err(_) => self.wait(), // the sender lives in `shared`: unreachable
         }
     }
+}
+
+/// The supervisor → reaper command channel: a socket pair rather than a
+/// pipe, so that writing after the reaper ended can be told not to raise
+/// SIGPIPE (`MSG_NOSIGNAL`; pipes have no such flag). The reaper only
+/// reads and polls its end, which behave as a pipe's.
+fn control_channel() -> Result<(OwnedFd, OwnedFd)> {
+    use rustix::net::{socketpair, AddressFamily, SocketFlags, SocketType};
+    socketpair(AddressFamily::UNIX, SocketType::STREAM, SocketFlags::CLOEXEC, None)
+        .context("cannot create the reaper's control socket pair")
+}
+
+/// One command record to the reaper; false if it is gone.
+fn send_command(fd: &OwnedFd, op: u8, value: i32) -> bool {
+    let mut rec = [0u8; 5];
+    rec[0] = op;
+    rec[1..].copy_from_slice(&value.to_le_bytes());
+    // The reaper may have ended already (its end closed): that must be
+    // EPIPE here, not a SIGPIPE that kills a host process whose SIGPIPE
+    // is at its default (`shunt run` sets it so for `| head`).
+    rustix::net::send(fd, &rec, rustix::net::SendFlags::NOSIGNAL).is_ok()
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd)> {
@@ -461,7 +479,7 @@ impl Supervisor {
             child_ends.push(fd);
         }
         let (status_r, status_w) = pipe()?;
-        let (control_r, control_w) = pipe()?;
+        let (control_r, control_w) = control_channel()?;
         let (err_r, err_w) = pipe()?;
         set_nonblocking(&control_w)?;
         let opened = cgroups.open().context("cannot open the instance's cgroup")?;
@@ -561,4 +579,24 @@ fn chown_tree(dir: &Path, uid: u32, gid: u32) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A kill sent after the reaper ended must not end the supervisor's
+    /// process, even with SIGPIPE at its default (it once did: `shunt run`
+    /// died of SIGPIPE, leaving its instance directory, when a policy kill
+    /// raced the program's exit).
+    #[test]
+    fn a_command_after_the_reapers_end_is_refused_not_fatal() {
+        // SAFETY: setting a disposition to its default; nothing in this
+        // test binary relies on SIGPIPE being ignored.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+        let (reaper_end, ours) = control_channel().expect("socket pair");
+        assert!(send_command(&ours, CMD_KILL, 0), "a live reaper takes the command");
+        drop(reaper_end);
+        assert!(!send_command(&ours, CMD_KILL, 0), "a gone reaper refuses it");
+    }
 }

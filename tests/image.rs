@@ -1,11 +1,28 @@
 //! Driving `shunt image` in the image tests: one state directory per test,
-//! and the one-line refusals the command promises.
+//! the one-line refusals the command promises, and the busybox layouts
+//! umoci makes for them.
 
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use crate::registry::tool;
 use crate::{run, shunt, Outcome};
+
+/// An OCI layout at `dir` made by umoci: one image, tagged `latest`, whose
+/// one layer is this machine's `/bin/busybox`, configured with `config`
+/// (`umoci config` flags). Returns the tagged reference, `DIR:latest`.
+pub fn busybox_layout(dir: &Path, config: &[&str]) -> String {
+    let l = dir.to_str().expect("a UTF-8 temporary path");
+    let tagged = format!("{l}:latest");
+    tool("umoci", &["init", "--layout", l]);
+    tool("umoci", &["new", "--image", &tagged]);
+    tool("umoci", &["insert", "--image", &tagged, "/bin/busybox", "/bin/busybox"]);
+    let mut args = vec!["config", "--image", &tagged];
+    args.extend_from_slice(config);
+    tool("umoci", &args);
+    tagged
+}
 
 /// `shunt image --state-dir STATE ARGS…`, with a Docker config of its own
 /// (none of the test machine's account decides anything).

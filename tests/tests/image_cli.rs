@@ -3,8 +3,7 @@
 //! `docker save` archive skopeo makes of it. What the store reports is
 //! compared with what those tools were told; bad input ends in one line.
 
-
-use shunt_tests::image::{image, ok, refused};
+use shunt_tests::image::{busybox_layout, image, ok, refused};
 use shunt_tests::registry::tool;
 
 #[test]
@@ -12,13 +11,9 @@ fn images_from_umoci_and_skopeo() {
     let tmp = tempfile::tempdir().unwrap();
     let layout = tmp.path().join("layout");
     let l = layout.to_str().unwrap();
-    let tagged = format!("{l}:latest");
-    tool("umoci", &["init", "--layout", l]);
-    tool("umoci", &["new", "--image", &tagged]);
-    tool("umoci", &["insert", "--image", &tagged, "/bin/busybox", "/bin/busybox"]);
-    tool(
-        "umoci",
-        &["config", "--image", &tagged, "--config.entrypoint", "/bin/busybox", "--config.cmd", "echo", "--config.env", "fprocess=cat", "--config.workingdir", "/srv"],
+    let tagged = busybox_layout(
+        &layout,
+        &["--config.entrypoint", "/bin/busybox", "--config.cmd", "echo", "--config.env", "fprocess=cat", "--config.workingdir", "/srv"],
     );
     let saved = tmp.path().join("saved.tar");
     tool("skopeo", &["copy", "--quiet", &format!("oci:{tagged}"), &format!("docker-archive:{}:functions/busy:saved", saved.display())]);

@@ -7,18 +7,13 @@
 use std::path::Path;
 
 use shunt_tests::registry::{free_port, tool, Registry};
-use shunt_tests::image::{image, ok, refused};
+use shunt_tests::image::{busybox_layout, image, ok, refused};
 
 /// A busybox layout (`layout:latest`), its config set; `arch` as the config says.
-fn busybox_layout(dir: &Path, arch: &str) {
-    let l = dir.to_str().unwrap();
-    let tagged = format!("{l}:latest");
-    tool("umoci", &["init", "--layout", l]);
-    tool("umoci", &["new", "--image", &tagged]);
-    tool("umoci", &["insert", "--image", &tagged, "/bin/busybox", "/bin/busybox"]);
-    tool(
-        "umoci",
-        &["config", "--image", &tagged, "--architecture", arch, "--config.entrypoint", "/bin/busybox", "--config.cmd", "httpd", "--config.env", "fprocess=cat"],
+fn busybox_for(dir: &Path, arch: &str) {
+    busybox_layout(
+        dir,
+        &["--architecture", arch, "--config.entrypoint", "/bin/busybox", "--config.cmd", "httpd", "--config.env", "fprocess=cat"],
     );
 }
 
@@ -27,10 +22,10 @@ fn images_pulled_from_a_local_registry() {
     let tmp = tempfile::tempdir().unwrap();
     let reg = Registry::start(&tmp.path().join("registry"));
     let layout = tmp.path().join("busy");
-    busybox_layout(&layout, "amd64");
+    busybox_for(&layout, "amd64");
     reg.push(&layout, "latest", "functions/busy:1.0");
     let arm = tmp.path().join("arm");
-    busybox_layout(&arm, "arm64");
+    busybox_for(&arm, "arm64");
     reg.push(&arm, "latest", "functions/busy:arm");
 
     let state = tmp.path().join("state");

@@ -20,6 +20,9 @@
 //!   found no replica and waited for one: count and wait
 //! - `shunt_instance_start_seconds{function_name}` — histogram, launch →
 //!   first successful health check, every instance
+//! - `shunt_instance_start_part_seconds{function_name,part}` — histogram,
+//!   the same start part by part ([`START_PARTS`]), so that the slow part
+//!   shows
 //! - `shunt_async_queue_length` — gauge
 //! - `shunt_daemon_syscalls_total{class}` — counter, the daemon's own calls
 //!   when it runs on the runtime
@@ -36,6 +39,16 @@ use prometheus::{
 use crate::instances::backend::Calls;
 
 pub const CLASSES: [&str; 5] = ["redirected", "emulated", "passthrough", "trapped", "denied"];
+
+/// The parts of an instance's start, in order (`part` label of
+/// `shunt_instance_start_part_seconds`): waiting for a launch thread; the
+/// supervisor's prepare (instance directory, cgroups, what to exec),
+/// fork (until the reaper reports the program's pid) and exec (until the
+/// program's `execve` succeeded), or `launch` for a backend without
+/// parts; handover (back to the function's controller); listen (the
+/// health probe's start to the instance's first HTTP answer); health (to
+/// its first healthy answer).
+pub const START_PARTS: [&str; 8] = ["queue", "prepare", "fork", "exec", "launch", "handover", "listen", "health"];
 
 /// The transport counters, by their stats names.
 pub const TRANSPORT: [&str; 3] = ["shm_connections", "kernel_connections", "shm_bytes"];
@@ -73,6 +86,7 @@ pub struct Metrics {
     pub cold_starts: IntCounterVec,
     pub cold_start_seconds: HistogramVec,
     pub instance_start_seconds: HistogramVec,
+    pub instance_start_part_seconds: HistogramVec,
     pub async_queue: IntGauge,
     pub daemon_syscalls: IntCounterVec,
     pub transport: IntCounterVec,
@@ -128,6 +142,16 @@ impl Metrics {
                 .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
             &["function_name"],
         ));
+        let instance_start_part_seconds = must(HistogramVec::new(
+            HistogramOpts::new(
+                "shunt_instance_start_part_seconds",
+                "Where an instance's start went, part by part: queue (waiting for a launch thread), the backend's parts \
+                 (prepare, fork, exec for a supervised instance), handover (back to the function's controller), \
+                 listen (to the instance's first HTTP answer), health (to its first healthy answer)",
+            )
+            .buckets(vec![0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+            &["function_name", "part"],
+        ));
         let async_queue = must(IntGauge::new("shunt_async_queue_length", "Async invocations waiting to run"));
         let async_callbacks_failed =
             must(IntCounter::new("shunt_async_callbacks_failed_total", "Async results whose callback could not be delivered"));
@@ -146,7 +170,7 @@ impl Metrics {
         for c in [&started, &total, &syscalls, &restarts, &cold_starts, &daemon_syscalls, &transport, &daemon_transport] {
             must(registry.register(Box::new((*c).clone())));
         }
-        for h in [&seconds, &cold_start_seconds, &instance_start_seconds] {
+        for h in [&seconds, &cold_start_seconds, &instance_start_seconds, &instance_start_part_seconds] {
             must(registry.register(Box::new((*h).clone())));
         }
         for g in [&service_count, &available] {
@@ -166,6 +190,7 @@ impl Metrics {
             cold_starts,
             cold_start_seconds,
             instance_start_seconds,
+            instance_start_part_seconds,
             async_queue,
             daemon_syscalls,
             transport,
@@ -211,6 +236,9 @@ impl Metrics {
         let _ = self.cold_starts.remove_label_values(&[function]);
         let _ = self.cold_start_seconds.remove_label_values(&[function]);
         let _ = self.instance_start_seconds.remove_label_values(&[function]);
+        for part in START_PARTS {
+            let _ = self.instance_start_part_seconds.remove_label_values(&[function, part]);
+        }
         for class in CLASSES {
             let _ = self.syscalls.remove_label_values(&[function, class]);
         }

@@ -18,6 +18,14 @@
 //! adds"), and the last part is the daemon's own share: the instance start
 //! it reports (`shunt_instance_start_seconds`, launch → healthy) minus
 //! stage 4. A difference can come out negative within noise.
+//!
+//! The daemon reports that share itself, part by part, for every instance
+//! it starts (`shunt_instance_start_part_seconds`, parts
+//! [`shunt_manager::metrics::START_PARTS`]): waiting for a launch thread,
+//! the supervisor's prepare / fork / exec, the handover back to the
+//! function's controller, the program's start until its first HTTP answer
+//! to the health probe, and that answer until it is healthy.
+//! [`daemon_parts`] reads them, once per deploy.
 
 use std::net::TcpStream;
 use std::path::Path;
@@ -125,6 +133,25 @@ pub fn stages(store: &Path, image: &str, reps: usize, body: &[u8], answer: &str)
     Ok(out)
 }
 
+/// The daemon's parts of its instance starts so far, for the function
+/// whose `function_name` label starts with `function_label` (`aes-go.`):
+/// (sum in seconds, count) for each of
+/// [`START_PARTS`](shunt_manager::metrics::START_PARTS), from the text of
+/// its `/metrics`.
+pub fn daemon_parts(metrics: &str, function_label: &str) -> Vec<(f64, f64)> {
+    let name = "shunt_instance_start_part_seconds";
+    let f = format!("function_name=\"{function_label}");
+    shunt_manager::metrics::START_PARTS
+        .iter()
+        .map(|p| {
+            let part = format!("part=\"{p}\"");
+            let sum = super::daemon::metric(metrics, &format!("{name}_sum"), &[&f, &part]).unwrap_or(0.0);
+            let count = super::daemon::metric(metrics, &format!("{name}_count"), &[&f, &part]).unwrap_or(0.0);
+            (sum, count)
+        })
+        .collect()
+}
+
 /// The parts (ms) from the stages' p50s and the daemon's instance start p50.
 pub fn parts(p50: &[f64], daemon_instance_start: f64) -> Vec<f64> {
     vec![
@@ -135,4 +162,24 @@ pub fn parts(p50: &[f64], daemon_instance_start: f64) -> Vec<f64> {
         p50[4] - p50[3],
         daemon_instance_start - p50[4],
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::daemon_parts;
+
+    #[test]
+    fn reads_the_daemons_start_parts() {
+        let text = "# TYPE shunt_instance_start_part_seconds histogram\n\
+            shunt_instance_start_part_seconds_sum{function_name=\"aes-go.openfaas-fn\",part=\"exec\"} 0.25\n\
+            shunt_instance_start_part_seconds_count{function_name=\"aes-go.openfaas-fn\",part=\"exec\"} 2\n\
+            shunt_instance_start_part_seconds_sum{function_name=\"aes-cpp.openfaas-fn\",part=\"listen\"} 9\n\
+            shunt_instance_start_part_seconds_count{function_name=\"aes-cpp.openfaas-fn\",part=\"listen\"} 1\n";
+        let parts = daemon_parts(text, "aes-go.");
+        assert_eq!(parts.len(), shunt_manager::metrics::START_PARTS.len());
+        let exec = shunt_manager::metrics::START_PARTS.iter().position(|p| *p == "exec").unwrap();
+        let listen = shunt_manager::metrics::START_PARTS.iter().position(|p| *p == "listen").unwrap();
+        assert_eq!(parts[exec], (0.25, 2.0));
+        assert_eq!(parts[listen], (0.0, 0.0), "another function's part is not this one's");
+    }
 }

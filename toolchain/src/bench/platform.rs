@@ -69,6 +69,8 @@
 //!   "cold_start_breakdown": { "go": {                 // null when not measured
 //!       "stages_ms": { stage: {"p50", "p99", "samples"} },
 //!       "daemon_instance_start_p50_ms": X, "parts_p50_ms": { part: X } } },
+//!   "cold_start_daemon_parts": { lang: { config: {   // the daemon's own account of each deploy's start
+//!       part: {"p50", "p99", "samples"} } } },      // parts: shunt_manager::metrics::START_PARTS, ms
 //!   "density": { "stock"|"shunt": {
 //!       "stopped": "done"|"memory"|"pids"|"time"|"scale-up timeout",
 //!       "points": [{"replicas_requested", "replicas_running", "scale_up_seconds",
@@ -229,6 +231,9 @@ struct Samples {
     from_zero_ms: Vec<f64>,
     instance_start_ms: Vec<f64>,
     gateway_wait_ms: Vec<f64>,
+    /// The daemon's parts of each deploy's instance start (ms), one list
+    /// per [`shunt_manager::metrics::START_PARTS`] entry.
+    start_parts: Vec<Vec<f64>>,
     sweep: Vec<super::load::Step>,
 }
 
@@ -295,6 +300,8 @@ fn cold_start(d: &Daemon, lang: &str, body: &[u8], s: &mut Samples) -> Result<()
     d.remove(&f)?;
     d.wait_for(&f, WAIT, "removed", |a| a.is_none())?;
     let started = histogram(d, "shunt_instance_start_seconds", lang)?;
+    let label = format!("{}.", function(lang));
+    let parts_before = super::coldstart::daemon_parts(&d.metrics()?, &label);
     let t0 = Instant::now();
     d.deploy(&f, &image(lang), ENV)?;
     let mut c = Conn::connect("127.0.0.1", d.port)?;
@@ -305,6 +312,14 @@ fn cold_start(d: &Daemon, lang: &str, body: &[u8], s: &mut Samples) -> Result<()
     }
     s.deploy_ms.push(took.as_secs_f64() * 1e3);
     s.instance_start_ms.push(since(histogram(d, "shunt_instance_start_seconds", lang)?, started));
+    let parts_after = super::coldstart::daemon_parts(&d.metrics()?, &label);
+    s.start_parts.resize(parts_after.len(), Vec::new());
+    for (i, (a, b)) in parts_after.iter().zip(&parts_before).enumerate() {
+        let ms = since(*a, *b);
+        if ms.is_finite() {
+            s.start_parts[i].push(ms);
+        }
+    }
 
     d.scale(&f, 0)?;
     d.wait_for(&f, WAIT, "scaled to zero", |a| a == Some(0))?;
@@ -625,6 +640,47 @@ fn report(
         });
         part_bars.entry("go".into()).or_default().insert("shunt", super::coldstart::PARTS.iter().zip(&parts).map(|(n, v)| (n.to_string(), *v)).collect());
     }
+    // The daemon's own account of its instance starts, part by part.
+    let mut daemon_parts = serde_json::Map::new();
+    for (lang, samples) in all {
+        let with: Vec<(&str, &Samples)> =
+            configs.iter().zip(samples).filter(|(_, s)| s.start_parts.iter().any(|v| !v.is_empty())).map(|(c, s)| (*c, s)).collect();
+        if with.is_empty() {
+            continue;
+        }
+        println!();
+        println!("The daemon's instance start ({lang}), part by part, as it reports it (shunt_instance_start_part_seconds); p50 / p99 in ms");
+        println!();
+        println!("| part | {} |", with.iter().map(|(c, _)| *c).collect::<Vec<_>>().join(" | "));
+        println!("|---|{}", "---|".repeat(with.len()));
+        let mut per_config = serde_json::Map::new();
+        for (i, part) in shunt_manager::metrics::START_PARTS.iter().enumerate() {
+            if with.iter().all(|(_, s)| s.start_parts.get(i).is_none_or(|v| v.is_empty())) {
+                continue;
+            }
+            let cells: Vec<String> = with
+                .iter()
+                .map(|(_, s)| match s.start_parts.get(i).filter(|v| !v.is_empty()) {
+                    Some(v) => {
+                        let (p50, p99) = p50_p99(v);
+                        format!("{p50:.1} / {p99:.1}")
+                    }
+                    None => "-".into(),
+                })
+                .collect();
+            println!("| {part} | {} |", cells.join(" | "));
+        }
+        for (c, s) in &with {
+            let parts: serde_json::Map<String, Value> = shunt_manager::metrics::START_PARTS
+                .iter()
+                .zip(&s.start_parts)
+                .filter(|(_, v)| !v.is_empty())
+                .map(|(p, v)| (p.to_string(), dist(v)))
+                .collect();
+            per_config.insert(c.to_string(), Value::Object(parts));
+        }
+        daemon_parts.insert(lang.clone(), Value::Object(per_config));
+    }
     let mut fig6 = serde_json::Map::new();
     let mut curves: BTreeMap<String, BTreeMap<&str, Vec<Value>>> = BTreeMap::new();
     if !a.no_sweep {
@@ -682,7 +738,7 @@ fn report(
     }
     let doc = json!({
         "benchmark": "shunt bench platform", "schema": 2, "quick": a.quick,
-        "p99_bound_ms": a.p99_bound_ms, "fig6": fig6, "density": dens, "cold_start_breakdown": {"go": cold_parts},
+        "p99_bound_ms": a.p99_bound_ms, "fig6": fig6, "density": dens, "cold_start_breakdown": {"go": cold_parts}, "cold_start_daemon_parts": daemon_parts,
         "configurations": configs, "notes": NOTES,
         "input_bytes": a.input_bytes, "rounds": rounds, "invocations_per_round": a.invocations,
         "cold_start_repetitions": reps,

@@ -131,6 +131,8 @@ pub(crate) struct Shared {
     pub exit: Mutex<Option<Exit>>,
     pub exited_cv: Condvar,
     pub exit_watch: watch::Sender<Option<Exit>>,
+    /// Where `spawn` spent its time (see [`Instance::start_parts`]).
+    pub start_parts: [(&'static str, Duration); 3],
 }
 
 impl Shared {
@@ -246,6 +248,15 @@ impl Instance {
             Some(d) if d.join("policy").exists() => crate::report::read(d).map(Some),
             _ => Ok(None),
         }
+    }
+
+    /// Where [`Supervisor::spawn`] spent its time for this instance, in
+    /// order: `prepare` (instance directory, cgroups, what to exec: the
+    /// program's classification, the glibc plans, the seccomp filter),
+    /// `fork` (clone of the reaper until it reports the program's pid) and
+    /// `exec` (until the program's `execve` succeeded).
+    pub fn start_parts(&self) -> &[(&'static str, Duration)] {
+        &self.shared.start_parts
     }
 
     /// How it ended, if it has.
@@ -414,6 +425,7 @@ impl Supervisor {
         if core.shutting_down.load(Ordering::SeqCst) {
             bail!("the supervisor is shutting down");
         }
+        let t_begin = Instant::now();
         let program = spec.program.clone();
         let shown = Path::new(&program).display().to_string();
         let on_runtime = matches!(spec.runtime, Runtime::Shunt(_));
@@ -504,6 +516,7 @@ impl Supervisor {
             pre_exec: spec.pre_exec.as_deref_mut(),
             seccomp: prepared.filter.as_ref(),
         };
+        let t_fork = Instant::now();
         // SAFETY: every descriptor in `plan` is open (owned above, closed
         // only after this call), and the child side only makes system
         // calls (child.rs).
@@ -516,8 +529,10 @@ impl Supervisor {
 
         let mut rec = [0u8; 5];
         let got = read_exact_or_eof(&status_r, &mut rec).context("cannot hear from the instance's reaper")?;
+        let t_pid = Instant::now();
         let mut err = [0u8; 5];
         let failed = read_exact_or_eof(&err_r, &mut err).unwrap_or(0);
+        let t_exec = Instant::now();
         if got < 5 || rec[0] != REC_PID || failed == 5 {
             // The program never ran: let the reaper finish, then say why.
             let _ = rustix::process::waitid(
@@ -550,6 +565,7 @@ impl Supervisor {
             exit: Mutex::new(None),
             exited_cv: Condvar::new(),
             exit_watch: watch::channel(None).0,
+            start_parts: [("prepare", t_fork - t_begin), ("fork", t_pid - t_fork), ("exec", t_exec - t_pid)],
         });
         for w in &prepared.warnings {
             events.send(Event::now(Some(id), EventKind::Warning { message: w.clone() }));

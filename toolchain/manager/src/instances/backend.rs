@@ -155,6 +155,11 @@ pub trait Instance: Send + Sync {
     fn kill(&self);
     /// Its syscall counts so far (`None` for instances without the runtime).
     fn calls(&self) -> Option<Calls>;
+    /// Where the backend's launch spent its time, in order (names and
+    /// durations; empty when the backend does not say).
+    fn start_parts(&self) -> Vec<(&'static str, std::time::Duration)> {
+        Vec::new()
+    }
 }
 
 pub trait Backend: Send + Sync {

@@ -50,12 +50,24 @@ pub enum Command {
     /// The daemon is stopping: stop everything, then answer.
     Shutdown(oneshot::Sender<()>),
     Exited { instance: String, exit: Exit },
-    Ready { instance: String, after: Duration },
+    /// `parts`: where the start went ([`crate::metrics::START_PARTS`]).
+    Ready { instance: String, after: Duration, parts: Vec<(&'static str, Duration)> },
     NotReady { instance: String, reason: String },
     RestartDue { slot: u64 },
     /// The backend's launch finished (on a blocking thread).
-    Launched { slot: u64, prepared: Prepared, result: Result<Arc<dyn Instance>, String>, started: Instant },
+    Launched { slot: u64, prepared: Prepared, result: Result<Arc<dyn Instance>, String>, timing: LaunchTiming },
     Tick,
+}
+
+/// When a launch ran on its blocking thread.
+pub struct LaunchTiming {
+    /// From the controller's launch to the thread's start.
+    queued: Duration,
+    /// The thread's start (the instance's start, as
+    /// `shunt_instance_start_seconds` counts it).
+    started: Instant,
+    /// When the backend's launch returned.
+    returned: Instant,
 }
 
 /// A start made ready by the controller, launched on a blocking thread.
@@ -203,7 +215,7 @@ impl Controller {
                 _ => self.ending = Some(Ending::Shutdown(vec![done])),
             },
             Command::Exited { instance, exit } => self.on_exit(&instance, exit),
-            Command::Ready { instance, after } => self.on_ready(&instance, after),
+            Command::Ready { instance, after, parts } => self.on_ready(&instance, after, &parts),
             Command::NotReady { instance, reason } => {
                 if let Some(s) = self.slot_of(&instance) {
                     if s.phase == Phase::Starting {
@@ -226,7 +238,7 @@ impl Controller {
                     }
                 }
             }
-            Command::Launched { slot, prepared, result, started } => self.on_launched(slot, prepared, result, started),
+            Command::Launched { slot, prepared, result, timing } => self.on_launched(slot, prepared, result, timing),
             Command::Tick => self.tick(),
         }
     }
@@ -323,15 +335,18 @@ impl Controller {
         let sink = self.sink(&prepared.instance);
         let backend = self.shared.backend.clone();
         let tx = self.tx.clone();
+        let asked = Instant::now();
         tokio::task::spawn_blocking(move || {
             let started = Instant::now();
             let result = backend.launch(prepared.spec.clone(), sink).map_err(|e| format!("{e:#}"));
-            let _ = tx.send(Command::Launched { slot: slot_id, prepared, result, started });
+            let timing = LaunchTiming { queued: started - asked, started, returned: Instant::now() };
+            let _ = tx.send(Command::Launched { slot: slot_id, prepared, result, timing });
         });
     }
 
-    fn on_launched(&mut self, slot_id: u64, prepared: Prepared, result: Result<Arc<dyn Instance>, String>, started: Instant) {
+    fn on_launched(&mut self, slot_id: u64, prepared: Prepared, result: Result<Arc<dyn Instance>, String>, timing: LaunchTiming) {
         let Prepared { instance, spec } = prepared;
+        let started = timing.started;
         let i = self.slots.iter().position(|s| s.id == slot_id && s.launching.as_deref() == Some(instance.as_str()));
         let handle = match result {
             Ok(h) => h,
@@ -395,11 +410,23 @@ impl Controller {
             self.stop_slot(id);
             return;
         }
+        let mut parts = vec![("queue", timing.queued)];
+        let backend_parts = self.slots[i].run.as_ref().map(|r| r.handle.start_parts()).unwrap_or_default();
+        if backend_parts.is_empty() {
+            parts.push(("launch", timing.returned - timing.started));
+        } else {
+            parts.extend(backend_parts);
+        }
+        parts.push(("handover", timing.returned.elapsed()));
         let tx = self.tx.clone();
         let shared = self.shared.clone();
         tokio::spawn(async move {
             let msg = match health::until_ready(&shared.client, &replica, shared.config.ready_timeout).await {
-                health::Probe::Ready(_) => Command::Ready { instance, after: started.elapsed() },
+                health::Probe::Ready { listening, answered } => {
+                    parts.push(("listen", listening));
+                    parts.push(("health", answered - listening));
+                    Command::Ready { instance, after: started.elapsed(), parts }
+                }
                 health::Probe::Gone => return,
                 health::Probe::TimedOut(reason) => Command::NotReady { instance, reason },
             };
@@ -512,7 +539,7 @@ impl Controller {
         })
     }
 
-    fn on_ready(&mut self, instance: &str, after: Duration) {
+    fn on_ready(&mut self, instance: &str, after: Duration, parts: &[(&'static str, Duration)]) {
         let dotted = self.f.dotted.clone();
         let Some(slot) = self.slot_of(instance) else { return };
         if slot.phase != Phase::Starting {
@@ -524,12 +551,16 @@ impl Controller {
         }
         let m = &self.shared.metrics;
         m.instance_start_seconds.with_label_values(&[&dotted]).observe(after.as_secs_f64());
+        for (part, d) in parts {
+            m.instance_start_part_seconds.with_label_values(&[dotted.as_str(), part]).observe(d.as_secs_f64());
+        }
         if let Some(since) = self.waking_since.take() {
             m.cold_starts.with_label_values(&[&dotted]).inc();
             m.cold_start_seconds.with_label_values(&[&dotted]).observe(since.elapsed().as_secs_f64());
             self.f.update_status(|s| s.cold_starts += 1);
         }
-        self.log_manager_line(instance, &format!("instance {instance} ready after {:.1} ms", after.as_secs_f64() * 1e3));
+        let shown: Vec<String> = parts.iter().map(|(p, d)| format!("{p} {:.1}", d.as_secs_f64() * 1e3)).collect();
+        self.log_manager_line(instance, &format!("instance {instance} ready after {:.1} ms ({} ms)", after.as_secs_f64() * 1e3, shown.join(", ")));
     }
 
     fn on_exit(&mut self, instance: &str, exit: Exit) {

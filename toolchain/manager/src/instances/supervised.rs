@@ -88,6 +88,10 @@ impl Instance for Supervisee {
     fn calls(&self) -> Option<Calls> {
         self.inner.stats().ok().flatten().map(|r| calls_of(&r))
     }
+
+    fn start_parts(&self) -> Vec<(&'static str, Duration)> {
+        self.inner.start_parts().to_vec()
+    }
 }
 
 fn signal_name(sig: i32) -> String {

@@ -204,6 +204,72 @@ pub fn classify(path: &Path) -> Result<Kind> {
     Ok(Kind::Static)
 }
 
+/// What this process has already found out, so that starting the next
+/// instance of the same program costs nothing of it again (a daemon starts
+/// many): each program file's [`Kind`] (keyed by the file's identity, so a
+/// rebuilt file is classified again), the runtime libraries whose glibc
+/// plans were made or found, and the seccomp filter of each policy. Reading
+/// and parsing a Go program of several MiB, and libc's and ld.so's
+/// symbol tables, took tens of milliseconds of every start.
+mod once {
+    use std::collections::{HashMap, HashSet};
+    use std::os::unix::fs::MetadataExt;
+    use std::path::{Path, PathBuf};
+    use std::sync::Mutex;
+
+    use anyhow::Result;
+
+    use super::Kind;
+
+    type FileId = (PathBuf, u64, u64, u64, i64, i64);
+
+    static KINDS: Mutex<Option<HashMap<FileId, Kind>>> = Mutex::new(None);
+    static PLANNED: Mutex<Option<HashSet<Option<PathBuf>>>> = Mutex::new(None);
+    static FILTERS: Mutex<Option<HashMap<String, shunt_seccomp::Filter>>> = Mutex::new(None);
+
+    fn id(path: &Path) -> Option<FileId> {
+        let m = std::fs::metadata(path).ok()?;
+        Some((path.to_path_buf(), m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec()))
+    }
+
+    /// [`super::classify`], once per file version.
+    pub fn classify(path: &Path) -> Result<Kind> {
+        let key = id(path);
+        if let Some(k) = &key {
+            if let Some(kind) = KINDS.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert_with(HashMap::new).get(k) {
+                return Ok(*kind);
+            }
+        }
+        let kind = super::classify(path)?;
+        // Only when the file did not change while it was read.
+        if let Some(k) = key.filter(|k| id(path).as_ref() == Some(k)) {
+            KINDS.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert_with(HashMap::new).insert(k, kind);
+        }
+        Ok(kind)
+    }
+
+    /// `shunt_glibc_patch::ensure_plans`, until it succeeds once for `lib_dir`.
+    pub fn ensure_plans(lib_dir: Option<&Path>) -> Result<()> {
+        let key = lib_dir.map(Path::to_path_buf);
+        if PLANNED.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert_with(HashSet::new).contains(&key) {
+            return Ok(());
+        }
+        shunt_glibc_patch::ensure_plans(lib_dir)?;
+        PLANNED.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert_with(HashSet::new).insert(key);
+        Ok(())
+    }
+
+    /// The seccomp filter of `policy` (whose text is `text`), made once.
+    pub fn filter(policy: &shunt_policy::Compiled, text: &str) -> Result<shunt_seccomp::Filter> {
+        if let Some(f) = FILTERS.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert_with(HashMap::new).get(text) {
+            return Ok(f.clone());
+        }
+        let f = shunt_seccomp::Filter::new(policy)?;
+        FILTERS.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert_with(HashMap::new).insert(text.to_string(), f.clone());
+        Ok(f)
+    }
+}
+
 /// What the instance's first process execs.
 pub(crate) struct Prepared {
     pub path: PathBuf,
@@ -243,7 +309,7 @@ pub(crate) fn prepare(spec: &LaunchSpec, dir: Option<&Path>) -> Result<Prepared>
     };
     check_supported(opts)?;
     let dir = dir.context("an instance on the runtime needs an instance directory")?;
-    let kind = classify(&file)?;
+    let kind = once::classify(&file)?;
     let lib = match &opts.lib {
         Some(l) => l.clone(),
         None => runtime_library()?,
@@ -253,8 +319,9 @@ pub(crate) fn prepare(spec: &LaunchSpec, dir: Option<&Path>) -> Result<Prepared>
         None => shunt_executable(&lib)?,
     };
     let policy = opts.policy.clone().unwrap_or_else(Compiled::builtin);
-    let filter = if opts.isolate { Some(shunt_seccomp::Filter::new(&policy)?) } else { None };
-    std::fs::write(dir.join("policy"), policy.to_text()).context("cannot write the policy")?;
+    let policy_text = policy.to_text();
+    let filter = if opts.isolate { Some(once::filter(&policy, &policy_text)?) } else { None };
+    std::fs::write(dir.join("policy"), &policy_text).context("cannot write the policy")?;
     std::fs::write(dir.join("events"), b"").context("cannot create the events file")?;
 
     let mut warnings = Vec::new();
@@ -262,7 +329,7 @@ pub(crate) fn prepare(spec: &LaunchSpec, dir: Option<&Path>) -> Result<Prepared>
         // The plans that let libshunt.so patch glibc in memory (made once per
         // glibc build); without them glibc's calls are trapped, still counted.
         // Also for a static program: the dynamic programs it execs preload.
-        if let Err(e) = shunt_glibc_patch::ensure_plans(lib.parent()) {
+        if let Err(e) = once::ensure_plans(lib.parent()) {
             warnings.push(format!("{e:#} (glibc stays unpatched: its calls are trapped)"));
         }
     }

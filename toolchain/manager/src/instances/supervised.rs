@@ -17,14 +17,39 @@ pub struct Supervised {
     runtime: sup::Runtime,
     kind: &'static str,
     rt: tokio::runtime::Handle,
+    /// The daemon's own cache root (`shunt_paths::cache_root`), given to
+    /// instances on the runtime whose `HOME` is their scratch directory
+    /// (see [`cache_env`]).
+    cache: Option<std::path::PathBuf>,
+}
+
+/// `SHUNT_CACHE` for an instance on the runtime, on the host's root, whose
+/// `HOME` the daemon made (its scratch directory) and whose environment
+/// names no cache of its own: the daemon's cache root. The loader keeps
+/// the plan of a static program (a Go function) there, made once per build
+/// (`shunt_glibc_patch::cached_or_new_plan`); in a fresh `HOME` that cache
+/// is empty at every start, and planning a Go program again cost ~400 ms
+/// of every cold start. An image's root does not see the host's paths:
+/// nothing is given there.
+fn cache_env(spec: &LaunchSpec, cache: Option<&std::path::Path>) -> Option<std::ffi::OsString> {
+    let cache = cache?;
+    if spec.root.is_some() {
+        return None;
+    }
+    let get = |k: &str| spec.env.iter().rev().find(|(ek, _)| ek == k).map(|(_, v)| v);
+    if get("SHUNT_CACHE").is_some() || get("XDG_CACHE_HOME").is_some() {
+        return None;
+    }
+    let home = get("HOME")?;
+    std::path::Path::new(home).starts_with(&spec.scratch).then(|| cache.as_os_str().to_owned())
 }
 
 impl Supervised {
     /// `options` `None`: plain processes; `Some`: on the runtime.
     pub fn new(sup: sup::Supervisor, options: Option<sup::ShuntOptions>, rt: tokio::runtime::Handle) -> Supervised {
         match options {
-            None => Supervised { sup, runtime: sup::Runtime::Native, kind: "native", rt },
-            Some(o) => Supervised { sup, runtime: sup::Runtime::Shunt(o), kind: "shunt", rt },
+            None => Supervised { sup, runtime: sup::Runtime::Native, kind: "native", rt, cache: None },
+            Some(o) => Supervised { sup, runtime: sup::Runtime::Shunt(o), kind: "shunt", rt, cache: shunt_paths::cache_root() },
         }
     }
 }
@@ -164,6 +189,7 @@ impl Backend for Supervised {
             .args(&spec.args)
             .env_clear()
             .envs(spec.env.iter().map(|(k, v)| (k, v)))
+            .envs(cache_env(&spec, self.cache.as_deref()).map(|c| ("SHUNT_CACHE", c)))
             .stdin(sup::Stdio::Null)
             .stdout(sup::Stdio::Lines)
             .stderr(sup::Stdio::Lines)
@@ -230,5 +256,46 @@ impl Backend for Supervised {
             }
         });
         Ok(Arc::new(Supervisee { inner, port: spec.port, netns }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    use super::{cache_env, LaunchSpec};
+
+    fn spec(env: &[(&str, &str)], root: Option<&str>) -> LaunchSpec {
+        LaunchSpec {
+            id: "f-1".into(),
+            function: "f.openfaas-fn".into(),
+            image: "f:latest".into(),
+            digest: "sha256:0".into(),
+            program: "/bin/true".into(),
+            argv0: "true".into(),
+            args: Vec::new(),
+            env: env.iter().map(|(k, v)| (k.into(), v.into())).collect(),
+            cwd: "/".into(),
+            root: root.map(PathBuf::from),
+            binds: Vec::new(),
+            read_only_root: false,
+            user: None,
+            memory_limit: None,
+            scratch: "/run/shunt/f-1".into(),
+            port: 8080,
+        }
+    }
+
+    #[test]
+    fn an_instance_in_its_scratch_home_gets_the_daemons_cache() {
+        let cache = Some(Path::new("/root/.cache/shunt"));
+        let home = ("HOME", "/run/shunt/f-1/tmp");
+        assert_eq!(cache_env(&spec(&[home], None), cache), Some("/root/.cache/shunt".into()));
+        // The function's own HOME or cache, an image's root, or no cache: nothing.
+        assert_eq!(cache_env(&spec(&[("HOME", "/home/app")], None), cache), None);
+        assert_eq!(cache_env(&spec(&[home, ("SHUNT_CACHE", "/c")], None), cache), None);
+        assert_eq!(cache_env(&spec(&[home, ("XDG_CACHE_HOME", "/x")], None), cache), None);
+        assert_eq!(cache_env(&spec(&[home], Some("/images/r")), cache), None);
+        assert_eq!(cache_env(&spec(&[home], None), None), None);
     }
 }

@@ -266,7 +266,9 @@ fn first_load_r11(file: &object::File, addr: u64) -> Option<u64> {
 /// Functions `(entry, size, name)` from Go's `.gopclntab` (see
 /// [`pclntab_functions`]).
 fn go_functions(file: &object::File) -> Option<Vec<(u64, u64, String)>> {
-    let tab = file.section_by_name(".gopclntab")?.data().ok()?;
+    // Go 1.25 and older put a PIE's table in relro data under this name.
+    let section = file.section_by_name(".gopclntab").or_else(|| file.section_by_name(".data.rel.ro.gopclntab"))?;
+    let tab = section.data().ok()?;
     pclntab_functions(tab, file.section_by_name(".text")?.address())
 }
 

@@ -91,6 +91,29 @@ fn manifest_snapshot_for_installed_go() {
     insta::assert_json_snapshot!(format!("manifest-{}", tool.version), manifest);
 }
 
+/// The caller's `GOTOOLCHAIN` picks the Go shunt drives (its GOROOT and
+/// version, so the overlay and the manifest are that toolchain's), not the
+/// installed one. One of the other supported releases is asked for (the Go
+/// command fetches it through the module proxy if it is not cached).
+#[test]
+fn the_callers_gotoolchain_picks_the_toolchain() {
+    let local = GoTool::locate_with(None).unwrap();
+    let other = if local.version.starts_with("go1.25.") { "go1.27.4" } else { "go1.25.5" };
+    let t = GoTool::locate_with(Some(other.as_ref()))
+        .unwrap_or_else(|e| panic!("GOTOOLCHAIN={other} (needs the Go module proxy or a cached toolchain): {e:#}"));
+    assert_eq!(t.version, other, "GOTOOLCHAIN={other} gave {:?} at {}", t.version, t.goroot.display());
+    assert_ne!(t.goroot, local.goroot);
+    assert_eq!(t.go, t.goroot.join("bin/go"));
+    // go refuses an overlay for files beneath GOMODCACHE, where the go
+    // command keeps the toolchains it downloads.
+    assert!(!t.goroot.starts_with(&t.gomodcache), "{} is beneath GOMODCACHE {}", t.goroot.display(), t.gomodcache.display());
+    // Its commands stay on it (GOTOOLCHAIN=local from here on).
+    let o = t.query().args(["env", "GOVERSION"]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), other);
+    // `local` is the installed Go.
+    assert_eq!(GoTool::locate_with(Some("local".as_ref())).unwrap().version, local.version);
+}
+
 /// A GOROOT tree holding only the scanned files, one of them changed.
 fn fake_goroot(tool: &GoTool, edit: impl Fn(&str, String) -> String) -> (tempfile::TempDir, GoTool, Vec<SourceFile>) {
     let dir = tempfile::tempdir().unwrap();
@@ -239,6 +262,11 @@ fn goroutines_signals_exec_run_natively_and_are_covered() {
     check_program("busy");
 }
 
+/// `25` of `go1.25.5`.
+fn go_minor(version: &str) -> u32 {
+    version.strip_prefix("go1.").and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next()).and_then(|m| m.parse().ok()).unwrap_or(0)
+}
+
 /// Copies a test program into a scratch directory (vendoring writes into it).
 fn copy_program(program: &str, to: &Path) {
     for e in fs::read_dir(programs().join(program)).unwrap() {
@@ -255,6 +283,17 @@ fn check_xsys(vendor: bool) {
     let src = work.path().join("src");
     fs::create_dir(&src).unwrap();
     copy_program("xsys", &src);
+    let go = tool();
+    if go_minor(&go.version) < 26 {
+        // x/sys v0.49.0 needs go 1.26: older Go takes v0.35.0 (go 1.23),
+        // from the module cache or the proxy.
+        let mut c = go.command();
+        c.current_dir(&src).args(["mod", "edit", "-go=1.25", "-require=golang.org/x/sys@v0.35.0"]);
+        ok(&run(c), "go mod edit");
+        let mut c = go.command();
+        c.current_dir(&src).args(["mod", "tidy"]);
+        ok(&run(c), "go mod tidy");
+    }
     if vendor {
         let mut c = tool().command();
         c.current_dir(&src).args(["mod", "vendor"]);

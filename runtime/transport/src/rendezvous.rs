@@ -414,6 +414,20 @@ impl Claims {
     /// listener whose registry is `registry`), attaches its segment and
     /// returns the acceptor's end. `None`: a plain peer (or a lost deposit):
     /// the connection stays the kernel's.
+    ///
+    /// The newest deposit for the accepted 4-tuple wins. A held one can be
+    /// stale: its connection was never claimed here (reset in the backlog
+    /// when its listener closed, accepted by another process) and is gone,
+    /// and the client port is free again for a new connection with the same
+    /// 4-tuple. Taking it ran the acceptor on the dead connection's rings
+    /// while its real peer stayed on the kernel (the acceptor's writes went
+    /// nowhere). So a held match is taken only after the registry's queue
+    /// was looked at for a newer one, and a deposit that arrives for a
+    /// 4-tuple already held replaces the older one. (Left open: a *plain*
+    /// client reusing a stale deposit's 4-tuple brings no newer deposit;
+    /// declining deposits whose connector closed its end would cover it but
+    /// also declines the connections Go's HTTP client closes unused before
+    /// the server accepts them, which then count as kernel TCP.)
     pub fn claim(&self, registry: i32, accepted: i32, tid: u32) -> Option<End> {
         let local = SockKey::of_socket(accepted, false).ok()?;
         let peer = SockKey::of_socket(accepted, true).ok()?;
@@ -421,27 +435,47 @@ impl Claims {
         let _g = self.lock.try_lock(tid).or_else(|| self.lock.lock(tid).ok())?;
         // SAFETY: we hold the lock.
         let slots = unsafe { &mut *self.slots.get() };
-        // Already here?
-        for s in slots.iter_mut().filter(|s| s.used) {
-            if s.conn >= 0 || s.proof >= 0 {
-                resolve(s);
-            }
-            if !s.used {
+        let ours = |s: &Slot| s.used && s.conn < 0 && s.proof < 0 && s.local == peer && s.peer == local;
+        // Already here? (The newest match; older ones are stale.)
+        let mut held: Option<usize> = None;
+        for i in 0..PENDING {
+            if !slots[i].used {
                 continue;
             }
-            if s.conn < 0 && s.proof < 0 && s.local == peer && s.peer == local {
-                return take(s);
+            if slots[i].conn >= 0 || slots[i].proof >= 0 {
+                resolve(&mut slots[i]);
             }
+            if !ours(&slots[i]) {
+                continue;
+            }
+            held = match held {
+                Some(h) if slots[h].seq.wrapping_sub(slots[i].seq) as i32 > 0 => {
+                    discard(&mut slots[i]);
+                    Some(h)
+                }
+                Some(h) => {
+                    discard(&mut slots[h]);
+                    Some(i)
+                }
+                None => Some(i),
+            };
         }
-        // New deposits.
+        // New deposits (with a match held: only while there is room, never
+        // evicting for a look).
         for _ in 0..DRAIN_PER_CLAIM {
+            if held.is_some() && slots.iter().all(|s| s.used) {
+                break;
+            }
             let Some(mut d) = receive(registry) else { break };
             d.seq = self.seq.fetch_add(1, Ordering::Relaxed);
             resolve(&mut d);
             if !d.used {
                 continue;
             }
-            if d.conn < 0 && d.proof < 0 && d.local == peer && d.peer == local {
+            if ours(&d) {
+                if let Some(h) = held {
+                    discard(&mut slots[h]);
+                }
                 return take(&mut d);
             }
             if d.conn < 0 && d.proof < 0 && d.local.family == 0 {
@@ -449,18 +483,27 @@ impl Claims {
                 discard(&mut d);
                 continue;
             }
-            // Keep it for a later accept; evict the oldest if full.
+            if d.conn < 0 && d.proof < 0 {
+                // A newer deposit for a held 4-tuple: the held one is stale.
+                for s in slots.iter_mut() {
+                    if s.used && s.conn < 0 && s.proof < 0 && s.local == d.local && s.peer == d.peer {
+                        discard(s);
+                    }
+                }
+            }
+            // Keep it for a later accept; evict the oldest if full (never the
+            // match held for this one).
             let i = match slots.iter().position(|s| !s.used) {
                 Some(i) => i,
                 None => {
-                    let (i, _) = slots.iter().enumerate().min_by_key(|(_, s)| s.seq)?;
+                    let (i, _) = slots.iter().enumerate().filter(|(i, _)| Some(*i) != held).min_by_key(|(_, s)| s.seq)?;
                     discard(&mut slots[i]);
                     i
                 }
             };
             slots[i] = d;
         }
-        None
+        held.and_then(|h| take(&mut slots[h]))
     }
 
     /// Deposits held now (tests, diagnostics).

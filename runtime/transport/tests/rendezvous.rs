@@ -375,3 +375,67 @@ fn a_registry_connection_that_says_nothing_is_dropped() {
     assert!(claims.claim(s.reg.as_raw_fd(), pfd2.as_raw_fd(), tid()).is_none());
     assert_eq!(claims.pending(tid()), 0);
 }
+
+/// A TCP socket bound to `local` (SO_REUSEADDR) whose deposit goes to the
+/// listener at `dst` before it connects there, as the runtime does.
+fn shunt_connect_from(local: SocketAddr, dst: SocketAddr) -> (OwnedFd, End) {
+    // SAFETY: plain socket calls on a fresh fd we own.
+    let fd = unsafe { OwnedFd::from_raw_fd(libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0)) };
+    let one: libc::c_int = 1;
+    // SAFETY: a valid int option.
+    unsafe { libc::setsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_REUSEADDR, (&one as *const libc::c_int).cast(), 4) };
+    let (sa, len) = socket2_like(local);
+    // SAFETY: `sa` is a sockaddr of `len` bytes.
+    assert_eq!(unsafe { libc::bind(fd.as_raw_fd(), sa.as_ptr().cast(), len) }, 0, "bind: {}", std::io::Error::last_os_error());
+    let (names, n) = connect_names(&key(dst));
+    let (end, memfd) = End::create(DEFAULT_RING_BYTES).unwrap();
+    assert!(deposit(&names[..n], memfd, fd.as_raw_fd(), DEFAULT_RING_BYTES));
+    // SAFETY: our memfd; the listener has its copy.
+    unsafe { libc::close(memfd) };
+    let (sa, len) = socket2_like(dst);
+    // SAFETY: `sa` is a sockaddr of `len` bytes.
+    assert_eq!(unsafe { libc::connect(fd.as_raw_fd(), sa.as_ptr().cast(), len) }, 0, "connect: {}", std::io::Error::last_os_error());
+    (fd, end)
+}
+
+/// A deposit held for a connection that was never claimed (reset in the
+/// backlog when its listener closed, or accepted by another process) must
+/// not be taken for a later connection on the same 4-tuple: the client port
+/// is free again as soon as the first socket is gone. Taken, the acceptor
+/// ran on the dead connection's rings while its real peer stayed on the
+/// kernel: the acceptor's writes went nowhere. The newest deposit for a
+/// 4-tuple wins; older ones are dropped.
+#[test]
+fn a_held_deposit_is_not_taken_for_a_later_connection_on_its_four_tuple() {
+    let s = shunt_listener("127.0.0.1:0");
+    let claims = Claims::new();
+    let dst = s.l.local_addr().unwrap();
+    let (c1, e1) = shunt_connect_from("127.0.0.1:0".parse().unwrap(), dst);
+    let local = std::net::SocketAddr::from(([127, 0, 0, 1], SockKey::of_socket(c1.as_raw_fd(), false).unwrap().port));
+    // Accepted, never claimed; another accept's claim drains and holds it.
+    let a1 = accept(&s);
+    let _plain = std::net::TcpStream::connect(dst).unwrap();
+    let ap = accept(&s);
+    assert!(claims.claim(s.reg.as_raw_fd(), ap.as_raw_fd(), tid()).is_none(), "a plain client");
+    assert_eq!(claims.pending(tid()), 1, "the first deposit is held");
+    // The first connection goes (a reset: no TIME_WAIT keeps the tuple).
+    let lin = libc::linger { l_onoff: 1, l_linger: 0 };
+    // SAFETY: a valid linger option.
+    unsafe { libc::setsockopt(c1.as_raw_fd(), libc::SOL_SOCKET, libc::SO_LINGER, (&lin as *const libc::linger).cast(), std::mem::size_of::<libc::linger>() as u32) };
+    drop(c1);
+    drop(a1);
+    // SAFETY: nobody uses the first connector's end any more.
+    unsafe { e1.unmap() };
+    // The same 4-tuple again.
+    let (c2, e2) = shunt_connect_from(local, dst);
+    let a2 = accept(&s);
+    assert_eq!(SockKey::of_socket(a2.as_raw_fd(), true).unwrap(), SockKey::of_socket(c2.as_raw_fd(), false).unwrap());
+    assert_eq!(SockKey::of_socket(c2.as_raw_fd(), false).unwrap().port, local.port(), "the 4-tuple was reused");
+    let end = claims.claim(s.reg.as_raw_fd(), a2.as_raw_fd(), tid()).expect("the second deposit matches");
+    assert_ne!(e2.peer().flags.load(std::sync::atomic::Ordering::Acquire) & shunt_transport::conn::ATTACHED, 0, "the acceptor attached the second connection's segment, not the first's");
+    write_all(&end, &a2, b"pong", SpinMode::Off);
+    let mut b = [0u8; 4];
+    read_exact(&e2, &c2, &mut b, SpinMode::Off);
+    assert_eq!(&b, b"pong");
+    assert_eq!(claims.pending(tid()), 0, "the stale deposit was dropped");
+}

@@ -464,9 +464,41 @@ impl End {
         }
     }
 
+    /// [`Self::probe`] while the connection is plain kernel TCP (neither
+    /// side switched): `poll` and `FIONREAD` only. A `MSG_PEEK` receive
+    /// returns the socket's pending error and clears it (`sk_err`), and in
+    /// this mode that error is the program's: a connect refused or reset
+    /// while in progress then read `SO_ERROR` 0 with no peer, and Go's
+    /// connect waited for a writability edge that never came (a hang); a
+    /// connection reset in the listener's backlog read a clean EOF instead
+    /// of `ECONNRESET`. (Listener churn between two shunt processes.)
+    fn probe_kernel_mode(kfd: i32) -> Probe {
+        let mut p = [libc::pollfd { fd: kfd, events: (EV_IN | EV_RDHUP) as i16, revents: 0 }];
+        if sys::poll(&mut p, 0) <= 0 {
+            return Probe::Quiet;
+        }
+        let r = p[0].revents as u16 as u32;
+        if r & EV_ERR != 0 {
+            return Probe::Reset;
+        }
+        let mut k: i32 = 0;
+        // SAFETY: `k` is a writable int, what FIONREAD fills.
+        let n = unsafe { sys::syscall3(nr::IOCTL, kfd as u64, libc::FIONREAD, &mut k as *mut i32 as u64) };
+        if n == 0 && k > 0 {
+            return Probe::Bytes;
+        }
+        if r & (EV_IN | EV_RDHUP | EV_HUP) != 0 {
+            return Probe::Eof;
+        }
+        Probe::Quiet
+    }
+
     /// Asks the kernel socket, without blocking and without consuming
     /// anything, what it holds.
     fn probe(&self, kfd: i32) -> Probe {
+        if self.kernel_mode() {
+            return Self::probe_kernel_mode(kfd);
+        }
         let mut b = [0u8; 1];
         match sys::recv(kfd, &mut b, libc::MSG_PEEK | libc::MSG_DONTWAIT) {
             0 => Probe::Eof,
@@ -488,6 +520,12 @@ impl End {
     /// publish would ring again: a lost wake-up (Go's netpoller hung so).
     /// The waiter drains its own doorbells ([`Self::watch_sync`]).
     pub fn drain(&self, kfd: i32) {
+        if self.kernel_mode() {
+            // Plain kernel TCP so far: no doorbells exist (a side rings only
+            // after its own switch), and the socket's news is the program's
+            // (see `probe_kernel_mode`).
+            return;
+        }
         let waited = self.in_ctl().rd.bell_waiters.load(Ordering::SeqCst) != 0
             || self.out_ctl().wr.bell_waiters.load(Ordering::SeqCst) != 0;
         if waited && self.prefix_left() == 0 {
@@ -513,6 +551,9 @@ impl End {
     /// after which no waiter needs the socket's edges): consumes them.
     /// Returns whether it consumed any byte.
     fn drain_all(&self, kfd: i32) -> bool {
+        if self.kernel_mode() {
+            return false;
+        }
         if self.prefix_left() != 0 {
             // Kernel bytes are stream bytes: leave them; only a reset (or an
             // EOF after the peer switched) says something about liveness.

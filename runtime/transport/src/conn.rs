@@ -620,10 +620,19 @@ impl End {
             } else {
                 None
             }
-        } else if kernel_reset || unread_here {
-            // Died without closing, never reading what is left in our ring.
+        } else if unread_here || self.me().kbytes_out.load(Ordering::Relaxed) > self.peer().kbytes_in.load(Ordering::Relaxed) {
+            // Died without closing, never reading what is left in our ring
+            // (or of our kernel prefix).
+            Some(libc::ECONNRESET)
+        } else if kernel_reset && self.out_ctl().rd.bell.load(Ordering::Acquire) == 0 && self.in_ctl().wr.bell.load(Ordering::Acquire) == 0 {
+            // Died without closing, with something else unread (or with
+            // SO_LINGER {on, 0}): the kernel's RST stands.
             Some(libc::ECONNRESET)
         } else {
+            // A clean death: nothing of ours unread. A kernel RST here is our
+            // own doorbell's, unread by the dead process (a bell of ours in
+            // flight): natively, that peer's socket closes with a FIN and
+            // we read EOF (a SIGKILLed writer).
             None
         };
         match reset {

@@ -10,6 +10,15 @@
 //	loopback serve FILE     an HTTP echo server; writes its address to FILE (-: the first
 //	                        line out), stops on "POST /quit"
 //	loopback client ADDR N  N keep-alive requests to ADDR, then /quit
+//	loopback sink FILE      accepts one connection, reads it to the end and
+//	                        prints the bytes' count and SHA-256 (or the error)
+//	loopback source ADDR B  sends B bytes (a fixed pseudo-random stream) to a
+//	                        sink and prints their SHA-256 (or the error)
+//	loopback churn-serve FILE ROUNDS
+//	                        an echo server whose listener closes and reopens
+//	                        on the same port, ROUNDS times
+//	loopback churn-client ADDR WORKERS FILE
+//	                        short echo connections to ADDR until stdin closes
 package main
 
 import (
@@ -17,6 +26,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -26,6 +36,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -322,6 +333,210 @@ func client(addr string, n int) {
 	fmt.Println("client: quit", string(b))
 }
 
+// announce writes a listener's address to file ("-": the first line out).
+func announce(file, addr string) {
+	if file == "-" {
+		fmt.Println(addr)
+		return
+	}
+	tmp := file + ".tmp"
+	must(os.WriteFile(tmp, []byte(addr), 0o644))
+	must(os.Rename(tmp, file))
+}
+
+// class names an I/O error the way the kernel reported it.
+func class(err error) string {
+	switch {
+	case err == nil:
+		return "ok"
+	case errors.Is(err, io.EOF):
+		return "EOF"
+	case errors.Is(err, syscall.ECONNRESET):
+		return "ECONNRESET"
+	case errors.Is(err, syscall.EPIPE):
+		return "EPIPE"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "ECONNREFUSED"
+	default:
+		return "other: " + err.Error()
+	}
+}
+
+// stream fills buf with the next bytes of the fixed pseudo-random stream.
+func stream(x *uint64, buf []byte) {
+	for j := 0; j+8 <= len(buf); j += 8 {
+		*x ^= *x << 13
+		*x ^= *x >> 7
+		*x ^= *x << 17
+		binary.LittleEndian.PutUint64(buf[j:], *x)
+	}
+}
+
+// sink accepts one connection, sends one byte (the source starts after
+// it: the whole stream is then on the rings), reads to the end and prints
+// what it got. "sink: pid P" and "sink: 64 MiB in" are for the test (it
+// may kill either side then).
+func sink(file string) {
+	ln := listen()
+	fmt.Println("sink: pid", os.Getpid())
+	announce(file, ln.Addr().String())
+	c, err := ln.Accept()
+	must(err)
+	_, err = c.Write([]byte{'g'})
+	must(err)
+	h := sha256.New()
+	buf := make([]byte, 1<<20)
+	n, told := int64(0), false
+	for {
+		k, err := c.Read(buf)
+		h.Write(buf[:k])
+		n += int64(k)
+		if !told && n >= 64<<20 {
+			fmt.Println("sink: 64 MiB in")
+			told = true
+		}
+		if err != nil {
+			fmt.Println("sink: ended by", class(err))
+			fmt.Fprintf(os.Stderr, "sink: %d bytes\n", n)
+			if err == io.EOF {
+				fmt.Printf("sink: %d bytes %x\n", n, h.Sum(nil))
+			}
+			break
+		}
+	}
+	c.Close()
+	ln.Close()
+}
+
+// source sends total bytes of the stream to a sink once it said "go".
+func source(addr string, total int64) {
+	fmt.Println("source: pid", os.Getpid())
+	c, err := dial(addr)
+	must(err)
+	_, err = io.ReadFull(c, make([]byte, 1))
+	must(err)
+	h := sha256.New()
+	buf := make([]byte, 1<<20)
+	x := uint64(0x9e3779b97f4a7c15)
+	var sent int64
+	for sent < total {
+		stream(&x, buf)
+		b := buf
+		if total-sent < int64(len(b)) {
+			b = b[:total-sent]
+		}
+		k, err := c.Write(b)
+		h.Write(b[:k])
+		sent += int64(k)
+		if err != nil {
+			fmt.Println("source: ended by", class(err))
+			fmt.Fprintf(os.Stderr, "source: %d bytes\n", sent)
+			os.Exit(3)
+		}
+	}
+	must(c.Close())
+	fmt.Printf("source: %d bytes %x\n", sent, h.Sum(nil))
+}
+
+// churnServe echoes short connections on one port while its listener
+// closes and reopens there (open ~20 ms, closed ~2 ms), rounds times.
+// Connections still in the backlog at a close are reset, as the kernel
+// does. FILE.count gets the connections accepted.
+func churnServe(file string, rounds int) {
+	ln := listen()
+	addr := ln.Addr().String()
+	announce(file, addr)
+	var wg sync.WaitGroup
+	for r := 0; r < rounds; r++ {
+		if r > 0 {
+			time.Sleep(2 * time.Millisecond)
+			for {
+				l, err := net.Listen("tcp", addr)
+				if err == nil {
+					ln = countingListener{l}
+					break
+				}
+				time.Sleep(time.Millisecond)
+			}
+		}
+		ln.(countingListener).Listener.(*net.TCPListener).SetDeadline(time.Now().Add(20 * time.Millisecond))
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				break
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				c.SetDeadline(time.Now().Add(20 * time.Second))
+				echo(c)
+			}()
+		}
+		ln.Close()
+	}
+	wg.Wait()
+	must(os.WriteFile(file+".count", []byte(strconv.FormatInt(accepted.Load(), 10)), 0o644))
+	fmt.Println("churn-serve: rounds", rounds)
+}
+
+// churnClient runs workers that each open a connection, send a line,
+// half-close and read the echo, again and again until stdin closes.
+// Refused and reset connections are expected (the listener comes and
+// goes); an echo that differs or a connection that hangs is not.
+// Prints the verdict on stdout, the counts on stderr; FILE gets the
+// connections dialed.
+func churnClient(addr string, workers int, file string) {
+	var stop atomic.Bool
+	go func() {
+		io.Copy(io.Discard, os.Stdin)
+		stop.Store(true)
+	}()
+	var ok, refused, reset, bad atomic.Int64
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := 0; !stop.Load(); i++ {
+				c, err := dial(addr)
+				if err != nil {
+					switch class(err) {
+					case "ECONNREFUSED", "ECONNRESET":
+						// Closed, or closing during the handshake.
+						refused.Add(1)
+						time.Sleep(100 * time.Microsecond)
+						continue
+					}
+					bad.Add(1)
+					fmt.Fprintln(os.Stderr, "dial:", err)
+					continue
+				}
+				c.SetDeadline(time.Now().Add(20 * time.Second))
+				msg := []byte(fmt.Sprintf("w%d-%d", w, i))
+				_, werr := c.Write(msg)
+				if werr == nil {
+					werr = c.(*net.TCPConn).CloseWrite()
+				}
+				b, rerr := io.ReadAll(c)
+				c.Close()
+				switch {
+				case werr == nil && rerr == nil && bytes.Equal(b, msg):
+					ok.Add(1)
+				case len(b) == 0 && (class(rerr) == "ECONNRESET" || class(werr) == "ECONNRESET" || class(werr) == "EPIPE"):
+					reset.Add(1)
+				default:
+					bad.Add(1)
+					fmt.Fprintf(os.Stderr, "%s: got %q, write %v, read %v\n", msg, b, werr, rerr)
+				}
+			}
+		}(w)
+	}
+	wg.Wait()
+	fmt.Println("churn-client: bad", bad.Load(), "some ok:", ok.Load() > 0)
+	fmt.Fprintf(os.Stderr, "churn-client: dialed %d ok %d refused %d reset %d bad %d\n", dialed.Load(), ok.Load(), refused.Load(), reset.Load(), bad.Load())
+	must(os.WriteFile(file, []byte(strconv.FormatInt(dialed.Load(), 10)), 0o644))
+}
+
 func main() {
 	if len(os.Args) < 2 {
 		fmt.Fprintln(os.Stderr, "usage: loopback all | serve FILE | client ADDR N")
@@ -341,6 +556,17 @@ func main() {
 	case "client":
 		n, _ := strconv.Atoi(os.Args[3])
 		client(os.Args[2], n)
+	case "sink":
+		sink(os.Args[2])
+	case "source":
+		n, _ := strconv.ParseInt(os.Args[3], 10, 64)
+		source(os.Args[2], n)
+	case "churn-serve":
+		n, _ := strconv.Atoi(os.Args[3])
+		churnServe(os.Args[2], n)
+	case "churn-client":
+		n, _ := strconv.Atoi(os.Args[3])
+		churnClient(os.Args[2], n, os.Args[4])
 	default:
 		fmt.Fprintln(os.Stderr, "unknown scenario", os.Args[1])
 		os.Exit(2)

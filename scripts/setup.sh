@@ -36,7 +36,8 @@ grep -qw fsgsbase /proc/cpuinfo || miss "this CPU or kernel does not offer FSGSB
 # curl: the demo calls the functions with it.
 # busybox-static, musl-tools: binaries shunt did not build (static glibc, musl)
 # whose syscall sites the rewrite tests plan and run.
-PACKAGES="gcc g++ make cmake python3 coreutils sqlite3 libssl-dev libgmp-dev git util-linux curl busybox-static musl-tools linux-libc-dev"
+# strace: rewrite_jit watches threads meet the int3 of a site being rewritten.
+PACKAGES="gcc g++ make cmake python3 coreutils sqlite3 libssl-dev libgmp-dev git util-linux curl busybox-static musl-tools linux-libc-dev strace"
 # containerd, runc, umoci: the benchmark's stock container path (a private
 # containerd started by shunt-containerd; images made with umoci).
 PACKAGES="$PACKAGES containerd runc umoci"

@@ -5,9 +5,8 @@
  *   B  mov $102,%rax; syscall; ret          getuid
  *   C  mov %rdi,%rax; syscall; ret          getgid (nr from a register)
  *   D  mov $108,%eax; syscall; ret          getegid, while a second thread runs
- * Under shunt, A and B trap once and are then rewritten; C matches no known
- * pattern and traps every time; D is not rewritten while the process has
- * two threads. Prints each result and the count, so the native run and the
+ * Under shunt, A, B and D trap once and are then rewritten (D while
+ * another thread exists); C matches no known pattern and traps every time. Prints each result and the count, so the native run and the
  * shunt run must agree. Usage: jit_syscalls N */
 #include <pthread.h>
 #include <stdio.h>

@@ -1,14 +1,24 @@
 //! Rewriting on first trap: code generated at run time (`programs/jit_syscalls.c`
 //! copies routines into anonymous mappings and calls each N times) makes
 //! system calls no load-time plan could reach. Under `shunt run` a site
-//! `shunt_core::lazy` recognises traps once and then calls the gate; a site
-//! it does not recognise (the number in a register) traps every time, and
-//! so does one first reached while the process has two threads (the rule:
-//! text is only rewritten while one thread runs). The counts are exact:
-//! the program's own loop count is the independent count. The program runs
-//! dynamically linked (libshunt.so's trap path) and `gcc -static` (the
-//! loader's), natively and under shunt: same output and status; with
-//! `--no-rewrite` nothing is rewritten and every call of the routines traps.
+//! `shunt_core::lazy` recognises traps once and then calls the gate, also
+//! when it is first reached while another thread runs; a site it does not
+//! recognise (the number in a register) traps every time. The counts are
+//! exact: the program's own loop count is the independent count. The
+//! program runs dynamically linked (libshunt.so's trap path) and `gcc
+//! -static` (the loader's), natively and under shunt: same output and
+//! status; with `--no-rewrite` nothing is rewritten and every call of the
+//! routines traps.
+//!
+//! `programs/jit_threads.c` has many threads (more than this machine's
+//! cores) run one JIT'd site together while it is rewritten under them
+//! (int3, membarrier SYNC_CORE, tail, first byte), each call checked
+//! against the thread's own tid, with a thread sending signals whose
+//! handler calls the site too: every thread finishes with right results,
+//! each round's site is rewritten exactly once, and the calls account
+//! exactly. Run under `strace`, the threads are slow enough that some of
+//! them do execute the `int3`, which shows that path is taken and resumes
+//! them correctly.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -19,7 +29,11 @@ use shunt_tests::*;
 const N: u64 = 200;
 
 fn compile(flags: &[&str], out: &Path) {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("programs/jit_syscalls.c");
+    compile_src("jit_syscalls.c", flags, out)
+}
+
+fn compile_src(name: &str, flags: &[&str], out: &Path) {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("programs").join(name);
     let o = Command::new("gcc")
         .args(["-O2", "-pthread"])
         .args(flags)
@@ -55,14 +69,14 @@ fn check(what: &str, bin: &PathBuf) {
 
     let (s, st) = under(&argv, &[]);
     assert_same(what, &native, &s);
-    for name in ["geteuid", "getuid"] {
+    // getegid's site is first reached while a second thread runs.
+    for name in ["geteuid", "getuid", "getegid"] {
         assert_eq!(st.get(name, "trapped"), 1, "{what}: {name} traps once, then is rewritten: {}", st.0);
         assert_eq!(st.get(name, "redirected"), N - 1, "{what}: {name}'s later calls go through the gate: {}", st.0);
     }
     assert_eq!(st.get("getgid", "trapped"), N, "{what}: a site with the number in a register is left alone: {}", st.0);
-    assert_eq!(st.get("getegid", "trapped"), N, "{what}: no rewrite while two threads run: {}", st.0);
-    assert_eq!(rewritten(&st), 2, "{what}: {}", st.0);
-    assert_eq!(st.total("trapped"), 2 + 2 * N, "{what}: the routines' traps and no other: {}", st.0);
+    assert_eq!(rewritten(&st), 3, "{what}: {}", st.0);
+    assert_eq!(st.total("trapped"), 3 + N, "{what}: the routines' traps and no other: {}", st.0);
 
     let (off, st) = under(&argv, &["--no-rewrite"]);
     assert_same(what, &native, &off);
@@ -81,4 +95,104 @@ fn generated_code_traps_once_per_rewritable_site() {
     let stat = dir.path().join("jit_static");
     compile(&["-static"], &stat);
     check("gcc -static (the loader)", &stat);
+}
+
+/// Threads, rounds and calls of `jit_threads`: `(T, N1, N2, R, S)`.
+struct Shape(u64, u64, u64, u64, u64);
+
+impl Shape {
+    /// The command line, with the file the program writes its counts to.
+    fn argv<'a>(&self, bin: &'a str, counts: &Path, buf: &'a mut Vec<String>) -> Vec<&'a str> {
+        *buf = [self.0, self.1, self.2, self.3, self.4].iter().map(u64::to_string).collect();
+        buf.push(counts.to_str().unwrap().to_string());
+        std::iter::once(bin).chain(buf.iter().map(String::as_str)).collect()
+    }
+}
+
+/// The handler calls `jit_threads` wrote to `counts`.
+fn handler_calls(what: &str, counts: &Path) -> u64 {
+    let text = std::fs::read_to_string(counts).unwrap_or_else(|e| panic!("{what}: no counts file ({e})"));
+    text.lines()
+        .find_map(|l| l.split_once("calls from handlers: ").and_then(|(_, n)| n.trim().parse().ok()))
+        .unwrap_or_else(|| panic!("{what}: no handler count in {text:?}"))
+}
+
+/// One run of `jit_threads` natively and under shunt; checks output, the
+/// rewrite count, the exact accounting of gettid calls and the bound on
+/// traps. Returns the traps of gettid.
+fn threads_round(what: &str, bin: &Path, shape: &Shape) -> u64 {
+    let Shape(t, n1, n2, r, _) = *shape;
+    let dir = tempfile::tempdir().unwrap();
+    let counts = dir.path().join("counts");
+    let mut buf = Vec::new();
+    let argv = shape.argv(bin.to_str().unwrap(), &counts, &mut buf);
+    let native = native(&argv, None);
+    assert!(native.status.success(), "{what} natively: {}", native.stderr_str());
+    let (s, st) = under(&argv, &[]);
+    assert_same(what, &native, &s);
+    assert!(s.stdout_str().ends_with("wrong results: 0\n"), "{what}: {}", s.stdout_str());
+    let h = handler_calls(what, &counts);
+    assert_eq!(rewritten(&st), r, "{what}: each round's site is rewritten once: {}", st.0);
+    // Each worker asks glibc for its tid once (a patched site); a handler
+    // call runs the routine and asks glibc once more.
+    let calls = t + r * t * (n1 + n2) + 2 * h;
+    let (trapped, redirected) = (st.get("gettid", "trapped"), st.get("gettid", "redirected"));
+    assert_eq!(trapped + redirected, calls, "{what}: every call counted once: {}", st.0);
+    // Only calls made before a round's rewrite ended can trap: phase 1's
+    // (the rewriting thread finishes the rewrite before it reaches the
+    // barrier between the phases) and handlers'.
+    assert!(trapped <= r * t * n1 + h, "{what}: {trapped} traps: {}", st.0);
+    assert_eq!(st.total("trapped"), trapped, "{what}: no trap but the routine's: {}", st.0);
+    trapped
+}
+
+#[test]
+fn many_threads_run_a_site_while_it_is_rewritten() {
+    let dir = tempfile::tempdir().unwrap();
+    let dynamic = dir.path().join("jit_threads_dynamic");
+    compile_src("jit_threads.c", &[], &dynamic);
+    let stat = dir.path().join("jit_threads_static");
+    compile_src("jit_threads.c", &["-static"], &stat);
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get() as u64);
+    let t = (16 * cores).min(64);
+    for (what, bin) in [("dynamic", &dynamic), ("gcc -static", &stat)] {
+        // One call per thread before the barrier: at most one trap per
+        // thread and round; the later calls all go through the gate.
+        let tight = Shape(t, 1, 200, 10, 0);
+        let trapped = threads_round(&format!("{what}, {t} threads, first call only"), bin, &tight);
+        assert!(trapped <= tight.0 * tight.3, "{what}: {trapped} traps");
+        // Under stress: many calls racing the rewrite, signals whose
+        // handler calls the site too; repeated.
+        for i in 0..3 {
+            threads_round(&format!("{what}, {t} threads with signals, run {i}"), bin, &Shape(t, 100, 100, 20, 2));
+        }
+    }
+}
+
+/// Under `strace` (scripts/setup.sh installs it) threads run slowly enough
+/// that some execute the `int3` of a site in flight: the SIGTRAPs show on
+/// strace's log (`si_code=SI_KERNEL`), and every thread still finishes with
+/// right results.
+#[test]
+fn threads_that_meet_the_int3_resume_correctly() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("jit_threads");
+    compile_src("jit_threads.c", &[], &bin);
+    let log = dir.path().join("strace.log");
+    let stats = dir.path().join("stats.json");
+    let mut cmd = Command::new("strace");
+    cmd.args(["-f", "-qq", "-e", "trace=none", "-e", "signal=SIGTRAP", "-o"]).arg(&log);
+    cmd.arg(shunt()).arg("run").arg("--stats").arg(&stats).arg("--");
+    let shape = Shape(32, 100, 100, 20, 0);
+    let mut buf = Vec::new();
+    cmd.args(shape.argv(bin.to_str().unwrap(), &dir.path().join("counts"), &mut buf));
+    let out = run(cmd, None, Duration::from_secs(300));
+    assert!(out.status.success(), "under strace: {:?}\n{}", out.status, out.stderr_str());
+    assert!(out.stdout_str().ends_with("wrong results: 0\n"), "{}", out.stdout_str());
+    let st = Stats::parse(&std::fs::read_to_string(&stats).unwrap());
+    assert_eq!(rewritten(&st), 20, "{}", st.0);
+    let log = std::fs::read_to_string(&log).unwrap_or_else(|e| panic!("no strace log ({e}); is strace installed?"));
+    let traps = log.lines().filter(|l| l.contains("SIGTRAP") && l.contains("SI_KERNEL")).count();
+    assert!(traps >= 1, "no thread met an int3 in 20 rounds of 32 threads:\n{log}");
+    eprintln!("threads that met the int3: {traps}");
 }

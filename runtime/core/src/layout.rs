@@ -60,6 +60,9 @@ pub const TBF_APP_BLOCKS_SIGSYS: u8 = 0x10;
 /// The program itself asked for SS_AUTODISARM on its alternate stack (the
 /// runtime adds it to every alternate stack; see `sys/signal.rs`).
 pub const TBF_APP_AUTODISARM: u8 = 0x20;
+/// The program believes this thread blocks SIGTRAP (while the runtime holds
+/// SIGTRAP it never lets it: see `lazy`).
+pub const TBF_APP_BLOCKS_SIGTRAP: u8 = 0x40;
 
 /// SUD selector values (linux/prctl.h).
 pub const SELECTOR_ALLOW: u8 = 0;

@@ -51,42 +51,92 @@
 //! and the prefix check make a coincidental match vanishingly unlikely, not
 //! impossible.
 //!
-//! # When it is safe, and how the text is written
+//! # How the text is written, with other threads running it
 //!
-//! - Only while the process has exactly one runtime thread (one claimed
-//!   slot): another thread could be executing the five bytes being replaced,
-//!   and x86 guarantees nothing for a concurrent fetch of a modified
-//!   instruction without a cross-CPU serialisation the runtime cannot do
-//!   from a signal handler. A multi-threaded process's sites keep trapping
-//!   (correct, counted).
-//! - W^X holds throughout: no page changes protection. Both the site and the
-//!   trampoline are written through `/proc/self/mem` (the kernel writes a
-//!   private copy of a read-only page, as for a debugger's breakpoint); the
-//!   trampoline areas are mapped `PROT_READ | PROT_EXEC` from the start.
-//!   Without `/proc` nothing is rewritten. Reads of the bytes before the site
-//!   go through the same file, so an unmapped page there is an error, not a
-//!   fault.
-//! - The trampoline is complete before the jump to it is written, and each
-//!   is one `pwrite`: a signal handler on this thread sees the old code or
-//!   the new, never half of either. The pool of trampoline areas is taken
-//!   with a try-lock; a nested trap that finds it taken leaves its site for
-//!   its next trap.
+//! Another thread may be executing the very bytes being replaced (every
+//! worker of a thread pool runs the same JIT'd routine), and x86 gives no
+//! guarantee for a concurrent fetch of a modified multi-byte instruction
+//! unless the executing CPU serialises between the write and the fetch.
+//! The one modification that is safe against a concurrent fetch is writing
+//! a single `int3` (`cc`) over an instruction's first byte. So the site is
+//! changed by the cross-modifying-code protocol (the kernel's own
+//! `text_poke_bp`), each step one `pwrite` of `/proc/self/mem`:
+//!
+//! 1. the trampoline is written completely, and the site is recorded in
+//!    [`SITES`] and marked in flight ([`INFLIGHT`]);
+//! 2. `cc` over the `mov`'s first byte; sync;
+//! 3. bytes 1..5 (the `jmp`'s `rel32`); sync;
+//! 4. `e9` over the first byte; sync; the mark is cleared.
+//!
+//! "sync" is `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE)`: every
+//! CPU running a thread of the process executes a core-serialising
+//! instruction before that thread runs user code again, so no CPU can still
+//! hold a stale copy of the bytes in its pipeline. The command is
+//! registered when rewriting is enabled (and again if a fork child finds it
+//! unregistered).
+//!
+//! Invariants, and why each thread sees a whole instruction:
+//!
+//! - Between 2 and 4 the first byte is `cc` on every CPU, so bytes 1..5 are
+//!   never the start of an instruction anyone executes while they change;
+//!   before 2 every thread runs the old `mov`, after 4 the `jmp`.
+//! - Only the first five bytes change. The `syscall` (and, for the 7-byte
+//!   `mov`, its last two bytes) stay, so a thread stopped between the `mov`
+//!   and the `syscall`, or returning from the gate to the trampoline's
+//!   `jmp` back, resumes on bytes that never change.
+//! - A thread that executes the `cc` gets a SIGTRAP (`si_code` `SI_KERNEL`,
+//!   `rip` one past the site). The runtime's handler ([`on_sigtrap`])
+//!   resumes it at the trampoline — what the finished `jmp` would do — while
+//!   the site is in flight, or back at the site once the `cc` is gone (the
+//!   site is whole again: the `jmp`, or the original `mov` if the rewrite
+//!   was abandoned). Any other SIGTRAP goes to the program's own
+//!   disposition, which the runtime keeps aside as it does SIGSYS's
+//!   (`sys/signal.rs`: `rt_sigaction` of SIGTRAP is recorded, not
+//!   installed, and SIGTRAP is taken out of every mask, because a
+//!   kernel-raised SIGTRAP that is blocked kills the process).
+//! - The writer blocks every signal while it writes, and rewrites run one
+//!   at a time (the try-lock [`BUSY`]; a trap that finds it taken leaves
+//!   its site for its next trap). Under the lock the site's bytes are read
+//!   again: a site another thread rewrote meanwhile is left alone, so each
+//!   site is rewritten once.
+//! - W^X holds throughout: no page changes protection. Both the site and
+//!   the trampoline are written through `/proc/self/mem` (the kernel writes
+//!   a private copy of a read-only page, as for a debugger's breakpoint);
+//!   the trampoline areas are mapped `PROT_READ | PROT_EXEC` from the
+//!   start. Without `/proc` nothing is rewritten. Reads of the bytes before
+//!   the site go through the same file, so an unmapped page there is an
+//!   error, not a fault.
 //! - Trampolines are placed within ±2 GiB of the site (areas mapped near it
 //!   with `MAP_FIXED_NOREPLACE`); when none can be, the site keeps trapping.
 //!
-//! Limitation: a *shared, writable and executable* mapping of a file would
+//! Without `membarrier` SYNC_CORE (kernels before 4.16) or the SIGTRAP
+//! handler, sites are rewritten only while the process has one runtime
+//! thread, with the `jmp` written in one `pwrite`; a multi-threaded
+//! process's sites then keep trapping (correct, counted).
+//!
+//! Limitations: a *shared, writable and executable* mapping of a file would
 //! have its file modified by the write (the kernel refuses the write for a
-//! shared read-only one); no known program executes such a mapping.
+//! shared read-only one); no known program executes such a mapping. A
+//! program that itself replaces an `int3` the runtime wrote, at a site in
+//! flight, with another instruction would have that thread resumed at the
+//! new bytes, as it would natively once the write is seen.
 
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use shunt_abi::syscalls::nr;
 
+use crate::kernel::{self, KernelSigaction, SA_RESTORER};
+use crate::trap::{self, AppAction};
 use crate::{gate, raw, slot};
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
-/// The try-lock over [`POOL`].
+/// Multi-threaded rewriting is possible: membarrier SYNC_CORE is registered
+/// and the runtime's SIGTRAP handler installed.
+static MT: AtomicBool = AtomicBool::new(false);
+/// The try-lock over [`POOL`] and the writes of text.
 static BUSY: AtomicBool = AtomicBool::new(false);
+/// The site whose first byte is, or is about to be, an `int3` (0: none).
+static INFLIGHT: AtomicU64 = AtomicU64::new(0);
 
 /// One mapping of trampolines: `[base, base + AREA_LEN)`; the gate's address
 /// sits in its first 8 bytes, trampolines follow, `used` bytes in all.
@@ -102,18 +152,82 @@ const MAX_AREAS: usize = 32;
 const STRIDE: u64 = 48;
 /// What a `rel32` may reach, with a margin for the page of the site.
 const REACH: u64 = (1 << 31) - (1 << 20);
+/// Every site that can ever be rewritten (one trampoline each).
+const MAX_SITES: usize = MAX_AREAS * ((AREA_LEN - 16) / STRIDE) as usize;
 
 /// Guarded by [`BUSY`].
 static mut POOL: [Area; MAX_AREAS] = [Area { base: 0, used: 0 }; MAX_AREAS];
 
+/// Sites the runtime wrote an `int3` at, `[site, trampoline]` pairs, the
+/// first [`NSITES`] of them published (appended under [`BUSY`], read by
+/// [`on_sigtrap`] on any thread; the latest entry of an address counts).
+static SITES: [[AtomicU64; 2]; MAX_SITES] = [const { [AtomicU64::new(0), AtomicU64::new(0)] }; MAX_SITES];
+static NSITES: AtomicUsize = AtomicUsize::new(0);
+
+/// The program's SIGTRAP disposition while the runtime holds the real one.
+static APP_SIGTRAP: AppAction = AppAction::new();
+
+const MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE: u64 = 1 << 5;
+const MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE: u64 = 1 << 6;
+const SI_KERNEL: i32 = 0x80;
+
 /// Turns first-trap rewriting on (`shunt-install` does, unless the instance
-/// runs with `--no-rewrite`).
+/// runs with `--no-rewrite`), and with it multi-threaded rewriting when the
+/// kernel has membarrier SYNC_CORE and the SIGTRAP handler can be
+/// installed. Called while the process is single-threaded, after the trap
+/// fallback is installed.
 pub fn enable() {
     ENABLED.store(true, Ordering::Relaxed);
+    if !trap::enabled() || membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE) != 0 {
+        return;
+    }
+    let act = KernelSigaction {
+        sa_handler: on_sigtrap as *const () as usize as u64,
+        sa_flags: (libc::SA_SIGINFO | libc::SA_ONSTACK | libc::SA_NODEFER) as u64 | SA_RESTORER,
+        sa_restorer: gate::shunt_restorer as *const () as usize as u64,
+        sa_mask: 0,
+    };
+    let mut old = KernelSigaction::default();
+    if kernel::sigaction(libc::SIGTRAP, Some(&act), Some(&mut old)) == 0 {
+        APP_SIGTRAP.set(&old);
+        MT.store(true, Ordering::Release);
+    }
 }
 
 pub fn enabled() -> bool {
     ENABLED.load(Ordering::Relaxed)
+}
+
+/// Whether the runtime holds SIGTRAP (multi-threaded rewriting is on): the
+/// program's SIGTRAP disposition is then [`app_sigtrap`], and SIGTRAP stays
+/// out of its masks.
+pub fn owns_sigtrap() -> bool {
+    MT.load(Ordering::Acquire)
+}
+
+/// Records the program's SIGTRAP disposition (see [`owns_sigtrap`]).
+pub(crate) fn set_app_sigtrap(a: &KernelSigaction) {
+    APP_SIGTRAP.set(a);
+}
+
+/// The program's SIGTRAP disposition (see [`owns_sigtrap`]).
+pub(crate) fn app_sigtrap() -> KernelSigaction {
+    APP_SIGTRAP.get()
+}
+
+fn membarrier(cmd: u64) -> i64 {
+    // SAFETY: membarrier takes no pointers.
+    unsafe { raw::syscall3(nr::MEMBARRIER, cmd, 0, 0) }
+}
+
+/// Serialises every CPU running a thread of this process (see the module
+/// docs). A fork child may find the command unregistered: it registers it.
+fn sync_cores() -> bool {
+    let mut r = membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE);
+    if r == -(libc::EPERM as i64) && membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE) == 0 {
+        r = membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE);
+    }
+    r == 0
 }
 
 /// A site the matcher accepted: the `mov` at `at`, `pre_len` bytes long,
@@ -185,24 +299,45 @@ pub fn trampoline(site: Site, pre: &[u8], here: u64, slot: u64) -> Option<([u8; 
     Some((t, n))
 }
 
-/// Reads or writes `buf` at `addr` through `/proc/self/mem`.
-fn mem(write: bool, addr: u64, buf: *mut u8, len: usize) -> bool {
-    let fd = raw::open(b"/proc/self/mem\0", (if write { libc::O_RDWR } else { libc::O_RDONLY }) | libc::O_CLOEXEC, 0);
-    if fd < 0 {
-        return false;
+/// `/proc/self/mem`, open for one rewrite (or one look at a site).
+struct Mem(i32);
+
+impl Mem {
+    fn open(write: bool) -> Option<Mem> {
+        let flags = (if write { libc::O_RDWR } else { libc::O_RDONLY }) | libc::O_CLOEXEC;
+        let fd = raw::open(b"/proc/self/mem\0", flags, 0);
+        (fd >= 0).then_some(Mem(fd as i32))
     }
-    let n = if write { nr::PWRITE64 } else { nr::PREAD64 };
-    // SAFETY: `buf` holds `len` bytes (the callers pass a local array); the
-    // kernel reads or writes it and the process's memory at `addr`, which
-    // for a write is the site or a trampoline area (see the module docs).
-    let r = unsafe { raw::syscall4(n, fd as u64, buf as u64, len as u64, addr) };
-    raw::close(fd as i32);
-    r == len as i64
+
+    fn io(&self, write: bool, addr: u64, buf: *mut u8, len: usize) -> bool {
+        let n = if write { nr::PWRITE64 } else { nr::PREAD64 };
+        // SAFETY: `buf` holds `len` bytes (the callers pass a local array);
+        // the kernel reads or writes it and the process's memory at `addr`,
+        // which for a write is the site or a trampoline area (see the
+        // module docs).
+        let r = unsafe { raw::syscall4(n, self.0 as u64, buf as u64, len as u64, addr) };
+        r == len as i64
+    }
+
+    fn read(&self, addr: u64, buf: &mut [u8]) -> bool {
+        self.io(false, addr, buf.as_mut_ptr(), buf.len())
+    }
+
+    fn write(&self, addr: u64, buf: &[u8]) -> bool {
+        // The kernel only reads `buf` for a write.
+        self.io(true, addr, buf.as_ptr() as *mut u8, buf.len())
+    }
+}
+
+impl Drop for Mem {
+    fn drop(&mut self) {
+        raw::close(self.0);
+    }
 }
 
 /// An area within reach of `site` with room for one trampoline, mapping a
 /// new one when none has. Called with [`BUSY`] held.
-unsafe fn area_near(site: u64) -> Option<&'static mut Area> {
+unsafe fn area_near(m: &Mem, site: u64) -> Option<&'static mut Area> {
     let near = |a: u64| a.abs_diff(site) < REACH;
     // SAFETY: BUSY is held (the caller's promise): nothing else touches POOL.
     let pool = unsafe { &mut *core::ptr::addr_of_mut!(POOL) };
@@ -239,8 +374,7 @@ unsafe fn area_near(site: u64) -> Option<&'static mut Area> {
                 continue;
             }
             let slot = gate::gate_address() as u64;
-            let mut b = slot.to_le_bytes();
-            if !mem(true, cand, b.as_mut_ptr(), 8) {
+            if !m.write(cand, &slot.to_le_bytes()) {
                 // SAFETY: the area just mapped, unused.
                 unsafe { raw::munmap(cand as usize, AREA_LEN as usize) };
                 return None;
@@ -256,43 +390,127 @@ unsafe fn area_near(site: u64) -> Option<&'static mut Area> {
 /// `syscall`) with number `rax`. Returns whether it did (and counted it).
 /// Called from the SIGSYS handler only.
 pub(crate) fn on_trap(rip: u64, rax: u64) -> bool {
-    if !enabled() || rip < 10 || slot::slots_in_use() != 1 {
+    if !enabled() || rip < 10 {
         return false;
     }
+    let mt = owns_sigtrap();
+    if !mt && slot::slots_in_use() != 1 {
+        return false;
+    }
+    let Some(m) = Mem::open(true) else { return false };
     let mut before = [0u8; 10];
-    if !mem(false, rip - 10, before.as_mut_ptr(), 10) {
+    if !m.read(rip - 10, &mut before) {
         return false;
     }
     let Some(site) = match_site(rip, &before, rax) else {
         return false;
     };
+    let mask = trap::block_all();
     if BUSY.swap(true, Ordering::Acquire) {
+        trap::restore_mask(mask);
         return false;
     }
     let done = (|| {
+        // Under the lock: still the bytes matched (another thread may have
+        // rewritten this site since they were read).
+        let mut now = [0u8; 10];
+        if !m.read(rip - 10, &mut now) || now != before {
+            return None;
+        }
         // SAFETY: BUSY is held.
-        let area = unsafe { area_near(site.at) }?;
+        let area = unsafe { area_near(&m, site.at) }?;
         let here = area.base + area.used;
         let pre = &before[10 - 2 - site.pre_len..8];
-        let (mut t, n) = trampoline(site, pre, here, area.base)?;
+        let (t, n) = trampoline(site, pre, here, area.base)?;
         let mut jmp = [0xe9u8, 0, 0, 0, 0];
         jmp[1..].copy_from_slice(&rel32(site.at + 5, here)?);
-        if !mem(true, here, t.as_mut_ptr(), n) {
+        if !m.write(here, &t[..n]) {
             return None;
         }
         area.used += STRIDE;
-        // Checked again just before the write: the bytes are still the ones
-        // matched (nothing else runs on this single thread meanwhile but a
-        // signal handler, which a nested trap's try-lock kept out).
-        mem(true, site.at, jmp.as_mut_ptr(), 5).then_some(())
+        if !mt {
+            // One thread (checked above; only this thread could start
+            // another, and it is here): one write, which a signal handler
+            // of this thread (blocked anyway) would see whole.
+            return m.write(site.at, &jmp).then_some(());
+        }
+        let k = NSITES.load(Ordering::Relaxed);
+        if k == MAX_SITES {
+            return None;
+        }
+        SITES[k][0].store(site.at, Ordering::Relaxed);
+        SITES[k][1].store(here, Ordering::Relaxed);
+        NSITES.store(k + 1, Ordering::Release);
+        INFLIGHT.store(site.at, Ordering::Release);
+        let ok = m.write(site.at, &[0xcc])
+            && sync_cores()
+            && m.write(site.at + 1, &jmp[1..])
+            && sync_cores()
+            && m.write(site.at, &jmp[..1])
+            && sync_cores();
+        if !ok {
+            // Put the `mov` back whole (its first byte last), so that the
+            // site traps again; a thread that took the `int3` meanwhile is
+            // resumed at the site or the trampoline, both whole.
+            let orig = &before[10 - 2 - site.pre_len..10 - 2 - site.pre_len + 5];
+            let _ = m.write(site.at + 1, &orig[1..]) && sync_cores();
+            let _ = m.write(site.at, &orig[..1]) && sync_cores();
+        }
+        INFLIGHT.store(0, Ordering::Release);
+        ok.then_some(())
     })()
     .is_some();
     BUSY.store(false, Ordering::Release);
+    trap::restore_mask(mask);
     if done && slot::ready() {
         // SAFETY: installed (checked).
         unsafe { slot::header() }.rewritten.fetch_add(1, Ordering::Relaxed);
     }
     done
+}
+
+/// Where a thread that executed the `int3` at `addr` resumes, if the
+/// runtime wrote it (see the module docs); `None`: not the runtime's.
+fn resume_at(addr: u64) -> Option<u64> {
+    // The mark first, then the byte: a rewrite that ends in between has
+    // already put its last byte back, which the read then sees.
+    let inflight = INFLIGHT.load(Ordering::Acquire);
+    let n = NSITES.load(Ordering::Acquire);
+    let tramp = (0..n).rev().find(|&i| SITES[i][0].load(Ordering::Relaxed) == addr)?;
+    let tramp = SITES[tramp][1].load(Ordering::Relaxed);
+    let m = Mem::open(false)?;
+    let mut b = [0u8; 1];
+    if !m.read(addr, &mut b) {
+        return None;
+    }
+    match b[0] {
+        0xcc if inflight == addr => Some(tramp),
+        0xcc => None,
+        _ => Some(addr),
+    }
+}
+
+/// The SIGTRAP handler (installed by [`enable`] for multi-threaded
+/// rewriting): an `int3` the runtime wrote resumes as the module docs say;
+/// anything else goes to the program's disposition.
+///
+/// # Safety
+/// Called by the kernel only, as an `SA_SIGINFO` handler.
+unsafe extern "C" fn on_sigtrap(sig: i32, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
+    // SAFETY: `info` is the kernel's siginfo (the caller's promise).
+    let forced = unsafe { (*info).si_code } == SI_KERNEL;
+    if forced {
+        // SAFETY: the kernel's ucontext of this signal, written back by
+        // rt_sigreturn; nothing else refers to it while the handler runs.
+        let uc = unsafe { &mut *(ctx as *mut libc::ucontext_t) };
+        let rip = uc.uc_mcontext.gregs[libc::REG_RIP as usize] as u64;
+        if let Some(to) = rip.checked_sub(1).and_then(resume_at) {
+            uc.uc_mcontext.gregs[libc::REG_RIP as usize] = to as i64;
+            return;
+        }
+    }
+    // SAFETY: the same promise, passed on.
+    unsafe { trap::forward(&APP_SIGTRAP, sig, info, ctx, forced) }
 }
 
 #[cfg(test)]

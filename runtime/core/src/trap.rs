@@ -37,13 +37,103 @@ pub(crate) static mut SUD_ENABLED: u8 = 0;
 pub(crate) static mut EXEMPT_START: u64 = 0;
 pub(crate) static mut EXEMPT_LEN: u64 = 0;
 
-/// The program's own SIGSYS disposition (the runtime keeps the real one),
-/// under a sequence lock: see [`set_app_sigsys`].
-static APP_SIGSYS: [AtomicU64; 4] = [const { AtomicU64::new(0) }; 4];
-/// Odd while [`set_app_sigsys`] writes `APP_SIGSYS`.
-static APP_SIGSYS_SEQ: AtomicU64 = AtomicU64::new(0);
-/// Serialises writers of `APP_SIGSYS`.
-static APP_SIGSYS_WRITER: AtomicBool = AtomicBool::new(false);
+/// The program's own disposition of a signal the runtime keeps for itself
+/// (SIGSYS for the trap fallback, SIGTRAP for [`crate::lazy`]), under a
+/// sequence lock: see [`AppAction::set`].
+pub(crate) struct AppAction {
+    words: [AtomicU64; 4],
+    /// Odd while [`AppAction::set`] writes `words`.
+    seq: AtomicU64,
+    /// Serialises writers.
+    writer: AtomicBool,
+}
+
+impl AppAction {
+    pub(crate) const fn new() -> Self {
+        AppAction { words: [const { AtomicU64::new(0) }; 4], seq: AtomicU64::new(0), writer: AtomicBool::new(false) }
+    }
+
+    /// Records the program's disposition.
+    ///
+    /// A sequence lock, written with every signal blocked: a signal handler
+    /// on this thread can therefore never find the record half-written by
+    /// its own thread, and a reader on another thread waits at most for a
+    /// writer that is running (a few stores), never for one that was
+    /// interrupted. Writers are serialised by `writer` (also with signals
+    /// blocked, so no writer waits on its own thread either).
+    pub(crate) fn set(&self, a: &KernelSigaction) {
+        let saved = block_all();
+        while self.writer.swap(true, Ordering::Acquire) {
+            core::hint::spin_loop();
+        }
+        let seq = self.seq.load(Ordering::Relaxed);
+        self.seq.store(seq + 1, Ordering::Relaxed);
+        fence(Ordering::Release);
+        self.words[0].store(a.sa_handler, Ordering::Relaxed);
+        self.words[1].store(a.sa_flags, Ordering::Relaxed);
+        self.words[2].store(a.sa_restorer, Ordering::Relaxed);
+        self.words[3].store(a.sa_mask, Ordering::Relaxed);
+        self.seq.store(seq + 2, Ordering::Release);
+        self.writer.store(false, Ordering::Release);
+        restore_mask(saved);
+    }
+
+    /// The program's disposition, never torn (see [`AppAction::set`]).
+    pub(crate) fn get(&self) -> KernelSigaction {
+        loop {
+            let s1 = self.seq.load(Ordering::Acquire);
+            if s1 & 1 != 0 {
+                core::hint::spin_loop();
+                continue;
+            }
+            let a = KernelSigaction {
+                sa_handler: self.words[0].load(Ordering::Relaxed),
+                sa_flags: self.words[1].load(Ordering::Relaxed),
+                sa_restorer: self.words[2].load(Ordering::Relaxed),
+                sa_mask: self.words[3].load(Ordering::Relaxed),
+            };
+            fence(Ordering::Acquire);
+            if self.seq.load(Ordering::Relaxed) == s1 {
+                return a;
+            }
+        }
+    }
+}
+
+/// Blocks every signal on this thread; returns the mask it had.
+pub(crate) fn block_all() -> u64 {
+    let all: u64 = !0;
+    let mut saved: u64 = 0;
+    // SAFETY: rt_sigprocmask with pointers to two live u64 (the kernel's
+    // sigset_t is 8 bytes).
+    unsafe {
+        raw::syscall4(
+            shunt_abi::syscalls::nr::RT_SIGPROCMASK,
+            libc::SIG_SETMASK as u64,
+            &all as *const u64 as u64,
+            &mut saved as *mut u64 as u64,
+            8,
+        );
+    }
+    saved
+}
+
+/// Puts back a mask [`block_all`] returned.
+pub(crate) fn restore_mask(saved: u64) {
+    // SAFETY: as in `block_all`; restores the mask the caller had.
+    unsafe {
+        raw::syscall4(
+            shunt_abi::syscalls::nr::RT_SIGPROCMASK,
+            libc::SIG_SETMASK as u64,
+            &saved as *const u64 as u64,
+            0,
+            8,
+        );
+    }
+}
+
+/// The program's SIGSYS disposition (the runtime keeps the real one).
+static APP_SIGSYS: AppAction = AppAction::new();
 
 /// Room left below the handler's own stack pointer when a trapped call's frame
 /// goes on the runtime stack the handler itself runs on.
@@ -168,14 +258,6 @@ pub(crate) unsafe fn with_allow_on<R>(tb: *mut ThreadBlock, f: impl FnOnce() -> 
     }
 }
 
-/// Records the program's SIGSYS disposition.
-///
-/// A sequence lock, written with every signal blocked: a signal handler on
-/// this thread can therefore never find the record half-written by its own
-/// thread, and a reader on another thread waits at most for a writer that
-/// is running (a few stores), never for one that was interrupted. Writers
-/// are serialised by `APP_SIGSYS_WRITER` (also with signals blocked, so no
-/// writer waits on its own thread either).
 /// Fork hook: the kernel does not inherit SUD, so the child's thread is
 /// armed again.
 pub(crate) fn after_fork(tb: *mut ThreadBlock) {
@@ -185,63 +267,14 @@ pub(crate) fn after_fork(tb: *mut ThreadBlock) {
     }
 }
 
+/// Records the program's SIGSYS disposition.
 pub(crate) fn set_app_sigsys(a: &KernelSigaction) {
-    let all: u64 = !0;
-    let mut saved: u64 = 0;
-    // SAFETY: rt_sigprocmask with pointers to two live u64 (the kernel's
-    // sigset_t is 8 bytes).
-    unsafe {
-        raw::syscall4(
-            shunt_abi::syscalls::nr::RT_SIGPROCMASK,
-            libc::SIG_SETMASK as u64,
-            &all as *const u64 as u64,
-            &mut saved as *mut u64 as u64,
-            8,
-        );
-    }
-    while APP_SIGSYS_WRITER.swap(true, Ordering::Acquire) {
-        core::hint::spin_loop();
-    }
-    let seq = APP_SIGSYS_SEQ.load(Ordering::Relaxed);
-    APP_SIGSYS_SEQ.store(seq + 1, Ordering::Relaxed);
-    fence(Ordering::Release);
-    APP_SIGSYS[0].store(a.sa_handler, Ordering::Relaxed);
-    APP_SIGSYS[1].store(a.sa_flags, Ordering::Relaxed);
-    APP_SIGSYS[2].store(a.sa_restorer, Ordering::Relaxed);
-    APP_SIGSYS[3].store(a.sa_mask, Ordering::Relaxed);
-    APP_SIGSYS_SEQ.store(seq + 2, Ordering::Release);
-    APP_SIGSYS_WRITER.store(false, Ordering::Release);
-    // SAFETY: as above; restores the mask the caller had.
-    unsafe {
-        raw::syscall4(
-            shunt_abi::syscalls::nr::RT_SIGPROCMASK,
-            libc::SIG_SETMASK as u64,
-            &saved as *const u64 as u64,
-            0,
-            8,
-        );
-    }
+    APP_SIGSYS.set(a);
 }
 
-/// The program's SIGSYS disposition, never torn (see [`set_app_sigsys`]).
+/// The program's SIGSYS disposition, never torn.
 pub(crate) fn app_sigsys() -> KernelSigaction {
-    loop {
-        let s1 = APP_SIGSYS_SEQ.load(Ordering::Acquire);
-        if s1 & 1 != 0 {
-            core::hint::spin_loop();
-            continue;
-        }
-        let a = KernelSigaction {
-            sa_handler: APP_SIGSYS[0].load(Ordering::Relaxed),
-            sa_flags: APP_SIGSYS[1].load(Ordering::Relaxed),
-            sa_restorer: APP_SIGSYS[2].load(Ordering::Relaxed),
-            sa_mask: APP_SIGSYS[3].load(Ordering::Relaxed),
-        };
-        fence(Ordering::Acquire);
-        if APP_SIGSYS_SEQ.load(Ordering::Relaxed) == s1 {
-            return a;
-        }
-    }
+    APP_SIGSYS.get()
 }
 
 #[inline(always)]
@@ -282,7 +315,7 @@ unsafe extern "C" fn on_sigsys(sig: i32, info: *mut libc::siginfo_t, ctx: *mut l
     // SAFETY: `info` is the kernel's siginfo (the caller's promise).
     if unsafe { (*info).si_code } != SYS_USER_DISPATCH {
         // SAFETY: the same promise, passed on.
-        return unsafe { forward(sig, info, ctx) };
+        return unsafe { forward(&APP_SIGSYS, sig, info, ctx, false) };
     }
     // SAFETY: the kernel's ucontext of this signal, written back by
     // rt_sigreturn; nothing else refers to it while the handler runs.
@@ -356,14 +389,20 @@ unsafe extern "C" fn on_sigsys(sig: i32, info: *mut libc::siginfo_t, ctx: *mut l
     crate::lazy::on_trap(f.rip, nr);
 }
 
-/// A SIGSYS that is not ours (seccomp, `kill`): give it to the program's own
-/// disposition.
+/// A signal of a runtime-owned number that is not the runtime's (for SIGSYS:
+/// seccomp, `kill`): give it to the program's own disposition, `app`.
+/// `forced`: the kernel raised it for an instruction (an `int3` the runtime
+/// did not write), which natively kills the process even when ignored.
 ///
 /// # Safety
-/// As [`on_sigsys`]: called from the SIGSYS handler with its arguments.
-unsafe fn forward(sig: i32, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
-    let app = app_sigsys();
-    match app.sa_handler as usize {
+/// Called from a signal handler with its arguments.
+pub(crate) unsafe fn forward(app: &AppAction, sig: i32, info: *mut libc::siginfo_t, ctx: *mut libc::c_void, forced: bool) {
+    let app = app.get();
+    let handler = match app.sa_handler as usize {
+        libc::SIG_IGN if forced => libc::SIG_DFL,
+        h => h,
+    };
+    match handler {
         libc::SIG_IGN => {}
         libc::SIG_DFL => {
             // Let the default action happen: drop our handler, re-raise.
@@ -374,7 +413,7 @@ unsafe fn forward(sig: i32, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) 
             }
         }
         h => {
-            // SAFETY: the program installed `h` as its SIGSYS handler with
+            // SAFETY: the program installed `h` as its handler of `sig` with
             // these flags; it is called as the kernel would have called it,
             // with this signal's own siginfo and ucontext.
             unsafe {

@@ -585,7 +585,8 @@ fn vdso_without_getrandom(real: u64) -> Option<u64> {
 /// alternate stack. Ignored signals stay ignored, as `execve` keeps them
 /// (nohup relies on it) — except SIGPIPE, which std ignores on its own: it is
 /// ignored only if the exec'ing process ignored it (`SHUNT_SIGPIPE=ign`,
-/// which `execve` in the runtime passes on). The runtime's SIGSYS stays.
+/// which `execve` in the runtime passes on). The runtime's SIGSYS stays, and
+/// so does its SIGTRAP when it holds one (first-trap rewriting).
 ///
 /// # Safety
 /// The loader's thread, before the jump: nothing of the Rust side relies
@@ -593,6 +594,9 @@ fn vdso_without_getrandom(real: u64) -> Option<u64> {
 unsafe fn reset_signals(sigpipe_ignored: bool) {
     for sig in 1..65 {
         if sig == libc::SIGKILL || sig == libc::SIGSTOP || sig == libc::SIGSYS {
+            continue;
+        }
+        if sig == libc::SIGTRAP && shunt_core::lazy::owns_sigtrap() {
             continue;
         }
         let mut old = KernelSigaction::default();

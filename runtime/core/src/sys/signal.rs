@@ -5,13 +5,17 @@
 //! own, whose `rt_sigreturn` lies in the exempt text and so never traps. The
 //! program still reads back its own restorer. While the trap fallback is on,
 //! the real SIGSYS disposition belongs to the runtime; the program's is kept
-//! aside, reported back, and receives every SIGSYS that is not a trap.
+//! aside, reported back, and receives every SIGSYS that is not a trap. The
+//! same holds for SIGTRAP while first-trap rewriting of multi-threaded
+//! programs is on (`lazy::owns_sigtrap`): the runtime's handler resumes the
+//! threads that meet an `int3` it wrote.
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::gate::shunt_restorer;
 use crate::kernel::{KernelSigaction, SA_RESTORER, SIGSET_SIZE};
-use crate::layout::{Answer, TBF_APP_AUTODISARM, TBF_APP_BLOCKS_SIGSYS};
+use crate::layout::{Answer, TBF_APP_AUTODISARM, TBF_APP_BLOCKS_SIGSYS, TBF_APP_BLOCKS_SIGTRAP};
+use crate::lazy;
 use crate::raw;
 use crate::task::{Call, Ret};
 use crate::trap;
@@ -41,9 +45,19 @@ pub fn sys_rt_sigaction(f: &mut Call) -> Ret {
         }
         return Ret::emulated(0);
     }
+    if sig == libc::SIGTRAP as i64 && lazy::owns_sigtrap() {
+        let prev = lazy::app_sigtrap();
+        if let Some(new) = &new {
+            lazy::set_app_sigtrap(new);
+        }
+        if old != 0 {
+            umem::write(old, &prev);
+        }
+        return Ret::emulated(0);
+    }
     let new = new.map(|mut new| {
         if trap::enabled() {
-            new.sa_mask &= !SIGSYS_BIT;
+            new.sa_mask &= !reserved();
         }
         if new.sa_flags & SA_RESTORER != 0 && new.sa_restorer != ours {
             APP_RESTORER[sig as usize].store(new.sa_restorer, Ordering::Relaxed);
@@ -126,17 +140,32 @@ pub fn sys_sigaltstack(f: &mut Call) -> Ret {
 // taken out of every mask a program installs (rt_sigprocmask, handler masks,
 // and the temporary masks of sigsuspend, ppoll, pselect6 and epoll_pwait[2]).
 // The program still reads SIGSYS back as blocked if it asked for that.
+// SIGTRAP likewise while the runtime holds it (an `int3` of a site being
+// rewritten raises it: see `lazy`).
 
 const SIGSYS_BIT: u64 = 1 << (libc::SIGSYS - 1);
+const SIGTRAP_BIT: u64 = 1 << (libc::SIGTRAP - 1);
+
+/// The signals the runtime keeps out of the program's masks.
+fn reserved() -> u64 {
+    SIGSYS_BIT | if lazy::owns_sigtrap() { SIGTRAP_BIT } else { 0 }
+}
+
+/// The reserved signals the program believes this thread blocks.
+fn app_blocks(flags: u8) -> u64 {
+    (if flags & TBF_APP_BLOCKS_SIGSYS != 0 { SIGSYS_BIT } else { 0 })
+        | (if flags & TBF_APP_BLOCKS_SIGTRAP != 0 { SIGTRAP_BIT } else { 0 })
+}
 
 
-/// Copies the mask at `p` without SIGSYS into `local`; returns the pointer to
-/// pass instead, or `None` if `p` cannot be read (the kernel then reports it).
+/// Copies the mask at `p` without the reserved signals into `local`; returns
+/// the pointer to pass instead, or `None` if `p` cannot be read (the kernel
+/// then reports it).
 fn strip_mask(p: u64, local: &mut u64) -> Option<u64> {
     if p == 0 {
         return Some(0);
     }
-    *local = umem::read::<u64>(p)? & !SIGSYS_BIT;
+    *local = umem::read::<u64>(p)? & !reserved();
     Some(local as *mut u64 as u64)
 }
 
@@ -148,7 +177,8 @@ pub fn sys_rt_sigprocmask(f: &mut Call) -> Ret {
     let task = f.task;
     let mut local = 0u64;
     let Some(setp) = strip_mask(set, &mut local) else { return forward(f) };
-    let wanted_before = task.flags() & TBF_APP_BLOCKS_SIGSYS != 0;
+    let res = reserved();
+    let wanted_before = app_blocks(task.flags()) & res;
     // Counted first: unblocking a pending fatal signal ends the process
     // before this call returns.
     f.count_now(Answer::Passthrough);
@@ -158,25 +188,26 @@ pub fn sys_rt_sigprocmask(f: &mut Call) -> Ret {
     if r != 0 {
         return Ret::counted(r);
     }
-    if old != 0 && wanted_before {
+    if old != 0 && wanted_before != 0 {
         if let Some(o) = umem::read::<u64>(old) {
-            umem::write(old, &(o | SIGSYS_BIT));
+            umem::write(old, &(o | wanted_before));
         }
     }
     if set != 0 {
-        let asks = umem::read::<u64>(set).is_some_and(|s| s & SIGSYS_BIT != 0);
+        let asks = umem::read::<u64>(set).map_or(0, |s| s & res);
         let wanted = match how {
-            libc::SIG_BLOCK => wanted_before || asks,
-            libc::SIG_UNBLOCK => wanted_before && !asks,
+            libc::SIG_BLOCK => wanted_before | asks,
+            libc::SIG_UNBLOCK => wanted_before & !asks,
             _ => asks,
         };
-        task.set_flags(TBF_APP_BLOCKS_SIGSYS, wanted);
+        task.set_flags(TBF_APP_BLOCKS_SIGSYS, wanted & SIGSYS_BIT != 0);
+        task.set_flags(TBF_APP_BLOCKS_SIGTRAP, wanted & SIGTRAP_BIT != 0);
     }
     Ret::counted(r)
 }
 
 /// Forwards `f` with the mask pointer in argument `i` replaced by a copy
-/// without SIGSYS.
+/// without the reserved signals.
 fn with_stripped_mask(f: &Call, i: usize) -> Ret {
     if !trap::enabled() {
         return forward(f);

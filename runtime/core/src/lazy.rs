@@ -126,7 +126,7 @@ use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use shunt_abi::syscalls::nr;
 
 use crate::kernel::{self, KernelSigaction, SA_RESTORER};
-use crate::trap::{self, AppAction};
+use crate::sigown::{self, AppAction};
 use crate::{gate, raw, slot};
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
@@ -174,11 +174,11 @@ const SI_KERNEL: i32 = 0x80;
 /// Turns first-trap rewriting on (`shunt-install` does, unless the instance
 /// runs with `--no-rewrite`), and with it multi-threaded rewriting when the
 /// kernel has membarrier SYNC_CORE and the SIGTRAP handler can be
-/// installed. Called while the process is single-threaded, after the trap
-/// fallback is installed.
+/// installed. Called while the process is single-threaded, and only with
+/// the trap fallback installed (nothing traps otherwise).
 pub fn enable() {
     ENABLED.store(true, Ordering::Relaxed);
-    if !trap::enabled() || membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE) != 0 {
+    if membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE) != 0 {
         return;
     }
     let act = KernelSigaction {
@@ -405,9 +405,9 @@ pub(crate) fn on_trap(rip: u64, rax: u64) -> bool {
     let Some(site) = match_site(rip, &before, rax) else {
         return false;
     };
-    let mask = trap::block_all();
+    let mask = sigown::block_all();
     if BUSY.swap(true, Ordering::Acquire) {
-        trap::restore_mask(mask);
+        sigown::restore_mask(mask);
         return false;
     }
     let done = (|| {
@@ -461,7 +461,7 @@ pub(crate) fn on_trap(rip: u64, rax: u64) -> bool {
     })()
     .is_some();
     BUSY.store(false, Ordering::Release);
-    trap::restore_mask(mask);
+    sigown::restore_mask(mask);
     if done && slot::ready() {
         // SAFETY: installed (checked).
         unsafe { slot::header() }.rewritten.fetch_add(1, Ordering::Relaxed);
@@ -510,7 +510,7 @@ unsafe extern "C" fn on_sigtrap(sig: i32, info: *mut libc::siginfo_t, ctx: *mut 
         }
     }
     // SAFETY: the same promise, passed on.
-    unsafe { trap::forward(&APP_SIGTRAP, sig, info, ctx, forced) }
+    unsafe { sigown::forward(&APP_SIGTRAP, sig, info, ctx, forced) }
 }
 
 #[cfg(test)]

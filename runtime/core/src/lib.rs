@@ -59,6 +59,7 @@ pub mod rng;
 pub mod segment;
 pub mod slot;
 pub mod standalone;
+pub mod sigown;
 pub mod sys;
 pub mod table;
 pub mod task;

@@ -120,6 +120,10 @@
 //! program that itself replaces an `int3` the runtime wrote, at a site in
 //! flight, with another instruction would have that thread resumed at the
 //! new bytes, as it would natively once the write is seen.
+//! A child forked while another thread of its parent had a site in flight
+//! keeps that site's `int3` (and [`BUSY`] taken, so it rewrites nothing
+//! more): each execution of the site there takes a SIGTRAP and is resumed at
+//! the trampoline — correct, and slower than a trap.
 
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
@@ -478,13 +482,20 @@ fn resume_at(addr: u64) -> Option<u64> {
     let n = NSITES.load(Ordering::Acquire);
     let tramp = (0..n).rev().find(|&i| SITES[i][0].load(Ordering::Relaxed) == addr)?;
     let tramp = SITES[tramp][1].load(Ordering::Relaxed);
+    if inflight == addr {
+        // The `int3` is this rewrite's (nothing else writes the site while
+        // it is in flight), and the trampoline is complete and never
+        // reused: it does what the site does, whatever byte the site has
+        // by now. No file is opened, so a program at its descriptor limit
+        // is resumed too.
+        return Some(tramp);
+    }
     let m = Mem::open(false)?;
     let mut b = [0u8; 1];
     if !m.read(addr, &mut b) {
         return None;
     }
     match b[0] {
-        0xcc if inflight == addr => Some(tramp),
         0xcc => None,
         _ => Some(addr),
     }

@@ -196,3 +196,23 @@ fn threads_that_meet_the_int3_resume_correctly() {
     assert!(traps >= 1, "no thread met an int3 in 20 rounds of 32 threads:\n{log}");
     eprintln!("threads that met the int3: {traps}");
 }
+
+/// The runtime holds SIGTRAP (and SIGSYS) and keeps a record of the
+/// program's handlers in memory that a vfork child shares: the child's
+/// reset of those handlers before exec (`programs/vfork_sigreset.c`; Go's
+/// os/exec children and glibc's posix_spawn do it) must not overwrite the
+/// parent's record. Before it did, an `int3` in the parent after a spawn
+/// (runtime's TestDebugCall after an os/exec test) killed it.
+#[test]
+fn a_vfork_child_resetting_sigtrap_leaves_the_parent_handler() {
+    let dir = tempfile::tempdir().unwrap();
+    for (what, flags) in [("dynamic", &[][..]), ("gcc -static", &["-static"][..])] {
+        let bin = dir.path().join("vfork_sigreset");
+        compile_src("vfork_sigreset.c", flags, &bin);
+        let argv = [bin.to_str().unwrap()];
+        let n = native(&argv, None);
+        assert_eq!(n.stdout_str(), "int3 handled: 1, SIGSYS handled: 1, SIGTRAP handler kept: 1\n", "{what} natively: {}", n.stderr_str());
+        let (s, _) = under(&argv, &[]);
+        assert_same(what, &n, &s);
+    }
+}

@@ -14,7 +14,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::gate::shunt_restorer;
 use crate::kernel::{KernelSigaction, SA_RESTORER, SIGSET_SIZE};
-use crate::layout::{Answer, TBF_APP_AUTODISARM, TBF_APP_BLOCKS_SIGSYS, TBF_APP_BLOCKS_SIGTRAP};
+use crate::layout::{Answer, TBF_APP_AUTODISARM, TBF_APP_BLOCKS_SIGSYS, TBF_APP_BLOCKS_SIGTRAP, TBF_VFORK_CHILD};
 use crate::lazy;
 use crate::raw;
 use crate::task::{Call, Ret};
@@ -35,9 +35,15 @@ pub fn sys_rt_sigaction(f: &mut Call) -> Ret {
     }
     let ours = shunt_restorer as *const () as usize as u64;
     let new: Option<KernelSigaction> = if act != 0 { umem::read(act) } else { None };
+    // A vfork child shares the parent's memory but not its dispositions:
+    // what it sets for a reserved signal (Go's child resets every handler
+    // to SIG_DFL before exec) must not land in the records, which are the
+    // parent's. Natively it would change the child's own table only, which
+    // the exec replaces; here the child keeps the runtime's handler.
+    let vfork_child = f.task.flags() & TBF_VFORK_CHILD != 0;
     if sig == libc::SIGSYS as i64 && trap::enabled() {
         let prev = trap::app_sigsys();
-        if let Some(new) = &new {
+        if let Some(new) = new.as_ref().filter(|_| !vfork_child) {
             trap::set_app_sigsys(new);
         }
         if old != 0 {
@@ -47,7 +53,7 @@ pub fn sys_rt_sigaction(f: &mut Call) -> Ret {
     }
     if sig == libc::SIGTRAP as i64 && lazy::owns_sigtrap() {
         let prev = lazy::app_sigtrap();
-        if let Some(new) = &new {
+        if let Some(new) = new.as_ref().filter(|_| !vfork_child) {
             lazy::set_app_sigtrap(new);
         }
         if old != 0 {

@@ -166,6 +166,7 @@ impl Image {
         let mut pclntab = None;
         let mut pclntab_range = None;
         let mut text_addr = None;
+        let mut writable: Vec<(u64, Vec<u8>)> = Vec::new();
         for (i, s) in sections.enumerate() {
             let name = sections.section_name(e, s).map(|n| String::from_utf8_lossy(n).into_owned()).unwrap_or_default();
             let ty = s.sh_type(e);
@@ -187,6 +188,11 @@ impl Image {
                 }
                 elf::SHT_PROGBITS if name == ".eh_frame" => {
                     eh_frame = s.data(e, d).ok().map(|b| (s.sh_addr(e), b.to_vec()));
+                }
+                elf::SHT_PROGBITS if s.sh_flags(e).contains(elf::SHF_WRITE) && pclntab_scan(&name) => {
+                    if let Ok(b) = s.data(e, d) {
+                        writable.push((s.sh_addr(e), b.to_vec()));
+                    }
                 }
                 elf::SHT_PROGBITS if name == ".gopclntab" => {
                     pclntab = s.data(e, d).ok().map(<[u8]>::to_vec);
@@ -261,8 +267,20 @@ impl Image {
         // A Go binary: its function table names and bounds every function,
         // also when the symbol table was stripped (`-ldflags=-s -w`); the
         // runtime itself needs the table, so it is always there.
+        // Entry offsets count from `runtime.text`: its symbol, else the
+        // module's record of it (a stripped cgo binary, where an external
+        // linker put C code before Go's), else `.text`.
         let go_funcs = pclntab.as_deref().and_then(|t| {
-            let text = text_addr.or_else(|| code.first().map(|c| c.addr))?;
+            let text = symbols
+                .iter()
+                .find(|s| s.name == "runtime.text")
+                .map(|s| s.addr)
+                .or_else(|| {
+                    let data: Vec<(u64, &[u8])> = writable.iter().map(|(a, b)| (*a, &b[..])).collect();
+                    shunt_gotarget::verify::moduledata_text(pclntab_range?.0, t, &data)
+                })
+                .or(text_addr)
+                .or_else(|| code.first().map(|c| c.addr))?;
             shunt_gotarget::verify::pclntab_functions(t, text)
         });
         let flavour = if go_funcs.is_some() { Flavour::Go } else { Flavour::C };
@@ -681,4 +699,12 @@ fn parse_eh_frame(
         }
         pos = end;
     }
+}
+
+/// The writable sections that may hold a Go module's `moduledata` (read for
+/// `runtime.text`: see `shunt_gotarget::verify::moduledata_text`): its own
+/// section when an external linker linked the program, `.noptrdata` when
+/// Go's linker did.
+fn pclntab_scan(name: &str) -> bool {
+    name == ".go.module" || name == ".noptrdata"
 }

@@ -267,18 +267,56 @@ fn first_load_r11(file: &object::File, addr: u64) -> Option<u64> {
 /// [`pclntab_functions`]).
 fn go_functions(file: &object::File) -> Option<Vec<(u64, u64, String)>> {
     // Go 1.25 and older put a PIE's table in relro data under this name.
-    let section = file.section_by_name(".gopclntab").or_else(|| file.section_by_name(".data.rel.ro.gopclntab"))?;
-    let tab = section.data().ok()?;
-    pclntab_functions(tab, file.section_by_name(".text")?.address())
+    let pcln = file.section_by_name(".gopclntab").or_else(|| file.section_by_name(".data.rel.ro.gopclntab"))?;
+    let tab = pcln.data().ok()?;
+    let data: Vec<(u64, &[u8])> = file
+        .sections()
+        .filter(|s| s.kind() == SectionKind::Data)
+        .filter_map(|s| Some((s.address(), s.data().ok()?)))
+        .collect();
+    let text = moduledata_text(pcln.address(), tab, &data).or_else(|| Some(file.section_by_name(".text")?.address()))?;
+    pclntab_functions(tab, text)
+}
+
+/// The address Go's function table counts entry offsets from
+/// (`runtime.text`), read from the module's `moduledata` (`.go.module`, or
+/// wherever it lies among `data`, writable sections as `(address, bytes)`):
+/// the record whose first two words are the table's address (`pcHeader`)
+/// and its function-name table's (`funcnametab`), with `text` its 23rd word
+/// and `minpc` (its 21st) no lower. Since go1.26 the table's own
+/// `textStart` is always 0, and `runtime.text` is not where `.text` starts
+/// when an external linker (cgo) put C code first: offsets counted from
+/// `.text` then name and bound every function wrongly. `None` when no such
+/// record is found. For a PIE the words are the link-time addresses (the
+/// linker writes them in place as well as in the relocations).
+pub fn moduledata_text(pclntab_addr: u64, tab: &[u8], data: &[(u64, &[u8])]) -> Option<u64> {
+    let u64_at = |b: &[u8], o: usize| b.get(o..o.checked_add(8)?).map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])));
+    let funcname = pclntab_addr.checked_add(u64_at(tab, 32)?)?;
+    for (addr, bytes) in data {
+        // moduledata is pointer-aligned.
+        let skew = (8 - (addr % 8) as usize) % 8;
+        let mut o = skew;
+        while o + 24 * 8 <= bytes.len() {
+            if u64_at(bytes, o) == Some(pclntab_addr) && u64_at(bytes, o + 8) == Some(funcname) {
+                let minpc = u64_at(bytes, o + 20 * 8)?;
+                let text = u64_at(bytes, o + 22 * 8)?;
+                if text != 0 && text <= minpc {
+                    return Some(text);
+                }
+            }
+            o += 8;
+        }
+    }
+    None
 }
 
 /// Functions `(entry, size, name)` of a Go function table (`.gopclntab`, the
 /// layout of go1.18 and later, `runtime/symtab.go`'s pcHeader): `nfunc`
 /// entries of `(entryoff u32, funcoff u32)` at `pclnOffset`, each `_func`
 /// starting with `entryOff u32, nameOff i32` into `funcnametab`. `text` is
-/// the address of `.text`, used when the table's `textStart` is 0 (a PIE,
-/// where it is relocated at run time). `None` when the bytes are not such a
-/// table; never panics on malformed input.
+/// `runtime.text` ([`moduledata_text`]), used when the table's `textStart`
+/// is 0 (always since go1.26; a PIE's before). `None` when the bytes are
+/// not such a table; never panics on malformed input.
 pub fn pclntab_functions(tab: &[u8], text: u64) -> Option<Vec<(u64, u64, String)>> {
     let u32_at = |o: usize| tab.get(o..o.checked_add(4)?).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
     let u64_at = |o: usize| tab.get(o..o.checked_add(8)?).map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])));

@@ -1,0 +1,3 @@
+module cgohello
+
+go 1.25

@@ -121,7 +121,7 @@ use crate::elf::{Flavour, Image};
 
 /// Name and revision of the planning rules. A plan made by another revision
 /// is made again by `shunt glibc plan` / `shunt cc`.
-pub const PLANNER: &str = concat!("shunt-glibc-patch ", env!("CARGO_PKG_VERSION"), "/3");
+pub const PLANNER: &str = concat!("shunt-glibc-patch ", env!("CARGO_PKG_VERSION"), "/4");
 
 const NR_MUNMAP: u32 = 11;
 const NR_RT_SIGRETURN: u32 = 15;

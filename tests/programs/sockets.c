@@ -20,6 +20,7 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/select.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
@@ -41,6 +42,7 @@ static const char *errname(int e) {
     case EINTR: return "EINTR";
     case EEXIST: return "EEXIST";
     case ENOENT: return "ENOENT";
+    case ESPIPE: return "ESPIPE";
     default: return "E?";
     }
 }
@@ -446,6 +448,210 @@ static void sc_linger_reset(void) {
         show_read("read", c, 10, 0);
         close(c);
     }
+}
+
+/* Fills `fd` (made non-blocking) until EAGAIN; returns the bytes written. */
+static long fill(int fd) {
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    static char big[50000];
+    memset(big, 'z', sizeof big);
+    long total = 0;
+    for (;;) {
+        ssize_t r = write(fd, big, sizeof big);
+        if (r < 0) {
+            if (errno != EAGAIN) die("fill");
+            return total;
+        }
+        total += r;
+        if (total > (1L << 30)) die("never full");
+    }
+}
+
+/* Reads exactly `n` bytes from `fd` (blocking), discarding them. */
+static void drain_n(int fd, long n) {
+    static char sink[1 << 16];
+    while (n > 0) {
+        ssize_t r = read(fd, sink, n < (long)sizeof sink ? n : (long)sizeof sink);
+        if (r <= 0) die("drain");
+        n -= r;
+    }
+}
+
+/* Reads exactly `n` (<= 255) bytes from `fd` and prints them. */
+static void show_exactly(const char *what, int fd, int n) {
+    char buf[256];
+    int got = 0;
+    while (got < n) {
+        ssize_t r = read(fd, buf + got, n - got);
+        if (r <= 0) die("read exactly");
+        got += r;
+    }
+    printf("%s: \"%.*s\"\n", what, got, buf);
+    fflush(stdout);
+}
+
+/* splice between a connection and a pipe, both ways: what moves, partial
+ * counts, EAGAIN on either side, the end of the stream and of the pipe,
+ * and the shapes the kernel refuses. */
+static void sc_splice(void) {
+    int c, a, p[2];
+    pair(&c, &a);
+    if (pipe(p) < 0) die("pipe");
+    loff_t off = 0;
+    show("no pipe", splice(a, NULL, c, NULL, 10, 0));
+    show("offset on the pipe", splice(p[0], &off, a, NULL, 10, 0));
+    show("offset on the socket", splice(a, &off, p[1], NULL, 10, 0));
+    show("into the read end", splice(a, NULL, p[0], NULL, 10, 0));
+    show("length 0", splice(a, NULL, p[1], NULL, 0, 0));
+    show("c write", wr(c, "hello splice"));
+    await(a, POLLIN);
+    show("socket->pipe 5", splice(a, NULL, p[1], NULL, 5, 0));
+    show("socket->pipe 100", splice(a, NULL, p[1], NULL, 100, SPLICE_F_MOVE));
+    show_exactly("pipe holds", p[0], 12);
+    fcntl(a, F_SETFL, O_NONBLOCK);
+    show("socket empty (non-blocking)", splice(a, NULL, p[1], NULL, 100, SPLICE_F_NONBLOCK));
+    /* A blocking splice waits for the bytes (a child sends them). */
+    fcntl(a, F_SETFL, 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        wr(c, "late");
+        _exit(0);
+    }
+    show("socket->pipe, waiting", splice(a, NULL, p[1], NULL, 100, 0));
+    waitpid(pid, NULL, 0);
+    show_exactly("pipe holds", p[0], 4);
+    /* A full pipe. */
+    long inpipe = fill(p[1]);
+    fcntl(p[1], F_SETFL, 0);
+    show("c write", wr(c, "more"));
+    await(a, POLLIN);
+    show("into a full pipe (SPLICE_F_NONBLOCK)", splice(a, NULL, p[1], NULL, 100, SPLICE_F_NONBLOCK));
+    fcntl(p[1], F_SETFL, O_NONBLOCK);
+    show("into a full pipe (O_NONBLOCK)", splice(a, NULL, p[1], NULL, 100, 0));
+    fcntl(p[1], F_SETFL, 0);
+    drain_n(p[0], inpipe);
+    show("socket->pipe after draining", splice(a, NULL, p[1], NULL, 100, 0));
+    show_exactly("pipe holds", p[0], 4);
+    /* pipe -> socket. */
+    show("pipe write", write(p[1], "via pipe", 8));
+    show("pipe->socket 3", splice(p[0], NULL, a, NULL, 3, 0));
+    show("pipe->socket 100", splice(p[0], NULL, a, NULL, 100, SPLICE_F_MORE));
+    show_exactly("c reads", c, 8);
+    show("empty pipe (SPLICE_F_NONBLOCK)", splice(p[0], NULL, a, NULL, 100, SPLICE_F_NONBLOCK));
+    pid = fork();
+    if (pid == 0) {
+        write(p[1], "later", 5);
+        _exit(0);
+    }
+    show("pipe->socket, waiting", splice(p[0], NULL, a, NULL, 100, 0));
+    waitpid(pid, NULL, 0);
+    show_exactly("c reads", c, 5);
+    /* A full socket. */
+    long insock = fill(a);
+    show("pipe write", write(p[1], "x", 1));
+    show("into a full socket (non-blocking)", splice(p[0], NULL, a, NULL, 100, 0));
+    drain_n(c, insock);
+    await(a, POLLOUT);
+    show("pipe->socket after draining", splice(p[0], NULL, a, NULL, 100, 0));
+    show_exactly("c reads", c, 1);
+    /* The end of the stream, a reset, a pipe without writers or readers. */
+    fcntl(a, F_SETFL, 0);
+    show("c write", wr(c, "end"));
+    shutdown(c, SHUT_WR);
+    await(a, POLLRDHUP);
+    show("socket->pipe before EOF", splice(a, NULL, p[1], NULL, 100, 0));
+    show("socket->pipe at EOF", splice(a, NULL, p[1], NULL, 100, 0));
+    show_exactly("pipe holds", p[0], 3);
+    close(p[1]);
+    show("pipe without writers", splice(p[0], NULL, a, NULL, 100, 0));
+    close(p[0]);
+    if (pipe(p) < 0) die("pipe");
+    close(p[0]);
+    signal(SIGPIPE, SIG_IGN);
+    close(c);
+    close(a);
+    pair(&c, &a);
+    show("c write", wr(c, "lost"));
+    await(a, POLLIN);
+    show("pipe without readers", splice(a, NULL, p[1], NULL, 100, 0));
+    close(p[1]);
+    if (pipe(p) < 0) die("pipe");
+    set_linger(c, 1, 0);
+    close(c);
+    await(a, POLLERR);
+    show("socket->pipe after a reset", splice(a, NULL, p[1], NULL, 100, 0));
+    show("socket->pipe after a reset", splice(a, NULL, p[1], NULL, 100, 0));
+    show("socket->pipe after a reset", splice(a, NULL, p[1], NULL, 100, 0));
+    show_exactly("pipe holds", p[0], 4);
+    signal(SIGPIPE, SIG_DFL);
+}
+
+/* sendfile from a file into a connection: with and without an offset,
+ * to the end of the file, into a full socket, after the peer's close. */
+static void sc_sendfile(void) {
+    int c, a;
+    pair(&c, &a);
+    char path[] = "/tmp/shunt-sendfile-XXXXXX";
+    int f = mkstemp(path);
+    if (f < 0) die("mkstemp");
+    unlink(path);
+    if (write(f, "0123456789abcdef", 16) != 16) die("write file");
+    off_t off = 4;
+    show("sendfile 6 at 4", sendfile(a, f, &off, 6));
+    printf("offset %ld, file position %ld\n", (long)off, (long)lseek(f, 0, SEEK_CUR));
+    lseek(f, 10, SEEK_SET);
+    show("sendfile from the position", sendfile(a, f, NULL, 100));
+    printf("file position %ld\n", (long)lseek(f, 0, SEEK_CUR));
+    show("sendfile at the end", sendfile(a, f, NULL, 100));
+    show_exactly("c reads", c, 12);
+    show("sendfile 0", sendfile(a, f, NULL, 0));
+    int w = open("/dev/null", O_WRONLY);
+    show("from a write-only fd", sendfile(a, w, NULL, 10));
+    close(w);
+    int p[2];
+    if (pipe(p) < 0) die("pipe");
+    off = -1;
+    show("negative offset", sendfile(a, f, &off, 10));
+    long insock = fill(a);
+    off = 0;
+    show("into a full socket", sendfile(a, f, &off, 16));
+    drain_n(c, insock);
+    await(a, POLLOUT);
+    show("after draining", sendfile(a, f, &off, 16));
+    show_exactly("c reads", c, 16);
+    /* A blocking sendfile of a file larger than the socket takes: all of
+     * it, while the reader drains. */
+    fcntl(a, F_SETFL, 0);
+    static char blob[1 << 20];
+    for (unsigned i = 0; i < sizeof blob; i++) blob[i] = (char)(i * 7 + i / 4096);
+    if (pwrite(f, blob, sizeof blob, 0) != (ssize_t)sizeof blob) die("pwrite");
+    pid_t pid = fork();
+    if (pid == 0) {
+        static char got[1 << 20];
+        long n = 0;
+        while (n < (long)sizeof got) {
+            ssize_t r = read(c, got + n, sizeof got - n);
+            if (r <= 0) _exit(3);
+            n += r;
+        }
+        _exit(memcmp(got, blob, sizeof got) == 0 ? 0 : 4);
+    }
+    off = 0;
+    show("sendfile 1 MiB (blocking)", sendfile(a, f, &off, sizeof blob));
+    int st;
+    waitpid(pid, &st, 0);
+    printf("reader: %d\n", WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+    close(c);
+    await(a, POLLRDHUP);
+    signal(SIGPIPE, SIG_IGN);
+    off = 0;
+    show("sendfile after the peer's close", sendfile(a, f, &off, 16));
+    await(a, POLLERR | POLLHUP);
+    show("sendfile after the reset", sendfile(a, f, &off, 16));
+    signal(SIGPIPE, SIG_DFL);
+    close(p[0]);
+    close(p[1]);
+    close(f);
 }
 
 static void sc_peer_dies(void) {
@@ -900,6 +1106,8 @@ int main(int argc, char **argv) {
     else if (!strcmp(s, "shutdown")) sc_shutdown();
     else if (!strcmp(s, "close-reset")) sc_close_and_reset();
     else if (!strcmp(s, "linger-reset")) sc_linger_reset();
+    else if (!strcmp(s, "splice")) sc_splice();
+    else if (!strcmp(s, "sendfile")) sc_sendfile();
     else if (!strcmp(s, "peer-dies")) sc_peer_dies();
     else if (!strcmp(s, "dup")) sc_dup();
     else if (!strcmp(s, "nonblock-fionread")) sc_nonblock_fionread();

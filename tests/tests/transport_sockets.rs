@@ -49,7 +49,7 @@ fn connect_accept_read_write_close_over_rings() {
 /// shunt run's transcript equal to the kernel's, spin off and auto.
 #[test]
 fn every_socket_semantic_matches_the_kernel() {
-    const SCENARIOS: [&str; 18] = [
+    const SCENARIOS: [&str; 20] = [
         "connect-blocking",
         "connect-nonblocking",
         "accept4",
@@ -59,6 +59,8 @@ fn every_socket_semantic_matches_the_kernel() {
         "shutdown",
         "close-reset",
         "linger-reset",
+        "splice",
+        "sendfile",
         "peer-dies",
         "dup",
         "nonblock-fionread",

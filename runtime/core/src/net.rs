@@ -32,10 +32,11 @@
 //! the rings ([`shunt_transport::conn`]). Calls on it that the rings
 //! answer: `read`, `readv`, `recvfrom`, `recvmsg`, `write`, `writev`,
 //! `sendto`, `sendmsg`, `shutdown`, `ioctl(FIONREAD, SIOCOUTQ)`,
-//! `getsockopt(SO_ERROR)`; refused with `EINVAL` (nothing moved, the
-//! kernel's answer for an fd without the operation, so callers fall back to
-//! read/write): `splice`, `sendfile` and `tee` with a connection on either
-//! side; mirrored and then forwarded: `fcntl(F_SETFL)`,
+//! `getsockopt(SO_ERROR)`, `splice` between a connection and a pipe and
+//! `sendfile` from a file into a connection (the kernel moves the bytes
+//! between the pipe or file and the ring's own memory); refused as the
+//! kernel refuses them: `tee`, `splice`/`sendfile` with no pipe or file on
+//! the other side (`EINVAL`); mirrored and then forwarded: `fcntl(F_SETFL)`,
 //! `ioctl(FIONBIO)`, `setsockopt(SO_RCVTIMEO, SO_SNDTIMEO)`; everything else
 //! goes to the kernel socket as it is.
 //!
@@ -770,13 +771,10 @@ fn connection(c: &mut Call<'_>, fd: i32, e: End) -> Option<Ret> {
             Some(send(c, fd, e, &iov[..n], a[2] as i32))
         }
         nr::EPOLL_CTL => epoll_ctl(c, fd, e),
-        nr::SPLICE | nr::SENDFILE | nr::TEE => {
-            // The kernel would move the bytes through the placeholder
-            // socket, past the rings (a splice from it finds nothing, one
-            // into it corrupts the peer's stream). EINVAL is the kernel's
-            // answer for an fd that does not support the operation, and
-            // nothing moved: callers copy with read/write instead (Go's
-            // io.Copy between TCP conns and its sendfile do).
+        nr::SPLICE => Some(splice(c, fd, e)),
+        nr::SENDFILE => Some(sendfile(c, fd, e)),
+        nr::TEE => {
+            // tee wants a pipe on both sides: the kernel's EINVAL.
             c.count_now(Answer::Emulated);
             Some(Ret::counted(-(libc::EINVAL as i64)))
         }
@@ -847,6 +845,104 @@ fn connection(c: &mut Call<'_>, fd: i32, e: End) -> Option<Ret> {
     }
 }
 
+/// The most one splice or sendfile moves (Linux's `MAX_RW_COUNT`).
+const MAX_RW: u64 = (i32::MAX as u64) & !4095;
+
+/// `splice` with a connection on one side (`fd`). The kernel's own splice
+/// would move the bytes through the placeholder socket, past the rings, so
+/// it is emulated (`End::splice_to_pipe`, `End::splice_from`) when the other
+/// side is a pipe, with the kernel's answers for the shapes it refuses.
+fn splice(c: &mut Call<'_>, fd: i32, e: End) -> Ret {
+    let [fd_in, off_in, fd_out, off_out, len, flags] = c.args;
+    let (fd_in, fd_out, flags) = (fd_in as i32, fd_out as i32, flags as u32);
+    c.count_now(Answer::Emulated);
+    let out = fd_out == fd;
+    let other = if out { fd_in } else { fd_out };
+    let (kind, fl) = match shunt_transport::sys::fd_kind(other) {
+        Ok(k) => k,
+        Err(r) => return Ret::counted(r),
+    };
+    let pipe = kind == libc::S_IFIFO && fd_in != fd_out;
+    // Linux's order: an offset on a pipe's side, then the access modes,
+    // then a pair without a pipe, then an offset on the socket's side.
+    if pipe && ((out && off_in != 0) || (!out && off_out != 0)) {
+        return Ret::counted(-(libc::ESPIPE as i64));
+    }
+    let mode = fl & libc::O_ACCMODE;
+    let bad_mode = if out { mode == libc::O_WRONLY } else { mode == libc::O_RDONLY };
+    if bad_mode {
+        return Ret::counted(-(libc::EBADF as i64));
+    }
+    if !pipe || (out && off_out != 0) || (!out && off_in != 0) {
+        return Ret::counted(-(libc::EINVAL as i64));
+    }
+    let len = len.min(MAX_RW) as usize;
+    let pipe_nonblock = flags & libc::SPLICE_F_NONBLOCK != 0 || fl & libc::O_NONBLOCK != 0;
+    let tid = tid(c);
+    if !out {
+        return Ret::counted(with_wait(c, |w| e.splice_to_pipe(fd, tid, other, pipe_nonblock, len, Some(w))));
+    }
+    let from = shunt_transport::conn::Source::Pipe { fd: other, nonblock: pipe_nonblock, flags };
+    let (r, ring) = with_wait(c, |w| e.splice_from(fd, tid, from, len, Some(w)));
+    sent(tid, r, ring, false)
+}
+
+/// `sendfile(connection, in_fd, offset, count)`: from a regular file (or a
+/// block device) into the stream (`End::splice_from`); the offset word, if
+/// given, is read and written back as the kernel does. A connection as the
+/// input, or any other kind of input, gets the kernel's refusal, `EINVAL`.
+fn sendfile(c: &mut Call<'_>, fd: i32, e: End) -> Ret {
+    let [out_fd, in_fd, off_p, count, _, _] = c.args;
+    c.count_now(Answer::Emulated);
+    if out_fd as i32 != fd {
+        return Ret::counted(-(libc::EINVAL as i64));
+    }
+    let in_fd = in_fd as i32;
+    let (kind, fl) = match shunt_transport::sys::fd_kind(in_fd) {
+        Ok(k) => k,
+        Err(r) => return Ret::counted(r),
+    };
+    if fl & libc::O_ACCMODE == libc::O_WRONLY {
+        return Ret::counted(-(libc::EBADF as i64));
+    }
+    if kind != libc::S_IFREG && kind != libc::S_IFBLK {
+        return Ret::counted(-(libc::EINVAL as i64));
+    }
+    let mut off = match off_p {
+        0 => None,
+        p => match umem::read::<u64>(p) {
+            Some(o) if (o as i64) >= 0 => Some(o),
+            Some(_) => return Ret::counted(-(libc::EINVAL as i64)),
+            None => return Ret::counted(-(libc::EFAULT as i64)),
+        },
+    };
+    let len = count.min(MAX_RW) as usize;
+    let tid = tid(c);
+    let from = shunt_transport::conn::Source::File { fd: in_fd, off: off.as_mut() };
+    let (r, ring) = with_wait(c, |w| e.splice_from(fd, tid, from, len, Some(w)));
+    if let Some(o) = off {
+        if !umem::write::<u64>(off_p, &o) {
+            return Ret::counted(-(libc::EFAULT as i64));
+        }
+    }
+    sent(tid, r, ring, false)
+}
+
+/// Counts ring bytes of a send and raises the `SIGPIPE` an `EPIPE` owes
+/// (unless `nosignal`).
+fn sent(tid: u32, r: i64, ring: usize, nosignal: bool) -> Ret {
+    if ring > 0 {
+        count(TR_SHM_BYTES, ring as u64);
+    }
+    if r == -(libc::EPIPE as i64) && !nosignal {
+        // SAFETY: tgkill with integer arguments.
+        unsafe {
+            raw::syscall3(shunt_abi::syscalls::nr::TGKILL, raw::getpid() as u64, tid as u64, libc::SIGPIPE as u64);
+        }
+    }
+    Ret::counted(r)
+}
+
 fn recv(c: &mut Call<'_>, fd: i32, e: End, iov: &[IoVec], flags: i32) -> Ret {
     c.count_now(Answer::Emulated);
     let tid = tid(c);
@@ -861,17 +957,8 @@ fn send(c: &mut Call<'_>, fd: i32, e: End, iov: &[IoVec], flags: i32) -> Ret {
     let tid = tid(c);
     // SAFETY: as in `recv`.
     let (r, ring) = with_wait(c, |w| unsafe { e.write_ex(fd, tid, iov, flags, Some(w)) });
-    if ring > 0 {
-        count(TR_SHM_BYTES, ring as u64);
-    }
-    if r == -(libc::EPIPE as i64) && flags & libc::MSG_NOSIGNAL == 0 {
-        // What the kernel does for a stream write to a closed peer.
-        // SAFETY: tgkill with integer arguments.
-        unsafe {
-            raw::syscall3(shunt_abi::syscalls::nr::TGKILL, raw::getpid() as u64, tid as u64, libc::SIGPIPE as u64);
-        }
-    }
-    Ret::counted(r)
+    // What the kernel does for a stream write to a closed peer.
+    sent(tid, r, ring, flags & libc::MSG_NOSIGNAL != 0)
 }
 
 // ------------------------------------------------------------ readiness

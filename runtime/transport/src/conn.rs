@@ -996,13 +996,15 @@ impl End {
         }
     }
 
-    /// One attempt under the write lock.
-    unsafe fn write_locked(&self, kfd: i32, g: &Guard<'_>, iov: &[IoVec], skip: usize, flags: i32) -> WriteRes {
+    /// What every write attempt under the write lock checks first: a
+    /// pending error (reported once), a closing peer that is gone, an end
+    /// that can no longer write (`EPIPE`).
+    fn write_refused(&self, kfd: i32) -> Option<Sysret> {
         let me = self.me();
         if me.pending_err.load(Ordering::Relaxed) != 0 {
             let e = me.pending_err.swap(0, Ordering::Relaxed);
             if e != 0 {
-                return WriteRes::Ring(err(e as i32));
+                return Some(err(e as i32));
             }
         }
         if self.peer_flags() & CLOSING != 0 && me.flags.load(Ordering::Relaxed) & PEER_GONE == 0 {
@@ -1013,14 +1015,23 @@ impl End {
             if me.pending_err.load(Ordering::Relaxed) != 0 {
                 let e = me.pending_err.swap(0, Ordering::Relaxed);
                 if e != 0 {
-                    return WriteRes::Ring(err(e as i32));
+                    return Some(err(e as i32));
                 }
             }
         }
-        let mf = me.flags.load(Ordering::Acquire);
-        if mf & (WR_SHUT | RESET) != 0 {
-            return WriteRes::Ring(err(libc::EPIPE));
+        if me.flags.load(Ordering::Acquire) & (WR_SHUT | RESET) != 0 {
+            return Some(err(libc::EPIPE));
         }
+        None
+    }
+
+    /// One attempt under the write lock.
+    unsafe fn write_locked(&self, kfd: i32, g: &Guard<'_>, iov: &[IoVec], skip: usize, flags: i32) -> WriteRes {
+        let me = self.me();
+        if let Some(e) = self.write_refused(kfd) {
+            return WriteRes::Ring(e);
+        }
+        let mf = me.flags.load(Ordering::Acquire);
         if mf & SWITCHED == 0 {
             if self.peer_flags() & ATTACHED != 0 {
                 self.switch_locked(kfd, g);
@@ -1258,6 +1269,251 @@ impl End {
         n.min(i32::MAX as u64) as Sysret
     }
 
+    // --------------------------------------------------- splice / sendfile
+
+    /// `splice(socket → pipe)`: moves up to `len` bytes of the stream into
+    /// the pipe `pipe` (its write end; `pipe_nonblock`: `SPLICE_F_NONBLOCK`
+    /// or the pipe's own `O_NONBLOCK`). As Linux's `tcp_splice_read`: waits
+    /// for room in the pipe (or `EAGAIN`), then for bytes as the socket's
+    /// own `O_NONBLOCK` and `SO_RCVTIMEO` say (`SPLICE_F_NONBLOCK` does not
+    /// make the socket side non-blocking), and returns what one round
+    /// moved: 0 at the end of the stream, `ECONNRESET` once after a reset.
+    /// The pipe takes the bytes straight from the ring (a peek) and exactly
+    /// what it took is consumed; the peer's kernel prefix goes through a
+    /// small buffer the same way. A pipe without readers: `EPIPE` and the
+    /// kernel's own `SIGPIPE`, as for the kernel's splice.
+    pub fn splice_to_pipe(&self, kfd: i32, tid: u32, pipe: i32, pipe_nonblock: bool, len: usize, mut wait: Option<&mut WaitCtx<'_>>) -> Sysret {
+        if len == 0 {
+            return 0;
+        }
+        let nonblock = self.nonblock() || wait.is_none();
+        let deadline = Self::deadline(&self.me().rcvtimeo_ns);
+        loop {
+            if let Err(e) = wait_fd(pipe, EV_OUT, pipe_nonblock) {
+                return e;
+            }
+            self.maybe_switch(kfd, tid);
+            let r = {
+                let _g = match self.me().rd_lock.lock(tid) {
+                    Ok(g) => g,
+                    Err(Reentered) => return err(libc::EINTR),
+                };
+                self.splice_to_pipe_locked(kfd, pipe, len, !nonblock)
+            };
+            match r {
+                Moved::Bytes(n) => return n as Sysret,
+                Moved::SinkAgain if pipe_nonblock => return err(libc::EAGAIN),
+                // The pipe filled up meanwhile (another writer): wait again.
+                Moved::SinkAgain => continue,
+                Moved::Err(e) => return e,
+                Moved::Again => {}
+            }
+            if nonblock {
+                return err(libc::EAGAIN);
+            }
+            let Some(ctx) = wait.as_deref_mut() else { return err(libc::EAGAIN) };
+            match self.wait_event(kfd, ctx, deadline, false) {
+                Waited::Ready => {}
+                Waited::TimedOut => return err(libc::EAGAIN),
+                Waited::Interrupted => return err(libc::EINTR),
+            }
+        }
+    }
+
+    /// One round of [`Self::splice_to_pipe`] under the read lock.
+    fn splice_to_pipe_locked(&self, kfd: i32, pipe: i32, len: usize, block_kernel: bool) -> Moved {
+        if self.prefix_left() != 0 {
+            let mut buf = [0u8; PREFIX_CHUNK];
+            let iov = [IoVec { iov_base: buf.as_mut_ptr() as *mut libc::c_void, iov_len: len.min(PREFIX_CHUNK) }];
+            // SAFETY: `iov` is our own buffer.
+            let n = unsafe { self.read_prefix(kfd, &iov, 0, true, block_kernel) };
+            if n > 0 {
+                // SAFETY: `buf` holds `n` peeked bytes.
+                let w = unsafe { sys::rw2(true, pipe, &[(buf.as_mut_ptr(), n as usize), (buf.as_mut_ptr(), 0)], None, libc::RWF_NOWAIT) };
+                if w <= 0 {
+                    return if w == err(libc::EAGAIN) { Moved::SinkAgain } else { Moved::Err(w) };
+                }
+                // Consume exactly what the pipe took (the peeked bytes are
+                // in the kernel: this cannot block or come short).
+                let take = [IoVec { iov_base: buf.as_mut_ptr() as *mut libc::c_void, iov_len: w as usize }];
+                // SAFETY: as above.
+                let c = unsafe { self.read_prefix(kfd, &take, 0, false, false) };
+                return if c > 0 { Moved::Bytes(c as usize) } else { Moved::Err(c) };
+            }
+            if n != err(libc::EAGAIN) || self.prefix_left() != 0 {
+                return if n == err(libc::EAGAIN) { Moved::Again } else if n == 0 { Moved::Bytes(0) } else { Moved::Err(n) };
+            }
+        }
+        for attempt in 0..2 {
+            let ring = self.in_ring();
+            let mut tx = ring.begin_read();
+            let [(a, n), (b, m)] = tx.pieces(len);
+            if n + m > 0 {
+                // SAFETY: the pieces are published bytes of the ring, ours
+                // (the consumer's) until we commit; the kernel only reads them.
+                let w = unsafe { sys::rw2(true, pipe, &[(a as *mut u8, n), (b as *mut u8, m)], None, libc::RWF_NOWAIT) };
+                if w <= 0 {
+                    return if w == err(libc::EAGAIN) { Moved::SinkAgain } else { Moved::Err(w) };
+                }
+                tx.skip(w as usize);
+                let wake = tx.commit();
+                self.ring_bell(kfd, wake);
+                return Moved::Bytes(w as usize);
+            }
+            match self.end_of_stream() {
+                Some(0) => return Moved::Bytes(0),
+                Some(e) => return Moved::Err(e),
+                None if attempt == 0 => self.drain(kfd),
+                None => {}
+            }
+        }
+        Moved::Again
+    }
+
+    /// `splice(pipe → socket)` (`from = Source::Pipe`) and `sendfile(file →
+    /// socket)` (`Source::File`): moves up to `len` bytes into the stream,
+    /// the kernel reading them from the fd straight into the ring's free
+    /// space, so the fd gives up exactly what the ring took. As Linux: a
+    /// pipe splice returns once the pipe is empty after it moved something
+    /// (empty from the start: 0 without writers, else `EAGAIN` when
+    /// non-blocking or a wait), a sendfile once `len` bytes or the end of
+    /// the file are reached; a full ring waits or answers `EAGAIN` as the
+    /// socket's `O_NONBLOCK` and `SO_SNDTIMEO` say. While this end's
+    /// direction is still the kernel's (the prefix), the kernel's own
+    /// splice/sendfile moves the bytes. Returns `(result, ring bytes)`;
+    /// `-EPIPE` means the caller owes the thread a `SIGPIPE` (as `write`).
+    pub fn splice_from(&self, kfd: i32, tid: u32, mut from: Source, len: usize, mut wait: Option<&mut WaitCtx<'_>>) -> (Sysret, usize) {
+        if len == 0 {
+            return (0, 0);
+        }
+        let nonblock = self.nonblock() || wait.is_none();
+        let deadline = Self::deadline(&self.me().sndtimeo_ns);
+        let mut done = 0usize;
+        loop {
+            let r = {
+                let g = match self.me().wr_lock.lock(tid) {
+                    Ok(g) => g,
+                    Err(Reentered) => return (partial(done, err(libc::EINTR)), done),
+                };
+                self.splice_from_locked(kfd, &g, &mut from, len - done)
+            };
+            match r {
+                FromRes::Kernel(n) => return (if n > 0 { done as Sysret + n } else { partial(done, n) }, done),
+                FromRes::Moved(n) => {
+                    done += n;
+                    if done >= len {
+                        return (done as Sysret, done);
+                    }
+                    continue;
+                }
+                FromRes::SourceEnd => return (done as Sysret, done),
+                FromRes::SourceEmpty => {
+                    if done > 0 {
+                        return (done as Sysret, done);
+                    }
+                    let Source::Pipe { fd, nonblock: pnb, .. } = from else { return (0, 0) };
+                    if let Err(e) = wait_fd(fd, EV_IN, pnb) {
+                        return (e, 0);
+                    }
+                    continue;
+                }
+                FromRes::Err(e) => return (partial(done, e), done),
+                FromRes::Full => {}
+            }
+            if nonblock {
+                return (partial(done, err(libc::EAGAIN)), done);
+            }
+            let Some(ctx) = wait.as_deref_mut() else { return (partial(done, err(libc::EAGAIN)), done) };
+            match self.wait_event(kfd, ctx, deadline, true) {
+                Waited::Ready => {}
+                Waited::TimedOut => return (partial(done, err(libc::EAGAIN)), done),
+                Waited::Interrupted => return (partial(done, err(libc::EINTR)), done),
+            }
+        }
+    }
+
+    /// One attempt of [`Self::splice_from`] under the write lock.
+    fn splice_from_locked(&self, kfd: i32, g: &Guard<'_>, from: &mut Source, want: usize) -> FromRes {
+        let me = self.me();
+        if let Some(e) = self.write_refused(kfd) {
+            return FromRes::Err(e);
+        }
+        if me.flags.load(Ordering::Acquire) & SWITCHED == 0 {
+            if self.peer_flags() & ATTACHED != 0 {
+                self.switch_locked(kfd, g);
+            } else {
+                // The kernel's direction still: its own call moves the bytes.
+                let n = match from {
+                    Source::Pipe { fd, flags, .. } => {
+                        // SAFETY: splice with integer arguments.
+                        unsafe { sys::syscall6(nr::SPLICE, *fd as u64, 0, kfd as u64, 0, want as u64, *flags as u64) }
+                    }
+                    Source::File { fd, off } => {
+                        let p = off.as_mut().map_or(0, |o| &mut **o as *mut u64 as u64);
+                        // SAFETY: `p` is 0 or our own offset word.
+                        unsafe { sys::syscall4(nr::SENDFILE, kfd as u64, *fd as u64, p, want as u64) }
+                    }
+                };
+                if n > 0 {
+                    me.kbytes_out.fetch_add(n as u64, Ordering::Relaxed);
+                }
+                self.switch_locked(kfd, g);
+                return FromRes::Kernel(n);
+            }
+        }
+        let ring = self.out_ring();
+        let mut tx = ring.begin_write();
+        let mf = me.flags.load(Ordering::Acquire);
+        let pieces = tx.free_pieces(want);
+        let gone = mf & PEER_GONE != 0;
+        if !gone && pieces[0].1 + pieces[1].1 == 0 {
+            // Full: is the reader still there?
+            self.drain(kfd);
+            if self.my_flags() & PEER_GONE == 0 {
+                return FromRes::Full;
+            }
+        }
+        let mut scratch = [0u8; PREFIX_CHUNK];
+        let gone = gone || self.my_flags() & PEER_GONE != 0;
+        // After a clean close of the peer the bytes "succeed" once and are
+        // lost, as `write_locked` explains: read them into scratch.
+        let into = if gone { [(scratch.as_mut_ptr(), want.min(PREFIX_CHUNK)), (scratch.as_mut_ptr(), 0)] } else { pieces };
+        let n = match from {
+            // SAFETY: the pieces are the ring's free space, the producer's
+            // (we hold the write lock) until committed, or our scratch.
+            Source::Pipe { fd, .. } => unsafe { sys::rw2(false, *fd, &into, None, libc::RWF_NOWAIT) },
+            Source::File { fd, off } => {
+                // SAFETY: as above.
+                let n = unsafe { sys::rw2(false, *fd, &into, off.as_ref().map(|o| **o), 0) };
+                if n > 0 {
+                    if let Some(o) = off.as_mut() {
+                        **o += n as u64;
+                    }
+                }
+                n
+            }
+        };
+        if n == 0 {
+            // A pipe reads 0 only when empty without writers (else EAGAIN).
+            return FromRes::SourceEnd;
+        }
+        if n == err(libc::EAGAIN) && matches!(from, Source::Pipe { .. }) {
+            return FromRes::SourceEmpty;
+        }
+        if n < 0 {
+            return FromRes::Err(n);
+        }
+        if gone {
+            let _ = me.pending_err.compare_exchange(0, libc::EPIPE as u32, Ordering::Relaxed, Ordering::Relaxed);
+            me.flags.fetch_or(RESET, Ordering::Release);
+            return FromRes::Moved(n as usize);
+        }
+        tx.advance(n as usize);
+        let w = tx.commit();
+        self.ring_bell(kfd, w);
+        FromRes::Moved(n as usize)
+    }
+
     // ------------------------------------------------------ shutdown / close
 
     /// `shutdown(how)`.
@@ -1361,6 +1617,56 @@ fn poke(base: usize) {
 
 /// How often a futex-parked waiter asks the kernel whether its peer lives.
 pub const LIVENESS_NS: u64 = 100_000_000;
+
+/// Where `splice_from` takes its bytes: the read end of a pipe (`nonblock`:
+/// `SPLICE_F_NONBLOCK` or the pipe's `O_NONBLOCK`; `flags`: the program's
+/// splice flags, for the kernel's own splice) or a file at `off` (`None`:
+/// its position, used and advanced; `Some`: advanced here, the file's own
+/// position untouched, as `sendfile` with an offset).
+pub enum Source<'a> {
+    Pipe { fd: i32, nonblock: bool, flags: u32 },
+    File { fd: i32, off: Option<&'a mut u64> },
+}
+
+/// Bytes moved through a small buffer per round where the ring cannot be
+/// used directly (the peer's kernel prefix; bytes to a gone peer).
+const PREFIX_CHUNK: usize = 2048;
+
+/// One round of `splice_to_pipe`.
+enum Moved {
+    /// Bytes moved (0: end of stream).
+    Bytes(usize),
+    /// Nothing to read yet: wait on the socket.
+    Again,
+    /// The pipe is full.
+    SinkAgain,
+    Err(Sysret),
+}
+
+/// One round of `splice_from`.
+enum FromRes {
+    /// The kernel's own call, final.
+    Kernel(Sysret),
+    Moved(usize),
+    /// The ring is full: wait on the socket.
+    Full,
+    /// The pipe is empty (and has writers).
+    SourceEmpty,
+    /// End of file, or an empty pipe without writers.
+    SourceEnd,
+    Err(Sysret),
+}
+
+/// Waits until `fd` (a pipe) shows `ev` (or an error or hang-up, which the
+/// caller's next read or write reports); `nonblock`: `EAGAIN` instead.
+fn wait_fd(fd: i32, ev: u32, nonblock: bool) -> Result<(), Sysret> {
+    let mut p = [libc::pollfd { fd, events: ev as i16, revents: 0 }];
+    match sys::poll(&mut p, if nonblock { 0 } else { -1 }) {
+        r if r > 0 => Ok(()),
+        0 => Err(err(libc::EAGAIN)),
+        r => Err(r),
+    }
+}
 
 enum WriteRes {
     /// A kernel write's result: final, as the kernel blocked as it saw fit.

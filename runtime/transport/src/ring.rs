@@ -318,6 +318,18 @@ impl Ring {
         ReadTx { ring: self, start: h, pos: h, end: h.wrapping_add(avail) }
     }
 
+    /// The data area at stream positions `[pos, pos + n)` as at most two
+    /// pieces (the second after the wrap), for copies the kernel makes
+    /// (a pipe or file read into the ring, a pipe write out of it).
+    /// `n <= cap`.
+    #[inline]
+    fn pieces(&self, pos: u64, n: usize) -> [(*mut u8, usize); 2] {
+        let off = (pos & (self.cap - 1)) as usize;
+        let first = n.min(self.cap as usize - off);
+        // SAFETY: `off < cap`: inside the data area.
+        [(unsafe { self.data.add(off) }, first), (self.data, n - first)]
+    }
+
     /// Copies `n` bytes between the ring at stream position `pos` and `user`.
     ///
     /// # Safety
@@ -385,6 +397,21 @@ impl WriteTx<'_> {
         n
     }
 
+    /// The free space of this transaction, at most `max` bytes, as pieces
+    /// of the data area for the kernel to fill; [`WriteTx::advance`] then
+    /// counts what it filled. The space is the producer's, as for `push`.
+    #[inline]
+    pub fn free_pieces(&self, max: usize) -> [(*mut u8, usize); 2] {
+        self.ring.pieces(self.pos, max.min(self.room()))
+    }
+
+    /// Counts `n` bytes written into [`WriteTx::free_pieces`] (at most
+    /// their total).
+    #[inline]
+    pub fn advance(&mut self, n: usize) {
+        self.pos = self.pos.wrapping_add(n.min(self.room()) as u64);
+    }
+
     /// Publishes the copied bytes and wakes a parked reader if there is one.
     #[inline]
     pub fn commit(self) -> Wake {
@@ -438,6 +465,15 @@ impl ReadTx<'_> {
             self.pos = self.pos.wrapping_add(n as u64);
         }
         n
+    }
+
+    /// The bytes of this transaction, at most `max`, as pieces of the data
+    /// area for the kernel to copy out (a peek: [`ReadTx::skip`] then
+    /// consumes what it took).
+    #[inline]
+    pub fn pieces(&self, max: usize) -> [(*const u8, usize); 2] {
+        let [(a, n), (b, m)] = self.ring.pieces(self.pos, max.min(self.avail()));
+        [(a as *const u8, n), (b as *const u8, m)]
     }
 
     /// Skips up to `len` bytes without copying them; returns how many.

@@ -364,6 +364,43 @@ pub fn getsockopt_int(fd: i32, level: i32, name: i32) -> Result<i32, Sysret> {
     Ok(v)
 }
 
+/// `preadv2`/`pwritev2` of up to two pieces at `pos` (`None`: the file
+/// position, used and advanced) with `RWF_*` flags (`RWF_NOWAIT` makes a
+/// pipe's read or write answer `EAGAIN` instead of blocking, whatever the
+/// pipe's own `O_NONBLOCK`).
+///
+/// # Safety
+/// Each piece must be valid for its length in the direction of the copy
+/// (writable for a read).
+pub unsafe fn rw2(write: bool, fd: i32, pieces: &[(*mut u8, usize); 2], pos: Option<u64>, flags: i32) -> Sysret {
+    let iov = [
+        libc::iovec { iov_base: pieces[0].0 as *mut libc::c_void, iov_len: pieces[0].1 },
+        libc::iovec { iov_base: pieces[1].0 as *mut libc::c_void, iov_len: pieces[1].1 },
+    ];
+    let cnt = if pieces[1].1 == 0 { 1 } else { 2 };
+    let nr = if write { nr::PWRITEV2 } else { nr::PREADV2 };
+    let pos = pos.unwrap_or(u64::MAX);
+    // SAFETY: `iov` describes the caller's pieces (its contract); the
+    // position's high half is 0 on x86-64 (the kernel ignores it).
+    unsafe { syscall6(nr, fd as u64, iov.as_ptr() as u64, cnt, pos, 0, flags as u32 as u64) }
+}
+
+/// The type bits (`S_IFMT`) and open flags (`F_GETFL`) of an fd.
+pub fn fd_kind(fd: i32) -> Result<(u32, i32), Sysret> {
+    // SAFETY: an all-zero stat is a valid buffer for fstat to fill.
+    let mut st: libc::stat = unsafe { core::mem::zeroed() };
+    // SAFETY: `st` is a writable struct stat.
+    let r = unsafe { syscall2(nr::FSTAT, fd as u64, &mut st as *mut libc::stat as u64) };
+    if r < 0 {
+        return Err(r);
+    }
+    let fl = fcntl(fd, libc::F_GETFL, 0);
+    if fl < 0 {
+        return Err(fl);
+    }
+    Ok((st.st_mode & libc::S_IFMT, fl as i32))
+}
+
 /// `SO_LINGER` of a socket: `Some(seconds)` when lingering is on.
 pub fn linger(fd: i32) -> Result<Option<i32>, Sysret> {
     let mut v = [0i32; 2];

@@ -91,6 +91,53 @@ fn transactions_publish_once_and_skip_consumes() {
     assert_eq!(&b[..n], b"cdefg");
 }
 
+/// The pieces the kernel copies into or out of (splice, sendfile): at most
+/// two, split at the wrap, covering exactly the free space or the bytes;
+/// `advance` and `skip` then count what the kernel moved.
+#[test]
+fn pieces_split_at_the_wrap_and_count_what_moved() {
+    let mut m = Mem::new(16);
+    let r = m.ring();
+    assert_eq!(push(&r, b"0123456789ab"), 12);
+    let mut b = [0u8; 10];
+    assert_eq!(pop(&r, &mut b, false), 10);
+    // head 10, tail 12: 14 free, 4 before the end and 10 after the wrap.
+    let mut tx = r.begin_write();
+    let [(a, n), (c, k)] = tx.free_pieces(100);
+    assert_eq!((n, k), (4, 10));
+    assert_eq!(a as usize - m.data.as_ptr() as usize, 12);
+    assert_eq!(c as usize, m.data.as_ptr() as usize);
+    let [(_, n2), (_, k2)] = tx.free_pieces(3);
+    assert_eq!((n2, k2), (3, 0), "at most max bytes");
+    // SAFETY: the pieces are the ring's free space, ours until the commit.
+    unsafe {
+        std::ptr::copy_nonoverlapping(b"WXYZ".as_ptr(), a, 4);
+        std::ptr::copy_nonoverlapping(b"pq".as_ptr(), c, 2);
+    }
+    tx.advance(6);
+    let _ = tx.commit();
+    assert_eq!(r.used(), 8);
+    let mut rx = r.begin_read();
+    let [(p, n), (q, k)] = rx.pieces(100);
+    assert_eq!((n, k), (6, 2));
+    // SAFETY: published bytes of the ring, ours until the commit.
+    let got = unsafe { [std::slice::from_raw_parts(p, n), std::slice::from_raw_parts(q, k)].concat() };
+    assert_eq!(got, b"abWXYZpq");
+    // The "kernel" took 5 of them: exactly those are consumed.
+    assert_eq!(rx.skip(5), 5);
+    let _ = rx.commit();
+    let mut b = [0u8; 8];
+    let n = pop(&r, &mut b, false);
+    assert_eq!(&b[..n], b"Zpq");
+    // A full ring has no free pieces; an empty one no bytes.
+    assert_eq!(push(&r, &[7u8; 16]), 16);
+    let tx = r.begin_write();
+    assert_eq!(tx.free_pieces(16).map(|p| p.1), [0, 0]);
+    drop(tx);
+    assert_eq!(pop(&r, &mut [0u8; 16], false), 16);
+    assert_eq!(r.begin_read().pieces(16).map(|p| p.1), [0, 0]);
+}
+
 #[test]
 fn a_hostile_index_cannot_make_a_side_copy_outside_the_ring() {
     let mut m = Mem::new(16);

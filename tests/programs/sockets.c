@@ -583,6 +583,31 @@ static void sc_splice(void) {
     show("socket->pipe after a reset", splice(a, NULL, p[1], NULL, 100, 0));
     show("socket->pipe after a reset", splice(a, NULL, p[1], NULL, 100, 0));
     show_exactly("pipe holds", p[0], 4);
+    close(p[0]);
+    close(p[1]);
+    /* A pipe the kernel's own splice used (Linux then refuses RWF_NOWAIT
+     * on it, as for Go's pooled pipes), blocking and non-blocking. */
+    int u[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, u) < 0) die("socketpair");
+    pair(&c, &a);
+    for (int nb = 0; nb < 2; nb++) {
+        if (pipe2(p, nb ? O_NONBLOCK : 0) < 0) die("pipe");
+        show("pipe write", write(p[1], "unix", 4));
+        show("pipe->unix socket", splice(p[0], NULL, u[0], NULL, 100, 0));
+        show_exactly("unix reads", u[1], 4);
+        show("c write", wr(c, "used pipe"));
+        await(a, POLLIN);
+        show("socket->used pipe", splice(a, NULL, p[1], NULL, 100, 0));
+        show("used pipe->socket", splice(p[0], NULL, a, NULL, 100, 0));
+        show_exactly("c reads", c, 9);
+        show("empty used pipe (SPLICE_F_NONBLOCK)", splice(p[0], NULL, a, NULL, 100, SPLICE_F_NONBLOCK));
+        close(p[0]);
+        close(p[1]);
+    }
+    close(u[0]);
+    close(u[1]);
+    close(c);
+    close(a);
     signal(SIGPIPE, SIG_DFL);
 }
 

@@ -1329,7 +1329,7 @@ impl End {
             let n = unsafe { self.read_prefix(kfd, &iov, 0, true, block_kernel) };
             if n > 0 {
                 // SAFETY: `buf` holds `n` peeked bytes.
-                let w = unsafe { sys::rw2(true, pipe, &[(buf.as_mut_ptr(), n as usize), (buf.as_mut_ptr(), 0)], None, libc::RWF_NOWAIT) };
+                let w = unsafe { pipe_io(true, pipe, [(buf.as_mut_ptr(), n as usize), (buf.as_mut_ptr(), 0)]) };
                 if w <= 0 {
                     return if w == err(libc::EAGAIN) { Moved::SinkAgain } else { Moved::Err(w) };
                 }
@@ -1351,7 +1351,7 @@ impl End {
             if n + m > 0 {
                 // SAFETY: the pieces are published bytes of the ring, ours
                 // (the consumer's) until we commit; the kernel only reads them.
-                let w = unsafe { sys::rw2(true, pipe, &[(a as *mut u8, n), (b as *mut u8, m)], None, libc::RWF_NOWAIT) };
+                let w = unsafe { pipe_io(true, pipe, [(a as *mut u8, n), (b as *mut u8, m)]) };
                 if w <= 0 {
                     return if w == err(libc::EAGAIN) { Moved::SinkAgain } else { Moved::Err(w) };
                 }
@@ -1481,7 +1481,7 @@ impl End {
         let n = match from {
             // SAFETY: the pieces are the ring's free space, the producer's
             // (we hold the write lock) until committed, or our scratch.
-            Source::Pipe { fd, .. } => unsafe { sys::rw2(false, *fd, &into, None, libc::RWF_NOWAIT) },
+            Source::Pipe { fd, .. } => unsafe { pipe_io(false, *fd, into) },
             Source::File { fd, off } => {
                 // SAFETY: as above.
                 let n = unsafe { sys::rw2(false, *fd, &into, off.as_ref().map(|o| **o), 0) };
@@ -1655,6 +1655,47 @@ enum FromRes {
     /// End of file, or an empty pipe without writers.
     SourceEnd,
     Err(Sysret),
+}
+
+/// A read from (`write == false`) or write into the pipe `fd` of up to two
+/// pieces that never blocks: `EAGAIN` when the pipe is empty or full.
+///
+/// `RWF_NOWAIT` says so whatever the pipe's own `O_NONBLOCK`, but Linux
+/// (since 6.5) takes `FMODE_NOWAIT` off a pipe once the kernel's own
+/// `splice`/`vmsplice` used it, and `RWF_NOWAIT` then fails with
+/// `EOPNOTSUPP` (Go's pooled splice pipes, which also meet kernel sockets,
+/// hit this). Then: an `O_NONBLOCK` pipe's plain read or write does not
+/// block; a blocking pipe is polled first, and a write is cut to one page,
+/// which a pipe that polls writable takes without waiting.
+///
+/// # Safety
+/// As [`sys::rw2`].
+unsafe fn pipe_io(write: bool, fd: i32, pieces: [(*mut u8, usize); 2]) -> Sysret {
+    // SAFETY: the caller's contract.
+    let r = unsafe { sys::rw2(write, fd, &pieces, None, libc::RWF_NOWAIT) };
+    if r != err(libc::EOPNOTSUPP) {
+        return r;
+    }
+    let fl = sys::fcntl(fd, libc::F_GETFL, 0);
+    if fl < 0 {
+        return fl;
+    }
+    let mut pieces = pieces;
+    if fl as i32 & libc::O_NONBLOCK == 0 {
+        let mut p = [libc::pollfd { fd, events: if write { libc::POLLOUT } else { libc::POLLIN }, revents: 0 }];
+        match sys::poll(&mut p, 0) {
+            0 => return err(libc::EAGAIN),
+            r if r < 0 => return r,
+            _ => {}
+        }
+        if write {
+            const PAGE: usize = 4096;
+            pieces[0].1 = pieces[0].1.min(PAGE);
+            pieces[1].1 = pieces[1].1.min(PAGE - pieces[0].1);
+        }
+    }
+    // SAFETY: the caller's contract (the pieces only shrank).
+    unsafe { sys::rw2(write, fd, &pieces, None, 0) }
 }
 
 /// Waits until `fd` (a pipe) shows `ev` (or an error or hang-up, which the

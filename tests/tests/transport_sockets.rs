@@ -49,7 +49,7 @@ fn connect_accept_read_write_close_over_rings() {
 /// shunt run's transcript equal to the kernel's, spin off and auto.
 #[test]
 fn every_socket_semantic_matches_the_kernel() {
-    const SCENARIOS: [&str; 20] = [
+    const SCENARIOS: [&str; 22] = [
         "connect-blocking",
         "connect-nonblocking",
         "accept4",
@@ -61,6 +61,8 @@ fn every_socket_semantic_matches_the_kernel() {
         "linger-reset",
         "splice",
         "sendfile",
+        "ppoll-pselect",
+        "epoll-hup",
         "peer-dies",
         "dup",
         "nonblock-fionread",

@@ -61,7 +61,7 @@ pub fn check_plan(img: &Image, plan: &Plan) -> Result<(), String> {
         let mut text = sec.bytes.clone();
         for s in in_sec {
             check_site(s, sec.addr, &sec.bytes, &insns, &starts, &entries).map_err(|e| format!("site {:#x}: {e}", s.at))?;
-            let j = s.jump(s.at, s.at + 0x1000).ok_or_else(|| format!("site {:#x}: no jump", s.at))?;
+            let j = s.jump(s.at, near(s.at, 0x1000)).ok_or_else(|| format!("site {:#x}: no jump", s.at))?;
             let off = (s.at - sec.addr) as usize;
             text[off..off + j.len()].copy_from_slice(&j);
             check_trampoline(s).map_err(|e| format!("site {:#x}: {e}", s.at))?;
@@ -150,10 +150,22 @@ fn check_site(
     Ok(())
 }
 
+/// A sample address `dist` bytes above `at`, or below it when a section
+/// ends at the top of the address space (the ELF parser only refuses a
+/// section that wraps; found by the `glibc_plan` fuzz target). Either way
+/// the distance, which is what the rel32 encodings depend on, is `dist`.
+fn near(at: u64, dist: u64) -> u64 {
+    // 64 KiB of headroom covers a trampoline's own length above `here`.
+    match at.checked_add(dist + 0x1_0000) {
+        Some(_) => at + dist,
+        None => at - dist,
+    }
+}
+
 fn check_trampoline(s: &Site) -> Result<(), String> {
-    // Sample addresses: the trampoline 1 MiB above the site, the gate slot
+    // Sample addresses: the trampoline 1 MiB from the site, the gate slot
     // just before it.
-    let here = s.at + (1 << 20);
+    let here = near(s.at, 1 << 20);
     let slot = here - 16;
     let t = s.trampoline(here, slot, s.at + s.len as u64).ok_or("trampoline out of reach")?;
     let insns = linear(&t, here);

@@ -394,6 +394,25 @@ unsafe fn area_near(m: &Mem, site: u64) -> Option<&'static mut Area> {
 /// `syscall`) with number `rax`. Returns whether it did (and counted it).
 /// Called from the SIGSYS handler only.
 pub(crate) fn on_trap(rip: u64, rax: u64) -> bool {
+    let done = rewrite(rip, rax);
+    if done && slot::ready() {
+        // SAFETY: installed (checked).
+        unsafe { slot::header() }.rewritten.fetch_add(1, Ordering::Relaxed);
+    }
+    done
+}
+
+/// Rewrites a site the installer knows will trap — the vDSO's fallback
+/// `syscall` of `clock_getres` (a JVM calls it once for its per-thread CPU
+/// clocks), which the load-time rewrite never sees — before it first runs:
+/// `rip` is the address after the `syscall`, `rax` its number. Under the
+/// same conditions as a trap's rewrite; not counted in `rewritten` (no call
+/// trapped). Returns whether it did.
+pub fn rewrite_known_site(rip: u64, rax: u64) -> bool {
+    rewrite(rip, rax)
+}
+
+fn rewrite(rip: u64, rax: u64) -> bool {
     if !enabled() || rip < 10 {
         return false;
     }
@@ -466,10 +485,6 @@ pub(crate) fn on_trap(rip: u64, rax: u64) -> bool {
     .is_some();
     BUSY.store(false, Ordering::Release);
     sigown::restore_mask(mask);
-    if done && slot::ready() {
-        // SAFETY: installed (checked).
-        unsafe { slot::header() }.rewritten.fetch_add(1, Ordering::Relaxed);
-    }
     done
 }
 

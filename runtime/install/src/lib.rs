@@ -119,8 +119,48 @@ pub fn install(opts: Options) -> Result<(), InstallError> {
     }
     if opts.trap && opts.rewrite {
         shunt_core::lazy::enable();
+        cover_vdso_clock_getres();
     }
     Ok(())
+}
+
+/// The vDSO's `clock_getres` answers the clocks it knows and falls back to
+/// a `syscall` of its own for the others (per-thread and per-process CPU
+/// clocks: a JVM asks once at start). That site is outside every plan, so
+/// it trapped; it is rewritten now, while the process is single-threaded,
+/// to go through the gate (`shunt_core::lazy`). The runtime's own
+/// `clock_getres` handler calls the vDSO only for clocks the vDSO answers
+/// without the fallback, so the gate is never re-entered from there.
+/// Returns whether the site was found and rewritten.
+fn cover_vdso_clock_getres() -> bool {
+    const RTLD_DL_SYMENT: libc::c_int = 1;
+    const SITE: [u8; 7] = [0xb8, 229, 0, 0, 0, 0x0f, 0x05]; // mov $SYS_clock_getres,%eax; syscall
+    let f = vdso_functions().clock_getres;
+    if f == 0 {
+        return false;
+    }
+    // SAFETY: dladdr1 fills `info` and points `sym` at the vDSO's symbol
+    // table entry (an Elf64_Sym, st_size at offset 16) for an address
+    // glibc knows; the function's bytes [f, f + size) are mapped text.
+    unsafe {
+        let mut info: libc::Dl_info = std::mem::zeroed();
+        let mut sym: *mut libc::c_void = std::ptr::null_mut();
+        if libc::dladdr1(f as *const _, &mut info, &mut sym, RTLD_DL_SYMENT) == 0 || sym.is_null() {
+            return false;
+        }
+        let size = std::ptr::read_unaligned((sym as *const u8).add(16) as *const u64) as usize;
+        if !(SITE.len()..=4096).contains(&size) {
+            return false;
+        }
+        let text = std::slice::from_raw_parts(f as *const u8, size);
+        let mut done = false;
+        for (i, w) in text.windows(SITE.len()).enumerate() {
+            if w == SITE {
+                done |= shunt_core::lazy::rewrite_known_site((f + i + SITE.len()) as u64, 229);
+            }
+        }
+        done
+    }
 }
 
 /// Whether the runtime is installed in this process.

@@ -54,6 +54,8 @@ missing=""
 for p in $PACKAGES; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
 done
+# A JDK (java, javac; any version): tests/tests/java_jvm.rs runs a JVM.
+command -v javac >/dev/null 2>&1 && command -v java >/dev/null 2>&1 || missing="$missing default-jdk-headless"
 if [ -n "$missing" ]; then
     echo "setup: installing Debian packages:$missing"
     SUDO=""

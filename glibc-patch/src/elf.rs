@@ -407,13 +407,16 @@ impl Image {
 
     /// File bytes at a virtual address, if the file holds them.
     pub fn read(&self, addr: u64, len: usize) -> Option<&[u8]> {
-        let &(v, off, filesz) = self.loads.iter().find(|(v, _, f)| addr >= *v && addr < v + f)?;
+        // `addr - v < f`, not `addr < v + f`: parse bounds a segment's
+        // vaddr + sizes, not its file offset, so only differences from a
+        // lower bound are known not to wrap.
+        let &(v, off, filesz) = self.loads.iter().find(|(v, _, f)| addr >= *v && addr - v < *f)?;
         let end = (addr - v).checked_add(len as u64)?;
         if end > filesz {
             return None;
         }
-        let start = (off + addr - v) as usize;
-        self.data.get(start..start + len)
+        let start = usize::try_from(off.checked_add(addr - v)?).ok()?;
+        self.data.get(start..start.checked_add(len)?)
     }
 
     /// Whether `addr` lies in an executable section.
@@ -424,13 +427,13 @@ impl Image {
     /// The FDE range containing `addr`.
     pub fn fde_of(&self, addr: u64) -> Option<(u64, u64)> {
         let k = self.fdes.partition_point(|&(s, _)| s <= addr);
-        self.fdes[..k].iter().rev().take(4).copied().find(|&(s, l)| addr < s + l)
+        self.fdes[..k].iter().rev().take(4).copied().find(|&(s, l)| addr - s < l)
     }
 
     /// The range of the sized symbol holding `addr`.
     pub fn symbol_range(&self, addr: u64) -> Option<(u64, u64)> {
         let k = self.symbols.partition_point(|s| s.addr <= addr);
-        self.symbols[..k].iter().rev().take(64).find(|s| s.size > 0 && addr < s.addr + s.size).map(|s| (s.addr, s.size))
+        self.symbols[..k].iter().rev().take(64).find(|s| s.size > 0 && addr - s.addr < s.size).map(|s| (s.addr, s.size))
     }
 
     /// The best name for `addr`: `symbol+0xoff`, or the FDE that holds it.
@@ -439,7 +442,7 @@ impl Image {
         let mut best: Option<&Symbol> = None;
         let fde = self.fde_of(addr);
         for s in self.symbols[..k].iter().rev().take(256) {
-            let inside = if s.size > 0 { addr < s.addr + s.size } else { fde.is_none_or(|(f, _)| s.addr >= f) };
+            let inside = if s.size > 0 { addr - s.addr < s.size } else { fde.is_none_or(|(f, _)| s.addr >= f) };
             if !inside {
                 continue;
             }
@@ -476,7 +479,7 @@ impl Image {
             return;
         }
         let (Some(cs_enc), Some(cs_len)) = (r.u8(), r.uleb()) else { return };
-        let end = r.pos + cs_len as usize;
+        let end = r.pos.saturating_add(usize::try_from(cs_len).unwrap_or(usize::MAX));
         let mut pads = Vec::new();
         while r.pos < end {
             let (Some(_start), Some(_len), Some(lp), Some(_action)) =

@@ -194,7 +194,8 @@ impl Image {
                         writable.push((s.sh_addr(e), b.to_vec()));
                     }
                 }
-                elf::SHT_PROGBITS if name == ".gopclntab" => {
+                // Go 1.25 PIEs keep the table in a RELRO section of its own.
+                elf::SHT_PROGBITS if name == ".gopclntab" || name == ".data.rel.ro.gopclntab" => {
                     pclntab = s.data(e, d).ok().map(<[u8]>::to_vec);
                     pclntab_range = Some((s.sh_addr(e), s.sh_size(e)));
                 }

@@ -142,6 +142,8 @@ pub(crate) struct Opened {
     pub procs: Vec<OwnedFd>,
     /// `cgroup.kill` of the v2 cgroup.
     pub kill: Option<OwnedFd>,
+    /// The v2 cgroup's directory (for `CLONE_INTO_CGROUP`).
+    pub dir: Option<OwnedFd>,
 }
 
 fn open_w(p: &Path) -> std::io::Result<OwnedFd> {
@@ -208,14 +210,18 @@ impl InstanceCgroups {
     pub(crate) fn open(&self) -> std::io::Result<Opened> {
         let mut procs = Vec::new();
         let mut kill = None;
+        let mut dir = None;
         if let Some(v2) = &self.v2 {
             procs.push(open_w(&v2.join("cgroup.procs"))?);
             kill = Some(open_w(&v2.join("cgroup.kill"))?);
+            dir = Some(
+                OpenOptions::new().read(true).custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC).open(v2)?.into(),
+            );
         }
         if let Some(v1) = &self.v1_memory {
             procs.push(open_w(&v1.join("cgroup.procs"))?);
         }
-        Ok(Opened { procs, kill })
+        Ok(Opened { procs, kill, dir })
     }
 
     /// OOM kills in the instance's memory cgroup so far.

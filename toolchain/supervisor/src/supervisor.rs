@@ -509,6 +509,7 @@ impl Supervisor {
             own_group,
             cgroup_procs: procs,
             cgroup_kill: opened.kill.as_ref().map_or(-1, |f| f.as_raw_fd()),
+            cgroup_dir: opened.dir.as_ref().map_or(-1, |f| f.as_raw_fd()),
             status_w: status_w.as_raw_fd(),
             control_r: control_r.as_raw_fd(),
             exec_err_w: err_w.as_raw_fd(),

@@ -128,3 +128,93 @@ fn bench_platform_refuses_bad_settings() {
         assert_eq!(err.trim().lines().count(), 1, "one line for {args:?}: {err}");
     }
 }
+
+/// The pids of processes whose command line mentions `needle`.
+fn processes_mentioning(needle: &str) -> Vec<i32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
+        let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else { continue };
+        // A zombie has an empty command line: it is gone as far as this
+        // test is concerned.
+        if String::from_utf8_lossy(&cmd).replace('\0', " ").contains(needle) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// SIGTERM to a running benchmark: it stops its daemons (and with them
+/// their instances), removes its work directory, and exits 128 + 15.
+#[test]
+fn bench_platform_sigterm_stops_its_daemons_and_removes_its_work_dir() {
+    use std::time::{Duration, Instant};
+    let tmp = scratch("sigterm");
+    let out = tmp.join("out");
+    let mut c = Command::new(shunt());
+    // Enough rounds that the benchmark is still measuring when the signal
+    // comes; its work directory lands in TMPDIR, where this test looks.
+    c.args(["bench", "platform", "--quick", "--lang", "go", "--configs", "native,shunt", "--rounds", "100"])
+        .args(["--invocations", "100", "--cold-starts", "1", "--no-sweep", "--no-density", "--templates"])
+        .arg(templates())
+        .arg("--out")
+        .arg(&out)
+        .env("TMPDIR", &tmp)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let work_prefix = tmp.join("shunt-bench-platform-");
+    let work_prefix = work_prefix.to_str().unwrap();
+    // Wait for a daemon of the benchmark (its state is in the work
+    // directory), after the builds, then let it deploy and answer.
+    let t = Instant::now();
+    let daemons = loop {
+        let d: Vec<i32> = processes_mentioning(&format!("--state-dir {work_prefix}")).into_iter().filter(|p| *p != child.id() as i32).collect();
+        if !d.is_empty() {
+            break d;
+        }
+        if let Some(s) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+            panic!("the benchmark ended ({s}) before its daemons ran: {err}");
+        }
+        assert!(t.elapsed() < BUILD_LIMIT, "no daemon of the benchmark after {:?}", t.elapsed());
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    std::thread::sleep(Duration::from_secs(3));
+    // SAFETY: signalling our own child.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if t.elapsed() > Duration::from_secs(150) {
+            let _ = child.kill();
+            panic!("the benchmark did not exit within 150 s of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(128 + libc::SIGTERM), "{status}: {err}");
+    assert!(err.contains("stopping the daemons"), "{err}");
+    // Every process started from the work directory (the daemons, their
+    // instances and supervisors) is gone, and the directory too.
+    let t = Instant::now();
+    loop {
+        let left = processes_mentioning(work_prefix);
+        if left.is_empty() {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "still running after the benchmark exited: {left:?} (daemons were {daemons:?})");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let left: Vec<_> = std::fs::read_dir(&tmp)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("shunt-bench-platform-"))
+        .collect();
+    assert!(left.is_empty(), "work directory left behind: {left:?}");
+}

@@ -21,6 +21,19 @@ static WORK: Mutex<Option<PathBuf>> = Mutex::new(None);
 /// The write end of the pipe the signal handler wakes the cleanup thread with.
 static WAKE: AtomicI32 = AtomicI32::new(-1);
 
+/// Set once a signal started the cleanup: no new daemon starts, and the
+/// benchmark's own thread waits for the cleanup's exit instead of ending
+/// the process first (with its own status, daemons half stopped).
+static STOPPING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Called where the benchmark ends (with its result, either way): after a
+/// signal, waits for the cleanup thread to exit the process.
+pub fn hold_if_stopping() {
+    while STOPPING.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
 extern "C" fn on_signal(sig: libc::c_int) {
     let fd = WAKE.load(Ordering::Relaxed);
     let b = sig as u8;
@@ -53,6 +66,7 @@ pub fn stop_on_signals(work: &Path) -> Result<()> {
         // SAFETY: reading one byte from our pipe.
         while unsafe { libc::read(read_end, (&mut b as *mut u8).cast(), 1) } != 1 {}
         let sig = b as i32;
+        STOPPING.store(true, Ordering::SeqCst);
         eprintln!("shunt bench: signal {sig}: stopping the daemons");
         stop_all();
         if let Some(w) = WORK.lock().unwrap().take() {
@@ -69,6 +83,21 @@ pub fn stop_on_signals(work: &Path) -> Result<()> {
             libc::sigemptyset(&mut sa.sa_mask);
             libc::sigaction(sig, &sa, std::ptr::null_mut());
         }
+    }
+    // The signals go to the cleanup thread (spawned above, before this):
+    // blocked in the calling thread and the threads it starts from now on,
+    // so that a handler running on the measuring thread cannot interrupt
+    // its request (a read with SO_RCVTIMEO fails with EINTR even with
+    // SA_RESTART) and end the benchmark with an error before the cleanup.
+    // Programs started with std's Command begin with an empty mask.
+    // SAFETY: a signal set built in place; changes this thread's mask only.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+            libc::sigaddset(&mut set, sig);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
     }
     Ok(())
 }
@@ -114,6 +143,7 @@ impl Daemon {
     /// added; returns once it accepts connections. Its stderr goes to
     /// `<state>.log`.
     pub fn start(name: &str, state: &Path, flags: &[&str]) -> Result<Daemon> {
+        hold_if_stopping(); // no new daemon once the cleanup began
         let exe = std::env::current_exe()?;
         let mut cmd = Command::new(exe);
         cmd.args(["daemon", "--no-auth", "--listen", "127.0.0.1:0", "--state-dir"]).arg(state).args(flags);

@@ -362,6 +362,14 @@ fn build(tpl: &Path, langs: &[String], work: &Path, store: &Path) -> Result<()> 
 }
 
 pub fn run(a: PlatformArgs) -> Result<()> {
+    let r = run_all(a);
+    // After SIGINT/SIGTERM/SIGHUP the cleanup thread ends the process (128
+    // + the signal) once the daemons are stopped, whatever this returned.
+    super::daemon::hold_if_stopping();
+    r
+}
+
+fn run_all(a: PlatformArgs) -> Result<()> {
     for lang in &a.lang {
         template_name(lang)?; // every language checked before anything is built
     }

@@ -28,6 +28,8 @@ fn bench_platform_quick_answers_every_request_and_writes_its_schema() {
         .args(["--rates", "50,100", "--step-seconds", "0.5", "--density", "1,2", "--idle-seconds", "0.5"]);
     let o = run(c, None, BUILD_LIMIT);
     assert!(o.status.success(), "shunt bench platform failed:\n{}{}", o.stdout_str(), o.stderr_str());
+    // Every daemon stopped on its SIGTERM at the end (none was killed).
+    assert!(!o.stderr_str().contains("SIGKILL"), "{}", o.stderr_str());
     let text = o.stdout_str();
     let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
     assert_eq!(v["benchmark"], "shunt bench platform");
@@ -199,6 +201,8 @@ fn bench_platform_sigterm_stops_its_daemons_and_removes_its_work_dir() {
     std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
     assert_eq!(status.code(), Some(128 + libc::SIGTERM), "{status}: {err}");
     assert!(err.contains("stopping the daemons"), "{err}");
+    // Each daemon stopped on its SIGTERM (none was killed after the wait).
+    assert!(!err.contains("SIGKILL"), "{err}");
     // Every process started from the work directory (the daemons, their
     // instances and supervisors) is gone, and the directory too.
     let t = Instant::now();

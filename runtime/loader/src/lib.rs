@@ -84,10 +84,68 @@ fn up(x: u64) -> u64 {
     (x + PAGE - 1) & !(PAGE - 1)
 }
 
+/// The bytes of an ELF file: the file mapped read-only ([`Image::open`]),
+/// or bytes handed over ([`Image::parse`]).
+///
+/// Mapping instead of reading saves the copy and the page faults of a
+/// buffer as large as the file (a Go binary is ~8 MiB, 2,000 pages): the
+/// checks touch only the headers, tables and notes. A file truncated while
+/// it is mapped would fault the loader (SIGBUS) as it would fault the
+/// program's own text — the program's file changing under it is not
+/// something a start survives either way.
+enum Bytes {
+    Owned(Vec<u8>),
+    Mapped { ptr: *const u8, len: usize },
+}
+
+impl Bytes {
+    /// `file` (of `size` bytes) mapped, or read when it cannot be mapped.
+    fn of_file(path: &Path, file: &std::fs::File, size: u64) -> Result<Bytes, LoadError> {
+        use std::os::fd::AsRawFd;
+        if size > 0 {
+            // SAFETY: a fresh read-only private mapping of an open file at a
+            // kernel-chosen address; it is unmapped once, in `drop`.
+            let ptr = unsafe {
+                libc::mmap(std::ptr::null_mut(), size as usize, libc::PROT_READ, libc::MAP_PRIVATE, file.as_raw_fd(), 0)
+            };
+            if ptr != libc::MAP_FAILED {
+                return Ok(Bytes::Mapped { ptr: ptr as *const u8, len: size as usize });
+            }
+        }
+        Ok(Bytes::Owned(shunt_userfile::read(path, shunt_userfile::limit::ELF)?))
+    }
+}
+
+impl std::ops::Deref for Bytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Bytes::Owned(v) => v,
+            // SAFETY: `len` bytes mapped readable at `ptr` for as long as
+            // `self` lives (unmapped in `drop` only).
+            Bytes::Mapped { ptr, len } => unsafe { std::slice::from_raw_parts(*ptr, *len) },
+        }
+    }
+}
+
+impl Drop for Bytes {
+    fn drop(&mut self) {
+        if let Bytes::Mapped { ptr, len } = *self {
+            // SAFETY: the mapping made in `of_file`; no slice of it outlives
+            // `self` (they borrow it).
+            unsafe { libc::munmap(ptr as *mut _, len) };
+        }
+    }
+}
+
 /// A static ELF checked and ready to map.
 pub struct Image {
     path: PathBuf,
-    data: Vec<u8>,
+    data: Bytes,
+    /// The file it was read from, when its segments can be mapped from it
+    /// (not on a `noexec` mount): [`Image::map`] maps them copy-on-write
+    /// from the page cache instead of copying them.
+    file: Option<std::fs::File>,
     pie: bool,
     entry: u64,
     phoff: u64,
@@ -98,6 +156,17 @@ pub struct Image {
     relocs: Vec<(u64, i64)>,
     /// A foreign (non-glibc) interpreter, which relocates this image.
     interp: Option<PathBuf>,
+}
+
+/// Whether the segments of `file` can be mapped from it: not on a `noexec`
+/// mount, where its text could not be made executable (a copy can).
+fn mappable(file: &std::fs::File) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: statvfs is plain data; fstatvfs fills it for an open descriptor.
+    unsafe {
+        let mut st: libc::statvfs = std::mem::zeroed();
+        libc::fstatvfs(file.as_raw_fd(), &mut st) == 0 && st.f_flag & libc::ST_NOEXEC == 0
+    }
 }
 
 /// Whether `interp` (a PT_INTERP path) is glibc's dynamic loader, whose
@@ -154,8 +223,11 @@ impl Image {
     /// Reads and checks `path`: a program, or (`interpreter`) the dynamic
     /// loader of one, which relocates itself.
     fn read(path: &Path, interpreter: bool) -> Result<Image, LoadError> {
-        let data = shunt_userfile::read(path, shunt_userfile::limit::ELF)?;
-        Image::check(path, data, interpreter)
+        let (file, size) = shunt_userfile::open_regular(path, shunt_userfile::limit::ELF)?;
+        let data = Bytes::of_file(path, &file, size)?;
+        let mut image = Image::check(path, data, interpreter)?;
+        image.file = mappable(&file).then_some(file);
+        Ok(image)
     }
 
     /// Checks the ELF `data` of a program (read from `path`, which names it
@@ -163,11 +235,11 @@ impl Image {
     /// hostile file is refused with a message rather than crashing the
     /// loader.
     pub fn parse(path: &Path, data: Vec<u8>) -> Result<Image, LoadError> {
-        Image::check(path, data, false)
+        Image::check(path, Bytes::Owned(data), false)
     }
 
     /// [`Image::parse`] of a program, or (`interpreter`) of a dynamic loader.
-    fn check(path: &Path, data: Vec<u8>, interpreter: bool) -> Result<Image, LoadError> {
+    fn check(path: &Path, data: Bytes, interpreter: bool) -> Result<Image, LoadError> {
         let p = || path.to_path_buf();
         if !data.starts_with(b"\x7fELF") {
             return Err(LoadError::NotElf(p()));
@@ -271,6 +343,7 @@ impl Image {
             phoff: hdr.e_phoff(endian),
             phnum: hdr.e_phnum(endian),
             data,
+            file: None,
             pie,
             loads,
             relocs,
@@ -296,15 +369,15 @@ impl Image {
         } else {
             0
         };
-        for &(vaddr, memsz, offset, filesz, _) in &self.loads {
-            let start = down(vaddr) + bias;
-            let len = (up(vaddr + memsz) - down(vaddr)) as usize;
-            let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS
-                | if self.pie { libc::MAP_FIXED } else { libc::MAP_FIXED_NOREPLACE };
+        let fixed = if self.pie { libc::MAP_FIXED } else { libc::MAP_FIXED_NOREPLACE };
+        // Maps `len` bytes at `start` read-write: from the file at `offset`
+        // (`fd`), or anonymous (`fd` -1).
+        let place = |start: u64, len: usize, fd: i32, offset: u64| -> Result<(), LoadError> {
+            let flags = libc::MAP_PRIVATE | fixed | if fd < 0 { libc::MAP_ANONYMOUS } else { 0 };
             // SAFETY: inside the PIE's own reservation (MAP_FIXED), or at the
             // ET_EXEC's address with MAP_FIXED_NOREPLACE (never over a mapping).
             let r = unsafe {
-                libc::mmap(start as *mut _, len, libc::PROT_READ | libc::PROT_WRITE, flags, -1, 0)
+                libc::mmap(start as *mut _, len, libc::PROT_READ | libc::PROT_WRITE, flags, fd, offset as libc::off_t)
             };
             if r == libc::MAP_FAILED || r as u64 != start {
                 let err = std::io::Error::last_os_error();
@@ -313,14 +386,42 @@ impl Image {
                 }
                 return Err(LoadError::Map(self.path.clone(), err));
             }
-            // SAFETY: the segment was mapped read-write just above, `filesz <=
-            // memsz` bytes from `offset`, which lies inside `data` (checked in `open`).
-            unsafe {
-                std::ptr::copy_nonoverlapping(
-                    self.data.as_ptr().add(offset as usize),
-                    (vaddr + bias) as *mut u8,
-                    filesz as usize,
-                );
+            Ok(())
+        };
+        for &(vaddr, memsz, offset, filesz, _) in &self.loads {
+            let start = down(vaddr) + bias;
+            let len = (up(vaddr + memsz) - down(vaddr)) as usize;
+            match &self.file {
+                Some(file) if filesz > 0 => {
+                    use std::os::fd::AsRawFd;
+                    // The file's pages, copy-on-write (shared with every
+                    // other instance until written); `offset` is
+                    // page-congruent with `vaddr` (checked in `check`).
+                    let file_len = (up(vaddr + filesz) - down(vaddr)) as usize;
+                    place(start, file_len, file.as_raw_fd(), down(offset))?;
+                    // The rest of the last file page is what follows the
+                    // segment in the file: zero, as a copy would leave it.
+                    let tail = vaddr + filesz + bias;
+                    let tail_len = (up(vaddr + filesz) - (vaddr + filesz)) as usize;
+                    // SAFETY: the end of the page just mapped read-write.
+                    unsafe { std::ptr::write_bytes(tail as *mut u8, 0, tail_len) };
+                    if file_len < len {
+                        place(start + file_len as u64, len - file_len, -1, 0)?;
+                    }
+                }
+                _ => {
+                    place(start, len, -1, 0)?;
+                    // SAFETY: the segment was mapped read-write just above,
+                    // `filesz <= memsz` bytes from `offset`, which lies inside
+                    // `data` (checked in `check`).
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(
+                            self.data.as_ptr().add(offset as usize),
+                            (vaddr + bias) as *mut u8,
+                            filesz as usize,
+                        );
+                    }
+                }
             }
         }
         for &(off, addend) in &self.relocs {

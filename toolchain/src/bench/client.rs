@@ -64,7 +64,7 @@ impl Conn {
 
     fn fill(&mut self) -> Result<()> {
         let mut chunk = [0u8; 8192];
-        let n = self.stream.read(&mut chunk)?;
+        let n = self.stream.read(&mut chunk).context("reading the answer (no answer within 30 s: EAGAIN)")?;
         if n == 0 {
             bail!("connection closed by the server");
         }

@@ -89,7 +89,7 @@ fn threads(pids: &[i32]) -> u64 {
 /// The replica counts of the curve.
 pub fn counts(quick: bool) -> Vec<usize> {
     if quick {
-        vec![1, 4]
+        vec![1, 2]
     } else {
         vec![1, 10, 100, 1000]
     }

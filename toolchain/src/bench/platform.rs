@@ -103,7 +103,7 @@ use shunt_paths::copy_tree;
 
 #[derive(Args)]
 pub struct PlatformArgs {
-    /// Small and fast (under two minutes once built): 2 rounds, 5 cold starts, a 3-step sweep of 1 s steps, density at 1 and 4 replicas with 3 s idle windows.
+    /// Small and fast (under two minutes with the builds, on 2 cores): 2 rounds, 3 cold starts, a 3-step sweep of 0.5 s steps, density at 1 and 2 replicas with 1 s idle windows.
     #[arg(long)]
     quick: bool,
     /// Languages to measure (go, cpp).
@@ -125,7 +125,7 @@ pub struct PlatformArgs {
     /// Bytes of each random input.
     #[arg(long, default_value_t = 600)]
     input_bytes: usize,
-    /// Repetitions of each cold start measurement [default: 20, --quick 5].
+    /// Repetitions of each cold start measurement [default: 20, --quick 3].
     #[arg(long)]
     cold_starts: Option<usize>,
     /// The faasd-templates directory [default: next to the shunt build].
@@ -138,17 +138,17 @@ pub struct PlatformArgs {
     /// [default: 250,500,1000,2000,3000,4000,6000,8000,12000,16000; --quick 200,1000,3000].
     #[arg(long, value_delimiter = ',', value_name = "RPS,…")]
     rates: Option<Vec<f64>>,
-    /// Figure 6: seconds per step of the sweep [default: 3, --quick 1].
+    /// Figure 6: seconds per step of the sweep [default: 3, --quick 0.5].
     #[arg(long)]
     step_seconds: Option<f64>,
     /// Skip Figure 6 (the load sweep).
     #[arg(long)]
     no_sweep: bool,
     /// Density: replica counts of the Go function, rising, on the stock and
-    /// shunt configurations [default: 1,10,100,1000; --quick 1,4].
+    /// shunt configurations [default: 1,10,100,1000; --quick 1,2].
     #[arg(long, value_delimiter = ',', value_name = "N,…")]
     density: Option<Vec<usize>>,
-    /// Density: seconds of each idle window [default: 60, --quick 3].
+    /// Density: seconds of each idle window [default: 60, --quick 1].
     #[arg(long)]
     idle_seconds: Option<f64>,
     /// Density: time budget per configuration, seconds (checked before each step) [default: 480, --quick 60].
@@ -305,7 +305,7 @@ fn cold_start(d: &Daemon, lang: &str, body: &[u8], s: &mut Samples) -> Result<()
     let t0 = Instant::now();
     d.deploy(&f, &image(lang), ENV)?;
     let mut c = Conn::connect("127.0.0.1", d.port)?;
-    let (status, resp) = first_success(&mut c, &path, body)?;
+    let (status, resp) = first_success(&mut c, &path, body).context("the first call after deploying")?;
     let took = t0.elapsed();
     if status != 200 || resp != reference_answer(body, runtime_field(lang)).as_bytes() {
         bail!("{}: the first call after deploying {f} answered {status}: {}", d.name, String::from_utf8_lossy(&resp));
@@ -326,7 +326,7 @@ fn cold_start(d: &Daemon, lang: &str, body: &[u8], s: &mut Samples) -> Result<()
     let waited = histogram(d, "shunt_function_cold_start_seconds", lang)?;
     let mut c = Conn::connect("127.0.0.1", d.port)?;
     let t0 = Instant::now();
-    let (status, resp) = first_success(&mut c, &path, body)?;
+    let (status, resp) = first_success(&mut c, &path, body).context("the first call after scaling to zero")?;
     let took = t0.elapsed();
     if status != 200 || resp != reference_answer(body, runtime_field(lang)).as_bytes() {
         bail!("{}: the first call after scaling {f} to zero answered {status}: {}", d.name, String::from_utf8_lossy(&resp));
@@ -388,12 +388,12 @@ fn run_all(a: PlatformArgs) -> Result<()> {
         }
     };
     let rounds = a.rounds.unwrap_or(if a.quick { 2 } else { 5 });
-    let reps = a.cold_starts.unwrap_or(if a.quick { 5 } else { 20 });
+    let reps = a.cold_starts.unwrap_or(if a.quick { 3 } else { 20 });
     if !(1..=100).contains(&rounds) || !(1..=100_000).contains(&a.invocations) || reps > 1000 || !(1..=1 << 20).contains(&a.input_bytes) {
         bail!("--rounds 1..100, --invocations 1..100000, --cold-starts 0..1000 and --input-bytes 1..1048576, please");
     }
     let rates = a.rates.clone().unwrap_or_else(|| super::load::rates(a.quick));
-    let step_secs = a.step_seconds.unwrap_or(if a.quick { 1.0 } else { 3.0 });
+    let step_secs = a.step_seconds.unwrap_or(if a.quick { 0.5 } else { 3.0 });
     if rates.is_empty() || rates.iter().any(|r| !(1.0..=1e6).contains(r)) || rates.windows(2).any(|w| w[1] <= w[0]) || !(0.1..=600.0).contains(&step_secs) {
         bail!("--rates: rising rates within 1..1000000 requests/s; --step-seconds 0.1..600, please");
     }
@@ -401,7 +401,7 @@ fn run_all(a: PlatformArgs) -> Result<()> {
         bail!("--p99-bound-ms must be positive");
     }
     let counts = a.density.clone().unwrap_or_else(|| super::density::counts(a.quick));
-    let idle = a.idle_seconds.unwrap_or(if a.quick { 3.0 } else { 60.0 });
+    let idle = a.idle_seconds.unwrap_or(if a.quick { 1.0 } else { 60.0 });
     let density_budget = Duration::from_secs(a.density_seconds.unwrap_or(if a.quick { 60 } else { 480 }));
     if counts.is_empty() || counts.iter().any(|n| !(1..=super::density::MAX).contains(n)) || counts.windows(2).any(|w| w[1] <= w[0]) || !(0.1..=3600.0).contains(&idle) {
         bail!("--density: rising replica counts within 1..{}; --idle-seconds 0.1..3600, please", super::density::MAX);
@@ -411,17 +411,56 @@ fn run_all(a: PlatformArgs) -> Result<()> {
     std::fs::create_dir_all(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;
     let work = tempfile::Builder::new().prefix("shunt-bench-platform-").tempdir()?;
     super::daemon::stop_on_signals(work.path())?;
-    let store = work.path().join("state0");
-    build(&tpl, &a.lang, work.path(), &store)?;
+    // A failure keeps the daemons' logs (the work directory goes).
+    let r = measure(&a, &configs, &vegeta, &tpl, work.path(), counts, idle, density_budget, rounds, reps, &rates, step_secs);
+    if r.is_err() {
+        keep_logs(work.path(), &a.out);
+    }
+    r
+}
+
+/// The daemons' logs (`<work>/state-*.log`) copied to `<out>/logs/`, said on stderr.
+fn keep_logs(work: &Path, out: &Path) {
+    let dir = out.join("logs");
+    let Ok(entries) = std::fs::read_dir(work) else { return };
+    let mut kept = 0;
+    for e in entries.flatten() {
+        let name = e.file_name();
+        if name.to_string_lossy().ends_with(".log") && std::fs::create_dir_all(&dir).is_ok() && std::fs::copy(e.path(), dir.join(&name)).is_ok() {
+            kept += 1;
+        }
+    }
+    if kept > 0 {
+        eprintln!("shunt bench platform: the daemons' logs are in {}", dir.display());
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn measure(
+    a: &PlatformArgs,
+    configs: &[&'static str],
+    vegeta: &Option<PathBuf>,
+    tpl: &Path,
+    work: &Path,
+    counts: Vec<usize>,
+    idle: f64,
+    density_budget: Duration,
+    rounds: usize,
+    reps: usize,
+    rates: &[f64],
+    step_secs: f64,
+) -> Result<()> {
+    let store = work.join("state0");
+    build(tpl, &a.lang, work, &store)?;
     let bodies = inputs(a.invocations, a.input_bytes);
 
     let mut daemons = Vec::new();
-    for c in &configs {
-        let state = work.path().join(format!("state-{c}"));
+    for c in configs {
+        let state = work.join(format!("state-{c}"));
         if *c == "stock" {
             for lang in &a.lang {
                 eprintln!("shunt bench platform: building the stock image ({lang}): of-watchdog and the upstream");
-                super::stock::build_image(lang, &tpl, &store, work.path(), &state, &image(lang))?;
+                super::stock::build_image(lang, tpl, &store, work, &state, &image(lang))?;
             }
         } else {
             copy_tree(&store, &state, &[])?;
@@ -464,13 +503,13 @@ fn run_all(a: PlatformArgs) -> Result<()> {
             for (d, s) in daemons.iter().zip(samples.iter_mut()) {
                 eprintln!("shunt bench platform: {lang}: load sweep (vegeta) of {}", d.name);
                 let url = format!("http://127.0.0.1:{}/function/{f}", d.port);
-                s.sweep = super::load::sweep(vegeta, work.path(), &url, &bodies, &answers, &rates, step_secs, a.p99_bound_ms)?;
+                s.sweep = super::load::sweep(vegeta, work, &url, &bodies, &answers, rates, step_secs, a.p99_bound_ms)?;
             }
         }
         for rep in 0..reps {
             eprintln!("shunt bench platform: {lang}: cold starts, repetition {}/{reps}", rep + 1);
             for (d, s) in daemons.iter().zip(samples.iter_mut()) {
-                cold_start(d, lang, &bodies[rep % bodies.len()], s)?;
+                cold_start(d, lang, &bodies[rep % bodies.len()], s).with_context(|| format!("{}: {lang}: cold start, repetition {}", d.name, rep + 1))?;
             }
         }
         for d in &daemons {
@@ -490,7 +529,7 @@ fn run_all(a: PlatformArgs) -> Result<()> {
         }
     }
     drop(daemons);
-    report(&a, &configs, &all, rounds, reps, &density, breakdown.as_deref())
+    report(a, configs, &all, rounds, reps, &density, breakdown.as_deref())
 }
 
 /// The configurations of the density curve (the issue's: shunt against stock containers).

@@ -51,6 +51,12 @@ pub const COUNTER_ROW: usize = TABLE_LEN * 8;
 pub const SEGMENT_HEADER: usize = 4096;
 /// Total size of a stats segment file.
 pub const SEGMENT_SIZE: usize = SEGMENT_HEADER + MAX_SLOTS * SLOT_STRIDE;
+/// First word (little-endian) of every request to an instance's segment
+/// broker and of its answers (the runtime core's `segment.rs`, the
+/// supervisor's `broker.rs`): a request is this word and the sender's pid
+/// with one descriptor (the socket to answer on); an answer is this word
+/// and 0 with the segment file's descriptor, or a negative errno.
+pub const SEGMENT_BROKER_MAGIC: u32 = u32::from_le_bytes(*b"SEG\x01");
 
 const _: () = assert!(COUNTERS_OFFSET + CELLS * COUNTER_ROW <= SLOT_STRIDE);
 const _: () = assert!(core::mem::size_of::<SegmentHeader>() <= SEGMENT_HEADER);

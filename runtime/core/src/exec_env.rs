@@ -6,7 +6,7 @@ use crate::mem::copy_slice;
 
 /// Variables of the runtime that the program does not see and that `execve`
 /// replaces with the instance's own.
-pub(crate) const INJECTED_PREFIXES: [&[u8]; 8] = [
+pub(crate) const INJECTED_PREFIXES: [&[u8]; 9] = [
     b"SHUNT_INSTANCE=",
     b"SHUNT_LIB=",
     b"SHUNT_EXE=",
@@ -15,10 +15,11 @@ pub(crate) const INJECTED_PREFIXES: [&[u8]; 8] = [
     b"SHUNT_PATCH=",
     b"SHUNT_REWRITE=",
     b"SHUNT_FDS=",
+    b"SHUNT_SEGMENT_BROKER=",
 ];
 
 const ARENA: usize = 16 * 1024;
-const MAX_VARS: usize = 8;
+const MAX_VARS: usize = 12;
 
 /// The instance's variables, written once at installation.
 struct Injection {

@@ -48,6 +48,9 @@ pub struct InstallParams<'a> {
     pub transport: bool,
     /// How blocking waits spin before they park.
     pub spin: shunt_transport::spin::SpinMode,
+    /// The instance's segment broker socket (`SHUNT_SEGMENT_BROKER`),
+    /// which makes the stats segment of a process that changed its user.
+    pub segment_broker: Option<i32>,
 }
 
 /// Why installation failed.
@@ -107,6 +110,7 @@ pub unsafe fn install(params: &InstallParams<'_>) -> Result<(), InstallError> {
     unsafe {
         if let Some(dir) = params.instance_dir {
             segment::set_instance_dir(dir);
+            segment::set_broker(params.segment_broker);
             events::set_path(&[dir, b"/events"]);
             if let Some(out) = params.report_to {
                 standalone::set_report(out);

@@ -4,8 +4,20 @@
 //! Inside an instance the segment is a file, `<instance>/<pid>-<n>.seg`,
 //! mapped `MAP_SHARED`, so that it outlives the process; without one it is
 //! private memory whose counters nobody reports.
+//!
+//! A process that changed its user (`setpriv --reuid`, Go's
+//! `SysProcAttr.Credential`) may not create files in the instance
+//! directory, which belongs to the instance's first user. It asks the
+//! instance's *segment broker* instead (the supervisor's reaper of the
+//! instance, `toolchain/supervisor/src/broker.rs`), over the `SOCK_SEQPACKET`
+//! socket every process of the instance inherits (its number in
+//! `SHUNT_SEGMENT_BROKER`): a request carries one end of a fresh private
+//! socket pair, and the answer comes back on it with the segment file's
+//! descriptor (`SCM_RIGHTS`), created by the broker for the process's new
+//! user. The directory is not opened to other users for it: any user of
+//! the machine could then plant segments in the report.
 
-use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
 
 use shunt_abi::segment::{SegmentHeader, SEGMENT_SIZE};
 
@@ -15,6 +27,20 @@ use crate::text::{cstr, store_cstr, FixedBuf};
 /// Segment files need `MAP_SHARED` replacement after fork; private memory not.
 static SEGMENT_IS_FILE: AtomicBool = AtomicBool::new(false);
 static SEGMENT_SEQ: AtomicU32 = AtomicU32::new(0);
+/// The inherited socket of the instance's segment broker (-1: none).
+/// Written once at installation.
+static BROKER_FD: AtomicI32 = AtomicI32::new(-1);
+
+/// The request and answer tag of the broker's protocol.
+const BROKER_MAGIC: [u8; 4] = shunt_abi::segment::SEGMENT_BROKER_MAGIC.to_le_bytes();
+/// How long a process waits for the broker's answer before it runs on
+/// uncounted (the broker answers at once; it is gone or stuck otherwise).
+const BROKER_WAIT_SECS: i64 = 10;
+
+/// Records the broker's socket (see the module docs).
+pub(crate) fn set_broker(fd: Option<i32>) {
+    BROKER_FD.store(fd.unwrap_or(-1), Ordering::Relaxed);
+}
 /// NUL-terminated instance directory (empty: no instance). Written once at
 /// installation, read-only afterwards.
 static mut INSTANCE_DIR: [u8; 2048] = [0; 2048];
@@ -46,21 +72,26 @@ pub(crate) fn map_new() -> Result<usize, i64> {
     let pid = raw::getpid();
     let at = match if dir.is_empty() { Err(0) } else { map_file(dir, pid) } {
         Ok(at) => at,
-        // A process that changed its user (setpriv --reuid, Go's
-        // SysProcAttr.Credential) may no longer create files in the instance
-        // directory, which belongs to the instance's first user. It runs on,
-        // counted in private memory nobody reports: the instance survives,
-        // this process's calls are missing from its report (told once per
-        // process). The directory is not opened to other users for it: any
-        // user of the machine could then plant segments in the report.
-        Err(e) if e == -(libc::EACCES as i64) || e == -(libc::EPERM as i64) => {
-            SEGMENT_IS_FILE.store(false, Ordering::Relaxed);
-            events::warning(
-                b"this process changed its user and may not create its stats segment (its calls are not counted) in",
-                dir,
-            );
-            map_private()?
-        }
+        // A process that changed its user (see the module docs): the
+        // broker makes its segment. Without a broker (a program that closed
+        // its socket, a runtime outside `shunt run`'s supervisor) it runs
+        // on, counted in private memory nobody reports: the instance
+        // survives, this process's calls are missing from its report (told
+        // once per process).
+        Err(e) if e == -(libc::EACCES as i64) || e == -(libc::EPERM as i64) => match map_brokered(pid) {
+            Ok(at) => {
+                SEGMENT_IS_FILE.store(true, Ordering::Relaxed);
+                at
+            }
+            Err(_) => {
+                SEGMENT_IS_FILE.store(false, Ordering::Relaxed);
+                events::warning(
+                    b"this process changed its user and may not create its stats segment (its calls are not counted) in",
+                    dir,
+                );
+                map_private()?
+            }
+        },
         Err(0) => map_private()?,
         Err(e) => return Err(e),
     };
@@ -90,6 +121,184 @@ fn map_private() -> Result<usize, i64> {
         return Err(r);
     }
     Ok(r as usize)
+}
+
+/// Retries a raw call interrupted by a signal.
+fn retry(mut f: impl FnMut() -> i64) -> i64 {
+    loop {
+        let r = f();
+        if r != -(libc::EINTR as i64) {
+            return r;
+        }
+    }
+}
+
+/// A segment file made by the instance's broker, mapped shared.
+fn map_brokered(pid: i32) -> Result<usize, i64> {
+    let broker = BROKER_FD.load(Ordering::Relaxed);
+    if broker < 0 {
+        return Err(-(libc::ENOENT as i64));
+    }
+    // The broker's socket is a SOCK_SEQPACKET unix socket; a number the
+    // program reused for something else gets no request (it would carry a
+    // socket to whatever that is).
+    for (opt, want) in [(libc::SO_DOMAIN, libc::AF_UNIX), (libc::SO_TYPE, libc::SOCK_SEQPACKET)] {
+        let mut v: i32 = -1;
+        let mut len: u32 = 4;
+        // SAFETY: getsockopt writes at most `len` (4) bytes into `v`.
+        let r = unsafe {
+            raw::syscall6(
+                shunt_abi::syscalls::nr::GETSOCKOPT,
+                [broker as u64, libc::SOL_SOCKET as u64, opt as u64, &mut v as *mut i32 as u64, &mut len as *mut u32 as u64, 0],
+            )
+        };
+        if r < 0 || v != want {
+            return Err(-(libc::ENOTSOCK as i64));
+        }
+    }
+    let mut pair = [-1i32; 2];
+    // SAFETY: socketpair writes two descriptors into `pair`.
+    let r = unsafe {
+        raw::syscall4(
+            shunt_abi::syscalls::nr::SOCKETPAIR,
+            libc::AF_UNIX as u64,
+            (libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC) as u64,
+            0,
+            pair.as_mut_ptr() as u64,
+        )
+    };
+    if r < 0 {
+        return Err(r);
+    }
+    let (mine, theirs) = (pair[0], pair[1]);
+    let r = ask_broker(broker, mine, theirs, pid);
+    raw::close(theirs);
+    let fd = match r {
+        Ok(()) => receive_segment(mine),
+        Err(e) => Err(e),
+    };
+    raw::close(mine);
+    let fd = fd?;
+    // A regular file of the segment's size, or nothing: mapping anything
+    // else could fault on the first counter.
+    // SAFETY: `struct stat` is plain integers; fstat fills it.
+    let mut st: libc::stat = unsafe { core::mem::zeroed() };
+    // SAFETY: fstat writes one `struct stat` into `st`.
+    let r = unsafe { raw::syscall2(shunt_abi::syscalls::nr::FSTAT, fd as u64, &mut st as *mut libc::stat as u64) };
+    if r < 0 || st.st_mode & libc::S_IFMT != libc::S_IFREG || st.st_size != SEGMENT_SIZE as i64 {
+        raw::close(fd);
+        return Err(-(libc::EINVAL as i64));
+    }
+    // SAFETY: a shared mapping of that file at a kernel-chosen address.
+    let r = unsafe { raw::mmap(0, SEGMENT_SIZE, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, fd, 0) };
+    raw::close(fd);
+    if r < 0 {
+        return Err(r);
+    }
+    Ok(r as usize)
+}
+
+/// Sends the broker a request: the tag, this process's pid, and `theirs`
+/// (the end of the private pair the answer comes back on).
+fn ask_broker(broker: i32, mine: i32, theirs: i32, pid: i32) -> Result<(), i64> {
+    let tv = libc::timeval { tv_sec: BROKER_WAIT_SECS, tv_usec: 0 };
+    // SAFETY: setsockopt reads one `timeval` from `tv`.
+    let r = unsafe {
+        raw::syscall6(
+            shunt_abi::syscalls::nr::SETSOCKOPT,
+            [
+                mine as u64,
+                libc::SOL_SOCKET as u64,
+                libc::SO_RCVTIMEO as u64,
+                &tv as *const libc::timeval as u64,
+                core::mem::size_of::<libc::timeval>() as u64,
+                0,
+            ],
+        )
+    };
+    if r < 0 {
+        return Err(r);
+    }
+    let mut req = [0u8; 8];
+    req[..4].copy_from_slice(&BROKER_MAGIC);
+    req[4..].copy_from_slice(&pid.to_le_bytes());
+    let mut iov = libc::iovec { iov_base: req.as_mut_ptr().cast(), iov_len: req.len() };
+    // Room for one cmsghdr carrying one descriptor, 8-byte aligned.
+    let mut control = [0u64; 4];
+    // SAFETY: msghdr is plain data; all-zero is its neutral value.
+    let mut msg: libc::msghdr = unsafe { core::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    // SAFETY: CMSG_SPACE is arithmetic.
+    msg.msg_controllen = unsafe { libc::CMSG_SPACE(4) } as usize;
+    // SAFETY: the control buffer holds CMSG_SPACE(4) <= 32 bytes, so the
+    // first header and its 4 data bytes lie inside it.
+    unsafe {
+        let c = libc::CMSG_FIRSTHDR(&msg);
+        (*c).cmsg_level = libc::SOL_SOCKET;
+        (*c).cmsg_type = libc::SCM_RIGHTS;
+        (*c).cmsg_len = libc::CMSG_LEN(4) as usize;
+        core::ptr::write_unaligned(libc::CMSG_DATA(c) as *mut i32, theirs);
+    }
+    // SAFETY: sendmsg reads `msg`, its iovec and control buffer, all live.
+    let r = retry(|| unsafe {
+        raw::syscall3(shunt_abi::syscalls::nr::SENDMSG, broker as u64, &msg as *const libc::msghdr as u64, libc::MSG_NOSIGNAL as u64)
+    });
+    if r < 0 {
+        return Err(r);
+    }
+    Ok(())
+}
+
+/// The broker's answer on `mine`: the segment file's descriptor.
+fn receive_segment(mine: i32) -> Result<i32, i64> {
+    let mut ans = [0u8; 16];
+    let mut iov = libc::iovec { iov_base: ans.as_mut_ptr().cast(), iov_len: ans.len() };
+    // Room for a few descriptors: any beyond the first are closed.
+    let mut control = [0u64; 8];
+    // SAFETY: msghdr is plain data; all-zero is its neutral value.
+    let mut msg: libc::msghdr = unsafe { core::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = core::mem::size_of_val(&control);
+    // SAFETY: recvmsg writes into `ans` and `control`, whose sizes `msg` gives.
+    let n = retry(|| unsafe {
+        raw::syscall3(shunt_abi::syscalls::nr::RECVMSG, mine as u64, &mut msg as *mut libc::msghdr as u64, libc::MSG_CMSG_CLOEXEC as u64)
+    });
+    if n < 0 {
+        return Err(n);
+    }
+    let mut fd = -1;
+    // SAFETY: the kernel wrote `msg_controllen` bytes of well-formed
+    // cmsghdrs into `control`; CMSG_NXTHDR stays within them.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
+                let data = libc::CMSG_DATA(c) as *const i32;
+                let count = ((*c).cmsg_len - libc::CMSG_LEN(0) as usize) / 4;
+                for i in 0..count {
+                    let got = core::ptr::read_unaligned(data.add(i));
+                    if fd < 0 {
+                        fd = got;
+                    } else {
+                        raw::close(got);
+                    }
+                }
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+    }
+    let status = i32::from_le_bytes([ans[4], ans[5], ans[6], ans[7]]);
+    if n != 8 || ans[..4] != BROKER_MAGIC || status != 0 || fd < 0 {
+        if fd >= 0 {
+            raw::close(fd);
+        }
+        return Err(if status < 0 { status as i64 } else { -(libc::EPROTO as i64) });
+    }
+    Ok(fd)
 }
 
 /// A segment file `<dir>/<pid>-<seq>.seg`, mapped shared.

@@ -52,6 +52,10 @@ pub struct Options {
     /// How blocking waits spin before they park (`SHUNT_SPIN=auto|off|µs`;
     /// off by default).
     pub spin: Option<shunt_core::net::SpinMode>,
+    /// The instance's segment broker socket (`SHUNT_SEGMENT_BROKER`, set by
+    /// the supervisor): makes the stats segment of a process that changed
+    /// its user. Inherited across `execve` like the instance itself.
+    pub segment_broker: Option<i32>,
 }
 
 /// Why the runtime could not be installed.
@@ -106,6 +110,7 @@ pub fn install(opts: Options) -> Result<(), InstallError> {
         loader: &loader,
         transport: opts.transport,
         spin: opts.spin.unwrap_or(shunt_core::net::SpinMode::Off),
+        segment_broker: opts.segment_broker,
     };
     // SAFETY: FSGSBASE was checked; `text` is this object's executable
     // segment and the vDSO functions come from glibc's own lookup; the
@@ -182,6 +187,9 @@ fn entry(name: &str, value: &Path) -> Vec<u8> {
 fn exec_injection(opts: &Options) -> (Vec<Vec<u8>>, Option<usize>, Vec<u8>) {
     let Some(dir) = &opts.instance_dir else { return (Vec::new(), None, Vec::new()) };
     let mut vars = vec![entry("SHUNT_INSTANCE", dir)];
+    if let Some(fd) = opts.segment_broker {
+        vars.push(format!("SHUNT_SEGMENT_BROKER={fd}\0").into_bytes());
+    }
     let mut preload_index = None;
     if let Some(lib) = &opts.lib {
         preload_index = Some(vars.len());
@@ -303,6 +311,9 @@ pub fn options_from_env() -> Result<Options, String> {
             opts.policy = Some(Rules::parse_compiled(&text).map_err(|e| format!("{}: {e}", policy_file.display()))?);
         }
         opts.instance_dir = Some(dir);
+        // A number that is no descriptor number is no broker: the process
+        // then runs as without one.
+        opts.segment_broker = var("SHUNT_SEGMENT_BROKER").and_then(|v| v.to_str()?.parse::<i32>().ok()).filter(|fd| *fd > 2);
     } else if let Some(report) = var("SHUNT_STATS") {
         // Stand-alone: this process is the root of its own instance. No
         // supervisor made the directory, so this process does (private to
@@ -353,6 +364,7 @@ pub fn options_from_env() -> Result<Options, String> {
         "SHUNT_FDS",
         "SHUNT_TRANSPORT",
         "SHUNT_SPIN",
+        "SHUNT_SEGMENT_BROKER",
     ] {
         // (SHUNT_SIGPIPE is the loader's, read and removed by `shunt load`.)
         std::env::remove_var(k);

@@ -105,6 +105,10 @@ pub(crate) struct ChildPlan<'a> {
     pub exec_err_w: RawFd,
     /// A network namespace to enter before the hook; -1: the supervisor's.
     pub netns: RawFd,
+    /// The segment broker (`broker.rs`): the reaper's end of its socket
+    /// pair, the program's end (inherited across its `execve`), and the
+    /// instance directory (`O_PATH`); -1 each: none (not on the runtime).
+    pub broker: [RawFd; 3],
     pub pre_exec: Option<&'a mut (dyn FnMut() -> std::io::Result<()> + Send + 'static)>,
     /// Installed last before `execve` (after the hook, which may need calls
     /// the filter refuses, such as `mount`).
@@ -250,6 +254,9 @@ unsafe fn reaper(plan: &mut ChildPlan<'_>) -> ! {
             plan.cgroup_kill,
             plan.cgroup_dir,
             plan.netns,
+            plan.broker[0],
+            plan.broker[1],
+            plan.broker[2],
         ];
         close_cloexec_except(&keep);
         // The supervisor may be gone before the reaper writes: EPIPE, not death.
@@ -298,7 +305,7 @@ unsafe fn reaper(plan: &mut ChildPlan<'_>) -> ! {
         }
         let pid = pid as i32;
         // What only the program needed.
-        for fd in [plan.exec_err_w, plan.stdio[0], plan.stdio[1], plan.stdio[2], plan.cgroup_procs[0], plan.cgroup_procs[1]] {
+        for fd in [plan.exec_err_w, plan.stdio[0], plan.stdio[1], plan.stdio[2], plan.cgroup_procs[0], plan.cgroup_procs[1], plan.broker[1]] {
             if fd > 2 {
                 libc::close(fd);
             }
@@ -311,7 +318,9 @@ unsafe fn reaper(plan: &mut ChildPlan<'_>) -> ! {
         let mut fds = [
             libc::pollfd { fd: sigfd, events: libc::POLLIN, revents: 0 },
             libc::pollfd { fd: plan.control_r, events: libc::POLLIN, revents: 0 },
+            libc::pollfd { fd: if plan.broker[2] >= 0 { plan.broker[0] } else { -1 }, events: libc::POLLIN, revents: 0 },
         ];
+        let me = libc::getpid();
         if supervisor_gone {
             killing = true;
             kill_all(plan, pid, true);
@@ -357,8 +366,14 @@ unsafe fn reaper(plan: &mut ChildPlan<'_>) -> ! {
             let _ = supervisor_gone;
             fds[0].revents = 0;
             fds[1].revents = 0;
+            fds[2].revents = 0;
             if libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) < 0 {
                 continue; // EINTR
+            }
+            if fds[2].revents != 0
+                && crate::broker::serve(plan.broker[0], plan.broker[2], me) == crate::broker::Served::Closed
+            {
+                fds[2].fd = -1;
             }
             if fds[0].revents != 0 {
                 let mut si = [0u8; 128 * 4];
@@ -471,7 +486,7 @@ fn parse_pid(name: &[u8]) -> Option<i32> {
 
 /// The parent pid in `/proc/<name>/stat` (the field after the state, which
 /// follows the last `)`: the command name may contain anything).
-unsafe fn parent_of(proc_dir: RawFd, name: &[u8]) -> Option<i32> {
+pub(crate) unsafe fn parent_of(proc_dir: RawFd, name: &[u8]) -> Option<i32> {
     // SAFETY: openat/read/close with a NUL-terminated path and a stack buffer whose length is passed.
     unsafe {
         let mut path = [0u8; 32];
@@ -577,6 +592,11 @@ unsafe fn program(plan: &mut ChildPlan<'_>) -> ! {
                 dfl.sa_sigaction = libc::SIG_DFL;
                 libc::sigaction(sig, &dfl, core::ptr::null_mut());
             }
+        }
+        // The broker's socket stays open across the exec (and every later
+        // one): the runtime finds it by the number in SHUNT_SEGMENT_BROKER.
+        if plan.broker[1] >= 0 && libc::fcntl(plan.broker[1], libc::F_SETFD, 0) < 0 {
+            fail(Stage::Stdio);
         }
         if plan.netns >= 0 && libc::setns(plan.netns, libc::CLONE_NEWNET) != 0 {
             fail(Stage::Netns);

@@ -47,6 +47,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+mod broker;
 mod cgroup;
 mod child;
 mod event;

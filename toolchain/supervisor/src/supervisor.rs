@@ -297,6 +297,25 @@ fn control_channel() -> Result<(OwnedFd, OwnedFd)> {
         .context("cannot create the reaper's control socket pair")
 }
 
+/// The segment broker's socket pair (the reaper's end, with the senders'
+/// credentials; the program's end, above the standard streams) and the
+/// instance directory as an `O_PATH` descriptor.
+fn broker_channel(dir: &Path) -> Result<(OwnedFd, OwnedFd, OwnedFd)> {
+    use rustix::net::{socketpair, sockopt, AddressFamily, SocketFlags, SocketType};
+    let (ours, theirs) = socketpair(AddressFamily::UNIX, SocketType::SEQPACKET, SocketFlags::CLOEXEC, None)
+        .context("cannot create the segment broker's socket pair")?;
+    sockopt::set_socket_passcred(&ours, true).context("cannot ask for the segment broker's credentials")?;
+    // High, out of the way of the numbers the program's own opens get (as
+    // natively), else anywhere above 0..2 (the program's streams are
+    // installed over those numbers).
+    let theirs = rustix::io::fcntl_dupfd_cloexec(&theirs, 1000)
+        .or_else(|_| rustix::io::fcntl_dupfd_cloexec(&theirs, 3))
+        .context("cannot place the segment broker's socket")?;
+    let dir = rustix::fs::open(dir, rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC, rustix::fs::Mode::empty())
+        .with_context(|| format!("cannot open {}", dir.display()))?;
+    Ok((ours, theirs, dir))
+}
+
 /// One command record to the reaper; false if it is gone.
 fn send_command(fd: &OwnedFd, op: u8, value: i32) -> bool {
     let mut rec = [0u8; 5];
@@ -439,9 +458,15 @@ impl Supervisor {
         let (cgroups, memory, _no_v2) = InstanceCgroups::create(&core.cgroups, &dir.name, spec.memory_limit);
         std::fs::write(dir.path.join(instance_dir::CGROUPS), cgroups.to_text())
             .with_context(|| format!("cannot write {}", dir.path.join(instance_dir::CGROUPS).display()))?;
-        let prepared = runtime::prepare(&spec, on_runtime.then_some(dir.path.as_path()))?;
+        let mut prepared = runtime::prepare(&spec, on_runtime.then_some(dir.path.as_path()))?;
         if let (true, Some((uid, gid))) = (on_runtime, spec.owner) {
             chown_tree(&dir.path, uid, gid)?;
+        }
+        // The segment broker of a runtime instance (broker.rs): its socket
+        // pair and the directory it creates segments in.
+        let broker = if on_runtime { Some(broker_channel(&dir.path)?) } else { None };
+        if let Some((_, child_end, _)) = &broker {
+            prepared.env.insert("SHUNT_SEGMENT_BROKER".into(), child_end.as_raw_fd().to_string().into());
         }
 
         // Everything the child side reads, built before the fork.
@@ -516,6 +541,7 @@ impl Supervisor {
             netns: spec.netns.as_ref().map_or(-1, |ns| ns.as_raw_fd()),
             pre_exec: spec.pre_exec.as_deref_mut(),
             seccomp: prepared.filter.as_ref(),
+            broker: broker.as_ref().map_or([-1; 3], |(ours, theirs, dir)| [ours.as_raw_fd(), theirs.as_raw_fd(), dir.as_raw_fd()]),
         };
         let t_fork = Instant::now();
         // SAFETY: every descriptor in `plan` is open (owned above, closed
@@ -526,7 +552,7 @@ impl Supervisor {
         // SAFETY: clone3 returned a fresh pidfd that nothing else owns.
         let reaper = unsafe { OwnedFd::from_raw_fd(pidfd) };
         drop(plan);
-        drop((status_w, control_r, err_w, child_ends, opened.procs));
+        drop((status_w, control_r, err_w, child_ends, opened.procs, broker));
 
         let mut rec = [0u8; 5];
         let got = read_exact_or_eof(&status_r, &mut rec).context("cannot hear from the instance's reaper")?;

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::{run, shunt};
+use crate::{go_toolchain, run, shunt};
 
 /// The top-level tests of one run, by outcome.
 #[derive(Default, Debug)]
@@ -43,7 +43,7 @@ pub fn parse(out: &str) -> Results {
 
 /// The package's source directory (its tests read testdata from there).
 pub fn package_dir(pkg: &str) -> PathBuf {
-    let o = Command::new("go").args(["list", "-f", "{{.Dir}}", pkg]).env("GOTOOLCHAIN", "local").output().expect("go list");
+    let o = Command::new("go").args(["list", "-f", "{{.Dir}}", pkg]).env("GOTOOLCHAIN", go_toolchain()).output().expect("go list");
     assert!(o.status.success(), "go list {pkg}: {}", String::from_utf8_lossy(&o.stderr));
     PathBuf::from(String::from_utf8_lossy(&o.stdout).trim())
 }

@@ -49,6 +49,37 @@ pub fn go_toolchain() -> String {
     std::env::var("GOTOOLCHAIN").ok().filter(|v| !v.is_empty()).unwrap_or_else(|| "local".into())
 }
 
+/// The Go program `tests/gofixtures/<name>`.
+pub fn go_fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("gofixtures").join(name)
+}
+
+/// Builds the Go fixture `name` into `dir` twice, as `<name>-plain` with
+/// `go build` and as `<name>-shunt` with `shunt go build`, both with
+/// [`go_toolchain`]; returns their paths (plain, shunt).
+pub fn build_go_fixture_pair(name: &str, dir: &Path) -> (String, String) {
+    let build = |with_shunt: bool| {
+        let exe = dir.join(format!("{name}-{}", if with_shunt { "shunt" } else { "plain" }));
+        let mut cmd = if with_shunt {
+            let mut c = Command::new(shunt());
+            c.arg("go");
+            c
+        } else {
+            Command::new("go")
+        };
+        cmd.current_dir(go_fixture(name))
+            .args(["build", "-o"])
+            .arg(&exe)
+            .arg(".")
+            .env("CGO_ENABLED", "0")
+            .env("GOTOOLCHAIN", go_toolchain());
+        let o = run(cmd, None, Duration::from_secs(900));
+        assert!(o.status.success(), "building {name} (shunt: {with_shunt}) failed: {}", o.stderr_str());
+        exe.to_str().expect("a UTF-8 temporary path").to_string()
+    };
+    (build(false), build(true))
+}
+
 /// What a run did.
 #[derive(Debug)]
 pub struct Outcome {

@@ -27,6 +27,15 @@ pub struct Package {
     pub sfiles: Vec<String>,
 }
 
+/// The `GOTOOLCHAIN` for a go command shunt starts to build a user's or a
+/// benchmark's code: the caller's choice when set (so `GOTOOLCHAIN=go1.25.5
+/// shunt faas build` builds with that Go, as [`GoTool::locate`] does for
+/// `shunt go`), else `local` (never a toolchain download nobody asked for,
+/// whatever a go.mod's `toolchain` line says).
+pub fn child_toolchain() -> std::ffi::OsString {
+    std::env::var_os("GOTOOLCHAIN").filter(|v| !v.is_empty()).unwrap_or_else(|| "local".into())
+}
+
 impl GoTool {
     /// Finds the go command and asks it for GOROOT and its version.
     /// `GOTOOLCHAIN=local` always: a go.mod asking for a newer Go must not

@@ -60,7 +60,7 @@ fn stack_dir() -> PathBuf {
 
 fn shunt_in(dir: &Path) -> Command {
     let mut c = Command::new(shunt());
-    c.current_dir(dir).env("GOTOOLCHAIN", "local").env("SHUNT_STATE_DIR", dir.join(".state")); // the image store, not the machine's
+    c.current_dir(dir).env("GOTOOLCHAIN", go_toolchain()).env("SHUNT_STATE_DIR", dir.join(".state")); // the image store, not the machine's
     for v in ["SHUNT_STATS", "SHUNT_INSTANCE", "SHUNT_TRAP", "LD_PRELOAD"] {
         c.env_remove(v);
     }

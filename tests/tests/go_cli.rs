@@ -97,3 +97,23 @@ fn test_c_builds_a_test_binary_that_passes_natively() {
     assert!(r.status.success(), "{}{}", r.stdout_str(), r.stderr_str());
     assert!(r.stdout_str().contains("--- PASS: TestEncrypt"), "{}", r.stdout_str());
 }
+
+/// The tests' Go fixtures are built by the Go the caller picked: with
+/// `GOTOOLCHAIN=go1.25.5 cargo test`, both the plain and the `shunt go`
+/// build report go1.25.5 (they once forced `local`, so a run "with Go 1.25"
+/// tested Go 1.26's binaries). Without GOTOOLCHAIN both are the local Go.
+#[test]
+fn fixtures_are_built_by_the_callers_go() {
+    let want = Command::new("go").args(["env", "GOVERSION"]).env("GOTOOLCHAIN", go_toolchain()).output().expect("go env");
+    assert!(want.status.success(), "go env GOVERSION: {}", String::from_utf8_lossy(&want.stderr));
+    let want = String::from_utf8_lossy(&want.stdout).trim().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let (plain, shunted) = build_go_fixture_pair("loader", dir.path());
+    for exe in [plain, shunted] {
+        // `go version FILE` reads the version the linker stamped, whichever go runs it.
+        let o = Command::new("go").arg("version").arg(&exe).env("GOTOOLCHAIN", "local").output().expect("go version");
+        assert!(o.status.success(), "go version {exe}: {}", String::from_utf8_lossy(&o.stderr));
+        let line = String::from_utf8_lossy(&o.stdout);
+        assert_eq!(line.split_whitespace().nth(1), Some(want.as_str()), "{exe} was built by another Go: {line}");
+    }
+}

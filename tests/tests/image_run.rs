@@ -246,7 +246,7 @@ fn openfaas_certifier() {
     tool("chmod", &["-R", "u+w", src.to_str().unwrap()]);
     let bin = tmp.path().join("certifier.test");
     let mut c = Command::new("go");
-    c.current_dir(&src).args(["test", "-c", "-o"]).arg(&bin).arg("./tests").env("GOFLAGS", "-mod=vendor").env("GOTOOLCHAIN", "local");
+    c.current_dir(&src).args(["test", "-c", "-o"]).arg(&bin).arg("./tests").env("GOFLAGS", "-mod=vendor").env("GOTOOLCHAIN", go_toolchain());
     check("building the certifier", &run(c, None, Duration::from_secs(600)));
 
     let state = tmp.path().join("state");

@@ -3,14 +3,14 @@
 //! (nothing patched); run with `--no-rewrite`, every call is trapped — and
 //! still answered right (`rewrite_go.rs` runs them rewritten).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use shunt_tests::*;
 
 fn go_build(dir: &Path, out: &Path, env: &[(&str, &str)]) {
     let mut cmd = Command::new("go");
-    cmd.current_dir(dir).args(["build", "-o"]).arg(out).arg(".").env("CGO_ENABLED", "0").env("GOTOOLCHAIN", "local");
+    cmd.current_dir(dir).args(["build", "-o"]).arg(out).arg(".").env("CGO_ENABLED", "0").env("GOTOOLCHAIN", go_toolchain());
     cmd.env_remove("GOFLAGS");
     for (k, v) in env {
         cmd.env(k, v);
@@ -19,15 +19,11 @@ fn go_build(dir: &Path, out: &Path, env: &[(&str, &str)]) {
     assert!(o.status.success(), "go build failed (is Go installed? scripts/setup.sh checks): {}", o.stderr_str());
 }
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("gofixtures").join(name)
-}
-
 #[test]
 fn static_go_program_runs_in_the_loader() {
     let dir = tempfile::tempdir().unwrap();
     let bin = dir.path().join("loader");
-    go_build(&fixture("loader"), &bin, &[]);
+    go_build(&go_fixture("loader"), &bin, &[]);
     let bin = bin.to_str().unwrap();
     let n = native(&[bin, "a", "b c"], None);
     assert_eq!(n.status.code(), Some(5), "{}", n.stderr_str());
@@ -44,7 +40,7 @@ fn static_go_program_runs_in_the_loader() {
 fn go_pie_is_relocated_by_the_loader() {
     let dir = tempfile::tempdir().unwrap();
     let bin = dir.path().join("loader");
-    go_build(&fixture("loader"), &bin, &[("GOFLAGS", "-buildmode=pie -ldflags=-linkmode=internal")]);
+    go_build(&go_fixture("loader"), &bin, &[("GOFLAGS", "-buildmode=pie -ldflags=-linkmode=internal")]);
     let data = std::fs::read(&bin).unwrap();
     assert_eq!(u16::from_le_bytes([data[16], data[17]]), 3, "expected an ET_DYN (PIE) binary");
     let b = bin.to_str().unwrap();
@@ -108,7 +104,7 @@ fn refused(cmd: Command, expect: &str) {
 fn static_cgo_binary_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let bin = dir.path().join("cgostatic");
-    go_build(&fixture("cgostatic"), &bin, &[("CGO_ENABLED", "1"), ("GOFLAGS", "-ldflags=-linkmode=external -ldflags=-extldflags=-static")]);
+    go_build(&go_fixture("cgostatic"), &bin, &[("CGO_ENABLED", "1"), ("GOFLAGS", "-ldflags=-linkmode=external -ldflags=-extldflags=-static")]);
     let data = std::fs::read(&bin).unwrap();
     assert!(shunt_runtime_free_check_static(&data), "expected a static binary");
     let mut cmd = Command::new(shunt());

@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use shunt_containerd::{Containerd, ImageConfig, Network, Options, RunSpec, build_oci_archive};
 use shunt_tests::templates::{BUILD_LIMIT, copy_tree, scratch, templates};
-use shunt_tests::{Outcome, Stats, run, shunt, target_dir};
+use shunt_tests::{Outcome, Stats, go_toolchain, run, shunt, target_dir};
 
 const BUSYBOX: &str = "/bin/busybox";
 /// How long one container may take to run to its end.
@@ -373,7 +373,7 @@ fn the_go_aes_function_built_by_shunt_faas_serves_as_with_runc_and_nothing_trapp
     copy_tree(&templates().join("functions"), &dir.join("functions"));
     let state = dir.join(".state");
     let mut c = Command::new(shunt());
-    c.current_dir(&dir).env("GOTOOLCHAIN", "local").args(["faas", "build", "-f", "stack.yml", "--filter", "aes-go", "--state-dir"]).arg(&state);
+    c.current_dir(&dir).env("GOTOOLCHAIN", go_toolchain()).args(["faas", "build", "-f", "stack.yml", "--filter", "aes-go", "--state-dir"]).arg(&state);
     for v in ["SHUNT_STATS", "SHUNT_INSTANCE", "SHUNT_TRAP", "LD_PRELOAD"] {
         c.env_remove(v);
     }

@@ -11,21 +11,17 @@
 //! os/exec of the program itself and of a dynamic `sh` (fork/exec through
 //! rewritten sites), net/http over loopback, timers.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use shunt_tests::*;
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("gofixtures").join(name)
-}
-
 /// `go build` with the plain toolchain (no overlay, no shunt).
 fn go_build(dir: &Path, out: &Path, flags: &[&str]) {
     let mut cmd = Command::new("go");
     cmd.current_dir(dir).arg("build").args(flags).arg("-o").arg(out).arg(".");
-    cmd.env("CGO_ENABLED", "0").env("GOTOOLCHAIN", "local").env_remove("GOFLAGS");
+    cmd.env("CGO_ENABLED", "0").env("GOTOOLCHAIN", go_toolchain()).env_remove("GOFLAGS");
     let o = run(cmd, None, Duration::from_secs(600));
     assert!(o.status.success(), "go build failed (is Go installed? scripts/setup.sh checks): {}", o.stderr_str());
 }
@@ -35,7 +31,7 @@ fn go_build(dir: &Path, out: &Path, flags: &[&str]) {
 fn go_build_cgo(dir: &Path, out: &Path, flags: &[&str]) {
     let mut cmd = Command::new("go");
     cmd.current_dir(dir).arg("build").args(flags).arg("-o").arg(out).arg(".");
-    cmd.env("CGO_ENABLED", "1").env("GOTOOLCHAIN", "local").env_remove("GOFLAGS");
+    cmd.env("CGO_ENABLED", "1").env("GOTOOLCHAIN", go_toolchain()).env_remove("GOFLAGS");
     let o = run(cmd, None, Duration::from_secs(600));
     assert!(o.status.success(), "go build (cgo) failed (gcc and Go: scripts/setup.sh): {}", o.stderr_str());
 }
@@ -105,7 +101,7 @@ fn compare(what: &str, bin: &Path, args: &[&str]) -> Stats {
 fn plain_go_build_runs_with_zero_traps() {
     let dir = tempfile::tempdir().unwrap();
     let bin = dir.path().join("loader");
-    go_build(&fixture("loader"), &bin, &[]);
+    go_build(&go_fixture("loader"), &bin, &[]);
     let stats = compare("plain go build", &bin, &["a", "b c"]);
     // The self-exec went through the loader again (rewritten too), the
     // shell through the preload.
@@ -117,7 +113,7 @@ fn stripped_go_binary_runs_with_zero_traps() {
     // No symbol table: the planner finds Go's functions in .gopclntab.
     let dir = tempfile::tempdir().unwrap();
     let bin = dir.path().join("loader");
-    go_build(&fixture("loader"), &bin, &["-ldflags=-s -w"]);
+    go_build(&go_fixture("loader"), &bin, &["-ldflags=-s -w"]);
     compare("stripped go build", &bin, &["stripped"]);
 }
 
@@ -125,7 +121,7 @@ fn stripped_go_binary_runs_with_zero_traps() {
 fn go_pie_runs_with_zero_traps() {
     let dir = tempfile::tempdir().unwrap();
     let bin = dir.path().join("loader");
-    go_build(&fixture("loader"), &bin, &["-buildmode=pie", "-ldflags=-linkmode=internal"]);
+    go_build(&go_fixture("loader"), &bin, &["-buildmode=pie", "-ldflags=-linkmode=internal"]);
     compare("go PIE", &bin, &["pie"]);
 }
 
@@ -133,7 +129,7 @@ fn go_pie_runs_with_zero_traps() {
 fn go_stress_http_preemption_signals_exec_with_zero_traps() {
     let dir = tempfile::tempdir().unwrap();
     let bin = dir.path().join("stress");
-    go_build(&fixture("stress"), &bin, &[]);
+    go_build(&go_fixture("stress"), &bin, &[]);
     let stats = compare("stress", &bin, &[]);
     assert!(stats.get("clone", "passthrough") >= 2, "threads were created through rewritten sites: {}", stats.0);
     assert!(stats.get("rt_sigreturn", "trapped") == 0);
@@ -159,7 +155,7 @@ fn cgo_go_binaries_run_with_zero_traps() {
         ("cgo PIE", "cgohello_pie", &["-buildmode=pie"][..]),
     ] {
         let bin = dir.path().join(name);
-        go_build_cgo(&fixture("cgohello"), &bin, flags);
+        go_build_cgo(&go_fixture("cgohello"), &bin, flags);
         let summary = audit_covers_all(what, &bin);
         eprintln!("{what}: audit: {summary}");
         let stats = compare(what, &bin, &["x"]);

@@ -58,7 +58,7 @@ fn plain_go_std_tests_pass_under_shunt_with_zero_traps() {
         let bin = work.path().join(format!("{name}.test"));
         let mut build = Command::new("go");
         build.args(["test", "-c", "-o"]).arg(&bin).arg(pkg);
-        build.env("CGO_ENABLED", "0").env("GOTOOLCHAIN", "local").env_remove("GOFLAGS");
+        build.env("CGO_ENABLED", "0").env("GOTOOLCHAIN", go_toolchain()).env_remove("GOFLAGS");
         let o = run(build, None, Duration::from_secs(1200));
         assert!(o.status.success(), "go test -c {pkg} failed (is Go installed? scripts/setup.sh checks):\n{}", o.stderr_str());
         let dir = package_dir(pkg);

@@ -46,14 +46,14 @@ fn go_build(src: &Path, cache: &Path, out: &Path, stats: Option<&Path>) -> Outco
         None => Command::new(&go),
     };
     cmd.current_dir(src).arg("build").arg("-o").arg(out).arg(".");
-    cmd.env("GOCACHE", cache).env("CGO_ENABLED", "0").env("GOTOOLCHAIN", "local").env_remove("GOFLAGS");
+    cmd.env("GOCACHE", cache).env("CGO_ENABLED", "0").env("GOTOOLCHAIN", go_toolchain()).env_remove("GOFLAGS");
     run(cmd, None, Duration::from_secs(600))
 }
 
 /// The installed go command (a plain Go binary), by absolute path: `shunt
 /// run` is given the file itself.
 fn which_go() -> std::path::PathBuf {
-    let o = Command::new("go").args(["env", "GOROOT"]).env("GOTOOLCHAIN", "local").output()
+    let o = Command::new("go").args(["env", "GOROOT"]).env("GOTOOLCHAIN", go_toolchain()).output()
         .expect("cannot run go (is Go installed? scripts/setup.sh checks)");
     assert!(o.status.success(), "go env GOROOT: {}", String::from_utf8_lossy(&o.stderr));
     let go = Path::new(String::from_utf8_lossy(&o.stdout).trim()).join("bin/go");

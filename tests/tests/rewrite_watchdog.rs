@@ -49,7 +49,7 @@ fn aes_upstream(dir: &Path) -> PathBuf {
     let bin = dir.join("handler");
     let mut cmd = Command::new("go");
     cmd.current_dir(&ctx).args(["build", "-o"]).arg(&bin).arg(".");
-    cmd.env("CGO_ENABLED", "0").env("GOTOOLCHAIN", "local").env_remove("GOFLAGS").env("GOPROXY", "off");
+    cmd.env("CGO_ENABLED", "0").env("GOTOOLCHAIN", go_toolchain()).env_remove("GOFLAGS").env("GOPROXY", "off");
     let o = run(cmd, None, Duration::from_secs(600));
     assert!(o.status.success(), "go build of the golang-middleware upstream failed: {}", o.stderr_str());
     bin

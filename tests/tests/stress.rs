@@ -11,7 +11,6 @@
 //! (`gofixtures/preempt_signals`): `SHUNT_STRESS_SECS` seconds each,
 //! natively and under shunt (default 3; set 60 for the minute-long run).
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -63,10 +62,6 @@ fn three_thousand_live_threads() {
 #[test]
 fn fork_exec_storm() {
     storm("forkexec", 500, 1 + 2 * 500, &[("execve", 500), ("clone", 500), ("wait4", 500)]);
-}
-
-fn go_fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("gofixtures").join(name)
 }
 
 /// Seconds each Go stress run lasts: `SHUNT_STRESS_SECS`, default 3.

@@ -19,32 +19,11 @@
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use shunt_tests::*;
 
 const CONNECTIONS: usize = 30;
 const REQUESTS: usize = 4;
-
-fn build_loopback(dir: &Path) -> (String, String) {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("gofixtures").join("loopback");
-    let mut out = Vec::new();
-    for with_shunt in [false, true] {
-        let exe = dir.join(if with_shunt { "loopback-shunt" } else { "loopback-plain" });
-        let mut cmd = if with_shunt {
-            let mut c = Command::new(shunt());
-            c.arg("go");
-            c
-        } else {
-            Command::new("go")
-        };
-        cmd.current_dir(&src).args(["build", "-o"]).arg(&exe).arg(".").env("CGO_ENABLED", "0").env("GOTOOLCHAIN", "local");
-        let o = run(cmd, None, Duration::from_secs(900));
-        assert!(o.status.success(), "building loopback (shunt: {with_shunt}) failed: {}", o.stderr_str());
-        out.push(exe.to_str().unwrap().to_string());
-    }
-    (out.remove(0), out.remove(0))
-}
 
 fn transport(s: &Stats) -> (u64, u64) {
     let t = &s.0["transport"];
@@ -99,7 +78,7 @@ fn pair(server: &str, under: bool) -> (Outcome, Outcome, Option<(tempfile::TempD
 #[test]
 fn requests_after_a_kernel_prefix_reach_a_go_server_intact() {
     let dir = tempfile::tempdir().unwrap();
-    let (plain, shunted) = build_loopback(dir.path());
+    let (plain, shunted) = build_go_fixture_pair("loopback", dir.path());
     let (rs, rc, _) = pair(&plain, false);
     assert!(rs.status.success() && rc.status.success(), "natively: {}{}", rc.stdout_str(), rc.stderr_str());
     let answers = rc.stdout_str().lines().filter(|l| l.ends_with(" 200 600 600 echoed")).count();

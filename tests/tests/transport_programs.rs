@@ -16,42 +16,12 @@
 //! reset) runs natively and over rings with the same transcript.
 
 use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use shunt_tests::*;
 
 const PYTHON: &str = "/usr/bin/python3";
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("gofixtures").join(name)
-}
-
-/// Builds the loopback fixture with `shunt go build` (and plainly).
-fn build_loopback(dir: &Path) -> (String, String) {
-    let mut out = Vec::new();
-    for with_shunt in [false, true] {
-        let exe = dir.join(if with_shunt { "loopback-shunt" } else { "loopback-plain" });
-        let mut cmd = if with_shunt {
-            let mut c = Command::new(shunt());
-            c.arg("go");
-            c
-        } else {
-            Command::new("go")
-        };
-        cmd.current_dir(fixture("loopback"))
-            .args(["build", "-o"])
-            .arg(&exe)
-            .arg(".")
-            .env("CGO_ENABLED", "0")
-            .env("GOTOOLCHAIN", "local");
-        let o = run(cmd, None, Duration::from_secs(900));
-        assert!(o.status.success(), "building loopback (shunt: {with_shunt}) failed: {}", o.stderr_str());
-        out.push(exe.to_str().unwrap().to_string());
-    }
-    (out.remove(0), out.remove(0))
-}
 
 /// (shm_connections, kernel_connections, shm_bytes) of a stats report.
 fn transport(s: &Stats) -> (u64, u64, u64) {
@@ -136,7 +106,7 @@ fn go_pair(plain: &str, shunted: &str, server_shunt: bool, client_shunt: bool) -
 #[test]
 fn shunt_and_plain_peers_stay_on_kernel_tcp() {
     let dir = tempfile::tempdir().unwrap();
-    let (plain, shunted) = build_loopback(dir.path());
+    let (plain, shunted) = build_go_fixture_pair("loopback", dir.path());
     let (rs, rc, _, _) = go_pair(&plain, &shunted, false, false);
     assert!(rs.status.success() && rc.status.success(), "natively: {} {}", rs.stderr_str(), rc.stderr_str());
     assert!(rc.stdout_str().contains("client: quit bye"), "{}", rc.stdout_str());
@@ -219,7 +189,7 @@ fn python_asyncio_echo_over_rings() {
 #[test]
 fn go_loopback_over_rings() {
     let dir = tempfile::tempdir().unwrap();
-    let (plain, shunted) = build_loopback(dir.path());
+    let (plain, shunted) = build_go_fixture_pair("loopback", dir.path());
     let reference = native(&[plain.as_str(), "all"], None);
     assert!(reference.status.success(), "natively: {}", reference.stderr_str());
     for spin in ["auto", "off"] {

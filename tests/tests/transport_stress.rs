@@ -23,31 +23,6 @@ use std::time::{Duration, Instant};
 
 use shunt_tests::*;
 
-/// Builds the loopback fixture with `shunt go build` (and plainly).
-fn build_loopback(dir: &Path) -> (String, String) {
-    let mut out = Vec::new();
-    for with_shunt in [false, true] {
-        let exe = dir.join(if with_shunt { "loopback-shunt" } else { "loopback-plain" });
-        let mut cmd = if with_shunt {
-            let mut c = Command::new(shunt());
-            c.arg("go");
-            c
-        } else {
-            Command::new("go")
-        };
-        cmd.current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("gofixtures").join("loopback"))
-            .args(["build", "-o"])
-            .arg(&exe)
-            .arg(".")
-            .env("CGO_ENABLED", "0")
-            .env("GOTOOLCHAIN", "local");
-        let o = run(cmd, None, Duration::from_secs(900));
-        assert!(o.status.success(), "building loopback (shunt: {with_shunt}) failed: {}", o.stderr_str());
-        out.push(exe.to_str().unwrap().to_string());
-    }
-    (out.remove(0), out.remove(0))
-}
-
 /// How a side runs: natively, or under shunt with its stats file.
 #[derive(Clone)]
 enum Mode {
@@ -203,7 +178,7 @@ const GIB: u64 = 1 << 30;
 #[test]
 fn a_gibibyte_between_two_instances_checked_by_sha256() {
     let dir = tempfile::tempdir().unwrap();
-    let (plain, shunted) = build_loopback(dir.path());
+    let (plain, shunted) = build_go_fixture_pair("loopback", dir.path());
     let mut results = Vec::new();
     for (server, client) in modes(dir.path(), &plain, &shunted, "gib") {
         let mut sink = Proc::start(server.command(&["sink", "-"]), false);
@@ -246,7 +221,7 @@ fn endless_transfer(server: &Mode, client: &Mode) -> (Proc, Proc, i32, i32) {
 #[test]
 fn a_sigkilled_writer_leaves_the_reader_an_eof() {
     let dir = tempfile::tempdir().unwrap();
-    let (plain, shunted) = build_loopback(dir.path());
+    let (plain, shunted) = build_go_fixture_pair("loopback", dir.path());
     let mut verdicts = Vec::new();
     for (server, client) in modes(dir.path(), &plain, &shunted, "kw") {
         let (sink, source, _, source_pid) = endless_transfer(&server, &client);
@@ -270,7 +245,7 @@ fn a_sigkilled_writer_leaves_the_reader_an_eof() {
 #[test]
 fn a_sigkilled_reader_gives_the_writer_an_error() {
     let dir = tempfile::tempdir().unwrap();
-    let (plain, shunted) = build_loopback(dir.path());
+    let (plain, shunted) = build_go_fixture_pair("loopback", dir.path());
     for (server, client) in modes(dir.path(), &plain, &shunted, "kr") {
         let (sink, source, sink_pid, _) = endless_transfer(&server, &client);
         sigkill(sink_pid);
@@ -295,7 +270,7 @@ fn a_sigkilled_reader_gives_the_writer_an_error() {
 #[test]
 fn short_connections_while_the_listener_closes_and_reopens() {
     let dir = tempfile::tempdir().unwrap();
-    let (plain, shunted) = build_loopback(dir.path());
+    let (plain, shunted) = build_go_fixture_pair("loopback", dir.path());
     let mut outs = Vec::new();
     for (i, (server, client)) in modes(dir.path(), &plain, &shunted, "churn").into_iter().enumerate() {
         let af = dir.path().join(format!("churn-{i}"));

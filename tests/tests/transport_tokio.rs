@@ -19,9 +19,8 @@
 //! waits on, registered under the other) and the daemon's gateway hung.
 
 use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use shunt_tests::*;
 
@@ -55,32 +54,6 @@ fn tokio_client_and_server_in_one_process_over_rings() {
         assert_eq!((shm, kernel), (2 * accepted, 0), "spin {spin}: {}", stats.0["transport"]);
         assert!(bytes >= 32 << 20, "the 16 MiB body and its echo went over the rings: {}", stats.0["transport"]);
     }
-}
-
-/// Builds the Go loopback fixture with `shunt go build` (and plainly).
-fn build_go(dir: &Path) -> (String, String) {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("gofixtures").join("loopback");
-    let mut out = Vec::new();
-    for with_shunt in [false, true] {
-        let exe = dir.join(if with_shunt { "loopback-shunt" } else { "loopback-plain" });
-        let mut cmd = if with_shunt {
-            let mut c = Command::new(shunt());
-            c.arg("go");
-            c
-        } else {
-            Command::new("go")
-        };
-        cmd.current_dir(&src)
-            .args(["build", "-o"])
-            .arg(&exe)
-            .arg(".")
-            .env("CGO_ENABLED", "0")
-            .env("GOTOOLCHAIN", "local");
-        let o = run(cmd, None, Duration::from_secs(900));
-        assert!(o.status.success(), "building loopback (shunt: {with_shunt}) failed: {}", o.stderr_str());
-        out.push(exe.to_str().unwrap().to_string());
-    }
-    (out.remove(0), out.remove(0))
 }
 
 /// Runs `server` (which prints its address first and stops on /quit) and
@@ -149,7 +122,7 @@ fn tokio_client_of(what: &str, plain: &[&str], shunted: &[&str]) {
 #[test]
 fn tokio_client_of_a_go_server_over_rings() {
     let dir = tempfile::tempdir().unwrap();
-    let (plain, shunted) = build_go(dir.path());
+    let (plain, shunted) = build_go_fixture_pair("loopback", dir.path());
     tokio_client_of("Go net/http server", &[plain.as_str(), "serve", "-"], &[shunted.as_str(), "serve", "-"]);
 }
 

@@ -12,7 +12,7 @@ use std::sync::Mutex;
 pub use shunt_tests::front::*;
 pub use shunt_tests::http::*;
 pub use shunt_tests::templates::*;
-use shunt_tests::{run, shunt, Outcome};
+use shunt_tests::{go_toolchain, run, shunt, Outcome};
 
 pub fn golang_shunt() -> PathBuf {
     templates().join("template/golang-shunt")
@@ -21,7 +21,7 @@ pub fn golang_shunt() -> PathBuf {
 /// `go` with the settings `shunt faas build` uses.
 pub fn go() -> Command {
     let mut c = Command::new("go");
-    c.env("GOTOOLCHAIN", "local").env("CGO_ENABLED", "0").env_remove("GOFLAGS").env_remove("GOWORK");
+    c.env("GOTOOLCHAIN", go_toolchain()).env("CGO_ENABLED", "0").env_remove("GOFLAGS").env_remove("GOWORK");
     c
 }
 
@@ -42,7 +42,7 @@ pub fn build_argv(argv: &[String], ctx: &Path) {
         .env("PATH", path)
         .env("SHUNT", &sh)
         .env("SHUNT_CACHE", Path::new(env!("CARGO_TARGET_TMPDIR")).join("tpl_go_shunt_cache"))
-        .env("GOTOOLCHAIN", "local")
+        .env("GOTOOLCHAIN", go_toolchain())
         .env("CGO_ENABLED", "0")
         .env_remove("GOFLAGS")
         .env_remove("GOWORK");

@@ -44,7 +44,7 @@ pub(super) fn build(dir: &Path, out: &Path, with_shunt: bool) -> Result<()> {
     } else {
         Command::new("go")
     };
-    cmd.current_dir(dir).args(["build", "-o"]).arg(out).arg(".").env("CGO_ENABLED", "0").env("GOTOOLCHAIN", "local");
+    cmd.current_dir(dir).args(["build", "-o"]).arg(out).arg(".").env("CGO_ENABLED", "0").env("GOTOOLCHAIN", shunt_gotarget::goenv::child_toolchain());
     let o = cmd.output().with_context(|| "cannot run the go command (is Go installed?)")?;
     if !o.status.success() {
         bail!("building the Go benchmark{} failed:\n{}", if with_shunt { " with shunt" } else { "" },

@@ -247,7 +247,7 @@ fn build_stock(tpl_root: &Path, lang: &str, handler: &Path, native: &Bundle, wor
         .arg(dir.join("fwatchdog"))
         .arg(".")
         .env("CGO_ENABLED", "0")
-        .env("GOTOOLCHAIN", "local");
+        .env("GOTOOLCHAIN", shunt_gotarget::goenv::child_toolchain());
     faas::run_step(&mut cmd, "building the stock watchdog")?;
     let (upstream, fprocess) = match lang {
         "go" => {
@@ -256,7 +256,7 @@ fn build_stock(tpl_root: &Path, lang: &str, handler: &Path, native: &Bundle, wor
             copy_tree(&stock.join("golang"), &up, &[])?;
             copy_tree(handler, &up.join("function"), &[])?;
             let mut b = Command::new("go");
-            b.current_dir(&up).args(["build", "-o", "handler", "."]).env("CGO_ENABLED", "0").env("GOTOOLCHAIN", "local");
+            b.current_dir(&up).args(["build", "-o", "handler", "."]).env("CGO_ENABLED", "0").env("GOTOOLCHAIN", shunt_gotarget::goenv::child_toolchain());
             faas::run_step(&mut b, "building the stock Go upstream")?;
             (up.join("handler"), "./upstream/handler".to_string())
         }

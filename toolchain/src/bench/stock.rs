@@ -88,7 +88,7 @@ fn build_go_upstream(shared: &Path, handler: &Path, dir: &Path) -> Result<PathBu
     std::fs::write(&work, text)?;
     let go = |args: &[&str], what: &str| {
         let mut c = Command::new("go");
-        c.current_dir(&up).args(args).env("CGO_ENABLED", "0").env("GOTOOLCHAIN", "local");
+        c.current_dir(&up).args(args).env("CGO_ENABLED", "0").env("GOTOOLCHAIN", shunt_gotarget::goenv::child_toolchain());
         faas::run_step(&mut c, what)
     };
     go(&["work", "use"], "go work use in the golang-middleware build")?;

@@ -70,7 +70,7 @@ pub fn build_variant(name: &str, lang: &str, ctx: &Path, recipe: &Recipe, native
         .env("SHUNT", &exe)
         .env("PATH", path)
         .env("CGO_ENABLED", "0")
-        .env("GOTOOLCHAIN", "local");
+        .env("GOTOOLCHAIN", shunt_gotarget::goenv::child_toolchain());
     run_step(&mut cmd, &format!("building {name} ({lang}, {variant})"))?;
     let binary = dir.join(&recipe.binary);
     if !binary.is_file() {

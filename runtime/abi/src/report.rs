@@ -47,8 +47,9 @@ pub fn write_json(t: &Totals, out: &mut dyn Write) -> fmt::Result {
         write!(out, ", \"transport\": {{\"shm_connections\": {c}, \"kernel_connections\": {k}, \"shm_bytes\": {b}}}")?;
     }
     if t.has_waits() {
-        let [s, p, ns] = t.waits;
-        write!(out, ", \"waits\": {{\"spun\": {s}, \"parked\": {p}, \"spin_ns\": {ns}}}")?;
+        let [s, p, ns, bo, lg, nt, mi, y] = t.waits;
+        write!(out, ", \"waits\": {{\"spun\": {s}, \"parked\": {p}, \"spin_ns\": {ns}, ")?;
+        write!(out, "\"park_backoff\": {bo}, \"park_long_gap\": {lg}, \"park_no_token\": {nt}, \"park_missed\": {mi}, \"park_yielded\": {y}}}")?;
     }
     if t.rewritten != 0 {
         write!(out, ", \"rewritten_at_runtime\": {}", t.rewritten)?;

@@ -27,11 +27,11 @@ use crate::syscalls::TABLE_LEN;
 /// `SHUNTSG1` (a literal, so that the C header can carry it too).
 pub const SEGMENT_MAGIC: u64 = 0x3147_5354_4e55_4853;
 const _: () = assert!(SEGMENT_MAGIC == u64::from_le_bytes(*b"SHUNTSG1"));
-/// Version 7: 4,096 slots (was 1,024: a server with more live threads
+/// Version 8: eight wait counters (the reasons waits parked). Version 7: 4,096 slots (was 1,024: a server with more live threads
 /// failed `clone` with EAGAIN). Version 5: the transport's and the waits' counters in the header
 /// (version 4: no `unaccounted` word; the magic is stored last, so a reader
 /// never sees a half-written header).
-pub const SEGMENT_VERSION: u32 = 7;
+pub const SEGMENT_VERSION: u32 = 8;
 
 /// Distance between two slots in the stats segment.
 pub const SLOT_STRIDE: usize = 32 * 1024;
@@ -92,8 +92,9 @@ pub struct SegmentHeader {
     /// The bypass transport's counters ([`TR_SHM_CONNECTIONS`], …), counted
     /// by the process's runtime with `Relaxed` adds.
     pub transport: [AtomicU64; TRANSPORT_COUNTERS],
-    /// Blocking waits: answered while spinning, parked, time spun (ns) —
-    /// in this order, the layout of `shunt_transport::spin::WaitStats`.
+    /// Blocking waits: answered while spinning, parked, time spun (ns), then
+    /// why waits parked (backoff, long gap, no token, missed, yielded) — in
+    /// this order, the layout of `shunt_transport::spin::WaitStats`.
     pub waits: [AtomicU64; WAIT_COUNTERS],
     /// Syscall sites rewritten into gate calls on their first trap
     /// (`shunt_core::lazy`), counted with `Relaxed` adds.
@@ -110,7 +111,7 @@ pub const TR_SHM_BYTES: usize = 2;
 /// How many transport counters there are.
 pub const TRANSPORT_COUNTERS: usize = 3;
 /// How many wait counters there are (`SegmentHeader::waits`).
-pub const WAIT_COUNTERS: usize = 3;
+pub const WAIT_COUNTERS: usize = 8;
 
 impl SegmentHeader {
     /// Fills a zeroed header and publishes it: `program` is the file name
@@ -238,7 +239,8 @@ pub struct Totals {
     pub processes: u64,
     /// The transport counters, summed (indices `TR_*`).
     pub transport: [u64; TRANSPORT_COUNTERS],
-    /// Waits: spun, parked, spin_ns.
+    /// Waits: spun, parked, spin_ns, park_backoff, park_long_gap,
+    /// park_no_token, park_missed, park_yielded.
     pub waits: [u64; WAIT_COUNTERS],
     /// Sites rewritten on their first trap, summed.
     pub rewritten: u64,

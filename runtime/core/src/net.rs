@@ -154,7 +154,7 @@ static SHADOW: Shadow = Shadow::new();
 /// lives on the runtime stack).
 const MAX_POLL: usize = 256;
 /// Wait counters when the process has no stats segment.
-static SPARE_WAITS: WaitStats = WaitStats { spun: AtomicU64::new(0), parked: AtomicU64::new(0), spin_ns: AtomicU64::new(0) };
+static SPARE_WAITS: WaitStats = WaitStats::new();
 
 /// Per-thread spin policies, by slot (plain data of one thread: a nested
 /// signal handler's wait may overwrite a learnt value, which only costs a
@@ -253,14 +253,14 @@ fn count(i: usize, n: u64) {
 
 fn wait_stats() -> &'static WaitStats {
     match header() {
-        // SAFETY: `waits` is three AtomicU64 in the order of WaitStats's
-        // three AtomicU64 fields (both repr(C)), in a mapping that lives as
+        // SAFETY: `waits` is WAIT_COUNTERS AtomicU64 in the order of
+        // WaitStats's AtomicU64 fields (both repr(C)), in a mapping that lives as
         // long as the process.
         Some(h) => unsafe { &*(h.waits.as_ptr() as *const WaitStats) },
         None => &SPARE_WAITS,
     }
 }
-const _: () = assert!(core::mem::size_of::<WaitStats>() == 3 * 8);
+const _: () = assert!(core::mem::size_of::<WaitStats>() == shunt_abi::segment::WAIT_COUNTERS * 8);
 
 /// Runs `f` with the calling thread's wait context.
 pub fn with_wait<R>(c: &Call, f: impl FnOnce(&mut WaitCtx<'_>) -> R) -> R {

@@ -120,6 +120,19 @@ pub struct Waits {
     pub parked: u64,
     #[serde(default)]
     pub spin_ns: u64,
+    /// Why waits parked (with spinning on): backing off after misses, the
+    /// average gap too long, no spin token, the budget spun out, a yield
+    /// that ran another thread.
+    #[serde(default)]
+    pub park_backoff: u64,
+    #[serde(default)]
+    pub park_long_gap: u64,
+    #[serde(default)]
+    pub park_no_token: u64,
+    #[serde(default)]
+    pub park_missed: u64,
+    #[serde(default)]
+    pub park_yielded: u64,
 }
 
 /// The report of one instance.
@@ -186,7 +199,17 @@ impl Report {
             });
         }
         if t.has_waits() {
-            r.waits = Some(Waits { spun: t.waits[0], parked: t.waits[1], spin_ns: t.waits[2] });
+            let w = t.waits;
+            r.waits = Some(Waits {
+                spun: w[0],
+                parked: w[1],
+                spin_ns: w[2],
+                park_backoff: w[3],
+                park_long_gap: w[4],
+                park_no_token: w[5],
+                park_missed: w[6],
+                park_yielded: w[7],
+            });
         }
         if t.rewritten != 0 {
             r.rewritten_at_runtime = Some(t.rewritten);
@@ -375,7 +398,7 @@ mod tests {
         assert_eq!(Report::from_json("r", &r.to_json()).unwrap(), r);
         assert!(!r.to_json().contains("transport"), "absent fields are not written");
         r.transport = Some(Transport { shm_connections: 1, kernel_connections: 2, shm_bytes: 3 });
-        r.waits = Some(Waits { spun: 4, parked: 5, spin_ns: 6 });
+        r.waits = Some(Waits { spun: 4, parked: 5, spin_ns: 6, park_no_token: 2, park_yielded: 3, ..Default::default() });
         r.rewritten_at_runtime = Some(7);
         let json = r.to_json();
         assert!(json.contains("\"shm_connections\":1") && json.contains("\"rewritten_at_runtime\":7"), "{json}");

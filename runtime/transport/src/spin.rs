@@ -12,7 +12,8 @@
 //! - It keeps an exponential moving average (weight 1/8) of the gap between
 //!   the start of a wait and its wake-up, measured for every wait (spun or
 //!   parked; a parked gap includes the wake-up latency, which only errs
-//!   towards spinning less).
+//!   towards spinning less). Each gap counts as at most twice the budget, so
+//!   a rare stall moves the average a little, not past the budget.
 //! - `auto`: spin when the average is within the budget ([`AUTO_MAX_NS`]),
 //!   for three times the average (at least [`MIN_SPIN_NS`]) — long enough for
 //!   most of the distribution, short enough that a miss wastes little.
@@ -35,9 +36,11 @@
 //! then every [`YIELD_EVERY_NS`]), so that any other runnable thread on its
 //! CPU gets the CPU; the call returns at once when there is none. A yield
 //! that took longer ([`YIELD_SWITCHED_NS`]) ran another thread: the spin ends
-//! there as a miss — that thread wanted the CPU and is often the very waker
-//! (both ends on one core), which spinning only delays — and the misses make
-//! the policy back off.
+//! there (after one more look) — that thread wanted the CPU and is often the
+//! very waker (both ends on one core), which spinning only delays. Such an
+//! end is not a miss: the policy does not back off for it (it learns the
+//! gap), so a thread that shares its CPU with busy threads still spins
+//! first on every wait, and yields at once when they want the CPU.
 
 use shunt_abi::syscalls::nr;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -62,9 +65,15 @@ pub const FIRST_YIELD_NS: u64 = 1_000;
 pub const YIELD_SWITCHED_NS: u64 = 3_000;
 /// How long a waiter keeps trying for a token before it parks.
 pub const TOKEN_GRACE_NS: u64 = 3_000;
-/// Gaps longer than this count as this (an idle hour must not take hours to
-/// forget).
-const GAP_CLAMP_NS: u64 = 10_000_000;
+/// Gaps longer than this count as this. Beyond the budget, how much longer
+/// a gap was says nothing more (either way no spin would have caught it),
+/// and an unclamped outlier ruins the average for dozens of waits: one
+/// 8 ms stall of a loaded host raised it by 1 ms, and request/response ends
+/// then parked on both sides — each one's parked gaps long because the
+/// other parks — until a probe hit. Twice the budget: a run of long gaps
+/// (an idle function) still takes the average past the budget, and a few
+/// short ones bring it back.
+const GAP_CLAMP_NS: u64 = 2 * AUTO_MAX_NS;
 
 /// How an instance spins (`--spin auto|off|MICROSECONDS`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -105,11 +114,24 @@ pub struct SpinPolicy {
     /// The last plan was a probe (a full-budget spin despite a long
     /// average).
     probing: bool,
+    /// Why the last plan was 0 (`NoSpin`), for the park counters.
+    no_spin: u8,
+}
+
+/// Why a plan chose not to spin.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NoSpin {
+    /// It spins (or the mode is `off`).
+    No = 0,
+    /// Backing off after misses.
+    Backoff = 1,
+    /// The average gap is longer than the budget.
+    LongGap = 2,
 }
 
 impl SpinPolicy {
     pub const fn new() -> SpinPolicy {
-        SpinPolicy { ema_ns: 0, misses: 0, skip: 0, since_spin: 0, probing: false }
+        SpinPolicy { ema_ns: 0, misses: 0, skip: 0, since_spin: 0, probing: false, no_spin: 0 }
     }
 
     /// The learnt average gap (ns).
@@ -117,15 +139,26 @@ impl SpinPolicy {
         self.ema_ns
     }
 
+    /// Why the last [`Self::plan`] returned 0.
+    pub fn no_spin(&self) -> NoSpin {
+        match self.no_spin {
+            1 => NoSpin::Backoff,
+            2 => NoSpin::LongGap,
+            _ => NoSpin::No,
+        }
+    }
+
     /// How long the next wait should spin, given an optional timeout.
     pub fn plan(&mut self, mode: SpinMode, timeout_ns: Option<u64>) -> u64 {
         self.probing = false;
+        self.no_spin = NoSpin::No as u8;
         let budget = match mode {
             SpinMode::Off => return 0,
             SpinMode::Fixed(ns) => ns,
             SpinMode::Auto => {
                 if self.skip > 0 {
                     self.skip -= 1;
+                    self.no_spin = NoSpin::Backoff as u8;
                     return 0;
                 }
                 if self.ema_ns == 0 || self.ema_ns <= AUTO_MAX_NS {
@@ -133,6 +166,7 @@ impl SpinPolicy {
                 } else {
                     self.since_spin += 1;
                     if self.since_spin < PROBE_EVERY {
+                        self.no_spin = NoSpin::LongGap as u8;
                         return 0;
                     }
                     self.probing = true;
@@ -178,7 +212,9 @@ impl SpinPolicy {
     }
 }
 
-/// Counters of waits (the `"waits"` object of the stats report).
+/// Counters of waits (the `"waits"` object of the stats report). The
+/// `park_*` counters say why a wait parked (with mode `auto` or a fixed
+/// spin; `off` parks are only in `parked`).
 #[repr(C)]
 #[derive(Default)]
 pub struct WaitStats {
@@ -188,6 +224,41 @@ pub struct WaitStats {
     pub parked: AtomicU64,
     /// Time spent spinning, hits and misses alike (ns).
     pub spin_ns: AtomicU64,
+    /// Parked without spinning: backing off after misses.
+    pub park_backoff: AtomicU64,
+    /// Parked without spinning: the average gap exceeds the budget.
+    pub park_long_gap: AtomicU64,
+    /// Parked without spinning: no spin token free (the host-wide cap).
+    pub park_no_token: AtomicU64,
+    /// Parked after spinning its whole budget.
+    pub park_missed: AtomicU64,
+    /// Parked after a `sched_yield` ran another thread mid-spin.
+    pub park_yielded: AtomicU64,
+}
+
+impl WaitStats {
+    pub const fn new() -> WaitStats {
+        WaitStats {
+            spun: AtomicU64::new(0),
+            parked: AtomicU64::new(0),
+            spin_ns: AtomicU64::new(0),
+            park_backoff: AtomicU64::new(0),
+            park_long_gap: AtomicU64::new(0),
+            park_no_token: AtomicU64::new(0),
+            park_missed: AtomicU64::new(0),
+            park_yielded: AtomicU64::new(0),
+        }
+    }
+}
+
+/// How a spin ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SpinEnd {
+    Hit,
+    /// The budget ran out.
+    Budget,
+    /// A yield ran another thread.
+    Yielded,
 }
 
 /// Where the host-wide cap lives (tmpfs, shared by every instance of the
@@ -559,16 +630,34 @@ impl WaitCtx<'_> {
         let timeout = deadline_ns.map(|d| d.saturating_sub(start));
         let budget = self.policy.plan(self.mode, timeout);
         let mut spun = false;
-        if budget > 0 {
-            if let Some((hit, ns)) = self.spin(start, budget, &mut ready) {
-                self.stats.spin_ns.fetch_add(ns, Ordering::Relaxed);
-                if hit {
-                    self.stats.spun.fetch_add(1, Ordering::Relaxed);
-                    self.policy.record(ns, true, true);
-                    return SpinOutcome::Ready;
+        let why = if budget > 0 {
+            match self.spin(start, budget, &mut ready) {
+                Some((end, ns)) => {
+                    self.stats.spin_ns.fetch_add(ns, Ordering::Relaxed);
+                    if end == SpinEnd::Hit {
+                        self.stats.spun.fetch_add(1, Ordering::Relaxed);
+                        self.policy.record(ns, true, true);
+                        return SpinOutcome::Ready;
+                    }
+                    // A spin cut short by a yield that ran another thread
+                    // is no miss of the policy's: the gap may well have been
+                    // within the budget. Counted as a miss, it made the
+                    // next waits park at once (exponential backoff) — under
+                    // Go, whose own threads share the CPU, for most waits.
+                    spun = ns > 0 && end == SpinEnd::Budget;
+                    Some(if end == SpinEnd::Yielded { &self.stats.park_yielded } else { &self.stats.park_missed })
                 }
-                spun = ns > 0;
+                None => Some(&self.stats.park_no_token),
             }
+        } else {
+            match self.policy.no_spin() {
+                NoSpin::Backoff => Some(&self.stats.park_backoff),
+                NoSpin::LongGap => Some(&self.stats.park_long_gap),
+                NoSpin::No => None,
+            }
+        };
+        if let Some(c) = why {
+            c.fetch_add(1, Ordering::Relaxed);
         }
         self.stats.parked.fetch_add(1, Ordering::Relaxed);
         SpinOutcome::Park(ParkTicket { start, spun })
@@ -619,8 +708,8 @@ impl WaitCtx<'_> {
     }
 
     /// Spins for up to `budget` ns; `None` if no token could be had (nothing
-    /// spun), else whether `ready()` came true and how long it took.
-    fn spin(&mut self, start: u64, budget: u64, ready: &mut impl FnMut() -> bool) -> Option<(bool, u64)> {
+    /// spun), else how the spin ended and how long it took.
+    fn spin(&mut self, start: u64, budget: u64, ready: &mut impl FnMut() -> bool) -> Option<(SpinEnd, u64)> {
         let token = match &self.cap {
             None => None,
             // No tokens at all (a one-CPU host): spinning could only delay
@@ -632,7 +721,7 @@ impl WaitCtx<'_> {
                 // lets go within a few hundred nanoseconds.
                 while t.is_none() {
                     if ready() {
-                        return Some((true, now_ns() - start));
+                        return Some((SpinEnd::Hit, now_ns() - start));
                     }
                     if now_ns() - start > TOKEN_GRACE_NS.min(budget) {
                         return None;
@@ -649,7 +738,7 @@ impl WaitCtx<'_> {
         let mut i = 0u32;
         let result = loop {
             if ready() {
-                break (true, now_ns() - start);
+                break (SpinEnd::Hit, now_ns() - start);
             }
             core::hint::spin_loop();
             i = i.wrapping_add(1);
@@ -657,7 +746,7 @@ impl WaitCtx<'_> {
                 let now = now_ns();
                 let el = now - start;
                 if el >= budget {
-                    break (false, el);
+                    break (SpinEnd::Budget, el);
                 }
                 if now >= next_yield {
                     sys::sched_yield();
@@ -665,9 +754,12 @@ impl WaitCtx<'_> {
                     if back - now >= YIELD_SWITCHED_NS {
                         // Another thread had this CPU meanwhile: it wants the
                         // CPU, and may well be the waker. Spinning on here
-                        // only delays it; stop, and count a miss (if the
-                        // event came, the yield found it, not the spin).
-                        break (false, back - start);
+                        // only delays it: stop — after one more look, as
+                        // that thread may just have done what we wait for.
+                        if ready() {
+                            break (SpinEnd::Hit, back - start);
+                        }
+                        break (SpinEnd::Yielded, back - start);
                     }
                     next_yield = back + YIELD_EVERY_NS;
                 }

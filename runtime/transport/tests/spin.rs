@@ -26,6 +26,14 @@ fn short_gaps_spin_long_gaps_park() {
     }
     let b = p.plan(SpinMode::Auto, None);
     assert!((5_000..=AUTO_MAX_NS).contains(&b), "short gaps: spin ~3x the gap, got {b}");
+    // One stall (a parked 8 ms gap) among short gaps: the next wait still
+    // spins, and a few short gaps restore the average.
+    p.record(8_000_000, false, false);
+    assert!(p.plan(SpinMode::Auto, None) > 0, "one outlier must not stop the spinning");
+    assert!(p.average_gap_ns() <= 2 * AUTO_MAX_NS / 8 + 5_000, "average {}", p.average_gap_ns());
+    for _ in 0..20 {
+        p.record(5_000, true, true);
+    }
     for _ in 0..100 {
         p.record(5_000_000, false, false);
     }
@@ -212,13 +220,40 @@ fn waits_are_counted_as_spun_or_parked() {
     assert_eq!(wait_for(SpinMode::Fixed(10_000_000_000), Some(zero), None, &s), (Waited::Ready, true));
     assert_eq!(counts(&s), (0, 1));
     assert_eq!(s.spin_ns.load(Ordering::Relaxed), 0, "no token, no spin time");
+    assert_eq!(s.park_no_token.load(Ordering::Relaxed), 1, "counted as parked for want of a token");
     // Another holder of the only token: parks after the grace.
     let s = WaitStats::default();
     let full = SpinCap::private(1).unwrap();
     let t = full.try_acquire(7).unwrap();
     assert_eq!(wait_for(SpinMode::Fixed(10_000_000_000), Some(full), None, &s), (Waited::Ready, true));
     assert_eq!(counts(&s), (0, 1));
+    assert_eq!(s.park_no_token.load(Ordering::Relaxed), 1);
     full.release(t);
+    // A spin that runs out of budget: counted as missed; the misses then
+    // make the next wait park at once, counted as backoff.
+    let s = WaitStats::default();
+    let mut p = SpinPolicy::new();
+    let mut cx = WaitCtx { mode: SpinMode::Auto, who: SpinCap::me(), policy: &mut p, cap: Some(SpinCap::private(1).unwrap()), stats: &s };
+    let parked = std::cell::Cell::new(false);
+    let park = |_t| {
+        parked.set(true);
+        Parked::Woken
+    };
+    // (A spin that a yield cut short — another thread ran, on a loaded
+    // host — is counted apart and does not back off: wait again.)
+    let mut waits = 0;
+    while s.park_missed.load(Ordering::Relaxed) == 0 && waits < 1000 {
+        parked.set(false);
+        assert_eq!(cx.wait(None, || parked.get(), park), Waited::Ready);
+        waits += 1;
+        assert_eq!(s.park_backoff.load(Ordering::Relaxed), 0, "a yielded spin does not back off");
+    }
+    assert_eq!(s.park_missed.load(Ordering::Relaxed), 1, "a spin that found nothing");
+    assert_eq!(s.park_yielded.load(Ordering::Relaxed), waits - 1);
+    parked.set(false);
+    assert_eq!(cx.wait(None, || parked.get(), park), Waited::Ready);
+    assert_eq!(s.park_backoff.load(Ordering::Relaxed), 1, "the next wait backs off");
+    assert_eq!(counts(&s), (0, waits + 1));
 }
 
 #[test]

@@ -153,3 +153,60 @@ fn segment_colliding_with_the_runtime_is_refused() {
     cmd.args(["x86_64", "-R"]).arg(shunt()).args(["run", "--"]).arg(&path);
     refused(cmd, "collides with memory the runtime already uses");
 }
+
+/// The loader maps a program's segments from its file, as the kernel's
+/// exec does: its text and read-only data are the file's pages in the page
+/// cache (shared by every instance of the program, copy-on-write where the
+/// loader writes), not anonymous copies. The program reads its own
+/// `/proc/self/maps`; natively and under the runtime it finds its file
+/// behind an executable and a non-executable mapping.
+#[test]
+fn segments_are_mapped_from_the_program_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("go.mod"), "module mapsfile\n\ngo 1.22\n").unwrap();
+    std::fs::write(
+        src.join("main.go"),
+        r#"package main
+
+import (
+	"fmt"
+	"os"
+	"strings"
+)
+
+func main() {
+	maps, err := os.ReadFile("/proc/self/maps")
+	if err != nil {
+		fmt.Println("cannot read maps:", err)
+		os.Exit(2)
+	}
+	text, other := false, false
+	for _, l := range strings.Split(string(maps), "\n") {
+		f := strings.Fields(l)
+		if len(f) < 6 || f[5] != os.Args[1] {
+			continue
+		}
+		if strings.Contains(f[1], "x") {
+			text = true
+		} else {
+			other = true
+		}
+	}
+	fmt.Printf("executable mapping of the file: %v\nother mapping of the file: %v\n", text, other)
+}
+"#,
+    )
+    .unwrap();
+    let bin = dir.path().join("mapsfile");
+    go_build(&src, &bin, &[]);
+    let bin = bin.canonicalize().unwrap();
+    let bin = bin.to_str().unwrap();
+    let n = native(&[bin, bin], None);
+    assert_eq!(n.stdout_str(), "executable mapping of the file: true\nother mapping of the file: true\n", "{}", n.stderr_str());
+    for flags in [&[][..], &["--no-rewrite"][..]] {
+        let (s, _) = under_shunt(&[bin, bin], None, flags);
+        assert_same(&format!("maps of the loaded program {flags:?}"), &n, &s);
+    }
+}

@@ -1250,6 +1250,94 @@ static int exec_child(int keep, int gone) {
     return send(keep, "written after exec", 18, MSG_NOSIGNAL) == 18 ? 0 : 1;
 }
 
+/* A connection that runs on its rings when the process holding one end
+ * execs: the new image reads what was sent before the exec and is still
+ * unread, then goes on reading and writing; the peer sees every byte in
+ * order, then the EOF of the child's exit. Two shapes: fork + exec with
+ * the fd kept at its number, and vfork + dup2 onto a fixed number before
+ * the exec (what Go's os/exec does with ExtraFiles). */
+#define EXEC_BULK 300000 /* more than one ring (256 KiB) */
+static void exec_ring_once(const char *self, int use_vfork) {
+    int c, a;
+    pair(&c, &a);
+    /* Both directions carry bytes before the exec (the connector's writes
+     * and reads have switched to the rings by then). */
+    wr(c, "hello from the parent");
+    show_exactly("acceptor read", a, 21);
+    wr(a, "unread at exec;");
+    int keep = fcntl(c, F_DUPFD_CLOEXEC, 0);
+    close(c);
+    pid_t pid;
+    if (use_vfork) {
+        pid = vfork();
+        if (pid == 0) {
+            /* onto 7 (below `keep` and the other fds of the scenario's
+             * sockets, or above: dup2 does not care), flags cleared */
+            if (dup2(keep, 7) < 0) _exit(126);
+            execl(self, self, "exec-ring-child", "7", (char *)NULL);
+            _exit(127);
+        }
+    } else {
+        pid = fork();
+        if (pid == 0) {
+            char k[16];
+            int fl = fcntl(keep, F_GETFD);
+            fcntl(keep, F_SETFD, fl & ~FD_CLOEXEC);
+            snprintf(k, sizeof k, "%d", keep);
+            execl(self, self, "exec-ring-child", k, (char *)NULL);
+            _exit(127);
+        }
+    }
+    close(keep);
+    /* What the child reads after its exec, sent while it starts. */
+    wr(a, "sent during exec;");
+    show_exactly("child says", a, 6);
+    wr(a, "after;");
+    long sum = 0, got = 0;
+    char buf[4096];
+    ssize_t r;
+    while ((r = read(a, buf, sizeof buf)) > 0) {
+        for (ssize_t i = 0; i < r; i++) sum = (sum * 31 + (unsigned char)buf[i]) % 1000000007;
+        got += r;
+    }
+    printf("bulk from the child: %ld bytes, sum %ld, then %s\n", got, sum, r == 0 ? "EOF" : errname(errno));
+    int st;
+    waitpid(pid, &st, 0);
+    printf("exec'd child: %d\n", WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+    close(a);
+}
+
+static void sc_exec_ring(const char *self) {
+    printf("fork + exec:\n");
+    exec_ring_once(self, 0);
+    printf("vfork + dup2 + exec:\n");
+    exec_ring_once(self, 1);
+}
+
+static int exec_ring_child(int fd) {
+    char buf[64];
+    int want = 15 + 17, got = 0;
+    while (got < want) {
+        ssize_t r = read(fd, buf + got, want - got);
+        if (r <= 0) return 10;
+        got += r;
+    }
+    printf("child read: \"%.*s\"\n", got, buf);
+    if (wr(fd, "ready;") != 6) return 11;
+    ssize_t r = recv(fd, buf, 6, MSG_WAITALL);
+    printf("child read: \"%.*s\"\n", r > 0 ? (int)r : 0, buf);
+    static char bulk[EXEC_BULK];
+    for (long i = 0; i < EXEC_BULK; i++) bulk[i] = (char)('a' + i % 23);
+    long off = 0;
+    while (off < EXEC_BULK) {
+        ssize_t w = send(fd, bulk + off, EXEC_BULK - off, MSG_NOSIGNAL);
+        if (w <= 0) return 12;
+        off += w;
+    }
+    fflush(stdout);
+    return 0;
+}
+
 /* Many connections at once, each carrying a message each way. */
 static void sc_many(int n) {
     struct sockaddr_in addr;
@@ -1286,6 +1374,7 @@ int main(int argc, char **argv) {
     }
     const char *s = argv[1];
     if (!strcmp(s, "exec-child") && argc == 4) return exec_child(atoi(argv[2]), atoi(argv[3]));
+    if (!strcmp(s, "exec-ring-child") && argc == 3) return exec_ring_child(atoi(argv[2]));
     if (!strcmp(s, "connect-blocking")) sc_connect_blocking();
     else if (!strcmp(s, "connect-nonblocking")) sc_connect_nonblocking();
     else if (!strcmp(s, "accept4")) sc_accept4_flags();
@@ -1307,6 +1396,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(s, "epoll")) sc_epoll();
     else if (!strcmp(s, "fork")) sc_fork_share();
     else if (!strcmp(s, "exec")) sc_exec(argv[0]);
+    else if (!strcmp(s, "exec-ring")) sc_exec_ring(argv[0]);
     else if (!strcmp(s, "many")) sc_many(argc > 2 ? atoi(argv[2]) : 1000);
     else {
         fprintf(stderr, "sockets: unknown scenario %s\n", s);

@@ -9,16 +9,14 @@
 //!
 //! Each binary runs once each way; any difference fails (no re-runs).
 //!
-//! `net` runs without `TestSplice`, on both sides ([`NET_SKIP`]): its peers
+//! Every test runs on both sides, `net`'s `TestSplice` included: its peers
 //! are child processes started with `exec` that inherit the connection's
-//! fd (`startTestSocketPeer`), and a ring connection does not survive
-//! `exec` (runtime/core/src/net.rs, module docs): the new image uses the
-//! kernel socket, so the bytes its peer writes into the ring after the
-//! switch never reach it (the test hangs, or passes with bytes lost).
-//! `splice` and `sendfile` themselves are emulated on the rings and checked
-//! against the kernel by `transport_sockets` (scenarios `splice`,
-//! `sendfile`); `TestSendfile*` and `TestNotTemporaryRead` (a `SO_LINGER` 0
-//! close) run here.
+//! fd (`startTestSocketPeer`, `ExtraFiles`), so it checks that a ring
+//! connection survives `exec` (runtime/core/src/net.rs, `exec_conns`) and
+//! that an end watched by two processes' epoll sets wakes both. `splice` and
+//! `sendfile` themselves are emulated on the rings and checked against the
+//! kernel by `transport_sockets` (scenarios `splice`, `sendfile`,
+//! `exec-ring`).
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -27,13 +25,10 @@ use std::time::Duration;
 use shunt_tests::gostd::*;
 use shunt_tests::*;
 
-/// The `net` tests that still differ on the rings (module docs).
-const NET_SKIP: &str = "^TestSplice$";
-
 /// Package, whether its tests connect over TCP loopback (then at least one
 /// connection must have ridden the rings), and tests skipped on both sides.
 const PACKAGES: &[(&str, bool, Option<&str>)] = &[
-    ("net", true, Some(NET_SKIP)),
+    ("net", true, None),
     ("net/http", true, None),
     ("net/rpc", true, None),
     ("net/http/httptest", true, None),

@@ -49,7 +49,7 @@ fn connect_accept_read_write_close_over_rings() {
 /// shunt run's transcript equal to the kernel's, spin off and auto.
 #[test]
 fn every_socket_semantic_matches_the_kernel() {
-    const SCENARIOS: [&str; 22] = [
+    const SCENARIOS: [&str; 23] = [
         "connect-blocking",
         "connect-nonblocking",
         "accept4",
@@ -71,6 +71,7 @@ fn every_socket_semantic_matches_the_kernel() {
         "epoll",
         "fork",
         "exec",
+        "exec-ring",
         "many",
     ];
     for spin in ["off", "auto"] {

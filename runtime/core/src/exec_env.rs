@@ -6,7 +6,7 @@ use crate::mem::copy_slice;
 
 /// Variables of the runtime that the program does not see and that `execve`
 /// replaces with the instance's own.
-pub(crate) const INJECTED_PREFIXES: [&[u8]; 9] = [
+pub(crate) const INJECTED_PREFIXES: [&[u8]; 10] = [
     b"SHUNT_INSTANCE=",
     b"SHUNT_LIB=",
     b"SHUNT_EXE=",
@@ -16,6 +16,7 @@ pub(crate) const INJECTED_PREFIXES: [&[u8]; 9] = [
     b"SHUNT_REWRITE=",
     b"SHUNT_FDS=",
     b"SHUNT_SEGMENT_BROKER=",
+    b"SHUNT_CONNS=",
 ];
 
 const ARENA: usize = 16 * 1024;
@@ -123,11 +124,45 @@ pub struct ExecEnv<'a> {
     used: usize,
     ptrs: &'a mut [u64],
     n: usize,
+    /// Descriptors a hook opened for the new image only (they carry
+    /// something across, and the new image closes them): closed again if
+    /// the exec fails.
+    undo: [i32; MAX_UNDO],
+    nundo: usize,
 }
+
+/// Descriptors hooks may open for one exec ([`ExecEnv::open_for_exec`]).
+pub const MAX_UNDO: usize = 64;
 
 impl<'a> ExecEnv<'a> {
     pub(crate) fn new(bytes: &'a mut [u8], ptrs: &'a mut [u64]) -> Self {
-        ExecEnv { bytes, used: 0, ptrs, n: 0 }
+        ExecEnv { bytes, used: 0, ptrs, n: 0, undo: [-1; MAX_UNDO], nundo: 0 }
+    }
+
+    /// Records `fd`, opened by a hook for the new image, to be closed if the
+    /// exec fails. `false` (and `fd` is closed now) when the list is full.
+    pub fn open_for_exec(&mut self, fd: i32) -> bool {
+        if self.nundo == MAX_UNDO {
+            crate::raw::close(fd);
+            return false;
+        }
+        self.undo[self.nundo] = fd;
+        self.nundo += 1;
+        true
+    }
+
+    /// The exec failed: the old image goes on, and closes what the hooks
+    /// opened for the new one.
+    pub(crate) fn exec_failed(&mut self) {
+        for &fd in &self.undo[..self.nundo] {
+            crate::raw::close(fd);
+        }
+        self.nundo = 0;
+    }
+
+    /// Bytes still free for variables.
+    pub fn room(&self) -> usize {
+        self.bytes.len() - self.used
     }
 
     /// Adds the variable `parts` joined (`NAME=value`, without the NUL).

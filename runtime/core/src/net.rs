@@ -53,11 +53,21 @@
 //! - a token names a live object for as long as an fd marked with it is
 //!   open (each such fd holds a reference).
 //!
-//! Departures from the design (docs of the issue): a connection's fd that
-//! survives `execve` goes back to the kernel in the new image (its segment
-//! is not carried over), so only connections made after the exec are
-//! upgraded; a blocking ring read or write interrupted by a signal returns
-//! `EINTR` even under `SA_RESTART`.
+//! Across `execve`, a connection's fd without `FD_CLOEXEC` stays a ring
+//! connection: the exec hook ([`exec_conns`]) hands the new image a
+//! descriptor of each such end's segment and `SHUNT_CONNS` says which fd
+//! and side it is; the new image maps it again ([`restore_conns`]) before
+//! the program runs and goes on where the old one stopped (the end's state
+//! is all in the segment). Listeners go back to the kernel in the new
+//! image, so only connections accepted after the exec are upgraded.
+//!
+//! Departures from the design (docs of the issue): reopening a segment from
+//! the old image's mapping (`/proc/self/map_files`) needs `CAP_SYS_ADMIN`
+//! or `CAP_CHECKPOINT_RESTORE`; without either, a connection that survives
+//! an exec is the bare kernel socket in the new image (a warning says so),
+//! whose peer's bytes after the switch are in the ring it no longer reads;
+//! a blocking ring read or write interrupted by a signal returns `EINTR`
+//! even under `SA_RESTART`.
 
 use core::cell::UnsafeCell;
 use core::mem::MaybeUninit;
@@ -72,6 +82,7 @@ pub use shunt_transport::spin::SpinMode;
 use shunt_transport::spin::{SpinCap, SpinPolicy, WaitCtx, WaitStats};
 
 use crate::fd::{FdTable, OwnerId};
+use crate::exec_env::ExecEnv;
 use crate::fd_owner::FdOwner;
 use crate::layout::{Answer, MAX_SLOTS};
 use crate::task::{Call, Ret};
@@ -118,6 +129,10 @@ struct Object {
     /// a connection is counted once established (a connect that fails, as
     /// to a listener closing meanwhile, is no connection).
     uncounted: AtomicBool,
+    /// A connection's kernel socket (its inode; 0: not known yet): how the
+    /// exec hook knows the connection behind an fd whatever the fd table
+    /// says (a vfork child renumbers fds without it).
+    ino: AtomicU64,
     /// A connection's end (written while BUSY, read once the state says CONN).
     end: UnsafeCell<MaybeUninit<End>>,
 }
@@ -133,6 +148,7 @@ static OBJECTS: [Object; MAX_OBJECTS] = [const {
         refs: AtomicU32::new(0),
         registry: AtomicU32::new(0),
         uncounted: AtomicBool::new(false),
+        ino: AtomicU64::new(0),
         end: UnsafeCell::new(MaybeUninit::uninit()),
     }
 }; MAX_OBJECTS];
@@ -186,6 +202,7 @@ pub fn configure(transport: bool, spin: SpinMode) -> Result<(), ()> {
         shunt_transport::conn::set_poke(poke);
         let id = crate::fd_owner::register_owner(&OWNER).map_err(|_| ())?;
         OWNER_ID.store(id.0, Ordering::Relaxed);
+        crate::hooks::on_exec(exec_conns).map_err(|_| ())?;
         ON.store(true, Ordering::Release);
     }
     Ok(())
@@ -342,6 +359,7 @@ fn alloc(state: u32, registry: i32, end: Option<End>) -> Option<usize> {
             o.refs.store(1, Ordering::Relaxed);
             o.registry.store(registry as u32, Ordering::Relaxed);
             o.uncounted.store(false, Ordering::Relaxed);
+            o.ino.store(0, Ordering::Relaxed);
             if let Some(e) = end {
                 // SAFETY: we hold the slot (BUSY): nobody reads `end` now.
                 unsafe { (*o.end.get()).write(e) };
@@ -509,9 +527,218 @@ fn close(fd: i32, t: u64) {
 }
 
 fn exec(_fd: i32, t: u64) -> Option<u64> {
-    // A fresh socket stays fresh; listeners and connections go back to the
-    // kernel in the new image (module docs).
+    // A fresh socket stays fresh; listeners go back to the kernel in the new
+    // image (module docs); connections are carried by `exec_conns`, which
+    // finds them by their sockets rather than through the fd table.
     (t >> 32 == K_FRESH).then_some(t)
+}
+
+/// The inode of the socket `fd` (0: not a socket, or not known).
+fn socket_ino(fd: i32) -> u64 {
+    // SAFETY: an all-zero stat is a valid value of this plain C struct.
+    let mut st: libc::stat = unsafe { core::mem::zeroed() };
+    // SAFETY: `st` is writable and as large as the kernel's struct stat.
+    let r = unsafe { raw::syscall2(nr::FSTAT, fd as u64, &mut st as *mut libc::stat as u64) };
+    if r < 0 || st.st_mode & libc::S_IFMT != libc::S_IFSOCK {
+        return 0;
+    }
+    st.st_ino
+}
+
+/// The variable that carries ring connections across `execve`:
+/// `SHUNT_CONNS=<fd>:<side>:<memfd>,<fd>=<earlier fd of the same end>,…`.
+pub const CONNS_VAR: &[u8] = b"SHUNT_CONNS";
+
+/// Connections one exec carries (more stay the kernel's in the new image).
+const MAX_CARRIED: usize = 32;
+
+/// Exec hook: every connection end that an fd without `FD_CLOEXEC` keeps
+/// open across this exec is carried into the new image, which maps its
+/// segment again ([`restore_conns`]): the end's whole state is in the
+/// segment, so the new image goes on where this one stops, and the peer
+/// sees nothing. The segment is named for the new image by a descriptor
+/// opened here from this image's own mapping
+/// (`/proc/self/map_files/<range>`, which the kernel allows to holders of
+/// `CAP_SYS_ADMIN` or `CAP_CHECKPOINT_RESTORE`); the new image closes it
+/// at once, and a failed exec closes it here ([`ExecEnv::open_for_exec`]).
+///
+/// The fds are found by listing `/proc/self/fd` and matching each socket's
+/// inode with the connections', not through the fd table: in a vfork child
+/// (Go's `os/exec`) the table is the parent's, while the child has
+/// renumbered its fds (`ExtraFiles` are `dup3`'d onto 3, 4, …).
+fn exec_conns(env: &mut ExecEnv<'_>) {
+    if !on() || !OBJECTS.iter().any(|o| o.state.load(Ordering::Acquire) == CONN) {
+        return;
+    }
+    let dir = raw::open(b"/proc/self/fd\0", libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC, 0);
+    if dir < 0 {
+        return;
+    }
+    let dir = dir as i32;
+    let mut out = [0u8; 512];
+    let mut w = crate::text::FixedBuf::new(&mut out);
+    let mut seen = [(0usize, 0i32); MAX_CARRIED];
+    let mut nseen = 0;
+    let mut dents = [0u8; 1024];
+    loop {
+        // SAFETY: getdents64 writes at most `dents.len()` bytes into it.
+        let n = unsafe { raw::syscall3(nr::GETDENTS64, dir as u64, dents.as_mut_ptr() as u64, dents.len() as u64) };
+        if n <= 0 {
+            break;
+        }
+        let mut off = 0usize;
+        while off + 19 < n as usize {
+            // struct linux_dirent64: d_ino u64, d_off i64, d_reclen u16,
+            // d_type u8, d_name (NUL-terminated).
+            let reclen = u16::from_ne_bytes([dents[off + 16], dents[off + 17]]) as usize;
+            if reclen == 0 || off + reclen > n as usize {
+                break;
+            }
+            let name = &dents[off + 19..off + reclen];
+            let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())];
+            off += reclen;
+            let Some(fd) = parse_fd(name) else { continue };
+            if fd == dir || nseen == MAX_CARRIED {
+                continue;
+            }
+            // SAFETY: fcntl(F_GETFD) reads a descriptor's flags; no memory.
+            let fl = unsafe { raw::syscall2(nr::FCNTL, fd as u64, libc::F_GETFD as u64) };
+            if fl < 0 || fl & libc::FD_CLOEXEC as i64 != 0 {
+                continue;
+            }
+            let ino = socket_ino(fd);
+            if ino == 0 {
+                continue;
+            }
+            let Some(i) = OBJECTS
+                .iter()
+                .position(|o| o.ino.load(Ordering::Relaxed) == ino && o.state.load(Ordering::Acquire) == CONN)
+            else {
+                continue;
+            };
+            let sep = if w.len == 0 { "" } else { "," };
+            if let Some(&(_, first)) = seen[..nseen].iter().find(|s| s.0 == i) {
+                // Another fd of the same end: one object in the new image.
+                let _ = core::fmt::Write::write_fmt(&mut w, format_args!("{sep}{fd}={first}"));
+                continue;
+            }
+            let Some(e) = end_of(token(K_CONN, i)) else { continue };
+            if w.buf.len() - w.len < 40 || env.room() < w.buf.len() + 16 {
+                continue;
+            }
+            let (lo, hi) = e.map_range();
+            let mut path = [0u8; 64];
+            let mut pw = crate::text::FixedBuf::new(&mut path);
+            if core::fmt::Write::write_fmt(&mut pw, format_args!("/proc/self/map_files/{lo:x}-{hi:x}\0")).is_err() {
+                continue;
+            }
+            // Not O_CLOEXEC: the new image inherits it.
+            let m = raw::open(pw.as_bytes(), libc::O_RDWR, 0);
+            if m < 0 {
+                // Without the capability the kernel asks for: the new image
+                // gets the kernel socket alone (module docs, departures).
+                crate::events::warning(
+                    b"a ring connection does not follow this exec (reopening its segment needs CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE):",
+                    pw.as_bytes().split(|&b| b == 0).next().unwrap_or(b""),
+                );
+                continue;
+            }
+            if !env.open_for_exec(m as i32) {
+                continue;
+            }
+            let side = e.side() as u8;
+            let _ = core::fmt::Write::write_fmt(&mut w, format_args!("{sep}{fd}:{side}:{m}"));
+            seen[nseen] = (i, fd);
+            nseen += 1;
+        }
+    }
+    raw::close(dir);
+    if w.len != 0 {
+        let n = w.len;
+        env.add(&[CONNS_VAR, b"=", &out[..n]]);
+    }
+}
+
+/// A decimal fd number.
+fn parse_fd(name: &[u8]) -> Option<i32> {
+    if name.is_empty() || name.len() > 9 {
+        return None;
+    }
+    let mut v = 0i32;
+    for &b in name {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        v = v * 10 + (b - b'0') as i32;
+    }
+    Some(v)
+}
+
+/// In a new image: takes back the connection ends that `SHUNT_CONNS` (its
+/// value, `spec`) carried across the exec ([`exec_conns`]), closing the
+/// descriptors that named their segments. Returns how many fds it marked.
+/// An end that cannot be mapped again leaves its fd to the kernel.
+pub fn restore_conns(spec: &str) -> usize {
+    let mut n = 0;
+    for item in spec.split(',') {
+        if let Some((fd, first)) = item.split_once('=') {
+            let (Ok(fd), Ok(first)) = (fd.parse::<i32>(), first.parse::<i32>()) else { continue };
+            match fds().lookup(first) {
+                Some((id, t)) if on() && id == owner_id() && end_of(t).is_some() => {
+                    if let Some(o) = object(t) {
+                        o.refs.fetch_add(1, Ordering::AcqRel);
+                    }
+                    remark(fd, t);
+                    n += 1;
+                }
+                _ => {
+                    fds().unmark(fd);
+                }
+            }
+            continue;
+        }
+        let mut it = item.split(':');
+        let (Some(fd), Some(side), Some(memfd), None) = (it.next(), it.next(), it.next(), it.next()) else { continue };
+        let (Ok(fd), Ok(side), Ok(memfd)) = (fd.parse::<i32>(), side.parse::<u8>(), memfd.parse::<i32>()) else {
+            continue;
+        };
+        let side = match side {
+            0 => shunt_transport::conn::Side::Connector,
+            1 => shunt_transport::conn::Side::Acceptor,
+            _ => continue,
+        };
+        // A descriptor the old image opened for us, nothing else: a
+        // connection segment, and not the fd it belongs to.
+        if memfd == fd || memfd < 0 {
+            continue;
+        }
+        let end = if on() { End::reattach(memfd, side).ok() } else { None };
+        raw::close(memfd);
+        let ino = socket_ino(fd);
+        match end {
+            Some(e) if ino != 0 => match alloc(CONN, -1, Some(e)) {
+                Some(i) => {
+                    OBJECTS[i].ino.store(ino, Ordering::Relaxed);
+                    remark(fd, token(K_CONN, i));
+                    n += 1;
+                }
+                None => {
+                    // SAFETY: not referenced by any object or fd.
+                    unsafe { e.unmap() };
+                    fds().unmark(fd);
+                }
+            },
+            Some(e) => {
+                // SAFETY: not referenced by any object or fd.
+                unsafe { e.unmap() };
+                fds().unmark(fd);
+            }
+            None => {
+                fds().unmark(fd);
+            }
+        }
+    }
+    n
 }
 
 fn restore(_fd: i32, t: u64) -> bool {
@@ -590,6 +817,7 @@ fn connect(c: &mut Call<'_>, fd: i32) -> Ret {
                     } else {
                         OBJECTS[i].uncounted.store(true, Ordering::Relaxed);
                     }
+                    OBJECTS[i].ino.store(socket_ino(fd), Ordering::Relaxed);
                     remark(fd, token(K_CONN, i));
                 }
                 None => {
@@ -665,6 +893,7 @@ fn listener(c: &mut Call<'_>, fd: i32, t: u64) -> Option<Ret> {
             e.set_nonblock(flags & libc::SOCK_NONBLOCK != 0);
             match alloc(CONN, -1, Some(e)) {
                 Some(i) => {
+                    OBJECTS[i].ino.store(socket_ino(newfd), Ordering::Relaxed);
                     let _ = fds().mark(newfd, owner_id(), token(K_CONN, i));
                     count(TR_SHM_CONNECTIONS, 1);
                 }

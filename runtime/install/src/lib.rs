@@ -46,6 +46,8 @@ pub struct Options {
     pub fd_owners: Vec<&'static shunt_core::fd_owner::FdOwner>,
     /// Marks of owned fds inherited across `execve` (`SHUNT_FDS`).
     pub inherited_fds: Option<String>,
+    /// Ring connections carried across `execve` (`SHUNT_CONNS`).
+    pub inherited_conns: Option<String>,
     /// Carry loopback TCP between shunt processes over shared-memory rings
     /// (`SHUNT_TRANSPORT=shm`; `kernel`, the default, leaves sockets alone).
     pub transport: bool,
@@ -121,6 +123,11 @@ pub fn install(opts: Options) -> Result<(), InstallError> {
     }
     if let Some(spec) = &opts.inherited_fds {
         shunt_core::fd_owner::restore_inherited(spec);
+    }
+    if let Some(spec) = &opts.inherited_conns {
+        // After the marks above: a connection's fd the table carried as
+        // something else (a vfork child's renumbered fds) is re-marked.
+        shunt_core::net::restore_conns(spec);
     }
     if opts.trap && opts.rewrite {
         shunt_core::lazy::enable();
@@ -340,6 +347,7 @@ pub fn options_from_env() -> Result<Options, String> {
         None => opts.instance_dir.is_some(),
     };
     opts.inherited_fds = var("SHUNT_FDS").map(|v| v.to_string_lossy().into_owned());
+    opts.inherited_conns = var("SHUNT_CONNS").map(|v| v.to_string_lossy().into_owned());
     if let Some(t) = var("SHUNT_TRANSPORT") {
         opts.transport = match t.to_str() {
             Some("shm") => true,
@@ -362,6 +370,7 @@ pub fn options_from_env() -> Result<Options, String> {
         "SHUNT_PATCH",
         "SHUNT_REWRITE",
         "SHUNT_FDS",
+        "SHUNT_CONNS",
         "SHUNT_TRANSPORT",
         "SHUNT_SPIN",
         "SHUNT_SEGMENT_BROKER",

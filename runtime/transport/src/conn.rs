@@ -258,6 +258,33 @@ impl End {
     /// Maps a segment received from a connector and attaches its acceptor
     /// end (switched from the start: the acceptor never writes a prefix).
     pub fn attach(memfd: i32) -> Result<End, SegError> {
+        let end = Self::map_checked(memfd, Side::Acceptor)?;
+        let me = end.me();
+        me.pid.store(sys::getpid() as u32, Ordering::Relaxed);
+        me.kbytes_out.store(0, Ordering::Relaxed);
+        me.flags.fetch_or(ATTACHED | SWITCHED, Ordering::Release);
+        Ok(end)
+    }
+
+    /// Maps again, in a new process image, a segment whose end `side` an
+    /// `execve` carried over (`memfd` names the segment: the old image
+    /// opened it from its own mapping). The end's state is in the segment
+    /// and stays as it is: the new image goes on where the old one was, as
+    /// the kernel socket under it does (only `pid` says who holds it now).
+    pub fn reattach(memfd: i32, side: Side) -> Result<End, SegError> {
+        let end = Self::map_checked(memfd, side)?;
+        if end.me().flags.load(Ordering::Acquire) & ATTACHED == 0 {
+            // SAFETY: our own mapping, not handed out.
+            unsafe { end.unmap() };
+            return Err(SegError::Invalid);
+        }
+        end.me().pid.store(sys::getpid() as u32, Ordering::Relaxed);
+        Ok(end)
+    }
+
+    /// Maps a segment (sealed against resizing, of a consistent size and
+    /// version) as end `side`, without touching its state.
+    fn map_checked(memfd: i32, side: Side) -> Result<End, SegError> {
         let seals = sys::fcntl(memfd, libc::F_GET_SEALS, 0);
         if seals < 0 {
             return Err(SegError::Sys(seals));
@@ -289,12 +316,13 @@ impl End {
             unsafe { sys::munmap(m as usize, len) };
             return Err(SegError::Invalid);
         }
-        let end = End { base: m as *mut u8, map_len: len, side: Side::Acceptor, cap: rb as u64 };
-        let me = end.me();
-        me.pid.store(sys::getpid() as u32, Ordering::Relaxed);
-        me.kbytes_out.store(0, Ordering::Relaxed);
-        me.flags.fetch_or(ATTACHED | SWITCHED, Ordering::Release);
-        Ok(end)
+        Ok(End { base: m as *mut u8, map_len: len, side, cap: rb as u64 })
+    }
+
+    /// The mapping's address range (`/proc/self/map_files/<start>-<end>`
+    /// names the segment by it).
+    pub fn map_range(&self) -> (usize, usize) {
+        (self.base as usize, self.base as usize + self.map_len)
     }
 
     /// Unmaps the segment from this process.
@@ -860,12 +888,26 @@ impl End {
         let n = tx.len();
         if n > 0 && !peek {
             let w = tx.commit();
+            self.still_held();
             if w.doorbell && self.my_flags() & SWITCHED == 0 && !self.switch_before_bell(kfd, tid) {
                 return n as Sysret;
             }
             self.ring_bell(kfd, w);
         }
         n as Sysret
+    }
+
+    /// This end was just read from: a process holds it still, so a close
+    /// that marked it `CLOSING` (and `UNREAD_AT_CLOSE`, of bytes read now)
+    /// was not its last, as when a parent closes its copy while a fork or
+    /// exec child goes on with the connection. The marks come off; the
+    /// last close sets them again, and an end whose last holder exits
+    /// without closing is judged as a death by what it left unread.
+    #[inline(always)]
+    fn still_held(&self) {
+        if self.my_flags() & CLOSING != 0 {
+            self.me().flags.fetch_and(!(CLOSING | UNREAD_AT_CLOSE), Ordering::AcqRel);
+        }
     }
 
     /// A reader about to ring the peer's writers (it freed space in the ring
@@ -1185,16 +1227,25 @@ impl End {
 
     /// The kernel events this end's socket must be watched for in an
     /// external wait: all of the program's while the direction runs on the
-    /// kernel, else only `EV_IN | EV_RDHUP` (doorbells and the peer's close).
+    /// kernel, else `EV_IN | EV_RDHUP` (doorbells and the peer's close) and
+    /// `EV_OUT`.
+    ///
+    /// Why `EV_OUT` on the rings: an end may be watched by several
+    /// processes at once (a fork or exec child goes on with a connection
+    /// whose fd its parent keeps in its own epoll set, as Go's `os/exec`
+    /// with `ExtraFiles` does), and one doorbell wakes every set holding
+    /// the socket. The first waiter to look drains it; the kernel re-polls
+    /// the socket before it hands another set its event, and would drop
+    /// the event of a socket that no longer reads as readable: that waiter
+    /// would sleep through its wake-up. A socket that is writable (ours
+    /// always is, but for a full send buffer) keeps every woken set's event
+    /// alive; what the event means comes from the rings, not from these
+    /// bits (`readiness`).
     pub fn kernel_interest(&self, wanted: u32) -> u32 {
         if self.kernel_mode() {
             return wanted;
         }
-        let mut k = EV_IN | EV_RDHUP;
-        if self.my_flags() & SWITCHED == 0 {
-            k |= wanted & EV_OUT;
-        }
-        k
+        EV_IN | EV_RDHUP | EV_OUT
     }
 
     /// The socket's readiness (`poll`/`epoll` bits), as the kernel would
@@ -1357,6 +1408,7 @@ impl End {
                 }
                 tx.skip(w as usize);
                 let wake = tx.commit();
+                self.still_held();
                 self.ring_bell(kfd, wake);
                 return Moved::Bytes(w as usize);
             }

@@ -168,10 +168,10 @@ fn execve_in_instance(
     let mut hook_ptrs = [0u64; 8];
     let mut hook_env = ExecEnv::new(&mut hook_bytes, &mut hook_ptrs);
     crate::hooks::run_exec(&mut hook_env);
-    let hook_vars = hook_env.pointers();
+    let hook_vars = hook_env.pointers().len();
     // Slots: new argv (loader prefix + args + NULL), new envp (injected +
     // hooks' + program's + SHUNT_SIGPIPE + NULL).
-    let need = (nargs + 8) + (nenv + inj.len() + hook_vars.len() + 3);
+    let need = (nargs + 8) + (nenv + inj.len() + hook_vars + 3);
     let mut stack_slots = [0u64; STACK_SLOTS];
     let slots = if need <= STACK_SLOTS {
         Slots { slots: &mut stack_slots[..need], mapped: 0 }
@@ -182,7 +182,9 @@ fn execve_in_instance(
             raw::mmap(0, len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
         };
         if m < 0 {
-            return forward();
+            let r = forward();
+            hook_env.exec_failed();
+            return r;
         }
         // SAFETY: the mapping is `len` bytes, zeroed, ours alone until
         // `Slots` unmaps it.
@@ -203,7 +205,7 @@ fn execve_in_instance(
         new_envp[e] = inj.var(i).as_ptr() as u64;
         e += 1;
     }
-    for &p in hook_vars {
+    for &p in hook_env.pointers() {
         new_envp[e] = p;
         e += 1;
     }
@@ -247,7 +249,7 @@ fn execve_in_instance(
     }
     new_envp[e] = 0;
 
-    if reroute {
+    let r = if reroute {
         // shunt load --argv0 <argv[0]> -- <path> <argv[1..]>
         let mut a = 0;
         for fixed in [inj.loader(), b"load\0", b"--argv0\0"] {
@@ -279,5 +281,8 @@ fn execve_in_instance(
     } else {
         // SAFETY: as above; argv and path are the program's own.
         unsafe { raw::syscall6(shunt_abi::syscalls::nr::EXECVEAT, [dirfd, path, argv, new_envp.as_ptr() as u64, flags, 0]) }
-    }
+    };
+    // Returned: the exec failed, and this image goes on.
+    hook_env.exec_failed();
+    r
 }

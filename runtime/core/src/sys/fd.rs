@@ -37,6 +37,11 @@ pub fn on_fd0(c: &mut Call) -> Ret {
     let fd = c.args[0] as i32;
     let table = c.task.process().fds;
     let Some((owner, _, token)) = fd_owner::lookup(table, fd) else { return forward(c) };
+    if shares_parent_table(c) && matches!(c.nr as usize, nr::CLOSE | nr::DUP | nr::FCNTL) {
+        if c.nr as usize != nr::FCNTL || matches!(c.args[1] as i32, libc::F_DUPFD | libc::F_DUPFD_CLOEXEC) {
+            return forward(c);
+        }
+    }
     match c.nr as usize {
         nr::CLOSE => {
             fd_owner::closing(table, fd);
@@ -56,6 +61,18 @@ pub fn on_fd0(c: &mut Call) -> Ret {
     }
 }
 
+/// A vfork child (it shares its parent's memory, so the fd table it sees is
+/// the parent's, but has an fd table of its own in the kernel): its `dup*`
+/// and `close` calls go to the kernel and leave the table alone. Else Go's
+/// `os/exec` child, `dup3`-ing `ExtraFiles` onto 3, 4, … before its exec,
+/// unmarked the parent's fds of those numbers and told their owners they
+/// were closed (an epoll set's shadow entries forgotten, a connection's
+/// references dropped). What the child carries across its exec is found
+/// from its own fds (`crate::net`'s exec hook).
+fn shares_parent_table(c: &Call) -> bool {
+    c.task.flags() & crate::layout::TBF_VFORK_CHILD != 0
+}
+
 /// `dup`/`fcntl(F_DUPFD*)` of `fd`: the kernel's new fd shares the owner.
 fn duplicate(c: &Call, table: &FdTable, fd: i32) -> Ret {
     let r = forward(c);
@@ -67,6 +84,9 @@ fn duplicate(c: &Call, table: &FdTable, fd: i32) -> Ret {
 
 fn dup_onto(c: &Call) -> Ret {
     let (old, new) = (c.args[0] as i32, c.args[1] as i32);
+    if shares_parent_table(c) {
+        return forward(c);
+    }
     let r = forward(c);
     if r.value >= 0 {
         fd_owner::duplicated(c.task.process().fds, old, new);
@@ -86,7 +106,7 @@ pub fn sys_close_range(c: &mut Call) -> Ret {
     const CLOSE_RANGE_CLOEXEC: u64 = 1 << 2;
     let (first, last, flags) = (c.args[0], c.args[1], c.args[2]);
     let table = c.task.process().fds;
-    if flags & CLOSE_RANGE_CLOEXEC != 0 {
+    if flags & CLOSE_RANGE_CLOEXEC != 0 || shares_parent_table(c) {
         return forward(c);
     }
     table.for_each_marked(|fd| {

@@ -57,7 +57,8 @@
 //!       "client":  {"p50_us", "p99_us", "p50_vs_native", "p99_vs_native",
 //!                   "p50_change_vs_stock_pct", "p99_change_vs_stock_pct"},   // null without stock
 //!       "gateway": { same keys },
-//!       "samples_client_us": [..], "samples_gateway_us": [..] } } },
+//!       "samples_client_us": [..], "samples_gateway_us": [..],
+//!       "daemon_transport": {"shm_connections", "kernel_connections", "shm_bytes"} } } },  // deploy to end of Figure 5; null when none counted (off the runtime)
 //!   "fig6": { lang: { config: {
 //!       "max_rps_under_bound": X,               // highest offered rate: p99 <= bound, >= 95% achieved, no error
 //!       "peak_achieved_rps": X, "max_vs_stock": X, "peak_vs_stock": X,
@@ -235,6 +236,25 @@ struct Samples {
     /// per [`shunt_manager::metrics::START_PARTS`] entry.
     start_parts: Vec<Vec<f64>>,
     sweep: Vec<super::load::Step>,
+    /// The daemon's own transport counters from the deploy to the end of Figure 5
+    /// ([`shunt_manager::metrics::TRANSPORT`] order), when it reports any
+    /// (on the runtime, once a connection was counted).
+    transport: Option<[f64; 3]>,
+}
+
+/// The daemon's own transport counters (`shunt_daemon_transport_total`),
+/// `None` when it has none (not on the runtime).
+fn daemon_transport(d: &Daemon) -> Result<Option<[f64; 3]>> {
+    let text = d.metrics()?;
+    let mut v = [0.0; 3];
+    let mut any = false;
+    for (i, name) in shunt_manager::metrics::TRANSPORT.iter().enumerate() {
+        if let Some(x) = metric(&text, "shunt_daemon_transport_total", &[&format!("counter=\"{name}\"")]) {
+            v[i] = x;
+            any = true;
+        }
+    }
+    Ok(any.then_some(v))
 }
 
 /// A POST through the gateway: (µs at the client, µs at the gateway);
@@ -473,6 +493,9 @@ fn measure(
         let samples = all.entry(lang.clone()).or_default();
         samples.extend(daemons.iter().map(|_| Samples::default()));
         let f = function(lang);
+        // From before the deploy: the gateway's keep-alive connection to
+        // the function is opened during the warm-up.
+        let before: Vec<Option<[f64; 3]>> = daemons.iter().map(daemon_transport).collect::<Result<_>>()?;
         for d in &daemons {
             d.deploy(&f, &image(lang), ENV)?;
         }
@@ -498,6 +521,12 @@ fn measure(
             }
         }
         drop(conns);
+        for ((d, s), b) in daemons.iter().zip(samples.iter_mut()).zip(before) {
+            s.transport = match (b, daemon_transport(d)?) {
+                (Some(b), Some(a)) => Some([a[0] - b[0], a[1] - b[1], a[2] - b[2]]),
+                _ => None,
+            };
+        }
         if let Some(vegeta) = &vegeta {
             let answers: std::collections::HashSet<Vec<u8>> = bodies.iter().map(|b| reference_answer(b, runtime_field(lang)).into_bytes()).collect();
             for (d, s) in daemons.iter().zip(samples.iter_mut()) {
@@ -611,6 +640,7 @@ fn report(
                 c.to_string(),
                 json!({
                     "answered": s.answered, "correct": s.correct, "client": cv, "gateway": gv,
+                    "daemon_transport": s.transport.map(|t| json!({"shm_connections": t[0], "kernel_connections": t[1], "shm_bytes": t[2]})),
                     "samples_client_us": s.client_us.iter().map(|x| num(*x)).collect::<Vec<_>>(),
                     "samples_gateway_us": s.gateway_us.iter().map(|x| num(*x)).collect::<Vec<_>>(),
                 }),
@@ -628,6 +658,11 @@ fn report(
                 c,
                 vec![("deploy → first response".into(), p50_p99(&s.deploy_ms).0), ("scale 0 → 1, first request".into(), p50_p99(&s.from_zero_ms).0)],
             );
+        }
+        for (c, s) in configs.iter().zip(samples) {
+            if let Some(t) = s.transport {
+                println!("  {lang} {c}: the daemon's connections from the deploy to the end of Figure 5: {} on shared-memory rings ({:.0} KiB through them), {} on kernel TCP", t[0], t[2] / 1024.0, t[1]);
+            }
         }
         fig5.insert(lang.clone(), Value::Object(m));
         cold.insert(lang.clone(), Value::Object(cm));

@@ -154,6 +154,8 @@ const AREA_LEN: u64 = 4096;
 const MAX_AREAS: usize = 32;
 /// Bytes reserved per trampoline (the longest is 7 + 27 = 34).
 const STRIDE: u64 = 48;
+/// Bytes reserved for a [`guarded_trampoline`] (the longest is 7 + 53 = 60).
+const GUARDED_STRIDE: u64 = 2 * STRIDE;
 /// What a `rel32` may reach, with a margin for the page of the site.
 const REACH: u64 = (1 << 31) - (1 << 20);
 /// Every site that can ever be rewritten (one trampoline each).
@@ -303,6 +305,45 @@ pub fn trampoline(site: Site, pre: &[u8], here: u64, slot: u64) -> Option<([u8; 
     Some((t, n))
 }
 
+/// A [`trampoline`] that first looks at the thread's SUD selector: at ALLOW
+/// (the runtime is running and called this code, e.g. a vDSO function from
+/// its time handlers) it executes the `syscall` itself, which the kernel
+/// lets through as it let the original; at BLOCK (program code) it calls
+/// the gate like any trampoline. The flags are the caller's on both paths.
+pub fn guarded_trampoline(site: Site, pre: &[u8], here: u64, slot: u64) -> Option<([u8; GUARDED_STRIDE as usize], usize)> {
+    let mut t = [0xccu8; GUARDED_STRIDE as usize];
+    let mut n = 0;
+    let mut put = |b: &[u8], n: &mut usize| {
+        t[*n..*n + b.len()].copy_from_slice(b);
+        *n += b.len();
+    };
+    put(&pre[..site.pre_len], &mut n);
+    put(&[0x48, 0x8d, 0x64, 0x24, 0x80], &mut n); // lea -0x80(%rsp),%rsp
+    put(&[0x9c], &mut n); // pushfq
+    let sel = u32::try_from(crate::layout::off::TB_SELECTOR).ok()?;
+    put(&[0x65, 0x80, 0x3c, 0x25], &mut n); // cmpb $ALLOW, %gs:sel
+    put(&sel.to_le_bytes(), &mut n);
+    put(&[crate::layout::SELECTOR_ALLOW], &mut n);
+    put(&[0x74, 6 + 1 + 8 + 5], &mut n); // je own (over the gate's path)
+    put(&[0xff, 0x15], &mut n); // call *rel32(%rip)
+    let r = rel32(here + n as u64 + 4, slot)?;
+    put(&r, &mut n);
+    put(&[0x9d], &mut n); // popfq
+    put(&[0x48, 0x8d, 0xa4, 0x24, 0x80, 0x00, 0x00, 0x00], &mut n); // lea 0x80(%rsp),%rsp
+    let back = site.at + site.pre_len as u64 + 2;
+    put(&[0xe9], &mut n); // jmp rel32
+    let r = rel32(here + n as u64 + 4, back)?;
+    put(&r, &mut n);
+    // own:
+    put(&[0x9d], &mut n); // popfq
+    put(&[0x48, 0x8d, 0xa4, 0x24, 0x80, 0x00, 0x00, 0x00], &mut n); // lea 0x80(%rsp),%rsp
+    put(&[0x0f, 0x05], &mut n); // syscall
+    put(&[0xe9], &mut n); // jmp rel32
+    let r = rel32(here + n as u64 + 4, back)?;
+    put(&r, &mut n);
+    Some((t, n))
+}
+
 /// `/proc/self/mem`, open for one rewrite (or one look at a site).
 struct Mem(i32);
 
@@ -341,7 +382,7 @@ impl Drop for Mem {
 
 /// An area within reach of `site` with room for one trampoline, mapping a
 /// new one when none has. Called with [`BUSY`] held.
-unsafe fn area_near(m: &Mem, site: u64) -> Option<&'static mut Area> {
+unsafe fn area_near(m: &Mem, site: u64, stride: u64) -> Option<&'static mut Area> {
     let near = |a: u64| a.abs_diff(site) < REACH;
     // SAFETY: BUSY is held (the caller's promise): nothing else touches POOL.
     let pool = unsafe { &mut *core::ptr::addr_of_mut!(POOL) };
@@ -349,7 +390,7 @@ unsafe fn area_near(m: &Mem, site: u64) -> Option<&'static mut Area> {
     for (i, a) in pool.iter().enumerate() {
         if a.base == 0 {
             free.get_or_insert(i);
-        } else if near(a.base) && a.used + STRIDE <= AREA_LEN {
+        } else if near(a.base) && a.used + stride <= AREA_LEN {
             return Some(&mut pool[i]);
         }
     }
@@ -403,16 +444,28 @@ pub(crate) fn on_trap(rip: u64, rax: u64) -> bool {
 }
 
 /// Rewrites a site the installer knows will trap — the vDSO's fallback
-/// `syscall` of `clock_getres` (a JVM calls it once for its per-thread CPU
-/// clocks), which the load-time rewrite never sees — before it first runs:
-/// `rip` is the address after the `syscall`, `rax` its number. Under the
-/// same conditions as a trap's rewrite; not counted in `rewritten` (no call
-/// trapped). Returns whether it did.
+/// `syscall`s of `clock_getres`, `clock_gettime` and `gettimeofday` (a JVM
+/// takes the first two for its per-thread CPU clocks), which the load-time
+/// rewrite never sees — before it first runs: `rip` is the address after
+/// the `syscall`, `rax` its number. Under the same conditions as a trap's
+/// rewrite; not counted in `rewritten` (no call trapped). Returns whether
+/// it did.
+///
+/// The runtime's own time handlers call these vDSO functions too (with the
+/// thread's selector at ALLOW), and on a clocksource the vDSO cannot read
+/// they take the same fallback: through the gate that would re-enter the
+/// handler without end. So the site's trampoline is [`guarded_trampoline`]:
+/// with the selector at ALLOW (the runtime is running) it makes the call
+/// itself, as the untouched site did; only program code goes to the gate.
 pub fn rewrite_known_site(rip: u64, rax: u64) -> bool {
-    rewrite(rip, rax)
+    rewrite_as(rip, rax, true)
 }
 
 fn rewrite(rip: u64, rax: u64) -> bool {
+    rewrite_as(rip, rax, false)
+}
+
+fn rewrite_as(rip: u64, rax: u64, guarded: bool) -> bool {
     if !enabled() || rip < 10 {
         return false;
     }
@@ -440,17 +493,27 @@ fn rewrite(rip: u64, rax: u64) -> bool {
         if !m.read(rip - 10, &mut now) || now != before {
             return None;
         }
+        let stride = if guarded { GUARDED_STRIDE } else { STRIDE };
         // SAFETY: BUSY is held.
-        let area = unsafe { area_near(&m, site.at) }?;
+        let area = unsafe { area_near(&m, site.at, stride) }?;
         let here = area.base + area.used;
         let pre = &before[10 - 2 - site.pre_len..8];
-        let (t, n) = trampoline(site, pre, here, area.base)?;
+        let mut t = [0xccu8; GUARDED_STRIDE as usize];
+        let n = if guarded {
+            let (g, n) = guarded_trampoline(site, pre, here, area.base)?;
+            t = g;
+            n
+        } else {
+            let (p, n) = trampoline(site, pre, here, area.base)?;
+            t[..p.len()].copy_from_slice(&p);
+            n
+        };
         let mut jmp = [0xe9u8, 0, 0, 0, 0];
         jmp[1..].copy_from_slice(&rel32(site.at + 5, here)?);
         if !m.write(here, &t[..n]) {
             return None;
         }
-        area.used += STRIDE;
+        area.used += stride;
         if !mt {
             // One thread (checked above; only this thread could start
             // another, and it is here): one write, which a signal handler
@@ -587,5 +650,33 @@ mod tests {
         let disp = i32::from_le_bytes(t[n - 4..n].try_into().unwrap()) as i64;
         assert_eq!((here as i64 + n as i64 + disp) as u64, 0x40_0007);
         assert!(trampoline(site, &[0xb8, 39, 0, 0, 0], 0x40_0000 + (3 << 30), 0x50_0000).is_none());
+    }
+
+    #[test]
+    fn guarded_trampoline_bytes() {
+        let site = Site { at: 0x40_0000, pre_len: 5 };
+        let here = 0x50_0010;
+        let (t, n) = guarded_trampoline(site, &[0xb8, 228, 0, 0, 0], here, 0x50_0000).unwrap();
+        assert_eq!(n, 5 + 5 + 1 + 9 + 2 + 6 + 1 + 8 + 5 + 1 + 8 + 2 + 5);
+        assert!(n as u64 <= GUARDED_STRIDE);
+        assert_eq!(&t[..5], &[0xb8, 228, 0, 0, 0]);
+        // cmpb $ALLOW, %gs:TB_SELECTOR
+        assert_eq!(&t[11..15], &[0x65, 0x80, 0x3c, 0x25]);
+        assert_eq!(u32::from_le_bytes(t[15..19].try_into().unwrap()) as usize, crate::layout::off::TB_SELECTOR);
+        assert_eq!(t[19], crate::layout::SELECTOR_ALLOW);
+        // je lands on the runtime's own path: popfq, lea, syscall
+        assert_eq!(t[20], 0x74);
+        let own = 22 + t[21] as usize;
+        assert_eq!(&t[own..own + 1], &[0x9d]);
+        assert_eq!(&t[own + 9..own + 11], &[0x0f, 0x05]);
+        // call *slot(%rip) reaches the area's base
+        assert_eq!(&t[22..24], &[0xff, 0x15]);
+        let disp = i32::from_le_bytes(t[24..28].try_into().unwrap()) as i64;
+        assert_eq!((here as i64 + 28 + disp) as u64, 0x50_0000);
+        // both jumps land after the syscall
+        for end in [own, n] {
+            let disp = i32::from_le_bytes(t[end - 4..end].try_into().unwrap()) as i64;
+            assert_eq!((here as i64 + end as i64 + disp) as u64, 0x40_0007);
+        }
     }
 }

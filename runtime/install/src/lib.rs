@@ -131,25 +131,35 @@ pub fn install(opts: Options) -> Result<(), InstallError> {
     }
     if opts.trap && opts.rewrite {
         shunt_core::lazy::enable();
-        cover_vdso_clock_getres();
+        cover_vdso_fallbacks();
     }
     Ok(())
 }
 
-/// The vDSO's `clock_getres` answers the clocks it knows and falls back to
-/// a `syscall` of its own for the others (per-thread and per-process CPU
-/// clocks: a JVM asks once at start). That site is outside every plan, so
-/// it trapped; it is rewritten now, while the process is single-threaded,
-/// to go through the gate (`shunt_core::lazy`). The runtime's own
-/// `clock_getres` handler calls the vDSO only for clocks the vDSO answers
-/// without the fallback, so the gate is never re-entered from there.
-/// Returns whether the site was found and rewritten.
-fn cover_vdso_clock_getres() -> bool {
+/// The vDSO's `clock_getres`, `clock_gettime` and `gettimeofday` answer
+/// what they can in user space and fall back to a `syscall` of their own
+/// for the rest: per-thread and per-process CPU clocks (a JVM asks about
+/// and reads them), or any clock on a clocksource the vDSO cannot read.
+/// Those sites are outside every plan, so they trapped; they are rewritten
+/// now, while the process is single-threaded, to go through the gate
+/// (`shunt_core::lazy::rewrite_known_site`). The runtime's own time
+/// handlers call these functions too; the sites' trampolines send the
+/// runtime's own calls straight to the kernel, so the gate is never
+/// re-entered from there. Returns how many sites were rewritten.
+fn cover_vdso_fallbacks() -> usize {
+    let v = vdso_functions();
+    [(v.clock_getres, 229u8), (v.clock_gettime, 228), (v.gettimeofday, 96)]
+        .into_iter()
+        .map(|(f, nr)| cover_vdso_fallback(f, nr))
+        .sum()
+}
+
+/// Rewrites the `mov $nr,%eax; syscall` sites of the vDSO function at `f`.
+fn cover_vdso_fallback(f: usize, nr: u8) -> usize {
     const RTLD_DL_SYMENT: libc::c_int = 1;
-    const SITE: [u8; 7] = [0xb8, 229, 0, 0, 0, 0x0f, 0x05]; // mov $SYS_clock_getres,%eax; syscall
-    let f = vdso_functions().clock_getres;
+    let site: [u8; 7] = [0xb8, nr, 0, 0, 0, 0x0f, 0x05]; // mov $nr,%eax; syscall
     if f == 0 {
-        return false;
+        return 0;
     }
     // SAFETY: dladdr1 fills `info` and points `sym` at the vDSO's symbol
     // table entry (an Elf64_Sym, st_size at offset 16) for an address
@@ -158,17 +168,17 @@ fn cover_vdso_clock_getres() -> bool {
         let mut info: libc::Dl_info = std::mem::zeroed();
         let mut sym: *mut libc::c_void = std::ptr::null_mut();
         if libc::dladdr1(f as *const _, &mut info, &mut sym, RTLD_DL_SYMENT) == 0 || sym.is_null() {
-            return false;
+            return 0;
         }
         let size = std::ptr::read_unaligned((sym as *const u8).add(16) as *const u64) as usize;
-        if !(SITE.len()..=4096).contains(&size) {
-            return false;
+        if !(site.len()..=4096).contains(&size) {
+            return 0;
         }
         let text = std::slice::from_raw_parts(f as *const u8, size);
-        let mut done = false;
-        for (i, w) in text.windows(SITE.len()).enumerate() {
-            if w == SITE {
-                done |= shunt_core::lazy::rewrite_known_site((f + i + SITE.len()) as u64, 229);
+        let mut done = 0;
+        for (i, w) in text.windows(site.len()).enumerate() {
+            if w == site && shunt_core::lazy::rewrite_known_site((f + i + site.len()) as u64, nr as u64) {
+                done += 1;
             }
         }
         done

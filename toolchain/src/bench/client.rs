@@ -64,7 +64,7 @@ impl Conn {
 
     fn fill(&mut self) -> Result<()> {
         let mut chunk = [0u8; 8192];
-        let n = self.stream.read(&mut chunk).context("reading the answer (no answer within 30 s: EAGAIN)")?;
+        let n = self.stream.read(&mut chunk).context("reading the answer (each read waits at most 30 s)")?;
         if n == 0 {
             bail!("connection closed by the server");
         }

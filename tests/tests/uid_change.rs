@@ -65,3 +65,40 @@ fn calls_after_a_uid_change_match_a_known_count() {
         assert_eq!(stats.1.by_program.get("known_calls").map(|c| c.processes), Some(6), "{mode:?}: {}", stats.0);
     }
 }
+
+/// The instance's policy holds for a process after its user changed, also
+/// when `shunt` runs with umask 077: the shell that setpriv execs as uid
+/// 65534 reads the policy like the first process did, so its mkdir is
+/// denied. (With umask 077 the instance directory and the policy were
+/// private to the first user; the new user's processes found no policy
+/// and ran without one, silently; only `--isolate`'s kernel filter held.)
+#[test]
+fn the_policy_holds_after_a_uid_change() {
+    assert!(root(), "this test needs root (it changes its user with setpriv)");
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(&policy, "base = \"none\"\n[syscalls]\nmkdir = \"deny:EACCES\"\nmkdirat = \"deny:EACCES\"\n").unwrap();
+    // A directory uid 65534 may write in, so that only the policy refuses.
+    let target = dir.path().join("made");
+    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let script = format!("mkdir {} && echo made || echo refused", target.display());
+    let argv = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "sh", "-c", script.as_str()];
+    let n = native(&argv, None);
+    assert_eq!(n.stdout_str(), "made\n", "natively the new user may create it: {}", n.stderr_str());
+    std::fs::remove_dir(&target).unwrap();
+    let shunt_bin = shunt();
+    for umask in ["022", "077"] {
+        for mode in MODES {
+            // sh sets the umask, then becomes `shunt run` (umask is per process:
+            // setting it in this test would change the other tests' files).
+            let mut c = std::process::Command::new("sh");
+            c.args(["-c", &format!("umask {umask}; exec \"$0\" \"$@\"")]).arg(&shunt_bin).args(["run", "--policy"]).arg(&policy);
+            c.args(mode.iter()).arg("--").args(argv);
+            let o = run(c, None, std::time::Duration::from_secs(120));
+            let err = o.stderr_str();
+            assert_eq!(o.stdout_str(), "refused\n", "umask {umask} {mode:?}: the policy's deny after the uid change\n{err}");
+            assert!(!target.exists(), "umask {umask} {mode:?}: the denied mkdir made {}", target.display());
+            assert!(err.contains("policy denied mkdir"), "umask {umask} {mode:?}: shunt tells the denial: {err}");
+        }
+    }
+}

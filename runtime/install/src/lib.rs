@@ -323,9 +323,12 @@ pub fn options_from_env() -> Result<Options, String> {
     if let Some(dir) = var("SHUNT_INSTANCE") {
         let dir = PathBuf::from(dir);
         let policy_file = dir.join("policy");
-        if policy_file.exists() {
-            let text = std::fs::read_to_string(&policy_file).map_err(|e| format!("{}: {e}", policy_file.display()))?;
-            opts.policy = Some(Rules::parse_compiled(&text).map_err(|e| format!("{}: {e}", policy_file.display()))?);
+        // Only a missing file means "no policy"; one this process may not
+        // read is an error (running on without the policy would fail open).
+        match std::fs::read_to_string(&policy_file) {
+            Ok(text) => opts.policy = Some(Rules::parse_compiled(&text).map_err(|e| format!("{}: {e}", policy_file.display()))?),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(format!("cannot read the instance's policy {}: {e}", policy_file.display())),
         }
         opts.instance_dir = Some(dir);
         // A number that is no descriptor number is no broker: the process

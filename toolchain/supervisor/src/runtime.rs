@@ -371,6 +371,23 @@ pub(crate) fn prepare(spec: &LaunchSpec, dir: Option<&Path>) -> Result<Prepared>
     let policy_text = policy.to_text();
     let filter = if opts.isolate { Some(once::filter(&policy, &policy_text)?) } else { None };
     std::fs::write(dir.join("policy"), &policy_text).context("cannot write the policy")?;
+    // Every process of the instance reads the policy when it starts, also one
+    // that changed its user (`setpriv --reuid`): the directory is searchable
+    // and the policy readable by anyone (it is no secret; the stats segments
+    // stay 0600, and the broker makes them for a new user). Without this such
+    // a process found no policy and ran without one.
+    // Whatever the umask: add search to the directory (o+x) and read to the
+    // policy (a+r), take nothing away.
+    {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let widen = |p: &Path, bits: u32| -> Result<()> {
+            let mode = std::fs::metadata(p).with_context(|| format!("cannot read {}", p.display()))?.mode() & 0o7777;
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode | bits))
+                .with_context(|| format!("cannot open {} to the instance's other users", p.display()))
+        };
+        widen(dir, 0o111)?;
+        widen(&dir.join("policy"), 0o444)?;
+    }
     std::fs::write(dir.join("events"), b"").context("cannot create the events file")?;
 
     let mut warnings = Vec::new();

@@ -215,6 +215,19 @@ fn killed_and_restarted(native: bool) {
             .collect()
     };
     let pid = field(&first.text(), "pid=").parse::<i32>().unwrap();
+    // The function's line about /before travels its stdout pipe to the
+    // daemon's log store after the response: wait until the store has it
+    // (a line still in the pipe when the daemon is killed is lost, as in any
+    // crash; the test is about what the store kept).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let logs = d.api("GET", "/system/logs?name=pyfn&follow=false", "").text();
+        if logs.contains("request /before") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{mode}: the function's log line never reached the daemon's logs:\n{logs}");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     let started = pids(&d);
     assert!(!started.is_empty(), "{mode}: no 'started instance … (pid N' line in the logs");
     d.kill();

@@ -574,14 +574,21 @@ fn a_pod_through_the_cri_runs_its_container_on_shunt() {
         std::thread::sleep(Duration::from_millis(50));
     };
     let log = std::fs::read_to_string(logs.join("fn.log")).unwrap_or_default();
-    // CRI log lines: "<time> stdout F <text>".
-    let text: Vec<&str> = log.lines().filter_map(|l| l.splitn(4, ' ').nth(3)).collect();
+    // CRI log lines: "<time> <stream> F <text>". The shim reads stdout and
+    // stderr from two pipes, so the order between the streams is not the
+    // program's (a line on stdout after one on stderr may be logged first):
+    // each stream is compared in its own order.
+    let stream = |name: &str| -> Vec<&str> {
+        log.lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.splitn(4, ' ').collect();
+                (f.len() == 4 && f[1] == name).then_some(f[3])
+            })
+            .collect()
+    };
     assert_eq!(status["status"]["exitCode"], 0, "{status}");
-    assert_eq!(
-        text,
-        ["hello from the pod", "mkdir: can't create directory '/tmp/x': Permission denied", "mkdir 1"],
-        "the pod's policy denied mkdir: {log}"
-    );
+    assert_eq!(stream("stdout"), ["hello from the pod", "mkdir 1"], "the pod's policy denied mkdir: {log}");
+    assert_eq!(stream("stderr"), ["mkdir: can't create directory '/tmp/x': Permission denied"], "the pod's policy denied mkdir: {log}");
 
     // The CRI deletes an exited container's task (the shim's runtime
     // delete) before it reports it exited: the report is there.

@@ -187,6 +187,20 @@ pub fn ensure_plans(lib_dir: Option<&Path>) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+/// The plan of one object as text, cached or made (and cached) now: what
+/// `libshunt.so` asks its helper for (`glibc plan-for FILE [--loaded-id
+/// ID]`) when it has no plan for an object it loaded, so that no planner
+/// runs inside the program. `loaded_id`: the key of the loaded object; a
+/// file on disk that is another build is refused.
+pub fn plan_for(file: &Path, loaded_id: Option<&str>) -> Result<String> {
+    let data = shunt_userfile::read(file, shunt_userfile::limit::ELF)?;
+    let key = elf::plan_key(&data);
+    if loaded_id.is_some_and(|id| id != key) {
+        bail!("{} on disk is not the loaded object (build-id {key})", file.display());
+    }
+    Ok(cached_or_new_plan(file, &data, &key)?.to_text())
+}
+
 /// The plan of an image that is about to run (`data` is its file, `key` its
 /// [`Image::key`]): the cached plan when one made by this planner exists in
 /// [`plan_dirs`], else a new one, cached in the first writable plan

@@ -29,10 +29,13 @@ const KEPT: [&str; 4] = ["SHUNT_CACHE", "SHUNT_PLANS", "HOME", "XDG_CACHE_HOME"]
 const MAX_PLAN: usize = 64 << 20;
 
 /// Chooses the helper: the instance's shunt binary (`SHUNT_EXE`), else a
-/// `shunt` beside `libshunt.so` (a `shunt cc` program run natively).
+/// `shunt-load` or `shunt` beside `libshunt.so` (a `shunt cc` program run natively).
 /// Whether there is one.
 pub(crate) fn set_helper(exe: Option<PathBuf>, lib: Option<PathBuf>) -> bool {
-    let beside = lib.and_then(|l| l.parent().map(|d| d.join("shunt")));
+    let beside = lib.and_then(|l| {
+        let dir = l.parent()?;
+        ["shunt-load", "shunt"].into_iter().map(|n| dir.join(n)).find(|p| p.is_file())
+    });
     let found = exe.filter(|e| e.is_file()).or_else(|| beside.filter(|e| e.is_file()));
     let some = found.is_some();
     *HELPER.lock().unwrap_or_else(|e| e.into_inner()) = found;

@@ -430,7 +430,7 @@ fn own_shared_object() -> Option<PathBuf> {
 fn own_executable() -> Option<PathBuf> {
     let exe = std::env::current_exe().ok()?;
     let name = exe.file_name()?.to_string_lossy().to_string();
-    (name == "shunt").then_some(exe)
+    (name == "shunt" || name == "shunt-load").then_some(exe)
 }
 
 fn nanos() -> u128 {

@@ -820,3 +820,20 @@ pub fn exec_static<E: std::error::Error + 'static>(
         );
     }
 }
+
+/// `shunt load` (and `shunt-load load`): installs the runtime in this
+/// process, with the options its environment gives
+/// (`shunt_install::options_from_env`), and becomes the static program
+/// `command[0]` with arguments `command[1..]` and `argv[0]` = `argv0`.
+/// Returns only on error (one line saying why).
+pub fn load_and_run(argv0: &OsStr, command: &[std::ffi::OsString]) -> Result<std::convert::Infallible, String> {
+    let (path, args) = command.split_first().ok_or("no program given")?;
+    let opts = shunt_install::options_from_env()?;
+    let env: Vec<(std::ffi::OsString, std::ffi::OsString)> =
+        std::env::vars_os().filter(|(k, _)| k != "SHUNT_SIGPIPE").collect();
+    let env_refs: Vec<(&OsStr, &OsStr)> = env.iter().map(|(k, v)| (k.as_os_str(), v.as_os_str())).collect();
+    let mut argv: Vec<&OsStr> = vec![argv0];
+    argv.extend(args.iter().map(|a| a.as_os_str()));
+    let rewrite = opts.rewrite;
+    exec_static(Path::new(path), &argv, &env_refs, rewrite, || shunt_install::install(opts)).map_err(|e| e.to_string())
+}

@@ -84,15 +84,7 @@ fn plan(a: PlanArgs) -> Result<()> {
 /// `plan-for`: the plan on stdout and exit 0, or one error line on stdout
 /// (the preload reads only the pipe) and exit 1.
 fn plan_for(a: PlanForArgs) -> ExitCode {
-    let plan = || -> Result<String> {
-        let data = shunt_userfile::read(&a.file, shunt_userfile::limit::ELF)?;
-        let key = gp::elf::plan_key(&data);
-        if a.loaded_id.as_ref().is_some_and(|id| *id != key) {
-            anyhow::bail!("{} on disk is not the loaded object (build-id {key})", a.file.display());
-        }
-        Ok(gp::cached_or_new_plan(&a.file, &data, &key)?.to_text())
-    };
-    match plan() {
+    match gp::plan_for(&a.file, a.loaded_id.as_deref()) {
         Ok(text) => {
             print!("{text}");
             ExitCode::SUCCESS

@@ -62,7 +62,7 @@ pub use cgroup::MemoryLimit;
 pub use event::{Event, EventKind, EventSender, Events, Exit, InstanceId, KillReason, Stream, BACKLOG_HIGH, BACKLOG_LOW};
 pub use event_loop::MAX_LINE;
 pub use report::{check_stats_path, Report};
-pub use runtime::{classify, in_root, load_policy, resolve, runtime_library, Kind, RUNTIME_LIBRARY};
+pub use runtime::{classify, in_root, load_policy, loader_executable, resolve, runtime_library, Kind, LOADER, RUNTIME_LIBRARY};
 pub use spec::{LaunchSpec, PreExec, ProcessGroup, Runtime, ShuntOptions, Spin, Stdio, Transport};
 pub use supervisor::{Instance, Options, Supervisor};
 

@@ -64,22 +64,38 @@ pub fn runtime_library() -> Result<PathBuf> {
     )
 }
 
-/// The shunt executable (for `shunt load`): this process when it is
-/// `shunt`, else `shunt` beside the runtime library or in `../../bin`.
-fn shunt_executable(lib: &Path) -> Result<PathBuf> {
-    if let Ok(exe) = std::env::current_exe() {
-        if exe.file_name().is_some_and(|n| n == "shunt") {
-            return Ok(exe);
-        }
+/// The runtime's helper executable (`SHUNT_EXE`: what a static program is
+/// started in, `EXE load --argv0 …`, and what `libshunt.so` plans with):
+/// `shunt-load` beside this executable or beside the runtime library (in
+/// `../../bin` of an installed one), else `shunt` itself.
+///
+/// `shunt-load` is a small binary (the runtime, the loader, the planner),
+/// where `shunt` links the whole toolchain — libssl and libcrypto among
+/// it — whose dynamic linking alone cost ~4 ms of every cold start.
+pub fn loader_executable(lib: &Path) -> Result<PathBuf> {
+    let exe = std::env::current_exe().ok();
+    let lib_dir = lib.parent().unwrap_or(Path::new("."));
+    let mut candidates: Vec<PathBuf> = Vec::new();
+    if let Some(dir) = exe.as_deref().and_then(Path::parent) {
+        candidates.push(dir.join(LOADER));
     }
-    let dir = lib.parent().unwrap_or(Path::new("."));
-    for c in [dir.join("shunt"), dir.join("../../bin/shunt")] {
+    candidates.push(lib_dir.join(LOADER));
+    candidates.push(lib_dir.join("../../bin").join(LOADER));
+    if let Some(e) = exe.as_ref().filter(|e| e.file_name().is_some_and(|n| n == "shunt")) {
+        candidates.push(e.clone());
+    }
+    candidates.push(lib_dir.join("shunt"));
+    candidates.push(lib_dir.join("../../bin/shunt"));
+    for c in candidates {
         if c.is_file() {
             return Ok(c.canonicalize().unwrap_or(c));
         }
     }
-    bail!("cannot find the shunt executable next to {} (name it in ShuntOptions::exe)", lib.display())
+    bail!("cannot find {LOADER} (or shunt) next to {} (name it in ShuntOptions::exe)", lib.display())
 }
+
+/// The file name of the runtime's helper executable.
+pub const LOADER: &str = "shunt-load";
 
 /// What kind of program a file is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -365,7 +381,7 @@ pub(crate) fn prepare(spec: &LaunchSpec, dir: Option<&Path>) -> Result<Prepared>
     };
     let exe = match &opts.exe {
         Some(e) => e.clone(),
-        None => shunt_executable(&lib)?,
+        None => loader_executable(&lib)?,
     };
     let policy = opts.policy.clone().unwrap_or_else(Compiled::builtin);
     let policy_text = policy.to_text();

@@ -111,9 +111,9 @@ pub struct ShuntOptions {
     /// The runtime library [default: `$SHUNT_LIB`, else found next to the
     /// shunt executable].
     pub lib: Option<PathBuf>,
-    /// The shunt executable whose `shunt load` runs static programs
-    /// [default: this process if it is `shunt`, else `shunt` next to the
-    /// runtime library].
+    /// The helper executable whose `load` command runs static programs
+    /// (`SHUNT_EXE`) [default: [`crate::loader_executable`]: `shunt-load`
+    /// next to this executable or the runtime library, else `shunt`].
     pub exe: Option<PathBuf>,
 }
 

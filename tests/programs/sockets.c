@@ -16,7 +16,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <sys/epoll.h>
+#include <sys/syscall.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/select.h>
@@ -1219,6 +1221,101 @@ static void sc_fork_share(void) {
     printf("child read from the shared socket: %d\n", WIFEXITED(st) && WEXITSTATUS(st) == 0);
 }
 
+/* A thread parked in epoll_wait on a connection while another thread forks
+ * a child that closes its copies of the fds and exits (a supervisor forked
+ * by a server, as `shunt daemon` starts an instance): the parked thread is
+ * still woken by the peer's bytes. */
+static int parked_ep;
+static pid_t parked_tid;
+static char parked_saw[64];
+static void *parked_waiter(void *arg) {
+    (void)arg;
+    parked_tid = (pid_t)syscall(SYS_gettid);
+    struct epoll_event out[4];
+    int n = epoll_wait(parked_ep, out, 4, -1);
+    if (n < 0) snprintf(parked_saw, sizeof parked_saw, "%s", errname(errno));
+    else snprintf(parked_saw, sizeof parked_saw, "%d %s", n, n > 0 ? evname(out[0].events & ~EPOLLOUT) : "-");
+    return NULL;
+}
+
+/* Reads /proc/self/task/TID/WHAT into `buf`; its length, or -1. */
+static ssize_t read_task(pid_t tid, const char *what, char *buf, size_t len) {
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/task/%d/%s", (int)tid, what);
+    int fd = open(path, O_RDONLY);
+    ssize_t r = fd < 0 ? -1 : read(fd, buf, len - 1);
+    if (fd >= 0) close(fd);
+    if (r >= 0) buf[r] = 0;
+    return r;
+}
+
+/* Waits (polling, at most 10 s) until thread `tid` of this process sleeps
+ * in the kernel's epoll wait (by its wchan; where the kernel hides wchan,
+ * until it sleeps at all). */
+static void await_parked(pid_t tid) {
+    char w[512];
+    struct timespec start, now;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    do {
+        ssize_t r = read_task(tid, "wchan", w, sizeof w);
+        if (r > 0 && strstr(w, "epoll_wait")) return;
+        if (r <= 0 || !strcmp(w, "0")) {
+            char *p = read_task(tid, "stat", w, sizeof w) > 0 ? strrchr(w, ')') : NULL;
+            if (p && p[1] == ' ' && p[2] == 'S') return;
+        }
+        struct timespec ts = {0, 100000};
+        nanosleep(&ts, NULL);
+        clock_gettime(CLOCK_MONOTONIC, &now);
+    } while (now.tv_sec - start.tv_sec < 10);
+    printf("FATAL the waiter never parked\n");
+    exit(2);
+}
+
+static void sc_fork_while_parked(void) {
+    int c, a;
+    pair(&c, &a);
+    /* A round trip first: both directions then run on the rings. */
+    wr(c, "ping");
+    show_read("ping", a, 4, MSG_WAITALL);
+    wr(a, "pong");
+    show_read("pong", c, 4, MSG_WAITALL);
+    fcntl(a, F_SETFL, O_NONBLOCK);
+    parked_ep = epoll_create1(EPOLL_CLOEXEC);
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLET, .data.u64 = 0x1234};
+    show("add", epoll_ctl(parked_ep, EPOLL_CTL_ADD, a, &ev));
+    /* The fresh registration's first report. */
+    struct epoll_event out[4];
+    int n = epoll_wait(parked_ep, out, 4, 0);
+    printf("first look: %d %s\n", n, n > 0 ? evname(out[0].events) : "-");
+    pthread_t t;
+    __atomic_store_n(&parked_tid, 0, __ATOMIC_SEQ_CST);
+    if (pthread_create(&t, NULL, parked_waiter, NULL)) die("pthread_create");
+    while (!__atomic_load_n(&parked_tid, __ATOMIC_SEQ_CST)) sched_yield();
+    await_parked(parked_tid);
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(a);
+        close(c);
+        close(parked_ep);
+        _exit(0);
+    }
+    int st;
+    waitpid(pid, &st, 0);
+    printf("child ok: %d\n", WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    /* Still (or again) asleep: the bytes must wake it. */
+    await_parked(parked_tid);
+    show("write", wr(c, "wake"));
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 10;
+    if (pthread_timedjoin_np(t, NULL, &until)) {
+        printf("parked epoll_wait: still asleep 10 s after the write\n");
+        exit(1);
+    }
+    printf("parked epoll_wait: %s\n", parked_saw);
+    show_read("read", a, 16, 0);
+}
+
 static void sc_exec(const char *self) {
     int c, a;
     pair(&c, &a);
@@ -1395,6 +1492,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(s, "poll-select")) sc_poll_select();
     else if (!strcmp(s, "epoll")) sc_epoll();
     else if (!strcmp(s, "fork")) sc_fork_share();
+    else if (!strcmp(s, "fork-while-parked")) sc_fork_while_parked();
     else if (!strcmp(s, "exec")) sc_exec(argv[0]);
     else if (!strcmp(s, "exec-ring")) sc_exec_ring(argv[0]);
     else if (!strcmp(s, "many")) sc_many(argc > 2 ? atoi(argv[2]) : 1000);

@@ -49,7 +49,7 @@ fn connect_accept_read_write_close_over_rings() {
 /// shunt run's transcript equal to the kernel's, spin off and auto.
 #[test]
 fn every_socket_semantic_matches_the_kernel() {
-    const SCENARIOS: [&str; 23] = [
+    const SCENARIOS: [&str; 24] = [
         "connect-blocking",
         "connect-nonblocking",
         "accept4",
@@ -70,6 +70,7 @@ fn every_socket_semantic_matches_the_kernel() {
         "poll-select",
         "epoll",
         "fork",
+        "fork-while-parked",
         "exec",
         "exec-ring",
         "many",

@@ -10,6 +10,16 @@ use crate::layout::*;
 use crate::raw;
 use crate::slot::SEGMENT_BASE;
 
+/// In a fork child: the id the forking thread had in the parent (0: not
+/// known), for fork hooks that must tell that thread's locks from others'.
+static FORKED_TID: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+
+/// In a fork child (during its fork hooks and after): the forking thread's
+/// id in the parent, 0 if not known.
+pub(crate) fn forked_tid() -> u32 {
+    FORKED_TID.load(Ordering::Relaxed)
+}
+
 /// A copy of a thread block taken before `fork`, on the private runtime
 /// stack: after `fork`, the child's view of the (shared) segment is the
 /// parent's live memory, which the parent goes on changing.
@@ -85,6 +95,9 @@ pub(crate) unsafe fn after_fork_in_child(tb: *mut ThreadBlock, snap: &BlockSnaps
     hdr.slot_bitmap[slot as usize / 64].fetch_or(1 << (slot % 64), Ordering::Relaxed);
     hdr.slots_high.fetch_max(slot + 1, Ordering::Relaxed);
 
+    // SAFETY: as for `slot` above.
+    let parent_tid = unsafe { core::ptr::read_unaligned(core::ptr::addr_of!((*(snap.0.as_ptr() as *const ThreadBlock)).tid)) };
+    FORKED_TID.store(parent_tid as u32, Ordering::Relaxed);
     // SAFETY: `tb` is this thread's block (the caller's promise).
     unsafe {
         (*tb).tid = raw::gettid() as i64;

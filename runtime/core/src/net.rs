@@ -203,9 +203,28 @@ pub fn configure(transport: bool, spin: SpinMode) -> Result<(), ()> {
         let id = crate::fd_owner::register_owner(&OWNER).map_err(|_| ())?;
         OWNER_ID.store(id.0, Ordering::Relaxed);
         crate::hooks::on_exec(exec_conns).map_err(|_| ())?;
+        crate::hooks::on_fork_child(after_fork).map_err(|_| ())?;
         ON.store(true, Ordering::Release);
     }
     Ok(())
+}
+
+/// Fork-child hook: the copied epoll shadow and deposit table stop
+/// speaking for the parent's threads (doorbell registrations of its parked
+/// waiters, locks its threads held; see `Shadow::after_fork`).
+fn after_fork(tb: *mut crate::layout::ThreadBlock) {
+    // SAFETY: the hook runs on the child's only thread, whose block is `tb`.
+    let child = match unsafe { (*tb).tid } {
+        t if t > 0 => t as u32,
+        _ => raw::gettid() as u32,
+    };
+    let forked = crate::fork::forked_tid();
+    // SAFETY: a fork child's hook, before the child returns to the program
+    // (so before it can start a thread).
+    unsafe {
+        SHADOW.after_fork(forked, child);
+        CLAIMS.after_fork(forked, child);
+    }
 }
 
 /// The connection layer's poke (`shunt_transport::conn::set_poke`).

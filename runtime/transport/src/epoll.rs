@@ -198,6 +198,36 @@ impl Shadow {
         unsafe { Some(f(&mut *self.entries.get(), &mut *self.high.get(), &mut *self.cursor.get())) }
     }
 
+    /// In a fork child, on its only thread (`forked_tid`: that thread's id
+    /// in the parent, `child_tid`: here): the copied table must not speak
+    /// for the parent's threads.
+    ///
+    /// - Every `watching` count goes to 0. The counts copied are the
+    ///   doorbell registrations of parent threads parked in an
+    ///   `epoll_wait` at the fork; none of them is parked here, and the
+    ///   registrations themselves (`bell_waiters`, in the connection's
+    ///   shared segment) stay the parent's. Left in place, the child's
+    ///   close of its copy of the fd withdrew them (`unwatch_all`): the
+    ///   parent's parked thread was left asleep with nobody registered, and
+    ///   the peer's next bytes rang no doorbell — a lost wake-up
+    ///   (`shunt daemon`, whose parked tokio thread missed a replica's
+    ///   response after the daemon forked the next replica's supervisor).
+    /// - The table's lock, if a parent thread held it at the fork, is freed
+    ///   ([`SharedLock::after_fork`]).
+    ///
+    /// # Safety
+    /// In a fork child, before it starts any thread.
+    pub unsafe fn after_fork(&self, forked_tid: u32, child_tid: u32) {
+        // SAFETY: the caller's promise; the table is process-local memory
+        // (a static of this process, copied by the fork).
+        unsafe { self.lock.after_fork(forked_tid, child_tid) };
+        let _ = self.with(child_tid, |t, high, _| {
+            for e in t[..*high].iter_mut() {
+                e.watching = 0;
+            }
+        });
+    }
+
     /// Whether `set` holds any shadowed socket.
     pub fn shadows(&self, set: SetId, tid: u32) -> bool {
         self.with(tid, |t, high, _| t[..*high].iter().any(|e| e.used && e.set == set.key)).unwrap_or(false)

@@ -120,6 +120,31 @@ impl SharedLock {
         }
     }
 
+    /// In a fork child, on its only thread, for a lock in memory private to
+    /// this process: the child's copy of the word still names the parent's
+    /// holder, which does not exist here and would never release it (every
+    /// later taker waited for it for good, `alive` being true of the
+    /// parent's thread). A lock held by another thread of the parent is
+    /// freed. One held by the forking thread itself (a signal handler that
+    /// forked while its thread was inside the critical section) is handed
+    /// to the same thread under its new id, `child_tid`: the interrupted
+    /// section releases it when it returns, as it would have in the parent,
+    /// and the handler's own calls are refused as re-entries meanwhile.
+    /// `forked_tid` is the forking thread's id in the parent.
+    ///
+    /// # Safety
+    /// Only in a fork child before it starts any thread, and only for a lock
+    /// that no other process can take (process-local memory, copied by the
+    /// fork): otherwise a live holder would lose its exclusion.
+    pub unsafe fn after_fork(&self, forked_tid: u32, child_tid: u32) {
+        let cur = self.word.load(Ordering::Relaxed);
+        if cur == 0 {
+            return;
+        }
+        let next = if cur & !WAITERS == forked_tid { child_tid } else { 0 };
+        self.word.store(next, Ordering::Relaxed);
+    }
+
     /// Whether some thread holds the lock now (for tests and diagnostics).
     pub fn is_locked(&self) -> bool {
         self.word.load(Ordering::Relaxed) != 0

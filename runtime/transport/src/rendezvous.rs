@@ -410,6 +410,18 @@ impl Claims {
         Claims { lock: SharedLock::new(), slots: core::cell::UnsafeCell::new([EMPTY; PENDING]), seq: AtomicU32::new(0) }
     }
 
+    /// In a fork child, on its only thread: frees the lock if a parent
+    /// thread held it at the fork ([`SharedLock::after_fork`]), so that the
+    /// child's accepts do not wait for that thread for good. The deposits
+    /// held stay: the child shares the listener's registry.
+    ///
+    /// # Safety
+    /// In a fork child, before it starts any thread.
+    pub unsafe fn after_fork(&self, forked_tid: u32, child_tid: u32) {
+        // SAFETY: the caller's promise; `Claims` is process-local memory.
+        unsafe { self.lock.after_fork(forked_tid, child_tid) };
+    }
+
     /// Finds the deposit for `accepted` (a TCP socket just accepted from the
     /// listener whose registry is `registry`), attaches its segment and
     /// returns the acceptor's end. `None`: a plain peer (or a lost deposit):

@@ -503,6 +503,54 @@ pub fn plan_key(data: &[u8]) -> String {
     build_id_in(data).unwrap_or_else(|| content_key(data))
 }
 
+/// The GNU build-id in the PT_NOTE segments of the ELF file `path`, read
+/// with a few small `pread`s (the header, the program headers, the notes):
+/// what [`plan_key`] finds first, without reading the file. `None` when the
+/// file has no such note or does not look like an x86-64 ELF; then only the
+/// whole file says what its key is ([`plan_key`]: a note section, else its
+/// content).
+///
+/// `shunt run` keys libc.so.6 and ld.so (2 MB) at every start to find their
+/// plans; reading them whole to look at their first pages cost several
+/// milliseconds of every run.
+pub fn build_id_in_file(path: &Path) -> Option<String> {
+    use std::os::unix::fs::FileExt;
+    /// Reads of headers and notes larger than this are not "a few small
+    /// reads": such a file is keyed the whole way.
+    const MAX_READ: usize = 64 << 10;
+    let file = std::fs::File::open(path).ok()?;
+    let read_at = |off: u64, len: usize| -> Option<Vec<u8>> {
+        if len > MAX_READ {
+            return None;
+        }
+        let mut buf = vec![0u8; len];
+        file.read_exact_at(&mut buf, off).ok()?;
+        Some(buf)
+    };
+    let ehdr = read_at(0, core::mem::size_of::<elf::FileHeader64<LE>>())?;
+    let hdr = elf::FileHeader64::<LE>::parse(&ehdr[..]).ok()?;
+    let e = LE;
+    if ehdr.get(4) != Some(&elf::ELFCLASS64.0) || ehdr.get(5) != Some(&elf::ELFDATA2LSB.0) || hdr.e_machine(e) != elf::EM_X86_64 {
+        return None;
+    }
+    let entsize = core::mem::size_of::<elf::ProgramHeader64<LE>>();
+    if hdr.e_phentsize(e) as usize != entsize {
+        return None;
+    }
+    let phdrs = read_at(hdr.e_phoff(e), hdr.e_phnum(e) as usize * entsize)?;
+    for ph in phdrs.chunks_exact(entsize) {
+        let ph: &elf::ProgramHeader64<LE> = object::pod::from_bytes(ph).ok()?.0;
+        if ph.p_type(e) != elf::PT_NOTE {
+            continue;
+        }
+        let notes = read_at(ph.p_offset(e), usize::try_from(ph.p_filesz(e)).ok()?)?;
+        if let Some(id) = shunt_patch::gnu_build_id(&notes) {
+            return Some(shunt_patch::hex(id));
+        }
+    }
+    None
+}
+
 fn build_id_in(d: &[u8]) -> Option<String> {
     let hdr = elf::FileHeader64::<LE>::parse(d).ok()?;
     let e = LE;

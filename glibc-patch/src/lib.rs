@@ -122,8 +122,13 @@ pub fn build_id_of(object: &Path) -> Result<String> {
 }
 
 /// What a plan of `object` is keyed by: its GNU build-id, else `sha256-…`
-/// of its content.
+/// of its content. A build-id in a PT_NOTE (every glibc build) is read
+/// from the file's first bytes ([`elf::build_id_in_file`]); only a file
+/// without one is read whole.
 pub fn plan_key_of(object: &Path) -> Result<String> {
+    if let Some(id) = elf::build_id_in_file(object) {
+        return Ok(id);
+    }
     Ok(Image::load(object, false)?.key)
 }
 

@@ -33,7 +33,11 @@ fn bench_platform_quick_answers_every_request_and_writes_its_schema() {
     let text = o.stdout_str();
     let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
     assert_eq!(v["benchmark"], "shunt bench platform");
-    assert_eq!(v["schema"], 2);
+    assert_eq!(v["schema"], 3);
+    assert_eq!(v["complete"], true);
+    for step in ["fig5:go", "fig6:go", "cold_start:go", "cold_start_breakdown:go", "density:stock", "density:shunt"] {
+        assert!(v["steps_done"].as_array().is_some_and(|s| s.iter().any(|x| x == step)), "{step}: {}", v["steps_done"]);
+    }
     assert_eq!(v["configurations"], serde_json::json!(CONFIGS));
     assert_eq!((v["rounds"].as_u64(), v["invocations_per_round"].as_u64(), v["input_bytes"].as_u64()), (Some(rounds), Some(invocations), Some(600)));
     assert!(v["notes"].as_array().is_some_and(|n| n.iter().any(|t| t.as_str().unwrap_or("").contains("one hop fewer"))), "{}", v["notes"]);
@@ -153,17 +157,20 @@ fn processes_mentioning(needle: &str) -> Vec<i32> {
 }
 
 /// SIGTERM to a running benchmark: it stops its daemons (and with them
-/// their instances), removes its work directory, and exits 128 + 15.
+/// their instances), removes its work directory, and exits 128 + 15; the
+/// results.json it wrote after Figure 5 stays, marked incomplete.
 #[test]
 fn bench_platform_sigterm_stops_its_daemons_and_removes_its_work_dir() {
     use std::time::{Duration, Instant};
     let tmp = scratch("sigterm");
     let out = tmp.join("out");
+    let results = out.join("results.json");
     let mut c = Command::new(shunt());
-    // Enough rounds that the benchmark is still measuring when the signal
-    // comes; its work directory lands in TMPDIR, where this test looks.
-    c.args(["bench", "platform", "--quick", "--lang", "go", "--configs", "native,shunt", "--rounds", "100"])
-        .args(["--invocations", "100", "--cold-starts", "1", "--no-sweep", "--no-density", "--templates"])
+    // Enough cold starts that the benchmark is still measuring when the
+    // signal comes (it is sent once Figure 5's results are on disk); its
+    // work directory lands in TMPDIR, where this test looks.
+    c.args(["bench", "platform", "--quick", "--lang", "go", "--configs", "native,shunt", "--rounds", "2"])
+        .args(["--invocations", "50", "--cold-starts", "200", "--no-sweep", "--no-density", "--templates"])
         .arg(templates())
         .arg("--out")
         .arg(&out)
@@ -189,7 +196,18 @@ fn bench_platform_sigterm_stops_its_daemons_and_removes_its_work_dir() {
         assert!(t.elapsed() < BUILD_LIMIT, "no daemon of the benchmark after {:?}", t.elapsed());
         std::thread::sleep(Duration::from_millis(200));
     };
-    std::thread::sleep(Duration::from_secs(3));
+    // Then for the results file Figure 5 leaves (written whole, by a
+    // rename): the signal lands during the cold starts.
+    let t = Instant::now();
+    while !results.is_file() {
+        if let Some(s) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+            panic!("the benchmark ended ({s}) before it wrote {}: {err}", results.display());
+        }
+        assert!(t.elapsed() < BUILD_LIMIT, "no {} after {:?}", results.display(), t.elapsed());
+        std::thread::sleep(Duration::from_millis(100));
+    }
     // SAFETY: signalling our own child.
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
     let t = Instant::now();
@@ -209,6 +227,16 @@ fn bench_platform_sigterm_stops_its_daemons_and_removes_its_work_dir() {
     assert!(err.contains("stopping the daemons"), "{err}");
     // Each daemon stopped on its SIGTERM (none was killed after the wait).
     assert!(!err.contains("SIGKILL"), "{err}");
+    // What was measured before the signal is kept: Figure 5, every answer
+    // the reference one, in a file that says the run did not end.
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&results).unwrap()).unwrap();
+    assert_eq!(v["complete"], false, "{v}");
+    assert!(v["steps_done"].as_array().is_some_and(|s| s.iter().any(|x| x == "fig5:go")), "{}", v["steps_done"]);
+    assert!(!v["steps_done"].as_array().unwrap().iter().any(|x| x == "cold_start:go"), "{}", v["steps_done"]);
+    for config in ["native", "shunt"] {
+        let f = &v["fig5"]["go"][config];
+        assert_eq!((f["answered"].as_u64(), f["correct"].as_u64()), (Some(100), Some(100)), "{config}: {f}");
+    }
     // Every process started from the work directory (the daemons, their
     // instances and supervisors) is gone, and the directory too.
     let t = Instant::now();

@@ -216,6 +216,7 @@ fn ticks(pids: &[i32]) -> HashMap<i32, u64> {
 }
 
 /// One point of the curve.
+#[derive(Clone)]
 pub struct Point {
     pub requested: usize,
     pub running: usize,
@@ -249,10 +250,37 @@ impl Point {
     }
 }
 
+/// One configuration's curve, and where and why it stopped.
+#[derive(Clone)]
+pub struct Curve {
+    pub points: Vec<Point>,
+    /// Why the curve ended: `"done"`, `"memory"`, `"pids"`, `"time"`,
+    /// `"scale-up timeout"` (the module's stop rules); `"measuring"` in a results file written while
+    /// the curve was still being measured.
+    pub stopped: &'static str,
+    /// The stop rule's numbers, in words (empty for `"done"`).
+    pub detail: String,
+}
+
+impl Curve {
+    /// The points so far of a curve still being measured.
+    pub fn measuring(points: &[Point]) -> Curve {
+        Curve { points: points.to_vec(), stopped: "measuring", detail: String::new() }
+    }
+
+    pub fn json(&self) -> Value {
+        json!({
+            "stopped": self.stopped, "stop_detail": self.detail,
+            "max_replicas_running": self.points.iter().map(|p| p.running).max(),
+            "points": self.points.iter().map(Point::json).collect::<Vec<_>>(),
+        })
+    }
+}
+
 /// The density curve of one daemon: the function `function` (image
-/// `image`, deployed with `extra`) scaled through `counts`. Returns the
-/// points and why the curve stopped (`"done"`, `"memory"`, `"pids"`,
-/// `"time"`, `"scale-up timeout"`).
+/// `image`, deployed with `extra`) scaled through `counts`; `on_point`
+/// gets the points so far after each one. Returns the curve and where
+/// and why it stopped (the module's rules).
 #[allow(clippy::too_many_arguments)]
 pub fn curve(
     d: &Daemon,
@@ -264,17 +292,20 @@ pub fn curve(
     budget: Duration,
     bodies: &[Vec<u8>],
     answer: &dyn Fn(&[u8]) -> String,
-) -> Result<(Vec<Point>, &'static str)> {
+    on_point: &mut dyn FnMut(&[Point]) -> Result<()>,
+) -> Result<Curve> {
     let started = Instant::now();
     let path = format!("/function/{function}");
     d.deploy(function, image, extra)?;
     d.wait_for(function, Duration::from_secs(120), "ready", |a| a.is_some_and(|n| n >= 1))?;
     let mut points: Vec<Point> = Vec::new();
     let mut stopped = "done";
+    let mut detail = String::new();
     let mut current = 1usize;
     for &n in counts {
         if started.elapsed() >= budget {
             stopped = "time";
+            detail = format!("the configuration's budget of {} s was spent before the step to {n}", budget.as_secs());
             break;
         }
         let mut n = n;
@@ -289,17 +320,18 @@ pub fn curve(
             let fit = by_mem.min(by_tasks);
             if fit < n {
                 let why = if by_mem <= by_tasks { "memory" } else { "pids" };
-                let detail = if why == "memory" {
+                let text = if why == "memory" {
                     format!("less than {} GiB available", RESERVE_KIB >> 20)
                 } else {
                     format!("fewer than {RESERVE_TASKS} tasks under pid_max/threads-max/pids.max, at {:.1} tasks per instance", last.tasks_per_instance)
                 };
                 stopped = why;
+                detail = format!("{n} would leave {text}");
                 if fit <= current {
-                    eprintln!("shunt bench platform: density on {}: not scaling to {n} (it would leave {detail})", d.name);
+                    eprintln!("shunt bench platform: density on {}: not scaling to {n} (it would leave {text})", d.name);
                     break;
                 }
-                eprintln!("shunt bench platform: density on {}: {n} would leave {detail}; {fit} instead, the last step", d.name);
+                eprintln!("shunt bench platform: density on {}: {n} would leave {text}; {fit} instead, the last step", d.name);
                 n = fit;
             }
         }
@@ -313,6 +345,7 @@ pub fn curve(
         if let Err(e) = reached {
             eprintln!("shunt bench platform: density on {}: {e:#}", d.name);
             stopped = "scale-up timeout";
+            detail = format!("{e:#}");
         }
         let headroom = task_headroom(&[std::process::id() as i32, d.pid()]);
         // The idle window: every process of the daemon, counted from its start to its end.
@@ -360,6 +393,7 @@ pub fn curve(
             tasks_per_instance: if running == 0 { f64::NAN } else { instance_tasks as f64 / running as f64 },
             task_headroom: headroom,
         });
+        on_point(&points)?;
         if correct != answered {
             bail!("{}: with {running} replicas of {function}, {} of {answered} answers were not the reference", d.name, answered - correct);
         }
@@ -372,7 +406,7 @@ pub fn curve(
     if points.is_empty() {
         return Err(anyhow!("{}: no density point measured (budget {}s)", d.name, budget.as_secs()));
     }
-    Ok((points, stopped))
+    Ok(Curve { points, stopped, detail })
 }
 
 /// The curve's series for the plot: measure → config → (N, value).

@@ -44,11 +44,25 @@
 //!   `stock` and `shunt`: PSS per instance, the manager's memory, idle CPU,
 //!   one instance's latency.
 //!
-//! `<out>/results.json` (schema 2; times in the unit their key names;
-//! `null` where a value is not finite, e.g. a ratio without its base):
+//! `<out>/results.json` (schema 3; times in the unit their key names;
+//! `null` where a value is not finite, e.g. a ratio without its base).
+//! It is written after every step — each language's Figure 5, each
+//! configuration's sweep, each cold-start repetition, the breakdown, each
+//! density point — through a temporary file and a rename, so an
+//! interrupted run keeps what it measured. Until `"complete"` is true,
+//! what is not measured yet is absent: `fig5` and `cold_start` hold the
+//! languages whose Figure 5 is done (`cold_start` only the configurations
+//! with at least one repetition, each with the repetitions done so far);
+//! `fig6` the configurations whose sweep is done; `cold_start_breakdown.go`
+//! is null before its step; `density` holds the configurations whose
+//! curve began, the one in progress with `"stopped": "measuring"`.
+//! `steps_done` lists the steps finished, in order (`fig5:<lang>`,
+//! `fig6:<lang>`, `cold_start:<lang>`, `cold_start_breakdown:go`,
+//! `density:<config>`).
 //!
 //! ```text
-//! { "benchmark": "shunt bench platform", "schema": 2, "quick": bool,
+//! { "benchmark": "shunt bench platform", "schema": 3, "quick": bool,
+//!   "complete": bool, "steps_done": [step…],
 //!   "configurations": [name…], "notes": [text…],
 //!   "input_bytes": N, "rounds": N, "invocations_per_round": N, "cold_start_repetitions": N,
 //!   "p99_bound_ms": X,
@@ -73,7 +87,9 @@
 //!   "cold_start_daemon_parts": { lang: { config: {   // the daemon's own account of each deploy's start
 //!       part: {"p50", "p99", "samples"} } } },      // parts: shunt_manager::metrics::START_PARTS, ms
 //!   "density": { "stock"|"shunt": {
-//!       "stopped": "done"|"memory"|"pids"|"time"|"scale-up timeout",
+//!       "stopped": "done"|"memory"|"pids"|"time"|"scale-up timeout"|"measuring",
+//!       "stop_detail": text,                    // the rule's numbers, "" when done
+//!       "max_replicas_running": N,              // the largest N measured (null: none)
 //!       "points": [{"replicas_requested", "replicas_running", "scale_up_seconds",
 //!                   "pss_per_instance_kib", "helper_pss_per_instance_kib",  // runc shim / shunt supervisor
 //!                   "manager_pss_kib", "idle_cpu_pct_of_one_core", "idle_seconds",
@@ -222,7 +238,7 @@ pub(crate) fn image(lang: &str) -> String {
 }
 
 /// One configuration's samples for one language.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Samples {
     client_us: Vec<f64>,
     gateway_us: Vec<f64>,
@@ -489,9 +505,24 @@ fn measure(
     }
     let mut all: BTreeMap<String, Vec<Samples>> = BTreeMap::new();
     let mut breakdown: Option<Vec<Vec<f64>>> = None;
+    let mut density: Vec<(&'static str, super::density::Curve)> = Vec::new();
+    let mut progress = Progress::default();
+    // results.json after each step, so an interrupted run keeps what it
+    // measured: the languages done, and the one being measured.
+    let save = |all: &BTreeMap<String, Vec<Samples>>,
+                current: Option<(&String, &Vec<Samples>)>,
+                density: &[(&'static str, super::density::Curve)],
+                breakdown: Option<&[Vec<f64>]>,
+                progress: &Progress|
+     -> Result<()> {
+        let mut view = all.clone();
+        if let Some((lang, samples)) = current {
+            view.insert(lang.clone(), samples.clone());
+        }
+        report(a, configs, &view, rounds, reps, density, breakdown, progress)
+    };
     for lang in &a.lang {
-        let samples = all.entry(lang.clone()).or_default();
-        samples.extend(daemons.iter().map(|_| Samples::default()));
+        let mut samples: Vec<Samples> = daemons.iter().map(|_| Samples::default()).collect();
         let f = function(lang);
         // From before the deploy: the gateway's keep-alive connection to
         // the function is opened during the warm-up.
@@ -527,42 +558,82 @@ fn measure(
                 _ => None,
             };
         }
+        progress.steps.push(format!("fig5:{lang}"));
+        save(&all, Some((lang, &samples)), &density, breakdown.as_deref(), &progress)?;
         if let Some(vegeta) = &vegeta {
             let answers: std::collections::HashSet<Vec<u8>> = bodies.iter().map(|b| reference_answer(b, runtime_field(lang)).into_bytes()).collect();
-            for (d, s) in daemons.iter().zip(samples.iter_mut()) {
+            for i in 0..daemons.len() {
+                let d = &daemons[i];
                 eprintln!("shunt bench platform: {lang}: load sweep (vegeta) of {}", d.name);
                 let url = format!("http://127.0.0.1:{}/function/{f}", d.port);
-                s.sweep = super::load::sweep(vegeta, work, &url, &bodies, &answers, rates, step_secs, a.p99_bound_ms)?;
+                samples[i].sweep = super::load::sweep(vegeta, work, &url, &bodies, &answers, rates, step_secs, a.p99_bound_ms)?;
+                save(&all, Some((lang, &samples)), &density, breakdown.as_deref(), &progress)?;
             }
+            progress.steps.push(format!("fig6:{lang}"));
         }
         for rep in 0..reps {
             eprintln!("shunt bench platform: {lang}: cold starts, repetition {}/{reps}", rep + 1);
             for (d, s) in daemons.iter().zip(samples.iter_mut()) {
                 cold_start(d, lang, &bodies[rep % bodies.len()], s).with_context(|| format!("{}: {lang}: cold start, repetition {}", d.name, rep + 1))?;
             }
+            if rep + 1 == reps {
+                progress.steps.push(format!("cold_start:{lang}"));
+            }
+            save(&all, Some((lang, &samples)), &density, breakdown.as_deref(), &progress)?;
         }
         for d in &daemons {
             d.remove(&f)?;
         }
+        all.insert(lang.clone(), samples);
         if lang == "go" && reps > 0 && configs.contains(&"shunt") {
             eprintln!("shunt bench platform: go: the shunt instance's cold start, stage by stage ({reps} repetitions)");
             breakdown = Some(super::coldstart::stages(&store, &image(lang), reps, &bodies[0], &reference_answer(&bodies[0], runtime_field(lang)))?);
+            progress.steps.push("cold_start_breakdown:go".into());
+            save(&all, None, &density, breakdown.as_deref(), &progress)?;
         }
     }
-    let mut density: BTreeMap<&'static str, (Vec<super::density::Point>, &'static str)> = BTreeMap::new();
     if !a.no_density && a.lang.iter().any(|l| l == "go") {
         for (c, d) in configs.iter().zip(&daemons).filter(|(c, _)| DENSITY_CONFIGS.contains(c)) {
             let answer = |b: &[u8]| reference_answer(b, runtime_field("go"));
-            let curve = super::density::curve(d, "density-go", &image("go"), ENV, &counts, Duration::from_secs_f64(idle), density_budget, &bodies, &answer)?;
-            density.insert(c, curve);
+            // After each point: the curve so far, marked as being measured.
+            let mut on_point = |points: &[super::density::Point]| {
+                let mut view = density.clone();
+                view.push((*c, super::density::Curve::measuring(points)));
+                save(&all, None, &view, breakdown.as_deref(), &progress)
+            };
+            let curve = super::density::curve(d, "density-go", &image("go"), ENV, &counts, Duration::from_secs_f64(idle), density_budget, &bodies, &answer, &mut on_point)?;
+            density.push((*c, curve));
+            progress.steps.push(format!("density:{c}"));
+            save(&all, None, &density, breakdown.as_deref(), &progress)?;
         }
     }
     drop(daemons);
-    report(a, configs, &all, rounds, reps, &density, breakdown.as_deref())
+    progress.complete = true;
+    report(a, configs, &all, rounds, reps, &density, breakdown.as_deref(), &progress)
 }
 
 /// The configurations of the density curve (the issue's: shunt against stock containers).
 const DENSITY_CONFIGS: [&str; 2] = ["stock", "shunt"];
+
+/// What a write of results.json holds: the steps measured so far, and
+/// whether the run is over.
+#[derive(Default)]
+struct Progress {
+    complete: bool,
+    steps: Vec<String>,
+}
+
+/// Writes `text` to `path` through a temporary file in the same directory
+/// and a rename, so a reader (or an interrupted run) sees the old file or
+/// the new one, never half of one.
+fn write_atomically(path: &Path, text: &str) -> Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))?;
+    Ok(())
+}
 
 fn p50_p99(v: &[f64]) -> (f64, f64) {
     let mut s: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
@@ -590,24 +661,37 @@ fn report(
     all: &BTreeMap<String, Vec<Samples>>,
     rounds: usize,
     reps: usize,
-    density: &BTreeMap<&'static str, (Vec<super::density::Point>, &'static str)>,
+    density: &[(&'static str, super::density::Curve)],
     breakdown: Option<&[Vec<f64>]>,
+    progress: &Progress,
 ) -> Result<()> {
+    // The tables, printed once at the end of the run (a partial write
+    // only updates results.json).
+    let mut out = String::new();
+    macro_rules! outln {
+        () => {
+            out.push('\n')
+        };
+        ($($t:tt)*) => {{
+            out.push_str(&format!($($t)*));
+            out.push('\n');
+        }};
+    }
     let mut fig5 = serde_json::Map::new();
     let mut cold = serde_json::Map::new();
     let mut cdf_client: BTreeMap<String, BTreeMap<&str, Vec<f64>>> = BTreeMap::new();
     let mut cdf_gateway: BTreeMap<String, BTreeMap<&str, Vec<f64>>> = BTreeMap::new();
     let mut bars: BTreeMap<String, BTreeMap<&str, Vec<(String, f64)>>> = BTreeMap::new();
-    println!(
+    outln!(
         "Figure 5: {rounds} x {} sequential AES invocations through shunt daemon, {}-byte inputs; p50 / p99 in µs",
         a.invocations, a.input_bytes
     );
     for n in NOTES {
-        println!("  note: {n}");
+        outln!("  note: {n}");
     }
-    println!();
-    println!("| lang | config | client p50 / p99 | vs native | vs stock | gateway p50 / p99 | vs native | vs stock |");
-    println!("|---|---|---|---|---|---|---|---|");
+    outln!();
+    outln!("| lang | config | client p50 / p99 | vs native | vs stock | gateway p50 / p99 | vs native | vs stock |");
+    outln!("|---|---|---|---|---|---|---|---|");
     for (lang, samples) in all {
         let idx = |name: &str| configs.iter().position(|c| *c == name);
         let base = |i: Option<usize>, gw: bool| {
@@ -635,7 +719,7 @@ fn report(
             };
             let (ct, cv) = side(false);
             let (gt, gv) = side(true);
-            println!("| {lang} | {c} | {ct}| {gt}|");
+            outln!("| {lang} | {c} | {ct}| {gt}|");
             m.insert(
                 c.to_string(),
                 json!({
@@ -647,6 +731,9 @@ fn report(
             );
             cdf_client.entry(lang.clone()).or_default().insert(c, s.client_us.clone());
             cdf_gateway.entry(lang.clone()).or_default().insert(c, s.gateway_us.iter().copied().filter(|x| x.is_finite()).collect());
+            if s.deploy_ms.is_empty() && !progress.complete {
+                continue; // not measured yet
+            }
             cm.insert(
                 c.to_string(),
                 json!({
@@ -661,18 +748,18 @@ fn report(
         }
         for (c, s) in configs.iter().zip(samples) {
             if let Some(t) = s.transport {
-                println!("  {lang} {c}: the daemon's connections from the deploy to the end of Figure 5: {} on shared-memory rings ({:.0} KiB through them), {} on kernel TCP", t[0], t[2] / 1024.0, t[1]);
+                outln!("  {lang} {c}: the daemon's connections from the deploy to the end of Figure 5: {} on shared-memory rings ({:.0} KiB through them), {} on kernel TCP", t[0], t[2] / 1024.0, t[1]);
             }
         }
         fig5.insert(lang.clone(), Value::Object(m));
         cold.insert(lang.clone(), Value::Object(cm));
     }
     if reps > 0 {
-        println!();
-        println!("Cold start: {reps} repetitions each, interleaved; p50 / p99 in ms");
-        println!();
-        println!("| lang | config | deploy → first response | vs native | scale 0 → 1, first request | vs native | of which: instance start | gateway wait |");
-        println!("|---|---|---|---|---|---|---|---|");
+        outln!();
+        outln!("Cold start: {reps} repetitions each, interleaved; p50 / p99 in ms");
+        outln!();
+        outln!("| lang | config | deploy → first response | vs native | scale 0 → 1, first request | vs native | of which: instance start | gateway wait |");
+        outln!("|---|---|---|---|---|---|---|---|");
         for (lang, samples) in all {
             let ni = configs.iter().position(|c| *c == "native");
             for (c, s) in configs.iter().zip(samples) {
@@ -681,7 +768,7 @@ fn report(
                 let (i50, i99) = p50_p99(&s.instance_start_ms);
                 let (w50, w99) = p50_p99(&s.gateway_wait_ms);
                 let (nd, nz) = ni.map(|i| (p50_p99(&samples[i].deploy_ms).0, p50_p99(&samples[i].from_zero_ms).0)).unwrap_or((f64::NAN, f64::NAN));
-                println!(
+                outln!(
                     "| {lang} | {c} | {d50:.1} / {d99:.1} | {:.2}x | {z50:.1} / {z99:.1} | {:.2}x | {i50:.1} / {i99:.1} | {w50:.1} / {w99:.1} |",
                     d50 / nd,
                     z50 / nz
@@ -699,21 +786,21 @@ fn report(
             .unwrap_or(f64::NAN);
         let p50s: Vec<f64> = stages.iter().map(|v| p50_p99(v).0).collect();
         let parts = super::coldstart::parts(&p50s, daemon_start);
-        println!();
-        println!("Cold start of the shunt instance (Go), stage by stage: spawn -> first 200 with the reference answer; p50 / p99 in ms");
-        println!();
-        println!("| stage | p50 / p99 |");
-        println!("|---|---|");
+        outln!();
+        outln!("Cold start of the shunt instance (Go), stage by stage: spawn -> first 200 with the reference answer; p50 / p99 in ms");
+        outln!();
+        outln!("| stage | p50 / p99 |");
+        outln!("|---|---|");
         for (name, v) in super::coldstart::STAGES.iter().zip(stages) {
             let (p50, p99) = p50_p99(v);
-            println!("| {name} | {p50:.1} / {p99:.1} |");
+            outln!("| {name} | {p50:.1} / {p99:.1} |");
         }
-        println!("| the daemon's instance start (shunt configuration) | {daemon_start:.1} |");
-        println!();
-        println!("| part (differences of p50s) | ms |");
-        println!("|---|---|");
+        outln!("| the daemon's instance start (shunt configuration) | {daemon_start:.1} |");
+        outln!();
+        outln!("| part (differences of p50s) | ms |");
+        outln!("|---|---|");
         for (name, v) in super::coldstart::PARTS.iter().zip(&parts) {
-            println!("| {name} | {v:.1} |");
+            outln!("| {name} | {v:.1} |");
         }
         cold_parts = json!({
             "stages_ms": super::coldstart::STAGES.iter().zip(stages).map(|(n, v)| (n.to_string(), dist(v))).collect::<serde_json::Map<_, _>>(),
@@ -730,11 +817,11 @@ fn report(
         if with.is_empty() {
             continue;
         }
-        println!();
-        println!("The daemon's instance start ({lang}), part by part, as it reports it (shunt_instance_start_part_seconds); p50 / p99 in ms");
-        println!();
-        println!("| part | {} |", with.iter().map(|(c, _)| *c).collect::<Vec<_>>().join(" | "));
-        println!("|---|{}", "---|".repeat(with.len()));
+        outln!();
+        outln!("The daemon's instance start ({lang}), part by part, as it reports it (shunt_instance_start_part_seconds); p50 / p99 in ms");
+        outln!();
+        outln!("| part | {} |", with.iter().map(|(c, _)| *c).collect::<Vec<_>>().join(" | "));
+        outln!("|---|{}", "---|".repeat(with.len()));
         let mut per_config = serde_json::Map::new();
         for (i, part) in shunt_manager::metrics::START_PARTS.iter().enumerate() {
             if with.iter().all(|(_, s)| s.start_parts.get(i).is_none_or(|v| v.is_empty())) {
@@ -750,7 +837,7 @@ fn report(
                     None => "-".into(),
                 })
                 .collect();
-            println!("| {part} | {} |", cells.join(" | "));
+            outln!("| {part} | {} |", cells.join(" | "));
         }
         for (c, s) in &with {
             let parts: serde_json::Map<String, Value> = shunt_manager::metrics::START_PARTS
@@ -766,21 +853,24 @@ fn report(
     let mut fig6 = serde_json::Map::new();
     let mut curves: BTreeMap<String, BTreeMap<&str, Vec<Value>>> = BTreeMap::new();
     if !a.no_sweep {
-        println!();
-        println!("Figure 6: open-loop constant-rate sweep through the gateway (vegeta); the highest offered load sustained with p99 <= {} ms, and the peak throughput", a.p99_bound_ms);
-        println!();
-        println!("| lang | config | sustained (req/s) | vs stock | p50 / p99 ms there | peak (req/s) | vs stock | steps |");
-        println!("|---|---|---|---|---|---|---|---|");
+        outln!();
+        outln!("Figure 6: open-loop constant-rate sweep through the gateway (vegeta); the highest offered load sustained with p99 <= {} ms, and the peak throughput", a.p99_bound_ms);
+        outln!();
+        outln!("| lang | config | sustained (req/s) | vs stock | p50 / p99 ms there | peak (req/s) | vs stock | steps |");
+        outln!("|---|---|---|---|---|---|---|---|");
         for (lang, samples) in all {
             let si = configs.iter().position(|c| *c == "stock");
             let (smax, speak) = si.map(|i| super::load::summary(&samples[i].sweep, a.p99_bound_ms)).unwrap_or((f64::NAN, f64::NAN));
             let mut m = serde_json::Map::new();
             for (c, s) in configs.iter().zip(samples) {
+                if s.sweep.is_empty() && !progress.complete {
+                    continue; // not measured yet
+                }
                 let (max, peak) = super::load::summary(&s.sweep, a.p99_bound_ms);
                 let at = s.sweep.iter().filter(|p| p.sustained(a.p99_bound_ms)).last();
                 let at_text = at.map(|p| format!("{:.2} / {:.2}", p.p50_ms, p.p99_ms)).unwrap_or_else(|| "-".into());
                 let ratio = |x: f64, base: f64| if base > 0.0 { format!("{:.2}x", x / base) } else { "-".into() };
-                println!("| {lang} | {c} | {max:.0} | {} | {at_text} | {peak:.0} | {} | {} |", ratio(max, smax), ratio(peak, speak), s.sweep.len());
+                outln!("| {lang} | {c} | {max:.0} | {} | {at_text} | {peak:.0} | {} | {} |", ratio(max, smax), ratio(peak, speak), s.sweep.len());
                 let points: Vec<Value> = s.sweep.iter().map(|p| p.json()).collect();
                 curves.entry(lang.clone()).or_default().insert(c, points.clone());
                 m.insert(c.to_string(), json!({
@@ -795,14 +885,15 @@ fn report(
     }
     let mut dens = serde_json::Map::new();
     if !density.is_empty() {
-        println!();
-        println!("Density: N idle replicas of the Go AES function; PSS from /proc (smaps_rollup), idle CPU over each window; latency of one instance while the others idle (client, µs)");
-        println!();
-        println!("| config | N running | PSS / instance MiB | + its shim / supervisor MiB | manager MiB | idle CPU, % of one core | p50 / p99 µs | scale-up s |");
-        println!("|---|---|---|---|---|---|---|---|");
-        for (c, (points, stopped)) in density {
+        outln!();
+        outln!("Density: N idle replicas of the Go AES function; PSS from /proc (smaps_rollup), idle CPU over each window; latency of one instance while the others idle (client, µs)");
+        outln!();
+        outln!("| config | N running | PSS / instance MiB | + its shim / supervisor MiB | manager MiB | idle CPU, % of one core | p50 / p99 µs | scale-up s |");
+        outln!("|---|---|---|---|---|---|---|---|");
+        for (c, curve) in density {
+            let (points, stopped) = (&curve.points, curve.stopped);
             for p in points {
-                println!(
+                outln!(
                     "| {c} | {} | {:.2} | {:.2} | {:.1} | {:.2} | {:.0} / {:.0} | {:.1} |",
                     p.running,
                     p.pss_per_instance_kib / 1024.0,
@@ -814,19 +905,24 @@ fn report(
                     p.scale_seconds
                 );
             }
-            println!("| {c} | (curve ended: {stopped}) | | | | | | |");
-            dens.insert(c.to_string(), json!({"stopped": stopped, "points": points.iter().map(|p| p.json()).collect::<Vec<_>>()}));
+            outln!("| {c} | (curve ended: {stopped}{}) | | | | | | |", if curve.detail.is_empty() { String::new() } else { format!(": {}", curve.detail) });
+            dens.insert(c.to_string(), curve.json());
         }
     }
     let doc = json!({
-        "benchmark": "shunt bench platform", "schema": 2, "quick": a.quick,
+        "benchmark": "shunt bench platform", "schema": 3, "quick": a.quick,
+        "complete": progress.complete, "steps_done": progress.steps,
         "p99_bound_ms": a.p99_bound_ms, "fig6": fig6, "density": dens, "cold_start_breakdown": {"go": cold_parts}, "cold_start_daemon_parts": daemon_parts,
         "configurations": configs, "notes": NOTES,
         "input_bytes": a.input_bytes, "rounds": rounds, "invocations_per_round": a.invocations,
         "cold_start_repetitions": reps,
         "fig5": fig5, "cold_start": cold,
     });
-    std::fs::write(a.out.join("results.json"), serde_json::to_string_pretty(&doc)? + "\n")?;
+    write_atomically(&a.out.join("results.json"), &(serde_json::to_string_pretty(&doc)? + "\n"))?;
+    if !progress.complete {
+        return Ok(());
+    }
+    print!("{out}");
     super::plots::cdf(&a.out.join("fig5-cdf.svg"), &cdf_client)?;
     super::plots::cdf(&a.out.join("fig5-gateway-cdf.svg"), &cdf_gateway)?;
     if reps > 0 {
@@ -845,7 +941,7 @@ fn report(
         plots.push("fig6-load.svg");
     }
     if !density.is_empty() {
-        let series = super::density::series(density.iter().map(|(c, (p, _))| (*c, p.as_slice())));
+        let series = super::density::series(density.iter().map(|(c, curve)| (*c, curve.points.as_slice())));
         super::plots::lines(&a.out.join("density.svg"), "idle replicas (N)", &series)?;
         plots.push("density.svg");
     }

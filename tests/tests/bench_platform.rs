@@ -120,6 +120,37 @@ fn bench_platform_quick_answers_every_request_and_writes_its_schema() {
     }
 }
 
+/// The density curve's start-rate floor: a step whose batch of starts
+/// comes in under the floor ends there, at the replicas running (scaled
+/// to them, nothing left starting), and the result says where and why.
+/// The floor here is one no machine meets, so the first batch of the
+/// step to 30 is the last.
+#[test]
+fn bench_platform_density_stops_at_the_start_rate_floor() {
+    let out = scratch("density-floor");
+    let mut c = Command::new(shunt());
+    c.args(["bench", "platform", "--quick", "--lang", "go", "--configs", "shunt", "--rounds", "1", "--invocations", "5"])
+        .args(["--cold-starts", "0", "--no-sweep", "--density", "1,30", "--idle-seconds", "0.5", "--density-min-rate", "1000000"])
+        .arg("--templates")
+        .arg(templates())
+        .arg("--out")
+        .arg(&out);
+    let o = run(c, None, BUILD_LIMIT);
+    assert!(o.status.success(), "shunt bench platform failed:\n{}{}", o.stdout_str(), o.stderr_str());
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    let d = &v["density"]["shunt"];
+    assert_eq!(d["stopped"], "start rate", "{d}");
+    assert!(d["stop_detail"].as_str().is_some_and(|t| t.contains("floor") && t.contains("at 26 of 30")), "{d}");
+    // One batch (25) on top of the one replica the step began with.
+    assert_eq!(d["max_replicas_running"].as_u64(), Some(26), "{d}");
+    let points = d["points"].as_array().unwrap();
+    assert_eq!(points.len(), 2, "{d}");
+    let last = &points[1];
+    assert_eq!((last["replicas_requested"].as_u64(), last["replicas_running"].as_u64()), (Some(30), Some(26)), "{last}");
+    assert_eq!((last["answered"].as_u64(), last["correct"].as_u64()), (Some(5), Some(5)), "{last}");
+    assert!(o.stdout_str().contains("curve ended: start rate"), "{}", o.stdout_str());
+}
+
 #[test]
 fn bench_platform_refuses_bad_settings() {
     for args in [
@@ -131,6 +162,7 @@ fn bench_platform_refuses_bad_settings() {
         &["--density", "0"],
         &["--density", "5,2"],
         &["--p99-bound-ms", "0"],
+        &["--density-min-rate=-1"],
     ] {
         let mut cmd = Command::new(shunt());
         cmd.args(["bench", "platform"]).args(args);

@@ -17,17 +17,32 @@
 //! - **latency of one instance while the others idle**: sequential
 //!   invocations through the gateway after the window, each answer checked.
 //!
-//! Bounded: each step's scale-up waits at most 60 s + 1 s per new
-//! instance; a step is not started when the memory it would take
-//! (estimated from the previous step, with 20% margin) would leave less
-//! than [`RESERVE_KIB`] available on the machine, or when the tasks
-//! (processes and threads) it would take — per instance, from the previous
-//! step — would leave fewer than [`RESERVE_TASKS`] under the machine's
-//! `kernel.pid_max`, `kernel.threads-max` or the `pids.max` of the
-//! benchmark's or the daemon's cgroups; or when the budget of time for the
-//! configuration is spent. A step that does not fit is lowered to the
-//! largest N that does (the last point of the curve). Where the curve
-//! stops, and why, is in the result.
+//! Bounded, so that neither side can drive the machine into the ground
+//! (the stock side's hundreds of container starts once took it to load
+//! 170): "up to 1,000, or until memory says stop", with these rules, each
+//! of which ends the curve where it holds, recorded in the result
+//! (`stopped`, `stop_detail`, and the last point's N):
+//!
+//! - **memory** (`"memory"`): a step is not started when the memory it
+//!   would take (per instance from the previous step, with 20% margin)
+//!   would leave less than [`RESERVE_KIB`] available on the machine; it is
+//!   lowered to the largest N that fits, the last point;
+//! - **tasks** (`"pids"`): likewise for the tasks (processes and threads)
+//!   it would take against [`RESERVE_TASKS`] under the machine's
+//!   `kernel.pid_max`, `kernel.threads-max` and the `pids.max` of the
+//!   benchmark's and the daemon's cgroups;
+//! - **start rate** (`"start rate"`): a step scales up in batches of
+//!   [`BATCH`] instances (the daemon never has more than that starting);
+//!   when a batch starts fewer than `--density-min-rate` instances per
+//!   second ([`MIN_START_RATE`] by default), the machine no longer keeps
+//!   up and the step ends there;
+//! - **time** (`"time"`): the configuration's budget (`--density-seconds`),
+//!   checked before each batch;
+//! - **scale-up timeout**: a batch not running within [`BATCH_LIMIT`].
+//!
+//! A step cut by a rule is measured at the replicas running (the function
+//! is scaled to them first, so nothing is left starting). The function is
+//! scaled down in batches too before it is removed.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -44,6 +59,19 @@ pub const MAX: usize = shunt_manager::instances::plan::MAX_REPLICAS as usize;
 
 /// Memory left for everything else on the machine (KiB): 6 GiB.
 pub const RESERVE_KIB: u64 = 6 << 20;
+
+/// Instances asked for at once: a step scales up in batches of this many,
+/// so that the daemon never starts more at a time (the stock side's
+/// `ctr run` processes would otherwise pile up by the hundred).
+pub const BATCH: usize = 25;
+
+/// The longest a batch may take to start.
+pub const BATCH_LIMIT: Duration = Duration::from_secs(120);
+
+/// The default start-rate floor (`--density-min-rate`), instances per
+/// second over one batch: below it the machine no longer keeps up, and the
+/// curve ends where it is.
+pub const MIN_START_RATE: f64 = 1.0;
 
 /// Tasks (pids) left for everything else on the machine.
 pub const RESERVE_TASKS: u64 = 4096;
@@ -250,12 +278,20 @@ impl Point {
     }
 }
 
+/// The stop rules' settings that a run chooses.
+pub struct Rules {
+    /// The configuration's time budget, checked before each batch.
+    pub budget: Duration,
+    /// The start-rate floor, instances/s over one batch ([`MIN_START_RATE`] by default).
+    pub min_rate: f64,
+}
+
 /// One configuration's curve, and where and why it stopped.
 #[derive(Clone)]
 pub struct Curve {
     pub points: Vec<Point>,
-    /// Why the curve ended: `"done"`, `"memory"`, `"pids"`, `"time"`,
-    /// `"scale-up timeout"` (the module's stop rules); `"measuring"` in a results file written while
+    /// Why the curve ended: `"done"`, `"memory"`, `"pids"`, `"start
+    /// rate"`, `"time"`, `"scale-up timeout"` (the module's stop rules); `"measuring"` in a results file written while
     /// the curve was still being measured.
     pub stopped: &'static str,
     /// The stop rule's numbers, in words (empty for `"done"`).
@@ -289,12 +325,13 @@ pub fn curve(
     extra: &str,
     counts: &[usize],
     idle: Duration,
-    budget: Duration,
+    rules: &Rules,
     bodies: &[Vec<u8>],
     answer: &dyn Fn(&[u8]) -> String,
     on_point: &mut dyn FnMut(&[Point]) -> Result<()>,
 ) -> Result<Curve> {
     let started = Instant::now();
+    let (budget, min_rate) = (rules.budget, rules.min_rate);
     let path = format!("/function/{function}");
     d.deploy(function, image, extra)?;
     d.wait_for(function, Duration::from_secs(120), "ready", |a| a.is_some_and(|n| n >= 1))?;
@@ -336,16 +373,47 @@ pub fn curve(
             }
         }
         eprintln!("shunt bench platform: density on {}: {n} idle replicas", d.name);
+        // Up in batches, each bounded; the step ends at N, or where a stop
+        // rule holds (the point is then measured at what runs).
         let t0 = Instant::now();
-        d.scale(function, n as u64)?;
-        let limit = Duration::from_secs(60 + n as u64);
-        let reached = d.wait_for(function, limit, "scaled up", |a| a.is_some_and(|k| k as usize >= n));
+        let mut cut = false;
+        while current < n {
+            if started.elapsed() >= budget {
+                stopped = "time";
+                detail = format!("the configuration's budget of {} s was spent at {current} of {n} replicas", budget.as_secs());
+                cut = true;
+                break;
+            }
+            let next = (current + BATCH).min(n);
+            let b0 = Instant::now();
+            d.scale(function, next as u64)?;
+            let reached = d.wait_for(function, BATCH_LIMIT, "scaled up", |a| a.is_some_and(|k| k as usize >= next));
+            let took = b0.elapsed().as_secs_f64();
+            if let Err(e) = reached {
+                stopped = "scale-up timeout";
+                detail = format!("{e:#}");
+                cut = true;
+                break;
+            }
+            let batch = next - current;
+            let rate = batch as f64 / took;
+            current = next;
+            if rate < min_rate && current < n {
+                stopped = "start rate";
+                detail = format!(
+                    "{rate:.2} instances/s over the last batch ({batch} in {took:.1} s), under the floor of {min_rate}/s, at {current} of {n} replicas"
+                );
+                cut = true;
+                break;
+            }
+        }
         let scale_seconds = t0.elapsed().as_secs_f64();
-        current = n;
-        if let Err(e) = reached {
-            eprintln!("shunt bench platform: density on {}: {e:#}", d.name);
-            stopped = "scale-up timeout";
-            detail = format!("{e:#}");
+        if cut {
+            // Nothing left starting: the function is scaled to what runs.
+            let running = d.available(function)?.unwrap_or(0) as usize;
+            eprintln!("shunt bench platform: density on {}: stopped at {running} replicas ({stopped}: {detail})", d.name);
+            d.scale(function, running as u64)?;
+            current = running;
         }
         let headroom = task_headroom(&[std::process::id() as i32, d.pid()]);
         // The idle window: every process of the daemon, counted from its start to its end.
@@ -401,8 +469,19 @@ pub fn curve(
             break;
         }
     }
+    // Down in batches too (each container's stop is a few `ctr` runs):
+    // the next batch goes once this one's instances have exited.
+    let mut left = current;
+    while left > BATCH {
+        left -= BATCH;
+        d.scale(function, left as u64)?;
+        let deadline = Instant::now() + BATCH_LIMIT;
+        while instance_pids(d, function, &procs())?.len() > left && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
     d.remove(function)?;
-    d.wait_for(function, Duration::from_secs(60 + current as u64), "removed", |a| a.is_none())?;
+    d.wait_for(function, Duration::from_secs(60 + BATCH as u64), "removed", |a| a.is_none())?;
     if points.is_empty() {
         return Err(anyhow!("{}: no density point measured (budget {}s)", d.name, budget.as_secs()));
     }

@@ -87,7 +87,7 @@
 //!   "cold_start_daemon_parts": { lang: { config: {   // the daemon's own account of each deploy's start
 //!       part: {"p50", "p99", "samples"} } } },      // parts: shunt_manager::metrics::START_PARTS, ms
 //!   "density": { "stock"|"shunt": {
-//!       "stopped": "done"|"memory"|"pids"|"time"|"scale-up timeout"|"measuring",
+//!       "stopped": "done"|"memory"|"pids"|"start rate"|"time"|"scale-up timeout"|"measuring",   // super::density's stop rules
 //!       "stop_detail": text,                    // the rule's numbers, "" when done
 //!       "max_replicas_running": N,              // the largest N measured (null: none)
 //!       "points": [{"replicas_requested", "replicas_running", "scale_up_seconds",
@@ -168,9 +168,13 @@ pub struct PlatformArgs {
     /// Density: seconds of each idle window [default: 60, --quick 1].
     #[arg(long)]
     idle_seconds: Option<f64>,
-    /// Density: time budget per configuration, seconds (checked before each step) [default: 480, --quick 60].
+    /// Density: time budget per configuration, seconds (checked before each batch of starts) [default: 480, --quick 60].
     #[arg(long)]
     density_seconds: Option<u64>,
+    /// Density: the start-rate floor, instances per second over one batch
+    /// of starts; below it a step ends where it is ("start rate").
+    #[arg(long, default_value_t = super::density::MIN_START_RATE)]
+    density_min_rate: f64,
     /// Skip the density curve.
     #[arg(long)]
     no_density: bool,
@@ -442,6 +446,9 @@ fn run_all(a: PlatformArgs) -> Result<()> {
     if counts.is_empty() || counts.iter().any(|n| !(1..=super::density::MAX).contains(n)) || counts.windows(2).any(|w| w[1] <= w[0]) || !(0.1..=3600.0).contains(&idle) {
         bail!("--density: rising replica counts within 1..{}; --idle-seconds 0.1..3600, please", super::density::MAX);
     }
+    if !(a.density_min_rate >= 0.0 && a.density_min_rate.is_finite()) {
+        bail!("--density-min-rate: instances per second, 0 or more, please");
+    }
     let vegeta = if a.no_sweep { None } else { Some(super::load::find_vegeta()?) };
     let tpl = templates_dir(a.templates.as_deref())?;
     std::fs::create_dir_all(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;
@@ -601,7 +608,8 @@ fn measure(
                 view.push((*c, super::density::Curve::measuring(points)));
                 save(&all, None, &view, breakdown.as_deref(), &progress)
             };
-            let curve = super::density::curve(d, "density-go", &image("go"), ENV, &counts, Duration::from_secs_f64(idle), density_budget, &bodies, &answer, &mut on_point)?;
+            let rules = super::density::Rules { budget: density_budget, min_rate: a.density_min_rate };
+            let curve = super::density::curve(d, "density-go", &image("go"), ENV, &counts, Duration::from_secs_f64(idle), &rules, &bodies, &answer, &mut on_point)?;
             density.push((*c, curve));
             progress.steps.push(format!("density:{c}"));
             save(&all, None, &density, breakdown.as_deref(), &progress)?;

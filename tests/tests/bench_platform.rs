@@ -288,3 +288,102 @@ fn bench_platform_sigterm_stops_its_daemons_and_removes_its_work_dir() {
         .collect();
     assert!(left.is_empty(), "work directory left behind: {left:?}");
 }
+
+/// The pids of processes in a cgroup under `/<namespace>/` of any
+/// hierarchy (runc names a container's cgroups so).
+fn processes_in_namespace_cgroups(namespace: &str) -> Vec<i32> {
+    let needle = format!(":/{namespace}/");
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
+        if std::fs::read_to_string(format!("/proc/{pid}/cgroup")).is_ok_and(|t| t.contains(&needle)) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// A stock daemon that dies under the benchmark (SIGKILL: no clean-up of
+/// its own) leaves its private containerd running, with shims and
+/// containers, in its own session. The benchmark fails, and on its way
+/// out removes all of it: no containerd, shim or container process is
+/// left, and the containerd directory (state, snapshots, mounts) is gone.
+#[test]
+fn bench_platform_removes_the_containers_of_a_killed_stock_daemon() {
+    use std::time::{Duration, Instant};
+    let tmp = scratch("killed-stock");
+    let out = tmp.join("out");
+    let mut c = Command::new(shunt());
+    c.args(["bench", "platform", "--quick", "--lang", "go", "--configs", "stock", "--rounds", "1", "--invocations", "10"])
+        .args(["--cold-starts", "200", "--no-sweep", "--no-density", "--templates"])
+        .arg(templates())
+        .arg("--out")
+        .arg(&out)
+        .env("TMPDIR", &tmp)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let err = std::thread::spawn(move || {
+        let mut t = String::new();
+        std::io::Read::read_to_string(&mut { stderr }, &mut t).unwrap();
+        t
+    });
+    // Figure 5 is done once its results are on disk: a container runs.
+    let t = Instant::now();
+    while !out.join("results.json").is_file() {
+        assert!(child.try_wait().unwrap().is_none(), "the benchmark ended before Figure 5: {}", err.join().unwrap());
+        assert!(t.elapsed() < BUILD_LIMIT, "no results after {:?}", t.elapsed());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let work_prefix = tmp.join("shunt-bench-platform-");
+    let daemons: Vec<i32> = processes_mentioning(&format!("--state-dir {}", work_prefix.display())).into_iter().filter(|p| *p != child.id() as i32).collect();
+    assert_eq!(daemons.len(), 1, "{daemons:?}");
+    let daemon = daemons[0];
+    // Its containerd's directory, by the owner it records.
+    let (dir, namespace) = std::fs::read_dir("/tmp")
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("shunt-containerd-"))
+        .find_map(|e| {
+            let owner = std::fs::read_to_string(e.path().join("owner")).ok()?;
+            let f: Vec<&str> = owner.split_whitespace().collect();
+            let ns = f.get(2)?.to_string();
+            (f.first()?.parse::<i32>().ok()? == daemon).then(|| (e.path(), ns))
+        })
+        .expect("the stock daemon's containerd directory");
+    assert!(!processes_mentioning(dir.to_str().unwrap()).is_empty(), "no containerd in {}", dir.display());
+    // SAFETY: signalling a process of our child's tree.
+    assert_eq!(unsafe { libc::kill(daemon, libc::SIGKILL) }, 0);
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if t.elapsed() > Duration::from_secs(150) {
+            let _ = child.kill();
+            panic!("the benchmark did not exit within 150 s of its daemon's death");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let err = err.join().unwrap();
+    assert!(!status.success(), "{err}");
+    assert!(err.contains("left its containerd in") && err.contains(dir.to_str().unwrap()), "{err}");
+    assert!(processes_mentioning(dir.to_str().unwrap()).is_empty(), "containerd or shims left: {err}");
+    // A container's processes, killed, are reaped by whoever inherited
+    // them (their shim is gone): bounded wait for that.
+    let t = Instant::now();
+    loop {
+        let left = processes_in_namespace_cgroups(&namespace);
+        if left.is_empty() {
+            break;
+        }
+        let what: Vec<String> = left
+            .iter()
+            .map(|p| std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default().split(' ').take(4).collect::<Vec<_>>().join(" "))
+            .collect();
+        assert!(t.elapsed() < Duration::from_secs(10), "container processes left: {what:?}: {err}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!dir.exists(), "{} left: {err}", dir.display());
+}

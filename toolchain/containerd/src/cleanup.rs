@@ -41,9 +41,11 @@ fn start_time(pid: u32) -> Option<u64> {
     stat.rsplit_once(')')?.1.split_whitespace().nth(19)?.parse().ok()
 }
 
-/// Sweeps every `/tmp/shunt-containerd-*` whose owner is gone.
-pub(crate) fn sweep_stale(parent: &Path) {
-    let Ok(entries) = std::fs::read_dir(parent) else { return };
+/// The directories under `parent` of a private containerd, each with its
+/// recorded owner: (directory, owner pid, owner start time, namespace).
+fn owned_dirs(parent: &Path) -> Vec<(PathBuf, u32, u64, String)> {
+    let Ok(entries) = std::fs::read_dir(parent) else { return Vec::new() };
+    let mut out = Vec::new();
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         if !name.starts_with(DIR_PREFIX) {
@@ -57,14 +59,41 @@ pub(crate) fn sweep_stale(parent: &Path) {
         else {
             continue;
         };
+        out.push((dir, pid, start, ns.to_string()));
+    }
+    out
+}
+
+/// Sweeps every `/tmp/shunt-containerd-*` whose owner is gone.
+pub(crate) fn sweep_stale(parent: &Path) {
+    for (dir, pid, start, ns) in owned_dirs(parent) {
         if start_time(pid) == Some(start) {
             continue; // its owner still runs
         }
-        let errors = sweep(&dir, &dir.join("containerd.sock"), ns, &[]);
+        let errors = sweep(&dir, &dir.join("containerd.sock"), &ns, &[]);
         for e in errors {
             eprintln!("shunt-containerd: sweeping {} left by a killed run: {e}", dir.display());
         }
     }
+}
+
+/// What a process that ran a private containerd left once it is gone
+/// (killed before its clean-up ran): every `/tmp/shunt-containerd-*`
+/// whose recorded owner is `pid` and no longer runs is swept — its
+/// containerd, shims and containers killed, their mounts (root
+/// filesystems, snapshots) and cgroups removed, the directory with
+/// containerd's state removed. Returns the directories swept and the
+/// steps that failed. Nothing is touched while the owner still runs.
+pub fn sweep_left_by(pid: u32) -> (Vec<PathBuf>, Vec<String>) {
+    let (mut swept, mut errors) = (Vec::new(), Vec::new());
+    for (dir, owner, start, ns) in owned_dirs(Path::new("/tmp")) {
+        if owner != pid || start_time(owner) == Some(start) {
+            continue;
+        }
+        errors.extend(sweep(&dir, &dir.join("containerd.sock"), &ns, &[]).into_iter().map(|e| format!("{}: {e}", dir.display())));
+        swept.push(dir);
+    }
+    (swept, errors)
 }
 
 /// Every mount point of the cgroup hierarchies (v1 controllers and v2).

@@ -38,6 +38,7 @@ mod daemon;
 mod image;
 pub mod netns;
 
+pub use cleanup::sweep_left_by;
 pub use container::{Container, Network, RunSpec};
 pub use daemon::{Containerd, Options};
 pub use image::{ImageConfig, build_oci_archive};

@@ -123,6 +123,24 @@ fn stop_all() {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+        sweep_containerd_of(*p, "");
+    }
+}
+
+/// Once daemon `pid` is gone (reaped), removes the private containerd it
+/// may have left — a daemon killed before its own clean-up, or one that
+/// crashed: containerd runs in its own session and its shims and
+/// containers outlive it. Says so when there was something to remove.
+fn sweep_containerd_of(pid: i32, name: &str) {
+    // One sweep at a time: the signal path and a Drop may both get here.
+    static SWEEPING: Mutex<()> = Mutex::new(());
+    let _one = SWEEPING.lock().unwrap_or_else(|p| p.into_inner());
+    let (swept, errors) = shunt_containerd::sweep_left_by(pid as u32);
+    for dir in &swept {
+        eprintln!("shunt bench: daemon {pid} {name}left its containerd in {}: removed it with its containers", dir.display());
+    }
+    for e in errors {
+        eprintln!("shunt bench: cleaning up after daemon {pid}: {e}");
     }
 }
 
@@ -311,6 +329,9 @@ impl Drop for Daemon {
             std::thread::sleep(Duration::from_millis(20));
         }
         let pid = self.child.id() as i32;
+        // Stopped on its SIGTERM, killed after the wait, or dead before:
+        // whatever of its containerd is left goes.
+        sweep_containerd_of(pid, &format!("({}) ", self.name));
         for s in &RUNNING {
             let _ = s.compare_exchange(pid, 0, Ordering::SeqCst, Ordering::SeqCst);
         }

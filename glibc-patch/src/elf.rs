@@ -518,7 +518,9 @@ pub fn build_id_in_file(path: &Path) -> Option<String> {
     /// Reads of headers and notes larger than this are not "a few small
     /// reads": such a file is keyed the whole way.
     const MAX_READ: usize = 64 << 10;
-    let file = std::fs::File::open(path).ok()?;
+    // Never blocks: a FIFO or a device is no ELF file (and is refused, without
+    // being read, by the whole-file path that follows).
+    let (file, _) = shunt_userfile::open_regular(path, shunt_userfile::limit::ELF).ok()?;
     let read_at = |off: u64, len: usize| -> Option<Vec<u8>> {
         if len > MAX_READ {
             return None;

@@ -174,7 +174,8 @@ fn template_dockerfile_builds_with_shunt_and_ships_non_root() {
         matches!(user, Some(u) if u != "root" && !u.starts_with('0')),
         "the image runs as a non-root user: {user:?}"
     );
-    assert!(has(&ship.body, "COPY", "--from=build /usr/local/bin/shunt"), "shunt in the image");
+    assert!(has(&ship.body, "COPY", "--from=build /usr/local/bin/shunt "), "shunt in the image");
+    assert!(has(&ship.body, "COPY", "--from=build /usr/local/bin/shunt-load "), "shunt-load in the image");
     assert!(has(&ship.body, "COPY", "--from=build /usr/local/lib/shunt/"), "libshunt.so in the image");
     assert!(has(&ship.body, "COPY", "/go/src/handler/handler"), "the function in the image");
     assert!(has(&ship.body, "HEALTHCHECK", ".lock"), "the lock-file health check");
@@ -194,6 +195,7 @@ fn builder_dockerfile_builds_shunt_into_a_go_image() {
     assert!(st[1].from.starts_with("golang:"), "{}", st[1].from);
     // Where the template's Dockerfile takes them from.
     assert!(has(&st[1].body, "COPY", "/usr/local/bin/shunt"), "shunt on PATH");
+    assert!(has(&st[1].body, "COPY", "/usr/local/bin/shunt-load"), "shunt-load beside shunt");
     assert!(has(&st[1].body, "COPY", "/usr/local/lib/shunt/libshunt.so"), "libshunt.so where shunt looks");
     let ignore = std::fs::read_to_string(b.join("Dockerfile.dockerignore")).unwrap();
     assert!(ignore.lines().any(|l| l == "target"), "cargo's output stays out of the context");
@@ -202,6 +204,117 @@ fn builder_dockerfile_builds_shunt_into_a_go_image() {
         readme.contains("docker build -t shunt-builder -f faasd-templates/builder/Dockerfile ."),
         "README: the builder command"
     );
+}
+
+/// `COPY --from=<from> SRC… DST` of a stage, as (SRC, DST) pairs.
+fn copies_from(stage: &Stage, from: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (ins, args) in &stage.body {
+        if ins != "COPY" || !args.split_whitespace().any(|w| w == format!("--from={from}")) {
+            continue;
+        }
+        let words: Vec<&str> = args.split_whitespace().filter(|w| !w.starts_with("--")).collect();
+        let (dst, srcs) = words.split_last().expect("COPY has a destination");
+        out.extend(srcs.iter().map(|s| (s.to_string(), dst.to_string())));
+    }
+    out
+}
+
+/// The `install [-D] [-m MODE] SRC DST` commands of a stage's RUNs.
+fn installs(stage: &Stage) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (_, args) in stage.body.iter().filter(|(i, _)| i == "RUN") {
+        for cmd in args.split("&&").map(str::trim).filter(|c| c.starts_with("install ")) {
+            let mut words = Vec::new();
+            let mut it = cmd.split_whitespace().skip(1);
+            while let Some(w) = it.next() {
+                match w {
+                    "-m" => {
+                        it.next();
+                    }
+                    w if w.starts_with('-') => {}
+                    w => words.push(w),
+                }
+            }
+            assert_eq!(words.len(), 2, "install SRC DST: {cmd}");
+            out.push((words[0].to_string(), words[1].to_string()));
+        }
+    }
+    out
+}
+
+/// What golang-shunt's shipped image holds under /usr/local, followed from
+/// the Dockerfiles: the cargo stage's `install`s of the workspace's build
+/// output, the builder's COPYs, the template's COPYs from the builder, laid
+/// out under `root` with this workspace's binaries. `shunt run` there
+/// starts a static program in `shunt-load` beside it, and in `shunt` itself
+/// once `shunt-load` is gone (the supervisor's fallback rule, unchanged).
+#[test]
+fn the_shipped_image_starts_the_handler_in_shunt_load_and_falls_back_to_shunt() {
+    let b = std::fs::read_to_string(templates().join("builder/Dockerfile")).unwrap();
+    let (_, builder) = stages(&b);
+    let t = std::fs::read_to_string(golang_shunt().join("Dockerfile")).unwrap();
+    let (_, template) = stages(&t);
+    let target = shunt_tests::target_dir();
+    // Path in the cargo stage -> file here.
+    let mut cargo_stage: BTreeMap<String, PathBuf> = BTreeMap::new();
+    for (src, dst) in installs(&builder[0]) {
+        let name = src.strip_prefix("target/release/").unwrap_or_else(|| panic!("install of {src}: not a build output"));
+        cargo_stage.insert(dst, target.join(name));
+    }
+    // Path in the builder image -> file here.
+    let mut image: BTreeMap<String, PathBuf> = BTreeMap::new();
+    for (src, dst) in copies_from(&builder[1], "cargo") {
+        let file = cargo_stage.get(&src).unwrap_or_else(|| panic!("the builder copies {src}, which the cargo stage does not install"));
+        image.insert(dst, file.clone());
+    }
+    // The shipped stage's files under /usr/local (a source ending in / is a directory).
+    let dir = scratch("shipped-image-layout");
+    let root = dir.join("root");
+    let mut shipped = Vec::new();
+    for (src, dst) in copies_from(template.last().unwrap(), "build").into_iter().filter(|(s, _)| s.starts_with("/usr/local/")) {
+        let found: Vec<(String, &PathBuf)> = match src.strip_suffix('/') {
+            Some(d) => image
+                .iter()
+                .filter_map(|(p, f)| Some((format!("{}/{}", dst.trim_end_matches('/'), p.strip_prefix(d)?.strip_prefix('/')?), f)))
+                .collect(),
+            None => image.get(&src).map(|f| (dst.clone(), f)).into_iter().collect(),
+        };
+        assert!(!found.is_empty(), "the image copies {src} from the builder, which does not hold it");
+        for (at, file) in found {
+            let to = root.join(at.trim_start_matches('/'));
+            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+            // A hard link keeps the name /proc/self/exe reports (a symlink would not).
+            std::fs::hard_link(file, &to).or_else(|_| std::fs::copy(file, &to).map(drop)).unwrap_or_else(|e| panic!("{}: {e}", to.display()));
+            shipped.push(at);
+        }
+    }
+    shipped.sort();
+    for f in ["/usr/local/bin/shunt", "/usr/local/bin/shunt-load", "/usr/local/lib/shunt/libshunt.so"] {
+        assert!(shipped.iter().any(|s| s == f), "the image ships {f}: {shipped:?}");
+    }
+
+    let prog = dir.join("mappedfiles");
+    go_build(&shunt_tests::go_fixture("mappedfiles"), &prog);
+    let prog = prog.canonicalize().unwrap();
+    let root = root.canonicalize().unwrap();
+    let bin = root.join("usr/local/bin");
+    let mapped_by = |what: &str| -> Vec<String> {
+        let mut c = Command::new(bin.join("shunt"));
+        c.arg("run").arg("--").arg(&prog).arg(&prog).env_remove("SHUNT_LIB").env_remove("SHUNT_EXE");
+        let o = run(c, None, std::time::Duration::from_secs(120));
+        assert!(o.status.success(), "{what}: shunt run failed: {}", o.stderr_str());
+        o.stdout_str().lines().map(str::to_string).collect()
+    };
+    let loader = bin.join("shunt-load").display().to_string();
+    let shunt = bin.join("shunt").display().to_string();
+    let maps = mapped_by("with shunt-load");
+    assert!(maps.contains(&loader), "the handler runs in the image's shunt-load: it maps {maps:?}");
+    assert!(!maps.contains(&shunt), "the handler's process maps shunt: {maps:?}");
+    std::fs::remove_file(&loader).unwrap();
+    let maps = mapped_by("without shunt-load");
+    assert!(maps.contains(&shunt), "without shunt-load the handler runs in shunt: it maps {maps:?}");
+    assert!(!maps.contains(&loader), "{maps:?}");
 }
 
 /// Shrink-wraps a function with the template, builds it with shunt, and

@@ -1,0 +1,3 @@
+module mappedfiles
+
+go 1.22

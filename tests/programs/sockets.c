@@ -26,6 +26,8 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
+#include <dirent.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <linux/sockios.h>
 #include <unistd.h>
@@ -1354,7 +1356,9 @@ static int exec_child(int keep, int gone) {
  * the fd kept at its number, and vfork + dup2 onto a fixed number before
  * the exec (what Go's os/exec does with ExtraFiles). */
 #define EXEC_BULK 300000 /* more than one ring (256 KiB) */
-static void exec_ring_once(const char *self, int use_vfork) {
+/* Shapes of exec_ring_once: how the child gets the connection. */
+enum { FORK_KEEP, VFORK_DUP2, FORK_CLOSEFROM };
+static void exec_ring_once(const char *self, int shape) {
     int c, a;
     pair(&c, &a);
     /* Both directions carry bytes before the exec (the connector's writes
@@ -1365,7 +1369,18 @@ static void exec_ring_once(const char *self, int use_vfork) {
     int keep = fcntl(c, F_DUPFD_CLOEXEC, 0);
     close(c);
     pid_t pid;
-    if (use_vfork) {
+    if (shape == FORK_CLOSEFROM) {
+        /* What Python's subprocess does with pass_fds: the fd onto a
+         * fixed number, every other one closed (close_range). */
+        pid = fork();
+        if (pid == 0) {
+            if (keep != 3 && dup2(keep, 3) < 0) _exit(126);
+            if (keep == 3 && fcntl(3, F_SETFD, 0) < 0) _exit(126);
+            closefrom(4);
+            execl(self, self, "exec-ring-child", "3", (char *)NULL);
+            _exit(127);
+        }
+    } else if (shape == VFORK_DUP2) {
         pid = vfork();
         if (pid == 0) {
             /* onto 7 (below `keep` and the other fds of the scenario's
@@ -1406,9 +1421,64 @@ static void exec_ring_once(const char *self, int use_vfork) {
 
 static void sc_exec_ring(const char *self) {
     printf("fork + exec:\n");
-    exec_ring_once(self, 0);
+    exec_ring_once(self, FORK_KEEP);
     printf("vfork + dup2 + exec:\n");
-    exec_ring_once(self, 1);
+    exec_ring_once(self, VFORK_DUP2);
+    printf("fork + dup2 + closefrom + exec:\n");
+    exec_ring_once(self, FORK_CLOSEFROM);
+}
+
+/* Whether a descriptor names a memfd (what the runtime keeps of a ring
+ * connection's segment; never the program's to see). */
+static int is_memfd(int fd) {
+    char p[64], t[256];
+    snprintf(p, sizeof p, "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(p, t, sizeof t - 1);
+    if (n < 0) return 0;
+    t[n] = 0;
+    return !strncmp(t, "/memfd:", 7);
+}
+
+/* The program's view of its descriptors while ring connections are open:
+ * no memfd in /proc/self/fd nor at any number fcntl answers for, and
+ * dup2 onto any number works as natively. */
+static void sc_hidden_fds(void) {
+    int c[4], a[4];
+    for (int i = 0; i < 4; i++) {
+        pair(&c[i], &a[i]);
+        wr(c[i], "x");
+        show_exactly("read", a[i], 1);
+    }
+    int listed = 0, memfds = 0;
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        listed++;
+        if (is_memfd(atoi(e->d_name))) memfds++;
+    }
+    if (d) closedir(d);
+    printf("memfds listed in /proc/self/fd: %d\n", memfds);
+    int probed = 0;
+    for (int fd = 3; fd < 4096; fd++)
+        if (fcntl(fd, F_GETFD) >= 0 && is_memfd(fd)) probed++;
+    printf("memfds fcntl answers for: %d\n", probed);
+    /* dup2 onto the numbers a runtime would pick (above 1000, where an
+     * instance's segment broker sits): each is the program's afterwards,
+     * and the connections go on. */
+    int ok = 0;
+    for (int fd = 1001; fd < 1017; fd++) {
+        if (dup2(c[0], fd) == fd && fcntl(fd, F_GETFD) == 0) ok++;
+        close(fd);
+    }
+    printf("dup2 onto 1001..1016: %d of 16\n", ok);
+    for (int i = 0; i < 4; i++) {
+        wr(a[i], "y");
+        show_exactly("back", c[i], 1);
+        close(c[i]);
+        close(a[i]);
+    }
+    (void)listed;
 }
 
 static int exec_ring_child(int fd) {
@@ -1495,6 +1565,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(s, "fork-while-parked")) sc_fork_while_parked();
     else if (!strcmp(s, "exec")) sc_exec(argv[0]);
     else if (!strcmp(s, "exec-ring")) sc_exec_ring(argv[0]);
+    else if (!strcmp(s, "hidden-fds")) sc_hidden_fds();
     else if (!strcmp(s, "many")) sc_many(argc > 2 ? atoi(argv[2]) : 1000);
     else {
         fprintf(stderr, "sockets: unknown scenario %s\n", s);

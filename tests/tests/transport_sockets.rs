@@ -49,7 +49,7 @@ fn connect_accept_read_write_close_over_rings() {
 /// shunt run's transcript equal to the kernel's, spin off and auto.
 #[test]
 fn every_socket_semantic_matches_the_kernel() {
-    const SCENARIOS: [&str; 24] = [
+    const SCENARIOS: [&str; 25] = [
         "connect-blocking",
         "connect-nonblocking",
         "accept4",
@@ -73,6 +73,7 @@ fn every_socket_semantic_matches_the_kernel() {
         "fork-while-parked",
         "exec",
         "exec-ring",
+        "hidden-fds",
         "many",
     ];
     for spin in ["off", "auto"] {
@@ -119,4 +120,40 @@ fn kernel_transport_upgrades_nothing() {
     assert!(stats.0.get("transport").is_none(), "{}", stats.0);
     // `socket` stays on the gate's kernel route: no full path for it.
     assert_eq!(stats.get("socket", "emulated"), 0);
+}
+
+/// Rings survive an exec without privileges: each end keeps its segment's
+/// memfd (hidden at a high number), which the exec hook hands to the new
+/// image. The program runs as uid 65534 with no capabilities (`setpriv`,
+/// as in `uid_change.rs`), so `/proc/self/map_files`, the old way, is shut;
+/// its children exec with the connection kept at its number, dup2'd by a
+/// vfork child, and dup2'd then `closefrom(4)` (which must not close the
+/// hidden memfd). Compared with the same run natively on kernel sockets;
+/// the bulk each exec'd child sends after its exec went through the rings.
+#[test]
+fn exec_keeps_rings_without_privileges() {
+    // SAFETY: geteuid(2) takes no arguments.
+    assert!(unsafe { libc::geteuid() } == 0, "this test needs root (it changes its user with setpriv)");
+    let drop = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"];
+    // The premise: the new user has no capabilities at all.
+    let caps: Vec<&str> = drop.iter().copied().chain(["grep", "^CapEff", "/proc/self/status"]).collect();
+    let o = native(&caps, None);
+    assert_eq!(o.stdout_str(), "CapEff:\t0000000000000000\n", "{}", o.stderr_str());
+    let prog = sockets();
+    let argv: Vec<&str> = drop.iter().copied().chain([prog.as_str(), "exec-ring"]).collect();
+    let reference = native(&argv, None);
+    assert!(reference.status.success(), "natively: {}", reference.stderr_str());
+    assert_eq!(reference.stdout_str().matches("bulk from the child: 300000 bytes").count(), 3, "{}", reference.stdout_str());
+    for spin in ["off", "auto"] {
+        let (out, stats) = under_shunt(&argv, None, &["--transport", "shm", "--spin", spin]);
+        let err = out.stderr_str();
+        assert_same(&format!("exec-ring as uid 65534, --spin {spin}"), &reference, &out);
+        assert!(!err.contains("does not follow this exec"), "spin {spin}: a connection fell back to the bare kernel socket: {err}");
+        let (shm, kernel, bytes) = transport(&stats);
+        assert_eq!((shm, kernel), (6, 0), "three connections, both ends on rings: {}", stats.0);
+        // Each exec'd child sends 6 + 300000 bytes after its exec; they
+        // count as ring bytes only if its end is still on the rings.
+        assert!(bytes >= 3 * 300_006, "spin {spin}: {bytes} ring bytes: {}", stats.0);
+        assert_eq!(stats.total("trapped"), 0, "{}", stats.0);
+    }
 }

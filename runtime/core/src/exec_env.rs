@@ -129,14 +129,19 @@ pub struct ExecEnv<'a> {
     /// the exec fails.
     undo: [i32; MAX_UNDO],
     nundo: usize,
+    /// What hooks want done if the exec fails ([`ExecEnv::on_failure`]).
+    failed: [Option<fn()>; MAX_ON_FAILURE],
 }
+
+/// Hooks' functions one exec runs if it fails.
+const MAX_ON_FAILURE: usize = 4;
 
 /// Descriptors hooks may open for one exec ([`ExecEnv::open_for_exec`]).
 pub const MAX_UNDO: usize = 64;
 
 impl<'a> ExecEnv<'a> {
     pub(crate) fn new(bytes: &'a mut [u8], ptrs: &'a mut [u64]) -> Self {
-        ExecEnv { bytes, used: 0, ptrs, n: 0, undo: [-1; MAX_UNDO], nundo: 0 }
+        ExecEnv { bytes, used: 0, ptrs, n: 0, undo: [-1; MAX_UNDO], nundo: 0, failed: [None; MAX_ON_FAILURE] }
     }
 
     /// Records `fd`, opened by a hook for the new image, to be closed if the
@@ -151,6 +156,19 @@ impl<'a> ExecEnv<'a> {
         true
     }
 
+    /// Runs `f` if the exec fails (a hook that changed something of this
+    /// image for the new one undoes it). `false` when the list is full:
+    /// the hook must not make the change.
+    pub fn on_failure(&mut self, f: fn()) -> bool {
+        match self.failed.iter_mut().find(|s| s.is_none()) {
+            Some(s) => {
+                *s = Some(f);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// The exec failed: the old image goes on, and closes what the hooks
     /// opened for the new one.
     pub(crate) fn exec_failed(&mut self) {
@@ -158,6 +176,11 @@ impl<'a> ExecEnv<'a> {
             crate::raw::close(fd);
         }
         self.nundo = 0;
+        for f in self.failed.iter_mut() {
+            if let Some(f) = f.take() {
+                f();
+            }
+        }
     }
 
     /// Bytes still free for variables.

@@ -44,6 +44,7 @@ pub mod exec_env;
 pub mod fd;
 pub mod fd_owner;
 pub mod fork;
+pub mod hidden;
 pub mod gate;
 pub mod hooks;
 pub mod install;

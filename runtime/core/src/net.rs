@@ -71,7 +71,7 @@
 
 use core::cell::UnsafeCell;
 use core::mem::MaybeUninit;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicU8, Ordering};
 
 use shunt_abi::segment::{SegmentHeader, TR_KERNEL_CONNECTIONS, TR_SHM_BYTES, TR_SHM_CONNECTIONS};
 use shunt_abi::syscalls::nr;
@@ -133,6 +133,13 @@ struct Object {
     /// exec hook knows the connection behind an fd whatever the fd table
     /// says (a vfork child renumbers fds without it).
     ino: AtomicU64,
+    /// A connection's segment (its memfd, hidden at a high number,
+    /// `crate::hidden`; -1: none could be kept), which an exec hands to the
+    /// new image.
+    memfd: AtomicI32,
+    /// That memfd's inode (how the exec hook knows the number still names
+    /// it: a vfork child may have put something else there).
+    memfd_ino: AtomicU64,
     /// A connection's end (written while BUSY, read once the state says CONN).
     end: UnsafeCell<MaybeUninit<End>>,
 }
@@ -149,6 +156,8 @@ static OBJECTS: [Object; MAX_OBJECTS] = [const {
         registry: AtomicU32::new(0),
         uncounted: AtomicBool::new(false),
         ino: AtomicU64::new(0),
+        memfd: AtomicI32::new(-1),
+        memfd_ino: AtomicU64::new(0),
         end: UnsafeCell::new(MaybeUninit::uninit()),
     }
 }; MAX_OBJECTS];
@@ -203,6 +212,7 @@ pub fn configure(transport: bool, spin: SpinMode) -> Result<(), ()> {
         let id = crate::fd_owner::register_owner(&OWNER).map_err(|_| ())?;
         OWNER_ID.store(id.0, Ordering::Relaxed);
         crate::hooks::on_exec(exec_conns).map_err(|_| ())?;
+        crate::hidden::set_moved(memfd_moved);
         crate::hooks::on_fork_child(after_fork).map_err(|_| ())?;
         ON.store(true, Ordering::Release);
     }
@@ -379,6 +389,8 @@ fn alloc(state: u32, registry: i32, end: Option<End>) -> Option<usize> {
             o.registry.store(registry as u32, Ordering::Relaxed);
             o.uncounted.store(false, Ordering::Relaxed);
             o.ino.store(0, Ordering::Relaxed);
+            o.memfd.store(-1, Ordering::Relaxed);
+            o.memfd_ino.store(0, Ordering::Relaxed);
             if let Some(e) = end {
                 // SAFETY: we hold the slot (BUSY): nobody reads `end` now.
                 unsafe { (*o.end.get()).write(e) };
@@ -420,6 +432,7 @@ fn release(t: u64) {
             // SAFETY: CONN: `end` is initialised; no fd of this process
             // refers to it any more, so no call can be using it.
             unsafe { (*o.end.get()).assume_init().unmap() };
+            crate::hidden::release(o.memfd.swap(-1, Ordering::AcqRel));
         }
         _ => {}
     }
@@ -564,6 +577,74 @@ fn socket_ino(fd: i32) -> u64 {
     st.st_ino
 }
 
+/// The inode of whatever `fd` names (0: not open).
+fn fd_ino(fd: i32) -> u64 {
+    // SAFETY: an all-zero stat is a valid value of this plain C struct.
+    let mut st: libc::stat = unsafe { core::mem::zeroed() };
+    // SAFETY: `st` is writable and as large as the kernel's struct stat.
+    let r = unsafe { raw::syscall2(nr::FSTAT, fd as u64, &mut st as *mut libc::stat as u64) };
+    if r < 0 {
+        return 0;
+    }
+    st.st_ino
+}
+
+/// Keeps `memfd`, connection `i`'s segment, for a later exec: hidden at a
+/// high number (`crate::hidden`; where it is when an exec carried it up
+/// there already). Without a free high number (the fd limit) the
+/// connection goes without, and an exec falls back to reopening the
+/// segment from its mapping ([`exec_conns`]). `memfd` is the object's or
+/// closed, either way; never a reason to fail the connect or accept.
+fn keep_memfd(i: usize, memfd: i32) {
+    if memfd < 0 {
+        return;
+    }
+    let kept = if memfd >= crate::hidden::HIGH_FD && crate::hidden::adopt(memfd, i as u64) {
+        memfd
+    } else {
+        crate::hidden::place(memfd, i as u64)
+    };
+    if kept >= 0 {
+        OBJECTS[i].memfd_ino.store(fd_ino(kept), Ordering::Relaxed);
+        OBJECTS[i].memfd.store(kept, Ordering::Release);
+    }
+}
+
+/// A hidden segment memfd moved (the program `dup2`'d onto its number).
+fn memfd_moved(token: u64, new_fd: i32) {
+    if let Some(o) = OBJECTS.get(token as usize) {
+        if new_fd < 0 {
+            o.memfd_ino.store(0, Ordering::Relaxed);
+        }
+        o.memfd.store(new_fd, Ordering::Release);
+    }
+}
+
+/// Connection `i`'s kept memfd, made inheritable for the exec under way
+/// (in this process's fd table only: a vfork child's is its own), if the
+/// number still names the segment.
+fn memfd_for_exec(i: usize) -> Option<i32> {
+    let o = &OBJECTS[i];
+    let m = o.memfd.load(Ordering::Acquire);
+    if m < 0 || fd_ino(m) != o.memfd_ino.load(Ordering::Relaxed) {
+        return None;
+    }
+    // SAFETY: fcntl(F_SETFD) on an fd; no memory.
+    let r = unsafe { raw::syscall3(nr::FCNTL, m as u64, libc::F_SETFD as u64, 0) };
+    (r == 0).then_some(m)
+}
+
+/// The exec failed: the kept memfds are close-on-exec again.
+fn exec_failed() {
+    for o in OBJECTS.iter() {
+        let m = o.memfd.load(Ordering::Acquire);
+        if m >= 0 && o.state.load(Ordering::Acquire) == CONN {
+            // SAFETY: fcntl(F_SETFD) on an fd; no memory.
+            unsafe { raw::syscall3(nr::FCNTL, m as u64, libc::F_SETFD as u64, libc::FD_CLOEXEC as u64) };
+        }
+    }
+}
+
 /// The variable that carries ring connections across `execve`:
 /// `SHUNT_CONNS=<fd>:<side>:<memfd>,<fd>=<earlier fd of the same end>,…`.
 pub const CONNS_VAR: &[u8] = b"SHUNT_CONNS";
@@ -598,6 +679,9 @@ fn exec_conns(env: &mut ExecEnv<'_>) {
     let mut w = crate::text::FixedBuf::new(&mut out);
     let mut seen = [(0usize, 0i32); MAX_CARRIED];
     let mut nseen = 0;
+    // Kept memfds are made inheritable below; a failed exec makes them
+    // close-on-exec again.
+    let keeps = env.on_failure(exec_failed);
     let mut dents = [0u8; 1024];
     loop {
         // SAFETY: getdents64 writes at most `dents.len()` bytes into it.
@@ -645,6 +729,15 @@ fn exec_conns(env: &mut ExecEnv<'_>) {
             if w.buf.len() - w.len < 40 || env.room() < w.buf.len() + 16 {
                 continue;
             }
+            if let Some(m) = memfd_for_exec(i).filter(|_| keeps) {
+                let side = e.side() as u8;
+                let _ = core::fmt::Write::write_fmt(&mut w, format_args!("{sep}{fd}:{side}:{m}"));
+                seen[nseen] = (i, fd);
+                nseen += 1;
+                continue;
+            }
+            // No memfd kept (the fd limit when it was made): reopen the
+            // segment from this image's mapping.
             let (lo, hi) = e.map_range();
             let mut path = [0u8; 64];
             let mut pw = crate::text::FixedBuf::new(&mut path);
@@ -657,7 +750,7 @@ fn exec_conns(env: &mut ExecEnv<'_>) {
                 // Without the capability the kernel asks for: the new image
                 // gets the kernel socket alone (module docs, departures).
                 crate::events::warning(
-                    b"a ring connection does not follow this exec (reopening its segment needs CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE):",
+                    b"a ring connection does not follow this exec (no descriptor of its segment was kept, at the fd limit, and reopening it needs CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE):",
                     pw.as_bytes().split(|&b| b == 0).next().unwrap_or(b""),
                 );
                 continue;
@@ -732,16 +825,21 @@ pub fn restore_conns(spec: &str) -> usize {
             continue;
         }
         let end = if on() { End::reattach(memfd, side).ok() } else { None };
-        raw::close(memfd);
         let ino = socket_ino(fd);
+        if end.is_none() || ino == 0 {
+            raw::close(memfd);
+        }
         match end {
             Some(e) if ino != 0 => match alloc(CONN, -1, Some(e)) {
                 Some(i) => {
                     OBJECTS[i].ino.store(ino, Ordering::Relaxed);
+                    // Kept again (hidden) for the next exec.
+                    keep_memfd(i, memfd);
                     remark(fd, token(K_CONN, i));
                     n += 1;
                 }
                 None => {
+                    raw::close(memfd);
                     // SAFETY: not referenced by any object or fd.
                     unsafe { e.unmap() };
                     fds().unmark(fd);
@@ -813,14 +911,16 @@ fn connect(c: &mut Call<'_>, fd: i32) -> Ret {
     };
     let (names, k) = rendezvous::connect_names(&dst);
     let mut end = None;
+    let mut seg = -1;
     if let Ok((e, memfd)) = End::create(DEFAULT_RING_BYTES) {
         if rendezvous::deposit(&names[..k], memfd, fd, DEFAULT_RING_BYTES) {
             end = Some(e);
+            seg = memfd;
         } else {
             // SAFETY: nobody else knows this mapping.
             unsafe { e.unmap() };
+            raw::close(memfd);
         }
-        raw::close(memfd);
     }
     let r = kernel(c);
     let started = r == 0 || r == -(libc::EINPROGRESS as i64) || r == -(libc::EINTR as i64);
@@ -837,11 +937,13 @@ fn connect(c: &mut Call<'_>, fd: i32) -> Ret {
                         OBJECTS[i].uncounted.store(true, Ordering::Relaxed);
                     }
                     OBJECTS[i].ino.store(socket_ino(fd), Ordering::Relaxed);
+                    keep_memfd(i, seg);
                     remark(fd, token(K_CONN, i));
                 }
                 None => {
                     // No room: stays kernel TCP (the acceptor sees us
                     // never switch, which is plain TCP on both sides).
+                    raw::close(seg);
                     fds().unmark(fd);
                     // SAFETY: not referenced by any object or fd.
                     unsafe { e.unmap() };
@@ -854,6 +956,7 @@ fn connect(c: &mut Call<'_>, fd: i32) -> Ret {
             // stays fresh for another attempt.
             // SAFETY: not referenced by any object or fd.
             unsafe { e.unmap() };
+            raw::close(seg);
         }
         None if r == 0 => {
             fds().unmark(fd);
@@ -907,16 +1010,18 @@ fn listener(c: &mut Call<'_>, fd: i32, t: u64) -> Option<Ret> {
     }
     let newfd = r as i32;
     let registry = o.registry.load(Ordering::Relaxed) as i32;
-    match CLAIMS.claim(registry, newfd, tid(c)) {
-        Some(e) => {
+    match CLAIMS.claim_keep(registry, newfd, tid(c)) {
+        Some((e, seg)) => {
             e.set_nonblock(flags & libc::SOCK_NONBLOCK != 0);
             match alloc(CONN, -1, Some(e)) {
                 Some(i) => {
                     OBJECTS[i].ino.store(socket_ino(newfd), Ordering::Relaxed);
+                    keep_memfd(i, seg);
                     let _ = fds().mark(newfd, owner_id(), token(K_CONN, i));
                     count(TR_SHM_CONNECTIONS, 1);
                 }
                 None => {
+                    raw::close(seg);
                     // SAFETY: not referenced by any object or fd. (The
                     // connector switched to a ring nobody reads: the
                     // connection stalls; only at MAX_OBJECTS connections.)

@@ -41,6 +41,11 @@ const BROKER_WAIT_SECS: i64 = 10;
 pub(crate) fn set_broker(fd: Option<i32>) {
     BROKER_FD.store(fd.unwrap_or(-1), Ordering::Relaxed);
 }
+
+/// The broker's socket (-1: none).
+pub(crate) fn broker_fd() -> i32 {
+    BROKER_FD.load(Ordering::Relaxed)
+}
 /// NUL-terminated instance directory (empty: no instance). Written once at
 /// installation, read-only afterwards.
 static mut INSTANCE_DIR: [u8; 2048] = [0; 2048];

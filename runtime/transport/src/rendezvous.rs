@@ -441,6 +441,15 @@ impl Claims {
     /// also declines the connections Go's HTTP client closes unused before
     /// the server accepts them, which then count as kernel TCP.)
     pub fn claim(&self, registry: i32, accepted: i32, tid: u32) -> Option<End> {
+        self.claim_keep(registry, accepted, tid).map(|(e, memfd)| {
+            sys::close(memfd);
+            e
+        })
+    }
+
+    /// [`Claims::claim`], also returning the segment's memfd (close-on-exec;
+    /// the caller's to keep or close), which an exec can hand on.
+    pub fn claim_keep(&self, registry: i32, accepted: i32, tid: u32) -> Option<(End, i32)> {
         let local = SockKey::of_socket(accepted, false).ok()?;
         let peer = SockKey::of_socket(accepted, true).ok()?;
         // A signal handler that accepts while its thread claims: plain TCP.
@@ -591,10 +600,15 @@ fn resolve(s: &mut Slot) {
     }
 }
 
-fn take(s: &mut Slot) -> Option<End> {
+fn take(s: &mut Slot) -> Option<(End, i32)> {
     debug_assert!(s.conn < 0);
-    let r = End::attach(s.memfd).ok();
-    sys::close(s.memfd);
+    let r = match End::attach(s.memfd) {
+        Ok(e) => Some((e, s.memfd)),
+        Err(_) => {
+            sys::close(s.memfd);
+            None
+        }
+    };
     if s.proof >= 0 {
         sys::close(s.proof);
     }

@@ -37,6 +37,10 @@ pub fn on_fd0(c: &mut Call) -> Ret {
     let fd = c.args[0] as i32;
     let table = c.task.process().fds;
     let Some((owner, _, token)) = fd_owner::lookup(table, fd) else { return forward(c) };
+    if core::ptr::eq(owner, &crate::hidden::OWNER) {
+        // Not open, as far as the program knows: `close` and `dup` too.
+        return (owner.call)(c, fd, token).unwrap_or_else(|| forward(c));
+    }
     if shares_parent_table(c) && matches!(c.nr as usize, nr::CLOSE | nr::DUP | nr::FCNTL) {
         if c.nr as usize != nr::FCNTL || matches!(c.args[1] as i32, libc::F_DUPFD | libc::F_DUPFD_CLOEXEC) {
             return forward(c);
@@ -82,10 +86,17 @@ fn duplicate(c: &Call, table: &FdTable, fd: i32) -> Ret {
     r
 }
 
-fn dup_onto(c: &Call) -> Ret {
+fn dup_onto(c: &mut Call) -> Ret {
     let (old, new) = (c.args[0] as i32, c.args[1] as i32);
+    if crate::hidden::is_hidden(old) {
+        // (A vfork child's numbers are its parent's until it moves them.)
+        return crate::hidden::refused(c);
+    }
     if shares_parent_table(c) {
         return forward(c);
+    }
+    if old != new && crate::hidden::is_hidden(new) {
+        crate::hidden::vacate(new);
     }
     let r = forward(c);
     if r.value >= 0 {
@@ -102,15 +113,68 @@ pub fn sys_dup3(c: &mut Call) -> Ret {
     dup_onto(c)
 }
 
+/// The kernel's `close_range(first, last, flags)` over the numbers between
+/// hidden fds (`crate::hidden`), which stay open: one call per gap, the
+/// first error returned (`CLOSE_RANGE_UNSHARE` done by the first call).
+fn close_range_around_hidden(c: &Call, first: u64, last: u64, flags: u64) -> Ret {
+    if !crate::hidden::any() {
+        return forward(c);
+    }
+    c.count_now(crate::layout::Answer::Passthrough);
+    let close = |a: u64, b: u64| -> i64 {
+        // SAFETY: close_range with integer arguments.
+        unsafe { crate::raw::syscall3(nr::CLOSE_RANGE, a, b, flags) }
+    };
+    let broker = crate::segment::broker_fd();
+    let mut broker = if broker >= 0 { Some(broker as u64) } else { None };
+    let mut from = first;
+    let mut r = 0i64;
+    // Skips the hidden number `f` (ascending): closes what lies before it.
+    let skip = |f: u64, from: &mut u64, r: &mut i64| {
+        if *r != 0 || f < *from || f > last {
+            return;
+        }
+        if f > *from {
+            *r = close(*from, f - 1);
+        }
+        *from = f + 1;
+    };
+    c.task.process().fds.for_each_marked(|fd| {
+        if !crate::hidden::marked_hidden(fd) {
+            return;
+        }
+        if let Some(b) = broker.filter(|&b| b < fd as u64) {
+            skip(b, &mut from, &mut r);
+            broker = None;
+        }
+        skip(fd as u64, &mut from, &mut r);
+    });
+    if let Some(b) = broker {
+        skip(b, &mut from, &mut r);
+    }
+    if r == 0 && from <= last {
+        r = close(from, last);
+    }
+    Ret::counted(r)
+}
+
 pub fn sys_close_range(c: &mut Call) -> Ret {
     const CLOSE_RANGE_CLOEXEC: u64 = 1 << 2;
     let (first, last, flags) = (c.args[0], c.args[1], c.args[2]);
     let table = c.task.process().fds;
-    if flags & CLOSE_RANGE_CLOEXEC != 0 || shares_parent_table(c) {
+    if first > last || (!table.any_marked() && !crate::hidden::any()) {
         return forward(c);
     }
+    if flags & CLOSE_RANGE_CLOEXEC != 0 {
+        // Hidden fds are close-on-exec already.
+        return forward(c);
+    }
+    if shares_parent_table(c) {
+        return close_range_around_hidden(c, first, last, flags);
+    }
+    let in_range = |fd: i32| (first..=last).contains(&(fd as u64)) && !crate::hidden::is_hidden(fd);
     table.for_each_marked(|fd| {
-        if (first..=last).contains(&(fd as u64)) {
+        if in_range(fd) {
             fd_owner::closing(table, fd);
         }
     });
@@ -121,7 +185,7 @@ pub fn sys_close_range(c: &mut Call) -> Ret {
     let mut n = 0;
     let mut all = true;
     table.for_each_marked(|fd| {
-        if (first..=last).contains(&(fd as u64)) {
+        if in_range(fd) {
             if n < taken.len() {
                 if let Some(t) = table.unmark(fd) {
                     taken[n] = (fd, t);
@@ -132,7 +196,7 @@ pub fn sys_close_range(c: &mut Call) -> Ret {
             }
         }
     });
-    let r = forward(c);
+    let r = close_range_around_hidden(c, first, last, flags);
     if r.value == 0 {
         for &(fd, t) in &taken[..n] {
             fd_owner::tell_closed(fd, t);
@@ -140,7 +204,7 @@ pub fn sys_close_range(c: &mut Call) -> Ret {
         if !all {
             // More marked fds than one pass holds: the rest after the close.
             table.for_each_marked(|fd| {
-                if (first..=last).contains(&(fd as u64)) {
+                if in_range(fd) {
                     fd_owner::closed(table, fd);
                 }
             });
@@ -206,4 +270,33 @@ pub fn sys_select(c: &mut Call) -> Ret {
         }
     };
     crate::net::select(c, timeout, 0, 0).unwrap_or_else(|| forward(c))
+}
+
+/// `getdents64`: the kernel's listing, with the entries of hidden fds
+/// (`crate::hidden`) left out when the directory is this process's own
+/// `/proc/self/fd`. (Routed here whenever the process owns any fd.)
+pub fn sys_getdents64(c: &mut Call) -> Ret {
+    let (dirfd, buf, len) = (c.args[0] as i32, c.args[1], c.args[2]);
+    if c.task.process().fds.is_marked(dirfd) {
+        return on_fd0(c);
+    }
+    if !crate::hidden::any() || !crate::hidden::is_own_fd_dir(dirfd) {
+        return forward(c);
+    }
+    c.count_now(crate::layout::Answer::Passthrough);
+    loop {
+        // SAFETY: the program's own call, unchanged.
+        let r = unsafe { crate::raw::syscall6(c.nr as usize, c.args) };
+        if r <= 0 || r as u64 > len || !crate::umem::plausible(buf, r as u64) {
+            return Ret::counted(r);
+        }
+        // SAFETY: the kernel just wrote `r` bytes of records at `buf`
+        // (program memory, checked plausible).
+        let n = unsafe { crate::hidden::filter_dirents(buf as *mut u8, r as usize) };
+        if n != 0 {
+            return Ret::counted(n as i64);
+        }
+        // Every entry of this batch was hidden: the next batch (an empty
+        // answer would read as the end of the directory).
+    }
 }

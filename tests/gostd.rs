@@ -75,7 +75,31 @@ pub fn test_cmd(bin: &Path, dir: &Path, under_shunt: Option<&UnderShunt>, extra:
         None => Command::new(bin),
     };
     cmd.current_dir(dir).args(["-test.short", "-test.v", "-test.timeout=600s", "-test.count=1"]).args(extra);
+    with_terminal_signals(&mut cmd);
     cmd
+}
+
+/// Starts the command with SIGINT and SIGQUIT at their default action, as
+/// from an interactive shell, whatever this process inherited. A background
+/// job of a non-interactive shell (how CI is often started) ignores both,
+/// and the ignore passes to every child: Go's os `TestProcessWithHandleLinux`
+/// then fails on both sides (its child ignores the SIGINT it is sent and
+/// sleeps out its minute). The tests assume a terminal's dispositions, so
+/// both runs get them; that `shunt run` passes an inherited ignore on
+/// like `execve` is `run_programs::ignored_signals_stay_ignored`'s business.
+fn with_terminal_signals(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: only signal(2), which is async-signal-safe, between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            for sig in [libc::SIGINT, libc::SIGQUIT] {
+                if libc::signal(sig, libc::SIG_DFL) == libc::SIG_ERR {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
 }
 
 /// Runs the test binary once and parses its results.

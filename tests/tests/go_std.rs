@@ -18,18 +18,6 @@ const PACKAGES: &[&str] = &[
     "os", "time", "sync", "strings", "net", "net/http", "os/exec", "os/signal", "io", "context", "encoding/json",
 ];
 
-/// Upstream tests left out on both sides, each with why: the comparison is
-/// strict, so a test that fails natively now and then fails this test.
-/// - os `TestProcessWithHandleLinux`: failed natively (passed under shunt)
-///   in a clean-clone CI run on 2026-12-03; it sends SIGINT through a pidfd
-///   to a child right after starting it and wants it dead by that signal.
-fn skipped(pkg: &str) -> &'static [&'static str] {
-    match pkg {
-        "os" => &["-test.skip=^TestProcessWithHandleLinux$"],
-        _ => &[],
-    }
-}
-
 #[test]
 fn go_std_tests_pass_under_shunt_with_zero_traps() {
     let work = tempfile::tempdir().unwrap();
@@ -45,9 +33,9 @@ fn go_std_tests_pass_under_shunt_with_zero_traps() {
         assert!(o.status.success(), "shunt go test -c {pkg} failed:\n{}", o.stderr_str());
         let dir = package_dir(pkg);
 
-        let native = run_tests(&bin, &dir, None, skipped(pkg));
+        let native = run_tests(&bin, &dir, None, &[]);
         let stats_file = work.path().join(format!("{name}.stats.json"));
-        let shunted = run_tests(&bin, &dir, Some(&UnderShunt { stats: &stats_file, flags: &["--transport", "kernel"] }), skipped(pkg));
+        let shunted = run_tests(&bin, &dir, Some(&UnderShunt { stats: &stats_file, flags: &["--transport", "kernel"] }), &[]);
         let stats: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&stats_file).unwrap_or_else(|e| panic!("{pkg}: no stats ({e})")))
                 .unwrap();

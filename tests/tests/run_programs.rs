@@ -193,3 +193,59 @@ fn no_trap_mode_runs_unobserved() {
     assert_eq!(stats.get("getppid", "passthrough"), 201, "only the gate's calls are seen: {getppid}");
     assert_eq!(stats.total("trapped"), 0);
 }
+
+/// A program started with signals ignored finds them ignored, natively and
+/// under `shunt run`, and so do the images it execs: a dynamic program
+/// (through the preload) and a static one (through the loader), each
+/// exec'ing the other. `shunt run` relays SIGINT, SIGTERM, SIGHUP, SIGQUIT
+/// and SIGUSR1 to its program, but not those it was started with ignored:
+/// before, it handed the program SIG_DFL for them, so a background CI job
+/// (SIGINT and SIGQUIT ignored) ran Go's os tests differently under shunt.
+#[test]
+fn ignored_signals_stay_ignored() {
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    let dynamic = program(env!("PROG_SIGDISP"));
+    let fixed = dir.path().join("sigdisp-static");
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("programs/sigdisp.c");
+    let o = std::process::Command::new("gcc").args(["-O2", "-static", "-o"]).arg(&fixed).arg(&src).output().expect("gcc");
+    assert!(o.status.success(), "gcc -static sigdisp.c: {}", String::from_utf8_lossy(&o.stderr));
+    let fixed = fixed.to_str().unwrap();
+    let ignored = [libc::SIGINT, libc::SIGQUIT, libc::SIGHUP, libc::SIGTERM, libc::SIGUSR1, libc::SIGUSR2];
+    let start = |argv: &[&str], shunt_args: Option<&std::path::Path>| {
+        let mut cmd = match shunt_args {
+            Some(stats) => {
+                let mut c = std::process::Command::new(shunt());
+                c.arg("run").arg("--stats").arg(stats).arg("--").args(argv);
+                c
+            }
+            None => {
+                let mut c = std::process::Command::new(argv[0]);
+                c.args(&argv[1..]);
+                c
+            }
+        };
+        // SAFETY: only signal(2), async-signal-safe, between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                for sig in ignored {
+                    if libc::signal(sig, libc::SIG_IGN) == libc::SIG_ERR {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
+        }
+        run(cmd, None, std::time::Duration::from_secs(120))
+    };
+    let want = "ignored: HUP INT QUIT USR1 USR2 TERM\n";
+    for chain in [[dynamic.as_str(), fixed, dynamic.as_str()], [fixed, dynamic.as_str(), fixed]] {
+        let n = start(&chain, None);
+        assert_eq!(n.stdout_str(), want.repeat(3), "natively: {}", n.stderr_str());
+        let stats = dir.path().join("stats.json");
+        let s = start(&chain, Some(&stats));
+        assert_same(&format!("sigdisp {chain:?}"), &n, &s);
+        let stats = Stats::parse(&std::fs::read_to_string(&stats).unwrap());
+        assert!(stats.get("execve", "passthrough") >= 2, "the execs stayed in the instance: {}", stats.0);
+    }
+}

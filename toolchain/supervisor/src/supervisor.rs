@@ -327,6 +327,16 @@ fn send_command(fd: &OwnedFd, op: u8, value: i32) -> bool {
     rustix::net::send(fd, &rec, rustix::net::SendFlags::NOSIGNAL).is_ok()
 }
 
+/// Whether `sig`'s disposition in this process is SIG_IGN.
+fn is_ignored(sig: i32) -> bool {
+    // SAFETY: sigaction with a null new action only reads the disposition
+    // into `old`, a local of libc's layout.
+    unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(sig, std::ptr::null(), &mut old) == 0 && old.sa_sigaction == libc::SIG_IGN
+    }
+}
+
 fn pipe() -> Result<(OwnedFd, OwnedFd)> {
     pipe_with(PipeFlags::CLOEXEC).context("cannot create a pipe")
 }
@@ -415,10 +425,21 @@ impl Supervisor {
     /// [`EventKind::Signal`] events to `to` (instead of their default
     /// action). `shunt run` forwards them to its instance; `shunt faas up`
     /// stops its functions.
+    ///
+    /// A signal this process was started with ignored stays ignored: it is
+    /// not relayed, and the programs it starts inherit the ignore, as they
+    /// would across `execve` (a shell's background job ignores SIGINT and
+    /// SIGQUIT, nohup SIGHUP). Taking such a signal over would hand the
+    /// program SIG_DFL instead, which is what made Go's
+    /// `TestProcessWithHandleLinux` pass under `shunt run` in a background
+    /// CI while it failed natively.
     pub fn relay_signals(&self, signals: &[i32], to: &EventSender) -> Result<()> {
         let core = &self.owner.core;
         let fd = core.signal_w.as_raw_fd();
         for &sig in signals {
+            if is_ignored(sig) {
+                continue;
+            }
             // SAFETY: the action only calls write(2), which is
             // async-signal-safe, on `fd`, which stays open for the life of
             // the process (Core's signal_w is never closed while an action

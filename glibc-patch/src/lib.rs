@@ -206,6 +206,46 @@ pub fn plan_for(file: &Path, loaded_id: Option<&str>) -> Result<String> {
     Ok(cached_or_new_plan(file, &data, &key)?.to_text())
 }
 
+/// The arguments of `glibc plan-for` after its name, as `shunt` and
+/// `shunt-load` both take them (one parser for the one command line the
+/// preload's helper is started with, see [`plan_for`]): `FILE [--loaded-id ID]`.
+#[derive(Debug, PartialEq)]
+pub struct PlanForArgs {
+    pub file: PathBuf,
+    /// The build-id of the loaded object: a file that is another build is refused.
+    pub loaded_id: Option<String>,
+}
+
+/// [`PlanForArgs`]' command line, for usage lines.
+pub const PLAN_FOR_USAGE: &str = "glibc plan-for FILE [--loaded-id ID]";
+
+impl PlanForArgs {
+    /// Parses the words after `plan-for`; the error is a usage line.
+    pub fn parse(args: &[std::ffi::OsString]) -> Result<Self, String> {
+        let (file, loaded_id) = match args {
+            [f] => (f, None),
+            [f, flag, id] if flag == "--loaded-id" => (f, Some(id.to_string_lossy().into_owned())),
+            _ => return Err(format!("usage: {PLAN_FOR_USAGE}")),
+        };
+        Ok(PlanForArgs { file: PathBuf::from(file), loaded_id })
+    }
+
+    /// Answers as the preload expects (it reads only the pipe): the plan on
+    /// stdout and exit status 0, or one error line on stdout and 1.
+    pub fn answer(&self) -> std::process::ExitCode {
+        match plan_for(&self.file, self.loaded_id.as_deref()) {
+            Ok(text) => {
+                print!("{text}");
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                println!("{e:#}");
+                std::process::ExitCode::FAILURE
+            }
+        }
+    }
+}
+
 /// The plan of an image that is about to run (`data` is its file, `key` its
 /// [`Image::key`]): the cached plan when one made by this planner exists in
 /// [`plan_dirs`], else a new one, cached in the first writable plan
@@ -235,4 +275,26 @@ pub fn cached_or_new_plan(path: &Path, data: &[u8], key: &str) -> Result<Plan> {
         }
     }
     Ok(analysis.plan)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PlanForArgs;
+    use std::ffi::OsString;
+
+    fn parse(a: &[&str]) -> Result<PlanForArgs, String> {
+        PlanForArgs::parse(&a.iter().map(OsString::from).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn plan_for_arguments_as_the_preload_writes_them() {
+        assert_eq!(parse(&["/lib/libc.so.6"]).unwrap(), PlanForArgs { file: "/lib/libc.so.6".into(), loaded_id: None });
+        assert_eq!(
+            parse(&["/l", "--loaded-id", "ab12"]).unwrap(),
+            PlanForArgs { file: "/l".into(), loaded_id: Some("ab12".into()) }
+        );
+        for bad in [&[][..], &["/l", "--loaded-id"], &["/l", "--other", "x"], &["/l", "/m"], &["/l", "--loaded-id", "x", "y"]] {
+            assert!(parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
 }

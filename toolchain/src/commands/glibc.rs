@@ -34,13 +34,14 @@ pub enum GlibcCommand {
     PlanFor(PlanForArgs),
 }
 
+/// Taken as words and parsed by [`gp::PlanForArgs`], which `shunt-load`
+/// uses too: one parser for the command line the preload writes.
 #[derive(Args)]
 pub struct PlanForArgs {
-    /// The object.
-    pub file: PathBuf,
-    /// The build-id of the loaded object: refuse a file that is another build.
-    #[arg(long, value_name = "ID")]
-    pub loaded_id: Option<String>,
+    /// FILE [--loaded-id ID]: the object, and the build-id of the loaded
+    /// object (a file that is another build is refused).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "FILE [--loaded-id ID]")]
+    pub args: Vec<std::ffi::OsString>,
 }
 
 #[derive(Args)]
@@ -84,14 +85,11 @@ fn plan(a: PlanArgs) -> Result<()> {
 /// `plan-for`: the plan on stdout and exit 0, or one error line on stdout
 /// (the preload reads only the pipe) and exit 1.
 fn plan_for(a: PlanForArgs) -> ExitCode {
-    match gp::plan_for(&a.file, a.loaded_id.as_deref()) {
-        Ok(text) => {
-            print!("{text}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            println!("{e:#}");
-            ExitCode::FAILURE
+    match gp::PlanForArgs::parse(&a.args) {
+        Ok(req) => req.answer(),
+        Err(usage) => {
+            eprintln!("shunt: {usage}");
+            ExitCode::from(2)
         }
     }
 }

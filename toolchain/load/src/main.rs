@@ -21,7 +21,6 @@
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
 use std::process::ExitCode;
 
 const USAGE: &str = "usage: shunt-load load --argv0 ARGV0 [--] PROGRAM [ARG...] | shunt-load glibc plan-for FILE [--loaded-id ID]";
@@ -41,7 +40,10 @@ fn main() -> ExitCode {
             },
             Err(e) => fail(&e),
         },
-        [b"glibc", b"plan-for", ..] => plan_for(&args[2..]),
+        [b"glibc", b"plan-for", ..] => match shunt_glibc_patch::PlanForArgs::parse(&args[2..]) {
+            Ok(a) => a.answer(),
+            Err(_) => fail(USAGE),
+        },
         _ => fail(USAGE),
     }
 }
@@ -67,26 +69,6 @@ fn load_args(args: &[OsString]) -> Result<(OsString, Vec<OsString>), String> {
         return Err(format!("load: no program given ({USAGE})"));
     }
     Ok((argv0, rest.to_vec()))
-}
-
-/// `plan-for`: the plan on stdout and exit 0, or one error line on stdout
-/// (the preload reads only the pipe) and exit 1 — as `shunt glibc plan-for`.
-fn plan_for(args: &[OsString]) -> ExitCode {
-    let (file, loaded_id) = match args {
-        [f] => (f, None),
-        [f, flag, id] if flag == "--loaded-id" => (f, Some(id.to_string_lossy().into_owned())),
-        _ => return fail(USAGE),
-    };
-    match shunt_glibc_patch::plan_for(Path::new(file), loaded_id.as_deref()) {
-        Ok(text) => {
-            print!("{text}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            println!("{e:#}");
-            ExitCode::FAILURE
-        }
-    }
 }
 
 #[cfg(test)]

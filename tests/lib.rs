@@ -297,3 +297,17 @@ with tempfile.TemporaryDirectory() as d:
         with open(os.path.join(d, f"f{i}"), "w") as f: json.dump({"i": i}, f)
     print(sum(json.load(open(os.path.join(d, n)))["i"] for n in sorted(os.listdir(d))))
 "#;
+
+/// Whether process `pid` maps the file `path` of its own root
+/// (`/proc/PID/root`, e.g. a container's): a line of `/proc/PID/maps` with
+/// that file's inode and name. False when the file does not exist there.
+pub fn maps_file(pid: u32, path: &str) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::metadata(format!("/proc/{pid}/root{path}")) else { return false };
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_else(|e| panic!("/proc/{pid}/maps: {e}"));
+    let name = Path::new(path).file_name().and_then(|n| n.to_str()).unwrap_or(path);
+    maps.lines().any(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        f.len() >= 6 && f[4].parse::<u64>() == Ok(meta.ino()) && f[5].rsplit('/').next() == Some(name)
+    })
+}

@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use shunt_containerd::{Containerd, ImageConfig, Network, Options, RunSpec, build_oci_archive};
 use shunt_tests::templates::{BUILD_LIMIT, copy_tree, scratch, templates};
-use shunt_tests::{Outcome, Stats, go_toolchain, run, shunt, target_dir};
+use shunt_tests::{Outcome, Stats, go_toolchain, maps_file, run, shunt, target_dir};
 
 const BUSYBOX: &str = "/bin/busybox";
 /// How long one container may take to run to its end.
@@ -399,6 +399,12 @@ fn the_go_aes_function_built_by_shunt_faas_serves_as_with_runc_and_nothing_trapp
         s.tmpfs.push("/tmp".into());
         let c = d.run(&s).unwrap_or_else(|e| panic!("{e:#}"));
         let answer = (post(&c, "A unique message"), post(&c, ""));
+        // The static Go handler runs mapped into the runtime's small helper,
+        // started as the supervisor starts it (`shunt-load load …`), not
+        // into the whole shunt; runc's container has neither.
+        let helpers: Vec<&str> = ["/.shunt/shunt-load", "/.shunt/shunt"].into_iter().filter(|p| maps_file(c.pid(), p)).collect();
+        let expect: &[&str] = if rt == Runtime::Shunt { &["/.shunt/shunt-load"] } else { &[] };
+        assert_eq!(helpers, expect, "{id}: the helper files its process {} maps", c.pid());
         if rt == Runtime::Shunt {
             let s = live_stats(&d, id);
             assert_eq!(s.total("trapped"), 0, "a shunt-built Go function traps nothing: {}", s.0);

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use serde_json::Value;
-use shunt_tests::{Stats, target_dir};
+use shunt_tests::{Stats, maps_file, target_dir};
 
 const BUSYBOX: &str = "/bin/busybox";
 
@@ -115,7 +115,14 @@ impl Drop for Removed<'_> {
     }
 }
 
-fn life(rt: &Runtime, bundle: &Path, id: &str) -> Seen {
+/// The files of the runtime's helper executable a process maps, of the
+/// two it can be (`/.shunt/shunt-load`, or `/.shunt/shunt` without it).
+fn helpers_mapped(pid: u32) -> Vec<&'static str> {
+    ["/.shunt/shunt-load", "/.shunt/shunt"].into_iter().filter(|p| maps_file(pid, p)).collect()
+}
+
+/// One container's life; `running` sees its process while it runs.
+fn life(rt: &Runtime, bundle: &Path, id: &str, running: impl FnOnce(u32)) -> Seen {
     let _removed = Removed(rt, id);
     // The container's stdout is this pipe; its process becomes our child.
     let mut create = rt.cmd(&["create", "--bundle", bundle.to_str().unwrap(), id]);
@@ -135,6 +142,7 @@ fn life(rt: &Runtime, bundle: &Path, id: &str) -> Seen {
     assert_eq!(code, 0, "start: {err}");
     let mut line = String::new();
     stdout.read_line(&mut line).unwrap(); // the process says it runs
+    running(pid as u32);
     let running = rt.state(id);
     let (code, ps, err) = rt.call(&["ps", "--format", "json", id]);
     assert_eq!(code, 0, "ps: {err}");
@@ -176,8 +184,10 @@ fn runc_is_the_oracle_for_a_containers_life() {
     let shunt = Runtime { bin: shunt_oci(), root: work.path().join("shunt-root") };
     let b1 = bundle(&work.path().join("b1"), &args);
     let b2 = bundle(&work.path().join("b2"), &args);
-    let native = life(&plain, &b1, "c1");
-    let on_shunt = life(&shunt, &b2, "c1");
+    let native = life(&plain, &b1, "c1", |pid| assert_eq!(helpers_mapped(pid), Vec::<&str>::new()));
+    // busybox is static: it runs mapped into the small helper, as the
+    // supervisor starts it, not into the whole shunt.
+    let on_shunt = life(&shunt, &b2, "c1", |pid| assert_eq!(helpers_mapped(pid), ["/.shunt/shunt-load"], "pid {pid}"));
     assert_eq!(native, on_shunt);
     assert_eq!(native.exit, (None, Some(libc::SIGKILL)));
 
@@ -193,7 +203,49 @@ fn runc_is_the_oracle_for_a_containers_life() {
     // runc's bundle itself was edited, the other fields kept.
     let edited: Value = serde_json::from_slice(&std::fs::read(b2.join("config.json")).unwrap()).unwrap();
     assert_eq!(edited["annotations"]["org.example.kept"], "yes");
-    assert_eq!(edited["process"]["args"][0], "/.shunt/shunt");
+    assert_eq!(
+        edited["process"]["args"],
+        serde_json::json!(["/.shunt/shunt-load", "load", "--argv0", "/bin/busybox", "--", "/bin/busybox", "sh", "-c", "echo ready; read x; echo never"]),
+        "the supervisor's command line"
+    );
+    let env = edited["process"]["env"].as_array().unwrap();
+    assert!(env.iter().any(|e| e == "SHUNT_EXE=/.shunt/shunt-load"), "{env:?}");
+}
+
+/// An installation without `shunt-load` (shunt-oci, shunt and
+/// libshunt.so, as hard links of this build): the supervisor's fallback
+/// rule holds in containers too — the static program runs in
+/// `/.shunt/shunt load …` with the same arguments, and its life, output
+/// and counts are what they are with shunt-load.
+#[test]
+fn without_shunt_load_a_static_program_runs_in_shunt() {
+    // SAFETY: prctl on this process; the test binary is ours.
+    assert_eq!(unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) }, 0);
+    // Beside the build (a hard link needs the same filesystem).
+    let work = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let install = work.path().join("bin");
+    std::fs::create_dir(&install).unwrap();
+    for name in ["shunt-oci", "shunt", "libshunt.so"] {
+        let from = target_dir().join(name);
+        std::fs::hard_link(&from, install.join(name)).or_else(|_| std::fs::copy(&from, install.join(name)).map(drop)).unwrap();
+    }
+    assert!(target_dir().join("shunt-load").is_file(), "the workspace build has shunt-load; this installation leaves it out");
+    let args = ["/bin/busybox", "sh", "-c", "echo ready; read x; echo never"];
+    let plain = Runtime { bin: runc(), root: work.path().join("runc-root") };
+    let shunt = Runtime { bin: install.join("shunt-oci"), root: work.path().join("shunt-root") };
+    let b1 = bundle(&work.path().join("b1"), &args);
+    let b2 = bundle(&work.path().join("b2"), &args);
+    let native = life(&plain, &b1, "f1", |_| {});
+    let on_shunt = life(&shunt, &b2, "f1", |pid| assert_eq!(helpers_mapped(pid), ["/.shunt/shunt"], "pid {pid}"));
+    assert_eq!(native, on_shunt);
+    let edited: Value = serde_json::from_slice(&std::fs::read(b2.join("config.json")).unwrap()).unwrap();
+    assert_eq!(
+        edited["process"]["args"],
+        serde_json::json!(["/.shunt/shunt", "load", "--argv0", "/bin/busybox", "--", "/bin/busybox", "sh", "-c", "echo ready; read x; echo never"])
+    );
+    let stats = Stats::parse(&std::fs::read_to_string(work.path().join("shunt-root-shunt/f1/stats.json")).unwrap());
+    assert_eq!(stats.total("trapped"), 0, "{}", stats.0);
+    assert_eq!(stats.get("write", "redirected"), 1, "one write for `echo ready`: {}", stats.0);
 }
 
 #[test]

@@ -15,7 +15,9 @@
 //!   a dynamically linked program or a script `LD_PRELOAD` of
 //!   `libshunt.so` (the runtime hides all of these from the program);
 //! - for a static program, `process.args` becomes
-//!   `/.shunt/shunt load --argv0 ARG0 -- PROGRAM ARGS…`.
+//!   `/.shunt/shunt-load load --argv0 ARG0 -- PROGRAM ARGS…`, the command
+//!   line the supervisor execs (`/.shunt/shunt load …` where the
+//!   installation has no `shunt-load`: [`files::RuntimeFiles::exe`]).
 //!
 //! The program is found as runc will find it — `process.args[0]` in the
 //! process's `PATH`, inside the container's root filesystem (which the
@@ -156,7 +158,7 @@ fn wrap_process(tree: &mut Value, p: &Process, r: &Record) -> Result<()> {
         eprintln!("shunt-oci: warning: {w}");
     }
 
-    let exe = format!("{MOUNT}/shunt");
+    let exe = files.exe()?;
     let lib = format!("{MOUNT}/libshunt.so");
     let mut new_env: Vec<String> = env
         .iter()

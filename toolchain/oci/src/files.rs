@@ -1,8 +1,11 @@
 //! The runtime's files as a container sees them, read-only at `/.shunt`:
 //!
 //! ```text
-//! /.shunt/shunt          the shunt executable (for `shunt load`), given its own loader:
-//! /.shunt/lib/           ... the host's ld.so and the libraries shunt needs (it must start
+//! /.shunt/shunt-load     the runtime's helper executable, what a static program is started
+//!                        in (`shunt-load load --argv0 ARG0 -- PROGRAM`), chosen by the
+//!                        supervisor's rule: `shunt-load`, or `shunt` (`shunt load`, the
+//!                        same command line) where there is no shunt-load; given its own loader:
+//! /.shunt/lib/           ... the host's ld.so and the libraries it needs (it must start
 //!                        in any image: a busybox or scratch image has no glibc at all)
 //! /.shunt/libshunt.so    the runtime library, preloaded into the image's own programs
 //!                        (which keep the image's glibc: libshunt.so has no RUNPATH)
@@ -16,7 +19,7 @@
 //! Made once per build of shunt on the host, under `<cache root>/oci/<key>`
 //! (the key names the source files' identity: inode, size, mtime), in a
 //! temporary directory renamed into place, so concurrent `create`s never see
-//! it half made. The shunt copy gets its interpreter and library path
+//! it half made. The helper's copy gets its interpreter and library path
 //! rewritten by `patchelf` (Debian's); nothing else is changed.
 
 use std::path::{Path, PathBuf};
@@ -36,21 +39,44 @@ pub struct RuntimeFiles {
     pub dir: PathBuf,
 }
 
+/// The names the helper executable can have (the supervisor's
+/// [`shunt_supervisor::loader_executable`] chose one): `shunt-load`, or
+/// the whole `shunt` it falls back to.
+const HELPERS: [&str; 2] = [shunt_supervisor::LOADER, "shunt"];
+
+impl RuntimeFiles {
+    /// The helper executable, as the container sees it (`SHUNT_EXE`):
+    /// `/.shunt/shunt-load`, or `/.shunt/shunt` when this installation has
+    /// no shunt-load. Both take `load --argv0 ARG0 -- PROGRAM ARGS…`.
+    pub fn exe(&self) -> Result<String> {
+        helper_in(&self.dir)
+            .map(|name| format!("{MOUNT}/{name}"))
+            .ok_or_else(|| anyhow!("{}: neither {} is there", self.dir.display(), HELPERS.join(" nor ")))
+    }
+}
+
+/// The helper's name in a runtime-files directory, if it is made.
+fn helper_in(dir: &Path) -> Option<&'static str> {
+    HELPERS.into_iter().find(|n| dir.join(n).is_file())
+}
+
 /// Directories searched for a library, on the host and in images.
 pub const LIB_DIRS: [&str; 6] = ["/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib64", "/lib", "/usr/lib"];
 
-/// `libshunt.so` and `shunt` of this installation: next to `shunt-oci`
-/// (the cargo build layout), or `$SHUNT_LIB`.
+/// The helper executable and `libshunt.so` of this installation, found
+/// as the supervisor finds them (`shunt run` and the daemon): the library
+/// next to `shunt-oci` (the cargo build layout), in `../lib/shunt`, or
+/// `$SHUNT_LIB`; `shunt-load` beside `shunt-oci` or the library, else
+/// `shunt`.
 fn sources() -> Result<(PathBuf, PathBuf)> {
     let lib = shunt_supervisor::runtime_library()?;
-    let exe = std::env::current_exe().context("cannot find the shunt-oci executable")?;
-    let dir = lib.parent().map(Path::to_path_buf).unwrap_or_default();
-    for c in [dir.join("shunt"), exe.with_file_name("shunt")] {
-        if c.is_file() {
-            return Ok((c, lib));
-        }
+    let exe = shunt_supervisor::loader_executable(&lib)
+        .map_err(|e| anyhow!("{e:#} — build the whole workspace (cargo build --release)"))?;
+    let name = exe.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    if !HELPERS.contains(&name) {
+        bail!("{}: the runtime's helper is named none of {}", exe.display(), HELPERS.join(", "));
     }
-    bail!("the shunt executable is not next to {} — build the whole workspace (cargo build --release)", lib.display())
+    Ok((exe, lib))
 }
 
 fn cache_root() -> PathBuf {
@@ -74,7 +100,7 @@ pub fn prepare() -> Result<RuntimeFiles> {
     };
     let base = cache_root().join("oci");
     let dir = base.join(&key);
-    if dir.join("shunt").is_file() {
+    if helper_in(&dir).is_some() {
         return Ok(RuntimeFiles { dir });
     }
     std::fs::create_dir_all(&base).with_context(|| format!("cannot create {}", base.display()))?;
@@ -88,7 +114,7 @@ pub fn prepare() -> Result<RuntimeFiles> {
     if std::fs::rename(&tmp, &dir).is_err() {
         // Another create made it first.
         let _ = std::fs::remove_dir_all(&tmp);
-        if !dir.join("shunt").is_file() {
+        if helper_in(&dir).is_none() {
             bail!("cannot put the runtime's files in {}", dir.display());
         }
     }
@@ -100,9 +126,10 @@ fn make(tmp: &Path, exe: &Path, lib: &Path) -> Result<()> {
         std::fs::create_dir_all(tmp.join(d)).with_context(|| format!("cannot create {}", tmp.join(d).display()))?;
     }
     std::fs::copy(lib, tmp.join("libshunt.so")).with_context(|| format!("cannot copy {}", lib.display()))?;
-    let shunt = tmp.join("shunt");
-    std::fs::copy(exe, &shunt).with_context(|| format!("cannot copy {}", exe.display()))?;
-    // The host's loader and shunt's libraries, under their sonames.
+    // Under its own name (sources() checked it is one of HELPERS).
+    let helper = tmp.join(exe.file_name().context("the helper has no file name")?);
+    std::fs::copy(exe, &helper).with_context(|| format!("cannot copy {}", exe.display()))?;
+    // The host's loader and the helper's libraries, under their sonames.
     let interp = interpreter(exe)?.ok_or_else(|| anyhow!("{}: not dynamically linked", exe.display()))?;
     let interp_name = interp.file_name().context("the interpreter has no file name")?.to_owned();
     std::fs::copy(&interp, tmp.join("lib").join(&interp_name)).with_context(|| format!("cannot copy {}", interp.display()))?;
@@ -129,11 +156,11 @@ fn make(tmp: &Path, exe: &Path, lib: &Path) -> Result<()> {
         .arg(&loader)
         .arg("--set-rpath")
         .arg(Path::new(MOUNT).join("lib"))
-        .arg(&shunt)
+        .arg(&helper)
         .output()
         .map_err(|e| anyhow!("cannot run patchelf ({e}): apt-get install patchelf (scripts/setup.sh does)"))?;
     if !out.status.success() {
-        bail!("patchelf {}: {}", shunt.display(), String::from_utf8_lossy(&out.stderr).trim());
+        bail!("patchelf {}: {}", helper.display(), String::from_utf8_lossy(&out.stderr).trim());
     }
     Ok(())
 }

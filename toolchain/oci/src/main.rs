@@ -13,7 +13,7 @@
 //!   directory, a host directory, at `/.shunt/instance` — and the
 //!   container's process is started on the runtime: a dynamically linked
 //!   program or a script with `libshunt.so` preloaded, a static one inside
-//!   `shunt load`, with the policy and options the `io.shunt.*`
+//!   `shunt-load load` (as the supervisor starts it), with the policy and options the `io.shunt.*`
 //!   annotations chose ([`settings`], [`bundle`]). Everything else in the
 //!   spec is passed on as it was, byte for byte in meaning (the edit is
 //!   made on the JSON tree, not on a re-serialised typed spec).
@@ -24,7 +24,7 @@
 //!
 //! There is no supervisor inside the container: the container's first
 //! process *is* the program (in its image's own glibc, or mapped into
-//! `shunt load`), so its pid, its signals as pid 1, its exit status, and
+//! `shunt-load`), so its pid, its signals as pid 1, its exit status, and
 //! what `ps`/`state` show are runc's. The stats segments every process of
 //! the container maps live in the stats directory on the host, which
 //! `shunt-oci stats ID` (or `shunt_stats::read_instance`) reads while the

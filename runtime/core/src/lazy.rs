@@ -154,7 +154,7 @@ const AREA_LEN: u64 = 4096;
 const MAX_AREAS: usize = 32;
 /// Bytes reserved per trampoline (the longest is 7 + 27 = 34).
 const STRIDE: u64 = 48;
-/// Bytes reserved for a [`guarded_trampoline`] (the longest is 7 + 53 = 60).
+/// Bytes reserved for a guarded [`trampoline`] (the longest is 7 + 53 = 60).
 const GUARDED_STRIDE: u64 = 2 * STRIDE;
 /// What a `rel32` may reach, with a margin for the page of the site.
 const REACH: u64 = (1 << 31) - (1 << 20);
@@ -281,67 +281,72 @@ fn rel32(next: u64, to: u64) -> Option<[u8; 4]> {
     i32::try_from(d).ok().map(|d| d.to_le_bytes())
 }
 
-/// The trampoline for `site` placed at `here`, with the gate's address at
-/// `slot`; returns its bytes and length. `pre` is the displaced `mov`.
-pub fn trampoline(site: Site, pre: &[u8], here: u64, slot: u64) -> Option<([u8; STRIDE as usize], usize)> {
-    let mut t = [0xccu8; STRIDE as usize];
-    let mut n = 0;
-    let mut put = |b: &[u8], n: &mut usize| {
-        t[*n..*n + b.len()].copy_from_slice(b);
-        *n += b.len();
-    };
-    put(&pre[..site.pre_len], &mut n);
-    put(&[0x48, 0x8d, 0x64, 0x24, 0x80], &mut n); // lea -0x80(%rsp),%rsp
-    put(&[0x9c], &mut n); // pushfq
-    put(&[0xff, 0x15], &mut n); // call *rel32(%rip)
-    let r = rel32(here + n as u64 + 4, slot)?;
-    put(&r, &mut n);
-    put(&[0x9d], &mut n); // popfq
-    put(&[0x48, 0x8d, 0xa4, 0x24, 0x80, 0x00, 0x00, 0x00], &mut n); // lea 0x80(%rsp),%rsp
-    put(&[0xe9], &mut n); // jmp rel32
-    let back = site.at + site.pre_len as u64 + 2;
-    let r = rel32(here + n as u64 + 4, back)?;
-    put(&r, &mut n);
-    Some((t, n))
+/// Trampoline bytes being written at `here`.
+struct Code {
+    t: [u8; GUARDED_STRIDE as usize],
+    n: usize,
+    here: u64,
 }
 
-/// A [`trampoline`] that first looks at the thread's SUD selector: at ALLOW
-/// (the runtime is running and called this code, e.g. a vDSO function from
-/// its time handlers) it executes the `syscall` itself, which the kernel
-/// lets through as it let the original; at BLOCK (program code) it calls
-/// the gate like any trampoline. The flags are the caller's on both paths.
-pub fn guarded_trampoline(site: Site, pre: &[u8], here: u64, slot: u64) -> Option<([u8; GUARDED_STRIDE as usize], usize)> {
-    let mut t = [0xccu8; GUARDED_STRIDE as usize];
-    let mut n = 0;
-    let mut put = |b: &[u8], n: &mut usize| {
-        t[*n..*n + b.len()].copy_from_slice(b);
-        *n += b.len();
-    };
-    put(&pre[..site.pre_len], &mut n);
-    put(&[0x48, 0x8d, 0x64, 0x24, 0x80], &mut n); // lea -0x80(%rsp),%rsp
-    put(&[0x9c], &mut n); // pushfq
-    let sel = u32::try_from(crate::layout::off::TB_SELECTOR).ok()?;
-    put(&[0x65, 0x80, 0x3c, 0x25], &mut n); // cmpb $ALLOW, %gs:sel
-    put(&sel.to_le_bytes(), &mut n);
-    put(&[crate::layout::SELECTOR_ALLOW], &mut n);
-    put(&[0x74, 6 + 1 + 8 + 5], &mut n); // je own (over the gate's path)
-    put(&[0xff, 0x15], &mut n); // call *rel32(%rip)
-    let r = rel32(here + n as u64 + 4, slot)?;
-    put(&r, &mut n);
-    put(&[0x9d], &mut n); // popfq
-    put(&[0x48, 0x8d, 0xa4, 0x24, 0x80, 0x00, 0x00, 0x00], &mut n); // lea 0x80(%rsp),%rsp
+impl Code {
+    fn put(&mut self, b: &[u8]) {
+        self.t[self.n..self.n + b.len()].copy_from_slice(b);
+        self.n += b.len();
+    }
+
+    /// `op` followed by the rel32 that reaches `to` from the end of the
+    /// instruction; `None` when `to` is out of reach.
+    fn rel(&mut self, op: &[u8], to: u64) -> Option<()> {
+        self.put(op);
+        let r = rel32(self.here + self.n as u64 + 4, to)?;
+        self.put(&r);
+        Some(())
+    }
+}
+
+/// Leaves the red zone and saves the flags (the gate may change them).
+const ENTER: [u8; 6] = [0x48, 0x8d, 0x64, 0x24, 0x80, 0x9c]; // lea -0x80(%rsp),%rsp; pushfq
+/// Undoes [`ENTER`].
+const LEAVE: [u8; 9] = [0x9d, 0x48, 0x8d, 0xa4, 0x24, 0x80, 0x00, 0x00, 0x00]; // popfq; lea 0x80(%rsp),%rsp
+/// `call *rel32(%rip)` and `jmp rel32`: opcode bytes plus a 4-byte displacement.
+const CALL_RIP: [u8; 2] = [0xff, 0x15];
+const JMP: [u8; 1] = [0xe9];
+
+/// The trampoline for `site` placed at `here`, with the gate's address at
+/// `slot`; returns its bytes and length (at most [`STRIDE`] plain, at most
+/// [`GUARDED_STRIDE`] guarded). `pre` is the displaced `mov`.
+///
+/// Plain: the `mov`, then the gate is called with the red zone skipped
+/// and the flags kept, then back after the original `syscall`.
+///
+/// `guarded` first looks at the thread's SUD selector: at ALLOW (the
+/// runtime is running and called this code, e.g. a vDSO function from its
+/// time handlers) it executes the `syscall` itself, which the kernel lets
+/// through as it let the original; at BLOCK (program code) it calls the
+/// gate like the plain one. The flags are the caller's on both paths.
+pub fn trampoline(site: Site, pre: &[u8], here: u64, slot: u64, guarded: bool) -> Option<([u8; GUARDED_STRIDE as usize], usize)> {
     let back = site.at + site.pre_len as u64 + 2;
-    put(&[0xe9], &mut n); // jmp rel32
-    let r = rel32(here + n as u64 + 4, back)?;
-    put(&r, &mut n);
-    // own:
-    put(&[0x9d], &mut n); // popfq
-    put(&[0x48, 0x8d, 0xa4, 0x24, 0x80, 0x00, 0x00, 0x00], &mut n); // lea 0x80(%rsp),%rsp
-    put(&[0x0f, 0x05], &mut n); // syscall
-    put(&[0xe9], &mut n); // jmp rel32
-    let r = rel32(here + n as u64 + 4, back)?;
-    put(&r, &mut n);
-    Some((t, n))
+    let mut c = Code { t: [0xcc; GUARDED_STRIDE as usize], n: 0, here };
+    c.put(&pre[..site.pre_len]);
+    c.put(&ENTER);
+    if guarded {
+        let sel = u32::try_from(crate::layout::off::TB_SELECTOR).ok()?;
+        c.put(&[0x65, 0x80, 0x3c, 0x25]); // cmpb $ALLOW, %gs:sel
+        c.put(&sel.to_le_bytes());
+        c.put(&[crate::layout::SELECTOR_ALLOW]);
+        // je own: over the gate's path (call, LEAVE, jmp).
+        c.put(&[0x74, (CALL_RIP.len() + 4 + LEAVE.len() + JMP.len() + 4) as u8]);
+    }
+    c.rel(&CALL_RIP, slot)?;
+    c.put(&LEAVE);
+    c.rel(&JMP, back)?;
+    if guarded {
+        // own:
+        c.put(&LEAVE);
+        c.put(&[0x0f, 0x05]); // syscall
+        c.rel(&JMP, back)?;
+    }
+    Some((c.t, c.n))
 }
 
 /// `/proc/self/mem`, open for one rewrite (or one look at a site).
@@ -454,7 +459,7 @@ pub(crate) fn on_trap(rip: u64, rax: u64) -> bool {
 /// The runtime's own time handlers call these vDSO functions too (with the
 /// thread's selector at ALLOW), and on a clocksource the vDSO cannot read
 /// they take the same fallback: through the gate that would re-enter the
-/// handler without end. So the site's trampoline is [`guarded_trampoline`]:
+/// handler without end. So the site's trampoline is a guarded [`trampoline`]:
 /// with the selector at ALLOW (the runtime is running) it makes the call
 /// itself, as the untouched site did; only program code goes to the gate.
 pub fn rewrite_known_site(rip: u64, rax: u64) -> bool {
@@ -498,16 +503,7 @@ fn rewrite_as(rip: u64, rax: u64, guarded: bool) -> bool {
         let area = unsafe { area_near(&m, site.at, stride) }?;
         let here = area.base + area.used;
         let pre = &before[10 - 2 - site.pre_len..8];
-        let mut t = [0xccu8; GUARDED_STRIDE as usize];
-        let n = if guarded {
-            let (g, n) = guarded_trampoline(site, pre, here, area.base)?;
-            t = g;
-            n
-        } else {
-            let (p, n) = trampoline(site, pre, here, area.base)?;
-            t[..p.len()].copy_from_slice(&p);
-            n
-        };
+        let (t, n) = trampoline(site, pre, here, area.base, guarded)?;
         let mut jmp = [0xe9u8, 0, 0, 0, 0];
         jmp[1..].copy_from_slice(&rel32(site.at + 5, here)?);
         if !m.write(here, &t[..n]) {
@@ -640,8 +636,9 @@ mod tests {
     fn trampoline_bytes() {
         let site = Site { at: 0x40_0000, pre_len: 5 };
         let here = 0x50_0010;
-        let (t, n) = trampoline(site, &[0xb8, 39, 0, 0, 0], here, 0x50_0000).unwrap();
+        let (t, n) = trampoline(site, &[0xb8, 39, 0, 0, 0], here, 0x50_0000, false).unwrap();
         assert_eq!(n, 5 + 5 + 1 + 6 + 1 + 8 + 5);
+        assert!(n as u64 <= STRIDE);
         assert_eq!(&t[..5], &[0xb8, 39, 0, 0, 0]);
         // call *slot(%rip): the displacement reaches the area's base
         let disp = i32::from_le_bytes(t[13..17].try_into().unwrap()) as i64;
@@ -649,14 +646,14 @@ mod tests {
         // jmp back lands after the syscall
         let disp = i32::from_le_bytes(t[n - 4..n].try_into().unwrap()) as i64;
         assert_eq!((here as i64 + n as i64 + disp) as u64, 0x40_0007);
-        assert!(trampoline(site, &[0xb8, 39, 0, 0, 0], 0x40_0000 + (3 << 30), 0x50_0000).is_none());
+        assert!(trampoline(site, &[0xb8, 39, 0, 0, 0], 0x40_0000 + (3 << 30), 0x50_0000, false).is_none());
     }
 
     #[test]
     fn guarded_trampoline_bytes() {
         let site = Site { at: 0x40_0000, pre_len: 5 };
         let here = 0x50_0010;
-        let (t, n) = guarded_trampoline(site, &[0xb8, 228, 0, 0, 0], here, 0x50_0000).unwrap();
+        let (t, n) = trampoline(site, &[0xb8, 228, 0, 0, 0], here, 0x50_0000, true).unwrap();
         assert_eq!(n, 5 + 5 + 1 + 9 + 2 + 6 + 1 + 8 + 5 + 1 + 8 + 2 + 5);
         assert!(n as u64 <= GUARDED_STRIDE);
         assert_eq!(&t[..5], &[0xb8, 228, 0, 0, 0]);

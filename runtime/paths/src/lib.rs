@@ -1,7 +1,9 @@
 //! Where shunt keeps things on disk: one cache root, shared by the glibc
 //! patch plans (read by `libshunt.so` in every process) and the Go target's
-//! overlays (written by `shunt go`); and the one tree copy ([`tree`]).
+//! overlays (written by `shunt go`); the one tree copy ([`tree`]); and the
+//! one reader of the mount table ([`mountinfo`]).
 
+pub mod mountinfo;
 pub mod tree;
 
 pub use tree::{copy_tree, copy_tree_writable};

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
+use shunt_paths::mountinfo::mounts;
 
 /// The prefix of the default directories under /tmp.
 pub(crate) const DIR_PREFIX: &str = "shunt-containerd-";
@@ -98,42 +99,13 @@ pub fn sweep_left_by(pid: u32) -> (Vec<PathBuf>, Vec<String>) {
 
 /// Every mount point of the cgroup hierarchies (v1 controllers and v2).
 fn cgroup_mounts() -> Vec<PathBuf> {
-    mounts().into_iter().filter(|(_, fs)| fs == "cgroup" || fs == "cgroup2").map(|(mp, _)| mp).collect()
-}
-
-/// (mount point, filesystem type) of every mount in this namespace.
-fn mounts() -> Vec<(PathBuf, String)> {
-    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    text.lines()
-        .filter_map(|l| {
-            let mp = l.split(' ').nth(4)?;
-            let fs = l.split(" - ").nth(1)?.split(' ').next()?;
-            Some((PathBuf::from(unescape(mp)), fs.to_string()))
-        })
-        .collect()
-}
-
-/// mountinfo's octal escapes (`\040` for a space, …).
-fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    mounts().into_iter().filter(|m| m.fstype == "cgroup" || m.fstype == "cgroup2").map(|m| m.mount_point).collect()
 }
 
 /// Makes `/<namespace>` in the cpuset hierarchy with `cpus`, so that every
 /// container runc starts there inherits them.
 pub(crate) fn prepare_cpuset(namespace: &str, cpus: &str) -> Result<()> {
-    let Some(mp) = mounts().into_iter().find(|(mp, fs)| fs == "cgroup" && mp.join("cpuset.cpus").is_file()).map(|(mp, _)| mp)
+    let Some(mp) = mounts().into_iter().find(|m| m.fstype == "cgroup" && m.mount_point.join("cpuset.cpus").is_file()).map(|m| m.mount_point)
     else {
         bail!("placing containers on CPUs {cpus} needs the cgroup v1 cpuset controller, which this machine does not mount");
     };
@@ -260,7 +232,7 @@ pub(crate) fn sweep(dir: &Path, socket: &Path, namespace: &str, ids: &[String]) 
     }
 
     // 2. Mounts under the directory, deepest first.
-    let mut under: Vec<PathBuf> = mounts().into_iter().map(|(mp, _)| mp).filter(|mp| mp.starts_with(dir)).collect();
+    let mut under: Vec<PathBuf> = mounts().into_iter().map(|m| m.mount_point).filter(|mp| mp.starts_with(dir)).collect();
     under.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
     for mp in under {
         let c = std::ffi::CString::new(mp.as_os_str().as_encoded_bytes()).unwrap_or_default();
@@ -325,13 +297,6 @@ fn walk_files(dir: &Path, name: &str) -> Vec<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn mountinfo_escapes_are_undone() {
-        assert_eq!(unescape(r"/tmp/a\040b\134c"), r"/tmp/a b\c");
-        assert_eq!(unescape(r"/plain"), "/plain");
-        assert_eq!(unescape(r"/end\04"), r"/end\04");
-    }
 
     #[test]
     fn our_start_time_is_found() {

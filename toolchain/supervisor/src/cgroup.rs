@@ -27,40 +27,6 @@ pub(crate) struct Roots {
     pub v1_memory: Option<PathBuf>,
 }
 
-/// Mount points from `/proc/self/mountinfo`: (mount point, root, fstype, super options).
-fn mounts() -> Vec<(PathBuf, String, String, String)> {
-    let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else { return Vec::new() };
-    let mut out = Vec::new();
-    for line in text.lines() {
-        // id parent major:minor root mountpoint options [optional…] - fstype source superoptions
-        let Some((left, right)) = line.split_once(" - ") else { continue };
-        let l: Vec<&str> = left.split(' ').collect();
-        let r: Vec<&str> = right.split(' ').collect();
-        if l.len() < 5 || r.len() < 3 {
-            continue;
-        }
-        out.push((PathBuf::from(unescape(l[4])), unescape(l[3]), r[0].to_string(), r[2].to_string()));
-    }
-    out
-}
-
-/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
-fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// This process's cgroup in the hierarchy named by `pred` (from
 /// `/proc/self/cgroup`: `id:controllers:path`).
 fn own_path(pred: impl Fn(&str, &str) -> bool) -> Option<String> {
@@ -87,13 +53,13 @@ fn ensure_dir(p: &Path) -> Result<(), String> {
 
 impl Roots {
     pub(crate) fn discover() -> Roots {
-        let mounts = mounts();
-        let v2 = match mounts.iter().find(|m| m.2 == "cgroup2") {
+        let mounts = shunt_paths::mountinfo::mounts();
+        let v2 = match mounts.iter().find(|m| m.fstype == "cgroup2") {
             None => Err("this machine has no cgroup2 hierarchy mounted".to_string()),
-            Some((mnt, root, _, _)) => match own_path(|id, ctrl| id == "0" && ctrl.is_empty()) {
+            Some(m) => match own_path(|id, ctrl| id == "0" && ctrl.is_empty()) {
                 None => Err("this process is in no cgroup2 cgroup".to_string()),
                 Some(own) => {
-                    let base = join_own(mnt, root, &own).join("shunt");
+                    let base = join_own(&m.mount_point, &m.root, &own).join("shunt");
                     ensure_dir(&base).and_then(|()| {
                         if base.join("cgroup.procs").exists() {
                             Ok(base)
@@ -106,10 +72,10 @@ impl Roots {
         };
         let v1_memory = mounts
             .iter()
-            .find(|m| m.2 == "cgroup" && m.3.split(',').any(|o| o == "memory"))
-            .and_then(|(mnt, root, _, _)| {
+            .find(|m| m.fstype == "cgroup" && m.super_options.split(',').any(|o| o == "memory"))
+            .and_then(|m| {
                 let own = own_path(|_, ctrl| ctrl.split(',').any(|c| c == "memory"))?;
-                let base = join_own(mnt, root, &own).join("shunt");
+                let base = join_own(&m.mount_point, &m.root, &own).join("shunt");
                 ensure_dir(&base).ok()?;
                 base.join("memory.limit_in_bytes").exists().then_some(base)
             });

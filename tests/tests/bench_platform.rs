@@ -33,7 +33,7 @@ fn bench_platform_quick_answers_every_request_and_writes_its_schema() {
     let text = o.stdout_str();
     let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
     assert_eq!(v["benchmark"], "shunt bench platform");
-    assert_eq!(v["schema"], 3);
+    assert_eq!(v["schema"], 4);
     assert_eq!(v["complete"], true);
     for step in ["fig5:go", "fig6:go", "cold_start:go", "cold_start_breakdown:go", "density:stock", "density:shunt"] {
         assert!(v["steps_done"].as_array().is_some_and(|s| s.iter().any(|x| x == step)), "{step}: {}", v["steps_done"]);
@@ -107,12 +107,20 @@ fn bench_platform_quick_answers_every_request_and_writes_its_schema() {
     }
     let b = &v["cold_start_breakdown"]["go"];
     let stages = b["stages_ms"].as_object().unwrap_or_else(|| panic!("no cold-start breakdown: {b}"));
-    assert_eq!(stages.len(), 5, "{b}");
+    assert_eq!(stages.len(), 7, "{b}");
+    // The helper is the one the supervisor execs (this build has
+    // shunt-load beside shunt), and its stages are timed beside `shunt
+    // load`'s.
+    let helper = std::path::PathBuf::from(b["helper"].as_str().unwrap_or_else(|| panic!("no helper: {b}")));
+    assert_eq!(helper, shunt().with_file_name("shunt-load").canonicalize().unwrap(), "{b}");
+    for stage in ["shunt-load (spawn to exit)", "shunt-load load -> first 200", "shunt load -> first 200", "shunt run -> first 200"] {
+        assert!(stages.contains_key(stage), "no stage {stage:?}: {b}");
+    }
     for (name, d) in stages {
         assert_eq!(d["samples"].as_array().map(Vec::len), Some(reps as usize), "{name}: {d}");
         assert!(d["p50"].as_f64().is_some_and(|x| x > 0.0), "{name}: {d}");
     }
-    assert_eq!(b["parts_p50_ms"].as_object().map(|m| m.len()), Some(6), "{b}");
+    assert_eq!(b["parts_p50_ms"].as_object().map(|m| m.len()), Some(7), "{b}");
     assert!(v["density"].get("native").is_none(), "density is measured for stock and shunt only");
     for plot in ["fig5-cdf.svg", "fig5-gateway-cdf.svg", "cold-start.svg", "fig6-load.svg", "density.svg", "cold-start-breakdown.svg"] {
         let svg = std::fs::read_to_string(out.join(plot)).unwrap_or_else(|e| panic!("{plot}: {e}"));

@@ -44,7 +44,7 @@
 //!   `stock` and `shunt`: PSS per instance, the manager's memory, idle CPU,
 //!   one instance's latency.
 //!
-//! `<out>/results.json` (schema 3; times in the unit their key names;
+//! `<out>/results.json` (schema 4; times in the unit their key names;
 //! `null` where a value is not finite, e.g. a ratio without its base).
 //! It is written after every step — each language's Figure 5, each
 //! configuration's sweep, each cold-start repetition, the breakdown, each
@@ -61,7 +61,7 @@
 //! `density:<config>`).
 //!
 //! ```text
-//! { "benchmark": "shunt bench platform", "schema": 3, "quick": bool,
+//! { "benchmark": "shunt bench platform", "schema": 4, "quick": bool,
 //!   "complete": bool, "steps_done": [step…],
 //!   "configurations": [name…], "notes": [text…],
 //!   "input_bytes": N, "rounds": N, "invocations_per_round": N, "cold_start_repetitions": N,
@@ -82,8 +82,9 @@
 //!       "deploy_to_first_response_ms": {"p50", "p99", "samples"},
 //!       "scale_from_zero_ms": {…}, "instance_start_ms": {…}, "gateway_wait_ms": {…} } } },
 //!   "cold_start_breakdown": { "go": {                 // null when not measured
-//!       "stages_ms": { stage: {"p50", "p99", "samples"} },
-//!       "daemon_instance_start_p50_ms": X, "parts_p50_ms": { part: X } } },
+//!       "helper": path,                         // SHUNT_EXE by the supervisor's rule: shunt-load, else shunt
+//!       "stages_ms": { stage: {"p50", "p99", "samples"} },   // stages: super::coldstart::stage_names(helper's file name)
+//!       "daemon_instance_start_p50_ms": X, "parts_p50_ms": { part: X } } },  // parts: super::coldstart::PARTS
 //!   "cold_start_daemon_parts": { lang: { config: {   // the daemon's own account of each deploy's start
 //!       part: {"p50", "p99", "samples"} } } },      // parts: shunt_manager::metrics::START_PARTS, ms
 //!   "density": { "stock"|"shunt": {
@@ -511,7 +512,7 @@ fn measure(
         daemons.push(Daemon::start(c, &state, daemon_flags(c))?);
     }
     let mut all: BTreeMap<String, Vec<Samples>> = BTreeMap::new();
-    let mut breakdown: Option<Vec<Vec<f64>>> = None;
+    let mut breakdown: Option<super::coldstart::Breakdown> = None;
     let mut density: Vec<(&'static str, super::density::Curve)> = Vec::new();
     let mut progress = Progress::default();
     // results.json after each step, so an interrupted run keeps what it
@@ -519,7 +520,7 @@ fn measure(
     let save = |all: &BTreeMap<String, Vec<Samples>>,
                 current: Option<(&String, &Vec<Samples>)>,
                 density: &[(&'static str, super::density::Curve)],
-                breakdown: Option<&[Vec<f64>]>,
+                breakdown: Option<&super::coldstart::Breakdown>,
                 progress: &Progress|
      -> Result<()> {
         let mut view = all.clone();
@@ -566,7 +567,7 @@ fn measure(
             };
         }
         progress.steps.push(format!("fig5:{lang}"));
-        save(&all, Some((lang, &samples)), &density, breakdown.as_deref(), &progress)?;
+        save(&all, Some((lang, &samples)), &density, breakdown.as_ref(), &progress)?;
         if let Some(vegeta) = &vegeta {
             let answers: std::collections::HashSet<Vec<u8>> = bodies.iter().map(|b| reference_answer(b, runtime_field(lang)).into_bytes()).collect();
             for i in 0..daemons.len() {
@@ -574,7 +575,7 @@ fn measure(
                 eprintln!("shunt bench platform: {lang}: load sweep (vegeta) of {}", d.name);
                 let url = format!("http://127.0.0.1:{}/function/{f}", d.port);
                 samples[i].sweep = super::load::sweep(vegeta, work, &url, &bodies, &answers, rates, step_secs, a.p99_bound_ms)?;
-                save(&all, Some((lang, &samples)), &density, breakdown.as_deref(), &progress)?;
+                save(&all, Some((lang, &samples)), &density, breakdown.as_ref(), &progress)?;
             }
             progress.steps.push(format!("fig6:{lang}"));
         }
@@ -586,7 +587,7 @@ fn measure(
             if rep + 1 == reps {
                 progress.steps.push(format!("cold_start:{lang}"));
             }
-            save(&all, Some((lang, &samples)), &density, breakdown.as_deref(), &progress)?;
+            save(&all, Some((lang, &samples)), &density, breakdown.as_ref(), &progress)?;
         }
         for d in &daemons {
             d.remove(&f)?;
@@ -596,7 +597,7 @@ fn measure(
             eprintln!("shunt bench platform: go: the shunt instance's cold start, stage by stage ({reps} repetitions)");
             breakdown = Some(super::coldstart::stages(&store, &image(lang), reps, &bodies[0], &reference_answer(&bodies[0], runtime_field(lang)))?);
             progress.steps.push("cold_start_breakdown:go".into());
-            save(&all, None, &density, breakdown.as_deref(), &progress)?;
+            save(&all, None, &density, breakdown.as_ref(), &progress)?;
         }
     }
     if !a.no_density && a.lang.iter().any(|l| l == "go") {
@@ -606,18 +607,18 @@ fn measure(
             let mut on_point = |points: &[super::density::Point]| {
                 let mut view = density.clone();
                 view.push((*c, super::density::Curve::measuring(points)));
-                save(&all, None, &view, breakdown.as_deref(), &progress)
+                save(&all, None, &view, breakdown.as_ref(), &progress)
             };
             let rules = super::density::Rules { budget: density_budget, min_rate: a.density_min_rate };
             let curve = super::density::curve(d, "density-go", &image("go"), ENV, &counts, Duration::from_secs_f64(idle), &rules, &bodies, &answer, &mut on_point)?;
             density.push((*c, curve));
             progress.steps.push(format!("density:{c}"));
-            save(&all, None, &density, breakdown.as_deref(), &progress)?;
+            save(&all, None, &density, breakdown.as_ref(), &progress)?;
         }
     }
     drop(daemons);
     progress.complete = true;
-    report(a, configs, &all, rounds, reps, &density, breakdown.as_deref(), &progress)
+    report(a, configs, &all, rounds, reps, &density, breakdown.as_ref(), &progress)
 }
 
 /// The configurations of the density curve (the issue's: shunt against stock containers).
@@ -670,7 +671,7 @@ fn report(
     rounds: usize,
     reps: usize,
     density: &[(&'static str, super::density::Curve)],
-    breakdown: Option<&[Vec<f64>]>,
+    breakdown: Option<&super::coldstart::Breakdown>,
     progress: &Progress,
 ) -> Result<()> {
     // The tables, printed once at the end of the run (a partial write
@@ -786,20 +787,21 @@ fn report(
     }
     let mut cold_parts = Value::Null;
     let mut part_bars: BTreeMap<String, BTreeMap<&str, Vec<(String, f64)>>> = BTreeMap::new();
-    if let Some(stages) = breakdown {
+    if let Some(b) = breakdown {
         let daemon_start = configs
             .iter()
             .position(|c| *c == "shunt")
             .and_then(|i| all.get("go").map(|s| p50_p99(&s[i].instance_start_ms).0))
             .unwrap_or(f64::NAN);
-        let p50s: Vec<f64> = stages.iter().map(|v| p50_p99(v).0).collect();
+        let p50s: Vec<f64> = b.samples.iter().map(|v| p50_p99(v).0).collect();
         let parts = super::coldstart::parts(&p50s, daemon_start);
         outln!();
         outln!("Cold start of the shunt instance (Go), stage by stage: spawn -> first 200 with the reference answer; p50 / p99 in ms");
+        outln!("(the helper the supervisor starts static programs in: {})", b.helper.display());
         outln!();
         outln!("| stage | p50 / p99 |");
         outln!("|---|---|");
-        for (name, v) in super::coldstart::STAGES.iter().zip(stages) {
+        for (name, v) in b.names.iter().zip(&b.samples) {
             let (p50, p99) = p50_p99(v);
             outln!("| {name} | {p50:.1} / {p99:.1} |");
         }
@@ -811,7 +813,8 @@ fn report(
             outln!("| {name} | {v:.1} |");
         }
         cold_parts = json!({
-            "stages_ms": super::coldstart::STAGES.iter().zip(stages).map(|(n, v)| (n.to_string(), dist(v))).collect::<serde_json::Map<_, _>>(),
+            "helper": b.helper.display().to_string(),
+            "stages_ms": b.names.iter().zip(&b.samples).map(|(n, v)| (n.clone(), dist(v))).collect::<serde_json::Map<_, _>>(),
             "daemon_instance_start_p50_ms": num(daemon_start),
             "parts_p50_ms": super::coldstart::PARTS.iter().zip(&parts).map(|(n, v)| (n.to_string(), num(*v))).collect::<serde_json::Map<_, _>>(),
         });
@@ -918,7 +921,7 @@ fn report(
         }
     }
     let doc = json!({
-        "benchmark": "shunt bench platform", "schema": 3, "quick": a.quick,
+        "benchmark": "shunt bench platform", "schema": 4, "quick": a.quick,
         "complete": progress.complete, "steps_done": progress.steps,
         "p99_bound_ms": a.p99_bound_ms, "fig6": fig6, "density": dens, "cold_start_breakdown": {"go": cold_parts}, "cold_start_daemon_parts": daemon_parts,
         "configurations": configs, "notes": NOTES,

@@ -1505,6 +1505,143 @@ static int exec_ring_child(int fd) {
     return 0;
 }
 
+/* An exec that carries many ring connections at once (more than any fixed
+ * list would hold): N pairs on one listener, each with bytes both ways
+ * before the exec and some left unread; every tenth connector end also
+ * has a dup. The exec'd child reads what was unread and what was sent
+ * during its exec on every connection, and answers on each; the parent
+ * checks every byte. Round 1 execs from a vfork child, round 2 from a
+ * fork child whose first exec fails (ENOENT) before the real one. Each
+ * ring end needs an fd of its own at 1000 or above under shunt, so the
+ * scenario raises its soft RLIMIT_NOFILE to the hard limit first, as
+ * Go's runtime does at start-up. */
+#define EXEC_MANY_REPLY 2000
+static void exec_many_round(const char *self, int n, int use_vfork) {
+    struct sockaddr_in addr;
+    int l = listener(&addr);
+    fcntl(l, F_SETFD, FD_CLOEXEC);
+    listen(l, n + 16);
+    int *cs = calloc(n, sizeof *cs), *as = calloc(n, sizeof *as), *ds = calloc(n, sizeof *ds);
+    for (int i = 0; i < n; i++) {
+        cs[i] = socket(AF_INET, SOCK_STREAM, 0); /* inherited by the exec */
+        if (connect(cs[i], (struct sockaddr *)&addr, sizeof addr) < 0) die("connect");
+    }
+    for (int i = 0; i < n; i++)
+        if ((as[i] = accept4(l, NULL, NULL, SOCK_CLOEXEC)) < 0) die("accept");
+    close(l);
+    char msg[16];
+    for (int i = 0; i < n; i++) {
+        snprintf(msg, sizeof msg, "p%03d;", i);
+        if (wr(cs[i], msg) != 5) die("send p");
+        char got[8];
+        if (recv(as[i], got, 5, MSG_WAITALL) != 5 || memcmp(got, msg, 5)) die("recv p");
+        snprintf(msg, sizeof msg, "u%03d;", i);
+        if (wr(as[i], msg) != 5) die("send u");
+        ds[i] = i % 10 == 0 ? dup(cs[i]) : -1;
+    }
+    /* argv: exec-many-child N fd[/dup]... */
+    char **args = calloc(n + 4, sizeof *args);
+    char *text = calloc(n, 32);
+    args[0] = (char *)self;
+    args[1] = "exec-many-child";
+    char count[16];
+    snprintf(count, sizeof count, "%d", n);
+    args[2] = count;
+    for (int i = 0; i < n; i++) {
+        char *t = text + 32 * i;
+        if (ds[i] >= 0) snprintf(t, 32, "%d/%d", cs[i], ds[i]);
+        else snprintf(t, 32, "%d", cs[i]);
+        args[3 + i] = t;
+    }
+    args[3 + n] = NULL;
+    pid_t pid;
+    if (use_vfork) {
+        pid = vfork();
+        if (pid == 0) {
+            execv(self, args);
+            _exit(127);
+        }
+    } else {
+        pid = fork();
+        if (pid == 0) {
+            char missing[64];
+            snprintf(missing, sizeof missing, "/nonexistent-%d/sockets", (int)getpid());
+            int r = execv(missing, args);
+            printf("exec of a missing file: %d %s\n", r, errname(errno));
+            fflush(stdout);
+            execv(self, args);
+            _exit(127);
+        }
+    }
+    if (pid < 0) die("fork");
+    for (int i = 0; i < n; i++) {
+        close(cs[i]);
+        if (ds[i] >= 0) close(ds[i]);
+    }
+    /* Sent while the child execs. */
+    for (int i = 0; i < n; i++) {
+        snprintf(msg, sizeof msg, "d%03d;", i);
+        if (wr(as[i], msg) != 5) die("send d");
+    }
+    long good = 0, bytes = 0;
+    static char buf[EXEC_MANY_REPLY + 64];
+    for (int i = 0; i < n; i++) {
+        long got = 0;
+        ssize_t r;
+        while (got < (long)sizeof buf && (r = read(as[i], buf + got, sizeof buf - got)) > 0) got += r;
+        bytes += got;
+        snprintf(msg, sizeof msg, "r%03d:", i);
+        int ok = got == 5 + EXEC_MANY_REPLY && !memcmp(buf, msg, 5);
+        for (long k = 0; ok && k < EXEC_MANY_REPLY; k++) ok = buf[5 + k] == (char)('a' + (i + k) % 26);
+        good += ok;
+        close(as[i]);
+    }
+    int st;
+    waitpid(pid, &st, 0);
+    printf("%s: %d connections, answers intact: %ld, bytes %ld, exec'd child: %d\n",
+           use_vfork ? "vfork + exec" : "fork + failed exec + exec", n, good, bytes,
+           WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+    free(cs), free(as), free(ds), free(args), free(text);
+}
+
+static void sc_exec_many(const char *self, int n) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    exec_many_round(self, n, 1);
+    exec_many_round(self, n, 0);
+}
+
+static int exec_many_child(int n, char **fds) {
+    static char reply[5 + EXEC_MANY_REPLY];
+    int good = 0;
+    for (int i = 0; i < n; i++) {
+        int fd = atoi(fds[i]), rd = fd;
+        char *slash = strchr(fds[i], '/');
+        if (slash) rd = atoi(slash + 1); /* the dup reads, the original answers */
+        char got[16], want[32];
+        if (recv(rd, got, 10, MSG_WAITALL) != 10) continue;
+        snprintf(want, sizeof want, "u%03d;d%03d;", i, i);
+        if (memcmp(got, want, 10)) continue;
+        char head[32];
+        snprintf(head, sizeof head, "r%03d:", i);
+        memcpy(reply, head, 5);
+        for (int k = 0; k < EXEC_MANY_REPLY; k++) reply[5 + k] = (char)('a' + (i + k) % 26);
+        long off = 0;
+        while (off < (long)sizeof reply) {
+            ssize_t w = send(fd, reply + off, sizeof reply - off, MSG_NOSIGNAL);
+            if (w <= 0) break;
+            off += w;
+        }
+        good += off == (long)sizeof reply;
+    }
+    printf("exec'd child: read and answered on %d of %d connections\n", good, n);
+    fflush(stdout);
+    return good == n ? 0 : 1;
+}
+
 /* Many connections at once, each carrying a message each way. */
 static void sc_many(int n) {
     struct sockaddr_in addr;
@@ -1542,6 +1679,8 @@ int main(int argc, char **argv) {
     const char *s = argv[1];
     if (!strcmp(s, "exec-child") && argc == 4) return exec_child(atoi(argv[2]), atoi(argv[3]));
     if (!strcmp(s, "exec-ring-child") && argc == 3) return exec_ring_child(atoi(argv[2]));
+    if (!strcmp(s, "exec-many-child") && argc >= 3 && argc == 3 + atoi(argv[2]))
+        return exec_many_child(atoi(argv[2]), argv + 3);
     if (!strcmp(s, "connect-blocking")) sc_connect_blocking();
     else if (!strcmp(s, "connect-nonblocking")) sc_connect_nonblocking();
     else if (!strcmp(s, "accept4")) sc_accept4_flags();
@@ -1566,6 +1705,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(s, "exec")) sc_exec(argv[0]);
     else if (!strcmp(s, "exec-ring")) sc_exec_ring(argv[0]);
     else if (!strcmp(s, "hidden-fds")) sc_hidden_fds();
+    else if (!strcmp(s, "exec-many")) sc_exec_many(argv[0], argc > 2 ? atoi(argv[2]) : 200);
     else if (!strcmp(s, "many")) sc_many(argc > 2 ? atoi(argv[2]) : 1000);
     else {
         fprintf(stderr, "sockets: unknown scenario %s\n", s);

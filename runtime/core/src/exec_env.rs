@@ -2,6 +2,9 @@
 //! instance's variables (stored once at installation), and what exec hooks
 //! add at the moment of the exec ([`ExecEnv`]).
 
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::layout::{ThreadBlock, MAX_SLOTS};
 use crate::mem::copy_slice;
 
 /// Variables of the runtime that the program does not see and that `execve`
@@ -118,48 +121,105 @@ pub(crate) unsafe fn set_injection(
 }
 
 /// Variables exec hooks add to the new image's environment, in buffers on
-/// the exec handler's stack.
+/// the exec handler's stack, and memory for what does not fit there
+/// ([`ExecEnv::scratch`]).
 pub struct ExecEnv<'a> {
     bytes: &'a mut [u8],
     used: usize,
     ptrs: &'a mut [u64],
     n: usize,
-    /// Descriptors a hook opened for the new image only (they carry
-    /// something across, and the new image closes them): closed again if
-    /// the exec fails.
-    undo: [i32; MAX_UNDO],
-    nundo: usize,
     /// What hooks want done if the exec fails ([`ExecEnv::on_failure`]).
-    failed: [Option<fn()>; MAX_ON_FAILURE],
+    failed: [Option<fn(&mut ExecEnv<'_>)>; MAX_ON_FAILURE],
+    /// The calling thread's slot and gate depth (who may use which scratch).
+    slot: usize,
+    depth: usize,
+    scratch: Scratch,
+    /// A variable points into the scratch: it must not move any more.
+    scratch_frozen: bool,
 }
 
 /// Hooks' functions one exec runs if it fails.
 const MAX_ON_FAILURE: usize = 4;
 
-/// Descriptors hooks may open for one exec ([`ExecEnv::open_for_exec`]).
-pub const MAX_UNDO: usize = 64;
+/// Scratch memory of one exec ([`ExecEnv::scratch`]).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ScratchKind {
+    /// None asked for yet.
+    None,
+    /// The slot's kept mapping ([`SLOT_SCRATCH`]).
+    Slot,
+    /// A mapping of this exec alone (the slot's is in use further out on
+    /// this thread): unmapped when the exec returns.
+    OneOff,
+}
+
+struct Scratch {
+    kind: ScratchKind,
+    addr: usize,
+    len: usize,
+}
+
+/// One slot's kept scratch mapping.
+///
+/// Why kept per slot rather than mapped and unmapped by each exec: an exec
+/// may run in a vfork child, which shares its parent's memory. A mapping
+/// made there for an exec that succeeds stays in the parent, and nobody
+/// would unmap it. The child uses its parent thread's block (and slot)
+/// while the parent waits, so the mapping recorded here is found by the
+/// parent's next exec and used again: at most one mapping per slot, ever.
+///
+/// Invariants:
+/// - `SLOT_SCRATCH[s]` is read and written only by the thread holding slot
+///   `s` (or by its vfork child while it waits); atomics only so that the
+///   static is `Sync`, `Relaxed` is enough;
+/// - `owner` is the gate depth (>= 1) of the exec using the mapping, 0
+///   when none does. An exec at depth `d` may take it when `owner` is 0 or
+///   `owner >= d`: no frame at depth `d` or deeper is still running on this
+///   thread while the frame at `d` runs, so such an owner is gone (a vfork
+///   child whose exec succeeded, a handler's exec that never returned to
+///   its frame). An owner below `d` is an exec further out on this thread
+///   (a signal handler exec'ing in the middle of it): that one still uses
+///   the mapping, and the inner exec maps its own (`OneOff`);
+/// - `addr`/`len` name a private anonymous mapping of this process (a fork
+///   child has its own copy at the same address), or are 0.
+struct SlotScratch {
+    addr: AtomicUsize,
+    len: AtomicUsize,
+    owner: AtomicUsize,
+}
+
+static SLOT_SCRATCH: [SlotScratch; MAX_SLOTS] =
+    [const { SlotScratch { addr: AtomicUsize::new(0), len: AtomicUsize::new(0), owner: AtomicUsize::new(0) } }; MAX_SLOTS];
+
+const PAGE: usize = 4096;
 
 impl<'a> ExecEnv<'a> {
-    pub(crate) fn new(bytes: &'a mut [u8], ptrs: &'a mut [u64]) -> Self {
-        ExecEnv { bytes, used: 0, ptrs, n: 0, undo: [-1; MAX_UNDO], nundo: 0, failed: [None; MAX_ON_FAILURE] }
-    }
-
-    /// Records `fd`, opened by a hook for the new image, to be closed if the
-    /// exec fails. `false` (and `fd` is closed now) when the list is full.
-    pub fn open_for_exec(&mut self, fd: i32) -> bool {
-        if self.nundo == MAX_UNDO {
-            crate::raw::close(fd);
-            return false;
+    /// `tb` is the calling thread's block.
+    pub(crate) fn new(bytes: &'a mut [u8], ptrs: &'a mut [u64], tb: *mut ThreadBlock) -> Self {
+        let (slot, depth) = if tb.is_null() {
+            (usize::MAX, usize::MAX)
+        } else {
+            // SAFETY: the calling thread's own block (the exec handler's
+            // caller passes it), read once.
+            unsafe { ((*tb).slot as usize, core::ptr::read_volatile(core::ptr::addr_of!((*tb).depth)) as usize) }
+        };
+        ExecEnv {
+            bytes,
+            used: 0,
+            ptrs,
+            n: 0,
+            failed: [None; MAX_ON_FAILURE],
+            slot,
+            depth: depth.max(1),
+            scratch: Scratch { kind: ScratchKind::None, addr: 0, len: 0 },
+            scratch_frozen: false,
         }
-        self.undo[self.nundo] = fd;
-        self.nundo += 1;
-        true
     }
 
     /// Runs `f` if the exec fails (a hook that changed something of this
-    /// image for the new one undoes it). `false` when the list is full:
-    /// the hook must not make the change.
-    pub fn on_failure(&mut self, f: fn()) -> bool {
+    /// image for the new one undoes it; it may read the scratch). `false`
+    /// when the list is full: the hook must not make the change.
+    pub fn on_failure(&mut self, f: fn(&mut ExecEnv<'_>)) -> bool {
         match self.failed.iter_mut().find(|s| s.is_none()) {
             Some(s) => {
                 *s = Some(f);
@@ -169,18 +229,104 @@ impl<'a> ExecEnv<'a> {
         }
     }
 
-    /// The exec failed: the old image goes on, and closes what the hooks
-    /// opened for the new one.
+    /// The exec failed: the old image goes on, and the hooks undo what they
+    /// changed for the new one.
     pub(crate) fn exec_failed(&mut self) {
-        for &fd in &self.undo[..self.nundo] {
-            crate::raw::close(fd);
-        }
-        self.nundo = 0;
-        for f in self.failed.iter_mut() {
-            if let Some(f) = f.take() {
-                f();
+        for i in 0..MAX_ON_FAILURE {
+            if let Some(f) = self.failed[i].take() {
+                f(self);
             }
         }
+    }
+
+    /// Memory for a hook whose data would not fit its stack frame (the
+    /// runtime stack has 32 KiB per entry): at least `len` bytes, holding
+    /// what earlier calls of this exec wrote (a larger request may move it:
+    /// keep offsets, not references). `None` when no memory could be had,
+    /// or (for a larger request) once a variable lives in it
+    /// ([`ExecEnv::add_scratch`]). It is private memory of this exec's
+    /// caller, neither allocated from nor freed to any heap (the caller may
+    /// be a vfork child), and stays valid until the exec returns; contents
+    /// from an earlier exec may be there (clear what you read). One hook
+    /// per exec uses it (today the transport's, `crate::net`).
+    pub fn scratch(&mut self, len: usize) -> Option<&mut [u8]> {
+        if self.scratch.kind == ScratchKind::None {
+            self.claim_scratch();
+        }
+        if len > self.scratch.len {
+            if self.scratch_frozen {
+                return None;
+            }
+            let want = len.max(self.scratch.len.saturating_mul(2)).checked_add(PAGE - 1)? & !(PAGE - 1);
+            let (prot, flags) = (libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS);
+            let r = if self.scratch.addr == 0 {
+                // SAFETY: a fresh anonymous private mapping.
+                unsafe { crate::raw::mmap(0, want, prot, flags, -1, 0) }
+            } else {
+                // SAFETY: grows (and may move) the scratch mapping, which no
+                // reference outlives (`&mut self` borrows end at each call).
+                unsafe {
+                    crate::raw::syscall4(
+                        shunt_abi::syscalls::nr::MREMAP,
+                        self.scratch.addr as u64,
+                        self.scratch.len as u64,
+                        want as u64,
+                        libc::MREMAP_MAYMOVE as u64,
+                    )
+                }
+            };
+            if r < 0 {
+                return None;
+            }
+            self.scratch.addr = r as usize;
+            self.scratch.len = want;
+            if self.scratch.kind == ScratchKind::Slot {
+                let s = &SLOT_SCRATCH[self.slot];
+                s.addr.store(self.scratch.addr, Ordering::Relaxed);
+                s.len.store(want, Ordering::Relaxed);
+            }
+        }
+        if self.scratch.addr == 0 {
+            return Some(&mut []);
+        }
+        // SAFETY: `addr` is a live read-write mapping of `len` bytes that
+        // only this exec uses (the slot's, claimed by `claim_scratch`, or
+        // its own); the borrow of `self` keeps it from moving meanwhile.
+        Some(unsafe { core::slice::from_raw_parts_mut(self.scratch.addr as *mut u8, self.scratch.len) })
+    }
+
+    /// Takes the slot's kept mapping, or settles for a one-off one (see
+    /// [`SlotScratch`]).
+    fn claim_scratch(&mut self) {
+        let Some(s) = SLOT_SCRATCH.get(self.slot) else {
+            self.scratch.kind = ScratchKind::OneOff;
+            return;
+        };
+        let owner = s.owner.load(Ordering::Relaxed);
+        if owner != 0 && owner < self.depth {
+            self.scratch.kind = ScratchKind::OneOff;
+            return;
+        }
+        s.owner.store(self.depth, Ordering::Relaxed);
+        self.scratch = Scratch { kind: ScratchKind::Slot, addr: s.addr.load(Ordering::Relaxed), len: s.len.load(Ordering::Relaxed) };
+    }
+
+    /// Adds the variable written in the scratch at `off`: `NAME=value` and
+    /// a NUL. From then on the scratch does not move (or grow). `false`
+    /// when the pointer list is full or `off` names no NUL-terminated bytes.
+    pub fn add_scratch(&mut self, off: usize) -> bool {
+        if self.n == self.ptrs.len() {
+            return false;
+        }
+        let Some(s) = self.scratch(0) else { return false };
+        if off >= s.len() || !s[off..].contains(&0) {
+            return false;
+        }
+        let p = s[off..].as_ptr() as u64;
+        self.scratch_frozen = true;
+        self.ptrs[self.n] = p;
+        self.n += 1;
+        true
     }
 
     /// Bytes still free for variables.
@@ -205,5 +351,22 @@ impl<'a> ExecEnv<'a> {
     /// The added variables' addresses.
     pub(crate) fn pointers(&self) -> &[u64] {
         &self.ptrs[..self.n]
+    }
+}
+
+impl Drop for ExecEnv<'_> {
+    /// The exec returned (it failed, or never started): the scratch is
+    /// given back. A successful exec never gets here, and needs nothing:
+    /// its memory is gone, or (a vfork child) the slot's record finds it.
+    fn drop(&mut self) {
+        match self.scratch.kind {
+            ScratchKind::Slot => SLOT_SCRATCH[self.slot].owner.store(0, Ordering::Relaxed),
+            ScratchKind::OneOff if self.scratch.addr != 0 => {
+                // SAFETY: this exec's own mapping; the variables that point
+                // into it are not used after the exec returned.
+                unsafe { crate::raw::munmap(self.scratch.addr, self.scratch.len) };
+            }
+            _ => {}
+        }
     }
 }

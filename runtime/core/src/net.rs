@@ -634,54 +634,128 @@ fn memfd_for_exec(i: usize) -> Option<i32> {
     (r == 0).then_some(m)
 }
 
-/// The exec failed: the kept memfds are close-on-exec again.
-fn exec_failed() {
-    for o in OBJECTS.iter() {
-        let m = o.memfd.load(Ordering::Acquire);
-        if m >= 0 && o.state.load(Ordering::Acquire) == CONN {
-            // SAFETY: fcntl(F_SETFD) on an fd; no memory.
-            unsafe { raw::syscall3(nr::FCNTL, m as u64, libc::F_SETFD as u64, libc::FD_CLOEXEC as u64) };
-        }
-    }
-}
-
 /// The variable that carries ring connections across `execve`:
 /// `SHUNT_CONNS=<fd>:<side>:<memfd>,<fd>=<earlier fd of the same end>,…`.
 pub const CONNS_VAR: &[u8] = b"SHUNT_CONNS";
 
-/// Connections one exec carries (more stay the kernel's in the new image).
-const MAX_CARRIED: usize = 32;
+// The exec hook's scratch (`ExecEnv::scratch`), laid out as:
+//   [0, 8)                   `top`: entries in the table (u64)
+//   [8, 8 + 8 * top)         table, by object index: the first fd of this
+//                            end that the exec carries, plus one (i32; 0:
+//                            none yet), and the descriptor of its segment
+//                            for the new image (i32: memfd + 1 for a kept
+//                            memfd made inheritable, -(fd + 1) for one
+//                            opened from map_files, 0: none)
+//   [8 + 8 * top, …)         the variable, `SHUNT_CONNS=…` and a NUL
+// Invariants: the table says exactly what this exec changed in the fd
+// table (so that a failed exec undoes that and nothing else,
+// `undo_exec_conns`); `top` is written, and the undo registered, only once
+// the table is cleared.
+const SCRATCH_HEAD: usize = 8;
+/// The longest item of the variable: `,2147483647:1:2147483647`.
+const ITEM_MAX: usize = 24;
+
+fn carry_entry(s: &[u8], i: usize) -> (i32, i32) {
+    let o = SCRATCH_HEAD + 8 * i;
+    let w = |k: usize| i32::from_ne_bytes([s[k], s[k + 1], s[k + 2], s[k + 3]]);
+    (w(o), w(o + 4))
+}
+
+fn set_carry_entry(s: &mut [u8], i: usize, first: i32, seg: i32) {
+    let o = SCRATCH_HEAD + 8 * i;
+    crate::mem::copy_slice(&mut s[o..o + 4], &first.to_ne_bytes());
+    crate::mem::copy_slice(&mut s[o + 4..o + 8], &seg.to_ne_bytes());
+}
+
+/// One line on stderr (or the events file) for a connection end that this
+/// exec leaves to the bare kernel socket in the new image, and why.
+fn warn_not_carried(fd: i32, why: &str) {
+    let mut buf = [0u8; 300];
+    let mut w = crate::text::FixedBuf::new(&mut buf);
+    let _ = core::fmt::Write::write_fmt(&mut w, format_args!("fd {fd}: {why}"));
+    let n = w.len;
+    crate::events::warning(b"a ring connection does not follow this exec, the new image gets its bare kernel socket:", &buf[..n]);
+}
+
+/// The connection (object index) whose kernel socket is `ino`, open at
+/// `fd`: the fd table's mark when it names that socket, else a search.
+fn conn_by_ino(fd: i32, ino: u64) -> Option<usize> {
+    let is = |i: usize| {
+        let o = &OBJECTS[i];
+        o.ino.load(Ordering::Relaxed) == ino && o.state.load(Ordering::Acquire) == CONN
+    };
+    if let Some((id, t)) = fds().lookup(fd) {
+        let i = (t & 0xffff_ffff) as usize;
+        if id == owner_id() && t >> 32 == K_CONN && i < MAX_OBJECTS && is(i) {
+            return Some(i);
+        }
+    }
+    (0..MAX_OBJECTS).find(|&i| is(i))
+}
 
 /// Exec hook: every connection end that an fd without `FD_CLOEXEC` keeps
 /// open across this exec is carried into the new image, which maps its
 /// segment again ([`restore_conns`]): the end's whole state is in the
 /// segment, so the new image goes on where this one stops, and the peer
-/// sees nothing. The segment is named for the new image by a descriptor
-/// opened here from this image's own mapping
+/// sees nothing. The segment is named for the new image by the end's kept
+/// memfd, made inheritable for the exec ([`keep_memfd`]), or, for an end
+/// that has none, by a descriptor opened here from this image's own mapping
 /// (`/proc/self/map_files/<range>`, which the kernel allows to holders of
-/// `CAP_SYS_ADMIN` or `CAP_CHECKPOINT_RESTORE`); the new image closes it
-/// at once, and a failed exec closes it here ([`ExecEnv::open_for_exec`]).
+/// `CAP_SYS_ADMIN` or `CAP_CHECKPOINT_RESTORE`); the new image hides or
+/// closes it, and a failed exec undoes both ([`undo_exec_conns`]).
 ///
 /// The fds are found by listing `/proc/self/fd` and matching each socket's
-/// inode with the connections', not through the fd table: in a vfork child
-/// (Go's `os/exec`) the table is the parent's, while the child has
+/// inode with the connections', not through the fd table alone: in a vfork
+/// child (Go's `os/exec`) the table is the parent's, while the child has
 /// renumbered its fds (`ExtraFiles` are `dup3`'d onto 3, 4, …).
+///
+/// Any number of connections is carried (up to the object table,
+/// [`MAX_OBJECTS`]): the variable and the per-end table live in the exec's
+/// scratch mapping, sized from the live connections and grown as fds turn
+/// up; nothing here allocates on a heap or holds more than a page of stack
+/// (the caller may be a vfork child). An end that still cannot be carried
+/// (no memory, no descriptor of its segment) gets one warning line, naming
+/// its fd and the reason.
 fn exec_conns(env: &mut ExecEnv<'_>) {
-    if !on() || !OBJECTS.iter().any(|o| o.state.load(Ordering::Acquire) == CONN) {
+    if !on() {
+        return;
+    }
+    let (mut top, mut live) = (0usize, 0usize);
+    for (i, o) in OBJECTS.iter().enumerate() {
+        if o.state.load(Ordering::Acquire) == CONN {
+            top = i + 1;
+            live += 1;
+        }
+    }
+    if live == 0 {
         return;
     }
     let dir = raw::open(b"/proc/self/fd\0", libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC, 0);
     if dir < 0 {
+        crate::events::warning(
+            b"ring connections do not follow this exec, the new image gets their bare kernel sockets:",
+            b"/proc/self/fd cannot be listed",
+        );
         return;
     }
     let dir = dir as i32;
-    let mut out = [0u8; 512];
-    let mut w = crate::text::FixedBuf::new(&mut out);
-    let mut seen = [(0usize, 0i32); MAX_CARRIED];
-    let mut nseen = 0;
-    // Kept memfds are made inheritable below; a failed exec makes them
-    // close-on-exec again.
-    let keeps = env.on_failure(exec_failed);
+    let val0 = SCRATCH_HEAD + 8 * top;
+    let mut w = val0 + CONNS_VAR.len() + 1;
+    // Room for the table and one item per live end to begin with; fds of
+    // the same end (dups) grow it.
+    let ready = match env.scratch(w + live * 16 + ITEM_MAX + 1) {
+        Some(s) => {
+            // SAFETY: the table's bytes, inside `s`.
+            unsafe { crate::mem::fill(s[SCRATCH_HEAD..val0].as_mut_ptr(), 0, val0 - SCRATCH_HEAD) };
+            crate::mem::copy_slice(&mut s[..8], &(top as u64).to_ne_bytes());
+            crate::mem::copy_slice(&mut s[val0..w - 1], CONNS_VAR);
+            s[w - 1] = b'=';
+            true
+        }
+        None => false,
+    };
+    let ready = ready && env.on_failure(undo_exec_conns);
+    let mut items = 0usize;
     let mut dents = [0u8; 1024];
     loop {
         // SAFETY: getdents64 writes at most `dents.len()` bytes into it.
@@ -701,7 +775,7 @@ fn exec_conns(env: &mut ExecEnv<'_>) {
             let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())];
             off += reclen;
             let Some(fd) = parse_fd(name) else { continue };
-            if fd == dir || nseen == MAX_CARRIED {
+            if fd == dir {
                 continue;
             }
             // SAFETY: fcntl(F_GETFD) reads a descriptor's flags; no memory.
@@ -713,27 +787,39 @@ fn exec_conns(env: &mut ExecEnv<'_>) {
             if ino == 0 {
                 continue;
             }
-            let Some(i) = OBJECTS
-                .iter()
-                .position(|o| o.ino.load(Ordering::Relaxed) == ino && o.state.load(Ordering::Acquire) == CONN)
-            else {
+            let Some(i) = conn_by_ino(fd, ino) else { continue };
+            let Some(e) = end_of(token(K_CONN, i)) else { continue };
+            if !ready {
+                warn_not_carried(fd, "no memory for the list of connections the exec carries");
+                continue;
+            }
+            if i >= top {
+                // Another thread of a vfork child's parent made it during
+                // this exec.
+                warn_not_carried(fd, "the connection was made while the exec began");
+                continue;
+            }
+            let Some(s) = env.scratch(w + ITEM_MAX + 1) else {
+                warn_not_carried(fd, "no memory for the list of connections the exec carries");
                 continue;
             };
-            let sep = if w.len == 0 { "" } else { "," };
-            if let Some(&(_, first)) = seen[..nseen].iter().find(|s| s.0 == i) {
+            let sep = if items == 0 { "" } else { "," };
+            let (first, _) = carry_entry(s, i);
+            if first != 0 {
                 // Another fd of the same end: one object in the new image.
-                let _ = core::fmt::Write::write_fmt(&mut w, format_args!("{sep}{fd}={first}"));
+                let mut item = crate::text::FixedBuf::new(&mut s[w..w + ITEM_MAX]);
+                let _ = core::fmt::Write::write_fmt(&mut item, format_args!("{sep}{fd}={}", first - 1));
+                w += item.len;
+                items += 1;
                 continue;
             }
-            let Some(e) = end_of(token(K_CONN, i)) else { continue };
-            if w.buf.len() - w.len < 40 || env.room() < w.buf.len() + 16 {
-                continue;
-            }
-            if let Some(m) = memfd_for_exec(i).filter(|_| keeps) {
-                let side = e.side() as u8;
-                let _ = core::fmt::Write::write_fmt(&mut w, format_args!("{sep}{fd}:{side}:{m}"));
-                seen[nseen] = (i, fd);
-                nseen += 1;
+            let side = e.side() as u8;
+            if let Some(m) = memfd_for_exec(i) {
+                let mut item = crate::text::FixedBuf::new(&mut s[w..w + ITEM_MAX]);
+                let _ = core::fmt::Write::write_fmt(&mut item, format_args!("{sep}{fd}:{side}:{m}"));
+                w += item.len;
+                items += 1;
+                set_carry_entry(s, i, fd + 1, m + 1);
                 continue;
             }
             // No memfd kept (the fd limit when it was made): reopen the
@@ -749,25 +835,62 @@ fn exec_conns(env: &mut ExecEnv<'_>) {
             if m < 0 {
                 // Without the capability the kernel asks for: the new image
                 // gets the kernel socket alone (module docs, departures).
-                crate::events::warning(
-                    b"a ring connection does not follow this exec (no descriptor of its segment was kept, at the fd limit, and reopening it needs CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE):",
-                    pw.as_bytes().split(|&b| b == 0).next().unwrap_or(b""),
+                warn_not_carried(
+                    fd,
+                    "no descriptor of its segment was kept (the fd limit when it was made), and reopening it from /proc/self/map_files needs CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE",
                 );
                 continue;
             }
-            if !env.open_for_exec(m as i32) {
-                continue;
-            }
-            let side = e.side() as u8;
-            let _ = core::fmt::Write::write_fmt(&mut w, format_args!("{sep}{fd}:{side}:{m}"));
-            seen[nseen] = (i, fd);
-            nseen += 1;
+            let m = m as i32;
+            let mut item = crate::text::FixedBuf::new(&mut s[w..w + ITEM_MAX]);
+            let _ = core::fmt::Write::write_fmt(&mut item, format_args!("{sep}{fd}:{side}:{m}"));
+            w += item.len;
+            items += 1;
+            set_carry_entry(s, i, fd + 1, -(m + 1));
         }
     }
     raw::close(dir);
-    if w.len != 0 {
-        let n = w.len;
-        env.add(&[CONNS_VAR, b"=", &out[..n]]);
+    if items == 0 {
+        return;
+    }
+    let added = match env.scratch(w + 1) {
+        Some(s) => {
+            s[w] = 0;
+            true
+        }
+        None => false,
+    };
+    if !(added && env.add_scratch(val0)) {
+        // No room for the variable: nothing is carried after all.
+        undo_exec_conns(env);
+        crate::events::warning(
+            b"ring connections do not follow this exec, the new image gets their bare kernel sockets:",
+            b"no room for the variable that names them",
+        );
+    }
+}
+
+/// The exec failed (or carries nothing after all): the kept memfds made
+/// inheritable are close-on-exec again, the descriptors opened from
+/// map_files are closed, as the scratch's table says (see its layout).
+fn undo_exec_conns(env: &mut ExecEnv<'_>) {
+    let Some(s) = env.scratch(0) else { return };
+    if s.len() < SCRATCH_HEAD {
+        return;
+    }
+    let top = u64::from_ne_bytes([s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]]) as usize;
+    if SCRATCH_HEAD + 8 * top > s.len() {
+        return;
+    }
+    for i in 0..top {
+        let (_, seg) = carry_entry(s, i);
+        if seg > 0 {
+            // SAFETY: fcntl(F_SETFD) on an fd; no memory.
+            unsafe { raw::syscall3(nr::FCNTL, (seg - 1) as u64, libc::F_SETFD as u64, libc::FD_CLOEXEC as u64) };
+        } else if seg < 0 {
+            raw::close(-seg - 1);
+        }
+        set_carry_entry(s, i, 0, 0);
     }
 }
 

@@ -16,7 +16,9 @@
 //!
 //! Everything runs on the runtime stack with raw syscalls (the caller may be
 //! a vfork child sharing its parent's memory: nothing here allocates in the
-//! shared address space unless the arrays are too large for the stack).
+//! shared address space unless the arrays are too large for the stack; exec
+//! hooks' larger data goes in a mapping kept per thread slot, see
+//! `ExecEnv::scratch`).
 //! Program memory (argv, envp and their strings) is read through
 //! [`crate::umem`]; the new arrays hold the program's own string pointers.
 
@@ -34,7 +36,7 @@ pub fn sys_execve(f: &mut Call) -> Ret {
     f.count_now(Answer::Passthrough);
     let (path, argv, envp) = (f.args[0], f.args[1], f.args[2]);
     let r = match exec_injection() {
-        Some(inj) => execve_in_instance(&inj, libc::AT_FDCWD as u64, path, argv, envp, 0, true),
+        Some(inj) => execve_in_instance(&inj, f.task.block(), libc::AT_FDCWD as u64, path, argv, envp, 0, true),
         // SAFETY: the program's own call, unchanged.
         None => unsafe { raw::syscall6(f.nr as usize, f.args) },
     };
@@ -48,7 +50,7 @@ pub fn sys_execveat(f: &mut Call) -> Ret {
     // re-routing; other forms keep their target and get the environment.
     let simple = dirfd as i32 == libc::AT_FDCWD && flags == 0;
     let r = match exec_injection() {
-        Some(inj) => execve_in_instance(&inj, dirfd, path, argv, envp, flags, simple),
+        Some(inj) => execve_in_instance(&inj, f.task.block(), dirfd, path, argv, envp, flags, simple),
         // SAFETY: the program's own call, unchanged.
         None => unsafe { raw::syscall6(f.nr as usize, f.args) },
     };
@@ -122,8 +124,10 @@ impl Drop for Slots<'_> {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn execve_in_instance(
     inj: &ExecInjection,
+    tb: *mut crate::layout::ThreadBlock,
     dirfd: u64,
     path: u64,
     argv: u64,
@@ -163,10 +167,12 @@ fn execve_in_instance(
         let mut old = KernelSigaction::default();
         kernel::sigaction(libc::SIGPIPE, None, Some(&mut old)) == 0 && old.sa_handler == libc::SIG_IGN as u64
     };
-    // What exec hooks add (the fd table's inherited marks, …).
+    // What exec hooks add (the fd table's inherited marks, …); a hook whose
+    // variable may be larger (the ring connections carried) writes it in
+    // the env's scratch mapping instead (`ExecEnv::scratch`).
     let mut hook_bytes = [0u8; 2048];
     let mut hook_ptrs = [0u64; 8];
-    let mut hook_env = ExecEnv::new(&mut hook_bytes, &mut hook_ptrs);
+    let mut hook_env = ExecEnv::new(&mut hook_bytes, &mut hook_ptrs, tb);
     crate::hooks::run_exec(&mut hook_env);
     let hook_vars = hook_env.pointers().len();
     // Slots: new argv (loader prefix + args + NULL), new envp (injected +

@@ -21,7 +21,7 @@ test: build check
 fuzz:
 	./scripts/fuzz
 
-RUNTIME_CRATES = shunt-abi shunt-core shunt-install shunt-patch shunt-loader shunt-policy shunt-stats shunt-paths shunt-transport shunt-seccomp shunt-userfile
+RUNTIME_CRATES = shunt-abi shunt-core shunt-install shunt-patch shunt-loader shunt-policy shunt-stats shunt-paths shunt-transport shunt-seccomp shunt-userfile shunt-fdpass
 
 # Static checks of the runtime: no module cycles in its crates, and every
 # unsafe block and unsafe fn documented (clippy's undocumented_unsafe_blocks
@@ -31,6 +31,6 @@ check:
 	@if cargo tree -p shunt-preload -e normal --prefix none | grep -E '^(toml|serde|serde_json|object|goblin|iced-x86) '; then \
 		echo "check: libshunt.so (shunt-preload) links the crates above; it must only apply plans"; exit 1; fi
 	./scripts/check-module-cycles runtime/abi/src runtime/core/src runtime/install/src runtime/patch/src \
-		runtime/loader/src runtime/policy/src runtime/stats/src runtime/transport/src runtime/seccomp/src runtime/userfile/src
+		runtime/loader/src runtime/policy/src runtime/stats/src runtime/transport/src runtime/seccomp/src runtime/userfile/src runtime/fdpass/src
 	cargo clippy --release $(addprefix -p ,$(RUNTIME_CRATES)) --lib -- -A clippy::all \
 		-D clippy::undocumented_unsafe_blocks -D clippy::missing_safety_doc -D unsafe_op_in_unsafe_fn

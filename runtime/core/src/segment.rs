@@ -21,6 +21,8 @@ use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
 
 use shunt_abi::segment::{SegmentHeader, SEGMENT_SIZE};
 
+use shunt_fdpass as fdpass;
+
 use crate::{events, raw};
 use crate::text::{cstr, store_cstr, FixedBuf};
 
@@ -227,28 +229,11 @@ fn ask_broker(broker: i32, mine: i32, theirs: i32, pid: i32) -> Result<(), i64> 
     let mut req = [0u8; 8];
     req[..4].copy_from_slice(&BROKER_MAGIC);
     req[4..].copy_from_slice(&pid.to_le_bytes());
-    let mut iov = libc::iovec { iov_base: req.as_mut_ptr().cast(), iov_len: req.len() };
-    // Room for one cmsghdr carrying one descriptor, 8-byte aligned.
-    let mut control = [0u64; 4];
-    // SAFETY: msghdr is plain data; all-zero is its neutral value.
-    let mut msg: libc::msghdr = unsafe { core::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    // SAFETY: CMSG_SPACE is arithmetic.
-    msg.msg_controllen = unsafe { libc::CMSG_SPACE(4) } as usize;
-    // SAFETY: the control buffer holds CMSG_SPACE(4) <= 32 bytes, so the
-    // first header and its 4 data bytes lie inside it.
-    unsafe {
-        let c = libc::CMSG_FIRSTHDR(&msg);
-        (*c).cmsg_level = libc::SOL_SOCKET;
-        (*c).cmsg_type = libc::SCM_RIGHTS;
-        (*c).cmsg_len = libc::CMSG_LEN(4) as usize;
-        core::ptr::write_unaligned(libc::CMSG_DATA(c) as *mut i32, theirs);
-    }
-    // SAFETY: sendmsg reads `msg`, its iovec and control buffer, all live.
-    let r = retry(|| unsafe {
-        raw::syscall3(shunt_abi::syscalls::nr::SENDMSG, broker as u64, &msg as *const libc::msghdr as u64, libc::MSG_NOSIGNAL as u64)
+    // SAFETY: the caller's open descriptors, borrowed for these calls.
+    let (broker, theirs) = unsafe { (fdpass::borrow(broker), fdpass::borrow(theirs)) };
+    let r = retry(|| match fdpass::send(broker, &req, &[theirs], fdpass::SendFlags::NOSIGNAL) {
+        Ok(n) => n as i64,
+        Err(e) => -(e.raw_os_error() as i64),
     });
     if r < 0 {
         return Err(r);
@@ -259,51 +244,21 @@ fn ask_broker(broker: i32, mine: i32, theirs: i32, pid: i32) -> Result<(), i64> 
 /// The broker's answer on `mine`: the segment file's descriptor.
 fn receive_segment(mine: i32) -> Result<i32, i64> {
     let mut ans = [0u8; 16];
-    let mut iov = libc::iovec { iov_base: ans.as_mut_ptr().cast(), iov_len: ans.len() };
-    // Room for a few descriptors: any beyond the first are closed.
-    let mut control = [0u64; 8];
-    // SAFETY: msghdr is plain data; all-zero is its neutral value.
-    let mut msg: libc::msghdr = unsafe { core::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = core::mem::size_of_val(&control);
-    // SAFETY: recvmsg writes into `ans` and `control`, whose sizes `msg` gives.
-    let n = retry(|| unsafe {
-        raw::syscall3(shunt_abi::syscalls::nr::RECVMSG, mine as u64, &mut msg as *mut libc::msghdr as u64, libc::MSG_CMSG_CLOEXEC as u64)
-    });
-    if n < 0 {
-        return Err(n);
-    }
-    let mut fd = -1;
-    // SAFETY: the kernel wrote `msg_controllen` bytes of well-formed
-    // cmsghdrs into `control`; CMSG_NXTHDR stays within them.
-    unsafe {
-        let mut c = libc::CMSG_FIRSTHDR(&msg);
-        while !c.is_null() {
-            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
-                let data = libc::CMSG_DATA(c) as *const i32;
-                let count = ((*c).cmsg_len - libc::CMSG_LEN(0) as usize) / 4;
-                for i in 0..count {
-                    let got = core::ptr::read_unaligned(data.add(i));
-                    if fd < 0 {
-                        fd = got;
-                    } else {
-                        raw::close(got);
-                    }
-                }
-            }
-            c = libc::CMSG_NXTHDR(&msg, c);
+    // Any descriptor beyond the first is closed (by `recv`, or when `got`
+    // drops).
+    let mut got = loop {
+        // SAFETY: the caller's open descriptor, borrowed for this call.
+        match fdpass::recv::<1>(unsafe { fdpass::borrow(mine) }, &mut ans, fdpass::RecvFlags::CMSG_CLOEXEC) {
+            Err(e) if e == fdpass::Errno::INTR => continue,
+            Err(e) => return Err(-(e.raw_os_error() as i64)),
+            Ok(g) => break g,
         }
-    }
+    };
     let status = i32::from_le_bytes([ans[4], ans[5], ans[6], ans[7]]);
-    if n != 8 || ans[..4] != BROKER_MAGIC || status != 0 || fd < 0 {
-        if fd >= 0 {
-            raw::close(fd);
-        }
+    if got.len != 8 || ans[..4] != BROKER_MAGIC || status != 0 || got.count == 0 {
         return Err(if status < 0 { status as i64 } else { -(libc::EPROTO as i64) });
     }
-    Ok(fd)
+    Ok(got.take_raw(0))
 }
 
 /// A segment file `<dir>/<pid>-<seq>.seg`, mapped shared.

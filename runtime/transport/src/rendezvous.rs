@@ -43,6 +43,7 @@ use core::sync::atomic::{AtomicU32, Ordering};
 use crate::conn::End;
 use crate::lock::SharedLock;
 use crate::sys::{self, err, Sysret};
+use shunt_fdpass as fdpass;
 
 /// Bytes of a deposit message.
 const DEPOSIT_MAGIC: u64 = u64::from_le_bytes(*b"SHUNTDP1");
@@ -317,10 +318,6 @@ pub fn open_registry(names: &[Name]) -> Option<i32> {
     None
 }
 
-/// Room for a control message with two fds.
-#[repr(C, align(8))]
-struct CmsgBuf([u8; 32]);
-
 /// The second half of [`deposit`]: sends the deposit on registry connection
 /// `s` (from [`open_registry`]); whether it went. The caller closes `s`.
 pub fn send_deposit(s: i32, memfd: i32, proof: i32, ring_bytes: u32) -> bool {
@@ -331,34 +328,15 @@ pub fn send_deposit(s: i32, memfd: i32, proof: i32, ring_bytes: u32) -> bool {
         connector_pid: sys::getpid() as u32,
         _pad: 0,
     };
-    let mut iov = libc::iovec {
-        iov_base: &msg_body as *const _ as *mut libc::c_void,
-        iov_len: core::mem::size_of::<DepositMsg>(),
+    // SAFETY: DepositMsg is plain repr(C) data without padding bytes left
+    // uninitialised (`_pad` is a field); read as bytes for its lifetime.
+    let bytes = unsafe {
+        core::slice::from_raw_parts(&msg_body as *const DepositMsg as *const u8, core::mem::size_of::<DepositMsg>())
     };
-    let mut cbuf = CmsgBuf([0; 32]);
-    // SAFETY: CMSG_SPACE/CMSG_LEN are pure size computations.
-    let (space, clen) = unsafe { (libc::CMSG_SPACE(8) as usize, libc::CMSG_LEN(8) as usize) };
-    debug_assert!(space <= cbuf.0.len());
-    // SAFETY: an all-zero msghdr is valid.
-    let mut msg: libc::msghdr = unsafe { core::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = cbuf.0.as_mut_ptr() as *mut libc::c_void;
-    msg.msg_controllen = space;
-    // SAFETY: the control buffer is aligned and `space` bytes long, enough
-    // for one header and two ints (checked above).
-    unsafe {
-        let c = libc::CMSG_FIRSTHDR(&msg);
-        (*c).cmsg_level = libc::SOL_SOCKET;
-        (*c).cmsg_type = libc::SCM_RIGHTS;
-        (*c).cmsg_len = clen;
-        let data = libc::CMSG_DATA(c) as *mut i32;
-        data.write_unaligned(memfd);
-        data.add(1).write_unaligned(proof);
-    }
-    // SAFETY: `msg` points at live buffers.
-    let r = unsafe { sys::sendmsg(s, &msg, libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT) };
-    r == core::mem::size_of::<DepositMsg>() as Sysret
+    // SAFETY: the caller's open descriptors, borrowed for this one call.
+    let (s, fds) = unsafe { (fdpass::borrow(s), [fdpass::borrow(memfd), fdpass::borrow(proof)]) };
+    fdpass::send(s, bytes, &fds, fdpass::SendFlags::NOSIGNAL | fdpass::SendFlags::DONTWAIT)
+        == Ok(core::mem::size_of::<DepositMsg>())
 }
 
 /// A deposit received but not matched yet.
@@ -667,60 +645,30 @@ enum Got {
 
 fn recv_fds(c: i32) -> Got {
     let mut body = DepositMsg::default();
-    let mut iov = libc::iovec {
-        iov_base: &mut body as *mut _ as *mut libc::c_void,
-        iov_len: core::mem::size_of::<DepositMsg>(),
+    // SAFETY: DepositMsg is plain repr(C) data, any bytes are a value of it;
+    // written as bytes for the duration of the borrow.
+    let buf = unsafe {
+        core::slice::from_raw_parts_mut(&mut body as *mut DepositMsg as *mut u8, core::mem::size_of::<DepositMsg>())
     };
-    let mut cbuf = CmsgBuf([0; 32]);
-    // SAFETY: an all-zero msghdr is valid.
-    let mut msg: libc::msghdr = unsafe { core::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = cbuf.0.as_mut_ptr() as *mut libc::c_void;
-    msg.msg_controllen = cbuf.0.len();
-    // SAFETY: `msg` points at live, writable buffers. The connector sent its
-    // message before connecting; SEQPACKET delivers it whole or not at all.
-    let n = unsafe { sys::recvmsg(c, &mut msg, libc::MSG_DONTWAIT | libc::MSG_CMSG_CLOEXEC) };
-    if n == err(libc::EAGAIN) || n == err(libc::EINTR) {
-        return Got::NotYet;
-    }
-    // Collect whatever fds came, so that none leaks whatever the verdict.
-    let mut fds = [-1i32; 2];
-    let mut nfds = 0;
-    let mut extra = false;
-    // SAFETY: the CMSG_* walk stays inside `msg_controllen`, as the kernel
-    // filled it.
-    unsafe {
-        let mut cm = libc::CMSG_FIRSTHDR(&msg);
-        while !cm.is_null() {
-            if (*cm).cmsg_level == libc::SOL_SOCKET && (*cm).cmsg_type == libc::SCM_RIGHTS {
-                let data = libc::CMSG_DATA(cm) as *const i32;
-                let count = ((*cm).cmsg_len - libc::CMSG_LEN(0) as usize) / 4;
-                for i in 0..count {
-                    let fd = data.add(i).read_unaligned();
-                    if nfds < 2 {
-                        fds[nfds] = fd;
-                        nfds += 1;
-                    } else {
-                        sys::close(fd);
-                        extra = true;
-                    }
-                }
-            }
-            cm = libc::CMSG_NXTHDR(&msg, cm);
-        }
-    }
-    let ok = n == core::mem::size_of::<DepositMsg>() as Sysret
-        && msg.msg_flags & (libc::MSG_CTRUNC | libc::MSG_TRUNC) == 0
+    // SAFETY: `c` is the caller's open registry connection. The connector
+    // sent its message before connecting; SEQPACKET delivers it whole or
+    // not at all. Whatever fds came are the result's (closed when it drops)
+    // or closed by `recv`, so that none leaks whatever the verdict.
+    let got = fdpass::recv::<2>(unsafe { fdpass::borrow(c) }, buf, fdpass::RecvFlags::DONTWAIT | fdpass::RecvFlags::CMSG_CLOEXEC);
+    let mut got = match got {
+        Err(e) if e == fdpass::Errno::AGAIN || e == fdpass::Errno::INTR => return Got::NotYet,
+        Err(_) => return Got::Junk,
+        Ok(g) => g,
+    };
+    let ok = got.len == core::mem::size_of::<DepositMsg>()
+        && !got.truncated
         && body.magic == DEPOSIT_MAGIC
         && body.version == 1
-        && nfds == 2
-        && !extra;
+        && got.count == 2
+        && !got.extra;
     if !ok {
-        for fd in fds.iter().take(nfds) {
-            sys::close(*fd);
-        }
         return Got::Junk;
     }
-    Got::Deposit(Slot { used: true, memfd: fds[0], proof: fds[1], ..EMPTY })
+    let (memfd, proof) = (got.take_raw(0), got.take_raw(1));
+    Got::Deposit(Slot { used: true, memfd, proof, ..EMPTY })
 }

@@ -18,6 +18,9 @@
 //! owned by the sender's effective user, and answers the magic and 0 with
 //! the file's descriptor, or the magic and a negative errno.
 //!
+//! Messages and their descriptors go through `shunt_fdpass`, the same code
+//! as the runtime's side of the exchange (`shunt_core::segment`).
+//!
 //! Runs in the reaper (see `child.rs`): system calls on stack buffers only,
 //! no allocation, and nothing a hostile sender does may block it (every
 //! call on a descriptor it sent is non-blocking).
@@ -25,6 +28,7 @@
 use std::os::fd::RawFd;
 
 use shunt_abi::segment::{SEGMENT_BROKER_MAGIC, SEGMENT_SIZE};
+use shunt_fdpass as fdpass;
 
 /// Requests served per wake-up before the reaper reaps again.
 const BATCH: usize = 64;
@@ -49,46 +53,18 @@ pub(crate) enum Served {
 pub(crate) unsafe fn serve(sock: RawFd, dir: RawFd, reaper: i32) -> Served {
     for _ in 0..BATCH {
         let mut req = [0u8; 16];
-        let mut iov = libc::iovec { iov_base: req.as_mut_ptr().cast(), iov_len: req.len() };
-        // Credentials and a few descriptors (more than one is a bad request,
-        // but each must still be closed).
-        let mut control = [0u64; 16];
-        // SAFETY: msghdr is plain data; all-zero is its neutral value.
-        let mut msg: libc::msghdr = unsafe { core::mem::zeroed() };
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.as_mut_ptr().cast();
-        msg.msg_controllen = core::mem::size_of_val(&control);
-        // SAFETY: recvmsg writes into `req` and `control`, whose sizes `msg` gives.
-        let n = unsafe { libc::recvmsg(sock, &mut msg, libc::MSG_DONTWAIT | libc::MSG_CMSG_CLOEXEC) };
-        if n < 0 {
-            let e = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
-            return if e == libc::EAGAIN || e == libc::EINTR { Served::Open } else { Served::Closed };
-        }
-        let mut reply: RawFd = -1;
-        let mut cred: Option<libc::ucred> = None;
-        // SAFETY: the kernel wrote `msg_controllen` bytes of well-formed
-        // cmsghdrs into `control`; CMSG_NXTHDR stays within them.
-        unsafe {
-            let mut c = libc::CMSG_FIRSTHDR(&msg);
-            while !c.is_null() {
-                if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
-                    let data = libc::CMSG_DATA(c) as *const RawFd;
-                    let count = ((*c).cmsg_len - libc::CMSG_LEN(0) as usize) / 4;
-                    for i in 0..count {
-                        let fd = core::ptr::read_unaligned(data.add(i));
-                        if reply < 0 {
-                            reply = fd;
-                        } else {
-                            libc::close(fd);
-                        }
-                    }
-                } else if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_CREDENTIALS {
-                    cred = Some(core::ptr::read_unaligned(libc::CMSG_DATA(c) as *const libc::ucred));
-                }
-                c = libc::CMSG_NXTHDR(&msg, c);
-            }
-        }
+        // Credentials and the first descriptor (more than one is a bad
+        // request; `recv` closes the others).
+        // SAFETY: `sock` is the caller's open descriptor (by its promise).
+        let got = fdpass::recv::<1>(unsafe { fdpass::borrow(sock) }, &mut req, fdpass::RecvFlags::DONTWAIT | fdpass::RecvFlags::CMSG_CLOEXEC);
+        let mut got = match got {
+            Ok(g) => g,
+            Err(e) if e == fdpass::Errno::AGAIN || e == fdpass::Errno::INTR => return Served::Open,
+            Err(_) => return Served::Closed,
+        };
+        let n = got.len;
+        let cred = got.cred;
+        let reply: RawFd = got.take_raw(0);
         if n == 0 && reply < 0 {
             // End of file (or an empty message, which no runtime sends).
             return Served::Closed;
@@ -134,27 +110,12 @@ unsafe fn answer_on(reply: RawFd, answer: &Result<(RawFd, [u8; 40], usize), i32>
         Err(e) => -e,
     };
     ans[4..].copy_from_slice(&status.to_le_bytes());
-    let mut iov = libc::iovec { iov_base: ans.as_mut_ptr().cast(), iov_len: ans.len() };
-    let mut control = [0u64; 4];
-    // SAFETY: msghdr is plain data; all-zero is its neutral value.
-    let mut msg: libc::msghdr = unsafe { core::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    if let Ok((fd, _, _)) = answer {
-        msg.msg_control = control.as_mut_ptr().cast();
-        // SAFETY: arithmetic; then the first header and its 4 data bytes lie
-        // inside `control` (CMSG_SPACE(4) <= 32 bytes).
-        unsafe {
-            msg.msg_controllen = libc::CMSG_SPACE(4) as usize;
-            let c = libc::CMSG_FIRSTHDR(&msg);
-            (*c).cmsg_level = libc::SOL_SOCKET;
-            (*c).cmsg_type = libc::SCM_RIGHTS;
-            (*c).cmsg_len = libc::CMSG_LEN(4) as usize;
-            core::ptr::write_unaligned(libc::CMSG_DATA(c) as *mut RawFd, *fd);
-        }
-    }
-    // SAFETY: sendmsg reads `msg` and the buffers it points to, all live.
-    unsafe { libc::sendmsg(reply, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) == ans.len() as isize }
+    // SAFETY: `reply` and the answer's fd are open (the caller's promise).
+    let fd = answer.as_ref().ok().map(|(fd, _, _)| unsafe { fdpass::borrow(*fd) });
+    let fds = fd.as_slice();
+    // SAFETY: as above.
+    let reply = unsafe { fdpass::borrow(reply) };
+    fdpass::send(reply, &ans, fds, fdpass::SendFlags::DONTWAIT | fdpass::SendFlags::NOSIGNAL) == Ok(ans.len())
 }
 
 /// Whether `pid` descends from the reaper: every process of the instance

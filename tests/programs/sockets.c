@@ -1642,6 +1642,38 @@ static int exec_many_child(int n, char **fds) {
     return good == n ? 0 : 1;
 }
 
+/* An exec that keeps ring connections it cannot carry: with the soft
+ * RLIMIT_NOFILE at 256, no fd at 1000 or above is free, so under shunt no
+ * end keeps its segment's memfd; run without privileges, the exec cannot
+ * reopen the segments from /proc/self/map_files either. The exec'd child
+ * does not use the connections (under shunt they are bare kernel sockets
+ * now, whose peers write into rings): it only runs. */
+static void sc_exec_uncarried(const char *self, int n) {
+    struct rlimit rl = {256, 256};
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+        rl.rlim_cur = 256;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0) die("setrlimit");
+    }
+    struct sockaddr_in addr;
+    int l = listener(&addr);
+    fcntl(l, F_SETFD, FD_CLOEXEC);
+    int *cs = calloc(n, sizeof *cs), *as = calloc(n, sizeof *as);
+    for (int i = 0; i < n; i++) {
+        cs[i] = socket(AF_INET, SOCK_STREAM, 0);
+        if (connect(cs[i], (struct sockaddr *)&addr, sizeof addr) < 0) die("connect");
+        if ((as[i] = accept4(l, NULL, NULL, SOCK_CLOEXEC)) < 0) die("accept");
+    }
+    pid_t pid = fork();
+    if (pid == 0) {
+        execl(self, self, "exec-uncarried-child", (char *)NULL);
+        _exit(127);
+    }
+    int st;
+    waitpid(pid, &st, 0);
+    printf("%d connections kept across the exec, exec'd child: %d\n", n, WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+    free(cs), free(as);
+}
+
 /* Many connections at once, each carrying a message each way. */
 static void sc_many(int n) {
     struct sockaddr_in addr;
@@ -1679,6 +1711,7 @@ int main(int argc, char **argv) {
     const char *s = argv[1];
     if (!strcmp(s, "exec-child") && argc == 4) return exec_child(atoi(argv[2]), atoi(argv[3]));
     if (!strcmp(s, "exec-ring-child") && argc == 3) return exec_ring_child(atoi(argv[2]));
+    if (!strcmp(s, "exec-uncarried-child")) return printf("exec'd child ran\n") < 0;
     if (!strcmp(s, "exec-many-child") && argc >= 3 && argc == 3 + atoi(argv[2]))
         return exec_many_child(atoi(argv[2]), argv + 3);
     if (!strcmp(s, "connect-blocking")) sc_connect_blocking();
@@ -1705,6 +1738,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(s, "exec")) sc_exec(argv[0]);
     else if (!strcmp(s, "exec-ring")) sc_exec_ring(argv[0]);
     else if (!strcmp(s, "hidden-fds")) sc_hidden_fds();
+    else if (!strcmp(s, "exec-uncarried")) sc_exec_uncarried(argv[0], argc > 2 ? atoi(argv[2]) : 40);
     else if (!strcmp(s, "exec-many")) sc_exec_many(argv[0], argc > 2 ? atoi(argv[2]) : 200);
     else if (!strcmp(s, "many")) sc_many(argc > 2 ? atoi(argv[2]) : 1000);
     else {

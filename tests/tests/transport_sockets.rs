@@ -194,3 +194,39 @@ fn exec_carries_hundreds_of_ring_connections() {
         assert_eq!(stats.total("trapped"), 0, "{}", stats.0);
     }
 }
+
+/// The other side of the exec above: an end that cannot be carried says so,
+/// one warning line each, naming its fd and why. The program runs without
+/// capabilities (so `/proc/self/map_files` is shut) and with its soft
+/// RLIMIT_NOFILE at 256 (so no end could keep its memfd at 1000 or above);
+/// 40 connector ends are open without `FD_CLOEXEC` at its exec. Natively
+/// the same program runs alike (the exec'd child does not touch them).
+#[test]
+fn an_exec_warns_once_for_each_connection_it_cannot_carry() {
+    // SAFETY: geteuid(2) takes no arguments.
+    assert!(unsafe { libc::geteuid() } == 0, "this test needs root (it changes its user with setpriv)");
+    let prog = sockets();
+    let argv = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", prog.as_str(), "exec-uncarried", "40"];
+    let reference = native(&argv, None);
+    assert!(reference.status.success(), "natively: {}", reference.stderr_str());
+    let (out, stats) = under_shunt(&argv, None, &["--transport", "shm"]);
+    // The same transcript and exit; stderr differs by the warnings alone.
+    assert_eq!(out.status.code(), reference.status.code(), "{}", out.stderr_str());
+    assert_eq!(out.stdout_str(), reference.stdout_str(), "{}", out.stderr_str());
+    assert_eq!(reference.stderr_str(), "", "natively nothing is said");
+    let err = out.stderr_str();
+    assert!(err.lines().all(|l| l.contains("a ring connection does not follow this exec")), "nothing else: {err}");
+    let lines: Vec<&str> = err.lines().filter(|l| l.contains("a ring connection does not follow this exec")).collect();
+    assert_eq!(lines.len(), 40, "one warning per connector end kept open: {err}");
+    let mut fds: Vec<&str> = lines
+        .iter()
+        .map(|l| {
+            assert!(l.contains("needs CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE"), "the reason is given: {l}");
+            l.split("fd ").nth(1).and_then(|r| r.split(':').next()).unwrap_or("")
+        })
+        .collect();
+    fds.sort();
+    fds.dedup();
+    assert_eq!(fds.len(), 40, "each names its own fd: {lines:?}");
+    assert_eq!(transport(&stats).0, 80, "{}", stats.0);
+}

@@ -249,3 +249,66 @@ fn ignored_signals_stay_ignored() {
         assert!(stats.get("execve", "passthrough") >= 2, "the execs stayed in the instance: {}", stats.0);
     }
 }
+
+/// The blocked signal mask a program is started with is the invoker's, as
+/// `execve` keeps it, under `shunt run` too — across dynamic ↔ static exec
+/// chains inside the instance. Before, the supervisor and the loader each
+/// started the program with an empty mask. Each program prints its mask
+/// and shows the block is real (a blocked SIGUSR2, SIGTERM, SIGRTMIN+1
+/// raised stays pending instead of ending it). SIGSYS and SIGTRAP, which
+/// the runtime needs unblocked (trap fallback, first-trap rewriting), still
+/// read back as blocked; SIGCHLD is blocked in the supervisor's own process
+/// too.
+#[test]
+fn the_blocked_signal_mask_is_inherited() {
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    let dynamic = program(env!("PROG_SIGMASK"));
+    let fixed = dir.path().join("sigmask-static");
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("programs/sigmask.c");
+    let o = std::process::Command::new("gcc").args(["-O2", "-static", "-o"]).arg(&fixed).arg(&src).output().expect("gcc");
+    assert!(o.status.success(), "gcc -static sigmask.c: {}", String::from_utf8_lossy(&o.stderr));
+    let fixed = fixed.to_str().unwrap();
+    let rtmin1 = libc::SIGRTMIN() + 1;
+    let blocked = [libc::SIGHUP, libc::SIGTRAP, libc::SIGUSR2, libc::SIGTERM, libc::SIGCHLD, libc::SIGSYS, rtmin1];
+    let start = |argv: &[&str], stats: Option<&std::path::Path>| {
+        let mut cmd = match stats {
+            Some(stats) => {
+                let mut c = std::process::Command::new(shunt());
+                c.arg("run").arg("--stats").arg(stats).arg("--").args(argv);
+                c
+            }
+            None => {
+                let mut c = std::process::Command::new(argv[0]);
+                c.args(&argv[1..]);
+                c
+            }
+        };
+        // SAFETY: sigemptyset/sigaddset/sigprocmask, async-signal-safe,
+        // between fork and exec (after std's own reset of the mask).
+        unsafe {
+            cmd.pre_exec(move || {
+                let mut set: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut set);
+                for sig in blocked {
+                    libc::sigaddset(&mut set, sig);
+                }
+                if libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        run(cmd, None, std::time::Duration::from_secs(120))
+    };
+    let want = "blocked: HUP TRAP USR2 TERM CHLD SYS RTMIN+1\nheld: USR2 TERM RTMIN+1\n";
+    for chain in [[dynamic.as_str(), fixed, dynamic.as_str()], [fixed, dynamic.as_str(), fixed]] {
+        let n = start(&chain, None);
+        assert_eq!(n.stdout_str(), want.repeat(3), "natively: {}", n.stderr_str());
+        let stats = dir.path().join("stats.json");
+        let s = start(&chain, Some(&stats));
+        assert_same(&format!("sigmask {chain:?}"), &n, &s);
+        let stats = Stats::parse(&std::fs::read_to_string(&stats).unwrap());
+        assert!(stats.get("execve", "passthrough") >= 2, "the execs stayed in the instance: {}", stats.0);
+    }
+}

@@ -150,6 +150,9 @@ pub unsafe fn install(params: &InstallParams<'_>) -> Result<(), InstallError> {
         unsafe { trap::install(params.text.0, params.text.1) }.map_err(|e| InstallError::Sigsys(-e))?;
     }
     thread::attach_current(params.trap).map_err(InstallError::Attach)?;
+    // The inherited mask is the program's, but SIGSYS cannot stay blocked
+    // under the trap fallback (see there).
+    sys::signal::adopt_inherited_mask();
     Ok(())
 }
 

@@ -131,6 +131,10 @@ pub fn install(opts: Options) -> Result<(), InstallError> {
     }
     if opts.trap && opts.rewrite {
         shunt_core::lazy::enable();
+        // SIGTRAP may be the runtime's now: an inherited block of it
+        // becomes the program's belief only (a rewrite's `int3` must reach
+        // the runtime's handler).
+        shunt_core::sys::signal::adopt_inherited_mask();
         cover_vdso_fallbacks();
     }
     Ok(())

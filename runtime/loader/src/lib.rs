@@ -682,8 +682,11 @@ fn vdso_without_getrandom(real: u64) -> Option<u64> {
 
 /// Undoes the signal state the Rust process set up, so that the program
 /// starts as after `execve`: handled signals back to SIG_DFL (std installs
-/// SIGSEGV/SIGBUS handlers on an alternate stack), the mask empty, no
-/// alternate stack. Ignored signals stay ignored, as `execve` keeps them
+/// SIGSEGV/SIGBUS handlers on an alternate stack), no alternate stack.
+/// The mask stays as this process inherited it across its `execve`, which
+/// is the program's (std blocks nothing; the runtime's installation has
+/// already unblocked, and recorded as the program's, the signals it needs:
+/// `shunt_core::sys::signal::adopt_inherited_mask`). Ignored signals stay ignored, as `execve` keeps them
 /// (nohup relies on it) — except SIGPIPE, which std ignores on its own: it is
 /// ignored only if the exec'ing process ignored it (`SHUNT_SIGPIPE=ign`,
 /// which `execve` in the runtime passes on). The runtime's SIGSYS stays, and
@@ -707,12 +710,10 @@ unsafe fn reset_signals(sigpipe_ignored: bool) {
         kernel::sigaction(sig, Some(if keep { &KernelSigaction::IGNORE } else { &KernelSigaction::DEFAULT }), None);
     }
     let ss = libc::stack_t { ss_sp: std::ptr::null_mut(), ss_flags: libc::SS_DISABLE, ss_size: 0 };
-    let empty: u64 = 0;
-    // SAFETY: sigaltstack and rt_sigprocmask read live locals of the
-    // kernel's layouts; the caller's promise covers their effect.
+    // SAFETY: sigaltstack reads a live local of the kernel's layout; the
+    // caller's promise covers its effect.
     unsafe {
         shunt_core::raw::syscall2(shunt_abi::syscalls::nr::SIGALTSTACK, &ss as *const _ as u64, 0);
-        shunt_core::raw::syscall4(shunt_abi::syscalls::nr::RT_SIGPROCMASK, libc::SIG_SETMASK as u64, &empty as *const u64 as u64, 0, 8);
     }
 }
 

@@ -113,6 +113,10 @@ pub(crate) struct ChildPlan<'a> {
     /// Installed last before `execve` (after the hook, which may need calls
     /// the filter refuses, such as `mount`).
     pub seccomp: Option<&'a shunt_seccomp::Filter>,
+    /// The program's signal mask: that of the thread that started the
+    /// instance, as `execve` and `posix_spawn` keep it (the reaper blocks
+    /// every signal for itself).
+    pub sigmask: libc::sigset_t,
 }
 
 /// Creates the reaper. Returns its pidfd and pid in the supervisor; never
@@ -237,7 +241,7 @@ unsafe fn reaper(plan: &mut ChildPlan<'_>) -> ! {
     unsafe {
         // Every signal blocked: a terminal's Ctrl-C or a stray SIGTERM must not
         // end the reaper (the supervisor forwards signals over the control
-        // pipe); SIGCHLD is read from a signalfd. The program unblocks all.
+        // pipe); SIGCHLD is read from a signalfd. The program gets `plan.sigmask`.
         let mut all: libc::sigset_t = core::mem::zeroed();
         libc::sigfillset(&mut all);
         libc::sigprocmask(libc::SIG_SETMASK, &all, core::ptr::null_mut());
@@ -619,9 +623,10 @@ unsafe fn program(plan: &mut ChildPlan<'_>) -> ! {
                 fail(Stage::Isolate);
             }
         }
-        let mut none: libc::sigset_t = core::mem::zeroed();
-        libc::sigemptyset(&mut none);
-        libc::sigprocmask(libc::SIG_SETMASK, &none, core::ptr::null_mut());
+        // The starter's mask, whole: on the runtime, the runtime unblocks
+        // what it needs itself and reports it to the program as blocked
+        // (shunt_core::sys::signal::adopt_inherited_mask).
+        libc::sigprocmask(libc::SIG_SETMASK, &plan.sigmask, core::ptr::null_mut());
         libc::execve(plan.path.as_ptr(), plan.argv.as_ptr(), plan.envp.as_ptr());
         fail(Stage::Exec)
     }

@@ -327,6 +327,16 @@ fn send_command(fd: &OwnedFd, op: u8, value: i32) -> bool {
     rustix::net::send(fd, &rec, rustix::net::SendFlags::NOSIGNAL).is_ok()
 }
 
+/// The calling thread's signal mask (what a program it starts inherits).
+fn calling_thread_mask() -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data; pthread_sigmask only writes it.
+    unsafe {
+        let mut cur: libc::sigset_t = std::mem::zeroed();
+        libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &mut cur);
+        cur
+    }
+}
+
 /// Whether `sig`'s disposition in this process is SIG_IGN.
 fn is_ignored(sig: i32) -> bool {
     // SAFETY: sigaction with a null new action only reads the disposition
@@ -459,7 +469,9 @@ impl Supervisor {
         Ok(())
     }
 
-    /// Starts `spec` as a new instance whose events go to `events`.
+    /// Starts `spec` as a new instance whose events go to `events`. The
+    /// program starts with the signal mask of the thread that calls this,
+    /// as an `execve` would keep it.
     pub fn spawn(&self, mut spec: LaunchSpec, events: &EventSender) -> Result<Instance> {
         let core = &self.owner.core;
         if core.shutting_down.load(Ordering::SeqCst) {
@@ -563,6 +575,7 @@ impl Supervisor {
             pre_exec: spec.pre_exec.as_deref_mut(),
             seccomp: prepared.filter.as_ref(),
             broker: broker.as_ref().map_or([-1; 3], |(ours, theirs, dir)| [ours.as_raw_fd(), theirs.as_raw_fd(), dir.as_raw_fd()]),
+            sigmask: calling_thread_mask(),
         };
         let t_fork = Instant::now();
         // SAFETY: every descriptor in `plan` is open (owned above, closed

@@ -35,11 +35,13 @@ const STACK_SLOTS: usize = 768;
 pub fn sys_execve(f: &mut Call) -> Ret {
     f.count_now(Answer::Passthrough);
     let (path, argv, envp) = (f.args[0], f.args[1], f.args[2]);
+    let held = super::signal::before_exec(f.task);
     let r = match exec_injection() {
         Some(inj) => execve_in_instance(&inj, f.task.block(), libc::AT_FDCWD as u64, path, argv, envp, 0, true),
         // SAFETY: the program's own call, unchanged.
         None => unsafe { raw::syscall6(f.nr as usize, f.args) },
     };
+    super::signal::after_failed_exec(held);
     Ret::counted(r)
 }
 
@@ -49,11 +51,13 @@ pub fn sys_execveat(f: &mut Call) -> Ret {
     // Only an absolute or cwd-relative path can be inspected for static
     // re-routing; other forms keep their target and get the environment.
     let simple = dirfd as i32 == libc::AT_FDCWD && flags == 0;
+    let held = super::signal::before_exec(f.task);
     let r = match exec_injection() {
         Some(inj) => execve_in_instance(&inj, f.task.block(), dirfd, path, argv, envp, flags, simple),
         // SAFETY: the program's own call, unchanged.
         None => unsafe { raw::syscall6(f.nr as usize, f.args) },
     };
+    super::signal::after_failed_exec(held);
     Ret::counted(r)
 }
 

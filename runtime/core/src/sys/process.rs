@@ -61,7 +61,9 @@ fn clone_common(f: &mut Call, flags: u64, newsp: u64) -> Ret {
     let Some(slot) = thread::claim_slot() else {
         return Ret::counted(-(libc::EAGAIN as i64));
     };
-    let mut child_flags = 0;
+    // The kernel copies the caller's mask into the child: what the program
+    // believes the caller blocks of the runtime's own signals too.
+    let mut child_flags = f.task.flags() & (TBF_APP_BLOCKS_SIGSYS | TBF_APP_BLOCKS_SIGTRAP);
     if flags & CLONE_VFORK != 0 {
         child_flags |= TBF_PARENT_FREES;
     }

@@ -163,6 +163,70 @@ fn app_blocks(flags: u8) -> u64 {
         | (if flags & TBF_APP_BLOCKS_SIGTRAP != 0 { SIGTRAP_BIT } else { 0 })
 }
 
+/// The reserved signals this thread's real mask blocks become the program's
+/// belief only: unblocked for real, and recorded so that `rt_sigprocmask`
+/// reports them back as blocked. The mask the program inherited across its
+/// `execve` is the invoker's, which `shunt run` and the loader keep as an
+/// exec does. Called at installation (SIGSYS, on the attached thread,
+/// before anything can trap) and, by the installer, after first-trap
+/// rewriting takes SIGTRAP ([`lazy::enable`]).
+///
+/// Why the runtime cannot run with them blocked: a trapped call (SIGSYS) or
+/// a rewrite's `int3` (SIGTRAP) raised while its signal is blocked is a
+/// forced signal, which the kernel delivers by resetting the handler to
+/// SIG_DFL: the process dies instead of the call being answered.
+pub fn adopt_inherited_mask() {
+    if !trap::enabled() {
+        return;
+    }
+    let res = reserved();
+    let mut cur: u64 = 0;
+    // SAFETY: a query of this thread's mask into a live local.
+    let r = unsafe { raw::syscall4(shunt_abi::syscalls::nr::RT_SIGPROCMASK, libc::SIG_BLOCK as u64, 0, &mut cur as *mut u64 as u64, SIGSET_SIZE) };
+    let held = cur & res;
+    if r != 0 || held == 0 {
+        return;
+    }
+    // SAFETY: the caller runs on an attached thread (installation attaches
+    // the calling thread before it calls this, and the installer's later
+    // call runs on that thread).
+    let task = unsafe { crate::task::Task::current() };
+    // Recorded before the unblock: a pending signal delivered by it may
+    // ask for the mask in its handler.
+    if held & SIGSYS_BIT != 0 {
+        task.set_flags(TBF_APP_BLOCKS_SIGSYS, true);
+    }
+    if held & SIGTRAP_BIT != 0 {
+        task.set_flags(TBF_APP_BLOCKS_SIGTRAP, true);
+    }
+    // SAFETY: unblocks the signals in a live local on this thread.
+    unsafe { raw::syscall4(shunt_abi::syscalls::nr::RT_SIGPROCMASK, libc::SIG_UNBLOCK as u64, &held as *const u64 as u64, 0, SIGSET_SIZE) };
+}
+
+/// For an `execve`: blocks for real the reserved signals the program
+/// believes this thread blocks, so that the new image inherits the mask the
+/// program asked for (its runtime adopts them again:
+/// [`adopt_inherited_mask`]). Returns what it blocked, for
+/// [`after_failed_exec`]. Between here and the exec only runtime code
+/// runs, which neither traps nor meets an `int3`.
+pub(crate) fn before_exec(task: crate::task::Task) -> u64 {
+    let held = app_blocks(task.flags()) & reserved();
+    if held != 0 && trap::enabled() {
+        // SAFETY: blocks the signals in a live local on this thread.
+        unsafe { raw::syscall4(shunt_abi::syscalls::nr::RT_SIGPROCMASK, libc::SIG_BLOCK as u64, &held as *const u64 as u64, 0, SIGSET_SIZE) };
+        return held;
+    }
+    0
+}
+
+/// The exec [`before_exec`] prepared failed: this image goes on, with the
+/// reserved signals unblocked again.
+pub(crate) fn after_failed_exec(held: u64) {
+    if held != 0 {
+        // SAFETY: unblocks the signals in a live local on this thread.
+        unsafe { raw::syscall4(shunt_abi::syscalls::nr::RT_SIGPROCMASK, libc::SIG_UNBLOCK as u64, &held as *const u64 as u64, 0, SIGSET_SIZE) };
+    }
+}
 
 /// Copies the mask at `p` without the reserved signals into `local`; returns
 /// the pointer to pass instead, or `None` if `p` cannot be read (the kernel

@@ -89,11 +89,16 @@ fn compare(what: &str, bin: &Path, args: &[&str]) -> Stats {
     let (again, stats2) = with_cache(cache.path(), &argv, &[]);
     assert_same(what, &n, &again);
     assert_eq!(stats2.total("trapped"), 0, "{what} (cached plan): {}", stats2.0);
-    // Without the rewrite the same program traps.
+    // Without the rewrite the same program traps. How many calls trap
+    // depends on scheduling (futex, nanosleep, epoll_pwait, and a
+    // sigaltstack per thread): the cgo hello world trapped from 91 to just
+    // over 100 times at load 3 (about 70 of them its start's fixed calls),
+    // and the old bound of 100 failed 5 runs of 8. 50 is still far from
+    // what an accident would trap.
     let (off, off_stats) = with_cache(cache.path(), &argv, &["--no-rewrite"]);
     assert_same(what, &n, &off);
     let name = bin.file_name().unwrap().to_str().unwrap();
-    assert!(trapped_of(&off_stats, name) > 100, "{what} --no-rewrite: {}", off_stats.0);
+    assert!(trapped_of(&off_stats, name) > 50, "{what} --no-rewrite: {}", off_stats.0);
     stats
 }
 

@@ -90,7 +90,7 @@ pub fn wrap_container(inv: &Invocation, bundle: &Path, id: &str) -> Result<()> {
 
     let files = files::prepare()?;
     for w in files::plan_image_glibc(&files, &rootfs) {
-        eprintln!("shunt-oci: warning: {w}");
+        crate::log::warn(&inv.log, &w);
     }
     let stats_dir = settings.stats_dir.clone().unwrap_or_else(|| stats::default_stats_dir(&inv.root, id));
     let owner = host_owner(&spec, process);
@@ -98,7 +98,7 @@ pub fn wrap_container(inv: &Invocation, bundle: &Path, id: &str) -> Result<()> {
     let record = Record { rootfs, stats_dir: stats_dir.clone(), trap: settings.trap, patch: settings.patch, rewrite: settings.rewrite, files: files.dir.clone() };
 
     let proc_tree = tree.get_mut("process").ok_or_else(|| anyhow!("config.json: no process"))?;
-    wrap_process(proc_tree, process, &record)?;
+    wrap_process(proc_tree, process, &record, &inv.log)?;
     let mounts = tree.as_object_mut().context("config.json: not an object")?.entry("mounts").or_insert_with(|| json!([]));
     let list = mounts.as_array_mut().context("config.json: mounts is not a list")?;
     list.push(json!({
@@ -119,7 +119,7 @@ pub fn wrap_exec(inv: &Invocation, id: &str, file: &Path) -> Result<()> {
     let Some(record) = stats::load(&inv.root, id)? else { return Ok(()) };
     let (text, mut tree) = read_json(file, "exec's process file")?;
     let process: Process = serde_json::from_str(&text).with_context(|| format!("{}: not an OCI process", file.display()))?;
-    wrap_process(&mut tree, &process, &record)?;
+    wrap_process(&mut tree, &process, &record, &inv.log)?;
     write_json(file, &tree)
 }
 
@@ -143,7 +143,7 @@ fn env_map(env: &[String]) -> HashMap<&str, &str> {
 }
 
 /// Edits one process (`config.json`'s `process`, or exec's file).
-fn wrap_process(tree: &mut Value, p: &Process, r: &Record) -> Result<()> {
+fn wrap_process(tree: &mut Value, p: &Process, r: &Record, log: &crate::log::Log) -> Result<()> {
     let args = p.args().clone().unwrap_or_default();
     let Some(arg0) = args.first() else { bail!("the process has no args: nothing to run") };
     let env = p.env().clone().unwrap_or_default();
@@ -155,7 +155,7 @@ fn wrap_process(tree: &mut Value, p: &Process, r: &Record) -> Result<()> {
     let files = files::RuntimeFiles { dir: r.files.clone() };
     let program = (kind != Kind::Script).then_some(host.as_path());
     for w in files::plan_program(&files, &r.rootfs, program, kind != Kind::Static) {
-        eprintln!("shunt-oci: warning: {w}");
+        crate::log::warn(log, &w);
     }
 
     let exe = files.exe()?;

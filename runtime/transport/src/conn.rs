@@ -850,9 +850,13 @@ impl End {
         if n == 0 {
             let pf = self.peer_flags();
             if pf & SWITCHED != 0 && self.eof_is_peer() {
-                // The peer switched and its socket closed: gone.
+                // The peer switched and its socket closed: gone. Its ring
+                // may still hold bytes (it switched while this recv waited
+                // for an unbounded prefix, wrote them, and closed): with the
+                // prefix now complete, the caller reads the ring next. (A
+                // clean EOF here lost an echo written before a close.)
                 self.peer_gone(false);
-                return self.end_of_stream().unwrap_or(0);
+                return self.end_of_stream().unwrap_or(err(libc::EAGAIN));
             }
             // A plain peer (or one that shut down through the kernel) ended
             // its stream.

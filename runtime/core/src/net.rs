@@ -20,10 +20,14 @@
 //!   it is left to the kernel (a plain client).
 //!
 //! Stats count each connection end once it is established: a connect that
-//! returned 0 at once; one in progress when a later call on the fd (Go's,
-//! asyncio's and tokio's `getsockopt(SO_ERROR)`) or its close finds it has
-//! a peer. A connect that fails (a listener that closed meanwhile) counts
-//! nothing. Ring ends (`shm_connections`) are those whose deposit a
+//! returned 0 at once; one in progress when the program learns that it is:
+//! its own `getpeername` succeeds (Go's dial checks so after `SO_ERROR`
+//! says 0), or a later call on the fd or its close finds it has a peer.
+//! `getsockopt(SO_ERROR)` itself does not count it: a connection reset
+//! between that call and Go's `getpeername` (established in a listener's
+//! backlog, then the listener closed) is a failed dial to the program, and
+//! counting it there made the stats one connection over the program's own
+//! count. A connect that fails counts nothing. Ring ends (`shm_connections`) are those whose deposit a
 //! listener took, and accepted ends that claimed one; the rest are
 //! `kernel_connections`.
 //!
@@ -508,19 +512,30 @@ fn count_established(o: &Object, fd: i32) {
     }
 }
 
-/// A kernel connect in progress: counted (and unmarked) once established;
-/// unmarked uncounted when `SO_ERROR` says it failed.
+/// Whether the call is `getsockopt(SOL_SOCKET, SO_ERROR)`.
+fn is_so_error(c: &Call<'_>) -> bool {
+    c.nr as usize == nr::GETSOCKOPT && c.args[1] as i32 == libc::SOL_SOCKET && c.args[2] as i32 == libc::SO_ERROR
+}
+
+/// A kernel connect in progress: counted (and unmarked) once established,
+/// as the module docs say (the program's `getpeername`, or any later call
+/// but `SO_ERROR`); unmarked uncounted when `SO_ERROR` says it failed.
 fn kpend(c: &mut Call<'_>, fd: i32) -> Option<Ret> {
     let a = c.args;
-    if c.nr as usize == nr::GETSOCKOPT && a[1] as i32 == libc::SOL_SOCKET && a[2] as i32 == libc::SO_ERROR {
+    if is_so_error(c) {
         let r = kernel(c);
         let v: Option<u32> = if r == 0 { umem::read(a[3]) } else { None };
-        if established(fd) {
-            fds().unmark(fd);
-            count(TR_KERNEL_CONNECTIONS, 1);
-        } else if v.is_some_and(|v| v != 0) {
+        if v.is_some_and(|v| v != 0) {
             // A failed connect: no connection.
             fds().unmark(fd);
+        }
+        return Some(Ret::counted(r));
+    }
+    if c.nr as usize == nr::GETPEERNAME {
+        let r = kernel(c);
+        if r == 0 {
+            fds().unmark(fd);
+            count(TR_KERNEL_CONNECTIONS, 1);
         }
         return Some(Ret::counted(r));
     }
@@ -993,7 +1008,18 @@ fn call(c: &mut Call<'_>, fd: i32, t: u64) -> Option<Ret> {
         K_CONN => {
             let e = end_of(t)?;
             if let Some(o) = object(t) {
-                count_established(o, fd);
+                if c.nr as usize == nr::GETPEERNAME {
+                    // The program's own check (module docs): its answer
+                    // is what counts.
+                    let r = kernel(c);
+                    if r == 0 && o.uncounted.swap(false, Ordering::AcqRel) {
+                        count(TR_SHM_CONNECTIONS, 1);
+                    }
+                    return Some(Ret::counted(r));
+                }
+                if !is_so_error(c) {
+                    count_established(o, fd);
+                }
             }
             connection(c, fd, e)
         }

@@ -344,10 +344,14 @@ pub fn send_deposit(s: i32, memfd: i32, proof: i32, ring_bytes: u32) -> bool {
 struct Slot {
     used: bool,
     memfd: i32,
-    /// The proof socket while its addresses are unknown (it was not yet
-    /// connected when received), else -1: it is closed as soon as its
-    /// addresses are read, so that it never delays the connector's close.
+    /// The proof socket, kept until the deposit is taken or discarded: a
+    /// held deposit is taken only while its proof is still connected with
+    /// the addresses read ([`alive`]), which is what tells a stale deposit
+    /// from a new connection that reuses its 4-tuple. -1 for junk.
     proof: i32,
+    /// Whether `local`/`peer` are the proof's addresses (read once it is
+    /// connected: the deposit precedes connect).
+    known: bool,
     local: SockKey,
     peer: SockKey,
     /// A registry connection whose deposit has not arrived yet (accepted
@@ -359,7 +363,7 @@ struct Slot {
 }
 
 const EMPTY_KEY: SockKey = SockKey { family: 0, addr: [0; 16], port: 0 };
-const EMPTY: Slot = Slot { used: false, memfd: -1, proof: -1, local: EMPTY_KEY, peer: EMPTY_KEY, conn: -1, seq: 0 };
+const EMPTY: Slot = Slot { used: false, memfd: -1, proof: -1, known: false, local: EMPTY_KEY, peer: EMPTY_KEY, conn: -1, seq: 0 };
 
 /// Deposits a process has received and not matched yet.
 pub const PENDING: usize = 32;
@@ -407,17 +411,18 @@ impl Claims {
     ///
     /// The newest deposit for the accepted 4-tuple wins. A held one can be
     /// stale: its connection was never claimed here (reset in the backlog
-    /// when its listener closed, accepted by another process) and is gone,
-    /// and the client port is free again for a new connection with the same
-    /// 4-tuple. Taking it ran the acceptor on the dead connection's rings
-    /// while its real peer stayed on the kernel (the acceptor's writes went
-    /// nowhere). So a held match is taken only after the registry's queue
-    /// was looked at for a newer one, and a deposit that arrives for a
-    /// 4-tuple already held replaces the older one. (Left open: a *plain*
-    /// client reusing a stale deposit's 4-tuple brings no newer deposit;
-    /// declining deposits whose connector closed its end would cover it but
-    /// also declines the connections Go's HTTP client closes unused before
-    /// the server accepts them, which then count as kernel TCP.)
+    /// when its listener closed) and is gone, and the client port is free
+    /// again for a new connection with the same 4-tuple, whose own deposit
+    /// was lost (sent to the closed listener's registry) or never made (a
+    /// plain client). Taking it ran the acceptor on the dead connection's
+    /// rings while its real peer stayed on the kernel: the acceptor's
+    /// writes went nowhere and the peer read a clean EOF. So a held match
+    /// is taken only while its proof socket is still connected with the
+    /// same addresses ([`alive`]): a 4-tuple names one live TCP socket, and
+    /// the proof, held open here, cannot have been replaced by another.
+    /// A held match is also taken only after the registry's queue was looked
+    /// at for a newer one, and a deposit that arrives for a 4-tuple already
+    /// held replaces the older one.
     pub fn claim(&self, registry: i32, accepted: i32, tid: u32) -> Option<End> {
         self.claim_keep(registry, accepted, tid).map(|(e, memfd)| {
             sys::close(memfd);
@@ -434,17 +439,22 @@ impl Claims {
         let _g = self.lock.try_lock(tid).or_else(|| self.lock.lock(tid).ok())?;
         // SAFETY: we hold the lock.
         let slots = unsafe { &mut *self.slots.get() };
-        let ours = |s: &Slot| s.used && s.conn < 0 && s.proof < 0 && s.local == peer && s.peer == local;
+        let ours = |s: &Slot| s.used && s.conn < 0 && s.known && s.local == peer && s.peer == local;
         // Already here? (The newest match; older ones are stale.)
         let mut held: Option<usize> = None;
         for i in 0..PENDING {
             if !slots[i].used {
                 continue;
             }
-            if slots[i].conn >= 0 || slots[i].proof >= 0 {
+            if slots[i].conn >= 0 || !slots[i].known {
                 resolve(&mut slots[i]);
             }
             if !ours(&slots[i]) {
+                continue;
+            }
+            if !alive(&slots[i]) {
+                // Stale: its connection is gone, and ours reuses the 4-tuple.
+                discard(&mut slots[i]);
                 continue;
             }
             held = match held {
@@ -477,15 +487,15 @@ impl Claims {
                 }
                 return take(&mut d);
             }
-            if d.conn < 0 && d.proof < 0 && d.local.family == 0 {
+            if d.conn < 0 && d.proof < 0 {
                 // Not a TCP socket, or gone: junk.
                 discard(&mut d);
                 continue;
             }
-            if d.conn < 0 && d.proof < 0 {
+            if d.known {
                 // A newer deposit for a held 4-tuple: the held one is stale.
                 for s in slots.iter_mut() {
-                    if s.used && s.conn < 0 && s.proof < 0 && s.local == d.local && s.peer == d.peer {
+                    if s.used && s.conn < 0 && s.known && s.local == d.local && s.peer == d.peer {
                         discard(s);
                     }
                 }
@@ -525,8 +535,8 @@ impl Claims {
 
 /// Reads a waiting slot's deposit if it has arrived (a registry connection
 /// that said nothing and hung up frees the slot). Then reads the proof's
-/// addresses and closes it, if it is connected by now; marks the slot junk
-/// (`local.family == 0`, proof closed) if it is not a TCP socket or is gone.
+/// addresses, if it is connected by now; marks the slot junk (proof closed,
+/// `proof == -1`) if it is not a TCP socket or is gone.
 fn resolve(s: &mut Slot) {
     if s.conn >= 0 {
         match recv_fds(s.conn) {
@@ -545,7 +555,7 @@ fn resolve(s: &mut Slot) {
         }
     }
     let p = s.proof;
-    if p < 0 {
+    if p < 0 || s.known {
         return;
     }
     let proto = sys::getsockopt_int(p, libc::SOL_SOCKET, libc::SO_PROTOCOL);
@@ -563,8 +573,7 @@ fn resolve(s: &mut Slot) {
         (Ok(l), Ok(r)) => {
             s.local = l;
             s.peer = r;
-            sys::close(p);
-            s.proof = -1;
+            s.known = true;
         }
         (_, Err(e)) if e == err(libc::ENOTCONN) => {
             // Connecting (the deposit precedes connect): try again later,
@@ -578,6 +587,18 @@ fn resolve(s: &mut Slot) {
     }
 }
 
+/// Whether a resolved slot's proof is still the connected socket whose
+/// addresses it recorded. A proof reset in its listener's backlog reads
+/// `ENOTCONN` (Linux answers `getpeername` so in `TCP_CLOSE`); a live one
+/// cannot have changed addresses.
+fn alive(s: &Slot) -> bool {
+    debug_assert!(s.known && s.proof >= 0);
+    SockKey::of_socket(s.proof, true).is_ok_and(|p| p == s.peer)
+}
+
+/// Attaches a matched deposit's segment and empties the slot. Closing the
+/// proof here is what lets the connector's close reach the kernel (a FIN)
+/// if it closed before the accept: its socket was held open by the proof.
 fn take(s: &mut Slot) -> Option<(End, i32)> {
     debug_assert!(s.conn < 0);
     let r = match End::attach(s.memfd) {

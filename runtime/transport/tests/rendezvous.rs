@@ -376,6 +376,14 @@ fn a_registry_connection_that_says_nothing_is_dropped() {
     assert_eq!(claims.pending(tid()), 0);
 }
 
+/// Closes `fd` with a RST (`SO_LINGER` {on, 0}).
+fn reset(fd: OwnedFd) {
+    let lin = libc::linger { l_onoff: 1, l_linger: 0 };
+    // SAFETY: a valid linger option.
+    unsafe { libc::setsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_LINGER, (&lin as *const libc::linger).cast(), std::mem::size_of::<libc::linger>() as u32) };
+    drop(fd);
+}
+
 /// A TCP socket bound to `local` (SO_REUSEADDR) whose deposit goes to the
 /// listener at `dst` before it connects there, as the runtime does.
 fn shunt_connect_from(local: SocketAddr, dst: SocketAddr) -> (OwnedFd, End) {
@@ -419,11 +427,10 @@ fn a_held_deposit_is_not_taken_for_a_later_connection_on_its_four_tuple() {
     assert!(claims.claim(s.reg.as_raw_fd(), ap.as_raw_fd(), tid()).is_none(), "a plain client");
     assert_eq!(claims.pending(tid()), 1, "the first deposit is held");
     // The first connection goes (a reset: no TIME_WAIT keeps the tuple).
-    let lin = libc::linger { l_onoff: 1, l_linger: 0 };
-    // SAFETY: a valid linger option.
-    unsafe { libc::setsockopt(c1.as_raw_fd(), libc::SOL_SOCKET, libc::SO_LINGER, (&lin as *const libc::linger).cast(), std::mem::size_of::<libc::linger>() as u32) };
+    // The acceptor's side resets it: the held deposit's proof keeps the
+    // connector's socket open whatever its own fd does.
+    reset(a1);
     drop(c1);
-    drop(a1);
     // SAFETY: nobody uses the first connector's end any more.
     unsafe { e1.unmap() };
     // The same 4-tuple again.
@@ -437,5 +444,46 @@ fn a_held_deposit_is_not_taken_for_a_later_connection_on_its_four_tuple() {
     let mut b = [0u8; 4];
     read_exact(&e2, &c2, &mut b, SpinMode::Off);
     assert_eq!(&b, b"pong");
+    assert_eq!(claims.pending(tid()), 0, "the stale deposit was dropped");
+}
+
+/// The same, for a later connection that deposits nothing (a plain client,
+/// or a shunt client whose deposit went to a registry that closed): no
+/// newer deposit says the held one is stale, but its proof does: its socket
+/// was reset, so it no longer has that peer. Taken, the acceptor's echo went
+/// into the dead connection's ring and the client read a clean EOF (listener
+/// churn between two shunt processes).
+#[test]
+fn a_held_deposit_whose_connection_is_gone_is_not_taken_for_a_plain_client_on_its_four_tuple() {
+    let s = shunt_listener("127.0.0.1:0");
+    let claims = Claims::new();
+    let dst = s.l.local_addr().unwrap();
+    let (c1, e1) = shunt_connect_from("127.0.0.1:0".parse().unwrap(), dst);
+    let local = std::net::SocketAddr::from(([127, 0, 0, 1], SockKey::of_socket(c1.as_raw_fd(), false).unwrap().port));
+    let a1 = accept(&s);
+    let _plain = std::net::TcpStream::connect(dst).unwrap();
+    let ap = accept(&s);
+    assert!(claims.claim(s.reg.as_raw_fd(), ap.as_raw_fd(), tid()).is_none(), "a plain client");
+    assert_eq!(claims.pending(tid()), 1, "the first deposit is held");
+    reset(a1);
+    drop(c1);
+    // SAFETY: nobody uses the first connector's end any more.
+    unsafe { e1.unmap() };
+    // A plain client on the same 4-tuple.
+    // SAFETY: plain socket calls on a fresh fd we own.
+    let c2 = unsafe { OwnedFd::from_raw_fd(libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0)) };
+    let one: libc::c_int = 1;
+    // SAFETY: a valid int option.
+    unsafe { libc::setsockopt(c2.as_raw_fd(), libc::SOL_SOCKET, libc::SO_REUSEADDR, (&one as *const libc::c_int).cast(), 4) };
+    let (sa, len) = socket2_like(local);
+    // SAFETY: `sa` is a sockaddr of `len` bytes.
+    assert_eq!(unsafe { libc::bind(c2.as_raw_fd(), sa.as_ptr().cast(), len) }, 0, "bind: {}", std::io::Error::last_os_error());
+    let (sa, len) = socket2_like(dst);
+    // SAFETY: `sa` is a sockaddr of `len` bytes.
+    assert_eq!(unsafe { libc::connect(c2.as_raw_fd(), sa.as_ptr().cast(), len) }, 0, "connect: {}", std::io::Error::last_os_error());
+    let a2 = accept(&s);
+    assert_eq!(SockKey::of_socket(a2.as_raw_fd(), true).unwrap(), SockKey::of_socket(c2.as_raw_fd(), false).unwrap());
+    assert_eq!(SockKey::of_socket(c2.as_raw_fd(), false).unwrap().port, local.port(), "the 4-tuple was reused");
+    assert!(claims.claim(s.reg.as_raw_fd(), a2.as_raw_fd(), tid()).is_none(), "the stale deposit was taken for a plain client");
     assert_eq!(claims.pending(tid()), 0, "the stale deposit was dropped");
 }

@@ -8,6 +8,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -94,6 +95,19 @@ impl Up {
         let mut c = shunt_in(dir);
         c.args(["faas", "up", "-f", "stack.yml", "--base-port", &base.to_string()]).args(extra);
         c.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        // The test is the user at a terminal pressing Ctrl-C: the stack
+        // starts with SIGINT at its default, even when this test runs as a
+        // shell's background job, whose commands start with it ignored (and
+        // `shunt faas up` then leaves it ignored, as its functions would).
+        // SAFETY: signal(2) is async-signal-safe; the child only execs next.
+        unsafe {
+            c.pre_exec(|| {
+                if libc::signal(libc::SIGINT, libc::SIG_DFL) == libc::SIG_ERR {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
         let mut child = c.spawn().expect("start shunt faas up");
         // The log goes to a buffer shown when something fails.
         let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));

@@ -211,7 +211,10 @@ pub(crate) fn up(a: &UpArgs) -> Result<ExitCode> {
     for r in &running {
         println!("{:<20} {:<7} http://127.0.0.1:{}/", r.bundle.name, r.bundle.variant, r.port);
     }
-    println!("shunt faas: {} function(s) up; Ctrl-C stops them", running.len());
+    // A shell's background job starts with SIGINT ignored, and the relay
+    // leaves it so: say what does stop the stack then.
+    let stop_hint = if sigint_ignored() { "SIGTERM stops them (SIGINT is ignored: started in the background)" } else { "Ctrl-C stops them" };
+    println!("shunt faas: {} function(s) up; {stop_hint}", running.len());
     // Until Ctrl-C, SIGTERM, or a function ending on its own.
     while let Some(ev) = events.blocking_recv() {
         report_event(&running, &ev);
@@ -246,3 +249,14 @@ pub(crate) fn up(a: &UpArgs) -> Result<ExitCode> {
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
+
+/// Whether this process was started with SIGINT ignored (then
+/// `Supervisor::relay_signals` does not take it over).
+fn sigint_ignored() -> bool {
+    // SAFETY: sigaction with a null new action only reads the disposition
+    // into a local of libc's layout.
+    unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(libc::SIGINT, std::ptr::null(), &mut old) == 0 && old.sa_sigaction == libc::SIG_IGN
+    }
+}

@@ -43,7 +43,12 @@ pub const PRIVATE_PAGE: usize = 4096;
 pub const RED_ZONE: usize = 128;
 
 // ThreadBlock.flags
-/// This thread is the child of a `vfork` that shares its parent's block.
+/// This thread is a vfork child: it shares its parent's memory (so the
+/// runtime's records in it are the parent's) until it execs or exits, with
+/// an fd table and dispositions of its own in the kernel. Either on its
+/// parent's block (a register-only `vfork`) or on a block of its own (a
+/// `CLONE_VM|CLONE_VFORK` child on a new stack, as glibc's `posix_spawn`
+/// makes).
 pub const TBF_VFORK_CHILD: u8 = 1;
 /// The parent frees this slot (a `CLONE_VFORK` child: the parent resumes only
 /// once the child has exec'd or exited, and the child must not free a slot the

@@ -8,8 +8,11 @@
 //! caller's registers on its new stack with `rax = 0`.
 //!
 //! `CLONE_VM` without a new stack is vfork-shaped: the gate runs it
-//! register-only. A fork (no `CLONE_VM`) returns in the child through the
-//! normal path, which then reinitialises the process state
+//! register-only. A `CLONE_VM|CLONE_VFORK` child with a stack of its own
+//! (glibc's `posix_spawn`) gets a block of its own and is marked a vfork
+//! child all the same (`TBF_VFORK_CHILD`): it shares the parent's memory.
+//! A fork (no `CLONE_VM`) returns in the child through the normal path,
+//! which then reinitialises the process state
 //! ([`crate::fork::after_fork_in_child`]).
 //!
 //! These calls count themselves before the syscall: they may return twice
@@ -66,6 +69,16 @@ fn clone_common(f: &mut Call, flags: u64, newsp: u64) -> Ret {
     let mut child_flags = f.task.flags() & (TBF_APP_BLOCKS_SIGSYS | TBF_APP_BLOCKS_SIGTRAP);
     if flags & CLONE_VFORK != 0 {
         child_flags |= TBF_PARENT_FREES;
+        // glibc's posix_spawn (so system() and popen()) starts its child
+        // with CLONE_VM|CLONE_VFORK on a stack of its own: a block of its
+        // own, but the parent's memory until it execs or exits, and its
+        // own fd table and dispositions in the kernel. Everything the
+        // runtime keeps in memory for the parent (the fd table's marks,
+        // ring connections, the records of SIGSYS/SIGTRAP handlers) must
+        // be left alone as for a register-only vfork child.
+        if vm && flags & CLONE_THREAD == 0 {
+            child_flags |= TBF_VFORK_CHILD;
+        }
     }
     if vm && flags & CLONE_THREAD == 0 {
         child_flags |= TBF_NO_ID_CACHE;

@@ -1,0 +1,57 @@
+//! Children that share the parent's memory until they exec or exit:
+//! glibc's `posix_spawn` (a `CLONE_VM|CLONE_VFORK` child on a stack of its
+//! own, which `system()` and `popen()` use too) and `vfork`.
+//! `tests/programs/spawn.c` runs each scenario natively and under `shunt
+//! run` (with `--transport shm` while the parent holds ring connections);
+//! transcripts and exit status must be the same.
+
+use shunt_tests::*;
+
+fn spawn_prog() -> String {
+    program(env!("PROG_SPAWN"))
+}
+
+fn shm_connections(s: &Stats) -> u64 {
+    s.0["transport"].get("shm_connections").and_then(|v| v.as_u64()).unwrap_or(0)
+}
+
+/// Runs the scenario natively, then under shunt with `shunt_args`;
+/// returns the shunt run's stats after comparing the two runs.
+fn same_as_native(args: &[&str], shunt_args: &[&str]) -> Stats {
+    let prog = spawn_prog();
+    let mut argv = vec![prog.as_str()];
+    argv.extend_from_slice(args);
+    let reference = native(&argv, None);
+    assert!(reference.status.success(), "{args:?} natively: {}{}", reference.stdout_str(), reference.stderr_str());
+    let (out, stats) = under_shunt(&argv, None, shunt_args);
+    assert_same(&format!("{args:?} with {shunt_args:?}"), &reference, &out);
+    stats
+}
+
+/// The `posix_spawn` child runs on a block of its own but in the parent's
+/// memory: its file actions (`dup2` of a ring connection onto the number
+/// of the parent's pipe, of the pipe onto a ring connection's number,
+/// `close` of ring ends, `closefrom`) and its `SETSIGDEF` reset of SIGSYS
+/// are its own. Before, they went into the parent's fd table and handler
+/// records: the parent's connections fell back to dead kernel sockets and
+/// its SIGSYS handler was gone. Spin off and auto; the connections were
+/// carried by rings throughout, and the spawned child that got one by
+/// `dup2` kept it on the rings across its exec.
+#[test]
+fn posix_spawn_children_leave_the_parents_rings_and_handlers_alone() {
+    for spin in ["off", "auto"] {
+        let s = same_as_native(&["posix-spawn"], &["--transport", "shm", "--spin", spin]);
+        assert_eq!(shm_connections(&s), 4, "two connections, both ends on rings: {}", s.0);
+        assert_eq!(s.total("trapped"), 0, "{}", s.0);
+        assert!(s.processes() >= 3, "the spawned children ran in the instance: {}", s.0);
+    }
+}
+
+/// `system()` and both kinds of `popen()` (posix_spawn underneath) while
+/// the parent holds a ring connection, used between each.
+#[test]
+fn system_and_popen_with_a_ring_connection_open() {
+    let s = same_as_native(&["system-popen"], &["--transport", "shm"]);
+    assert_eq!(shm_connections(&s), 2, "{}", s.0);
+    assert_eq!(s.total("trapped"), 0, "{}", s.0);
+}

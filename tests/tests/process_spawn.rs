@@ -55,3 +55,18 @@ fn system_and_popen_with_a_ring_connection_open() {
     assert_eq!(shm_connections(&s), 2, "{}", s.0);
     assert_eq!(s.total("trapped"), 0, "{}", s.0);
 }
+
+/// A register-only vfork child runs on its parent's thread block, where
+/// the runtime keeps what the program believes the thread blocks of the
+/// signals it never lets it block (SIGSYS, SIGTRAP). The child's
+/// `sigprocmask` changes (block, clear, unblock; then `_exit`, exec, or an
+/// exec that fails) are its own: the parent's `sigprocmask(SIG_BLOCK,
+/// NULL, &old)` afterwards reads what it had, and the exec'd child the
+/// mask its vfork child asked for. Before, the parent read the child's
+/// beliefs. Through the gate and through the trap fallback.
+#[test]
+fn a_vfork_childs_mask_is_not_the_parents() {
+    for shunt_args in [&[][..], &["--no-patch"][..]] {
+        same_as_native(&["vfork-mask"], shunt_args);
+    }
+}

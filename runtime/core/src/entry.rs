@@ -26,11 +26,15 @@ global_asm!(
     // Shared by both entries. In: rax = nr, app registers, return address parked
     // in TB.vfork_ret. Parent and child run on the same stack, so nothing here
     // touches memory other than the thread block. Out: rax = result; the child
-    // has TBF_VFORK_CHILD set and its own trap fallback armed.
+    // has TBF_VFORK_CHILD set and its own trap fallback armed. The parent
+    // resumes with the flags it had: the child ran on this block, and what
+    // it changed there (TBF_APP_BLOCKS_* by its rt_sigprocmask) was its own.
     ".macro SHUNT_VFORK_SYSCALL cell",
     "    incq %gs:\\cell(,%rax,8)",
     "    mov %gs:{tb_depth}, %rcx",
     "    mov %rcx, %gs:{tb_vfork_depth}",
+    "    movzbl %gs:{tb_flags}, %ecx",
+    "    mov %cl, %gs:{tb_vfork_flags}",
     "    syscall",
     "    test %rax, %rax",
     "    jnz 2f",
@@ -61,7 +65,8 @@ global_asm!(
     "2:",
     "    mov %gs:{tb_vfork_depth}, %rcx",
     "    mov %rcx, %gs:{tb_depth}",
-    "    andb ${not_vfork_child}, %gs:{tb_flags}",
+    "    movzbl %gs:{tb_vfork_flags}, %ecx",
+    "    mov %cl, %gs:{tb_flags}",
     "4:",
     ".endm",
     //
@@ -466,6 +471,7 @@ global_asm!(
     tb_slot = const off::TB_SLOT,
     tb_vfork_ret = const off::TB_VFORK_RET,
     tb_vfork_depth = const off::TB_VFORK_DEPTH,
+    tb_vfork_flags = const off::TB_VFORK_FLAGS,
     tb_vfork_save = const off::TB_VFORK_SAVE,
     cf_args = const off::TB_CLONE_FRAME + off::F_ARGS,
     cf_rbx = const off::TB_CLONE_FRAME + off::F_RBX,
@@ -478,7 +484,6 @@ global_asm!(
     cf_rsp = const off::TB_CLONE_FRAME + off::F_RSP,
     cf_xmm = const off::TB_CLONE_FRAME + off::F_XMM,
     f_vfork_child = const layout::TBF_VFORK_CHILD,
-    not_vfork_child = const !layout::TBF_VFORK_CHILD,
     f_keep_slot = const layout::TBF_PARENT_FREES | layout::TBF_VFORK_CHILD,
     nr_prctl = const shunt_abi::syscalls::nr::PRCTL,
     pr_sud = const crate::trap::PR_SET_SYSCALL_USER_DISPATCH,

@@ -177,7 +177,12 @@ pub struct ThreadBlock {
     pub selector: u8,
     /// `TBF_*` bits.
     pub flags: u8,
-    pub _pad0: [u8; 2],
+    /// vfork: `flags` as they were before the call. A register-only vfork
+    /// child runs on this block while the parent waits, and what it
+    /// changes here (its own beliefs about its mask, `TBF_APP_*`) is not
+    /// the parent's: the parent gets these back when it resumes.
+    pub vfork_flags: u8,
+    pub _pad0: u8,
     /// This block's slot number.
     pub slot: u32,
     /// vfork: where parent and child resume, and the depth to restore.
@@ -217,6 +222,7 @@ pub mod off {
     pub const TB_DEPTH: usize = offset_of!(ThreadBlock, depth);
     pub const TB_SELECTOR: usize = offset_of!(ThreadBlock, selector);
     pub const TB_FLAGS: usize = offset_of!(ThreadBlock, flags);
+    pub const TB_VFORK_FLAGS: usize = offset_of!(ThreadBlock, vfork_flags);
     pub const TB_SLOT: usize = offset_of!(ThreadBlock, slot);
     pub const TB_VFORK_RET: usize = offset_of!(ThreadBlock, vfork_ret);
     pub const TB_VFORK_DEPTH: usize = offset_of!(ThreadBlock, vfork_depth);

@@ -191,18 +191,138 @@ struct SlotScratch {
 static SLOT_SCRATCH: [SlotScratch; MAX_SLOTS] =
     [const { SlotScratch { addr: AtomicUsize::new(0), len: AtomicUsize::new(0), owner: AtomicUsize::new(0) } }; MAX_SLOTS];
 
+/// Each slot's kept mapping for the exec handler's pointer arrays (the new
+/// argv and envp) when they do not fit on its stack ([`ExecArrays`]): kept
+/// for the same reason and under the same invariants as [`SLOT_SCRATCH`].
+static SLOT_ARRAYS: [SlotScratch; MAX_SLOTS] =
+    [const { SlotScratch { addr: AtomicUsize::new(0), len: AtomicUsize::new(0), owner: AtomicUsize::new(0) } }; MAX_SLOTS];
+
+/// The calling thread's slot and gate depth, read from its block `tb`
+/// (`usize::MAX` for both when there is none: only one-off mappings).
+fn slot_and_depth(tb: *mut ThreadBlock) -> (usize, usize) {
+    if tb.is_null() {
+        return (usize::MAX, usize::MAX);
+    }
+    // SAFETY: the calling thread's own block (the exec handler's caller
+    // passes it), read once.
+    let (slot, depth) = unsafe { ((*tb).slot as usize, core::ptr::read_volatile(core::ptr::addr_of!((*tb).depth)) as usize) };
+    (slot, depth.max(1))
+}
+
+/// Takes slot `slot`'s kept mapping in `table` for an exec at gate depth
+/// `depth`, or settles for a one-off one (the rule is [`SlotScratch`]'s).
+fn claim_kept(table: &'static [SlotScratch; MAX_SLOTS], slot: usize, depth: usize) -> Scratch {
+    let one_off = Scratch { kind: ScratchKind::OneOff, addr: 0, len: 0 };
+    let Some(s) = table.get(slot) else { return one_off };
+    let owner = s.owner.load(Ordering::Relaxed);
+    if owner != 0 && owner < depth {
+        return one_off;
+    }
+    s.owner.store(depth, Ordering::Relaxed);
+    Scratch { kind: ScratchKind::Slot, addr: s.addr.load(Ordering::Relaxed), len: s.len.load(Ordering::Relaxed) }
+}
+
+/// Grows `m` (a mapping claimed from `table` for `slot`, or a one-off one)
+/// to at least `len` bytes, recording a slot's new address and length.
+/// `false`: no memory (`m` is as it was).
+fn grow_kept(table: &'static [SlotScratch; MAX_SLOTS], slot: usize, m: &mut Scratch, len: usize) -> bool {
+    if len <= m.len {
+        return true;
+    }
+    let Some(want) = len.max(m.len.saturating_mul(2)).checked_add(PAGE - 1).map(|w| w & !(PAGE - 1)) else {
+        return false;
+    };
+    let (prot, flags) = (libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS);
+    let r = if m.addr == 0 {
+        // SAFETY: a fresh anonymous private mapping.
+        unsafe { crate::raw::mmap(0, want, prot, flags, -1, 0) }
+    } else {
+        // SAFETY: grows (and may move) a mapping that only this exec uses
+        // (claimed, or its own) and that no reference outlives.
+        unsafe {
+            crate::raw::syscall4(
+                shunt_abi::syscalls::nr::MREMAP,
+                m.addr as u64,
+                m.len as u64,
+                want as u64,
+                libc::MREMAP_MAYMOVE as u64,
+            )
+        }
+    };
+    if r < 0 {
+        return false;
+    }
+    m.addr = r as usize;
+    m.len = want;
+    if m.kind == ScratchKind::Slot {
+        let s = &table[slot];
+        s.addr.store(m.addr, Ordering::Relaxed);
+        s.len.store(want, Ordering::Relaxed);
+    }
+    true
+}
+
+/// Gives back a mapping claimed from `table` when its exec returned: a
+/// slot's stays for the next exec, a one-off one is unmapped.
+fn release_kept(table: &'static [SlotScratch; MAX_SLOTS], slot: usize, m: &Scratch) {
+    match m.kind {
+        ScratchKind::Slot => table[slot].owner.store(0, Ordering::Relaxed),
+        ScratchKind::OneOff if m.addr != 0 => {
+            // SAFETY: this exec's own mapping, which nothing uses after the
+            // exec returned.
+            unsafe { crate::raw::munmap(m.addr, m.len) };
+        }
+        _ => {}
+    }
+}
+
+/// Memory for an exec's new argv and envp pointer arrays when they are
+/// too long for the runtime stack: the slot's kept mapping
+/// ([`SLOT_ARRAYS`]), grown as needed, or a one-off one for an exec nested
+/// in another on the same thread. Never a mapping per exec: an exec that
+/// succeeds in a vfork child (which shares its parent's memory) would
+/// leave it in the parent, where nobody unmaps it.
+pub(crate) struct ExecArrays {
+    slot: usize,
+    m: Scratch,
+}
+
+impl ExecArrays {
+    /// At least `n` pointer slots for an exec on the thread of block `tb`;
+    /// `None` when no memory could be had. Contents from an earlier exec
+    /// may be there: write every slot the exec reads.
+    pub(crate) fn get(tb: *mut ThreadBlock, n: usize) -> Option<ExecArrays> {
+        let (slot, depth) = slot_and_depth(tb);
+        let mut a = ExecArrays { slot, m: claim_kept(&SLOT_ARRAYS, slot, depth) };
+        let len = n.checked_mul(8)?;
+        // On failure `a` is dropped, which gives the slot's mapping back.
+        grow_kept(&SLOT_ARRAYS, slot, &mut a.m, len).then_some(a)
+    }
+
+    /// The first `n` slots (at most what [`ExecArrays::get`] was asked for).
+    pub(crate) fn slots(&mut self, n: usize) -> &mut [u64] {
+        let n = n.min(self.m.len / 8);
+        // SAFETY: `addr` is a live read-write mapping of `len` bytes that
+        // only this exec uses (claimed for it, or its own), page-aligned;
+        // the borrow of `self` keeps it from moving or going meanwhile.
+        unsafe { core::slice::from_raw_parts_mut(self.m.addr as *mut u64, n) }
+    }
+}
+
+impl Drop for ExecArrays {
+    /// The exec returned (see [`ExecEnv`]'s drop: a successful exec never
+    /// gets here).
+    fn drop(&mut self) {
+        release_kept(&SLOT_ARRAYS, self.slot, &self.m);
+    }
+}
+
 const PAGE: usize = 4096;
 
 impl<'a> ExecEnv<'a> {
     /// `tb` is the calling thread's block.
     pub(crate) fn new(bytes: &'a mut [u8], ptrs: &'a mut [u64], tb: *mut ThreadBlock) -> Self {
-        let (slot, depth) = if tb.is_null() {
-            (usize::MAX, usize::MAX)
-        } else {
-            // SAFETY: the calling thread's own block (the exec handler's
-            // caller passes it), read once.
-            unsafe { ((*tb).slot as usize, core::ptr::read_volatile(core::ptr::addr_of!((*tb).depth)) as usize) }
-        };
+        let (slot, depth) = slot_and_depth(tb);
         ExecEnv {
             bytes,
             used: 0,
@@ -210,7 +330,7 @@ impl<'a> ExecEnv<'a> {
             n: 0,
             failed: [None; MAX_ON_FAILURE],
             slot,
-            depth: depth.max(1),
+            depth,
             scratch: Scratch { kind: ScratchKind::None, addr: 0, len: 0 },
             scratch_frozen: false,
         }
@@ -254,36 +374,8 @@ impl<'a> ExecEnv<'a> {
             self.claim_scratch();
         }
         if len > self.scratch.len {
-            if self.scratch_frozen {
+            if self.scratch_frozen || !grow_kept(&SLOT_SCRATCH, self.slot, &mut self.scratch, len) {
                 return None;
-            }
-            let want = len.max(self.scratch.len.saturating_mul(2)).checked_add(PAGE - 1)? & !(PAGE - 1);
-            let (prot, flags) = (libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS);
-            let r = if self.scratch.addr == 0 {
-                // SAFETY: a fresh anonymous private mapping.
-                unsafe { crate::raw::mmap(0, want, prot, flags, -1, 0) }
-            } else {
-                // SAFETY: grows (and may move) the scratch mapping, which no
-                // reference outlives (`&mut self` borrows end at each call).
-                unsafe {
-                    crate::raw::syscall4(
-                        shunt_abi::syscalls::nr::MREMAP,
-                        self.scratch.addr as u64,
-                        self.scratch.len as u64,
-                        want as u64,
-                        libc::MREMAP_MAYMOVE as u64,
-                    )
-                }
-            };
-            if r < 0 {
-                return None;
-            }
-            self.scratch.addr = r as usize;
-            self.scratch.len = want;
-            if self.scratch.kind == ScratchKind::Slot {
-                let s = &SLOT_SCRATCH[self.slot];
-                s.addr.store(self.scratch.addr, Ordering::Relaxed);
-                s.len.store(want, Ordering::Relaxed);
             }
         }
         if self.scratch.addr == 0 {
@@ -298,17 +390,7 @@ impl<'a> ExecEnv<'a> {
     /// Takes the slot's kept mapping, or settles for a one-off one (see
     /// [`SlotScratch`]).
     fn claim_scratch(&mut self) {
-        let Some(s) = SLOT_SCRATCH.get(self.slot) else {
-            self.scratch.kind = ScratchKind::OneOff;
-            return;
-        };
-        let owner = s.owner.load(Ordering::Relaxed);
-        if owner != 0 && owner < self.depth {
-            self.scratch.kind = ScratchKind::OneOff;
-            return;
-        }
-        s.owner.store(self.depth, Ordering::Relaxed);
-        self.scratch = Scratch { kind: ScratchKind::Slot, addr: s.addr.load(Ordering::Relaxed), len: s.len.load(Ordering::Relaxed) };
+        self.scratch = claim_kept(&SLOT_SCRATCH, self.slot, self.depth);
     }
 
     /// Adds the variable written in the scratch at `off`: `NAME=value` and
@@ -359,14 +441,6 @@ impl Drop for ExecEnv<'_> {
     /// given back. A successful exec never gets here, and needs nothing:
     /// its memory is gone, or (a vfork child) the slot's record finds it.
     fn drop(&mut self) {
-        match self.scratch.kind {
-            ScratchKind::Slot => SLOT_SCRATCH[self.slot].owner.store(0, Ordering::Relaxed),
-            ScratchKind::OneOff if self.scratch.addr != 0 => {
-                // SAFETY: this exec's own mapping; the variables that point
-                // into it are not used after the exec returned.
-                unsafe { crate::raw::munmap(self.scratch.addr, self.scratch.len) };
-            }
-            _ => {}
-        }
+        release_kept(&SLOT_SCRATCH, self.slot, &self.scratch);
     }
 }

@@ -16,20 +16,21 @@
 //!
 //! Everything runs on the runtime stack with raw syscalls (the caller may be
 //! a vfork child sharing its parent's memory: nothing here allocates in the
-//! shared address space unless the arrays are too large for the stack; exec
-//! hooks' larger data goes in a mapping kept per thread slot, see
-//! `ExecEnv::scratch`).
+//! shared address space per exec; pointer arrays too large for the stack
+//! and exec hooks' larger data go in mappings kept per thread slot, see
+//! `ExecArrays` and `ExecEnv::scratch`).
 //! Program memory (argv, envp and their strings) is read through
 //! [`crate::umem`]; the new arrays hold the program's own string pointers.
 
 use crate::task::{Call, Ret};
-use crate::exec_env::{exec_injection, ExecEnv, ExecInjection, INJECTED_PREFIXES};
+use crate::exec_env::{exec_injection, ExecArrays, ExecEnv, ExecInjection, INJECTED_PREFIXES};
 use crate::kernel::{self, KernelSigaction};
 use crate::layout::Answer;
 use crate::raw;
 use crate::umem;
 
-/// Pointer slots kept on the stack; larger argument lists use mmap.
+/// Pointer slots kept on the stack; larger argument lists use the slot's
+/// kept mapping (`ExecArrays`).
 const STACK_SLOTS: usize = 768;
 
 pub fn sys_execve(f: &mut Call) -> Ret {
@@ -112,22 +113,6 @@ fn is_static_elf(path: u64) -> bool {
     })
 }
 
-/// Pointer slots for the new argv and envp: on the stack, or mapped when
-/// the program's arrays are too long for it (unmapped on drop).
-struct Slots<'a> {
-    slots: &'a mut [u64],
-    mapped: usize,
-}
-
-impl Drop for Slots<'_> {
-    fn drop(&mut self) {
-        if self.mapped != 0 {
-            // SAFETY: the mapping made in `execve_in_instance`, no longer used.
-            unsafe { raw::munmap(self.slots.as_mut_ptr() as usize, self.mapped) };
-        }
-    }
-}
-
 #[allow(clippy::too_many_arguments)]
 fn execve_in_instance(
     inj: &ExecInjection,
@@ -176,31 +161,30 @@ fn execve_in_instance(
     // the env's scratch mapping instead (`ExecEnv::scratch`).
     let mut hook_bytes = [0u8; 2048];
     let mut hook_ptrs = [0u64; 8];
+    // Slots: new argv (loader prefix + args + NULL), new envp (injected +
+    // hooks' (at most `hook_ptrs.len()`) + program's + SHUNT_SIGPIPE +
+    // NULL). Had before the hooks run: an exec that cannot have them fails
+    // with nothing to undo (no memfd made inheritable for an image that
+    // would not take it back).
+    let need = (nargs + 8) + (nenv + inj.len() + hook_ptrs.len() + 3);
+    let mut stack_slots = [0u64; STACK_SLOTS];
+    let mut kept;
+    let slots: &mut [u64] = if need <= STACK_SLOTS {
+        &mut stack_slots[..need]
+    } else {
+        // The slot's kept mapping, not one per exec: in a vfork child a
+        // mapping made here for an exec that succeeds stays in the parent.
+        match ExecArrays::get(tb, need) {
+            Some(a) => {
+                kept = a;
+                kept.slots(need)
+            }
+            None => return -(libc::ENOMEM as i64),
+        }
+    };
     let mut hook_env = ExecEnv::new(&mut hook_bytes, &mut hook_ptrs, tb);
     crate::hooks::run_exec(&mut hook_env);
-    let hook_vars = hook_env.pointers().len();
-    // Slots: new argv (loader prefix + args + NULL), new envp (injected +
-    // hooks' + program's + SHUNT_SIGPIPE + NULL).
-    let need = (nargs + 8) + (nenv + inj.len() + hook_vars + 3);
-    let mut stack_slots = [0u64; STACK_SLOTS];
-    let slots = if need <= STACK_SLOTS {
-        Slots { slots: &mut stack_slots[..need], mapped: 0 }
-    } else {
-        let len = need * 8;
-        // SAFETY: a fresh anonymous private mapping.
-        let m = unsafe {
-            raw::mmap(0, len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
-        };
-        if m < 0 {
-            let r = forward();
-            hook_env.exec_failed();
-            return r;
-        }
-        // SAFETY: the mapping is `len` bytes, zeroed, ours alone until
-        // `Slots` unmaps it.
-        Slots { slots: unsafe { core::slice::from_raw_parts_mut(m as *mut u64, need) }, mapped: len }
-    };
-    let (new_argv, new_envp) = slots.slots.split_at_mut(nargs + 8);
+    let (new_argv, new_envp) = slots.split_at_mut(nargs + 8);
 
     // The environment: the instance's variables, then the program's minus
     // stale copies of ours; a program LD_PRELOAD is merged after ours.

@@ -57,6 +57,28 @@ pub const SEGMENT_SIZE: usize = SEGMENT_HEADER + MAX_SLOTS * SLOT_STRIDE;
 /// with one descriptor (the socket to answer on); an answer is this word
 /// and 0 with the segment file's descriptor, or a negative errno.
 pub const SEGMENT_BROKER_MAGIC: u32 = u32::from_le_bytes(*b"SEG\x01");
+/// First word of a request that hands the broker a ring connection end's
+/// segment to keep (so that the end needs no descriptor of its own for a
+/// later `execve`; the runtime core's `net.rs`, the supervisor's
+/// `broker.rs`): 24 bytes, this word, the side (u32: 0 connector, 1
+/// acceptor), the segment's id (u64: its memfd's inode) and the end's
+/// kernel socket's inode (u64), with one descriptor, the memfd. No answer.
+pub const CONN_KEEP_MAGIC: u32 = u32::from_le_bytes(*b"CNK\x01");
+/// First word of a request for kept segments, and of its answer: this word,
+/// a count `n` (u32, at most [`CONN_FETCH_MAX`]) and `n` records of the
+/// segment id (u64) and side (u32, then 4 bytes of padding), with `n + 1`
+/// descriptors: the socket to answer on, then each end's kernel socket (the
+/// proof that the asker holds that end). The answer: this word, `n`, `n`
+/// statuses (i32: 0, or a negative errno) and one descriptor per status 0,
+/// in order.
+pub const CONN_FETCH_MAGIC: u32 = u32::from_le_bytes(*b"CNF\x01");
+/// First word of a hint (8 bytes: this word and 0, no descriptor): a
+/// process closed its last fd of a kept end, which may be gone now (the
+/// broker looks soon, in one sweep for many hints).
+pub const CONN_GONE_MAGIC: u32 = u32::from_le_bytes(*b"CNG\x01");
+/// Ends one fetch names at most (the descriptors of one message,
+/// `shunt_fdpass::MAX_SEND`, less the answer's socket).
+pub const CONN_FETCH_MAX: usize = 15;
 
 const _: () = assert!(COUNTERS_OFFSET + CELLS * COUNTER_ROW <= SLOT_STRIDE);
 const _: () = assert!(core::mem::size_of::<SegmentHeader>() <= SEGMENT_HEADER);

@@ -25,10 +25,10 @@ pub use rustix::net::{RecvFlags, SendFlags};
 use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, SendAncillaryBuffer, SendAncillaryMessage};
 
 /// Descriptors one sent message carries at most.
-pub const MAX_SEND: usize = 4;
+pub const MAX_SEND: usize = 16;
 /// Descriptors a receive has room for (more are cut by the kernel, which
 /// closes them and says so: [`Received::truncated`]).
-const RECV_ROOM: usize = 8;
+const RECV_ROOM: usize = 16;
 
 /// Sends `bytes` as one message on `sock`, with `fds` attached (at most
 /// [`MAX_SEND`]; none: a plain message). Returns the bytes sent.

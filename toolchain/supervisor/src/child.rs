@@ -325,6 +325,15 @@ unsafe fn reaper(plan: &mut ChildPlan<'_>) -> ! {
             libc::pollfd { fd: if plan.broker[2] >= 0 { plan.broker[0] } else { -1 }, events: libc::POLLIN, revents: 0 },
         ];
         let me = libc::getpid();
+        // The broker's table of ring segments (broker.rs), made now that
+        // the program has started: it raises the reaper's own fd limit,
+        // which the program must not inherit. Its sweeps list the sockets
+        // of the program's network namespace, so the reaper joins it (it
+        // uses no network itself).
+        if plan.broker[2] >= 0 && plan.netns >= 0 {
+            libc::setns(plan.netns, libc::CLONE_NEWNET);
+        }
+        let mut kept = if plan.broker[2] >= 0 { crate::broker::Kept::new() } else { crate::broker::Kept::empty() };
         if supervisor_gone {
             killing = true;
             kill_all(plan, pid, true);
@@ -362,6 +371,8 @@ unsafe fn reaper(plan: &mut ChildPlan<'_>) -> ! {
                 }
                 let mut reaped: libc::siginfo_t = core::mem::zeroed();
                 libc::waitid(libc::P_PID, dead as libc::id_t, &mut reaped, libc::WEXITED | libc::WNOHANG | libc::__WALL);
+                // Its ring ends may be gone with it.
+                kept.reaped();
                 if killing {
                     // Children of the dead are ours now: kill them too.
                     kill_all(plan, pid, !program_done);
@@ -371,11 +382,17 @@ unsafe fn reaper(plan: &mut ChildPlan<'_>) -> ! {
             fds[0].revents = 0;
             fds[1].revents = 0;
             fds[2].revents = 0;
-            if libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) < 0 {
+            let ready = libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, kept.timeout_ms());
+            if ready < 0 {
                 continue; // EINTR
             }
+            if ready == 0 {
+                // A sweep was due (broker.rs).
+                kept.tick();
+                continue;
+            }
             if fds[2].revents != 0
-                && crate::broker::serve(plan.broker[0], plan.broker[2], me) == crate::broker::Served::Closed
+                && crate::broker::serve(plan.broker[0], plan.broker[2], me, &mut kept) == crate::broker::Served::Closed
             {
                 fds[2].fd = -1;
             }

@@ -1642,13 +1642,16 @@ static int exec_many_child(int n, char **fds) {
     return good == n ? 0 : 1;
 }
 
-/* An exec that keeps ring connections it cannot carry: with the soft
- * RLIMIT_NOFILE at 256, no fd at 1000 or above is free, so under shunt no
- * end keeps its segment's memfd; run without privileges, the exec cannot
- * reopen the segments from /proc/self/map_files either. The exec'd child
+/* An exec that keeps ring connections it cannot carry: the program closes
+ * fd 1000 first (under shunt, the instance's segment broker's socket, which
+ * would keep the segments; natively nothing, EBADF), and with the soft
+ * RLIMIT_NOFILE at 256 no fd at 1000 or above is free, so under shunt no
+ * end keeps its segment's memfd either; run without privileges, the exec
+ * cannot reopen the segments from /proc/self/map_files. The exec'd child
  * does not use the connections (under shunt they are bare kernel sockets
  * now, whose peers write into rings): it only runs. */
 static void sc_exec_uncarried(const char *self, int n) {
+    close(1000);
     struct rlimit rl = {256, 256};
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
         rl.rlim_cur = 256;
@@ -1672,6 +1675,130 @@ static void sc_exec_uncarried(const char *self, int n) {
     waitpid(pid, &st, 0);
     printf("%d connections kept across the exec, exec'd child: %d\n", n, WIFEXITED(st) ? WEXITSTATUS(st) : -1);
     free(cs), free(as);
+}
+
+/* A program at the common soft RLIMIT_NOFILE of 1024 execs itself with
+ * N ring connections open (to a server it forked before connecting, a
+ * process of its own that raised its limit), and the new image checks
+ * that every one still works. Under shunt each end must follow the exec
+ * without an fd of its own at 1000 or above (only about 23 fit there
+ * below 1024). With `fork-exec-self`, a fork child execs with the
+ * connections while the parent keeps its ends, and the parent uses them
+ * again once the child is done. Every receive has a timeout (a connection
+ * that did not follow the exec fails, it does not hang). */
+#define ES_BULK 1000
+#define ES_TIMEOUT_S 10
+static void es_timeout(int fd, int secs) {
+    struct timeval tv = {secs, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+}
+
+static void es_msg(char *buf, char tag, int i, int bulk) {
+    snprintf(buf, 6, "%c%04d", tag, i);
+    for (int k = 0; k < bulk; k++) buf[5 + k] = (char)('a' + (i + k) % 26);
+}
+
+/* One round on every connection: send a message, read the echo. Returns
+ * how many echoed intact; stops at the first that does not. */
+static int es_round(int *fds, int n, char tag, int bulk) {
+    static char out[5 + ES_BULK + 1], in[5 + ES_BULK + 1];
+    int good = 0;
+    for (int i = 0; i < n; i++) {
+        es_msg(out, tag, i, bulk);
+        if (send(fds[i], out, 5 + bulk, MSG_NOSIGNAL) != 5 + bulk) break;
+        if (recv(fds[i], in, 5 + bulk, MSG_WAITALL) != 5 + bulk || memcmp(in, out, 5 + bulk)) break;
+        good++;
+    }
+    return good;
+}
+
+static int es_server(int l, int n, int rounds) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    int *as = calloc(n, sizeof *as);
+    for (int i = 0; i < n; i++) {
+        if ((as[i] = accept4(l, NULL, NULL, SOCK_CLOEXEC)) < 0) return 20;
+        es_timeout(as[i], 2 * ES_TIMEOUT_S);
+    }
+    close(l);
+    static char buf[5 + ES_BULK + 1];
+    for (int r = 0; r < rounds; r++) {
+        int len = r == 0 ? 5 : 5 + ES_BULK;
+        for (int i = 0; i < n; i++) {
+            if (recv(as[i], buf, len, MSG_WAITALL) != len) return 21;
+            if (send(as[i], buf, len, MSG_NOSIGNAL) != len) return 22;
+        }
+    }
+    for (int i = 0; i < n; i++)
+        if (read(as[i], buf, 1) != 0) return 23;
+    return 0;
+}
+
+static void sc_exec_self(const char *self, int n, int fork_first) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_max >= 1024) {
+        rl.rlim_cur = 1024;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0) die("setrlimit");
+    }
+    struct sockaddr_in addr;
+    int l = listener(&addr);
+    fcntl(l, F_SETFD, FD_CLOEXEC);
+    listen(l, n + 16);
+    fflush(stdout);
+    pid_t srv = fork();
+    if (srv < 0) die("fork");
+    if (srv == 0) _exit(es_server(l, n, fork_first ? 3 : 2));
+    close(l);
+    int *cs = calloc(n, sizeof *cs);
+    for (int i = 0; i < n; i++) {
+        cs[i] = socket(AF_INET, SOCK_STREAM, 0); /* inherited by the exec */
+        if (cs[i] < 0) die("socket");
+        if (connect(cs[i], (struct sockaddr *)&addr, sizeof addr) < 0) die("connect");
+        es_timeout(cs[i], ES_TIMEOUT_S);
+    }
+    printf("before the exec: %d of %d connections echo\n", es_round(cs, n, 'a', 0), n);
+    fflush(stdout);
+    char *list = calloc(n, 12), count[16], spid[16];
+    for (int i = 0, w = 0; i < n; i++) w += sprintf(list + w, i ? ",%d" : "%d", cs[i]);
+    snprintf(count, sizeof count, "%d", n);
+    snprintf(spid, sizeof spid, "%d", (int)srv);
+    char *args[] = {(char *)self, "exec-self-child", count, spid, list, fork_first ? "1" : "0", NULL};
+    if (!fork_first) {
+        execv(self, args);
+        die("execv");
+    }
+    pid_t pid = fork();
+    if (pid < 0) die("fork");
+    if (pid == 0) {
+        execv(self, args);
+        _exit(127);
+    }
+    int st;
+    waitpid(pid, &st, 0);
+    printf("exec'd child: %d\n", WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+    printf("the parent after its child's exec: %d of %d connections echo\n", es_round(cs, n, 'c', ES_BULK), n);
+    for (int i = 0; i < n; i++) close(cs[i]);
+    waitpid(srv, &st, 0);
+    printf("server: %d\n", WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+}
+
+static int exec_self_child(int n, pid_t srv, char *list, int forked) {
+    int *cs = calloc(n, sizeof *cs), k = 0;
+    for (char *t = strtok(list, ","); t && k < n; t = strtok(NULL, ",")) cs[k++] = atoi(t);
+    if (k != n) return 30;
+    int good = es_round(cs, n, 'b', ES_BULK);
+    printf("after the exec: %d of %d connections echo\n", good, n);
+    fflush(stdout);
+    if (!forked) {
+        for (int i = 0; i < n; i++) close(cs[i]);
+        int st;
+        waitpid(srv, &st, 0);
+        printf("server: %d\n", WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+    }
+    return good == n ? 0 : 1;
 }
 
 /* Many connections at once, each carrying a message each way. */
@@ -1712,6 +1839,8 @@ int main(int argc, char **argv) {
     if (!strcmp(s, "exec-child") && argc == 4) return exec_child(atoi(argv[2]), atoi(argv[3]));
     if (!strcmp(s, "exec-ring-child") && argc == 3) return exec_ring_child(atoi(argv[2]));
     if (!strcmp(s, "exec-uncarried-child")) return printf("exec'd child ran\n") < 0;
+    if (!strcmp(s, "exec-self-child") && argc == 6)
+        return exec_self_child(atoi(argv[2]), (pid_t)atoi(argv[3]), argv[4], atoi(argv[5]));
     if (!strcmp(s, "exec-many-child") && argc >= 3 && argc == 3 + atoi(argv[2]))
         return exec_many_child(atoi(argv[2]), argv + 3);
     if (!strcmp(s, "connect-blocking")) sc_connect_blocking();
@@ -1740,6 +1869,8 @@ int main(int argc, char **argv) {
     else if (!strcmp(s, "hidden-fds")) sc_hidden_fds();
     else if (!strcmp(s, "exec-uncarried")) sc_exec_uncarried(argv[0], argc > 2 ? atoi(argv[2]) : 40);
     else if (!strcmp(s, "exec-many")) sc_exec_many(argv[0], argc > 2 ? atoi(argv[2]) : 200);
+    else if (!strcmp(s, "exec-self")) sc_exec_self(argv[0], argc > 2 ? atoi(argv[2]) : 100, 0);
+    else if (!strcmp(s, "fork-exec-self")) sc_exec_self(argv[0], argc > 2 ? atoi(argv[2]) : 100, 1);
     else if (!strcmp(s, "many")) sc_many(argc > 2 ? atoi(argv[2]) : 1000);
     else {
         fprintf(stderr, "sockets: unknown scenario %s\n", s);

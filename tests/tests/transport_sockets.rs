@@ -122,9 +122,8 @@ fn kernel_transport_upgrades_nothing() {
     assert_eq!(stats.get("socket", "emulated"), 0);
 }
 
-/// Rings survive an exec without privileges: each end keeps its segment's
-/// memfd (hidden at a high number), which the exec hook hands to the new
-/// image. The program runs as uid 65534 with no capabilities (`setpriv`,
+/// Rings survive an exec without privileges: the instance's segment broker
+/// keeps each end's segment, which the new image asks for. The program runs as uid 65534 with no capabilities (`setpriv`,
 /// as in `uid_change.rs`), so `/proc/self/map_files`, the old way, is shut;
 /// its children exec with the connection kept at its number, dup2'd by a
 /// vfork child, and dup2'd then `closefrom(4)` (which must not close the
@@ -165,11 +164,11 @@ fn exec_keeps_rings_without_privileges() {
 /// reads, on every connection, what was unread at the exec and what was sent
 /// during it, and answers; compared with the same run natively.
 ///
-/// Each ring end keeps its segment's memfd at a hidden fd >= 1000, so 400
-/// live ends need fd numbers up to about 1400: the fixture raises its soft
-/// RLIMIT_NOFILE to the hard limit first, as Go's runtime does (a C program
-/// left at a soft limit of 1024 would have the later ends fall back to
-/// `/proc/self/map_files`, which needs privileges).
+/// The fixture raises its soft RLIMIT_NOFILE to the hard limit first, as
+/// Go's runtime does (each ring end kept its segment's memfd at a hidden fd
+/// >= 1000 before the segment broker kept them; see
+/// `an_exec_at_the_common_fd_limit_carries_1000_ring_connections` for a
+/// program left at 1024).
 #[test]
 fn exec_carries_hundreds_of_ring_connections() {
     const N: u64 = 200;
@@ -196,17 +195,25 @@ fn exec_carries_hundreds_of_ring_connections() {
 }
 
 /// The other side of the exec above: an end that cannot be carried says so,
-/// one warning line each, naming its fd and why. The program runs without
-/// capabilities (so `/proc/self/map_files` is shut) and with its soft
-/// RLIMIT_NOFILE at 256 (so no end could keep its memfd at 1000 or above);
-/// 40 connector ends are open without `FD_CLOEXEC` at its exec. Natively
-/// the same program runs alike (the exec'd child does not touch them).
+/// one warning line each, naming its fd and why. The program closes the
+/// instance's segment broker's socket (fd 1000; natively an unused number),
+/// so no broker keeps the segments; it runs without capabilities (root with
+/// an empty bounding set: `/proc/self/map_files` is shut, while its stats
+/// segment is still its own to create in the instance directory, which
+/// needs no broker) and with its soft RLIMIT_NOFILE at 256 (so no end could
+/// keep its memfd at 1000 or above either); 40 connector ends are open
+/// without `FD_CLOEXEC` at its exec. Natively the same program runs alike
+/// (the exec'd child does not touch them).
 #[test]
 fn an_exec_warns_once_for_each_connection_it_cannot_carry() {
     // SAFETY: geteuid(2) takes no arguments.
-    assert!(unsafe { libc::geteuid() } == 0, "this test needs root (it changes its user with setpriv)");
+    assert!(unsafe { libc::geteuid() } == 0, "this test needs root (it drops its capabilities with setpriv)");
     let prog = sockets();
-    let argv = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", prog.as_str(), "exec-uncarried", "40"];
+    let drop = ["setpriv", "--inh-caps=-all", "--bounding-set=-all"];
+    let caps: Vec<&str> = drop.iter().copied().chain(["grep", "^CapEff", "/proc/self/status"]).collect();
+    let o = native(&caps, None);
+    assert_eq!(o.stdout_str(), "CapEff:\t0000000000000000\n", "the premise: no capabilities; {}", o.stderr_str());
+    let argv: Vec<&str> = drop.iter().copied().chain([prog.as_str(), "exec-uncarried", "40"]).collect();
     let reference = native(&argv, None);
     assert!(reference.status.success(), "natively: {}", reference.stderr_str());
     let (out, stats) = under_shunt(&argv, None, &["--transport", "shm"]);
@@ -229,4 +236,78 @@ fn an_exec_warns_once_for_each_connection_it_cannot_carry() {
     fds.dedup();
     assert_eq!(fds.len(), 40, "each names its own fd: {lines:?}");
     assert_eq!(transport(&stats).0, 80, "{}", stats.0);
+}
+
+/// A program at the common soft RLIMIT_NOFILE of 1024 execs itself with
+/// `n` ring connections open (`exec-self`: to a server it forked before
+/// connecting, which raised its own limit), and the new image checks that
+/// every connection still echoes, through the rings: the stats count each
+/// byte sent after the exec as a ring byte. Without capabilities (as uid
+/// 65534, `setpriv`), so `/proc/self/map_files` cannot stand in for a
+/// descriptor an end does not have: each end follows the exec through the
+/// instance's segment broker, never through an fd of the program's own at
+/// 1000 or above (of which about 23 fit under 1024). `prlimit` sets the
+/// limits for the run, the hard one high enough for the server's 1000
+/// ends. `fork`: a fork child execs with the connections while the parent
+/// keeps its ends and uses them again afterwards. Compared with the same
+/// run natively on kernel sockets; bounded by the program's receive
+/// timeouts (a connection that did not follow fails, it does not hang).
+fn exec_self_at_the_fd_limit(n: u64, fork: bool, spins: &[&str]) {
+    // SAFETY: geteuid(2) takes no arguments.
+    assert!(unsafe { libc::geteuid() } == 0, "this test needs root (it sets its hard fd limit and changes its user)");
+    let prog = sockets();
+    let count = n.to_string();
+    let scenario = if fork { "fork-exec-self" } else { "exec-self" };
+    let argv = [
+        "prlimit",
+        "--nofile=1024:8192",
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        prog.as_str(),
+        scenario,
+        count.as_str(),
+    ];
+    let reference = native(&argv, None);
+    assert!(reference.status.success(), "natively: {}", reference.stderr_str());
+    let want = if fork {
+        format!(
+            "before the exec: {n} of {n} connections echo\nafter the exec: {n} of {n} connections echo\nexec'd child: 0\n\
+             the parent after its child's exec: {n} of {n} connections echo\nserver: 0\n"
+        )
+    } else {
+        format!("before the exec: {n} of {n} connections echo\nafter the exec: {n} of {n} connections echo\nserver: 0\n")
+    };
+    assert_eq!(reference.stdout_str(), want, "natively");
+    for spin in spins {
+        let (out, stats) = under_shunt(&argv, None, &["--transport", "shm", "--spin", spin]);
+        let err = out.stderr_str();
+        assert_same(&format!("{scenario} {n} at a soft fd limit of 1024, --spin {spin}"), &reference, &out);
+        assert!(!err.contains("does not follow this exec"), "spin {spin}: a connection fell back to the bare kernel socket: {err}");
+        let (shm, kernel, bytes) = transport(&stats);
+        assert_eq!((shm, kernel), (2 * n, 0), "every connection on rings at both ends: {}", stats.0);
+        // 5 bytes each way before the exec (some of the first may go
+        // through the kernel, before the acceptor attached); 1005 each way
+        // after it (and, with the fork, 1005 each way again from the
+        // parent): ring bytes only while every end is still on its rings.
+        let after = n * if fork { 2 } else { 1 } * 2010;
+        assert!((after..=after + 10 * n).contains(&bytes), "spin {spin}: {bytes} ring bytes, {after} at least: {}", stats.0);
+        assert_eq!(stats.total("trapped"), 0, "{}", stats.0);
+    }
+}
+
+#[test]
+fn an_exec_at_the_common_fd_limit_carries_100_ring_connections() {
+    exec_self_at_the_fd_limit(100, false, &["off", "auto"]);
+}
+
+#[test]
+fn an_exec_at_the_common_fd_limit_carries_1000_ring_connections() {
+    exec_self_at_the_fd_limit(1000, false, &["auto"]);
+}
+
+#[test]
+fn a_fork_child_execs_with_the_rings_while_its_parent_keeps_its_ends() {
+    exec_self_at_the_fd_limit(100, true, &["auto"]);
 }

@@ -144,6 +144,10 @@ struct Object {
     /// That memfd's inode (how the exec hook knows the number still names
     /// it: a vfork child may have put something else there).
     memfd_ino: AtomicU64,
+    /// The id of a connection's segment (its memfd's inode) when the
+    /// instance's segment broker keeps it for a later exec instead of a
+    /// hidden memfd (`crate::segment`, ring segments); 0: not kept there.
+    kept: AtomicU64,
     /// A connection's end (written while BUSY, read once the state says CONN).
     end: UnsafeCell<MaybeUninit<End>>,
 }
@@ -162,6 +166,7 @@ static OBJECTS: [Object; MAX_OBJECTS] = [const {
         ino: AtomicU64::new(0),
         memfd: AtomicI32::new(-1),
         memfd_ino: AtomicU64::new(0),
+        kept: AtomicU64::new(0),
         end: UnsafeCell::new(MaybeUninit::uninit()),
     }
 }; MAX_OBJECTS];
@@ -395,6 +400,7 @@ fn alloc(state: u32, registry: i32, end: Option<End>) -> Option<usize> {
             o.ino.store(0, Ordering::Relaxed);
             o.memfd.store(-1, Ordering::Relaxed);
             o.memfd_ino.store(0, Ordering::Relaxed);
+            o.kept.store(0, Ordering::Relaxed);
             if let Some(e) = end {
                 // SAFETY: we hold the slot (BUSY): nobody reads `end` now.
                 unsafe { (*o.end.get()).write(e) };
@@ -437,6 +443,9 @@ fn release(t: u64) {
             // refers to it any more, so no call can be using it.
             unsafe { (*o.end.get()).assume_init().unmap() };
             crate::hidden::release(o.memfd.swap(-1, Ordering::AcqRel));
+            if o.kept.swap(0, Ordering::AcqRel) != 0 {
+                crate::segment::conn_gone();
+            }
         }
         _ => {}
     }
@@ -604,15 +613,41 @@ fn fd_ino(fd: i32) -> u64 {
     st.st_ino
 }
 
-/// Keeps `memfd`, connection `i`'s segment, for a later exec: hidden at a
-/// high number (`crate::hidden`; where it is when an exec carried it up
-/// there already). Without a free high number (the fd limit) the
-/// connection goes without, and an exec falls back to reopening the
+/// Keeps `memfd`, connection `i`'s segment, for a later exec.
+///
+/// Inside an instance, the instance's segment broker keeps it
+/// (`crate::segment::keep_conn`): the end then holds no descriptor of its
+/// own, so a program at the common soft limit of 1024 fds carries as many
+/// connections across an exec as it has, and no number of the program's is
+/// taken. The broker lives in the supervisor's reaper, which raised its own
+/// soft limit to the hard one; it keeps the memfd while the end's kernel
+/// socket is open in any process (fork children share it), and an exec
+/// names the segment by its id for the new image to ask for
+/// ([`restore_conns`]). Talking to it costs one message here, at connect
+/// or accept, and one round trip per 15 ends at an exec; never a read or
+/// write.
+///
+/// Without a broker (a program outside any instance, or one that closed
+/// the broker's socket), or when its socket stays full, the memfd is
+/// hidden at a high number (`crate::hidden`; where it is when an exec
+/// carried it up there already). Without a free high number (the fd limit)
+/// the connection goes without, and an exec falls back to reopening the
 /// segment from its mapping ([`exec_conns`]). `memfd` is the object's or
 /// closed, either way; never a reason to fail the connect or accept.
 fn keep_memfd(i: usize, memfd: i32) {
     if memfd < 0 {
         return;
+    }
+    let o = &OBJECTS[i];
+    if crate::segment::keeps_conns() {
+        let (seg, sock) = (fd_ino(memfd), o.ino.load(Ordering::Relaxed));
+        if let Some(e) = end_of(token(K_CONN, i)) {
+            if seg != 0 && sock != 0 && crate::segment::keep_conn(memfd, e.side() as u8, seg, sock) {
+                o.kept.store(seg, Ordering::Release);
+                raw::close(memfd);
+                return;
+            }
+        }
     }
     let kept = if memfd >= crate::hidden::HIGH_FD && crate::hidden::adopt(memfd, i as u64) {
         memfd
@@ -650,7 +685,8 @@ fn memfd_for_exec(i: usize) -> Option<i32> {
 }
 
 /// The variable that carries ring connections across `execve`:
-/// `SHUNT_CONNS=<fd>:<side>:<memfd>,<fd>=<earlier fd of the same end>,…`.
+/// `SHUNT_CONNS=<fd>:<side>:<memfd>,<fd>:<side>:b<segment id>,<fd>=<earlier
+/// fd of the same end>,…` (`b`: the segment broker keeps the segment).
 pub const CONNS_VAR: &[u8] = b"SHUNT_CONNS";
 
 // The exec hook's scratch (`ExecEnv::scratch`), laid out as:
@@ -667,8 +703,8 @@ pub const CONNS_VAR: &[u8] = b"SHUNT_CONNS";
 // `undo_exec_conns`); `top` is written, and the undo registered, only once
 // the table is cleared.
 const SCRATCH_HEAD: usize = 8;
-/// The longest item of the variable: `,2147483647:1:2147483647`.
-const ITEM_MAX: usize = 24;
+/// The longest item of the variable: `,2147483647:1:b18446744073709551615`.
+const ITEM_MAX: usize = 40;
 
 fn carry_entry(s: &[u8], i: usize) -> (i32, i32) {
     let o = SCRATCH_HEAD + 8 * i;
@@ -829,6 +865,17 @@ fn exec_conns(env: &mut ExecEnv<'_>) {
                 continue;
             }
             let side = e.side() as u8;
+            let kept = OBJECTS[i].kept.load(Ordering::Acquire);
+            if kept != 0 {
+                // The broker keeps its segment: the new image asks for it
+                // by id, nothing to undo here (seg 0 in the table).
+                let mut item = crate::text::FixedBuf::new(&mut s[w..w + ITEM_MAX]);
+                let _ = core::fmt::Write::write_fmt(&mut item, format_args!("{sep}{fd}:{side}:b{kept}"));
+                w += item.len;
+                items += 1;
+                set_carry_entry(s, i, fd + 1, 0);
+                continue;
+            }
             if let Some(m) = memfd_for_exec(i) {
                 let mut item = crate::text::FixedBuf::new(&mut s[w..w + ITEM_MAX]);
                 let _ = core::fmt::Write::write_fmt(&mut item, format_args!("{sep}{fd}:{side}:{m}"));
@@ -926,74 +973,157 @@ fn parse_fd(name: &[u8]) -> Option<i32> {
 
 /// In a new image: takes back the connection ends that `SHUNT_CONNS` (its
 /// value, `spec`) carried across the exec ([`exec_conns`]), closing the
-/// descriptors that named their segments. Returns how many fds it marked.
-/// An end that cannot be mapped again leaves its fd to the kernel.
+/// descriptors that named their segments; the segments the instance's
+/// broker keeps are asked for in batches (`crate::segment::fetch_conns`).
+/// Returns how many fds it marked. An end that cannot be mapped again
+/// leaves its fd to the kernel (one warning line when the broker had no
+/// segment for it).
 pub fn restore_conns(spec: &str) -> usize {
     let mut n = 0;
+    let mut batch = Fetch { fds: [-1; FETCH_MAX], segs: [0; FETCH_MAX], sides: [0; FETCH_MAX], len: 0 };
+    // First the ends, then the other fds of the same ends (`fd=first`).
     for item in spec.split(',') {
-        if let Some((fd, first)) = item.split_once('=') {
-            let (Ok(fd), Ok(first)) = (fd.parse::<i32>(), first.parse::<i32>()) else { continue };
-            match fds().lookup(first) {
-                Some((id, t)) if on() && id == owner_id() && end_of(t).is_some() => {
-                    if let Some(o) = object(t) {
-                        o.refs.fetch_add(1, Ordering::AcqRel);
-                    }
-                    remark(fd, t);
-                    n += 1;
-                }
-                _ => {
-                    fds().unmark(fd);
-                }
-            }
+        if item.contains('=') {
             continue;
         }
         let mut it = item.split(':');
-        let (Some(fd), Some(side), Some(memfd), None) = (it.next(), it.next(), it.next(), it.next()) else { continue };
-        let (Ok(fd), Ok(side), Ok(memfd)) = (fd.parse::<i32>(), side.parse::<u8>(), memfd.parse::<i32>()) else {
-            continue;
-        };
+        let (Some(fd), Some(side), Some(seg), None) = (it.next(), it.next(), it.next(), it.next()) else { continue };
+        let (Ok(fd), Ok(side)) = (fd.parse::<i32>(), side.parse::<u8>()) else { continue };
         let side = match side {
             0 => shunt_transport::conn::Side::Connector,
             1 => shunt_transport::conn::Side::Acceptor,
             _ => continue,
         };
+        if let Some(id) = seg.strip_prefix('b') {
+            let Ok(id) = id.parse::<u64>() else { continue };
+            if batch.len == FETCH_MAX {
+                n += batch.flush();
+            }
+            batch.fds[batch.len] = fd;
+            batch.segs[batch.len] = id;
+            batch.sides[batch.len] = side as u8;
+            batch.len += 1;
+            continue;
+        }
+        let Ok(memfd) = seg.parse::<i32>() else { continue };
         // A descriptor the old image opened for us, nothing else: a
         // connection segment, and not the fd it belongs to.
         if memfd == fd || memfd < 0 {
             continue;
         }
-        let end = if on() { End::reattach(memfd, side).ok() } else { None };
-        let ino = socket_ino(fd);
-        if end.is_none() || ino == 0 {
-            raw::close(memfd);
-        }
-        match end {
-            Some(e) if ino != 0 => match alloc(CONN, -1, Some(e)) {
-                Some(i) => {
-                    OBJECTS[i].ino.store(ino, Ordering::Relaxed);
-                    // Kept again (hidden) for the next exec.
-                    keep_memfd(i, memfd);
-                    remark(fd, token(K_CONN, i));
-                    n += 1;
+        n += restore_end(fd, side, memfd, 0) as usize;
+    }
+    n += batch.flush();
+    for item in spec.split(',') {
+        let Some((fd, first)) = item.split_once('=') else { continue };
+        let (Ok(fd), Ok(first)) = (fd.parse::<i32>(), first.parse::<i32>()) else { continue };
+        match fds().lookup(first) {
+            Some((id, t)) if on() && id == owner_id() && end_of(t).is_some() => {
+                if let Some(o) = object(t) {
+                    o.refs.fetch_add(1, Ordering::AcqRel);
                 }
-                None => {
-                    raw::close(memfd);
-                    // SAFETY: not referenced by any object or fd.
-                    unsafe { e.unmap() };
-                    fds().unmark(fd);
-                }
-            },
-            Some(e) => {
-                // SAFETY: not referenced by any object or fd.
-                unsafe { e.unmap() };
-                fds().unmark(fd);
+                remark(fd, t);
+                n += 1;
             }
-            None => {
+            _ => {
                 fds().unmark(fd);
             }
         }
     }
     n
+}
+
+use crate::segment::FETCH_MAX;
+
+/// Ends whose segments the broker keeps, asked for together.
+struct Fetch {
+    fds: [i32; FETCH_MAX],
+    segs: [u64; FETCH_MAX],
+    sides: [u8; FETCH_MAX],
+    len: usize,
+}
+
+impl Fetch {
+    /// Asks the broker for the batch's segments and takes the ends back;
+    /// returns how many fds it marked, and empties the batch.
+    fn flush(&mut self) -> usize {
+        let k = self.len;
+        self.len = 0;
+        if k == 0 {
+            return 0;
+        }
+        let mut got = [-1i32; FETCH_MAX];
+        let asked = on() && crate::segment::fetch_conns(&self.fds[..k], &self.segs[..k], &self.sides[..k], &mut got).is_ok();
+        let mut n = 0;
+        for j in 0..k {
+            let fd = self.fds[j];
+            let side = if self.sides[j] == 0 { shunt_transport::conn::Side::Connector } else { shunt_transport::conn::Side::Acceptor };
+            if got[j] < 0 {
+                if on() {
+                    warn_not_carried(
+                        fd,
+                        if asked {
+                            "the instance's segment broker kept no segment for it (its table was full)"
+                        } else {
+                            "the instance's segment broker did not answer"
+                        },
+                    );
+                }
+                fds().unmark(fd);
+                continue;
+            }
+            n += restore_end(fd, side, got[j], self.segs[j]) as usize;
+        }
+        n
+    }
+}
+
+/// Maps again the segment `memfd` of the end `side` carried at `fd` and
+/// marks `fd` as that connection; `kept`: the segment's id when the broker
+/// keeps it (`memfd` is then closed), else 0 (`memfd` is kept again for
+/// the next exec). `memfd` is consumed either way.
+fn restore_end(fd: i32, side: shunt_transport::conn::Side, memfd: i32, kept: u64) -> bool {
+    // The broker answered for this id; a descriptor of another file is not
+    // taken for it.
+    let end = if on() && (kept == 0 || fd_ino(memfd) == kept) { End::reattach(memfd, side).ok() } else { None };
+    let ino = socket_ino(fd);
+    if end.is_none() || ino == 0 || kept != 0 {
+        raw::close(memfd);
+    }
+    match end {
+        Some(e) if ino != 0 => match alloc(CONN, -1, Some(e)) {
+            Some(i) => {
+                OBJECTS[i].ino.store(ino, Ordering::Relaxed);
+                if kept != 0 {
+                    OBJECTS[i].kept.store(kept, Ordering::Release);
+                } else {
+                    // Kept again for the next exec.
+                    keep_memfd(i, memfd);
+                }
+                remark(fd, token(K_CONN, i));
+                true
+            }
+            None => {
+                if kept == 0 {
+                    raw::close(memfd);
+                }
+                // SAFETY: not referenced by any object or fd.
+                unsafe { e.unmap() };
+                fds().unmark(fd);
+                false
+            }
+        },
+        Some(e) => {
+            // SAFETY: not referenced by any object or fd.
+            unsafe { e.unmap() };
+            fds().unmark(fd);
+            false
+        }
+        None => {
+            fds().unmark(fd);
+            false
+        }
+    }
 }
 
 fn restore(_fd: i32, t: u64) -> bool {

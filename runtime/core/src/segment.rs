@@ -140,8 +140,9 @@ fn retry(mut f: impl FnMut() -> i64) -> i64 {
     }
 }
 
-/// A segment file made by the instance's broker, mapped shared.
-fn map_brokered(pid: i32) -> Result<usize, i64> {
+/// The broker's socket, if its number still names a `SOCK_SEQPACKET` unix
+/// socket.
+fn checked_broker() -> Result<i32, i64> {
     let broker = BROKER_FD.load(Ordering::Relaxed);
     if broker < 0 {
         return Err(-(libc::ENOENT as i64));
@@ -163,6 +164,12 @@ fn map_brokered(pid: i32) -> Result<usize, i64> {
             return Err(-(libc::ENOTSOCK as i64));
         }
     }
+    Ok(broker)
+}
+
+/// A segment file made by the instance's broker, mapped shared.
+fn map_brokered(pid: i32) -> Result<usize, i64> {
+    let broker = checked_broker()?;
     let mut pair = [-1i32; 2];
     // SAFETY: socketpair writes two descriptors into `pair`.
     let r = unsafe {
@@ -304,4 +311,190 @@ fn map_file(dir: &[u8], pid: i32) -> Result<usize, i64> {
         r as usize
     };
     Ok(at)
+}
+
+// ------------------------------------------- ring segments kept by the broker
+//
+// A ring connection end that may have to follow an `execve` needs a
+// descriptor of its segment at the exec. Rather than keeping one in the
+// program's fd table (a hidden fd at 1000 or above, `crate::hidden`, of
+// which only about 23 fit under the common soft limit of 1024), the end
+// hands its segment's memfd to the instance's broker, which lives in the
+// supervisor's reaper (a process that raised its own soft limit to the hard
+// one) and keeps it while the end's kernel socket is open anywhere; the
+// exec names the segment by its id and the new image asks the broker for
+// it ([`fetch_conns`]), proving with the end's socket that it holds it.
+// Only connect, accept and exec talk to the broker: never a read or write.
+
+const KEEP_MAGIC: [u8; 4] = shunt_abi::segment::CONN_KEEP_MAGIC.to_le_bytes();
+const FETCH_MAGIC: [u8; 4] = shunt_abi::segment::CONN_FETCH_MAGIC.to_le_bytes();
+/// Ends one fetch names at most.
+pub(crate) const FETCH_MAX: usize = shunt_abi::segment::CONN_FETCH_MAX;
+const _: () = assert!(FETCH_MAX < fdpass::MAX_SEND);
+/// How long a keep waits, at most, for room on the broker's socket (its
+/// queue is full only while the broker is behind a burst of connects).
+const KEEP_WAIT_MS: i32 = 1000;
+
+/// Whether this process has a broker to keep ring segments with (inside an
+/// instance, while the program left the broker's socket alone).
+pub(crate) fn keeps_conns() -> bool {
+    checked_broker().is_ok()
+}
+
+/// Hands `memfd`, the segment (id `seg`) of a ring end on side `side`
+/// whose kernel socket's inode is `sock`, to the broker to keep (the caller
+/// still closes its `memfd`). `false`: not sent (no broker, or its socket
+/// stayed full), and the caller keeps the segment itself. The broker does
+/// not answer: a refusal (its table full) is its own warning, and this
+/// end's exec then finds no segment to carry (`crate::net`).
+pub(crate) fn keep_conn(memfd: i32, side: u8, seg: u64, sock: u64) -> bool {
+    let Ok(broker) = checked_broker() else { return false };
+    let mut req = [0u8; 24];
+    req[..4].copy_from_slice(&KEEP_MAGIC);
+    req[4..8].copy_from_slice(&(side as u32).to_le_bytes());
+    req[8..16].copy_from_slice(&seg.to_le_bytes());
+    req[16..24].copy_from_slice(&sock.to_le_bytes());
+    // SAFETY: the caller's open descriptors, borrowed for these calls.
+    let (b, m) = unsafe { (fdpass::borrow(broker), fdpass::borrow(memfd)) };
+    // Bounded: a few waits for room, each bounded in time.
+    for _ in 0..4 {
+        match fdpass::send(b, &req, &[m], fdpass::SendFlags::NOSIGNAL | fdpass::SendFlags::DONTWAIT) {
+            Ok(n) => return n == req.len(),
+            Err(e) if e == fdpass::Errno::INTR => continue,
+            Err(e) if e == fdpass::Errno::AGAIN => {
+                let mut p = libc::pollfd { fd: broker, events: libc::POLLOUT, revents: 0 };
+                // SAFETY: poll reads and writes one pollfd.
+                unsafe {
+                    raw::syscall3(shunt_abi::syscalls::nr::POLL, &mut p as *mut libc::pollfd as u64, 1, KEEP_WAIT_MS as u64)
+                };
+            }
+            Err(_) => return false,
+        }
+    }
+    false
+}
+
+/// Asks the broker for the kept segments of the ends whose kernel sockets
+/// are `socks[i]`, with ids `segs[i]` and sides `sides[i]` (at most
+/// [`FETCH_MAX`]); `out[i]` gets each segment's descriptor (close-on-exec),
+/// or -1 when the broker has none for it. `Err`: no answer at all.
+pub(crate) fn fetch_conns(socks: &[i32], segs: &[u64], sides: &[u8], out: &mut [i32]) -> Result<(), i64> {
+    let n = socks.len();
+    if n == 0 || n > FETCH_MAX || segs.len() != n || sides.len() != n || out.len() < n {
+        return Err(-(libc::EINVAL as i64));
+    }
+    for o in out.iter_mut().take(n) {
+        *o = -1;
+    }
+    let broker = checked_broker()?;
+    let mut pair = [-1i32; 2];
+    // SAFETY: socketpair writes two descriptors into `pair`.
+    let r = unsafe {
+        raw::syscall4(
+            shunt_abi::syscalls::nr::SOCKETPAIR,
+            libc::AF_UNIX as u64,
+            (libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC) as u64,
+            0,
+            pair.as_mut_ptr() as u64,
+        )
+    };
+    if r < 0 {
+        return Err(r);
+    }
+    let (mine, theirs) = (pair[0], pair[1]);
+    let r = fetch_ask(broker, mine, theirs, socks, segs, sides);
+    raw::close(theirs);
+    let r = match r {
+        Ok(()) => fetch_answer(mine, n, out),
+        Err(e) => Err(e),
+    };
+    raw::close(mine);
+    r
+}
+
+fn fetch_ask(broker: i32, mine: i32, theirs: i32, socks: &[i32], segs: &[u64], sides: &[u8]) -> Result<(), i64> {
+    let tv = libc::timeval { tv_sec: BROKER_WAIT_SECS, tv_usec: 0 };
+    // SAFETY: setsockopt reads one `timeval` from `tv`.
+    let r = unsafe {
+        raw::syscall6(
+            shunt_abi::syscalls::nr::SETSOCKOPT,
+            [
+                mine as u64,
+                libc::SOL_SOCKET as u64,
+                libc::SO_RCVTIMEO as u64,
+                &tv as *const libc::timeval as u64,
+                core::mem::size_of::<libc::timeval>() as u64,
+                0,
+            ],
+        )
+    };
+    if r < 0 {
+        return Err(r);
+    }
+    let n = socks.len();
+    let mut req = [0u8; 8 + 16 * FETCH_MAX];
+    req[..4].copy_from_slice(&FETCH_MAGIC);
+    req[4..8].copy_from_slice(&(n as u32).to_le_bytes());
+    for i in 0..n {
+        let o = 8 + 16 * i;
+        req[o..o + 8].copy_from_slice(&segs[i].to_le_bytes());
+        req[o + 8..o + 12].copy_from_slice(&(sides[i] as u32).to_le_bytes());
+    }
+    // SAFETY: the caller's open descriptors, borrowed for this call.
+    let mut fds = [unsafe { fdpass::borrow(theirs) }; FETCH_MAX + 1];
+    for (i, &s) in socks.iter().enumerate() {
+        // SAFETY: as above.
+        fds[i + 1] = unsafe { fdpass::borrow(s) };
+    }
+    // SAFETY: as above.
+    let b = unsafe { fdpass::borrow(broker) };
+    let len = 8 + 16 * n;
+    let r = retry(|| match fdpass::send(b, &req[..len], &fds[..n + 1], fdpass::SendFlags::NOSIGNAL) {
+        Ok(k) => k as i64,
+        Err(e) => -(e.raw_os_error() as i64),
+    });
+    if r < 0 {
+        return Err(r);
+    }
+    Ok(())
+}
+
+fn fetch_answer(mine: i32, n: usize, out: &mut [i32]) -> Result<(), i64> {
+    let mut ans = [0u8; 8 + 4 * FETCH_MAX + 8];
+    let mut got = loop {
+        // SAFETY: the caller's open descriptor, borrowed for this call.
+        match fdpass::recv::<FETCH_MAX>(unsafe { fdpass::borrow(mine) }, &mut ans, fdpass::RecvFlags::CMSG_CLOEXEC) {
+            Err(e) if e == fdpass::Errno::INTR => continue,
+            Err(e) => return Err(-(e.raw_os_error() as i64)),
+            Ok(g) => break g,
+        }
+    };
+    let count = u32::from_le_bytes([ans[4], ans[5], ans[6], ans[7]]) as usize;
+    if got.len != 8 + 4 * n || ans[..4] != FETCH_MAGIC || count != n || got.truncated {
+        return Err(-(libc::EPROTO as i64));
+    }
+    let mut next = 0usize;
+    for (i, o) in out.iter_mut().enumerate().take(n) {
+        let k = 8 + 4 * i;
+        let status = i32::from_le_bytes([ans[k], ans[k + 1], ans[k + 2], ans[k + 3]]);
+        if status == 0 {
+            // A descriptor per status 0, in order (the rest close with `got`).
+            *o = got.take_raw(next);
+            next += 1;
+        }
+    }
+    Ok(())
+}
+
+/// Tells the broker that this process closed its last fd of a kept end (a
+/// hint, no answer: the broker sweeps soon and drops the segment if the
+/// end's socket is closed everywhere). Never waits: a hint lost to a full
+/// socket is made up by the broker's next sweep.
+pub(crate) fn conn_gone() {
+    let Ok(broker) = checked_broker() else { return };
+    let mut req = [0u8; 8];
+    req[..4].copy_from_slice(&shunt_abi::segment::CONN_GONE_MAGIC.to_le_bytes());
+    // SAFETY: the broker's open descriptor, borrowed for this call.
+    let b = unsafe { fdpass::borrow(broker) };
+    let _ = fdpass::send(b, &req, &[], fdpass::SendFlags::NOSIGNAL | fdpass::SendFlags::DONTWAIT);
 }

@@ -1481,6 +1481,46 @@ static void sc_hidden_fds(void) {
     (void)listed;
 }
 
+/* Numbers the runtime may hide descriptors at answer poll and select as
+ * closed numbers do. The program closes fd 1000 first (under shunt the
+ * instance's segment broker's socket, natively nothing), so that ring ends
+ * keep their segments' memfds at hidden numbers from 1000 up. */
+static void sc_hidden_poll(void) {
+    close(1000);
+    /* The kernel's select ignores numbers beyond the fd table's size, and
+     * answers EBADF for closed ones inside it: grow the table past 1016 so
+     * that natively every number asked about is a closed one. */
+    if (dup2(0, 1100) == 1100) close(1100);
+    int c[4], a[4];
+    for (int i = 0; i < 4; i++) {
+        pair(&c[i], &a[i]);
+        wr(c[i], "x");
+        show_exactly("read", a[i], 1);
+    }
+    int nval = 0, badf = 0, n = 0;
+    for (int fd = 1000; fd < 1016; fd++) {
+        if (fcntl(fd, F_GETFD) >= 0) continue; /* the program's own */
+        n++;
+        struct pollfd p[2] = {{fd, POLLIN, 0}, {a[0], POLLIN, 0}};
+        int r = poll(p, 2, 5000);
+        nval += r == 1 && p[0].revents == POLLNVAL && p[1].revents == 0;
+        fd_set rs;
+        FD_ZERO(&rs);
+        FD_SET(fd, &rs);
+        FD_SET(a[0], &rs);
+        struct timeval tv = {5, 0};
+        badf += select(fd + 1, &rs, NULL, NULL, &tv) < 0 && errno == EBADF;
+    }
+    printf("unused numbers 1000..1015: poll POLLNVAL at once %s, select EBADF %s\n",
+           nval == n ? "for each" : "NOT for each", badf == n ? "for each" : "NOT for each");
+    for (int i = 0; i < 4; i++) {
+        wr(a[i], "y");
+        show_exactly("back", c[i], 1);
+        close(c[i]);
+        close(a[i]);
+    }
+}
+
 static int exec_ring_child(int fd) {
     char buf[64];
     int want = 15 + 17, got = 0;
@@ -1867,6 +1907,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(s, "exec")) sc_exec(argv[0]);
     else if (!strcmp(s, "exec-ring")) sc_exec_ring(argv[0]);
     else if (!strcmp(s, "hidden-fds")) sc_hidden_fds();
+    else if (!strcmp(s, "hidden-poll")) sc_hidden_poll();
     else if (!strcmp(s, "exec-uncarried")) sc_exec_uncarried(argv[0], argc > 2 ? atoi(argv[2]) : 40);
     else if (!strcmp(s, "exec-many")) sc_exec_many(argv[0], argc > 2 ? atoi(argv[2]) : 200);
     else if (!strcmp(s, "exec-self")) sc_exec_self(argv[0], argc > 2 ? atoi(argv[2]) : 100, 0);

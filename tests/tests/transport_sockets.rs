@@ -49,7 +49,7 @@ fn connect_accept_read_write_close_over_rings() {
 /// shunt run's transcript equal to the kernel's, spin off and auto.
 #[test]
 fn every_socket_semantic_matches_the_kernel() {
-    const SCENARIOS: [&str; 25] = [
+    const SCENARIOS: [&str; 26] = [
         "connect-blocking",
         "connect-nonblocking",
         "accept4",
@@ -74,6 +74,7 @@ fn every_socket_semantic_matches_the_kernel() {
         "exec",
         "exec-ring",
         "hidden-fds",
+        "hidden-poll",
         "many",
     ];
     for spin in ["off", "auto"] {

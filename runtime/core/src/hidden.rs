@@ -1,6 +1,9 @@
 //! Descriptors the runtime keeps for itself inside the program's fd table,
-//! hidden from the program (today: the memfd of each ring connection's
-//! segment, which an `execve` hands to the new image, `crate::net`).
+//! hidden from the program (today: the memfd of a ring connection's
+//! segment, which an `execve` hands to the new image, `crate::net`, when no
+//! segment broker keeps it: outside an instance, or after the program
+//! closed the broker's socket; inside one the broker keeps them and the
+//! program's fd table holds none).
 //!
 //! A hidden fd lives at or above [`HIGH_FD`] (as the segment broker's
 //! socket does, out of the way of the lowest-first numbers the program's own
@@ -24,8 +27,14 @@
 //! `epoll_ctl`, … to the full path): a `close` or `dup2` naming its number
 //! reaches it.
 //!
-//! Limits: `poll`/`select` of a hidden number and `readlink` or `stat` of
-//! `/proc/self/fd/<n>` see the runtime's descriptor; a program that walks
+//! - `poll`/`ppoll` answer `POLLNVAL` for a marked number at once, and
+//!   `select`/`pselect6` with one in a set fail with `EBADF`, as for a
+//!   closed number (`crate::net::poll`, `crate::net::select`; they come
+//!   there whenever the transport is on, which is when marks exist).
+//!
+//! Limits: `poll`/`select` of the broker's number (not marked), and
+//! `readlink` or `stat` of `/proc/self/fd/<n>` see the runtime's
+//! descriptor; a program that walks
 //! fd numbers up to its limit with `fcntl(F_GETFD)` gets `EBADF` for them,
 //! as for any unused number.
 //!
@@ -117,6 +126,12 @@ pub(crate) fn marked_hidden(fd: i32) -> bool {
         Some((id, _)) => OWNER_ID.load(Ordering::Acquire) == id.0 && id.0 != 0,
         None => false,
     }
+}
+
+/// Whether any fd is hidden by a mark (the cheap test before looking at
+/// each fd of a `poll` or `select`).
+pub(crate) fn any_marked() -> bool {
+    HIDDEN.load(Ordering::Acquire) != 0
 }
 
 /// Whether any fd is hidden.

@@ -58,16 +58,23 @@
 //!   open (each such fd holds a reference).
 //!
 //! Across `execve`, a connection's fd without `FD_CLOEXEC` stays a ring
-//! connection: the exec hook ([`exec_conns`]) hands the new image a
-//! descriptor of each such end's segment and `SHUNT_CONNS` says which fd
-//! and side it is; the new image maps it again ([`restore_conns`]) before
-//! the program runs and goes on where the old one stopped (the end's state
-//! is all in the segment). Listeners go back to the kernel in the new
-//! image, so only connections accepted after the exec are upgraded.
+//! connection: `SHUNT_CONNS` names each such end's fd, side and segment
+//! for the new image, which maps the segment again ([`restore_conns`])
+//! before the program runs and goes on where the old one stopped (the
+//! end's state is all in the segment). Inside an instance the segment
+//! broker keeps every end's segment ([`keep_memfd`], `crate::segment`), so
+//! the variable names the segment by id and the new image asks the broker
+//! for it: a program at a soft limit of 1024 fds carries 1000 connections,
+//! and no fd number of its own is taken. Without a broker an end keeps its
+//! segment's memfd as a hidden fd at 1000 or above (`crate::hidden`), which
+//! the exec hook ([`exec_conns`]) makes inheritable. Listeners go back to
+//! the kernel in the new image, so only connections accepted after the
+//! exec are upgraded.
 //!
-//! Departures from the design (docs of the issue): reopening a segment from
-//! the old image's mapping (`/proc/self/map_files`) needs `CAP_SYS_ADMIN`
-//! or `CAP_CHECKPOINT_RESTORE`; without either, a connection that survives
+//! Departures from the design (docs of the issue): without a broker and
+//! past the hidden fds the limit allows, reopening a segment from the old
+//! image's mapping (`/proc/self/map_files`) needs `CAP_SYS_ADMIN` or
+//! `CAP_CHECKPOINT_RESTORE`; without either, a connection that survives
 //! an exec is the bare kernel socket in the new image (a warning says so),
 //! whose peer's bytes after the switch are in the ring it no longer reads;
 //! a blocking ring read or write interrupted by a signal returns `EINTR`
@@ -138,8 +145,8 @@ struct Object {
     /// says (a vfork child renumbers fds without it).
     ino: AtomicU64,
     /// A connection's segment (its memfd, hidden at a high number,
-    /// `crate::hidden`; -1: none could be kept), which an exec hands to the
-    /// new image.
+    /// `crate::hidden`; -1: none kept here, see `kept`), which an exec
+    /// hands to the new image.
     memfd: AtomicI32,
     /// That memfd's inode (how the exec hook knows the number still names
     /// it: a vfork child may have put something else there).
@@ -1730,6 +1737,9 @@ pub(crate) fn poll(c: &mut Call<'_>, fds_p: u64, nfds: u64, timeout_ms: i64, sig
         let v: u64 = umem::read(fds_p + 8 * i as u64)?;
         *p = libc::pollfd { fd: v as u32 as i32, events: (v >> 32) as u16 as i16, revents: 0 };
     }
+    if crate::hidden::any_marked() && local[..n].iter().any(|p| p.fd >= 0 && crate::hidden::marked_hidden(p.fd)) {
+        return Some(poll_hidden(c, fds_p, &mut local[..n], sigmask, sigsetsize));
+    }
     let any = on() && local[..n].iter().any(|p| p.fd >= 0 && conn_of(p.fd).is_some());
     if !any && (spin_mode() == SpinMode::Off || timeout_ms == 0 || sigmask != 0) {
         return None;
@@ -1742,6 +1752,34 @@ pub(crate) fn poll(c: &mut Call<'_>, fds_p: u64, nfds: u64, timeout_ms: i64, sig
         }
     }
     Some(Ret::counted(r))
+}
+
+/// `poll` over an array that names a hidden fd (`crate::hidden`): that
+/// entry answers `POLLNVAL`, as a closed number does, so the call returns
+/// at once with the others' readiness of the moment.
+fn poll_hidden(c: &mut Call<'_>, fds_p: u64, local: &mut [libc::pollfd], sigmask: u64, sigsetsize: u64) -> Ret {
+    let mut hid = [0u64; MAX_POLL / 64];
+    for (i, p) in local.iter_mut().enumerate() {
+        if p.fd >= 0 && crate::hidden::marked_hidden(p.fd) {
+            hid[i / 64] |= 1 << (i % 64);
+            // Ignored by the look below (a negative fd).
+            p.fd = -1;
+        }
+    }
+    c.count_now(Answer::Emulated);
+    let r = with_wait(c, |w| shunt_transport::poll::poll(local, 0, sigmask, sigsetsize, conn_of, w));
+    if r < 0 {
+        return Ret::counted(r);
+    }
+    let mut r = r;
+    for (i, p) in local.iter_mut().enumerate() {
+        if hid[i / 64] & (1 << (i % 64)) != 0 {
+            p.revents = libc::POLLNVAL;
+            r += 1;
+        }
+        umem::write::<u16>(fds_p + 8 * i as u64 + 6, &(p.revents as u16));
+    }
+    Ret::counted(r)
 }
 
 /// `select`/`pselect6` over fds some of which may be connections.
@@ -1762,11 +1800,23 @@ pub(crate) fn select(c: &mut Call<'_>, timeout_ns: Option<u64>, sigmask: u64, si
         }
     }
     let mut any = false;
+    let hidden = crate::hidden::any_marked();
     for fd in 0..nfds as i32 {
         let (w, b) = (fd as usize / 64, 1u64 << (fd % 64));
-        if sets.iter().enumerate().any(|(k, s)| c.args[1 + k] != 0 && s[w] & b != 0) && conn_of(fd).is_some() {
+        if !sets.iter().enumerate().any(|(k, s)| c.args[1 + k] != 0 && s[w] & b != 0) {
+            continue;
+        }
+        if hidden && crate::hidden::marked_hidden(fd) {
+            // A hidden number is a closed one to the program: EBADF, as
+            // the kernel answers for any closed fd in a set.
+            c.count_now(Answer::Emulated);
+            return Some(Ret::counted(-(libc::EBADF as i64)));
+        }
+        if !any && conn_of(fd).is_some() {
             any = true;
-            break;
+            if !hidden {
+                break;
+            }
         }
     }
     if !on() || !any {

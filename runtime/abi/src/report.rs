@@ -47,9 +47,11 @@ pub fn write_json(t: &Totals, out: &mut dyn Write) -> fmt::Result {
         write!(out, ", \"transport\": {{\"shm_connections\": {c}, \"kernel_connections\": {k}, \"shm_bytes\": {b}}}")?;
     }
     if t.has_waits() {
-        let [s, p, ns, bo, lg, nt, mi, y] = t.waits;
+        let [s, p, ns, bo, lg, nt, mi, y, pe, tk, ts, nl, np, nr] = t.waits;
         write!(out, ", \"waits\": {{\"spun\": {s}, \"parked\": {p}, \"spin_ns\": {ns}, ")?;
-        write!(out, "\"park_backoff\": {bo}, \"park_long_gap\": {lg}, \"park_no_token\": {nt}, \"park_missed\": {mi}, \"park_yielded\": {y}}}")?;
+        write!(out, "\"park_backoff\": {bo}, \"park_long_gap\": {lg}, \"park_no_token\": {nt}, \"park_missed\": {mi}, \"park_yielded\": {y}, ")?;
+        write!(out, "\"park_preempted\": {pe}, \"took_token\": {tk}, \"took_stale\": {ts}, ")?;
+        write!(out, "\"no_token_low\": {nl}, \"no_token_ring_poll\": {np}, \"no_token_ring\": {nr}}}")?;
     }
     if t.rewritten != 0 {
         write!(out, ", \"rewritten_at_runtime\": {}", t.rewritten)?;

@@ -27,11 +27,12 @@ use crate::syscalls::TABLE_LEN;
 /// `SHUNTSG1` (a literal, so that the C header can carry it too).
 pub const SEGMENT_MAGIC: u64 = 0x3147_5354_4e55_4853;
 const _: () = assert!(SEGMENT_MAGIC == u64::from_le_bytes(*b"SHUNTSG1"));
-/// Version 8: eight wait counters (the reasons waits parked). Version 7: 4,096 slots (was 1,024: a server with more live threads
+/// Version 9: fourteen wait counters (token hand-overs between wait kinds
+/// and from descheduled holders, token-less parks by the holder's kind). Version 8: eight wait counters (the reasons waits parked). Version 7: 4,096 slots (was 1,024: a server with more live threads
 /// failed `clone` with EAGAIN). Version 5: the transport's and the waits' counters in the header
 /// (version 4: no `unaccounted` word; the magic is stored last, so a reader
 /// never sees a half-written header).
-pub const SEGMENT_VERSION: u32 = 8;
+pub const SEGMENT_VERSION: u32 = 9;
 
 /// Distance between two slots in the stats segment.
 pub const SLOT_STRIDE: usize = 32 * 1024;
@@ -115,8 +116,10 @@ pub struct SegmentHeader {
     /// by the process's runtime with `Relaxed` adds.
     pub transport: [AtomicU64; TRANSPORT_COUNTERS],
     /// Blocking waits: answered while spinning, parked, time spun (ns), then
-    /// why waits parked (backoff, long gap, no token, missed, yielded) — in
-    /// this order, the layout of `shunt_transport::spin::WaitStats`.
+    /// why waits parked (backoff, long gap, no token, missed, yielded,
+    /// preempted), tokens taken over (asked for, stale), and the no-token parks by the
+    /// holder's rank (low, ring poll, ring) — in this order, the layout of
+    /// `shunt_transport::spin::WaitStats`.
     pub waits: [AtomicU64; WAIT_COUNTERS],
     /// Syscall sites rewritten into gate calls on their first trap
     /// (`shunt_core::lazy`), counted with `Relaxed` adds.
@@ -133,7 +136,7 @@ pub const TR_SHM_BYTES: usize = 2;
 /// How many transport counters there are.
 pub const TRANSPORT_COUNTERS: usize = 3;
 /// How many wait counters there are (`SegmentHeader::waits`).
-pub const WAIT_COUNTERS: usize = 8;
+pub const WAIT_COUNTERS: usize = 14;
 
 impl SegmentHeader {
     /// Fills a zeroed header and publishes it: `program` is the file name
@@ -262,7 +265,8 @@ pub struct Totals {
     /// The transport counters, summed (indices `TR_*`).
     pub transport: [u64; TRANSPORT_COUNTERS],
     /// Waits: spun, parked, spin_ns, park_backoff, park_long_gap,
-    /// park_no_token, park_missed, park_yielded.
+    /// park_no_token, park_missed, park_yielded, park_preempted, took_token,
+    /// took_stale, no_token_low, no_token_ring_poll, no_token_ring.
     pub waits: [u64; WAIT_COUNTERS],
     /// Sites rewritten on their first trap, summed.
     pub rewritten: u64,

@@ -90,7 +90,7 @@ use shunt_transport::conn::{End, IoVec, DEFAULT_RING_BYTES};
 use shunt_transport::epoll::{EpollEvent, SetId, Shadow};
 use shunt_transport::rendezvous::{self, Claims, SockKey};
 pub use shunt_transport::spin::SpinMode;
-use shunt_transport::spin::{SpinCap, SpinPolicy, WaitCtx, WaitStats};
+use shunt_transport::spin::{SpinCap, SpinPolicy, WaitCtx, WaitKind, WaitStats};
 
 use crate::fd::{FdTable, OwnerId};
 use crate::exec_env::ExecEnv;
@@ -324,15 +324,16 @@ fn wait_stats() -> &'static WaitStats {
 }
 const _: () = assert!(core::mem::size_of::<WaitStats>() == shunt_abi::segment::WAIT_COUNTERS * 8);
 
-/// Runs `f` with the calling thread's wait context.
-pub fn with_wait<R>(c: &Call, f: impl FnOnce(&mut WaitCtx<'_>) -> R) -> R {
+/// Runs `f` with the calling thread's wait context, for a wait of `kind`
+/// (its claim to a scarce spin token).
+pub fn with_wait<R>(c: &Call, kind: WaitKind, f: impl FnOnce(&mut WaitCtx<'_>) -> R) -> R {
     // SAFETY: the task's block is this thread's.
     let slot = unsafe { (*c.task.block()).slot } as usize;
     let cell = POLICIES.0[slot.min(MAX_SLOTS - 1)].get();
     // SAFETY: this thread's own cell (see `Policies`).
     let mut policy = unsafe { core::ptr::read_volatile(cell) };
     let who = ((raw::getpid() as u32 as u64) << 32) | tid(c) as u64;
-    let mut ctx = WaitCtx { mode: spin_mode(), who, policy: &mut policy, cap: cap(), stats: wait_stats() };
+    let mut ctx = WaitCtx { mode: spin_mode(), who, kind, policy: &mut policy, cap: cap(), stats: wait_stats() };
     let r = f(&mut ctx);
     // SAFETY: as above.
     unsafe { core::ptr::write_volatile(cell, policy) };
@@ -1519,10 +1520,10 @@ fn splice(c: &mut Call<'_>, fd: i32, e: End) -> Ret {
     let pipe_nonblock = flags & libc::SPLICE_F_NONBLOCK != 0 || fl & libc::O_NONBLOCK != 0;
     let tid = tid(c);
     if !out {
-        return Ret::counted(with_wait(c, |w| e.splice_to_pipe(fd, tid, other, pipe_nonblock, len, Some(w))));
+        return Ret::counted(with_wait(c, WaitKind::Ring, |w| e.splice_to_pipe(fd, tid, other, pipe_nonblock, len, Some(w))));
     }
     let from = shunt_transport::conn::Source::Pipe { fd: other, nonblock: pipe_nonblock, flags };
-    let (r, ring) = with_wait(c, |w| e.splice_from(fd, tid, from, len, Some(w)));
+    let (r, ring) = with_wait(c, WaitKind::Ring, |w| e.splice_from(fd, tid, from, len, Some(w)));
     sent(tid, r, ring, false)
 }
 
@@ -1558,7 +1559,7 @@ fn sendfile(c: &mut Call<'_>, fd: i32, e: End) -> Ret {
     let len = count.min(MAX_RW) as usize;
     let tid = tid(c);
     let from = shunt_transport::conn::Source::File { fd: in_fd, off: off.as_mut() };
-    let (r, ring) = with_wait(c, |w| e.splice_from(fd, tid, from, len, Some(w)));
+    let (r, ring) = with_wait(c, WaitKind::Ring, |w| e.splice_from(fd, tid, from, len, Some(w)));
     if let Some(o) = off {
         if !umem::write::<u64>(off_p, &o) {
             return Ret::counted(-(libc::EFAULT as i64));
@@ -1587,7 +1588,7 @@ fn recv(c: &mut Call<'_>, fd: i32, e: End, iov: &[IoVec], flags: i32) -> Ret {
     let tid = tid(c);
     // SAFETY: every iovec was checked plausible (program memory; a bad one
     // faults as it would in a libc copy, module docs of `umem`).
-    let r = with_wait(c, |w| unsafe { e.read(fd, tid, iov, flags, Some(w)) });
+    let r = with_wait(c, WaitKind::Ring, |w| unsafe { e.read(fd, tid, iov, flags, Some(w)) });
     Ret::counted(r)
 }
 
@@ -1595,7 +1596,7 @@ fn send(c: &mut Call<'_>, fd: i32, e: End, iov: &[IoVec], flags: i32) -> Ret {
     c.count_now(Answer::Emulated);
     let tid = tid(c);
     // SAFETY: as in `recv`.
-    let (r, ring) = with_wait(c, |w| unsafe { e.write_ex(fd, tid, iov, flags, Some(w)) });
+    let (r, ring) = with_wait(c, WaitKind::Ring, |w| unsafe { e.write_ex(fd, tid, iov, flags, Some(w)) });
     // What the kernel does for a stream write to a closed peer.
     sent(tid, r, ring, flags & libc::MSG_NOSIGNAL != 0)
 }
@@ -1682,12 +1683,12 @@ pub(crate) fn epoll_wait(c: &mut Call<'_>, epfd: i32, timeout_ms: i32, sigmask: 
     if shadowed {
         // SAFETY: `out` is plausible for `max` events (program memory, see
         // `umem`); the mask is the program's (or our stripped copy).
-        let r = with_wait(c, |w| unsafe { SHADOW.wait(set, out, max, timeout_ms, sigmask, sigsetsize, tid, w) });
+        let r = with_wait(c, WaitKind::RingPoll, |w| unsafe { SHADOW.wait(set, out, max, timeout_ms, sigmask, sigsetsize, tid, w) });
         return Some(Ret::counted(r));
     }
     let r = if spins {
         // SAFETY: as above.
-        with_wait(c, |w| unsafe {
+        with_wait(c, WaitKind::KernelPoll, |w| unsafe {
             shunt_transport::epoll::wait_kernel_only(epfd, out, max, timeout_ms, sigmask, sigsetsize, w)
         })
     } else {
@@ -1720,7 +1721,7 @@ pub(crate) fn epoll_wait(c: &mut Call<'_>, epfd: i32, timeout_ms: i32, sigmask: 
         (timeout_ms as u64).saturating_sub(spent) as i32
     };
     // SAFETY: as above.
-    let r = with_wait(c, |w| unsafe { SHADOW.wait(set, out, max, left, sigmask, sigsetsize, tid, w) });
+    let r = with_wait(c, WaitKind::RingPoll, |w| unsafe { SHADOW.wait(set, out, max, left, sigmask, sigsetsize, tid, w) });
     Some(Ret::counted(r))
 }
 
@@ -1745,7 +1746,8 @@ pub(crate) fn poll(c: &mut Call<'_>, fds_p: u64, nfds: u64, timeout_ms: i64, sig
         return None;
     }
     c.count_now(if any { Answer::Emulated } else { Answer::Passthrough });
-    let r = with_wait(c, |w| shunt_transport::poll::poll(&mut local[..n], timeout_ms, sigmask, sigsetsize, conn_of, w));
+    let kind = if any { WaitKind::RingPoll } else { WaitKind::KernelPoll };
+    let r = with_wait(c, kind, |w| shunt_transport::poll::poll(&mut local[..n], timeout_ms, sigmask, sigsetsize, conn_of, w));
     if r >= 0 {
         for (i, p) in local.iter().enumerate().take(n) {
             umem::write::<u16>(fds_p + 8 * i as u64 + 6, &(p.revents as u16));
@@ -1767,7 +1769,8 @@ fn poll_hidden(c: &mut Call<'_>, fds_p: u64, local: &mut [libc::pollfd], sigmask
         }
     }
     c.count_now(Answer::Emulated);
-    let r = with_wait(c, |w| shunt_transport::poll::poll(local, 0, sigmask, sigsetsize, conn_of, w));
+    // Timeout 0: it never waits, so its kind never weighs.
+    let r = with_wait(c, WaitKind::KernelPoll, |w| shunt_transport::poll::poll(local, 0, sigmask, sigsetsize, conn_of, w));
     if r < 0 {
         return Ret::counted(r);
     }
@@ -1826,7 +1829,7 @@ pub(crate) fn select(c: &mut Call<'_>, timeout_ns: Option<u64>, sigmask: u64, si
     let ptrs = [0, 1, 2].map(|k| if c.args[1 + k] == 0 { core::ptr::null_mut() } else { sets[k].as_mut_ptr() });
     // SAFETY: each non-null pointer is one of our local sets of FD_SETSIZE
     // bits, and `nfds <= FD_SETSIZE`.
-    let r = with_wait(c, |w| unsafe {
+    let r = with_wait(c, WaitKind::RingPoll, |w| unsafe {
         shunt_transport::poll::select(nfds as i32, ptrs, timeout_ns, sigmask, sigsetsize, conn_of, w)
     });
     if r >= 0 {

@@ -133,6 +133,26 @@ pub struct Waits {
     pub park_missed: u64,
     #[serde(default)]
     pub park_yielded: u64,
+    /// Spins that gave their token to a waiter of a higher rank (a ring
+    /// connection's read over an event loop, an event loop over a futex),
+    /// and tokens this instance's waiters got that way.
+    #[serde(default)]
+    pub park_preempted: u64,
+    #[serde(default)]
+    pub took_token: u64,
+    /// Tokens taken from a holder that was off its CPU (its heartbeat
+    /// stale).
+    #[serde(default)]
+    pub took_stale: u64,
+    /// `park_no_token` by the rank of the holder the waiter found: a futex
+    /// or kernel-fd wait (or an older runtime's), an epoll/poll set with
+    /// ring fds, a ring connection's own read or write.
+    #[serde(default)]
+    pub no_token_low: u64,
+    #[serde(default)]
+    pub no_token_ring_poll: u64,
+    #[serde(default)]
+    pub no_token_ring: u64,
 }
 
 /// The report of one instance.
@@ -209,6 +229,12 @@ impl Report {
                 park_no_token: w[5],
                 park_missed: w[6],
                 park_yielded: w[7],
+                park_preempted: w[8],
+                took_token: w[9],
+                took_stale: w[10],
+                no_token_low: w[11],
+                no_token_ring_poll: w[12],
+                no_token_ring: w[13],
             });
         }
         if t.rewritten != 0 {
@@ -379,11 +405,17 @@ mod tests {
     /// totals.
     #[test]
     fn the_allocation_free_writer_matches_the_schema() {
-        let t = totals();
+        let mut t = totals();
+        // Every wait counter distinct, so that a field written in the wrong
+        // place reads back wrong.
+        t.waits = core::array::from_fn(|i| i as u64 + 1);
         let mut json = String::new();
         shunt_abi::report::write_json(&t, &mut json).unwrap();
         let read = Report::from_json("writer", &json).unwrap();
         assert_eq!(read, Report::from_totals(&t));
+        let w = read.waits.clone().unwrap();
+        assert_eq!((w.spun, w.park_yielded, w.park_preempted, w.took_token, w.took_stale), (1, 8, 9, 10, 11));
+        assert_eq!((w.no_token_low, w.no_token_ring_poll, w.no_token_ring), (12, 13, 14));
         read.check_accounted().unwrap();
         assert_eq!(read.get("write", Class::Trapped), 2);
         assert_eq!(read.total(Class::Passthrough), 5);

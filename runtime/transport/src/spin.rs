@@ -41,6 +41,45 @@
 //! end is not a miss: the policy does not back off for it (it learns the
 //! gap), so a thread that shares its CPU with busy threads still spins
 //! first on every wait, and yields at once when they want the CPU.
+//!
+//! # Who gets the token ([`WaitKind`])
+//!
+//! With one token (a 2-CPU host) the token is worth most to the waiter
+//! whose event comes soonest, and what a thread waits on says much about
+//! that. A direct read on a ring connection is a client waiting for the
+//! reply to what it just wrote (or a peer in the middle of a stream); an
+//! epoll/poll set with ring fds in it is an event loop (Go's netpoller, a
+//! server's listener) whose next event usually comes only after the other
+//! end has done something; a futex wait, or a wait on kernel fds only, is a
+//! hand-off between a process's own threads or has no ring to watch at all.
+//! Measured on Go functions behind a shunt client, two thirds of the
+//! client's token-less parks found the function's netpoller spinning on the
+//! one token while the function computed the reply, and half the function's
+//! netpoller parks found the token held by its own threads' futex spins:
+//! each time, the waiter whose event was due parked and paid a wake-up.
+//!
+//! So every holder writes its kind ([`WaitKind::rank`]) into its slot, and a
+//! contender of a higher rank that finds no token free marks the lowest
+//! holder's slot *wanted* (its rank and until when, the end of its grace).
+//! A holder looks at its slot's mark whenever it reads the clock in its
+//! spin loop (every few hundred nanoseconds) and, if a higher rank wants
+//! it, gives the token back and parks ([`WaitStats::park_preempted`]; not a
+//! miss of its policy's). Ranks only ever go up through a hand-over, so a
+//! token cannot bounce; the cap itself is unchanged (a slot has one owner,
+//! taken by compare-and-swap), dead holders are reclaimed as before, and
+//! nothing on the path takes a lock or allocates.
+//!
+//! A token is also worth nothing while its holder is off the CPU, and on a
+//! function pinned to one CPU that is the common case: the netpoller M
+//! spins, the handler M becomes runnable on the same CPU, and the spinner
+//! yields to it — or the kernel preempts it — for the handler's whole time
+//! slice, the token held all along. So a spinner gives its token back
+//! across each `sched_yield` (taking a free one again after, else parking),
+//! and beats a heartbeat into its slot at each clock read; a contender that
+//! finds a holder's heartbeat older than [`STALE_BEAT_NS`] takes the token
+//! by compare-and-swap on the owner word, and the old holder, which checks
+//! that it still owns its slot on every turn of its loop, parks as soon as
+//! it runs again: one spinner per token still, but for the turn in flight.
 
 use shunt_abi::syscalls::nr;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -95,6 +134,41 @@ impl SpinMode {
                 let us: u64 = s.parse().ok()?;
                 (us <= 1_000_000).then_some(SpinMode::Fixed(us * 1000))
             }
+        }
+    }
+}
+
+/// What a wait waits on: decides which waiter keeps a scarce spin token
+/// (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum WaitKind {
+    /// Not said (a caller that predates kinds; a holder of an older
+    /// runtime reads as this).
+    Other = 0,
+    /// A futex wait: a hand-off between the process's own threads.
+    Futex = 1,
+    /// epoll/poll/select on kernel fds only.
+    KernelPoll = 2,
+    /// epoll/poll/select on a set with ring connections in it (an event
+    /// loop: Go's netpoller, a listener).
+    RingPoll = 3,
+    /// A read/write/splice on one ring connection (a client waiting for its
+    /// reply).
+    Ring = 4,
+}
+
+impl WaitKind {
+    /// The priority of a wait for a token: a contender takes the token from
+    /// a holder of a strictly lower rank. Futex waits and waits on kernel
+    /// fds share the lowest rank: neither has a ring to say its event is
+    /// near.
+    pub const fn rank(self) -> u8 {
+        match self {
+            WaitKind::Other => 0,
+            WaitKind::Futex | WaitKind::KernelPoll => 1,
+            WaitKind::RingPoll => 2,
+            WaitKind::Ring => 3,
         }
     }
 }
@@ -234,6 +308,18 @@ pub struct WaitStats {
     pub park_missed: AtomicU64,
     /// Parked after a `sched_yield` ran another thread mid-spin.
     pub park_yielded: AtomicU64,
+    /// Parked after giving the token to a waiter of a higher rank mid-spin.
+    pub park_preempted: AtomicU64,
+    /// Tokens got by asking a lower-ranked holder to let go.
+    pub took_token: AtomicU64,
+    /// Tokens taken from a holder that was off its CPU (stale heartbeat).
+    pub took_stale: AtomicU64,
+    /// `park_no_token`, by the rank of the holder asked (the lowest held):
+    /// an older runtime's or a futex/kernel-fd wait, a ring-fd event loop,
+    /// a ring connection's read or write.
+    pub no_token_low: AtomicU64,
+    pub no_token_ring_poll: AtomicU64,
+    pub no_token_ring: AtomicU64,
 }
 
 impl WaitStats {
@@ -247,6 +333,12 @@ impl WaitStats {
             park_no_token: AtomicU64::new(0),
             park_missed: AtomicU64::new(0),
             park_yielded: AtomicU64::new(0),
+            park_preempted: AtomicU64::new(0),
+            took_token: AtomicU64::new(0),
+            took_stale: AtomicU64::new(0),
+            no_token_low: AtomicU64::new(0),
+            no_token_ring_poll: AtomicU64::new(0),
+            no_token_ring: AtomicU64::new(0),
         }
     }
 }
@@ -259,6 +351,8 @@ enum SpinEnd {
     Budget,
     /// A yield ran another thread.
     Yielded,
+    /// A waiter of a higher rank wanted the token.
+    Preempted,
 }
 
 /// Where the host-wide cap lives (tmpfs, shared by every instance of the
@@ -270,6 +364,14 @@ pub const HOST_CAP_PATH_STR: &str = "/dev/shm/shunt-spin-cap";
 const CAP_MAGIC: u64 = u64::from_le_bytes(*b"SHUNTSP1");
 /// Token slots a cap segment has room for.
 pub const MAX_TOKENS: usize = 64;
+/// A holder whose heartbeat is this old is not running (the kernel
+/// preempted it for another thread of its CPU): its token is taken by a
+/// contender that can use it. A running spinner beats at least every
+/// microsecond or so; a descheduled one holds the token for a whole time
+/// slice of its CPU's other thread — in a Go function pinned to one CPU,
+/// the netpoller M kept the host's only token while the handler M computed
+/// the reply, and the client waiting for that reply parked.
+pub const STALE_BEAT_NS: u64 = 2_000;
 /// A token older than this is checked for a dead owner.
 const STALE_TOKEN_NS: u64 = 20_000_000;
 /// A token older than this is taken back even from a live owner (stopped,
@@ -284,7 +386,28 @@ struct Slot {
     owner: AtomicU64,
     /// When it was taken (CLOCK_MONOTONIC, host-wide).
     since_ns: AtomicU64,
+    /// The holder's [`WaitKind::rank`] (0 from an older runtime, which
+    /// never writes it: its tokens are asked for by everyone and never let
+    /// go early, as before).
+    rank: AtomicU32,
+    /// A contender's request (see [`want_word`]); 0 = none. Stale marks
+    /// expire by themselves: no one needs to clear them.
+    want: AtomicU64,
+    /// The holder's heartbeat: when it last looked at the clock in its
+    /// spin loop (every few hundred nanoseconds while it runs). 0 = not
+    /// beating (just taken, being given back, or an older runtime's
+    /// holder, which never writes it): never taken for staleness.
+    beat_ns: AtomicU64,
 }
+
+/// A contender's mark: the time until which it waits for the token, with
+/// its rank in the low byte (the time's low byte dropped: 256 ns grain).
+const fn want_word(until_ns: u64, rank: u8) -> u64 {
+    (until_ns & !0xff) | rank as u64
+}
+// The fields added to Slot stay within its cache line: the segment's size
+// and layout for older runtimes sharing the host's cap are unchanged.
+const _: () = assert!(core::mem::size_of::<Line<Slot>>() == 64);
 
 #[repr(C)]
 struct CapSegment {
@@ -520,24 +643,91 @@ impl SpinCap {
     }
 
     /// Takes a token for `owner` (see [`Self::me`]), if one is free, after
-    /// reclaiming the tokens of dead holders when none is.
+    /// reclaiming the tokens of dead holders when none is. The holder's
+    /// kind is [`WaitKind::Other`]: it is never asked to let go early.
     pub fn try_acquire(&self, owner: u64) -> Option<Token> {
-        self.try_take(owner).or_else(|| if self.reclaim(STALE_TOKEN_NS) { self.try_take(owner) } else { None })
+        self.try_acquire_as(owner, WaitKind::Other)
+    }
+
+    /// [`Self::try_acquire`] for a wait of `kind`.
+    pub fn try_acquire_as(&self, owner: u64, kind: WaitKind) -> Option<Token> {
+        self.try_take_as(owner, kind)
+            .or_else(|| if self.reclaim(STALE_TOKEN_NS) { self.try_take_as(owner, kind) } else { None })
     }
 
     /// Takes a free token, without reclaiming.
     pub fn try_take(&self, owner: u64) -> Option<Token> {
+        self.try_take_as(owner, WaitKind::Other)
+    }
+
+    /// [`Self::try_take`] for a wait of `kind`.
+    pub fn try_take_as(&self, owner: u64, kind: WaitKind) -> Option<Token> {
         let seg = self.seg();
         for i in 0..self.cap() as usize {
             let s = &seg.slots[i];
             if s.owner.load(Ordering::Relaxed) == 0
                 && s.owner.compare_exchange(0, owner, Ordering::Acquire, Ordering::Relaxed).is_ok()
             {
+                // Written after the owner: a contender that reads the
+                // previous holder's rank in between asks once too often
+                // (the new holder sees a lower-or-equal rank's stale mark
+                // and keeps the token) or not at all (it asks again on its
+                // next look) — never a second token.
+                s.rank.store(kind.rank() as u32, Ordering::Relaxed);
                 s.since_ns.store(now_ns(), Ordering::Relaxed);
                 return Some(Token { slot: i, owner });
             }
         }
         None
+    }
+
+    /// Asks the lowest-ranked holder whose rank is below `kind`'s to let go
+    /// of its token, on behalf of a contender that waits for one until
+    /// `until_ns`. Returns the rank of the lowest holder seen (for the
+    /// counters; `None` if every slot is free now), and whether it asked.
+    pub fn ask(&self, kind: WaitKind, until_ns: u64) -> (Option<u8>, bool) {
+        let seg = self.seg();
+        let me = kind.rank();
+        let mut lowest: Option<(u8, usize)> = None;
+        for i in 0..self.cap() as usize {
+            let s = &seg.slots[i];
+            if s.owner.load(Ordering::Relaxed) == 0 {
+                continue;
+            }
+            let r = s.rank.load(Ordering::Relaxed).min(255) as u8;
+            if lowest.is_none_or(|(l, _)| r < l) {
+                lowest = Some((r, i));
+            }
+        }
+        match lowest {
+            Some((r, i)) if r < me => {
+                let s = &seg.slots[i];
+                let w = want_word(until_ns, me);
+                // A stronger or later request already there stays.
+                if s.want.load(Ordering::Relaxed) < w {
+                    s.want.fetch_max(w, Ordering::Relaxed);
+                }
+                (Some(r), true)
+            }
+            Some((r, _)) => (Some(r), false),
+            None => (None, false),
+        }
+    }
+
+    /// Whether a waiter of a higher rank than the holder's (`kind`) wants
+    /// `t` now. Cheap enough for every turn of a spin loop: the clock is
+    /// read only when a higher rank's mark is there.
+    #[inline]
+    pub fn wanted(&self, t: &Token, kind: WaitKind) -> bool {
+        let s = &self.seg().slots[t.slot];
+        let w = s.want.load(Ordering::Relaxed);
+        (w & 0xff) as u8 > kind.rank() && (w & !0xff) > now_ns()
+    }
+
+    /// Clears the marks on `t`'s slot: its new holder got it by asking,
+    /// and the mark was its own.
+    fn clear_want(&self, t: &Token) {
+        self.seg().slots[t.slot].want.store(0, Ordering::Relaxed);
     }
 
     /// Frees tokens held for at least `min_age_ns` by holders that are dead,
@@ -567,7 +757,59 @@ impl SpinCap {
     /// Gives a token back.
     pub fn release(&self, t: Token) {
         let s = &self.seg().slots[t.slot];
-        let _ = s.owner.compare_exchange(t.owner, 0, Ordering::Release, Ordering::Relaxed);
+        if s.owner.load(Ordering::Relaxed) == t.owner {
+            // The beat goes first: the next holder starts unbeaten (a stale
+            // beat of ours must not make it look descheduled). Taken from
+            // us meanwhile, this zeroes the taker's beat until its next
+            // one: it is then only safe from staleness for that moment.
+            s.beat_ns.store(0, Ordering::Relaxed);
+            let _ = s.owner.compare_exchange(t.owner, 0, Ordering::Release, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether `owner` holds a token now (a snapshot).
+    pub fn held_by(&self, owner: u64) -> bool {
+        let seg = self.seg();
+        (0..self.cap() as usize).any(|i| seg.slots[i].owner.load(Ordering::Relaxed) == owner)
+    }
+
+    /// Whether `t` is still ours (a contender may have taken it for a stale
+    /// heartbeat while we were descheduled).
+    #[inline]
+    pub fn holds(&self, t: &Token) -> bool {
+        self.seg().slots[t.slot].owner.load(Ordering::Relaxed) == t.owner
+    }
+
+    /// The holder's heartbeat (see [`STALE_BEAT_NS`]).
+    #[inline]
+    pub fn beat(&self, t: &Token, now: u64) {
+        self.seg().slots[t.slot].beat_ns.store(now, Ordering::Relaxed);
+    }
+
+    /// Takes a token whose holder's heartbeat is older than
+    /// [`STALE_BEAT_NS`] (the holder is descheduled), for `owner` waiting
+    /// as `kind`. The holder sees the slot's owner change at its next look
+    /// (it checks on every turn of its spin loop) and parks.
+    pub fn take_stale(&self, owner: u64, kind: WaitKind, now: u64) -> Option<Token> {
+        let seg = self.seg();
+        for i in 0..self.cap() as usize {
+            let s = &seg.slots[i];
+            let o = s.owner.load(Ordering::Acquire);
+            if o == 0 {
+                continue;
+            }
+            let b = s.beat_ns.load(Ordering::Acquire);
+            if b == 0 || now.saturating_sub(b) < STALE_BEAT_NS {
+                continue;
+            }
+            if s.owner.compare_exchange(o, owner, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+                s.rank.store(kind.rank() as u32, Ordering::Relaxed);
+                s.beat_ns.store(0, Ordering::Relaxed);
+                s.since_ns.store(now, Ordering::Relaxed);
+                return Some(Token { slot: i, owner });
+            }
+        }
+        None
     }
 }
 
@@ -577,6 +819,8 @@ pub struct WaitCtx<'a> {
     pub mode: SpinMode,
     /// The waiting thread, as a token owner (`pid << 32 | tid`).
     pub who: u64,
+    /// What it waits on: its claim to a scarce token.
+    pub kind: WaitKind,
     pub policy: &'a mut SpinPolicy,
     pub cap: Option<SpinCap>,
     pub stats: &'a WaitStats,
@@ -644,8 +888,13 @@ impl WaitCtx<'_> {
                     // within the budget. Counted as a miss, it made the
                     // next waits park at once (exponential backoff) — under
                     // Go, whose own threads share the CPU, for most waits.
+                    // Nor is one that gave its token to a higher rank.
                     spun = ns > 0 && end == SpinEnd::Budget;
-                    Some(if end == SpinEnd::Yielded { &self.stats.park_yielded } else { &self.stats.park_missed })
+                    Some(match end {
+                        SpinEnd::Yielded => &self.stats.park_yielded,
+                        SpinEnd::Preempted => &self.stats.park_preempted,
+                        _ => &self.stats.park_missed,
+                    })
                 }
                 None => Some(&self.stats.park_no_token),
             }
@@ -716,18 +965,50 @@ impl WaitCtx<'_> {
             // whoever is to wake us.
             Some(cap) if cap.cap() == 0 => return None,
             Some(cap) => {
-                let mut t = cap.try_acquire(self.who);
+                let mut t = cap.try_acquire_as(self.who, self.kind);
                 // Grace: the holder is often the thread about to wake us and
-                // lets go within a few hundred nanoseconds.
+                // lets go within a few hundred nanoseconds; one of a lower
+                // rank is asked to let go now, and does within its next
+                // clock read.
+                let until = start + TOKEN_GRACE_NS.min(budget);
+                let mut asked = false;
+                let mut holder = None;
+                let mut n = 0u32;
                 while t.is_none() {
                     if ready() {
                         return Some((SpinEnd::Hit, now_ns() - start));
                     }
-                    if now_ns() - start > TOKEN_GRACE_NS.min(budget) {
+                    // Asked again now and then: the slot may have changed
+                    // hands to another low-ranked waiter meanwhile (each
+                    // ask writes a line the holders read).
+                    if n % 16 == 0 {
+                        let (h, a) = cap.ask(self.kind, until);
+                        holder = h.or(holder);
+                        asked |= a;
+                    }
+                    n = n.wrapping_add(1);
+                    if now_ns() > until {
+                        let c = match holder {
+                            Some(3..) => &self.stats.no_token_ring,
+                            Some(2) => &self.stats.no_token_ring_poll,
+                            _ => &self.stats.no_token_low,
+                        };
+                        c.fetch_add(1, Ordering::Relaxed);
                         return None;
                     }
                     core::hint::spin_loop();
-                    t = cap.try_take(self.who);
+                    t = cap.try_take_as(self.who, self.kind);
+                    if t.is_none() && n % 16 == 1 {
+                        t = cap.take_stale(self.who, self.kind, now_ns());
+                        if t.is_some() {
+                            self.stats.took_stale.fetch_add(1, Ordering::Relaxed);
+                            asked = false;
+                        }
+                    }
+                }
+                if let (true, Some(t)) = (asked, &t) {
+                    cap.clear_want(t);
+                    self.stats.took_token.fetch_add(1, Ordering::Relaxed);
                 }
                 t
             }
@@ -736,9 +1017,25 @@ impl WaitCtx<'_> {
         // wait long for it.
         let mut next_yield = start + FIRST_YIELD_NS;
         let mut i = 0u32;
+        let mut token = token;
         let result = loop {
             if ready() {
                 break (SpinEnd::Hit, now_ns() - start);
+            }
+            if let (Some(cap), Some(t)) = (&self.cap, &token) {
+                // Taken from us while the kernel had us off the CPU (a
+                // stale heartbeat): stop at once, the cap counts the taker.
+                if !cap.holds(t) {
+                    token = None;
+                    break (SpinEnd::Preempted, now_ns() - start);
+                }
+                // Wanted by a waiter whose event is likely sooner (see the
+                // module docs): it gets the token, we park. Looked at on
+                // every turn: a turn can be long (a ready() that walks an
+                // epoll set), and the contender's grace is short.
+                if cap.wanted(t, self.kind) {
+                    break (SpinEnd::Preempted, now_ns() - start);
+                }
             }
             core::hint::spin_loop();
             i = i.wrapping_add(1);
@@ -748,7 +1045,17 @@ impl WaitCtx<'_> {
                 if el >= budget {
                     break (SpinEnd::Budget, el);
                 }
+                if let (Some(cap), Some(t)) = (&self.cap, &token) {
+                    cap.beat(t, now);
+                }
                 if now >= next_yield {
+                    // The token is given back over the yield: a thread
+                    // that yields may lose its CPU for a whole time slice,
+                    // and a token held off the CPU only makes another
+                    // waiter park.
+                    if let (Some(cap), Some(t)) = (&self.cap, token.take()) {
+                        cap.release(t);
+                    }
                     sys::sched_yield();
                     let back = now_ns();
                     if back - now >= YIELD_SWITCHED_NS {
@@ -760,6 +1067,16 @@ impl WaitCtx<'_> {
                             break (SpinEnd::Hit, back - start);
                         }
                         break (SpinEnd::Yielded, back - start);
+                    }
+                    if let Some(cap) = &self.cap {
+                        token = cap.try_take_as(self.who, self.kind);
+                        if token.is_none() {
+                            // Someone took it meanwhile: theirs now.
+                            if ready() {
+                                break (SpinEnd::Hit, back - start);
+                            }
+                            break (SpinEnd::Preempted, back - start);
+                        }
                     }
                     next_yield = back + YIELD_EVERY_NS;
                 }

@@ -186,7 +186,7 @@ fn cpu_lists_parse() {
 fn waits_are_counted_as_spun_or_parked() {
     let wait_for = |mode: SpinMode, cap: Option<SpinCap>, true_on_look: Option<u32>, stats: &WaitStats| {
         let mut p = SpinPolicy::new();
-        let mut cx = WaitCtx { mode, who: SpinCap::me(), policy: &mut p, cap, stats };
+        let mut cx = WaitCtx { mode, who: SpinCap::me(), kind: WaitKind::Other, policy: &mut p, cap, stats };
         let looks = std::cell::Cell::new(0u32);
         let parked = std::cell::Cell::new(false);
         let r = cx.wait(
@@ -233,7 +233,7 @@ fn waits_are_counted_as_spun_or_parked() {
     // make the next wait park at once, counted as backoff.
     let s = WaitStats::default();
     let mut p = SpinPolicy::new();
-    let mut cx = WaitCtx { mode: SpinMode::Auto, who: SpinCap::me(), policy: &mut p, cap: Some(SpinCap::private(1).unwrap()), stats: &s };
+    let mut cx = WaitCtx { mode: SpinMode::Auto, who: SpinCap::me(), kind: WaitKind::Other, policy: &mut p, cap: Some(SpinCap::private(1).unwrap()), stats: &s };
     let parked = std::cell::Cell::new(false);
     let park = |_t| {
         parked.set(true);
@@ -264,7 +264,7 @@ fn waits_are_counted_as_spun_or_parked() {
 fn a_deadline_ends_the_wait() {
     let s = WaitStats::default();
     let mut p = SpinPolicy::new();
-    let mut cx = WaitCtx { mode: SpinMode::Auto, who: SpinCap::me(), policy: &mut p, cap: Some(SpinCap::private(1).unwrap()), stats: &s };
+    let mut cx = WaitCtx { mode: SpinMode::Auto, who: SpinCap::me(), kind: WaitKind::Other, policy: &mut p, cap: Some(SpinCap::private(1).unwrap()), stats: &s };
     let deadline = shunt_transport::clock::now_ns() + 5_000_000;
     let r = cx.wait(Some(deadline), || false, |t| {
         let ns = t.unwrap_or(1_000_000);
@@ -286,7 +286,7 @@ fn futex_waits_poll_before_they_park() {
     // The word differs already: EAGAIN without a system call's wait.
     let s = WaitStats::default();
     let mut p = SpinPolicy::new();
-    let mut cx = WaitCtx { mode: SpinMode::Auto, who: SpinCap::me(), policy: &mut p, cap: Some(SpinCap::private(1).unwrap()), stats: &s };
+    let mut cx = WaitCtx { mode: SpinMode::Auto, who: SpinCap::me(), kind: WaitKind::Other, policy: &mut p, cap: Some(SpinCap::private(1).unwrap()), stats: &s };
     // SAFETY: `word` is a live u32.
     assert_eq!(unsafe { futex_wait(&word, 1, None, args(&word, 1), &mut cx) }, -(libc::EAGAIN as i64));
     // Changed during the spin: the setter starts once the waiter holds the
@@ -313,7 +313,7 @@ fn futex_waits_poll_before_they_park() {
         });
         let s = WaitStats::default();
         let mut p = SpinPolicy::new();
-        let mut cx = WaitCtx { mode: SpinMode::Fixed(10_000_000_000), who: SpinCap::me(), policy: &mut p, cap: Some(cap), stats: &s };
+        let mut cx = WaitCtx { mode: SpinMode::Fixed(10_000_000_000), who: SpinCap::me(), kind: WaitKind::Other, policy: &mut p, cap: Some(cap), stats: &s };
         // SAFETY: as above.
         let r = unsafe { futex_wait(&word, 0, None, args(&word, 0), &mut cx) };
         done.store(true, Ordering::Release);
@@ -335,17 +335,205 @@ fn futex_waits_poll_before_they_park() {
         });
         let s = WaitStats::default();
         let mut p = SpinPolicy::new();
-        let mut cx = WaitCtx { mode: SpinMode::Off, who: SpinCap::me(), policy: &mut p, cap: None, stats: &s };
+        let mut cx = WaitCtx { mode: SpinMode::Off, who: SpinCap::me(), kind: WaitKind::Other, policy: &mut p, cap: None, stats: &s };
         // SAFETY: as above.
         assert_eq!(unsafe { futex_wait(&word, 0, None, args(&word, 0), &mut cx) }, 0);
         assert_eq!(s.parked.load(Ordering::Relaxed), 1);
     });
     let s = WaitStats::default();
     let mut p = SpinPolicy::new();
-    let mut cx = WaitCtx { mode: SpinMode::Auto, who: SpinCap::me(), policy: &mut p, cap: Some(SpinCap::private(1).unwrap()), stats: &s };
+    let mut cx = WaitCtx { mode: SpinMode::Auto, who: SpinCap::me(), kind: WaitKind::Other, policy: &mut p, cap: Some(SpinCap::private(1).unwrap()), stats: &s };
     let ts = libc::timespec { tv_sec: 0, tv_nsec: 2_000_000 };
     let mut a = args(&word, 0);
     a[3] = &ts as *const libc::timespec as u64;
     // SAFETY: as above; `ts` is live.
     assert_eq!(unsafe { futex_wait(&word, 0, Some(2_000_000), a, &mut cx) }, -(libc::ETIMEDOUT as i64));
+}
+
+/// Ranks: a contender asks only holders of a lower rank, its mark expires
+/// by itself, and a holder of an equal or higher rank is never asked.
+#[test]
+fn a_higher_rank_asks_a_lower_holder_to_let_go() {
+    assert!(WaitKind::Ring.rank() > WaitKind::RingPoll.rank());
+    assert!(WaitKind::RingPoll.rank() > WaitKind::Futex.rank());
+    assert_eq!(WaitKind::Futex.rank(), WaitKind::KernelPoll.rank(), "no ring either way");
+    let now = shunt_transport::clock::now_ns;
+    let cap = SpinCap::private(1).unwrap();
+    let futex = cap.try_acquire_as(1 << 32 | 1, WaitKind::Futex).unwrap();
+    assert!(!cap.wanted(&futex, WaitKind::Futex), "nobody asked yet");
+    assert_eq!(cap.ask(WaitKind::KernelPoll, now() + 1_000_000_000), (Some(1), false), "an equal rank does not ask");
+    assert!(!cap.wanted(&futex, WaitKind::Futex));
+    // An expired mark is no request.
+    assert_eq!(cap.ask(WaitKind::Ring, now().saturating_sub(1_000)), (Some(1), true));
+    assert!(!cap.wanted(&futex, WaitKind::Futex), "a mark past its time");
+    assert_eq!(cap.ask(WaitKind::RingPoll, now() + 1_000_000_000), (Some(1), true));
+    assert!(cap.wanted(&futex, WaitKind::Futex), "an event loop wants a futex spinner's token");
+    assert!(cap.try_take_as(2 << 32 | 2, WaitKind::RingPoll).is_none(), "asking takes nothing: the holder lets go");
+    cap.release(futex);
+    let poll = cap.try_take_as(2 << 32 | 2, WaitKind::RingPoll).unwrap();
+    // The event loop's own (now stale) request does not ask it to let go;
+    // a ring read's does.
+    assert!(!cap.wanted(&poll, WaitKind::RingPoll));
+    assert_eq!(cap.ask(WaitKind::Futex, now() + 1_000_000_000), (Some(2), false));
+    assert_eq!(cap.ask(WaitKind::Ring, now() + 1_000_000_000), (Some(2), true));
+    assert!(cap.wanted(&poll, WaitKind::RingPoll));
+    cap.release(poll);
+    assert_eq!(cap.ask(WaitKind::Ring, now() + 1_000_000_000), (None, false), "nothing held");
+    assert_eq!(cap.held(), 0);
+}
+
+/// A holder that is off its CPU (its heartbeat stale) loses its token to a
+/// contender; one that beats, or has not beaten yet, keeps it; the old
+/// holder's release then leaves the new holder's token alone. A dead
+/// holder that beat is taken the same way, long before the reclaim's age.
+#[test]
+fn a_descheduled_holder_loses_its_token() {
+    let now = shunt_transport::clock::now_ns;
+    let cap = SpinCap::private(1).unwrap();
+    let a = cap.try_acquire_as(1 << 32 | 1, WaitKind::RingPoll).unwrap();
+    assert!(cap.take_stale(2 << 32 | 2, WaitKind::Futex, now()).is_none(), "never beaten: kept");
+    let t = now();
+    cap.beat(&a, t);
+    assert!(cap.take_stale(2 << 32 | 2, WaitKind::Futex, t + STALE_BEAT_NS / 2).is_none(), "a fresh beat: kept");
+    let b = cap.take_stale(2 << 32 | 2, WaitKind::Futex, t + STALE_BEAT_NS).expect("a stale beat: taken");
+    assert!(!cap.holds(&a) && cap.holds(&b));
+    cap.release(a);
+    assert_eq!(cap.held(), 1, "the old holder's release leaves the taker's token");
+    assert!(cap.holds(&b));
+    cap.release(b);
+    assert_eq!(cap.held(), 0);
+    // A child that beat and died.
+    // SAFETY: the child only takes a token, beats and exits.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        let code = match cap.try_acquire_as(SpinCap::me(), WaitKind::Ring) {
+            Some(t) => {
+                cap.beat(&t, now());
+                0
+            }
+            None => 1,
+        };
+        // SAFETY: leaving the child, holding the token.
+        unsafe { libc::_exit(code) };
+    }
+    let mut st = 0;
+    // SAFETY: `st` is writable.
+    unsafe { libc::waitpid(pid, &mut st, 0) };
+    assert_eq!(st, 0);
+    assert_eq!(cap.held(), 1);
+    let c = cap.take_stale(SpinCap::me(), WaitKind::Futex, now() + STALE_BEAT_NS).expect("the dead child's token");
+    cap.release(c);
+    assert_eq!(cap.held(), 0);
+}
+
+/// The hand-over in a real spin: a futex waiter spins on the only token
+/// (fixed 10 s budget); an event loop's contender asks for it and gets it;
+/// the futex waiter parks, counted as preempted (not as a miss). On a
+/// loaded host the spinner's spin may also end because a yield ran another
+/// thread: it then waits again, until it has been asked — bounded by 5 s.
+#[test]
+fn a_futex_spinner_gives_its_token_to_an_event_loop() {
+    use std::sync::atomic::AtomicBool;
+    use std::time::{Duration, Instant};
+    let cap = SpinCap::private(1).unwrap();
+    let taken = AtomicBool::new(false);
+    let stats = WaitStats::default();
+    let t0 = Instant::now();
+    let limit = Duration::from_secs(5);
+    std::thread::scope(|sc| {
+        sc.spawn(|| {
+            let mut p = SpinPolicy::new();
+            let who = SpinCap::me();
+            while !taken.load(Ordering::Acquire) && t0.elapsed() < limit {
+                let mut cx = WaitCtx { mode: SpinMode::Fixed(10_000_000_000), who, kind: WaitKind::Futex, policy: &mut p, cap: Some(cap), stats: &stats };
+                let parked = std::cell::Cell::new(false);
+                let r = cx.wait(
+                    None,
+                    || parked.get() || taken.load(Ordering::Acquire),
+                    |_| {
+                        parked.set(true);
+                        Parked::Woken
+                    },
+                );
+                assert_eq!(r, Waited::Ready);
+            }
+        });
+        let me = SpinCap::me();
+        let far = shunt_transport::clock::now_ns() + 10_000_000_000;
+        while cap.held() == 0 && t0.elapsed() < limit {
+            std::hint::spin_loop();
+        }
+        let mut got = None;
+        let mut asked = false;
+        while got.is_none() && t0.elapsed() < limit {
+            asked |= cap.ask(WaitKind::RingPoll, far).1;
+            got = cap.try_take_as(me, WaitKind::RingPoll);
+        }
+        let got = got.expect("the futex spinner let go");
+        assert!(asked, "the spinner was asked");
+        // Keep it until the spinner has parked for it.
+        while stats.park_preempted.load(Ordering::Relaxed) == 0 && t0.elapsed() < limit {
+            std::hint::spin_loop();
+        }
+        taken.store(true, Ordering::Release);
+        cap.release(got);
+    });
+    assert!(stats.park_preempted.load(Ordering::Relaxed) >= 1, "parked for a higher rank");
+    assert_eq!(stats.park_missed.load(Ordering::Relaxed), 0, "never a miss");
+    assert_eq!(stats.park_backoff.load(Ordering::Relaxed), 0, "no backing off for it");
+    assert_eq!(cap.held(), 0);
+}
+
+/// Many threads of every kind wait at once on a cap of two: whoever is
+/// asked lets go, tokens change hands, and at no time do more threads
+/// than the cap look for their event while owning a token; every wait
+/// ends and every token comes back. Bounded: each wait's event comes on
+/// its 200th look at the latest, or at once after a park.
+#[test]
+fn the_cap_holds_under_a_stress_of_mixed_kinds() {
+    use std::sync::atomic::{AtomicU32, AtomicU64};
+    let cap = SpinCap::private(2).unwrap();
+    let owning = AtomicU32::new(0);
+    let most = AtomicU32::new(0);
+    let stats = WaitStats::default();
+    let kinds = [WaitKind::Futex, WaitKind::KernelPoll, WaitKind::RingPoll, WaitKind::Ring];
+    let done = AtomicU64::new(0);
+    std::thread::scope(|sc| {
+        for i in 0..8 {
+            let (cap, owning, most, stats, done) = (&cap, &owning, &most, &stats, &done);
+            sc.spawn(move || {
+                let kind = kinds[i % kinds.len()];
+                let who = SpinCap::me();
+                let mut p = SpinPolicy::new();
+                for _ in 0..300 {
+                    let mut cx = WaitCtx { mode: SpinMode::Fixed(50_000_000), who, kind, policy: &mut p, cap: Some(*cap), stats };
+                    let looks = std::cell::Cell::new(0u32);
+                    let after_park = std::cell::Cell::new(false);
+                    let r = cx.wait(
+                        None,
+                        || {
+                            if cap.held_by(who) {
+                                let n = owning.fetch_add(1, Ordering::AcqRel) + 1;
+                                most.fetch_max(n, Ordering::AcqRel);
+                                owning.fetch_sub(1, Ordering::AcqRel);
+                            }
+                            looks.set(looks.get() + 1);
+                            after_park.get() || looks.get() >= 200
+                        },
+                        |_| {
+                            after_park.set(true);
+                            Parked::Woken
+                        },
+                    );
+                    assert_eq!(r, Waited::Ready);
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    assert_eq!(done.load(Ordering::Relaxed), 8 * 300);
+    assert!(most.load(Ordering::Relaxed) <= 2, "{} owners looked at once over a cap of 2", most.load(Ordering::Relaxed));
+    assert_eq!(cap.held(), 0, "every token came back");
+    let s = |c: &AtomicU64| c.load(Ordering::Relaxed);
+    assert_eq!(s(&stats.spun) + s(&stats.parked), 8 * 300);
 }

@@ -19,7 +19,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use shunt_transport::conn::{End, DEFAULT_RING_BYTES};
 use shunt_transport::rendezvous::{connect_names, deposit, listener_name, register, Claims, SockKey};
-use shunt_transport::spin::{self, Parked, SpinCap, SpinMode, SpinPolicy, WaitCtx, WaitStats};
+use shunt_transport::spin::{self, Parked, SpinCap, SpinMode, SpinPolicy, WaitCtx, WaitKind, WaitStats};
 
 #[derive(Args)]
 pub struct TransportArgs {
@@ -354,7 +354,7 @@ impl Io<'_> {
         while off < buf.len() {
             let n = match &self.side.end {
                 Some(e) => {
-                    let mut cx = WaitCtx { mode: self.mode, who: SpinCap::me(), policy: &mut self.policy, cap: Some(self.cap), stats: self.stats };
+                    let mut cx = WaitCtx { mode: self.mode, who: SpinCap::me(), kind: WaitKind::Ring, policy: &mut self.policy, cap: Some(self.cap), stats: self.stats };
                     let v = libc::iovec { iov_base: buf[off..].as_ptr() as *mut _, iov_len: buf.len() - off };
                     // SAFETY: the iovec is our live buffer.
                     unsafe { e.write(self.side.fd.as_raw_fd(), self.tid, &[v], libc::MSG_NOSIGNAL, Some(&mut cx)) }
@@ -375,7 +375,7 @@ impl Io<'_> {
         while off < buf.len() {
             let n = match &self.side.end {
                 Some(e) => {
-                    let mut cx = WaitCtx { mode: self.mode, who: SpinCap::me(), policy: &mut self.policy, cap: Some(self.cap), stats: self.stats };
+                    let mut cx = WaitCtx { mode: self.mode, who: SpinCap::me(), kind: WaitKind::Ring, policy: &mut self.policy, cap: Some(self.cap), stats: self.stats };
                     let v = libc::iovec { iov_base: buf[off..].as_mut_ptr().cast(), iov_len: buf.len() - off };
                     // SAFETY: the iovec is our live buffer.
                     unsafe { e.read(self.side.fd.as_raw_fd(), self.tid, &[v], 0, Some(&mut cx)) }
@@ -399,7 +399,7 @@ impl Io<'_> {
             if n >= 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::EAGAIN) {
                 return n;
             }
-            let mut cx = WaitCtx { mode: self.mode, who: SpinCap::me(), policy: &mut self.policy, cap: Some(self.cap), stats: self.stats };
+            let mut cx = WaitCtx { mode: self.mode, who: SpinCap::me(), kind: WaitKind::KernelPoll, policy: &mut self.policy, cap: Some(self.cap), stats: self.stats };
             let readable = |ms: i32| {
                 let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
                 // SAFETY: one valid pollfd.

@@ -79,6 +79,6 @@ pub fn sys_futex(c: &mut Call) -> Ret {
     // futex (a bad one faults as the kernel's copy would not: the program's
     // own futex word must be mapped for its wait to make sense); the
     // arguments are the program's, passed on unchanged.
-    let r = net::with_wait(c, |w| unsafe { shunt_transport::spin::futex_wait(word, val, rel, a, w) });
+    let r = net::with_wait(c, shunt_transport::spin::WaitKind::Futex, |w| unsafe { shunt_transport::spin::futex_wait(word, val, rel, a, w) });
     Ret::counted(r)
 }

@@ -45,7 +45,7 @@ pub fn stats() -> &'static WaitStats {
 }
 
 pub fn ctx<'a>(mode: SpinMode, policy: &'a mut SpinPolicy, stats: &'a WaitStats) -> WaitCtx<'a> {
-    WaitCtx { mode, who: shunt_transport::spin::SpinCap::me(), policy, cap: None, stats }
+    WaitCtx { mode, who: shunt_transport::spin::SpinCap::me(), kind: shunt_transport::spin::WaitKind::Ring, policy, cap: None, stats }
 }
 
 pub fn iov(buf: &[u8]) -> libc::iovec {

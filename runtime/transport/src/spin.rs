@@ -73,11 +73,10 @@
 //! function pinned to one CPU that is the common case: the netpoller M
 //! spins, the handler M becomes runnable on the same CPU, and the spinner
 //! yields to it — or the kernel preempts it — for the handler's whole time
-//! slice, the token held all along. So a spinner gives its token back
-//! across each `sched_yield` (taking a free one again after, else parking),
-//! and beats a heartbeat into its slot at each clock read; a contender that
-//! finds a holder's heartbeat older than [`STALE_BEAT_NS`] takes the token
-//! by compare-and-swap on the owner word, and the old holder, which checks
+//! slice, the token held all along. So a spinner beats a heartbeat into
+//! its slot at each clock read; a contender that finds a holder's
+//! heartbeat older than [`STALE_BEAT_NS`] takes the token by
+//! compare-and-swap on the owner word, and the old holder, which checks
 //! that it still owns its slot on every turn of its loop, parks as soon as
 //! it runs again: one spinner per token still, but for the turn in flight.
 
@@ -1049,13 +1048,14 @@ impl WaitCtx<'_> {
                     cap.beat(t, now);
                 }
                 if now >= next_yield {
-                    // The token is given back over the yield: a thread
-                    // that yields may lose its CPU for a whole time slice,
-                    // and a token held off the CPU only makes another
-                    // waiter park.
-                    if let (Some(cap), Some(t)) = (&self.cap, token.take()) {
-                        cap.release(t);
-                    }
+                    // The token is kept over the yield: one that returns
+                    // at once (nothing else wants the CPU) is the common
+                    // case, and giving the token back across it let a
+                    // lower rank take it in that window (a client waiting
+                    // for its reply then parked, the function's netpoller
+                    // spinning). A yield that runs another thread ends
+                    // the spin below; while it runs, our heartbeat goes
+                    // stale and a contender may take the token.
                     sys::sched_yield();
                     let back = now_ns();
                     if back - now >= YIELD_SWITCHED_NS {
@@ -1067,16 +1067,6 @@ impl WaitCtx<'_> {
                             break (SpinEnd::Hit, back - start);
                         }
                         break (SpinEnd::Yielded, back - start);
-                    }
-                    if let Some(cap) = &self.cap {
-                        token = cap.try_take_as(self.who, self.kind);
-                        if token.is_none() {
-                            // Someone took it meanwhile: theirs now.
-                            if ready() {
-                                break (SpinEnd::Hit, back - start);
-                            }
-                            break (SpinEnd::Preempted, back - start);
-                        }
                     }
                     next_yield = back + YIELD_EVERY_NS;
                 }

@@ -201,9 +201,43 @@ pub fn run(a: IdleArgs) -> Result<()> {
     result
 }
 
-/// `n` free loopback ports (bound and released; the instances bind them next).
+/// `n` free ports for the instances, below the kernel's ephemeral range.
+///
+/// Ports the kernel handed out for `bind(:0)` and released were taken again
+/// before all 200 instances had bound theirs (the ephemeral range serves
+/// every connection on the host: the instances' own, other programs'), and
+/// an instance that found its port in use exited before it was healthy.
+/// Ports below the range are never handed out by the kernel; each is checked
+/// free (bound on the wildcard address, as the function binds, then
+/// released) before it is used.
 fn pick_ports(n: usize) -> Result<Vec<u16>> {
-    let held: Vec<std::net::TcpListener> =
-        (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0")).collect::<std::io::Result<_>>().context("cannot find free ports")?;
-    held.iter().map(|l| Ok(l.local_addr()?.port())).collect()
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|t| t.split_whitespace().next().and_then(|v| v.parse::<u16>().ok()))
+        .unwrap_or(32768);
+    let first: u16 = 10000;
+    if low <= first {
+        bail!("the ephemeral port range starts at {low}: no ports below it to use");
+    }
+    let span = (low - first) as usize;
+    // Start somewhere that depends on this process, so that two runs at once
+    // are unlikely to walk the same ports.
+    let start = std::process::id() as usize % span;
+    let mut ports = Vec::with_capacity(n);
+    for k in 0..span {
+        if ports.len() == n {
+            break;
+        }
+        let port = first + ((start + k) % span) as u16;
+        // One at a time: each listener is closed at the end of its statement.
+        let v6 = std::net::TcpListener::bind(("::", port)).is_ok();
+        let v4 = std::net::TcpListener::bind(("0.0.0.0", port)).is_ok();
+        if v6 && v4 {
+            ports.push(port);
+        }
+    }
+    if ports.len() < n {
+        bail!("only {} free ports between {first} and {low}, {n} wanted", ports.len());
+    }
+    Ok(ports)
 }

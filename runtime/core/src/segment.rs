@@ -212,9 +212,10 @@ fn map_brokered(pid: i32) -> Result<usize, i64> {
     Ok(r as usize)
 }
 
-/// Sends the broker a request: the tag, this process's pid, and `theirs`
-/// (the end of the private pair the answer comes back on).
-fn ask_broker(broker: i32, mine: i32, theirs: i32, pid: i32) -> Result<(), i64> {
+/// Bounds how long a reply from the broker is waited for on `mine` (the
+/// private pair's end the answer comes back on): a broker that is gone or
+/// stuck must cost an error, not a hang.
+fn bound_broker_wait(mine: i32) -> Result<(), i64> {
     let tv = libc::timeval { tv_sec: BROKER_WAIT_SECS, tv_usec: 0 };
     // SAFETY: setsockopt reads one `timeval` from `tv`.
     let r = unsafe {
@@ -233,6 +234,13 @@ fn ask_broker(broker: i32, mine: i32, theirs: i32, pid: i32) -> Result<(), i64> 
     if r < 0 {
         return Err(r);
     }
+    Ok(())
+}
+
+/// Sends the broker a request: the tag, this process's pid, and `theirs`
+/// (the end of the private pair the answer comes back on).
+fn ask_broker(broker: i32, mine: i32, theirs: i32, pid: i32) -> Result<(), i64> {
+    bound_broker_wait(mine)?;
     let mut req = [0u8; 8];
     req[..4].copy_from_slice(&BROKER_MAGIC);
     req[4..].copy_from_slice(&pid.to_le_bytes());
@@ -413,24 +421,7 @@ pub(crate) fn fetch_conns(socks: &[i32], segs: &[u64], sides: &[u8], out: &mut [
 }
 
 fn fetch_ask(broker: i32, mine: i32, theirs: i32, socks: &[i32], segs: &[u64], sides: &[u8]) -> Result<(), i64> {
-    let tv = libc::timeval { tv_sec: BROKER_WAIT_SECS, tv_usec: 0 };
-    // SAFETY: setsockopt reads one `timeval` from `tv`.
-    let r = unsafe {
-        raw::syscall6(
-            shunt_abi::syscalls::nr::SETSOCKOPT,
-            [
-                mine as u64,
-                libc::SOL_SOCKET as u64,
-                libc::SO_RCVTIMEO as u64,
-                &tv as *const libc::timeval as u64,
-                core::mem::size_of::<libc::timeval>() as u64,
-                0,
-            ],
-        )
-    };
-    if r < 0 {
-        return Err(r);
-    }
+    bound_broker_wait(mine)?;
     let n = socks.len();
     let mut req = [0u8; 8 + 16 * FETCH_MAX];
     req[..4].copy_from_slice(&FETCH_MAGIC);

@@ -536,6 +536,7 @@ unsafe fn diag_dump(nl: RawFd, family: u8, buf: *mut u8, seen: &mut dyn FnMut(u6
     // and listing them made each sweep cost milliseconds.
     const SKIP: u32 = 1 << 3 | 1 << 6 | 1 << 10 | 1 << 12;
     req[20..24].copy_from_slice(&(u32::MAX & !SKIP).to_ne_bytes());
+    // SAFETY: sockaddr_nl is plain integers, for which all-zero is valid.
     let mut sa: libc::sockaddr_nl = unsafe { core::mem::zeroed() };
     sa.nl_family = libc::AF_NETLINK as u16;
     // SAFETY: a send of our own buffer to the kernel's netlink address.

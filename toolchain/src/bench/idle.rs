@@ -135,7 +135,7 @@ fn ticks_per_second() -> f64 {
     }
 }
 
-pub fn run(a: IdleArgs) -> Result<()> {
+pub fn run(mut a: IdleArgs) -> Result<()> {
     if a.instances == 0 || a.instances > 1000 {
         bail!("--instances {}: give 1 to 1000", a.instances);
     }
@@ -144,6 +144,9 @@ pub fn run(a: IdleArgs) -> Result<()> {
     }
     let tpl_root = templates_dir(a.templates.as_deref())?;
     std::fs::create_dir_all(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;
+    // Absolute from here on: the functions run with their own working
+    // directories, and the default --out is relative.
+    a.out = std::path::absolute(&a.out).with_context(|| format!("cannot resolve {}", a.out.display()))?;
     let (native, shunt) = build_aes(&tpl_root, "go", &a.out.join("work"))?;
     let host = Host::start()?;
     let extra = [("healthcheck_interval", "0".to_string())];

@@ -16,9 +16,10 @@
 //!   `shunt bench invoke-client`, under `shunt run` with the same settings),
 //!   so that the connection is carried by shared-memory rings. Both
 //!   instances' stats are read back: when they show no connection on rings
-//!   (`shm_connections == 0`: Go's listeners are MPTCP sockets, which the
-//!   transport does not adopt yet) the row is printed marked as kernel TCP. It has no Figure 6 sweep (`hey` is not a shunt
-//!   process: its connections are kernel TCP, the `shunt` row's path).
+//!   (`shm_connections == 0`, e.g. when the rendezvous was refused) the row
+//!   is printed marked as kernel TCP rather than passed off as the rings.
+//!   It has no Figure 6 sweep (`hey` is not a shunt process: its
+//!   connections are kernel TCP, the `shunt` row's path).
 //!
 //! Figure 5: sequential invocations (100 per round, like the report) with
 //! 600-byte random inputs from a fixed seed; latency measured at the client
@@ -374,7 +375,7 @@ fn find_hey() -> Result<PathBuf> {
     bail!("the load generator `hey` is not installed: go install github.com/rakyll/hey@v0.1.5 (scripts/setup.sh does)")
 }
 
-pub fn run(a: InvokeArgs) -> Result<()> {
+pub fn run(mut a: InvokeArgs) -> Result<()> {
     let cpus = parse_cpus(&a.cpus)?;
     for lang in &a.lang {
         template_name(lang)?; // every language checked before anything is built
@@ -390,6 +391,9 @@ pub fn run(a: InvokeArgs) -> Result<()> {
     };
     let hey = if a.no_sweep { None } else { Some(find_hey()?) };
     std::fs::create_dir_all(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;
+    // Absolute from here on: the functions run with their own working
+    // directories, and the default --out is relative.
+    a.out = std::path::absolute(&a.out).with_context(|| format!("cannot resolve {}", a.out.display()))?;
     let work = a.out.join("work");
     let body_file = a.out.join("input.txt");
     let bodies = inputs(invocations, a.input_bytes);

@@ -4,7 +4,8 @@
 //! The compiler is found by the `cc` crate, as for any Rust build (`CC`,
 //! `CFLAGS`, the target's own variables), and told the flags the programs
 //! are written for; `cc` builds libraries, so the command it gives is run
-//! here to link each program.
+//! here to link each program. Headers in `programs/` (`loopback.h`) hold
+//! helpers several programs include; they are not compiled on their own.
 
 use std::path::PathBuf;
 
@@ -22,6 +23,9 @@ fn main() {
         .get_compiler();
     let mut entries: Vec<_> = std::fs::read_dir(&dir).expect("tests/programs").flatten().map(|e| e.path()).collect();
     entries.sort();
+    for h in entries.iter().filter(|p| p.extension().is_some_and(|e| e == "h")) {
+        println!("cargo:rerun-if-changed={}", h.display());
+    }
     for src in entries.into_iter().filter(|p| p.extension().is_some_and(|e| e == "c")) {
         let name = src.file_stem().unwrap().to_string_lossy().to_string();
         let exe = out.join(&name);

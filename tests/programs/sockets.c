@@ -32,6 +32,8 @@
 #include <linux/sockios.h>
 #include <unistd.h>
 
+#include "loopback.h"
+
 static const char *errname(int e) {
     switch (e) {
     case EAGAIN: return "EAGAIN";
@@ -58,11 +60,6 @@ static long show(const char *what, long r) {
     else printf("%s: %ld\n", what, r);
     fflush(stdout);
     return r;
-}
-
-static void die(const char *what) {
-    printf("FATAL %s: %s\n", what, strerror(errno));
-    exit(2);
 }
 
 static const char *evname(int ev) {
@@ -104,30 +101,6 @@ static void show_read(const char *what, int fd, size_t n, int flags) {
     else if (r == 0) printf("%s: EOF\n", what);
     else printf("%s: \"%.*s\"\n", what, (int)r, buf);
     fflush(stdout);
-}
-
-static int listener(struct sockaddr_in *addr) {
-    int l = socket(AF_INET, SOCK_STREAM, 0);
-    if (l < 0) die("socket");
-    memset(addr, 0, sizeof *addr);
-    addr->sin_family = AF_INET;
-    addr->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (bind(l, (struct sockaddr *)addr, sizeof *addr) < 0) die("bind");
-    if (listen(l, 128) < 0) die("listen");
-    socklen_t len = sizeof *addr;
-    getsockname(l, (struct sockaddr *)addr, &len);
-    return l;
-}
-
-/* A connected pair: *c connects, *a is accepted. */
-static void pair(int *c, int *a) {
-    struct sockaddr_in addr;
-    int l = listener(&addr);
-    *c = socket(AF_INET, SOCK_STREAM, 0);
-    if (connect(*c, (struct sockaddr *)&addr, sizeof addr) < 0) die("connect");
-    *a = accept(l, NULL, NULL);
-    if (*a < 0) die("accept");
-    close(l);
 }
 
 static long wr(int fd, const char *s) {

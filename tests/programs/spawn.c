@@ -29,37 +29,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "loopback.h"
+
 extern char **environ;
-
-static void die(const char *what) {
-    printf("FATAL %s: %s\n", what, strerror(errno));
-    exit(2);
-}
-
-static int listener(struct sockaddr_in *addr) {
-    int l = socket(AF_INET, SOCK_STREAM, 0);
-    if (l < 0) die("socket");
-    memset(addr, 0, sizeof *addr);
-    addr->sin_family = AF_INET;
-    addr->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (bind(l, (struct sockaddr *)addr, sizeof *addr) < 0) die("bind");
-    if (listen(l, 16) < 0) die("listen");
-    socklen_t len = sizeof *addr;
-    getsockname(l, (struct sockaddr *)addr, &len);
-    return l;
-}
-
-/* A connected pair: *c connects, *a is accepted. */
-static void pair(int *c, int *a) {
-    struct sockaddr_in addr;
-    int l = listener(&addr);
-    *c = socket(AF_INET, SOCK_STREAM, 0);
-    if (*c < 0) die("socket");
-    if (connect(*c, (struct sockaddr *)&addr, sizeof addr) < 0) die("connect");
-    *a = accept(l, NULL, NULL);
-    if (*a < 0) die("accept");
-    close(l);
-}
 
 /* Reads exactly n bytes (each wait at most 10 s) and prints them. */
 static void show_exactly(const char *what, int fd, int n) {

@@ -15,7 +15,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::Args;
 use serde_json::json;
 use shunt_supervisor::{Spin, Transport};
@@ -143,10 +143,7 @@ pub fn run(mut a: IdleArgs) -> Result<()> {
         bail!("--seconds {}: give 1 to 3600", a.seconds);
     }
     let tpl_root = templates_dir(a.templates.as_deref())?;
-    std::fs::create_dir_all(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;
-    // Absolute from here on: the functions run with their own working
-    // directories, and the default --out is relative.
-    a.out = std::path::absolute(&a.out).with_context(|| format!("cannot resolve {}", a.out.display()))?;
+    a.out = super::results_dir(&a.out)?;
     let (native, shunt) = build_aes(&tpl_root, "go", &a.out.join("work"))?;
     let host = Host::start()?;
     let extra = [("healthcheck_interval", "0".to_string())];

@@ -390,10 +390,7 @@ pub fn run(mut a: InvokeArgs) -> Result<()> {
         vec![100.0, 250.0, 500.0, 1000.0, 1500.0, 2000.0, 3000.0, 4000.0, 6000.0, 8000.0, 12000.0]
     };
     let hey = if a.no_sweep { None } else { Some(find_hey()?) };
-    std::fs::create_dir_all(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;
-    // Absolute from here on: the functions run with their own working
-    // directories, and the default --out is relative.
-    a.out = std::path::absolute(&a.out).with_context(|| format!("cannot resolve {}", a.out.display()))?;
+    a.out = super::results_dir(&a.out)?;
     let work = a.out.join("work");
     let body_file = a.out.join("input.txt");
     let bodies = inputs(invocations, a.input_bytes);

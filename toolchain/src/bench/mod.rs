@@ -3,9 +3,12 @@
 //!
 //! One module per benchmark; what they share has one home: [`stats`] (the
 //! median and percentile), [`client`] (the keep-alive HTTP client),
-//! [`functions`] (the functions built from the templates), [`plots`].
+//! [`functions`] (the functions built from the templates), [`plots`],
+//! [`results_dir`].
 
-use anyhow::Result;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
 use clap::Subcommand;
 
 pub mod client;
@@ -55,6 +58,14 @@ pub enum BenchCommand {
     /// Idle functions with poll-before-park on: the CPU N idle instances use
     /// together (`--spin auto` vs native), from /proc.
     Idle(idle::IdleArgs),
+}
+
+/// Creates a benchmark's `--out` directory and returns it made absolute: the
+/// functions a benchmark starts run in working directories of their own, and
+/// the defaults (`bench-invoke`, …) are relative.
+pub(crate) fn results_dir(out: &Path) -> Result<PathBuf> {
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    std::path::absolute(out).with_context(|| format!("cannot resolve {}", out.display()))
 }
 
 pub fn run(cmd: BenchCommand) -> Result<()> {

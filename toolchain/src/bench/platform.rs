@@ -410,7 +410,7 @@ pub fn run(a: PlatformArgs) -> Result<()> {
     r
 }
 
-fn run_all(a: PlatformArgs) -> Result<()> {
+fn run_all(mut a: PlatformArgs) -> Result<()> {
     for lang in &a.lang {
         template_name(lang)?; // every language checked before anything is built
     }
@@ -452,7 +452,7 @@ fn run_all(a: PlatformArgs) -> Result<()> {
     }
     let vegeta = if a.no_sweep { None } else { Some(super::load::find_vegeta()?) };
     let tpl = templates_dir(a.templates.as_deref())?;
-    std::fs::create_dir_all(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;
+    a.out = super::results_dir(&a.out)?;
     let work = tempfile::Builder::new().prefix("shunt-bench-platform-").tempdir()?;
     super::daemon::stop_on_signals(work.path())?;
     // A failure keeps the daemons' logs (the work directory goes).

@@ -136,15 +136,22 @@ impl ScaleRules {
     }
 }
 
+/// The longest duration Go's `time.Duration` holds (`i64::MAX` ns, about
+/// 292 years): `time.ParseDuration` refuses anything longer, and so does
+/// [`parse_duration`], which also keeps sums like `timeout + 1 s` and
+/// `Instant::now() + timeout` far from overflowing.
+pub const MAX_DURATION: Duration = Duration::from_nanos(i64::MAX as u64);
+
 /// Go-style durations (`10s`, `1m30s`, `500ms`) or plain seconds (`10`), as
-/// of-watchdog reads its timeouts.
+/// of-watchdog reads its timeouts; `None` for anything else, and for more
+/// than [`MAX_DURATION`].
 pub fn parse_duration(s: &str) -> Option<Duration> {
     let s = s.trim();
     if s.is_empty() {
         return None;
     }
     if let Ok(secs) = s.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
+        return Some(Duration::from_secs(secs)).filter(|d| *d <= MAX_DURATION);
     }
     let mut total = Duration::ZERO;
     let mut rest = s;
@@ -166,9 +173,9 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
             _ => return None,
         };
         rest = &rest[unit_len..];
-        total += Duration::try_from_secs_f64(n * scale).ok()?;
+        total = total.checked_add(Duration::try_from_secs_f64(n * scale).ok()?)?;
     }
-    Some(total)
+    Some(total).filter(|d| *d <= MAX_DURATION)
 }
 
 /// `limits.memory` in bytes (`64Mi`, `1Gi`, `128M`, `500000`).
@@ -320,6 +327,14 @@ mod tests {
         assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
         assert_eq!(parse_duration("x"), None);
         assert_eq!(parse_duration("5q"), None);
+        // Past Go's limit, in one number or in a sum (once a panic in
+        // Duration's `+=`, found by the manager_request fuzzer).
+        assert_eq!(parse_duration("9223372036"), Some(Duration::from_secs(9_223_372_036)));
+        assert_eq!(parse_duration("9223372037"), None);
+        assert_eq!(parse_duration("18446744073709551615"), None);
+        assert_eq!(parse_duration("10000000000000000000s10000000000000000000s"), None);
+        assert_eq!(parse_duration("2562047h"), Some(Duration::from_secs(2_562_047 * 3600)));
+        assert_eq!(parse_duration("2562048h"), None);
         assert_eq!(parse_memory("64Mi"), Some(64 << 20));
         assert_eq!(parse_memory("1G"), Some(1_000_000_000));
         assert_eq!(parse_memory("12"), Some(12));

@@ -217,5 +217,12 @@ step "the Junctiond report's evaluation through the platform, small scale (shunt
 # native, shunt-kernel, shunt (shm + spin): Figure 5, Figure 6, cold starts, density.
 # Kept after the demo: results.json and the plots (SVG) to open.
 if [ "$(id -u)" = 0 ]; then configs=""; else configs="--configs native,shunt-kernel,shunt"; echo "(not root: no stock containers)"; fi
-"$SHUNT" bench platform --quick $configs --out "$ROOT/target/demo-bench-platform" --templates "$ROOT/faasd-templates" 2>/dev/null
+# Its stderr (the functions' and watchdogs' logs) goes to a file; on a
+# failure the last lines, which hold shunt's own one-line error, are shown.
+log="$ROOT/target/demo-bench-platform.log"
+if ! "$SHUNT" bench platform --quick $configs --out "$ROOT/target/demo-bench-platform" --templates "$ROOT/faasd-templates" 2>"$log"; then
+	echo "demo: shunt bench platform failed; the end of its log ($log):" >&2
+	tail -n 3 "$log" >&2
+	exit 1
+fi
 echo "(a full run: target/release/shunt bench platform --out DIR; results.json and the SVG plots land in DIR)"
